@@ -1,0 +1,215 @@
+//! Diagnostics: every error has a stable code (documented in docs/errors.md), a primary label at
+//! the offending span, optional secondary labels, and a `help:` line when a fix is known.
+
+use crate::ast::Span;
+use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label, LabelStyle};
+use codespan_reporting::files::SimpleFiles;
+use codespan_reporting::term;
+use std::ops::Range;
+
+/// A source file known to the compiler.
+pub type FileId = usize;
+
+/// All source files of one compilation (the user's files, imported files and stdlib modules).
+#[derive(Default)]
+pub struct SourceMap {
+    pub files: SimpleFiles<String, String>,
+}
+
+impl SourceMap {
+    pub fn add(&mut self, name: impl Into<String>, src: impl Into<String>) -> FileId {
+        self.files.add(name.into(), src.into())
+    }
+    pub fn source(&self, id: FileId) -> &str {
+        self.files.get(id).map(|f| f.source().as_str()).unwrap_or("")
+    }
+    pub fn name(&self, id: FileId) -> &str {
+        self.files.get(id).map(|f| f.name().as_str()).unwrap_or("<unknown>")
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal : $title:literal,)*) => {
+        /// A stable error code. `docs/errors.md` has a section for each, and `tests/ui` a case.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code { $($variant,)* }
+        impl Code {
+            /// Every code, in order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+            /// `E0001` etc.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code,)* }
+            }
+            /// A one-line title, as used in docs/errors.md.
+            pub fn title(self) -> &'static str {
+                match self { $(Code::$variant => $title,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidChar = "E0001": "invalid character",
+    UnterminatedComment = "E0002": "unterminated block comment",
+    IntTooLarge = "E0003": "integer literal too large",
+    UnexpectedToken = "E0004": "unexpected token",
+    UnexpectedEof = "E0005": "unexpected end of file",
+    TooDeep = "E0006": "nesting too deep",
+    BadUse = "E0007": "malformed `use` declaration",
+    TooLarge = "E0008": "source file too large",
+    BadFloat = "E0009": "float literal out of range",
+
+    UnknownName = "E0100": "unknown name",
+    UnknownFunction = "E0101": "unknown function",
+    DuplicateItem = "E0102": "duplicate definition",
+    UnknownModule = "E0103": "unknown module",
+    UnknownImport = "E0104": "item not found in module",
+    DuplicateParam = "E0105": "duplicate parameter or binding",
+    Recursion = "E0106": "recursive function",
+    UnknownType = "E0107": "unknown type",
+    NotAValue = "E0108": "name is not a value",
+    ShadowsBuiltin = "E0109": "item shadows a builtin",
+    NotCallable = "E0110": "name cannot be called",
+
+    DtypeMismatch = "E0200": "mismatched dtypes",
+    OpNotSupported = "E0201": "operation not defined for this dtype",
+    LiteralOutOfRange = "E0202": "literal out of range for its dtype",
+    NotBool = "E0203": "expected a bool condition",
+    NeedsFloat = "E0204": "function needs a float argument",
+    DeclaredDtype = "E0205": "value does not have the declared dtype",
+    ArgCount = "E0206": "wrong number of arguments",
+    UnknownKeyword = "E0207": "unknown keyword argument",
+    MissingArg = "E0208": "missing argument",
+    NotConstant = "E0209": "expected a compile-time constant",
+    TupleMismatch = "E0210": "tuple arity mismatch",
+    FloatForInt = "E0211": "float literal where an integer is needed",
+    DuplicateKeyword = "E0212": "keyword argument given twice",
+    IndexNotInt = "E0213": "index is not an integer",
+    TupleAsArray = "E0214": "tuple used as an array",
+    NotATuple = "E0215": "value is not a tuple",
+    BadConst = "E0216": "invalid constant",
+
+    Broadcast = "E0300": "shapes cannot be broadcast",
+    AxisOutOfRange = "E0301": "axis out of range",
+    MatmulInner = "E0302": "matrix product inner dimensions differ",
+    DeclaredShape = "E0303": "value does not have the declared shape",
+    UnboundDim = "E0304": "unbound dimension",
+    ReshapeCount = "E0305": "reshape changes the number of elements",
+    OutOfBounds = "E0306": "index may be out of bounds",
+    TooManyIndices = "E0307": "too many indices",
+    UnknownExtent = "E0308": "cannot infer the extent of an index variable",
+    ComprehensionRank = "E0309": "comprehension rank differs from its result",
+    BadDim = "E0310": "invalid dimension expression",
+    MatmulScalar = "E0311": "matrix product of a scalar",
+    DuplicateAxis = "E0312": "axis given twice",
+    JoinShape = "E0313": "arrays to join have different shapes",
+    BadPermutation = "E0314": "invalid permutation",
+    BadSlice = "E0315": "invalid slice",
+    BadPad = "E0316": "invalid padding",
+    BadShape = "E0317": "invalid shape argument",
+
+    OutputCount = "E0400": "wrong number of kernel outputs",
+    BreakOutsideLoop = "E0401": "`break if` outside a loop body",
+    LoopArity = "E0402": "loop body does not match its carried values",
+    ParamNeedsType = "E0403": "kernel parameter needs a type",
+    DuplicateOutput = "E0404": "duplicate output name",
+    BadDefault = "E0405": "invalid parameter default",
+    InlineTooDeep = "E0406": "inlining too deep",
+    LoopCarriedType = "E0407": "loop changes a carried value's type",
+    TwoBreaks = "E0408": "more than one `break if`",
+    ExplicitDimCall = "E0409": "kernel with explicit dimensions called as a function",
+    KindParam = "E0410": "compile-time parameter kind in a kernel",
+}
+
+/// One error or warning.
+#[derive(Clone, Debug)]
+pub struct Diag {
+    pub code: Code,
+    pub message: String,
+    pub file: FileId,
+    pub span: Span,
+    pub label: String,
+    pub secondary: Vec<(FileId, Span, String)>,
+    pub help: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl Diag {
+    pub fn new(code: Code, file: FileId, span: Span, message: impl Into<String>) -> Diag {
+        Diag {
+            code,
+            message: message.into(),
+            file,
+            span,
+            label: String::new(),
+            secondary: Vec::new(),
+            help: None,
+            notes: Vec::new(),
+        }
+    }
+    pub fn label(mut self, l: impl Into<String>) -> Diag {
+        self.label = l.into();
+        self
+    }
+    pub fn secondary(mut self, file: FileId, span: Span, l: impl Into<String>) -> Diag {
+        self.secondary.push((file, span, l.into()));
+        self
+    }
+    pub fn help(mut self, h: impl Into<String>) -> Diag {
+        self.help = Some(h.into());
+        self
+    }
+    pub fn note(mut self, n: impl Into<String>) -> Diag {
+        self.notes.push(n.into());
+        self
+    }
+
+    fn to_codespan(&self, files: &SourceMap) -> CsDiagnostic<FileId> {
+        let clamp = |file: FileId, span: Span| -> Range<usize> {
+            let len = files.source(file).len();
+            let lo = (span.lo as usize).min(len);
+            let hi = (span.hi as usize).clamp(lo, len);
+            lo..hi
+        };
+        let mut labels = vec![
+            Label::new(LabelStyle::Primary, self.file, clamp(self.file, self.span))
+                .with_message(self.label.clone()),
+        ];
+        for (f, s, m) in &self.secondary {
+            labels.push(Label::new(LabelStyle::Secondary, *f, clamp(*f, *s)).with_message(m.clone()));
+        }
+        let mut notes = Vec::new();
+        if let Some(h) = &self.help {
+            notes.push(format!("help: {h}"));
+        }
+        notes.extend(self.notes.iter().map(|n| format!("note: {n}")));
+        CsDiagnostic::error()
+            .with_code(self.code.as_str())
+            .with_message(self.message.clone())
+            .with_labels(labels)
+            .with_notes(notes)
+    }
+
+    /// Renders without color (for tests and files).
+    pub fn render_plain(&self, files: &SourceMap) -> String {
+        let config = term::Config::default();
+        term::emit_into_string(&config, &files.files, &self.to_codespan(files))
+            .unwrap_or_else(|e| format!("error[{}]: {} ({e})\n", self.code.as_str(), self.message))
+    }
+
+    /// Renders to a terminal stream, in color when the stream supports it.
+    pub fn render_to(
+        &self,
+        files: &SourceMap,
+        out: &mut dyn term::termcolor::WriteColor,
+    ) -> std::io::Result<()> {
+        let config = term::Config::default();
+        term::emit_to_write_style(out, &config, &files.files, &self.to_codespan(files))
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// The error a library call returns when the user's program has errors: all diagnostics, sorted.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in the program", .0.len())]
+pub struct Diagnostics(pub Vec<Diag>);

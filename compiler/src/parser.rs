@@ -1,0 +1,217 @@
+//! Parsing: source text to [`ast::Module`](crate::ast::Module), with every lexical and syntax error
+//! turned into a diagnostic. The parser recovers at item boundaries, so one file can report
+//! several errors.
+
+use crate::ast::*;
+use crate::diag::{Code, Diag, FileId};
+use crate::lexer::{LexErrorKind, Lexer, Tok};
+use lalrpop_util::{ParseError, lalrpop_mod};
+
+lalrpop_mod!(
+    #[allow(clippy::all, clippy::pedantic, unused_parens, unused_imports, dead_code)]
+    grammar
+);
+
+/// The largest source file the front end accepts (documented in docs/language.md).
+pub const MAX_SOURCE_BYTES: usize = 64 << 20;
+
+/// Errors raised from grammar actions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserError {
+    TooDeep(Span),
+    BadUse(Span, String),
+}
+
+type PErr<'s> = ParseError<usize, Tok<'s>, UserError>;
+
+/// Builds an expression node, refusing trees deeper than [`MAX_NESTING`].
+pub fn mk<'s>(kind: ExprKind, l: usize, r: usize) -> Result<Box<Expr>, PErr<'s>> {
+    let e = Expr::new(kind, Span::new(l, r));
+    if e.depth > MAX_NESTING {
+        return Err(ParseError::User { error: UserError::TooDeep(e.span) });
+    }
+    Ok(Box::new(e))
+}
+
+type UseSeg = (Option<Ident>, Option<Vec<Ident>>, Span);
+
+/// Validates the segments of a `use` declaration.
+pub fn use_item<'s>(segs: Vec<UseSeg>, span: Span) -> Result<UseItem, PErr<'s>> {
+    let bad = |s: Span, m: &str| Err(ParseError::User { error: UserError::BadUse(s, m.to_string()) });
+    let n = segs.len();
+    if n < 2 {
+        return bad(span, "a `use` names a module and an item: `use std::nn::softmax;`");
+    }
+    let mut path = Vec::new();
+    for (i, (name, list, s)) in segs.into_iter().enumerate() {
+        let last = i == n - 1;
+        match (name, list, last) {
+            (Some(id), _, false) => path.push(id),
+            (Some(id), _, true) => {
+                return Ok(UseItem { path, names: UseNames::Names(vec![id]), span });
+            }
+            (None, Some(list), true) => {
+                if list.is_empty() {
+                    return bad(s, "the list of imported names is empty");
+                }
+                return Ok(UseItem { path, names: UseNames::Names(list), span });
+            }
+            (None, None, true) => return Ok(UseItem { path, names: UseNames::Glob(s), span }),
+            (None, _, false) => return bad(s, "`{...}` and `*` may only end a `use` path"),
+        }
+    }
+    bad(span, "empty `use` declaration")
+}
+
+fn describe_expected(expected: &[String]) -> String {
+    let mut names: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            let t = e.trim_matches('"');
+            match t {
+                "identifier" | "integer" | "float literal" => t.to_string(),
+                _ => format!("`{t}`"),
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => String::new(),
+        1 => format!("expected {}", names[0]),
+        n if n <= 8 => format!("expected one of {}", names.join(", ")),
+        _ => format!("expected one of {}, ...", names[..8].join(", ")),
+    }
+}
+
+fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
+    match err {
+        ParseError::InvalidToken { location } => {
+            Diag::new(Code::InvalidChar, file, Span::new(location, location + 1), "invalid token")
+                .label("not a token of the language")
+        }
+        ParseError::UnrecognizedEof { location, expected } => {
+            let loc = location.min(src_len);
+            let mut d = Diag::new(Code::UnexpectedEof, file, Span::new(loc, loc), "unexpected end of file")
+                .label("the file ends here");
+            let exp = describe_expected(&expected);
+            if !exp.is_empty() {
+                d = d.help(exp);
+            }
+            d
+        }
+        ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
+            let exp = describe_expected(&expected);
+            let mut d = Diag::new(Code::UnexpectedToken, file, Span::new(l, r), format!("unexpected {tok}"))
+                .label(if exp.is_empty() { "unexpected here".to_string() } else { exp.clone() });
+            if let Some(h) = syntax_hint(&tok, &expected) {
+                d = d.help(h);
+            }
+            d
+        }
+        ParseError::ExtraToken { token: (l, tok, r) } => {
+            Diag::new(Code::UnexpectedToken, file, Span::new(l, r), format!("unexpected {tok}"))
+                .label("nothing may follow here")
+        }
+        ParseError::User { error: UserError::TooDeep(span) } => Diag::new(
+            Code::TooDeep,
+            file,
+            Span::new(span.lo as usize, (span.lo as usize + 1).min(span.hi as usize)),
+            format!("expression nested more than {MAX_NESTING} levels deep"),
+        )
+        .label("this expression is too deeply nested")
+        .help("split the expression with `let` bindings"),
+        ParseError::User { error: UserError::BadUse(span, m) } => {
+            Diag::new(Code::BadUse, file, span, "malformed `use` declaration").label(m).help(
+                "write `use std::nn::{softmax, gelu};`, `use std::nn::softmax;` or `use std::nn::*;`",
+            )
+        }
+    }
+}
+
+fn syntax_hint(tok: &Tok<'_>, expected: &[String]) -> Option<String> {
+    let exp = |s: &str| expected.iter().any(|e| e.trim_matches('"') == s);
+    match tok {
+        Tok::Eq if exp("==") => Some("use `==` to compare; `=` only appears in `let` and defaults".into()),
+        Tok::Semi if exp("}") => {
+            Some("a block ends with its value, without `;`: `{ let y = f(x); y * 2.0 }`".into())
+        }
+        Tok::RBrace if exp(";") => Some("a `let` statement ends with `;`".into()),
+        Tok::Ident(_) | Tok::Int(_) | Tok::Float(_) if exp(",") && exp(")") => {
+            Some("separate arguments with `,`".into())
+        }
+        _ => None,
+    }
+}
+
+/// Parses one file. Returns the items that parsed and every error found (lexical errors first).
+pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
+    if src.len() > MAX_SOURCE_BYTES {
+        let d = Diag::new(Code::TooLarge, file, Span::new(0, 0), "source file too large")
+            .label(format!("this file has {} bytes", src.len()))
+            .help(format!("the front end accepts at most {MAX_SOURCE_BYTES} bytes per file; split it into modules"));
+        return (Module::default(), vec![d]);
+    }
+    let mut lexer = Lexer::new(src);
+    let mut recovered = Vec::new();
+    let result = grammar::ModuleParser::new().parse(&mut recovered, &mut lexer);
+    let mut diags: Vec<Diag> = lexer
+        .errors
+        .iter()
+        .map(|e| {
+            let span = Span::new(e.start, e.end);
+            match e.kind {
+                LexErrorKind::InvalidChar => {
+                    let text = src.get(e.start..e.end).unwrap_or("");
+                    Diag::new(Code::InvalidChar, file, span, format!("invalid character `{}`", text.escape_debug()))
+                        .label("not part of the language")
+                }
+                LexErrorKind::UnterminatedComment => {
+                    Diag::new(Code::UnterminatedComment, file, Span::new(e.start, e.start + 2), "unterminated block comment")
+                        .label("this comment is never closed")
+                        .help("close it with `*/`")
+                }
+                LexErrorKind::IntTooLarge => Diag::new(Code::IntTooLarge, file, span, "integer literal too large")
+                    .label("does not fit in 64 bits"),
+                LexErrorKind::BadFloat => Diag::new(Code::BadFloat, file, span, "float literal out of range")
+                    .label("not a finite f64 value"),
+            }
+        })
+        .collect();
+    let module = match result {
+        Ok(m) => m,
+        Err(e) => {
+            diags.push(parse_error_diag(file, src.len(), e));
+            Module::default()
+        }
+    };
+    for r in recovered {
+        diags.push(parse_error_diag(file, src.len(), r.error));
+    }
+    diags.sort_by_key(|d| (d.span.lo, d.span.hi));
+    // An invalid character often also produces a syntax error at the same place: keep one.
+    diags.dedup_by(|b, a| a.span.lo == b.span.lo);
+    (module, diags)
+}
+
+/// Parses a single expression (used by tests and the REPL).
+pub fn parse_expr(file: FileId, src: &str) -> Result<Expr, Vec<Diag>> {
+    let mut lexer = Lexer::new(src);
+    let mut recovered = Vec::new();
+    let result = grammar::ExprParser::new().parse(&mut recovered, &mut lexer);
+    let mut diags: Vec<Diag> = Vec::new();
+    if let Some(e) = lexer.errors.first() {
+        diags.push(Diag::new(Code::InvalidChar, file, Span::new(e.start, e.end), "invalid input"));
+    }
+    match result {
+        Ok(e) if diags.is_empty() && recovered.is_empty() => Ok(*e),
+        Ok(_) => {
+            diags.extend(recovered.into_iter().map(|r| parse_error_diag(file, src.len(), r.error)));
+            Err(diags)
+        }
+        Err(e) => {
+            diags.push(parse_error_diag(file, src.len(), e));
+            Err(diags)
+        }
+    }
+}
