@@ -1,1 +1,185 @@
-fn main() {}
+//! `tk`: the command line of the tk kernel language.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+
+/// Exit codes, the same for every command (documented in the README).
+mod exit {
+    pub const OK: u8 = 0;
+    /// An error in the user's program or data.
+    pub const USER: u8 = 1;
+    // 2: usage errors, reported by clap.
+    /// A runtime or device failure.
+    #[allow(dead_code)]
+    pub const RUNTIME: u8 = 3;
+    /// A required external tool is missing.
+    #[allow(dead_code)]
+    pub const MISSING_TOOL: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tk",
+    version,
+    about = "tk: a kernel-compiling array language",
+    long_about = "tk compiles kernels written in the .tk array language.\n\n\
+        Exit codes: 0 ok, 1 error in the program or its data, 2 usage error, \
+        3 runtime or device failure, 4 a required external tool is missing."
+)]
+struct Cli {
+    /// When to color diagnostics: `auto` colors when stderr is a terminal and NO_COLOR is unset.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check .tk files (names, dtypes, shapes) and report every error found.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print one stage of the compiler for a .tk file.
+    Emit {
+        /// The file to compile.
+        file: PathBuf,
+        /// The stage to print: `ast` (the parsed program as source) or `types` (each kernel's
+        /// signature and the type of every binding).
+        #[arg(long, value_enum, default_value_t = Stage::Ast)]
+        stage: Stage,
+        /// Only this kernel (stages from `types` on).
+        #[arg(short = 'k', long = "kernel", value_name = "ENTRY")]
+        entry: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    Ast,
+    Types,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let choice = match cli.color {
+        Color::Always => ColorChoice::Always,
+        Color::Never => ColorChoice::Never,
+        Color::Auto => {
+            if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+                ColorChoice::Auto
+            } else {
+                ColorChoice::Never
+            }
+        }
+    };
+    let code = match cli.command {
+        Command::Check { files } => check(&files, choice),
+        Command::Emit { file, stage, entry } => emit(&file, stage, entry.as_deref(), choice),
+    };
+    ExitCode::from(code)
+}
+
+fn read(path: &Path) -> Result<String, u8> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                eprintln!("error: {}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to());
+                Err(exit::USER)
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            Err(exit::USER)
+        }
+    }
+}
+
+/// Checks one file, printing its diagnostics. Returns the checked program when it has no errors.
+fn check_one(path: &Path, choice: ColorChoice) -> Result<tk_compiler::Checked, u8> {
+    let src = read(path)?;
+    let checked = tk_compiler::check_source(path, src);
+    if !checked.diags.is_empty() {
+        let mut err = StandardStream::stderr(choice);
+        for d in &checked.diags {
+            let _ = d.render_to(&checked.program.sources, &mut err);
+        }
+        let n = checked.diags.len();
+        let _ = writeln!(err, "error: {}: {n} error{} found", path.display(), if n == 1 { "" } else { "s" });
+        return Err(exit::USER);
+    }
+    Ok(checked)
+}
+
+fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
+    let mut code = exit::OK;
+    for f in files {
+        if let Err(c) = check_one(f, choice) {
+            code = code.max(c);
+        }
+    }
+    code
+}
+
+fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> u8 {
+    let out = match stage {
+        Stage::Ast => {
+            let src = match read(file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let (module, diags) = tk_compiler::with_big_stack(|| {
+                let mut sources = tk_compiler::diag::SourceMap::default();
+                let id = sources.add(file.display().to_string(), src.clone());
+                let (m, d) = tk_compiler::parser::parse(id, &src);
+                let rendered: Vec<String> = d.iter().map(|d| d.render_plain(&sources)).collect();
+                (tk_compiler::pretty::module_to_string(&m), (d, sources, rendered))
+            });
+            if !diags.0.is_empty() {
+                let mut err = StandardStream::stderr(choice);
+                for d in &diags.0 {
+                    let _ = d.render_to(&diags.1, &mut err);
+                }
+                return exit::USER;
+            }
+            module
+        }
+        Stage::Types => {
+            let checked = match check_one(file, choice) {
+                Ok(c) => c,
+                Err(c) => return c,
+            };
+            let mut s = String::new();
+            let mut found = false;
+            for k in &checked.kernels {
+                if entry.is_none_or(|e| e == k.name) {
+                    found = true;
+                    s.push_str(&tk_compiler::tast::print_types(k));
+                }
+            }
+            if let Some(e) = entry {
+                if !found {
+                    let names: Vec<&str> = checked.kernels.iter().map(|k| k.name.as_str()).collect();
+                    eprintln!("error: {} has no kernel `{e}`; its kernels are: {}", file.display(), names.join(", "));
+                    return exit::USER;
+                }
+            }
+            s
+        }
+    };
+    print!("{out}");
+    exit::OK
+}
