@@ -209,7 +209,7 @@ impl Checker<'_> {
                 let perm: Vec<usize> = match perm_e {
                     None => (0..rank).rev().collect(),
                     Some(p) => {
-                        let v = self.axes_arg(p, rank, true)?;
+                        let v = self.axes_arg_dup(p, rank, true, false)?;
                         let mut sorted = v.clone();
                         sorted.sort();
                         if v.len() != rank || sorted != (0..rank).collect::<Vec<_>>() {
@@ -538,6 +538,10 @@ impl Checker<'_> {
 
     /// Axis arguments: an int or a tuple of ints, negative counting from the end.
     fn axes_arg(&mut self, e: &ast::Expr, rank: usize, allow_many: bool) -> Res<Vec<usize>> {
+        self.axes_arg_dup(e, rank, allow_many, true)
+    }
+
+    fn axes_arg_dup(&mut self, e: &ast::Expr, rank: usize, allow_many: bool, reject_dup: bool) -> Res<Vec<usize>> {
         let v = self.elab(e, None).map_err(|_| Reported)?;
         let items: Vec<R> = match &v.kind {
             TKind::Tuple(xs) if allow_many => xs.clone(),
@@ -565,7 +569,7 @@ impl Checker<'_> {
                 ));
             }
             let ax = if a < 0 { (a + r) as usize } else { a as usize };
-            if out.contains(&ax) {
+            if reject_dup && out.contains(&ax) {
                 return Err(self.err_at(Code::DuplicateAxis, it.span, format!("axis {ax} is given twice"), "repeated axis", None));
             }
             out.push(ax);

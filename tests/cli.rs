@@ -1,0 +1,123 @@
+//! The `tk` command line: exit codes, diagnostics on stderr, `emit` output.
+
+use std::process::{Command, Output};
+
+fn tk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env_remove("NO_COLOR").output().expect("tk runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tk-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, contents).expect("write");
+    p
+}
+
+#[test]
+fn check_examples_exits_0() {
+    let mut args = vec!["check"];
+    let files: Vec<String> = std::fs::read_dir("examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
+        .map(|p| p.display().to_string())
+        .collect();
+    args.extend(files.iter().map(|s| s.as_str()));
+    let o = tk(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stderr.is_empty());
+}
+
+#[test]
+fn ill_typed_file_exits_1_with_location_and_caret() {
+    let p = tmp_file("bad.tk", "kernel f(x: f16[n], y: f32[n]) -> f32[n] {\n    x + y\n}\n");
+    let o = tk(&["check", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("error[E0200]"), "{e}");
+    assert!(e.contains("bad.tk:2:5"), "no file:line:column in\n{e}");
+    assert!(e.contains("^^^^^"), "no caret in\n{e}");
+    assert!(e.contains("help:"), "{e}");
+    assert!(!e.contains('\u{1b}'), "colored output when stderr is not a terminal:\n{e}");
+}
+
+#[test]
+fn syntax_errors_are_all_reported() {
+    let p = tmp_file("multi.tk", "kernel a(x: f32[n]) -> f32[n] { x + }\nkernel b(x: f32[n]) -> f32[n] { x }\nkernel c(x: f32[n) -> f32[n] { x }\n");
+    let o = tk(&["check", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.matches("error[E0004]").count(), 2, "{e}");
+    assert!(e.contains("multi.tk:1:") && e.contains("multi.tk:3:"), "{e}");
+}
+
+#[test]
+fn color_always_colors() {
+    let p = tmp_file("color.tk", "kernel f(x: f32[n]) -> f32[n] { y }\n");
+    let o = tk(&["check", "--color", "always", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains('\u{1b}'), "expected ANSI escapes");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(tk(&[]).status.code(), Some(2));
+    assert_eq!(tk(&["check"]).status.code(), Some(2));
+    assert_eq!(tk(&["emit", "examples/saxpy.tk", "--stage", "nonsense"]).status.code(), Some(2));
+    assert_eq!(tk(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn missing_and_binary_files_exit_1() {
+    let o = tk(&["check", "does/not/exist.tk"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read does/not/exist.tk"));
+    let p = tmp_file("binary.tk", "");
+    std::fs::write(&p, [0xff, 0xfe, 0x00, 0x41]).expect("write");
+    let o = tk(&["check", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_documents_every_command() {
+    let o = tk(&["--help"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["check", "emit", "Exit codes"] {
+        assert!(s.contains(cmd), "--help lacks {cmd}:\n{s}");
+    }
+    let o = tk(&["emit", "--help"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("--stage") && s.contains("types"), "{s}");
+}
+
+#[test]
+fn emit_ast_reparses_to_the_same_text() {
+    for f in ["examples/layernorm.tk", "examples/mandelbrot.tk", "examples/conv2d.tk", "examples/movement.tk"] {
+        let o = tk(&["emit", f, "--stage", "ast"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let printed = String::from_utf8(o.stdout).expect("utf8");
+        let p = tmp_file("reprinted.tk", &printed);
+        let o2 = tk(&["emit", p.to_str().expect("utf8 path"), "--stage", "ast"]);
+        assert_eq!(o2.status.code(), Some(0));
+        assert_eq!(String::from_utf8(o2.stdout).expect("utf8"), printed, "{f}");
+    }
+}
+
+#[test]
+fn emit_types_selects_a_kernel() {
+    let o = tk(&["emit", "examples/layernorm.tk", "--stage", "types", "-k", "layernorm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = String::from_utf8(o.stdout).expect("utf8");
+    assert!(s.starts_with("kernel layernorm(x: f32[b, d], g: f32[d], beta: f32[d]) -> (out: f32[b, d])"), "{s}");
+    assert!(s.contains("let mu: f32[b, 1]"), "{s}");
+    let o = tk(&["emit", "examples/layernorm.tk", "--stage", "types", "-k", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has no kernel `nope`"));
+}
