@@ -14,6 +14,8 @@ use std::sync::Arc as Rc;
 pub const MAX_INLINE_DEPTH: usize = 64;
 /// Most nested elaboration steps, a guard for the stack.
 const MAX_ELAB_DEPTH: u32 = 6000;
+/// Most expression nodes one kernel may expand to after inlining (documented in docs/language.md).
+pub const MAX_ELAB_STEPS: u64 = 1_000_000;
 
 /// A diagnostic has been recorded; elaboration of the current item stops.
 #[derive(Debug)]
@@ -72,6 +74,8 @@ pub struct Checker<'p> {
     frames: Vec<Frame>,
     inline_stack: Vec<(ModId, String)>,
     depth: u32,
+    /// Elaboration steps for the current item, bounded by MAX_ELAB_STEPS.
+    steps: u64,
     next_var: u32,
     vars: HashMap<u32, (Dim, Dim)>,
     facts: Vec<Fact>,
@@ -90,6 +94,7 @@ pub fn check_program(prog: &Program) -> (Vec<CheckedKernel>, Vec<Diag>) {
         frames: Vec::new(),
         inline_stack: Vec::new(),
         depth: 0,
+        steps: 0,
         next_var: 0,
         vars: HashMap::new(),
         facts: Vec::new(),
@@ -108,6 +113,7 @@ pub fn check_program(prog: &Program) -> (Vec<CheckedKernel>, Vec<Diag>) {
                     let _ = c.const_value(mid, &k.name.name, k.name.span);
                 }
                 Item::Fn(f) => {
+                    c.steps = 0;
                     c.resolve_names(mid, f);
                     match f.kind {
                         FnKind::Kernel => {
@@ -837,6 +843,19 @@ impl<'p> Checker<'p> {
 
     fn elab_expr(&mut self, e: &ast::Expr, expected: Option<&Ty>) -> Res<R> {
         self.depth += 1;
+        self.steps += 1;
+        if self.steps == MAX_ELAB_STEPS {
+            self.depth -= 1;
+            return Err(self.err(
+                self.diag(Code::InlineTooDeep, e.span, format!("the program expands to more than {MAX_ELAB_STEPS} expressions after inlining"))
+                    .label("expansion stops here")
+                    .help("a fn that calls another fn several times multiplies the work; bind shared results with `let`"),
+            ));
+        }
+        if self.steps > MAX_ELAB_STEPS {
+            self.depth -= 1;
+            return Err(Reported);
+        }
         if self.depth > MAX_ELAB_DEPTH {
             self.depth -= 1;
             return Err(self.err(
