@@ -82,7 +82,7 @@ impl Checker<'_> {
                         return Err(self.err_at(
                             Code::ArgCount,
                             a.value.span,
-                            format!("`{name}` takes at most {} positional argument(s)", pos_names.len()),
+                            format!("`{name}` takes at most {}", crate::check::plural(pos_names.len(), "positional argument")),
                             "extra argument",
                             Some(&format!("its arguments are ({})", describe(pos_names, kw_names))),
                         ));
@@ -216,9 +216,9 @@ impl Checker<'_> {
                             return Err(self.err_at(
                                 Code::BadPermutation,
                                 p.span,
-                                format!("{v:?} is not a permutation of the {rank} axes"),
+                                format!("({}) is not a permutation of the {rank} axes", join(&v)),
                                 "each axis must appear exactly once",
-                                Some(&format!("write a tuple of {rank} distinct axes, e.g. {:?}", (0..rank).rev().collect::<Vec<_>>())),
+                                Some(&format!("write a tuple of {rank} distinct axes from 0 to {}, e.g. `({})` reverses them", rank.saturating_sub(1), join(&(0..rank).rev().collect::<Vec<_>>()))),
                             ));
                         }
                         v
@@ -462,7 +462,16 @@ impl Checker<'_> {
                 let v = self.elab_arr(k)?;
                 match v.kind {
                     TKind::Lit(Lit::Bool(t)) => t,
-                    _ => return Err(self.err_at(Code::NotConstant, k.span, "`keep:` must be `true` or `false`", &format!("this is {}", v.ty), Some("a compile-time bool constant"))),
+                    TKind::Lit(_) => return Err(self.err_at(Code::NotConstant, k.span, "`keep:` must be `true` or `false`", &format!("this is {}", v.ty), None)),
+                    _ => {
+                        return Err(self.err_at(
+                            Code::NotConstant,
+                            k.span,
+                            "`keep:` must be a compile-time constant",
+                            &format!("this is a run-time value of type {}", v.ty),
+                            Some("write `keep: true` or `keep: false`"),
+                        ));
+                    }
                 }
             }
         };
@@ -500,13 +509,14 @@ impl Checker<'_> {
                 self.coerce_pub(x, DType::F32, s)
             }
             e if e.is_float() => Ok(x),
-            e => Err(self.err_at(
-                Code::NeedsFloat,
-                x.span,
-                format!("`{name}` needs a float argument, found {e}"),
-                &format!("this is {e}"),
-                Some("convert it first: `(x as f32)`"),
-            )),
+            e => {
+                let help = match self.snippet(x.span) {
+                    Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_') => format!("convert it first: `{name}({t} as f32)`"),
+                    Some(t) => format!("convert it first: `{name}(({t}) as f32)`"),
+                    None => "convert it first with `as f32`".to_string(),
+                };
+                Err(self.err_at(Code::NeedsFloat, x.span, format!("`{name}` needs a float argument, found {e}"), &format!("this is {e}"), Some(&help)))
+            }
         }
     }
 
@@ -660,4 +670,8 @@ fn describe(pos: &[&str], kw: &[&str]) -> String {
     }
     v.extend(kw.iter().map(|k| format!("{k}: ...")));
     v.join(", ")
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -151,6 +151,12 @@ impl<'p> Checker<'p> {
     fn diag(&self, code: Code, span: Span, msg: impl Into<String>) -> Diag {
         Diag::new(code, self.file(), span, msg)
     }
+    /// The source text at `span` in the current file, when it is short enough to quote.
+    pub(crate) fn snippet(&self, span: Span) -> Option<String> {
+        let src = self.prog.sources.source(self.file());
+        let t = src.get(span.range())?;
+        (t.len() <= 40 && !t.contains('\n')).then(|| t.to_string())
+    }
     fn mk(&self, kind: TKind, ty: Ty, span: Span) -> R {
         Rc::new(TExpr { kind, ty, file: self.file(), span })
     }
@@ -227,9 +233,15 @@ impl<'p> Checker<'p> {
             }
             scope.push(p.name.name.clone());
             if let Some(t) = &p.ty {
+                // Every name in a parameter's shape is a dimension (unbound ones are reported
+                // when the kernel is checked).
                 for d in t.dims.iter().flatten() {
-                    if let ExprKind::Name(n) = &d.kind {
-                        scope.push(n.name.clone());
+                    let mut stack = vec![d];
+                    while let Some(e) = stack.pop() {
+                        if let ExprKind::Name(n) = &e.kind {
+                            scope.push(n.name.clone());
+                        }
+                        stack.extend(e.children());
                     }
                 }
             }
@@ -253,9 +265,13 @@ impl<'p> Checker<'p> {
             let Some((dm, Item::Fn(g))) = self.find_item(m, &name) else { continue };
             if (dm, g.name.name.clone()) == target {
                 if self.reported_recursion.insert(format!("{mid}:{}", f.name.name)) {
+                    for n in &path {
+                        self.reported_recursion.insert(format!("{mid}:{n}"));
+                    }
                     let first = direct.iter().find(|(n, _)| *n == path[1]).map(|(_, s)| *s).unwrap_or(f.name.span);
+                    let label = if path.len() == 2 { "this fn calls itself".to_string() } else { format!("this fn reaches itself through `{}`", path[1]) };
                     let d = Diag::new(Code::Recursion, self.prog.modules[mid].file, f.name.span, format!("`{}` is recursive", f.name.name))
-                        .label("this fn calls itself")
+                        .label(label)
                         .secondary(self.prog.modules[mid].file, first, format!("cycle: {}", path.join(" -> ")))
                         .help("fns are inlined, so they cannot recurse; use a `loop` with carried values");
                     self.diags.push(d);
@@ -311,6 +327,15 @@ impl<'p> Checker<'p> {
 
     fn elab_const(&mut self, c: &ast::ConstItem) -> Res<R> {
         let v = self.elab(&c.value, None)?;
+        if let Ty::Arr(_, s) = &v.ty {
+            if !s.is_empty() {
+                return Err(self.err(
+                    self.diag(Code::BadConst, c.value.span, format!("a `const` must be a scalar; this is {}", v.ty))
+                        .label("an array")
+                        .help("compute arrays inside a kernel, or pass them as arguments"),
+                ));
+            }
+        }
         if !matches!(v.kind, TKind::Lit(_)) {
             return Err(self.err(
                 self.diag(Code::BadConst, c.value.span, format!("the value of `{}` is not a compile-time constant", c.name.name))
@@ -673,7 +698,7 @@ impl<'p> Checker<'p> {
             return Err(self.err(
                 self.diag(Code::FloatForInt, span, msg)
                     .label(format!("this is a float, but {d} is needed here"))
-                    .help(format!("cast it explicitly with `as {d}`, or use an integer literal")),
+                    .help(format!("use an integer literal, or make the other operand a float (e.g. `... as f32`); `as {d}` would truncate")),
             ));
         }
         if *e == Elem::IntLit && d == DType::Bool {
@@ -757,8 +782,7 @@ impl<'p> Checker<'p> {
         if vshape != dshape {
             return Err(self.err(
                 self.diag(Code::DeclaredShape, span, format!("expected shape {}, found {}", shape_str(&dshape), shape_str(&vshape)))
-                    .label(format!("this has shape {}, but {what} has shape {}", shape_str(&vshape), shape_str(&dshape)))
-                    .note("dimensions with different names are different sizes"),
+                    .label(format!("this has shape {}, but {what} has shape {}", shape_str(&vshape), shape_str(&dshape))),
             ));
         }
         Ok(r)
@@ -766,6 +790,16 @@ impl<'p> Checker<'p> {
 
     /// The common element type of two operands (literals adapt; dtypes must agree).
     fn unify(&mut self, a: R, b: R, span: Span) -> Res<(R, R, Elem)> {
+        for x in [&a, &b] {
+            if let Ty::Tuple(ts) = &x.ty {
+                return Err(self.err(
+                    self.diag(Code::TupleAsArray, span, "a tuple used as an array")
+                        .label("this operation needs arrays")
+                        .secondary(x.file, x.span, format!("this is a tuple of {}", ts.len()))
+                        .help("destructure it first: `let (a, b) = ...;`"),
+                ));
+            }
+        }
         let (ea, eb) = (self.elem(&a)?, self.elem(&b)?);
         match (ea, eb) {
             _ if ea == eb => Ok((a, b, ea)),
@@ -781,13 +815,31 @@ impl<'p> Checker<'p> {
             }
             (Elem::IntLit, Elem::FloatLit) | (Elem::FloatLit, Elem::IntLit) => Ok((a, b, Elem::FloatLit)),
             (Elem::D(x), Elem::D(y)) => {
-                let (to, from_side) = if x.is_float() && !y.is_float() { (x, "right") } else if y.is_float() && !x.is_float() { (y, "left") } else if x.bits() >= y.bits() { (x, "right") } else { (y, "left") };
+                let is_index = |r: &R| matches!(r.kind, TKind::Var(_) | TKind::Dim(_));
+                let (to, from_side) = if is_index(&a) && !is_index(&b) {
+                    (y, "left")
+                } else if is_index(&b) && !is_index(&a) {
+                    (x, "right")
+                } else if x.is_float() && !y.is_float() {
+                    (x, "right")
+                } else if y.is_float() && !x.is_float() {
+                    (y, "left")
+                } else if x.bits() >= y.bits() {
+                    (x, "right")
+                } else {
+                    (y, "left")
+                };
+                let side = if from_side == "left" { &a } else { &b };
+                let fix = match self.snippet(side.span) {
+                    Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '[' || c == ']' || c == ',' || c == ' ') => format!("`{t} as {to}`"),
+                    Some(t) => format!("`({t}) as {to}`"),
+                    None => format!("`as {to}`"),
+                };
                 Err(self.err(
                     self.diag(Code::DtypeMismatch, span, format!("mismatched dtypes: {x} and {y}"))
-                        .label(format!("{x} on the left, {y} on the right"))
                         .secondary(a.file, a.span, format!("this is {x}"))
                         .secondary(b.file, b.span, format!("this is {y}"))
-                        .help(format!("tk never converts implicitly: cast the {from_side} operand with `as {to}`")),
+                        .help(format!("tk never converts implicitly: cast the {from_side} operand: {fix}")),
                 ))
             }
             _ => unreachable_elem(),
@@ -828,8 +880,12 @@ impl<'p> Checker<'p> {
                     if let Some((a, b)) = ops {
                         d = d.secondary(a.file, a.span, format!("shape {}", shape_str(sa))).secondary(b.file, b.span, format!("shape {}", shape_str(sb)));
                     }
-                    d = d.help("dimensions with different names are different sizes; use the same name in both parameters if they are equal")
-                        .note("broadcasting aligns shapes from the right; a dimension of 1 stretches");
+                    d = if x.as_const().is_none() && y.as_const().is_none() {
+                        d.help("dimensions with different names are different sizes; if they are the same size, use one name in both parameters")
+                    } else {
+                        d.help("to line up other axes, insert size-1 axes with `new`, e.g. `b[:, new]`")
+                    };
+                    d = d.note("broadcasting aligns shapes from the right; a dimension of 1 stretches");
                     return Err(self.err(d));
                 }
                 (None, None) => Dim::constant(1),
@@ -915,7 +971,21 @@ impl<'p> Checker<'p> {
 
     fn elab_name(&mut self, n: &ast::Ident) -> Res<R> {
         match self.lookup(&n.name) {
-            Some(Binding::Value(v)) => return Ok(v),
+            Some(Binding::Value(v)) => {
+                // Leaves are cheap to copy: give them the use site, so errors point there.
+                let kind = match &v.kind {
+                    TKind::Param(i) => Some(TKind::Param(*i)),
+                    TKind::Var(i) => Some(TKind::Var(*i)),
+                    TKind::Carried(i) => Some(TKind::Carried(*i)),
+                    TKind::Lit(l) => Some(TKind::Lit(*l)),
+                    TKind::Dim(d) => Some(TKind::Dim(d.clone())),
+                    _ => None,
+                };
+                return Ok(match kind {
+                    Some(k) => self.mk(k, v.ty.clone(), n.span),
+                    None => v,
+                });
+            }
             Some(Binding::Dim(d)) => {
                 let r = self.mk(TKind::Dim(d), Ty::scalar(Elem::D(DType::I64)), n.span);
                 return Ok(r);
@@ -1468,8 +1538,11 @@ impl<'p> Checker<'p> {
                 };
                 return Err(self.err(
                     self.diag(Code::LoopArity, body.value.span, format!("the loop carries {} values but its body gives {}", inits.len(), got))
-                        .label(format!("{got} value(s)"))
-                        .help("end the body with the next value of every carried variable, in order: `(a2, b2)`"),
+                        .label(plural(got, "value"))
+                        .help(format!(
+                            "end the body with the next value of every carried variable, in order: `({})`",
+                            inits.iter().map(|(n, _)| format!("{}2", n.name)).collect::<Vec<_>>().join(", ")
+                        )),
                 ));
             }
             // A literal initial value takes the dtype the body gives it.
@@ -1547,7 +1620,12 @@ impl<'p> Checker<'p> {
                         return Err(self.err(
                             self.diag(Code::IndexNotInt, x.span, format!("an index must be an integer, found {ve}"))
                                 .label("not an integer")
-                                .help(if ve.is_float() { "cast it: `(x as i32)`" } else { "use an integer index" }),
+                                .help(match (ve.is_float(), self.snippet(x.span)) {
+                                    (true, Some(t)) if ve == Elem::FloatLit => format!("write an integer, e.g. `{}`", t.split('.').next().unwrap_or("0")),
+                                    (true, Some(t)) => format!("convert it: `{t} as i32`"),
+                                    (true, None) => "convert it with `as i32`".to_string(),
+                                    _ => "to select elements by a bool mask, use `where(mask, x, 0.0)`".to_string(),
+                                }),
                         ));
                     }
                     if !v.shape_of().is_empty() {
@@ -1652,11 +1730,13 @@ impl<'p> Checker<'p> {
                     return Ok((v, Bounds::Proven));
                 }
                 let (what, bound) = if !lo_ok { ("below 0", format!("its smallest value is `{lo}`")) } else { ("past the end", format!("its largest value is `{hi}` but the axis has size `{size}`")) };
+                let idx = self.snippet(span).unwrap_or_else(|| "i".to_string());
+                let guard = if !lo_ok { format!("{idx} >= 0") } else { format!("{idx} < {size}") };
                 Err(self.err(
                     self.diag(Code::OutOfBounds, span, format!("index may be out of bounds ({what})"))
                         .label(bound)
                         .secondary(arr.file, arr.span, format!("shape {}", shape_str(arr.shape_of())))
-                        .help("shrink the result (e.g. `-> f32[n - 1]`), guard the access with `where(i + 1 < n, x[i + 1], 0.0)`, or pad the input"),
+                        .help(format!("guard the access with `where({guard}, <access>, 0.0)`, shrink the result's extent, or `pad` the input")),
                 ))
             }
         }
@@ -1810,15 +1890,12 @@ impl<'p> Checker<'p> {
 
     fn elab_call(&mut self, f: &ast::Ident, args: &CallArgs, span: Span, expected: Option<&Ty>) -> Res<R> {
         if let Some(b) = self.lookup(&f.name) {
-            let what = match b {
-                Binding::Dim(_) => "a dimension",
-                Binding::Value(_) => "a value",
+            let (what, help) = match &b {
+                Binding::Dim(_) => ("a dimension".to_string(), "a dimension is a size; use it as a value without parentheses".to_string()),
+                Binding::Value(v) if !v.shape_of().is_empty() => (format!("an array of type {}", v.ty), format!("to index it, write `{}[...]`", f.name)),
+                Binding::Value(v) => (format!("a value of type {}", v.ty), "remove the parentheses; if a fn of this name exists, rename the local binding that hides it".to_string()),
             };
-            return Err(self.err(
-                self.diag(Code::NotCallable, f.span, format!("`{}` is {what}, not a function", f.name))
-                    .label("cannot be called")
-                    .help("remove the parentheses, or rename the local binding that hides the function"),
-            ));
+            return Err(self.err(self.diag(Code::NotCallable, f.span, format!("`{}` is {what}, not a function", f.name)).label("cannot be called").help(help)));
         }
         let m = self.module();
         match self.find_item(m, &f.name) {
@@ -1890,7 +1967,7 @@ impl<'p> Checker<'p> {
                 None => {
                     if positional >= item.params.len() {
                         return Err(self.err(
-                            self.diag(Code::ArgCount, a.value.span, format!("`{}` takes {} argument(s) but more were given", f.name, item.params.len()))
+                            self.diag(Code::ArgCount, a.value.span, format!("`{}` takes {} but {} were given", f.name, plural(item.params.len(), "argument"), list.iter().filter(|a| a.name.is_none()).count()))
                                 .label("extra argument")
                                 .secondary(self.prog.modules[dm].file, item.name.span, "defined here"),
                         ));
@@ -2374,4 +2451,8 @@ impl Checker<'_> {
         self.pop_scope();
         r
     }
+}
+
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }

@@ -100,10 +100,17 @@ impl Dim {
         if let Some(c) = self.as_const() {
             return Some(Dim::constant(c.div_euclid(d)));
         }
-        if self.terms.values().all(|c| c % d == 0) {
-            return Some(Dim { terms: self.terms.iter().map(|(m, c)| (m.clone(), c / d)).collect() });
+        // p = d * q + r with every coefficient of r in 0..d; floor(p / d) = q + floor(r / d).
+        let mut q = Dim::default();
+        let mut r = Dim::default();
+        for (m, c) in &self.terms {
+            q.add_term(m.clone(), c.div_euclid(d));
+            r.add_term(m.clone(), c.rem_euclid(d));
         }
-        Some(Dim { terms: BTreeMap::from([(vec![Atom::FloorDiv(Box::new(self.clone()), d)], 1)]) })
+        match r.as_const() {
+            Some(c) => Some(q.add_const(c.div_euclid(d))),
+            None => Some(q.add(&Dim { terms: BTreeMap::from([(vec![Atom::FloorDiv(Box::new(r), d)], 1)]) })),
+        }
     }
     /// Exact division by another dimension, when it divides every term (used by `reshape(x, -1)`).
     pub fn exact_div(&self, o: &Dim) -> Option<Dim> {
@@ -220,6 +227,10 @@ mod tests {
         assert_eq!(n.floor_div(4).map(|d| d.to_string()), Some("n / 4".to_string()));
         assert_eq!(n.add_const(-3).to_string(), "n - 3");
         assert_eq!(Dim::constant(-7).floor_div(2), Some(Dim::constant(-4)));
+        // (2n - 1) / 2 == n - 1 for every n >= 1; (2n + 3) / 2 == n + 1.
+        assert_eq!(n.mul(&Dim::constant(2)).add_const(-1).floor_div(2), Some(n.add_const(-1)));
+        assert_eq!(n.mul(&Dim::constant(2)).add_const(3).floor_div(2), Some(n.add_const(1)));
+        assert_eq!(n.add_const(1).floor_div(2).map(|d| d.to_string()), Some("(n + 1) / 2".to_string()));
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn syntax_hint(tok: &Tok<'_>, expected: &[String]) -> Option<String> {
         }
         Tok::RBrace if exp(";") => Some("a `let` statement ends with `;`".into()),
         Tok::Ident(_) | Tok::Int(_) | Tok::Float(_) if exp(",") && exp(")") => {
-            Some("separate arguments with `,`".into())
+            Some("separate the items of a list with `,`".into())
         }
         _ => None,
     }
@@ -163,8 +163,20 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
             match e.kind {
                 LexErrorKind::InvalidChar => {
                     let text = src.get(e.start..e.end).unwrap_or("");
-                    Diag::new(Code::InvalidChar, file, span, format!("invalid character `{}`", text.escape_debug()))
-                        .label("not part of the language")
+                    let first = text.chars().next().unwrap_or('?');
+                    let (msg, label) = if text.chars().count() > 1 {
+                        (format!("invalid characters starting with `{}`", first.escape_debug()), "not part of the language")
+                    } else {
+                        (format!("invalid character `{}`", first.escape_debug()), "not part of the language")
+                    };
+                    let d = Diag::new(Code::InvalidChar, file, span, msg).label(label);
+                    match first {
+                        '#' => d.help("comments start with `//`"),
+                        '.' => d.help("a float literal needs digits after the dot: `2.0`"),
+                        '\'' | '"' => d.help("tk has no string or character literals"),
+                        '?' => d.help("tk has no `?` operator; use `where(cond, a, b)`"),
+                        _ => d,
+                    }
                 }
                 LexErrorKind::UnterminatedComment => {
                     Diag::new(Code::UnterminatedComment, file, Span::new(e.start, e.start + 2), "unterminated block comment")
