@@ -97,7 +97,11 @@ fn read(path: &Path) -> Result<String, u8> {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => Ok(s),
             Err(e) => {
-                eprintln!("error: {}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to());
+                eprintln!(
+                    "error: {}: not UTF-8 text (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                );
                 Err(exit::USER)
             }
         },

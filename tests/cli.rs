@@ -49,7 +49,10 @@ fn ill_typed_file_exits_1_with_location_and_caret() {
 
 #[test]
 fn syntax_errors_are_all_reported() {
-    let p = tmp_file("multi.tk", "kernel a(x: f32[n]) -> f32[n] { x + }\nkernel b(x: f32[n]) -> f32[n] { x }\nkernel c(x: f32[n) -> f32[n] { x }\n");
+    let p = tmp_file(
+        "multi.tk",
+        "kernel a(x: f32[n]) -> f32[n] { x + }\nkernel b(x: f32[n]) -> f32[n] { x }\nkernel c(x: f32[n) -> f32[n] { x }\n",
+    );
     let o = tk(&["check", p.to_str().expect("utf8 path")]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);

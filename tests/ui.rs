@@ -54,7 +54,9 @@ fn ui() {
                     "{}: diagnostics differ (re-bless with TK_BLESS=1)\n--- expected\n{exp}\n--- got\n{got}",
                     path.display()
                 )),
-                Err(_) => failures.push(format!("{}: missing {} (run with TK_BLESS=1)", path.display(), stderr.display())),
+                Err(_) => {
+                    failures.push(format!("{}: missing {} (run with TK_BLESS=1)", path.display(), stderr.display()))
+                }
             }
         }
     }
@@ -65,10 +67,8 @@ fn ui() {
 #[test]
 fn every_code_is_tested_and_documented() {
     let docs = std::fs::read_to_string("docs/errors.md").expect("docs/errors.md exists");
-    let names: Vec<String> = ui_files()
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_uppercase()))
-        .collect();
+    let names: Vec<String> =
+        ui_files().iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_uppercase())).collect();
     let mut missing = Vec::new();
     for code in tk_compiler::diag::Code::ALL {
         let c = code.as_str();

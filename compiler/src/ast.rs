@@ -152,9 +152,17 @@ pub struct Block {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
-    Let { pat: Pattern, ty: Option<Type>, value: Expr, span: Span },
+    Let {
+        pat: Pattern,
+        ty: Option<Type>,
+        value: Expr,
+        span: Span,
+    },
     /// `break if cond;` inside a `loop` body.
-    BreakIf { cond: Expr, span: Span },
+    BreakIf {
+        cond: Expr,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -247,7 +255,12 @@ pub enum ExprKind {
     /// `[i, j] => body` or `[i in 0..n] => body`.
     Comprehension(Vec<Binder>, Box<Expr>),
     /// `loop k in 0..256 with (zx = 0.0, n = 0) { break if ...; (zx2, n + 1) }`
-    Loop { var: Ident, range: RangeExpr, carried: Vec<(Ident, Expr)>, body: Block },
+    Loop {
+        var: Ident,
+        range: RangeExpr,
+        carried: Vec<(Ident, Expr)>,
+        body: Block,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -326,9 +339,7 @@ impl Expr {
                 for it in items {
                     match it {
                         IndexItem::Expr(e) => out.push(e),
-                        IndexItem::Slice { start, stop, step, .. } => {
-                            out.extend(start.iter().chain(stop).chain(step))
-                        }
+                        IndexItem::Slice { start, stop, step, .. } => out.extend(start.iter().chain(stop).chain(step)),
                         IndexItem::New(_) => {}
                     }
                 }

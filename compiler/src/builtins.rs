@@ -9,7 +9,8 @@ use crate::types::{DType, Elem, Ty, shape_str};
 
 type Res<T> = Result<T, Reported>;
 
-const UNARY_FLOAT: &[&str] = &["exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "floor", "ceil", "round"];
+const UNARY_FLOAT: &[&str] =
+    &["exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "floor", "ceil", "round"];
 const REDUCE: &[&str] = &["sum", "prod", "max", "min", "mean", "argmax", "argmin"];
 
 /// The signature of a builtin: positional parameter names, keyword names, and whether extra
@@ -82,7 +83,10 @@ impl Checker<'_> {
                         return Err(self.err_at(
                             Code::ArgCount,
                             a.value.span,
-                            format!("`{name}` takes at most {}", crate::check::plural(pos_names.len(), "positional argument")),
+                            format!(
+                                "`{name}` takes at most {}",
+                                crate::check::plural(pos_names.len(), "positional argument")
+                            ),
                             "extra argument",
                             Some(&format!("its arguments are ({})", describe(pos_names, kw_names))),
                         ));
@@ -95,10 +99,22 @@ impl Checker<'_> {
                         if let Some(s) = crate::check::suggest(&k.name, kw_names.iter().copied()) {
                             help = format!("did you mean `{s}`?");
                         }
-                        return Err(self.err_at(Code::UnknownKeyword, k.span, format!("`{name}` has no keyword `{}`", k.name), "unknown keyword", Some(&help)));
+                        return Err(self.err_at(
+                            Code::UnknownKeyword,
+                            k.span,
+                            format!("`{name}` has no keyword `{}`", k.name),
+                            "unknown keyword",
+                            Some(&help),
+                        ));
                     }
                     if b.kw.iter().any(|(n, _)| n.name == k.name) {
-                        return Err(self.err_at(Code::DuplicateKeyword, k.span, format!("`{}` is given twice", k.name), "given again here", None));
+                        return Err(self.err_at(
+                            Code::DuplicateKeyword,
+                            k.span,
+                            format!("`{}` is given twice", k.name),
+                            "given again here",
+                            None,
+                        ));
                     }
                     b.kw.push((k, &a.value));
                 }
@@ -125,7 +141,13 @@ impl Checker<'_> {
                 let x = self.elab_arr(b.pos[0])?;
                 let e = self.elem_pub(&x)?;
                 if e.is_bool() {
-                    return Err(self.err_at(Code::OpNotSupported, x.span, "`abs` is not defined for bool", "bool", None));
+                    return Err(self.err_at(
+                        Code::OpNotSupported,
+                        x.span,
+                        "`abs` is not defined for bool",
+                        "bool",
+                        None,
+                    ));
                 }
                 let ty = x.ty.clone();
                 Ok(self.mk_pub(TKind::Builtin(name, vec![x], Attrs::default()), ty, span))
@@ -158,7 +180,15 @@ impl Checker<'_> {
                 let rank = x.shape_of().len();
                 let axis = match b.kw("axis") {
                     Some(a) => self.axes_arg(a, rank, false)?[0],
-                    None if rank == 0 => return Err(self.err_at(Code::AxisOutOfRange, x.span, format!("`{name}` needs an array of rank 1 or more"), "a scalar", None)),
+                    None if rank == 0 => {
+                        return Err(self.err_at(
+                            Code::AxisOutOfRange,
+                            x.span,
+                            format!("`{name}` needs an array of rank 1 or more"),
+                            "a scalar",
+                            None,
+                        ));
+                    }
                     None => rank - 1,
                 };
                 let x = self.weak_default(x)?;
@@ -167,7 +197,11 @@ impl Checker<'_> {
                     _ => e.default_dtype(),
                 };
                 let shape = x.shape_of().to_vec();
-                Ok(self.mk_pub(TKind::Builtin(name, vec![x], Attrs { axes: vec![axis], ..Attrs::default() }), Ty::Arr(Elem::D(d), shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin(name, vec![x], Attrs { axes: vec![axis], ..Attrs::default() }),
+                    Ty::Arr(Elem::D(d), shape),
+                    span,
+                ))
             }
             "reshape" => {
                 let x = self.elab_arr(b.pos[0])?;
@@ -195,12 +229,20 @@ impl Checker<'_> {
                         Code::ReshapeCount,
                         b.pos[1].span,
                         format!("reshape of {} elements into {} elements", total, new_total),
-                        &format!("shape {} has {new_total} elements, the input {} has {total}", shape_str(&shape), shape_str(x.shape_of())),
+                        &format!(
+                            "shape {} has {new_total} elements, the input {} has {total}",
+                            shape_str(&shape),
+                            shape_str(x.shape_of())
+                        ),
                         Some("the number of elements must stay the same"),
                     ));
                 }
                 let e = self.elem_pub(&x)?;
-                Ok(self.mk_pub(TKind::Builtin(name, vec![x], Attrs { shape: shape.clone(), ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin(name, vec![x], Attrs { shape: shape.clone(), ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "permute" | "transpose" => {
                 let x = self.elab_arr(b.pos[0])?;
@@ -218,7 +260,11 @@ impl Checker<'_> {
                                 p.span,
                                 format!("({}) is not a permutation of the {rank} axes", join(&v)),
                                 "each axis must appear exactly once",
-                                Some(&format!("write a tuple of {rank} distinct axes from 0 to {}, e.g. `({})` reverses them", rank.saturating_sub(1), join(&(0..rank).rev().collect::<Vec<_>>()))),
+                                Some(&format!(
+                                    "write a tuple of {rank} distinct axes from 0 to {}, e.g. `({})` reverses them",
+                                    rank.saturating_sub(1),
+                                    join(&(0..rank).rev().collect::<Vec<_>>())
+                                )),
                             ));
                         }
                         v
@@ -226,7 +272,11 @@ impl Checker<'_> {
                 };
                 let shape: Vec<Dim> = perm.iter().map(|&i| x.shape_of()[i].clone()).collect();
                 let e = self.elem_pub(&x)?;
-                Ok(self.mk_pub(TKind::Builtin("permute", vec![x], Attrs { perm, ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin("permute", vec![x], Attrs { perm, ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "expand" | "broadcast_to" => {
                 let x = self.elab_arr(b.pos[0])?;
@@ -242,7 +292,11 @@ impl Checker<'_> {
                     ));
                 }
                 let e = self.elem_pub(&x)?;
-                Ok(self.mk_pub(TKind::Builtin("expand", vec![x], Attrs { shape: shape.clone(), ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin("expand", vec![x], Attrs { shape: shape.clone(), ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "flip" => {
                 let x = self.elab_arr(b.pos[0])?;
@@ -264,7 +318,13 @@ impl Checker<'_> {
                     Some(v) => {
                         let v = self.elab_arr(v)?;
                         if !v.shape_of().is_empty() {
-                            return Err(self.err_at(Code::BadPad, v.span, "the padding value must be a scalar", "an array", None));
+                            return Err(self.err_at(
+                                Code::BadPad,
+                                v.span,
+                                "the padding value must be a scalar",
+                                "an array",
+                                None,
+                            ));
                         }
                         match e {
                             Elem::D(d) => self.coerce_pub(v, d, span)?,
@@ -272,16 +332,32 @@ impl Checker<'_> {
                         }
                     }
                     None => {
-                        let lit = if e.is_float() { Lit::Float(0.0) } else if e.is_bool() { Lit::Bool(false) } else { Lit::Int(0) };
+                        let lit = if e.is_float() {
+                            Lit::Float(0.0)
+                        } else if e.is_bool() {
+                            Lit::Bool(false)
+                        } else {
+                            Lit::Int(0)
+                        };
                         self.mk_pub(TKind::Lit(lit), Ty::scalar(e), span)
                     }
                 };
                 if self.elem_pub(&value)? != e && !self.elem_pub(&value)?.is_weak() {
                     let ve = self.elem_pub(&value)?;
-                    return Err(self.err_at(Code::DtypeMismatch, value.span, format!("padding value is {ve} but the array is {e}"), "mismatched dtype", Some(&format!("cast it with `as {e}`"))));
+                    return Err(self.err_at(
+                        Code::DtypeMismatch,
+                        value.span,
+                        format!("padding value is {ve} but the array is {e}"),
+                        "mismatched dtype",
+                        Some(&format!("cast it with `as {e}`")),
+                    ));
                 }
                 let shape: Vec<Dim> = x.shape_of().iter().zip(&pads).map(|(d, (a, b))| d.add(a).add(b)).collect();
-                Ok(self.mk_pub(TKind::Builtin(name, vec![x, value], Attrs { pads, ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin(name, vec![x, value], Attrs { pads, ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "cat" | "stack" => {
                 let mut xs = Vec::new();
@@ -306,7 +382,13 @@ impl Checker<'_> {
                 let s0 = xs[0].shape_of().to_vec();
                 let rank = if name == "cat" { s0.len() } else { s0.len() + 1 };
                 if name == "cat" && rank == 0 {
-                    return Err(self.err_at(Code::JoinShape, xs[0].span, "`cat` joins arrays of rank 1 or more", "a scalar", Some("use `stack` to join scalars")));
+                    return Err(self.err_at(
+                        Code::JoinShape,
+                        xs[0].span,
+                        "`cat` joins arrays of rank 1 or more",
+                        "a scalar",
+                        Some("use `stack` to join scalars"),
+                    ));
                 }
                 let axis = match b.kw("axis") {
                     Some(a) => self.axes_arg(a, rank, false)?[0],
@@ -321,7 +403,11 @@ impl Checker<'_> {
                         s == s0.as_slice()
                     };
                     if !same {
-                        let what = if name == "cat" { "all dimensions but the joined axis must be equal" } else { "stacked arrays must have equal shapes" };
+                        let what = if name == "cat" {
+                            "all dimensions but the joined axis must be equal"
+                        } else {
+                            "stacked arrays must have equal shapes"
+                        };
                         return Err(self.err_at(
                             Code::JoinShape,
                             x.span,
@@ -340,7 +426,11 @@ impl Checker<'_> {
                 } else {
                     shape.insert(axis, Dim::constant(xs.len() as i64));
                 }
-                Ok(self.mk_pub(TKind::Builtin(name, xs, Attrs { axes: vec![axis], ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin(name, xs, Attrs { axes: vec![axis], ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "zeros" | "ones" | "full" => {
                 let shape: Vec<Dim> = self.shape_arg(b.pos[0], false)?.into_iter().flatten().collect();
@@ -348,7 +438,13 @@ impl Checker<'_> {
                 let value = if name == "full" {
                     let v = self.elab_arr(b.pos[1])?;
                     if !v.shape_of().is_empty() {
-                        return Err(self.err_at(Code::BadShape, v.span, "the fill value must be a scalar", "an array", Some("use `expand(x, shape)` to broadcast an array")));
+                        return Err(self.err_at(
+                            Code::BadShape,
+                            v.span,
+                            "the fill value must be a scalar",
+                            "an array",
+                            Some("use `expand(x, shape)` to broadcast an array"),
+                        ));
                     }
                     let d = match (dtype, self.elem_pub(&v)?) {
                         (Some(d), _) => d,
@@ -360,20 +456,38 @@ impl Checker<'_> {
                     };
                     if let (Some(d), Elem::D(vd)) = (dtype, self.elem_pub(&v)?) {
                         if d != vd {
-                            return Err(self.err_at(Code::DtypeMismatch, v.span, format!("fill value is {vd} but `dtype:` is {d}"), "mismatched dtype", Some(&format!("cast it with `as {d}`"))));
+                            return Err(self.err_at(
+                                Code::DtypeMismatch,
+                                v.span,
+                                format!("fill value is {vd} but `dtype:` is {d}"),
+                                "mismatched dtype",
+                                Some(&format!("cast it with `as {d}`")),
+                            ));
                         }
                     }
                     self.coerce_pub(v, d, span)?
                 } else {
-                    let d = dtype.or(match expected.and_then(|t| t.elem()) {
-                        Some(Elem::D(d)) => Some(d),
-                        _ => None,
-                    }).unwrap_or(DType::F32);
-                    let lit = if d.is_float() { Lit::Float(if name == "ones" { 1.0 } else { 0.0 }) } else if d == DType::Bool { Lit::Bool(name == "ones") } else { Lit::Int(i128::from(name == "ones")) };
+                    let d = dtype
+                        .or(match expected.and_then(|t| t.elem()) {
+                            Some(Elem::D(d)) => Some(d),
+                            _ => None,
+                        })
+                        .unwrap_or(DType::F32);
+                    let lit = if d.is_float() {
+                        Lit::Float(if name == "ones" { 1.0 } else { 0.0 })
+                    } else if d == DType::Bool {
+                        Lit::Bool(name == "ones")
+                    } else {
+                        Lit::Int(i128::from(name == "ones"))
+                    };
                     self.mk_pub(TKind::Lit(lit), Ty::scalar(Elem::D(d)), span)
                 };
                 let e = self.elem_pub(&value)?;
-                Ok(self.mk_pub(TKind::Builtin("full", vec![value], Attrs { shape: shape.clone(), ..Attrs::default() }), Ty::Arr(e, shape), span))
+                Ok(self.mk_pub(
+                    TKind::Builtin("full", vec![value], Attrs { shape: shape.clone(), ..Attrs::default() }),
+                    Ty::Arr(e, shape),
+                    span,
+                ))
             }
             "arange" => {
                 let mut ds = Vec::new();
@@ -397,26 +511,56 @@ impl Checker<'_> {
                     2 => (ds[0].0.clone(), ds[1].0.clone(), 1),
                     _ => match ds[2].0.as_const() {
                         Some(s) if s > 0 => (ds[0].0.clone(), ds[1].0.clone(), s),
-                        _ => return Err(self.err_at(Code::BadShape, ds[2].1, "`arange` step must be a positive integer constant", "not a positive constant", None)),
+                        _ => {
+                            return Err(self.err_at(
+                                Code::BadShape,
+                                ds[2].1,
+                                "`arange` step must be a positive integer constant",
+                                "not a positive constant",
+                                None,
+                            ));
+                        }
                     },
                 };
                 let Some(len) = stop.sub(&start).add_const(step - 1).floor_div(step) else {
                     return Err(Reported);
                 };
                 if len.as_const().is_some_and(|c| c < 0) {
-                    return Err(self.err_at(Code::BadShape, span, "`arange` with stop before start", "negative length", None));
+                    return Err(self.err_at(
+                        Code::BadShape,
+                        span,
+                        "`arange` with stop before start",
+                        "negative length",
+                        None,
+                    ));
                 }
                 let d = self.dtype_kw(&b)?.unwrap_or(DType::I32);
                 if d == DType::Bool {
-                    return Err(self.err_at(Code::OpNotSupported, span, "`arange` of bool", "bool is not a number type", None));
+                    return Err(self.err_at(
+                        Code::OpNotSupported,
+                        span,
+                        "`arange` of bool",
+                        "bool is not a number type",
+                        None,
+                    ));
                 }
                 Ok(self.mk_pub(
-                    TKind::Builtin(name, vec![], Attrs { shape: vec![len.clone()], start: Some(start), step, ..Attrs::default() }),
+                    TKind::Builtin(
+                        name,
+                        vec![],
+                        Attrs { shape: vec![len.clone()], start: Some(start), step, ..Attrs::default() },
+                    ),
                     Ty::Arr(Elem::D(d), vec![len]),
                     span,
                 ))
             }
-            _ => Err(self.err_at(Code::UnknownFunction, f.span, format!("unknown builtin `{name}`"), "not a builtin", None)),
+            _ => Err(self.err_at(
+                Code::UnknownFunction,
+                f.span,
+                format!("unknown builtin `{name}`"),
+                "not a builtin",
+                None,
+            )),
         }
     }
 
@@ -450,7 +594,13 @@ impl Checker<'_> {
             Some(a) => {
                 let v = self.axes_arg(a, rank, true)?;
                 if arg && v.len() != 1 {
-                    return Err(self.err_at(Code::AxisOutOfRange, a.span, format!("`{name}` takes a single axis"), "several axes", Some("omit `axis:` to get the index into the flattened array")));
+                    return Err(self.err_at(
+                        Code::AxisOutOfRange,
+                        a.span,
+                        format!("`{name}` takes a single axis"),
+                        "several axes",
+                        Some("omit `axis:` to get the index into the flattened array"),
+                    ));
                 }
                 v
             }
@@ -462,7 +612,15 @@ impl Checker<'_> {
                 let v = self.elab_arr(k)?;
                 match v.kind {
                     TKind::Lit(Lit::Bool(t)) => t,
-                    TKind::Lit(_) => return Err(self.err_at(Code::NotConstant, k.span, "`keep:` must be `true` or `false`", &format!("this is {}", v.ty), None)),
+                    TKind::Lit(_) => {
+                        return Err(self.err_at(
+                            Code::NotConstant,
+                            k.span,
+                            "`keep:` must be `true` or `false`",
+                            &format!("this is {}", v.ty),
+                            None,
+                        ));
+                    }
                     _ => {
                         return Err(self.err_at(
                             Code::NotConstant,
@@ -483,7 +641,13 @@ impl Checker<'_> {
             _ => d,
         };
         if d == DType::Bool && matches!(name, "max" | "min" | "mean" | "argmax" | "argmin") {
-            return Err(self.err_at(Code::OpNotSupported, x.span, format!("`{name}` is not defined for bool"), "bool array", Some("cast it first: `x as i32`")));
+            return Err(self.err_at(
+                Code::OpNotSupported,
+                x.span,
+                format!("`{name}` is not defined for bool"),
+                "bool array",
+                Some("cast it first: `x as i32`"),
+            ));
         }
         let mut shape = Vec::new();
         for (i, dim) in x.shape_of().iter().enumerate() {
@@ -495,7 +659,11 @@ impl Checker<'_> {
                 shape.push(dim.clone());
             }
         }
-        Ok(self.mk_pub(TKind::Builtin(name, vec![x], Attrs { axes, keep, ..Attrs::default() }), Ty::Arr(Elem::D(rd), shape), span))
+        Ok(self.mk_pub(
+            TKind::Builtin(name, vec![x], Attrs { axes, keep, ..Attrs::default() }),
+            Ty::Arr(Elem::D(rd), shape),
+            span,
+        ))
     }
 
     fn reduce_range(&mut self, name: &'static str, bs: &[ast::Binder], body: &ast::Expr, span: Span) -> Res<R> {
@@ -511,11 +679,19 @@ impl Checker<'_> {
             e if e.is_float() => Ok(x),
             e => {
                 let help = match self.snippet(x.span) {
-                    Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_') => format!("convert it first: `{name}({t} as f32)`"),
+                    Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                        format!("convert it first: `{name}({t} as f32)`")
+                    }
                     Some(t) => format!("convert it first: `{name}(({t}) as f32)`"),
                     None => "convert it first with `as f32`".to_string(),
                 };
-                Err(self.err_at(Code::NeedsFloat, x.span, format!("`{name}` needs a float argument, found {e}"), &format!("this is {e}"), Some(&help)))
+                Err(self.err_at(
+                    Code::NeedsFloat,
+                    x.span,
+                    format!("`{name}` needs a float argument, found {e}"),
+                    &format!("this is {e}"),
+                    Some(&help),
+                ))
             }
         }
     }
@@ -541,7 +717,13 @@ impl Checker<'_> {
                         self.dtype_of_pub(&n).map(Some)
                     }
                 },
-                _ => Err(self.err_at(Code::UnknownType, e.span, "`dtype:` takes a dtype name", "not a dtype", Some("write e.g. `dtype: f32`"))),
+                _ => Err(self.err_at(
+                    Code::UnknownType,
+                    e.span,
+                    "`dtype:` takes a dtype name",
+                    "not a dtype",
+                    Some("write e.g. `dtype: f32`"),
+                )),
             },
         }
     }
@@ -580,7 +762,13 @@ impl Checker<'_> {
             }
             let ax = if a < 0 { (a + r) as usize } else { a as usize };
             if reject_dup && out.contains(&ax) {
-                return Err(self.err_at(Code::DuplicateAxis, it.span, format!("axis {ax} is given twice"), "repeated axis", None));
+                return Err(self.err_at(
+                    Code::DuplicateAxis,
+                    it.span,
+                    format!("axis {ax} is given twice"),
+                    "repeated axis",
+                    None,
+                ));
             }
             out.push(ax);
         }
@@ -601,7 +789,13 @@ impl Checker<'_> {
                 if allow_hole {
                     holes += 1;
                     if holes > 1 {
-                        return Err(self.err_at(Code::BadShape, it.span, "only one dimension can be `-1`", "second `-1`", None));
+                        return Err(self.err_at(
+                            Code::BadShape,
+                            it.span,
+                            "only one dimension can be `-1`",
+                            "second `-1`",
+                            None,
+                        ));
                     }
                     out.push(None);
                     continue;
@@ -610,7 +804,13 @@ impl Checker<'_> {
             match as_dim(&it) {
                 Some(d) if d.as_const().is_none_or(|c| c >= 0) => out.push(Some(d)),
                 Some(d) => {
-                    return Err(self.err_at(Code::BadShape, it.span, format!("negative dimension {d}"), "dimensions are sizes", if allow_hole { Some("use `-1` for the one inferred dimension") } else { None }));
+                    return Err(self.err_at(
+                        Code::BadShape,
+                        it.span,
+                        format!("negative dimension {d}"),
+                        "dimensions are sizes",
+                        if allow_hole { Some("use `-1` for the one inferred dimension") } else { None },
+                    ));
                 }
                 None => {
                     return Err(self.err_at(

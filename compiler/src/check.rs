@@ -226,9 +226,14 @@ impl<'p> Checker<'p> {
         for p in &f.params {
             if !seen.insert(p.name.name.clone()) {
                 self.diags.push(
-                    Diag::new(Code::DuplicateParam, file, p.name.span, format!("parameter `{}` is declared twice", p.name.name))
-                        .label("declared again here")
-                        .help("give each parameter its own name"),
+                    Diag::new(
+                        Code::DuplicateParam,
+                        file,
+                        p.name.span,
+                        format!("parameter `{}` is declared twice", p.name.name),
+                    )
+                    .label("declared again here")
+                    .help("give each parameter its own name"),
                 );
             }
             scope.push(p.name.name.clone());
@@ -247,7 +252,8 @@ impl<'p> Checker<'p> {
             }
         }
         // Every dimension name in a parameter or result type counts as declared.
-        let mut r = NameWalk { checker: self, mid, file, scopes: vec![scope], fn_name: f.name.name.clone(), calls: Vec::new() };
+        let mut r =
+            NameWalk { checker: self, mid, file, scopes: vec![scope], fn_name: f.name.name.clone(), calls: Vec::new() };
         r.block(&f.body);
         let calls = std::mem::take(&mut r.calls);
         if f.kind == FnKind::Fn {
@@ -269,11 +275,20 @@ impl<'p> Checker<'p> {
                         self.reported_recursion.insert(format!("{mid}:{n}"));
                     }
                     let first = direct.iter().find(|(n, _)| *n == path[1]).map(|(_, s)| *s).unwrap_or(f.name.span);
-                    let label = if path.len() == 2 { "this fn calls itself".to_string() } else { format!("this fn reaches itself through `{}`", path[1]) };
-                    let d = Diag::new(Code::Recursion, self.prog.modules[mid].file, f.name.span, format!("`{}` is recursive", f.name.name))
-                        .label(label)
-                        .secondary(self.prog.modules[mid].file, first, format!("cycle: {}", path.join(" -> ")))
-                        .help("fns are inlined, so they cannot recurse; use a `loop` with carried values");
+                    let label = if path.len() == 2 {
+                        "this fn calls itself".to_string()
+                    } else {
+                        format!("this fn reaches itself through `{}`", path[1])
+                    };
+                    let d = Diag::new(
+                        Code::Recursion,
+                        self.prog.modules[mid].file,
+                        f.name.span,
+                        format!("`{}` is recursive", f.name.name),
+                    )
+                    .label(label)
+                    .secondary(self.prog.modules[mid].file, first, format!("cycle: {}", path.join(" -> ")))
+                    .help("fns are inlined, so they cannot recurse; use a `loop` with carried values");
                     self.diags.push(d);
                 }
                 return;
@@ -338,9 +353,13 @@ impl<'p> Checker<'p> {
         }
         if !matches!(v.kind, TKind::Lit(_)) {
             return Err(self.err(
-                self.diag(Code::BadConst, c.value.span, format!("the value of `{}` is not a compile-time constant", c.name.name))
-                    .label("not a constant expression")
-                    .help("a `const` is built from literals, other constants, arithmetic and casts"),
+                self.diag(
+                    Code::BadConst,
+                    c.value.span,
+                    format!("the value of `{}` is not a compile-time constant", c.name.name),
+                )
+                .label("not a constant expression")
+                .help("a `const` is built from literals, other constants, arithmetic and casts"),
             ));
         }
         match &c.ty {
@@ -363,7 +382,9 @@ impl<'p> Checker<'p> {
         match DType::parse(&name.name) {
             Some(d) => Ok(d),
             None => {
-                let mut d = self.diag(Code::UnknownType, name.span, format!("unknown type `{}`", name.name)).label("not a dtype");
+                let mut d = self
+                    .diag(Code::UnknownType, name.span, format!("unknown type `{}`", name.name))
+                    .label("not a dtype");
                 let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
                 d = match suggest(&name.name, names.iter().copied()) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
@@ -390,7 +411,8 @@ impl<'p> Checker<'p> {
         for d in &f.dims {
             if bound.contains(&d.name) {
                 return Err(self.err(
-                    self.diag(Code::DuplicateParam, d.span, format!("dimension `{}` is declared twice", d.name)).label("declared again here"),
+                    self.diag(Code::DuplicateParam, d.span, format!("dimension `{}` is declared twice", d.name))
+                        .label("declared again here"),
                 ));
             }
             bound.push(d.name.clone());
@@ -405,9 +427,13 @@ impl<'p> Checker<'p> {
             }
             let Some(t) = &p.ty else {
                 return Err(self.err(
-                    self.diag(Code::ParamNeedsType, p.name.span, format!("kernel parameter `{}` needs a type", p.name.name))
-                        .label("no type")
-                        .help(format!("write e.g. `{}: f32[n]`; only `fn` parameters may be generic", p.name.name)),
+                    self.diag(
+                        Code::ParamNeedsType,
+                        p.name.span,
+                        format!("kernel parameter `{}` needs a type", p.name.name),
+                    )
+                    .label("no type")
+                    .help(format!("write e.g. `{}: f32[n]`; only `fn` parameters may be generic", p.name.name)),
                 ));
             };
             if matches!(t.name.name.as_str(), "int" | "float") || (t.name.name == "bool" && t.dims.is_none() && false) {
@@ -465,14 +491,17 @@ impl<'p> Checker<'p> {
 
     fn resolve_ret(&mut self, ret: Option<&ast::RetType>, span: Span) -> Res<(Vec<(String, Ty)>, Ty)> {
         match ret {
-            None => Err(self.err(self.diag(Code::OutputCount, span, "missing result type").label("kernels declare their results"))),
+            None => Err(self
+                .err(self.diag(Code::OutputCount, span, "missing result type").label("kernels declare their results"))),
             Some(ast::RetType::Single(t)) => {
                 let ty = self.resolve_type(t)?;
                 Ok((vec![("out".to_string(), ty.clone())], ty))
             }
             Some(ast::RetType::Tuple(fields, s)) => {
                 if fields.is_empty() {
-                    return Err(self.err(self.diag(Code::OutputCount, *s, "a kernel must return at least one array").label("no outputs")));
+                    return Err(self.err(
+                        self.diag(Code::OutputCount, *s, "a kernel must return at least one array").label("no outputs"),
+                    ));
                 }
                 let mut outs: Vec<(String, Ty)> = Vec::new();
                 for (i, fl) in fields.iter().enumerate() {
@@ -481,9 +510,13 @@ impl<'p> Checker<'p> {
                         Some(n) => {
                             if outs.iter().any(|(o, _)| *o == n.name) {
                                 return Err(self.err(
-                                    self.diag(Code::DuplicateOutput, n.span, format!("output `{}` is declared twice", n.name))
-                                        .label("duplicate output name")
-                                        .help("outputs are written to files named after them; give each its own name"),
+                                    self.diag(
+                                        Code::DuplicateOutput,
+                                        n.span,
+                                        format!("output `{}` is declared twice", n.name),
+                                    )
+                                    .label("duplicate output name")
+                                    .help("outputs are written to files named after them; give each its own name"),
                                 ));
                             }
                             n.name.clone()
@@ -503,9 +536,13 @@ impl<'p> Checker<'p> {
         if outputs.len() == 1 {
             if let Ty::Tuple(ts) = &body.ty {
                 return Err(self.err(
-                    self.diag(Code::OutputCount, span, format!("the kernel declares 1 output but its body gives {}", ts.len()))
-                        .label(format!("this is a tuple of {}", ts.len()))
-                        .help("declare every output: `-> (a: f32[n], b: f32[n])`"),
+                    self.diag(
+                        Code::OutputCount,
+                        span,
+                        format!("the kernel declares 1 output but its body gives {}", ts.len()),
+                    )
+                    .label(format!("this is a tuple of {}", ts.len()))
+                    .help("declare every output: `-> (a: f32[n], b: f32[n])`"),
                 ));
             }
             return Ok(vec![self.conform(body, &outputs[0].1, span, "the declared result")?]);
@@ -514,15 +551,23 @@ impl<'p> Checker<'p> {
             Ty::Tuple(ts) if ts.len() == outputs.len() => self.tuple_parts(&body),
             Ty::Tuple(ts) => {
                 return Err(self.err(
-                    self.diag(Code::OutputCount, span, format!("the kernel declares {} outputs but its body gives {}", outputs.len(), ts.len()))
-                        .label(format!("a tuple of {}", ts.len())),
+                    self.diag(
+                        Code::OutputCount,
+                        span,
+                        format!("the kernel declares {} outputs but its body gives {}", outputs.len(), ts.len()),
+                    )
+                    .label(format!("a tuple of {}", ts.len())),
                 ));
             }
             _ => {
                 return Err(self.err(
-                    self.diag(Code::OutputCount, span, format!("the kernel declares {} outputs but its body gives 1", outputs.len()))
-                        .label("a single array")
-                        .help("end the body with a tuple: `(a, b)`"),
+                    self.diag(
+                        Code::OutputCount,
+                        span,
+                        format!("the kernel declares {} outputs but its body gives 1", outputs.len()),
+                    )
+                    .label("a single array")
+                    .help("end the body with a tuple: `(a, b)`"),
                 ));
             }
         };
@@ -538,7 +583,9 @@ impl<'p> Checker<'p> {
         match (&r.kind, &r.ty) {
             (TKind::Tuple(v), _) => v.clone(),
             (_, Ty::Tuple(ts)) => (0..ts.len())
-                .map(|i| Rc::new(TExpr { kind: TKind::Proj(r.clone(), i), ty: ts[i].clone(), file: r.file, span: r.span }))
+                .map(|i| {
+                    Rc::new(TExpr { kind: TKind::Proj(r.clone(), i), ty: ts[i].clone(), file: r.file, span: r.span })
+                })
                 .collect(),
             _ => vec![r.clone()],
         }
@@ -550,11 +597,24 @@ impl<'p> Checker<'p> {
         if !all_typed {
             for p in &f.params {
                 if let Some(d) = &p.default {
-                    if !matches!(d.kind, ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Unary(UnOp::Neg, _) | ExprKind::Name(_) | ExprKind::Tuple(_)) {
+                    if !matches!(
+                        d.kind,
+                        ExprKind::Int(_)
+                            | ExprKind::Float(_)
+                            | ExprKind::Bool(_)
+                            | ExprKind::Unary(UnOp::Neg, _)
+                            | ExprKind::Name(_)
+                            | ExprKind::Tuple(_)
+                    ) {
                         self.diags.push(
-                            Diag::new(Code::BadDefault, self.prog.modules[mid].file, d.span, "a default must be a constant")
-                                .label("not a constant")
-                                .help("defaults are literals or constants, e.g. `axis: int = -1`"),
+                            Diag::new(
+                                Code::BadDefault,
+                                self.prog.modules[mid].file,
+                                d.span,
+                                "a default must be a constant",
+                            )
+                            .label("not a constant")
+                            .help("defaults are literals or constants, e.g. `axis: int = -1`"),
                         );
                     }
                 }
@@ -694,7 +754,11 @@ impl<'p> Checker<'p> {
             return Ok(r);
         }
         if *e == Elem::FloatLit && !d.is_float() {
-            let msg = if d == DType::Bool { "a float literal cannot be a bool" } else { "a float literal cannot become an integer" };
+            let msg = if d == DType::Bool {
+                "a float literal cannot be a bool"
+            } else {
+                "a float literal cannot become an integer"
+            };
             return Err(self.err(
                 self.diag(Code::FloatForInt, span, msg)
                     .label(format!("this is a float, but {d} is needed here"))
@@ -718,9 +782,11 @@ impl<'p> Checker<'p> {
             TKind::Binary(op, a, b) if !op.is_comparison() && !matches!(op, BinOp::Shl | BinOp::Shr) => {
                 TKind::Binary(*op, self.coerce(a.clone(), d, span)?, self.coerce(b.clone(), d, span)?)
             }
-            TKind::Builtin(name, args, attrs) if *name == "where" => {
-                TKind::Builtin(name, vec![args[0].clone(), self.coerce(args[1].clone(), d, span)?, self.coerce(args[2].clone(), d, span)?], attrs.clone())
-            }
+            TKind::Builtin(name, args, attrs) if *name == "where" => TKind::Builtin(
+                name,
+                vec![args[0].clone(), self.coerce(args[1].clone(), d, span)?, self.coerce(args[2].clone(), d, span)?],
+                attrs.clone(),
+            ),
             _ => TKind::Cast(d, r.clone()),
         };
         Ok(Rc::new(TExpr { kind, ty, file: r.file, span: r.span }))
@@ -764,7 +830,10 @@ impl<'p> Checker<'p> {
                         .help("destructure it first: `let (a, b) = ...;`"),
                 ));
             }
-            return Err(self.err(self.diag(Code::TupleMismatch, span, format!("an array where {what} expects a tuple")).label(format!("this has type {}", r.ty))));
+            return Err(self.err(
+                self.diag(Code::TupleMismatch, span, format!("an array where {what} expects a tuple"))
+                    .label(format!("this has type {}", r.ty)),
+            ));
         };
         let (de, dshape, ve, vshape) = (*de, dshape.clone(), *ve, vshape.clone());
         let Elem::D(dd) = de else { return Ok(r) };
@@ -781,8 +850,16 @@ impl<'p> Checker<'p> {
         };
         if vshape != dshape {
             return Err(self.err(
-                self.diag(Code::DeclaredShape, span, format!("expected shape {}, found {}", shape_str(&dshape), shape_str(&vshape)))
-                    .label(format!("this has shape {}, but {what} has shape {}", shape_str(&vshape), shape_str(&dshape))),
+                self.diag(
+                    Code::DeclaredShape,
+                    span,
+                    format!("expected shape {}, found {}", shape_str(&dshape), shape_str(&vshape)),
+                )
+                .label(format!(
+                    "this has shape {}, but {what} has shape {}",
+                    shape_str(&vshape),
+                    shape_str(&dshape)
+                )),
             ));
         }
         Ok(r)
@@ -831,7 +908,13 @@ impl<'p> Checker<'p> {
                 };
                 let side = if from_side == "left" { &a } else { &b };
                 let fix = match self.snippet(side.span) {
-                    Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '[' || c == ']' || c == ',' || c == ' ') => format!("`{t} as {to}`"),
+                    Some(t)
+                        if t.chars().all(|c| {
+                            c.is_alphanumeric() || c == '_' || c == '[' || c == ']' || c == ',' || c == ' '
+                        }) =>
+                    {
+                        format!("`{t} as {to}`")
+                    }
                     Some(t) => format!("`({t}) as {to}`"),
                     None => format!("`as {to}`"),
                 };
@@ -875,10 +958,18 @@ impl<'p> Checker<'p> {
                 (Some(x), Some(y)) if y.is_one() => x.clone(),
                 (Some(x), Some(y)) => {
                     let mut d = self
-                        .diag(Code::Broadcast, span, format!("shapes {} and {} cannot be broadcast", shape_str(sa), shape_str(sb)))
+                        .diag(
+                            Code::Broadcast,
+                            span,
+                            format!("shapes {} and {} cannot be broadcast", shape_str(sa), shape_str(sb)),
+                        )
                         .label(format!("dimension `{x}` meets dimension `{y}`"));
                     if let Some((a, b)) = ops {
-                        d = d.secondary(a.file, a.span, format!("shape {}", shape_str(sa))).secondary(b.file, b.span, format!("shape {}", shape_str(sb)));
+                        d = d.secondary(a.file, a.span, format!("shape {}", shape_str(sa))).secondary(
+                            b.file,
+                            b.span,
+                            format!("shape {}", shape_str(sb)),
+                        );
                     }
                     d = if x.as_const().is_none() && y.as_const().is_none() {
                         d.help("dimensions with different names are different sizes; if they are the same size, use one name in both parameters")
@@ -903,9 +994,13 @@ impl<'p> Checker<'p> {
         if self.steps == MAX_ELAB_STEPS {
             self.depth -= 1;
             return Err(self.err(
-                self.diag(Code::InlineTooDeep, e.span, format!("the program expands to more than {MAX_ELAB_STEPS} expressions after inlining"))
-                    .label("expansion stops here")
-                    .help("a fn that calls another fn several times multiplies the work; bind shared results with `let`"),
+                self.diag(
+                    Code::InlineTooDeep,
+                    e.span,
+                    format!("the program expands to more than {MAX_ELAB_STEPS} expressions after inlining"),
+                )
+                .label("expansion stops here")
+                .help("a fn that calls another fn several times multiplies the work; bind shared results with `let`"),
             ));
         }
         if self.steps > MAX_ELAB_STEPS {
@@ -1011,10 +1106,12 @@ impl<'p> Checker<'p> {
         if BUILTINS.contains(&n.name.as_str()) || is_dtype_name(&n.name) {
             let what = if is_dtype_name(&n.name) { "a dtype" } else { "a builtin function" };
             return Err(self.err(
-                self.diag(Code::NotAValue, n.span, format!("`{}` is {what}, not a value", n.name)).label("used as a value here"),
+                self.diag(Code::NotAValue, n.span, format!("`{}` is {what}, not a value", n.name))
+                    .label("used as a value here"),
             ));
         }
-        let mut d = self.diag(Code::UnknownName, n.span, format!("cannot find `{}` in this scope", n.name)).label("not found");
+        let mut d =
+            self.diag(Code::UnknownName, n.span, format!("cannot find `{}` in this scope", n.name)).label("not found");
         let cands = self.visible_names(m);
         if let Some(s) = suggest(&n.name, cands.iter().map(|s| s.as_str())) {
             d = d.help(format!("did you mean `{s}`?"));
@@ -1027,7 +1124,11 @@ impl<'p> Checker<'p> {
         match op {
             UnOp::Neg => {
                 if e.is_bool() {
-                    return Err(self.err(self.diag(Code::OpNotSupported, span, "cannot negate a bool").label("bool operand").help("use `!` for logical not")));
+                    return Err(self.err(
+                        self.diag(Code::OpNotSupported, span, "cannot negate a bool")
+                            .label("bool operand")
+                            .help("use `!` for logical not"),
+                    ));
                 }
                 if let TKind::Lit(l) = &a.kind {
                     let l = match l {
@@ -1047,7 +1148,9 @@ impl<'p> Checker<'p> {
                     return Err(self.err(
                         self.diag(Code::OpNotSupported, span, format!("`!` is not defined for {e}"))
                             .label("float operand")
-                            .help("`!` is logical not on bool and bitwise not on integers; compare first: `!(x > 0.0)`"),
+                            .help(
+                                "`!` is logical not on bool and bitwise not on integers; compare first: `!(x > 0.0)`",
+                            ),
                     ));
                 }
                 if let TKind::Lit(Lit::Bool(b)) = a.kind {
@@ -1085,7 +1188,12 @@ impl<'p> Checker<'p> {
                         .help("shifts are defined on integer dtypes only"),
                 ));
             }
-            let a = if ea.is_weak() && !eb.is_weak() { let d = if let Elem::D(d) = eb { d } else { DType::I32 }; self.coerce(a, d, span)? } else { a };
+            let a = if ea.is_weak() && !eb.is_weak() {
+                let d = if let Elem::D(d) = eb { d } else { DType::I32 };
+                self.coerce(a, d, span)?
+            } else {
+                a
+            };
             let b = match self.elem(&a)? {
                 Elem::D(d) => self.coerce(b, d, span)?,
                 _ => b,
@@ -1159,13 +1267,11 @@ impl<'p> Checker<'p> {
     fn pow(&mut self, a: R, b: R, span: Span) -> Res<R> {
         let (ea, eb) = (self.elem(&a)?, self.elem(&b)?);
         // `x ** 2`: an integer literal exponent keeps x's dtype (repeated multiplication).
-        let (a, b, e) = if ea.is_float() && eb == Elem::IntLit {
-            (a, b, ea)
-        } else {
-            self.unify(a, b, span)?
-        };
+        let (a, b, e) = if ea.is_float() && eb == Elem::IntLit { (a, b, ea) } else { self.unify(a, b, span)? };
         if e.is_bool() {
-            return Err(self.err(self.diag(Code::OpNotSupported, span, "`**` is not defined for bool").label("bool operands")));
+            return Err(
+                self.err(self.diag(Code::OpNotSupported, span, "`**` is not defined for bool").label("bool operands"))
+            );
         }
         let shape = self.broadcast(&a, &b, span)?;
         if let (TKind::Lit(Lit::Float(x)), TKind::Lit(Lit::Float(y))) = (&a.kind, &b.kind) {
@@ -1205,7 +1311,11 @@ impl<'p> Checker<'p> {
     fn matmul(&mut self, a: R, b: R, span: Span) -> Res<R> {
         let (a, b, e) = self.unify(a, b, span)?;
         if e.is_bool() {
-            return Err(self.err(self.diag(Code::OpNotSupported, span, "`@` is not defined for bool").label("bool operands").help("cast to a number type first")));
+            return Err(self.err(
+                self.diag(Code::OpNotSupported, span, "`@` is not defined for bool")
+                    .label("bool operands")
+                    .help("cast to a number type first"),
+            ));
         }
         let (sa, sb) = (a.shape_of().to_vec(), b.shape_of().to_vec());
         for (r, s) in [(&a, &sa), (&b, &sb)] {
@@ -1221,11 +1331,15 @@ impl<'p> Checker<'p> {
         let kb = if sb.len() == 1 { sb[0].clone() } else { sb[sb.len() - 2].clone() };
         if ka != kb {
             return Err(self.err(
-                self.diag(Code::MatmulInner, span, format!("matrix product of {} and {}", shape_str(&sa), shape_str(&sb)))
-                    .label(format!("inner dimensions `{ka}` and `{kb}` differ"))
-                    .secondary(a.file, a.span, format!("shape {}", shape_str(&sa)))
-                    .secondary(b.file, b.span, format!("shape {}", shape_str(&sb)))
-                    .help("the last dimension of the left operand must equal the first matrix dimension of the right one"),
+                self.diag(
+                    Code::MatmulInner,
+                    span,
+                    format!("matrix product of {} and {}", shape_str(&sa), shape_str(&sb)),
+                )
+                .label(format!("inner dimensions `{ka}` and `{kb}` differ"))
+                .secondary(a.file, a.span, format!("shape {}", shape_str(&sa)))
+                .secondary(b.file, b.span, format!("shape {}", shape_str(&sb)))
+                .help("the last dimension of the left operand must equal the first matrix dimension of the right one"),
             ));
         }
         let batch_a = if sa.len() > 2 { &sa[..sa.len() - 2] } else { &[] };
@@ -1305,15 +1419,26 @@ impl<'p> Checker<'p> {
                 };
                 if ts.len() != names.len() {
                     return Err(self.err(
-                        self.diag(Code::TupleMismatch, *ps, format!("pattern has {} names but the value has {} parts", names.len(), ts.len()))
-                            .label(format!("{} names", names.len()))
-                            .secondary(self.file(), span, format!("a tuple of {}", ts.len())),
+                        self.diag(
+                            Code::TupleMismatch,
+                            *ps,
+                            format!("pattern has {} names but the value has {} parts", names.len(), ts.len()),
+                        )
+                        .label(format!("{} names", names.len()))
+                        .secondary(self.file(), span, format!("a tuple of {}", ts.len())),
                     ));
                 }
                 let mut seen = HashSet::new();
                 for n in names {
                     if !seen.insert(n.name.clone()) && n.name != "_" {
-                        return Err(self.err(self.diag(Code::DuplicateParam, n.span, format!("`{}` is bound twice in this pattern", n.name)).label("bound again here")));
+                        return Err(self.err(
+                            self.diag(
+                                Code::DuplicateParam,
+                                n.span,
+                                format!("`{}` is bound twice in this pattern", n.name),
+                            )
+                            .label("bound again here"),
+                        ));
                     }
                 }
                 for (n, p) in names.iter().zip(self.tuple_parts(&v)) {
@@ -1361,9 +1486,13 @@ impl<'p> Checker<'p> {
         if let Some(s) = &exp_shape {
             if s.len() < bs.len() {
                 return Err(self.err(
-                    self.diag(Code::ComprehensionRank, span, format!("{} index variables for a result of rank {}", bs.len(), s.len()))
-                        .label(format!("the result has shape {}", shape_str(s)))
-                        .help("write one index variable per dimension of the result"),
+                    self.diag(
+                        Code::ComprehensionRank,
+                        span,
+                        format!("{} index variables for a result of rank {}", bs.len(), s.len()),
+                    )
+                    .label(format!("the result has shape {}", shape_str(s)))
+                    .help("write one index variable per dimension of the result"),
                 ));
             }
         }
@@ -1373,16 +1502,26 @@ impl<'p> Checker<'p> {
             let mut seen = HashSet::new();
             for (i, b) in bs.iter().enumerate() {
                 if !seen.insert(b.name.name.clone()) {
-                    return Err(self.err(self.diag(Code::DuplicateParam, b.name.span, format!("index `{}` is bound twice", b.name.name)).label("bound again here")));
+                    return Err(self.err(
+                        self.diag(Code::DuplicateParam, b.name.span, format!("index `{}` is bound twice", b.name.name))
+                            .label("bound again here"),
+                    ));
                 }
                 let (lo, ext) = match (&b.range, &exp_shape) {
                     (Some(r), _) => self.range_of(r)?,
                     (None, Some(s)) => (Dim::constant(0), s[i].clone()),
                     (None, None) => {
                         return Err(self.err(
-                            self.diag(Code::UnknownExtent, b.name.span, format!("cannot infer the extent of `{}`", b.name.name))
-                                .label("no declared result shape to take it from")
-                                .help(format!("annotate the binding (`let y: f32[n, m] = ...`) or give a range: `[{} in 0..n]`", b.name.name)),
+                            self.diag(
+                                Code::UnknownExtent,
+                                b.name.span,
+                                format!("cannot infer the extent of `{}`", b.name.name),
+                            )
+                            .label("no declared result shape to take it from")
+                            .help(format!(
+                                "annotate the binding (`let y: f32[n, m] = ...`) or give a range: `[{} in 0..n]`",
+                                b.name.name
+                            )),
                         ));
                     }
                 };
@@ -1396,7 +1535,10 @@ impl<'p> Checker<'p> {
             };
             let body = self.elab(body, inner.as_ref())?;
             let Ty::Arr(e, bshape) = body.ty.clone() else {
-                return Err(self.err(self.diag(Code::TupleAsArray, body.span, "a comprehension body must be an array").label(format!("this is {}", body.ty))));
+                return Err(self.err(
+                    self.diag(Code::TupleAsArray, body.span, "a comprehension body must be an array")
+                        .label(format!("this is {}", body.ty)),
+                ));
             };
             let e = if e.is_weak() {
                 match expected.and_then(|t| t.elem()) {
@@ -1421,7 +1563,14 @@ impl<'p> Checker<'p> {
         r
     }
 
-    fn elab_loop(&mut self, var: &ast::Ident, range: &ast::RangeExpr, carried: &[(ast::Ident, ast::Expr)], body: &ast::Block, span: Span) -> Res<R> {
+    fn elab_loop(
+        &mut self,
+        var: &ast::Ident,
+        range: &ast::RangeExpr,
+        carried: &[(ast::Ident, ast::Expr)],
+        body: &ast::Block,
+        span: Span,
+    ) -> Res<R> {
         let (lo, ext) = self.range_of(range)?;
         let mut inits = Vec::new();
         for (n, e) in carried {
@@ -1432,7 +1581,10 @@ impl<'p> Checker<'p> {
         let mut seen = HashSet::new();
         for (n, _) in &inits {
             if !seen.insert(n.name.clone()) || n.name == var.name {
-                return Err(self.err(self.diag(Code::DuplicateParam, n.span, format!("`{}` is bound twice in this loop", n.name)).label("bound again here")));
+                return Err(self.err(
+                    self.diag(Code::DuplicateParam, n.span, format!("`{}` is bound twice in this loop", n.name))
+                        .label("bound again here"),
+                ));
             }
         }
         // Literal initial values default to i32/f32 unless the body settles another dtype.
@@ -1510,14 +1662,29 @@ impl<'p> Checker<'p> {
                             }
                             let c = self.elab(cond, None)?;
                             if self.elem(&c)? != Elem::D(DType::Bool) {
-                                return Err(self.err(self.diag(Code::NotBool, cond.span, format!("`break if` needs a bool condition, found {}", c.ty)).label("not bool")));
+                                return Err(self.err(
+                                    self.diag(
+                                        Code::NotBool,
+                                        cond.span,
+                                        format!("`break if` needs a bool condition, found {}", c.ty),
+                                    )
+                                    .label("not bool"),
+                                ));
                             }
                             for t in types {
                                 let s = self.broadcast_shapes(c.shape_of(), t.shape(), cond.span, None)?;
                                 if s != t.shape() {
                                     return Err(self.err(
-                                        self.diag(Code::Broadcast, cond.span, format!("the exit condition has shape {} but a carried value has shape {}", shape_str(c.shape_of()), shape_str(t.shape())))
-                                            .label("does not broadcast to the carried values"),
+                                        self.diag(
+                                            Code::Broadcast,
+                                            cond.span,
+                                            format!(
+                                                "the exit condition has shape {} but a carried value has shape {}",
+                                                shape_str(c.shape_of()),
+                                                shape_str(t.shape())
+                                            ),
+                                        )
+                                        .label("does not broadcast to the carried values"),
                                     ));
                                 }
                             }
@@ -1531,25 +1698,34 @@ impl<'p> Checker<'p> {
             self.pop_scope();
             let next = res?;
             let parts = if inits.len() == 1 { vec![next.clone()] } else { self.tuple_parts(&next) };
-            if parts.len() != inits.len() || (inits.len() > 1 && !matches!(next.ty, Ty::Tuple(_))) || (inits.len() == 1 && matches!(next.ty, Ty::Tuple(_))) {
+            if parts.len() != inits.len()
+                || (inits.len() > 1 && !matches!(next.ty, Ty::Tuple(_)))
+                || (inits.len() == 1 && matches!(next.ty, Ty::Tuple(_)))
+            {
                 let got = match &next.ty {
                     Ty::Tuple(ts) => ts.len(),
                     _ => 1,
                 };
                 return Err(self.err(
-                    self.diag(Code::LoopArity, body.value.span, format!("the loop carries {} values but its body gives {}", inits.len(), got))
-                        .label(plural(got, "value"))
-                        .help(format!(
-                            "end the body with the next value of every carried variable, in order: `({})`",
-                            inits.iter().map(|(n, _)| format!("{}2", n.name)).collect::<Vec<_>>().join(", ")
-                        )),
+                    self.diag(
+                        Code::LoopArity,
+                        body.value.span,
+                        format!("the loop carries {} values but its body gives {}", inits.len(), got),
+                    )
+                    .label(plural(got, "value"))
+                    .help(format!(
+                        "end the body with the next value of every carried variable, in order: `({})`",
+                        inits.iter().map(|(n, _)| format!("{}2", n.name)).collect::<Vec<_>>().join(", ")
+                    )),
                 ));
             }
             // A literal initial value takes the dtype the body gives it.
             let mut better = types.to_vec();
             let mut retry = false;
             for (i, p) in parts.iter().enumerate() {
-                if let (Ty::Arr(Elem::D(got), gs), Ty::Arr(Elem::D(want), ws), Some(Elem::IntLit | Elem::FloatLit)) = (&p.ty, &types[i], inits[i].1.ty.elem()) {
+                if let (Ty::Arr(Elem::D(got), gs), Ty::Arr(Elem::D(want), ws), Some(Elem::IntLit | Elem::FloatLit)) =
+                    (&p.ty, &types[i], inits[i].1.ty.elem())
+                {
                     if got != want && gs == ws && (got.is_float() || inits[i].1.ty.elem() == Some(Elem::IntLit)) {
                         better[i] = Ty::Arr(Elem::D(*got), gs.clone());
                         retry = true;
@@ -1567,10 +1743,16 @@ impl<'p> Checker<'p> {
                         let same_elem = *pe == Elem::D(*d) || pe.is_weak();
                         if !same_elem || ps != ts {
                             return Err(self.err(
-                                self.diag(Code::LoopCarriedType, p.span, format!("the loop changes the type of `{}` from {} to {}", n.name, types[i], p.ty))
-                                    .label(format!("this is {}", p.ty))
-                                    .secondary(self.file(), n.span, format!("`{}` is {} here", n.name, types[i]))
-                                    .help("carried values keep their dtype and shape; cast the update or the initial value"),
+                                self.diag(
+                                    Code::LoopCarriedType,
+                                    p.span,
+                                    format!("the loop changes the type of `{}` from {} to {}", n.name, types[i], p.ty),
+                                )
+                                .label(format!("this is {}", p.ty))
+                                .secondary(self.file(), n.span, format!("`{}` is {} here", n.name, types[i]))
+                                .help(
+                                    "carried values keep their dtype and shape; cast the update or the initial value",
+                                ),
                             ));
                         }
                         let sp = p.span;
@@ -1590,18 +1772,30 @@ impl<'p> Checker<'p> {
 
     fn index(&mut self, a: R, items: &[ast::IndexItem], span: Span) -> Res<R> {
         let Ty::Arr(e, shape) = a.ty.clone() else {
-            return Err(self.err(self.diag(Code::TupleAsArray, a.span, "cannot index a tuple").label(format!("this is {}", a.ty)).help("destructure it first: `let (a, b) = ...;`")));
+            return Err(self.err(
+                self.diag(Code::TupleAsArray, a.span, "cannot index a tuple")
+                    .label(format!("this is {}", a.ty))
+                    .help("destructure it first: `let (a, b) = ...;`"),
+            ));
         };
         let consumed = items.iter().filter(|i| !matches!(i, ast::IndexItem::New(_))).count();
         if consumed > shape.len() {
             return Err(self.err(
-                self.diag(Code::TooManyIndices, span, format!("{consumed} indices for an array of rank {}", shape.len()))
-                    .label(format!("this array has shape {}", shape_str(&shape)))
-                    .secondary(a.file, a.span, format!("rank {}", shape.len())),
+                self.diag(
+                    Code::TooManyIndices,
+                    span,
+                    format!("{consumed} indices for an array of rank {}", shape.len()),
+                )
+                .label(format!("this array has shape {}", shape_str(&shape)))
+                .secondary(a.file, a.span, format!("rank {}", shape.len())),
             ));
         }
         if items.is_empty() {
-            return Err(self.err(self.diag(Code::TooManyIndices, span, "empty index").label("nothing between `[` and `]`").help("write `x[i]`, `x[1:]` or `x[:, new]`")));
+            return Err(self.err(
+                self.diag(Code::TooManyIndices, span, "empty index")
+                    .label("nothing between `[` and `]`")
+                    .help("write `x[i]`, `x[1:]` or `x[:, new]`"),
+            ));
         }
         let mut out_items = Vec::new();
         let mut out_shape = Vec::new();
@@ -1621,7 +1815,9 @@ impl<'p> Checker<'p> {
                             self.diag(Code::IndexNotInt, x.span, format!("an index must be an integer, found {ve}"))
                                 .label("not an integer")
                                 .help(match (ve.is_float(), self.snippet(x.span)) {
-                                    (true, Some(t)) if ve == Elem::FloatLit => format!("write an integer, e.g. `{}`", t.split('.').next().unwrap_or("0")),
+                                    (true, Some(t)) if ve == Elem::FloatLit => {
+                                        format!("write an integer, e.g. `{}`", t.split('.').next().unwrap_or("0"))
+                                    }
                                     (true, Some(t)) => format!("convert it: `{t} as i32`"),
                                     (true, None) => "convert it with `as i32`".to_string(),
                                     _ => "to select elements by a bool mask, use `where(mask, x, 0.0)`".to_string(),
@@ -1630,9 +1826,13 @@ impl<'p> Checker<'p> {
                     }
                     if !v.shape_of().is_empty() {
                         return Err(self.err(
-                            self.diag(Code::IndexNotInt, x.span, format!("an index must be a scalar, found shape {}", shape_str(v.shape_of())))
-                                .label("an array of indices")
-                                .help("gather element by element with a comprehension: `[i, j] => table[ids[i], j]`"),
+                            self.diag(
+                                Code::IndexNotInt,
+                                x.span,
+                                format!("an index must be a scalar, found shape {}", shape_str(v.shape_of())),
+                            )
+                            .label("an array of indices")
+                            .help("gather element by element with a comprehension: `[i, j] => table[ids[i], j]`"),
                         ));
                     }
                     let (v, bounds) = self.check_index(v, &size, x.span, &a)?;
@@ -1648,12 +1848,18 @@ impl<'p> Checker<'p> {
                             match v.kind {
                                 TKind::Lit(Lit::Int(c)) if c != 0 && c.abs() < i64::MAX as i128 => c as i64,
                                 TKind::Lit(Lit::Int(_)) => {
-                                    return Err(self.err(self.diag(Code::BadSlice, s.span, "slice step cannot be zero").label("step 0")));
+                                    return Err(self.err(
+                                        self.diag(Code::BadSlice, s.span, "slice step cannot be zero").label("step 0"),
+                                    ));
                                 }
                                 _ => {
                                     return Err(self.err(
-                                        self.diag(Code::NotConstant, s.span, "a slice step must be an integer constant")
-                                            .label(format!("this is {}", v.ty)),
+                                        self.diag(
+                                            Code::NotConstant,
+                                            s.span,
+                                            "a slice step must be an integer constant",
+                                        )
+                                        .label(format!("this is {}", v.ty)),
                                     ));
                                 }
                             }
@@ -1685,11 +1891,15 @@ impl<'p> Checker<'p> {
                         start_d.sub(&stop_d).add_const(-step_v - 1).floor_div(-step_v)
                     };
                     let Some(len) = len else {
-                        return Err(self.err(self.diag(Code::BadSlice, *ss, "invalid slice").label("cannot compute its length")));
+                        return Err(self
+                            .err(self.diag(Code::BadSlice, *ss, "invalid slice").label("cannot compute its length")));
                     };
                     if let Some(c) = len.as_const() {
                         if c < 0 {
-                            return Err(self.err(self.diag(Code::BadSlice, *ss, format!("this slice has negative length {c}")).label("start is past stop")));
+                            return Err(self.err(
+                                self.diag(Code::BadSlice, *ss, format!("this slice has negative length {c}"))
+                                    .label("start is past stop"),
+                            ));
                         }
                     }
                     out_items.push(TIndex::Slice { start: start_d, step: step_v, len: len.clone() });
@@ -1706,7 +1916,11 @@ impl<'p> Checker<'p> {
     fn check_index(&mut self, v: R, size: &Dim, span: Span, arr: &R) -> Res<(R, Bounds)> {
         // Constant negative indices count from the end (numpy).
         if let TKind::Lit(Lit::Int(c)) = v.kind {
-            let v2 = if c < 0 { self.mk(TKind::Dim(size.add_const(c as i64)), Ty::scalar(Elem::D(DType::I64)), v.span) } else { v.clone() };
+            let v2 = if c < 0 {
+                self.mk(TKind::Dim(size.add_const(c as i64)), Ty::scalar(Elem::D(DType::I64)), v.span)
+            } else {
+                v.clone()
+            };
             return Ok((v2, Bounds::AtBind));
         }
         if matches!(v.kind, TKind::Dim(_)) {
@@ -1716,7 +1930,9 @@ impl<'p> Checker<'p> {
             Interval::Data => Ok((v, Bounds::Runtime)),
             Interval::Unknown => Err(self.err(
                 self.diag(Code::OutOfBounds, span, "cannot prove this index is in bounds")
-                    .label(format!("the index is not an affine function of the index variables; the axis has size `{size}`"))
+                    .label(format!(
+                        "the index is not an affine function of the index variables; the axis has size `{size}`"
+                    ))
                     .secondary(arr.file, arr.span, format!("shape {}", shape_str(arr.shape_of())))
                     .help("guard it: `where(idx < n, x[idx], 0.0)`, or pad the input with `pad(...)`"),
             )),
@@ -1729,7 +1945,11 @@ impl<'p> Checker<'p> {
                 if lo_ok && hi_ok {
                     return Ok((v, Bounds::Proven));
                 }
-                let (what, bound) = if !lo_ok { ("below 0", format!("its smallest value is `{lo}`")) } else { ("past the end", format!("its largest value is `{hi}` but the axis has size `{size}`")) };
+                let (what, bound) = if !lo_ok {
+                    ("below 0", format!("its smallest value is `{lo}`"))
+                } else {
+                    ("past the end", format!("its largest value is `{hi}` but the axis has size `{size}`"))
+                };
                 let idx = self.snippet(span).unwrap_or_else(|| "i".to_string());
                 let guard = if !lo_ok { format!("{idx} >= 0") } else { format!("{idx} < {size}") };
                 Err(self.err(
@@ -1747,11 +1967,9 @@ impl<'p> Checker<'p> {
         let fact = self.facts.iter().rev().find(|f| f.key == k);
         let base = self.interval_raw(e);
         match (base, fact) {
-            (Interval::Known { lo, hi, vars }, Some(f)) => Interval::Known {
-                lo: f.lo.clone().unwrap_or(lo),
-                hi: f.hi.clone().unwrap_or(hi),
-                vars,
-            },
+            (Interval::Known { lo, hi, vars }, Some(f)) => {
+                Interval::Known { lo: f.lo.clone().unwrap_or(lo), hi: f.hi.clone().unwrap_or(hi), vars }
+            }
             (b, _) => b,
         }
     }
@@ -1759,7 +1977,9 @@ impl<'p> Checker<'p> {
     fn interval_raw(&self, e: &TExpr) -> Interval {
         use Interval::*;
         match &e.kind {
-            TKind::Lit(Lit::Int(c)) => Known { lo: Dim::constant(*c as i64), hi: Dim::constant(*c as i64), vars: false },
+            TKind::Lit(Lit::Int(c)) => {
+                Known { lo: Dim::constant(*c as i64), hi: Dim::constant(*c as i64), vars: false }
+            }
             TKind::Dim(d) => Known { lo: d.clone(), hi: d.clone(), vars: false },
             TKind::Var(id) => match self.vars.get(id) {
                 Some((lo, hi)) => Known { lo: lo.clone(), hi: hi.clone(), vars: true },
@@ -1781,11 +2001,19 @@ impl<'p> Checker<'p> {
                     BinOp::Sub => Known { lo: l1.sub(h2), hi: h1.sub(l2), vars },
                     BinOp::Mul => {
                         // One side is a constant or a size (non-negative, exact).
-                        let (iv_lo, iv_hi, c) = if l2 == h2 { (l1, h1, l2) } else if l1 == h1 { (l2, h2, l1) } else { return Unknown };
+                        let (iv_lo, iv_hi, c) = if l2 == h2 {
+                            (l1, h1, l2)
+                        } else if l1 == h1 {
+                            (l2, h2, l1)
+                        } else {
+                            return Unknown;
+                        };
                         match c.as_const() {
                             Some(k) if k >= 0 => Known { lo: iv_lo.mul(c), hi: iv_hi.mul(c), vars },
                             Some(_) => Known { lo: iv_hi.mul(c), hi: iv_lo.mul(c), vars },
-                            None if c.provably_nonneg() && iv_lo.provably_nonneg() => Known { lo: iv_lo.mul(c), hi: iv_hi.mul(c), vars },
+                            None if c.provably_nonneg() && iv_lo.provably_nonneg() => {
+                                Known { lo: iv_lo.mul(c), hi: iv_hi.mul(c), vars }
+                            }
                             None => Unknown,
                         }
                     }
@@ -1806,7 +2034,9 @@ impl<'p> Checker<'p> {
             TKind::Builtin("where", args, _) => {
                 // Either branch: only provable when both are.
                 match (self.interval(&args[1]), self.interval(&args[2])) {
-                    (Known { lo: a, hi: b, vars: v1 }, Known { lo: c, hi: d, vars: v2 }) if a == c && b == d => Known { lo: a, hi: b, vars: v1 || v2 },
+                    (Known { lo: a, hi: b, vars: v1 }, Known { lo: c, hi: d, vars: v2 }) if a == c && b == d => {
+                        Known { lo: a, hi: b, vars: v1 || v2 }
+                    }
                     (Data, _) | (_, Data) => Data,
                     _ => Unknown,
                 }
@@ -1849,20 +2079,36 @@ impl<'p> Checker<'p> {
                 let mut add = |x: &TExpr, lo: Option<Dim>, hi: Option<Dim>| out.push(Fact { key: key(x), lo, hi });
                 match op {
                     BinOp::Lt => {
-                        if let Some(y) = exact(b) { add(a, None, Some(y.add_const(-1))) }
-                        if let Some(x) = exact(a) { add(b, Some(x.add_const(1)), None) }
+                        if let Some(y) = exact(b) {
+                            add(a, None, Some(y.add_const(-1)))
+                        }
+                        if let Some(x) = exact(a) {
+                            add(b, Some(x.add_const(1)), None)
+                        }
                     }
                     BinOp::Le => {
-                        if let Some(y) = exact(b) { add(a, None, Some(y)) }
-                        if let Some(x) = exact(a) { add(b, Some(x), None) }
+                        if let Some(y) = exact(b) {
+                            add(a, None, Some(y))
+                        }
+                        if let Some(x) = exact(a) {
+                            add(b, Some(x), None)
+                        }
                     }
                     BinOp::Gt => {
-                        if let Some(y) = exact(b) { add(a, Some(y.add_const(1)), None) }
-                        if let Some(x) = exact(a) { add(b, None, Some(x.add_const(-1))) }
+                        if let Some(y) = exact(b) {
+                            add(a, Some(y.add_const(1)), None)
+                        }
+                        if let Some(x) = exact(a) {
+                            add(b, None, Some(x.add_const(-1)))
+                        }
                     }
                     BinOp::Ge => {
-                        if let Some(y) = exact(b) { add(a, Some(y), None) }
-                        if let Some(x) = exact(a) { add(b, None, Some(x)) }
+                        if let Some(y) = exact(b) {
+                            add(a, Some(y), None)
+                        }
+                        if let Some(x) = exact(a) {
+                            add(b, None, Some(x))
+                        }
                     }
                     _ => {}
                 }
@@ -1891,11 +2137,24 @@ impl<'p> Checker<'p> {
     fn elab_call(&mut self, f: &ast::Ident, args: &CallArgs, span: Span, expected: Option<&Ty>) -> Res<R> {
         if let Some(b) = self.lookup(&f.name) {
             let (what, help) = match &b {
-                Binding::Dim(_) => ("a dimension".to_string(), "a dimension is a size; use it as a value without parentheses".to_string()),
-                Binding::Value(v) if !v.shape_of().is_empty() => (format!("an array of type {}", v.ty), format!("to index it, write `{}[...]`", f.name)),
-                Binding::Value(v) => (format!("a value of type {}", v.ty), "remove the parentheses; if a fn of this name exists, rename the local binding that hides it".to_string()),
+                Binding::Dim(_) => (
+                    "a dimension".to_string(),
+                    "a dimension is a size; use it as a value without parentheses".to_string(),
+                ),
+                Binding::Value(v) if !v.shape_of().is_empty() => {
+                    (format!("an array of type {}", v.ty), format!("to index it, write `{}[...]`", f.name))
+                }
+                Binding::Value(v) => (
+                    format!("a value of type {}", v.ty),
+                    "remove the parentheses; if a fn of this name exists, rename the local binding that hides it"
+                        .to_string(),
+                ),
             };
-            return Err(self.err(self.diag(Code::NotCallable, f.span, format!("`{}` is {what}, not a function", f.name)).label("cannot be called").help(help)));
+            return Err(self.err(
+                self.diag(Code::NotCallable, f.span, format!("`{}` is {what}, not a function", f.name))
+                    .label("cannot be called")
+                    .help(help),
+            ));
         }
         let m = self.module();
         match self.find_item(m, &f.name) {
@@ -1920,7 +2179,9 @@ impl<'p> Checker<'p> {
         if BUILTINS.contains(&f.name.as_str()) {
             return self.builtin(f, args, span, expected);
         }
-        let mut d = self.diag(Code::UnknownFunction, f.span, format!("cannot find function `{}`", f.name)).label("not a builtin or a visible fn");
+        let mut d = self
+            .diag(Code::UnknownFunction, f.span, format!("cannot find function `{}`", f.name))
+            .label("not a builtin or a visible fn");
         let mut cands: Vec<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
         cands.extend(self.visible_names(m));
         if let Some(s) = suggest(&f.name, cands.iter().map(|s| s.as_str())) {
@@ -1934,10 +2195,14 @@ impl<'p> Checker<'p> {
     fn call_fn(&mut self, dm: ModId, item: &'p ast::FnItem, list: &[ast::Arg], f: &ast::Ident, span: Span) -> Res<R> {
         if !item.dims.is_empty() {
             return Err(self.err(
-                self.diag(Code::ExplicitDimCall, f.span, format!("`{}` has explicit dimension parameters and cannot be called here", f.name))
-                    .label("called as a function")
-                    .secondary(self.prog.modules[dm].file, item.name.span, "declared with `<...>` dimensions")
-                    .help("move its body into a `fn` that takes the sizes from its arguments, and call that"),
+                self.diag(
+                    Code::ExplicitDimCall,
+                    f.span,
+                    format!("`{}` has explicit dimension parameters and cannot be called here", f.name),
+                )
+                .label("called as a function")
+                .secondary(self.prog.modules[dm].file, item.name.span, "declared with `<...>` dimensions")
+                .help("move its body into a `fn` that takes the sizes from its arguments, and call that"),
             ));
         }
         if self.inline_stack.iter().any(|(m, n)| *m == dm && *n == item.name.name) {
@@ -1967,9 +2232,22 @@ impl<'p> Checker<'p> {
                 None => {
                     if positional >= item.params.len() {
                         return Err(self.err(
-                            self.diag(Code::ArgCount, a.value.span, format!("`{}` takes {} but {} were given", f.name, plural(item.params.len(), "argument"), list.iter().filter(|a| a.name.is_none()).count()))
-                                .label("extra argument")
-                                .secondary(self.prog.modules[dm].file, item.name.span, "defined here"),
+                            self.diag(
+                                Code::ArgCount,
+                                a.value.span,
+                                format!(
+                                    "`{}` takes {} but {} were given",
+                                    f.name,
+                                    plural(item.params.len(), "argument"),
+                                    list.iter().filter(|a| a.name.is_none()).count()
+                                ),
+                            )
+                            .label("extra argument")
+                            .secondary(
+                                self.prog.modules[dm].file,
+                                item.name.span,
+                                "defined here",
+                            ),
                         ));
                     }
                     slots[positional] = Some(&a.value);
@@ -1978,7 +2256,9 @@ impl<'p> Checker<'p> {
                 Some(k) => {
                     let Some(i) = item.params.iter().position(|p| p.name.name == k.name) else {
                         let names: Vec<&str> = item.params.iter().map(|p| p.name.name.as_str()).collect();
-                        let mut d = self.diag(Code::UnknownKeyword, k.span, format!("`{}` has no parameter `{}`", f.name, k.name)).label("unknown keyword");
+                        let mut d = self
+                            .diag(Code::UnknownKeyword, k.span, format!("`{}` has no parameter `{}`", f.name, k.name))
+                            .label("unknown keyword");
                         d = match suggest(&k.name, names.iter().copied()) {
                             Some(s) => d.help(format!("did you mean `{s}`?")),
                             None => d.help(format!("its parameters are: {}", names.join(", "))),
@@ -1986,7 +2266,10 @@ impl<'p> Checker<'p> {
                         return Err(self.err(d));
                     };
                     if slots[i].is_some() {
-                        return Err(self.err(self.diag(Code::DuplicateKeyword, k.span, format!("`{}` is given twice", k.name)).label("given again here")));
+                        return Err(self.err(
+                            self.diag(Code::DuplicateKeyword, k.span, format!("`{}` is given twice", k.name))
+                                .label("given again here"),
+                        ));
                     }
                     slots[i] = Some(&a.value);
                 }
@@ -1999,9 +2282,17 @@ impl<'p> Checker<'p> {
                 None if p.default.is_some() => vals.push(None),
                 None => {
                     return Err(self.err(
-                        self.diag(Code::MissingArg, span, format!("missing argument `{}` of `{}`", p.name.name, f.name))
-                            .label(format!("`{}` is not given", p.name.name))
-                            .secondary(self.prog.modules[dm].file, p.span, "parameter declared here"),
+                        self.diag(
+                            Code::MissingArg,
+                            span,
+                            format!("missing argument `{}` of `{}`", p.name.name, f.name),
+                        )
+                        .label(format!("`{}` is not given", p.name.name))
+                        .secondary(
+                            self.prog.modules[dm].file,
+                            p.span,
+                            "parameter declared here",
+                        ),
                     ));
                 }
             }
@@ -2048,10 +2339,18 @@ impl<'p> Checker<'p> {
                         if !is_const(&v) || !ok {
                             let msg = if ok { "must be a compile-time constant" } else { "has the wrong kind" };
                             return Err(self.err(
-                                Diag::new(Code::NotConstant, caller_file, v.span, format!("argument `{}` {msg}", p.name.name))
-                                    .label(format!("`{}` is a compile-time `{}`; this is {}", p.name.name, t.name.name, v.ty))
-                                    .secondary(file, p.span, "declared here")
-                                    .help("pass a literal or a `const`"),
+                                Diag::new(
+                                    Code::NotConstant,
+                                    caller_file,
+                                    v.span,
+                                    format!("argument `{}` {msg}", p.name.name),
+                                )
+                                .label(format!(
+                                    "`{}` is a compile-time `{}`; this is {}",
+                                    p.name.name, t.name.name, v.ty
+                                ))
+                                .secondary(file, p.span, "declared here")
+                                .help("pass a literal or a `const`"),
                             ));
                         }
                         v
@@ -2062,9 +2361,19 @@ impl<'p> Checker<'p> {
                         let dims = t.dims.clone().unwrap_or_default();
                         if dims.len() != shape.len() {
                             return Err(self.err(
-                                Diag::new(Code::DeclaredShape, caller_file, v.span, format!("argument `{}` has rank {} but the parameter has rank {}", p.name.name, shape.len(), dims.len()))
-                                    .label(format!("shape {}", shape_str(&shape)))
-                                    .secondary(file, t.span, "parameter type"),
+                                Diag::new(
+                                    Code::DeclaredShape,
+                                    caller_file,
+                                    v.span,
+                                    format!(
+                                        "argument `{}` has rank {} but the parameter has rank {}",
+                                        p.name.name,
+                                        shape.len(),
+                                        dims.len()
+                                    ),
+                                )
+                                .label(format!("shape {}", shape_str(&shape)))
+                                .secondary(file, t.span, "parameter type"),
                             ));
                         }
                         for (de, actual) in dims.iter().zip(&shape) {
@@ -2101,7 +2410,9 @@ impl<'p> Checker<'p> {
         })();
         self.lets = saved_lets;
         self.frames.pop();
-        if r.is_err() && self.diags.len() > mark && caller_file != file || (r.is_err() && self.inline_stack.len() > 1 && self.diags.len() > mark) {
+        if r.is_err() && self.diags.len() > mark && caller_file != file
+            || (r.is_err() && self.inline_stack.len() > 1 && self.diags.len() > mark)
+        {
             if let Some(d) = self.diags.last_mut() {
                 if !d.secondary.iter().any(|(_, _, l)| l.starts_with("in this call")) {
                     d.secondary.push((caller_file, call_span, format!("in this call of `{}`", item.name.name)));
@@ -2159,7 +2470,15 @@ fn clone_kind(r: &R) -> TKind {
         TKind::Lit(l) => TKind::Lit(*l),
         TKind::Dim(d) => TKind::Dim(d.clone()),
         TKind::Tuple(v) => TKind::Tuple(v.clone()),
-        _ => TKind::Proj(Rc::new(TExpr { kind: TKind::Tuple(vec![r.clone()]), ty: Ty::Tuple(vec![r.ty.clone()]), file: r.file, span: r.span }), 0),
+        _ => TKind::Proj(
+            Rc::new(TExpr {
+                kind: TKind::Tuple(vec![r.clone()]),
+                ty: Ty::Tuple(vec![r.ty.clone()]),
+                file: r.file,
+                span: r.span,
+            }),
+            0,
+        ),
     }
 }
 
@@ -2302,11 +2621,19 @@ impl NameWalk<'_, '_> {
                 if !ok {
                     let mut cands: Vec<String> = self.scopes.iter().flatten().cloned().collect();
                     cands.extend(self.checker.visible_names(self.mid));
-                    let mut d = Diag::new(Code::UnknownName, self.file, n.span, format!("cannot find `{}` in this scope", n.name)).label("not found");
+                    let mut d = Diag::new(
+                        Code::UnknownName,
+                        self.file,
+                        n.span,
+                        format!("cannot find `{}` in this scope", n.name),
+                    )
+                    .label("not found");
                     if let Some(s) = suggest(&n.name, cands.iter().map(|s| s.as_str())) {
                         d = d.help(format!("did you mean `{s}`?"));
                     }
-                    let dup = self.checker.diags.iter().any(|x| x.file == self.file && x.span == n.span && x.code == Code::UnknownName && x.span.lo == n.span.lo);
+                    let dup = self.checker.diags.iter().any(|x| {
+                        x.file == self.file && x.span == n.span && x.code == Code::UnknownName && x.span.lo == n.span.lo
+                    });
                     if !dup {
                         self.checker.diags.push(d);
                     }
@@ -2316,10 +2643,19 @@ impl NameWalk<'_, '_> {
                 let is_item = matches!(self.checker.find_item(self.mid, &f.name), Some((_, Item::Fn(_))));
                 if is_item {
                     self.calls.push((f.name.clone(), f.span));
-                } else if !BUILTINS.contains(&f.name.as_str()) && !self.known(&f.name) && self.checker.find_item(self.mid, &f.name).is_none() {
+                } else if !BUILTINS.contains(&f.name.as_str())
+                    && !self.known(&f.name)
+                    && self.checker.find_item(self.mid, &f.name).is_none()
+                {
                     let mut cands: Vec<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
                     cands.extend(self.checker.visible_names(self.mid));
-                    let mut d = Diag::new(Code::UnknownFunction, self.file, f.span, format!("cannot find function `{}`", f.name)).label("not a builtin or a visible fn");
+                    let mut d = Diag::new(
+                        Code::UnknownFunction,
+                        self.file,
+                        f.span,
+                        format!("cannot find function `{}`", f.name),
+                    )
+                    .label("not a builtin or a visible fn");
                     d = match suggest(&f.name, cands.iter().map(|s| s.as_str())) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None => d.help("import it with `use`, e.g. `use std::nn::{relu};`, or define it with `fn`"),
@@ -2370,7 +2706,14 @@ impl NameWalk<'_, '_> {
 
 /// Helpers used by the builtin typing rules (crate::builtins).
 impl Checker<'_> {
-    pub(crate) fn err_at(&mut self, code: Code, span: Span, msg: impl Into<String>, label: &str, help: Option<&str>) -> Reported {
+    pub(crate) fn err_at(
+        &mut self,
+        code: Code,
+        span: Span,
+        msg: impl Into<String>,
+        label: &str,
+        help: Option<&str>,
+    ) -> Reported {
         let mut d = self.diag(code, span, msg).label(label);
         if let Some(h) = help {
             d = d.help(h);
@@ -2410,21 +2753,34 @@ impl Checker<'_> {
     pub(crate) fn facts_for(&self, c: &TExpr, negate: bool) -> Vec<(String, Option<Dim>, Option<Dim>)> {
         self.facts_of(c, negate).into_iter().map(|f| (f.key, f.lo, f.hi)).collect()
     }
-    pub(crate) fn with_facts<T>(&mut self, facts: Vec<(String, Option<Dim>, Option<Dim>)>, f: impl FnOnce(&mut Self) -> T) -> T {
+    pub(crate) fn with_facts<T>(
+        &mut self,
+        facts: Vec<(String, Option<Dim>, Option<Dim>)>,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
         let n = self.facts.len();
         self.facts.extend(facts.into_iter().map(|(key, lo, hi)| Fact { key, lo, hi }));
         let r = f(self);
         self.facts.truncate(n);
         r
     }
-    pub(crate) fn reduce_range_pub(&mut self, name: &'static str, bs: &[ast::Binder], body: &ast::Expr, span: Span) -> Res<R> {
+    pub(crate) fn reduce_range_pub(
+        &mut self,
+        name: &'static str,
+        bs: &[ast::Binder],
+        body: &ast::Expr,
+        span: Span,
+    ) -> Res<R> {
         self.push_scope();
         let r = (|| {
             let mut ivars = Vec::new();
             let mut seen = HashSet::new();
             for b in bs {
                 if !seen.insert(b.name.name.clone()) {
-                    return Err(self.err(self.diag(Code::DuplicateParam, b.name.span, format!("index `{}` is bound twice", b.name.name)).label("bound again here")));
+                    return Err(self.err(
+                        self.diag(Code::DuplicateParam, b.name.span, format!("index `{}` is bound twice", b.name.name))
+                            .label("bound again here"),
+                    ));
                 }
                 let Some(r) = &b.range else { return Err(Reported) };
                 let (lo, ext) = self.range_of(r)?;
@@ -2442,7 +2798,10 @@ impl Checker<'_> {
             };
             let Some(Elem::D(d)) = v.ty.elem() else { return Err(Reported) };
             if d == DType::Bool && name != "sum" && name != "prod" {
-                return Err(self.err(self.diag(Code::OpNotSupported, v.span, format!("`{name}` is not defined for bool")).label("bool values")));
+                return Err(self.err(
+                    self.diag(Code::OpNotSupported, v.span, format!("`{name}` is not defined for bool"))
+                        .label("bool values"),
+                ));
             }
             let rd = if matches!(name, "sum" | "prod") { d.sum_result() } else { d };
             let shape = v.shape_of().to_vec();

@@ -172,8 +172,7 @@ impl Diag {
             lo..hi
         };
         let mut labels = vec![
-            Label::new(LabelStyle::Primary, self.file, clamp(self.file, self.span))
-                .with_message(self.label.clone()),
+            Label::new(LabelStyle::Primary, self.file, clamp(self.file, self.span)).with_message(self.label.clone()),
         ];
         for (f, s, m) in &self.secondary {
             labels.push(Label::new(LabelStyle::Secondary, *f, clamp(*f, *s)).with_message(m.clone()));
@@ -198,14 +197,9 @@ impl Diag {
     }
 
     /// Renders to a terminal stream, in color when the stream supports it.
-    pub fn render_to(
-        &self,
-        files: &SourceMap,
-        out: &mut dyn term::termcolor::WriteColor,
-    ) -> std::io::Result<()> {
+    pub fn render_to(&self, files: &SourceMap, out: &mut dyn term::termcolor::WriteColor) -> std::io::Result<()> {
         let config = term::Config::default();
-        term::emit_to_write_style(out, &config, &files.files, &self.to_codespan(files))
-            .map_err(std::io::Error::other)
+        term::emit_to_write_style(out, &config, &files.files, &self.to_codespan(files)).map_err(std::io::Error::other)
     }
 }
 

@@ -239,7 +239,10 @@ mod tests {
         let m = Dim::sym("m");
         assert!(n.mul(&m).sub(&n.mul(&m).add_const(-1)).add_const(-1).provably_nonneg());
         assert!(!n.sub(&m).provably_nonneg());
-        assert_eq!(n.mul(&m).mul(&Dim::constant(6)).exact_div(&m.mul(&Dim::constant(3))), Some(n.mul(&Dim::constant(2))));
+        assert_eq!(
+            n.mul(&m).mul(&Dim::constant(6)).exact_div(&m.mul(&Dim::constant(3))),
+            Some(n.mul(&Dim::constant(2)))
+        );
         assert_eq!(n.add_const(1).exact_div(&n), None);
         let v = n.mul(&m).add_const(3).eval(&|s| if s == "n" { Some(4) } else { Some(5) });
         assert_eq!(v, Some(23));

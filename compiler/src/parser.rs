@@ -122,9 +122,9 @@ fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
         .label("this expression is too deeply nested")
         .help("split the expression with `let` bindings"),
         ParseError::User { error: UserError::BadUse(span, m) } => {
-            Diag::new(Code::BadUse, file, span, "malformed `use` declaration").label(m).help(
-                "write `use std::nn::{softmax, gelu};`, `use std::nn::softmax;` or `use std::nn::*;`",
-            )
+            Diag::new(Code::BadUse, file, span, "malformed `use` declaration")
+                .label(m)
+                .help("write `use std::nn::{softmax, gelu};`, `use std::nn::softmax;` or `use std::nn::*;`")
         }
     }
 }
@@ -133,9 +133,7 @@ fn syntax_hint(tok: &Tok<'_>, expected: &[String]) -> Option<String> {
     let exp = |s: &str| expected.iter().any(|e| e.trim_matches('"') == s);
     match tok {
         Tok::Eq if exp("==") => Some("use `==` to compare; `=` only appears in `let` and defaults".into()),
-        Tok::Semi if exp("}") => {
-            Some("a block ends with its value, without `;`: `{ let y = f(x); y * 2.0 }`".into())
-        }
+        Tok::Semi if exp("}") => Some("a block ends with its value, without `;`: `{ let y = f(x); y * 2.0 }`".into()),
         Tok::RBrace if exp(";") => Some("a `let` statement ends with `;`".into()),
         Tok::Ident(_) | Tok::Int(_) | Tok::Float(_) if exp(",") && exp(")") => {
             Some("separate the items of a list with `,`".into())
@@ -165,7 +163,10 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
                     let text = src.get(e.start..e.end).unwrap_or("");
                     let first = text.chars().next().unwrap_or('?');
                     let (msg, label) = if text.chars().count() > 1 {
-                        (format!("invalid characters starting with `{}`", first.escape_debug()), "not part of the language")
+                        (
+                            format!("invalid characters starting with `{}`", first.escape_debug()),
+                            "not part of the language",
+                        )
                     } else {
                         (format!("invalid character `{}`", first.escape_debug()), "not part of the language")
                     };
@@ -178,15 +179,19 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
                         _ => d,
                     }
                 }
-                LexErrorKind::UnterminatedComment => {
-                    Diag::new(Code::UnterminatedComment, file, Span::new(e.start, e.start + 2), "unterminated block comment")
-                        .label("this comment is never closed")
-                        .help("close it with `*/`")
-                }
+                LexErrorKind::UnterminatedComment => Diag::new(
+                    Code::UnterminatedComment,
+                    file,
+                    Span::new(e.start, e.start + 2),
+                    "unterminated block comment",
+                )
+                .label("this comment is never closed")
+                .help("close it with `*/`"),
                 LexErrorKind::IntTooLarge => Diag::new(Code::IntTooLarge, file, span, "integer literal too large")
                     .label("does not fit in 64 bits"),
-                LexErrorKind::BadFloat => Diag::new(Code::BadFloat, file, span, "float literal out of range")
-                    .label("not a finite f64 value"),
+                LexErrorKind::BadFloat => {
+                    Diag::new(Code::BadFloat, file, span, "float literal out of range").label("not a finite f64 value")
+                }
             }
         })
         .collect();

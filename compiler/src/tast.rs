@@ -77,7 +77,12 @@ pub enum TKind {
     Index(R, Vec<TIndex>),
     Comprehension(Vec<IVar>, R),
     Reduce(&'static str, Vec<IVar>, R),
-    Loop { var: IVar, carried: Vec<(u32, R)>, exit: Option<R>, next: Vec<R> },
+    Loop {
+        var: IVar,
+        carried: Vec<(u32, R)>,
+        exit: Option<R>,
+        next: Vec<R>,
+    },
     /// The current value of a loop-carried variable.
     Carried(u32),
     Tuple(Vec<R>),

@@ -71,7 +71,12 @@ fn block(x: BoxedStrategy<Expr>) -> impl Strategy<Value = Block> {
         prop::collection::vec(ident(), 0..3).prop_map(|v| Pattern::Tuple(v, sp())),
     ];
     let stmt = prop_oneof![
-        (pat, prop::option::of(ty(x.clone())), x.clone()).prop_map(|(pat, ty, value)| Stmt::Let { pat, ty, value, span: sp() }),
+        (pat, prop::option::of(ty(x.clone())), x.clone()).prop_map(|(pat, ty, value)| Stmt::Let {
+            pat,
+            ty,
+            value,
+            span: sp()
+        }),
         x.clone().prop_map(|cond| Stmt::BreakIf { cond, span: sp() }),
     ];
     (prop::collection::vec(stmt, 0..3), x).prop_map(|(stmts, v)| Block { stmts, value: Box::new(v), span: sp() })
@@ -90,16 +95,19 @@ fn expr() -> impl Strategy<Value = Expr> {
                 .prop_map(|(start, stop, step)| IndexItem::Slice { start, stop, step, span: sp() }),
         ];
         prop_oneof![
-            (prop::sample::select(vec![UnOp::Neg, UnOp::Not]), x.clone()).prop_map(|(op, a)| e(ExprKind::Unary(op, Box::new(a)))),
+            (prop::sample::select(vec![UnOp::Neg, UnOp::Not]), x.clone())
+                .prop_map(|(op, a)| e(ExprKind::Unary(op, Box::new(a)))),
             (binop(), x.clone(), x.clone()).prop_map(|(op, a, b)| e(ExprKind::Binary(op, Box::new(a), Box::new(b)))),
             (x.clone(), ident()).prop_map(|(a, t)| e(ExprKind::Cast(Box::new(a), t))),
             (ident(), prop::collection::vec(arg, 0..4)).prop_map(|(f, a)| e(ExprKind::Call(f, CallArgs::List(a)))),
             (ident(), prop::collection::vec(rbinder, 1..3), x.clone())
                 .prop_map(|(f, b, body)| e(ExprKind::Call(f, CallArgs::Reduce(b, Box::new(body))))),
-            (x.clone(), prop::collection::vec(item, 0..4)).prop_map(|(a, items)| e(ExprKind::Index(Box::new(a), items))),
+            (x.clone(), prop::collection::vec(item, 0..4))
+                .prop_map(|(a, items)| e(ExprKind::Index(Box::new(a), items))),
             prop::collection::vec(x.clone(), 0..4).prop_map(|v| e(ExprKind::Tuple(v))),
             block(x.clone()).prop_map(|b| e(ExprKind::Block(b))),
-            (prop::collection::vec(binder, 1..3), x.clone()).prop_map(|(b, body)| e(ExprKind::Comprehension(b, Box::new(body)))),
+            (prop::collection::vec(binder, 1..3), x.clone())
+                .prop_map(|(b, body)| e(ExprKind::Comprehension(b, Box::new(body)))),
             (ident(), range(x.clone()), prop::collection::vec((ident(), x.clone()), 0..3), block(x.clone()))
                 .prop_map(|(var, range, carried, body)| e(ExprKind::Loop { var, range, carried, body })),
         ]
@@ -108,10 +116,10 @@ fn expr() -> impl Strategy<Value = Expr> {
 
 fn module() -> impl Strategy<Value = Module> {
     let x = expr().boxed();
-    let use_item = (prop::collection::vec(ident(), 1..3), prop_oneof![
-        prop::collection::vec(ident(), 1..3).prop_map(UseNames::Names),
-        Just(UseNames::Glob(sp())),
-    ])
+    let use_item = (
+        prop::collection::vec(ident(), 1..3),
+        prop_oneof![prop::collection::vec(ident(), 1..3).prop_map(UseNames::Names), Just(UseNames::Glob(sp())),],
+    )
         .prop_map(|(path, names)| Item::Use(UseItem { path, names, span: sp() }));
     let const_item = (ident(), prop::option::of(ty(x.clone())), x.clone())
         .prop_map(|(name, ty, value)| Item::Const(ConstItem { name, ty, value, span: sp() }));
@@ -119,8 +127,11 @@ fn module() -> impl Strategy<Value = Module> {
         .prop_map(|(name, ty, default)| Param { name, ty, default, span: sp() });
     let ret = prop_oneof![
         ty(x.clone()).prop_map(RetType::Single),
-        prop::collection::vec((prop::option::of(ident()), ty(x.clone())).prop_map(|(name, ty)| RetField { name, ty }), 0..3)
-            .prop_map(|f| RetType::Tuple(f, sp())),
+        prop::collection::vec(
+            (prop::option::of(ident()), ty(x.clone())).prop_map(|(name, ty)| RetField { name, ty }),
+            0..3
+        )
+        .prop_map(|f| RetType::Tuple(f, sp())),
     ];
     let fn_item = (
         any::<bool>(),
@@ -244,12 +255,14 @@ fn mutated_examples_never_panic() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for f in files {
         let src = std::fs::read_to_string(&f).expect("readable");
-        let spans: Vec<(usize, usize)> = tk_compiler::lexer::Lexer::new(&src).flatten().map(|(l, _, r)| (l, r)).collect();
+        let spans: Vec<(usize, usize)> =
+            tk_compiler::lexer::Lexer::new(&src).flatten().map(|(l, _, r)| (l, r)).collect();
         if spans.len() < 2 {
             continue;
         }
         for _ in 0..40 {
-            let (op, i, j) = (0u8..3, 0..spans.len(), 0..spans.len()).new_tree(&mut runner).expect("strategy").current();
+            let (op, i, j) =
+                (0u8..3, 0..spans.len(), 0..spans.len()).new_tree(&mut runner).expect("strategy").current();
             let (a, b) = (spans[i], spans[j]);
             let mutated = match op {
                 0 => format!("{}{}", &src[..a.0], &src[a.1..]),
@@ -278,8 +291,24 @@ fn generator_covers_every_node_kind() {
         kinds(&m, &mut seen);
     }
     let all = [
-        "int", "float", "bool", "name", "unary", "binary", "cast", "call", "reduce", "index", "tuple", "block",
-        "comprehension", "loop", "use", "const", "fn", "kernel",
+        "int",
+        "float",
+        "bool",
+        "name",
+        "unary",
+        "binary",
+        "cast",
+        "call",
+        "reduce",
+        "index",
+        "tuple",
+        "block",
+        "comprehension",
+        "loop",
+        "use",
+        "const",
+        "fn",
+        "kernel",
     ];
     for k in all {
         assert!(seen.contains(k), "the generator never produced `{k}`: {seen:?}");

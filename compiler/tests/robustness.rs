@@ -21,13 +21,21 @@ fn deep_parentheses_are_fine() {
 
 #[test]
 fn deep_nesting_is_refused_with_a_diagnostic() {
-    for (open, inner, close) in [("-", "x", ""), ("!", "x", ""), ("{ ", "x", " }"), ("exp(", "x", ")"), ("[i] => ", "x", ""), ("(x + ", "x", ")")] {
+    for (open, inner, close) in [
+        ("-", "x", ""),
+        ("!", "x", ""),
+        ("{ ", "x", " }"),
+        ("exp(", "x", ")"),
+        ("[i] => ", "x", ""),
+        ("(x + ", "x", ")"),
+    ] {
         let codes = check(wrap(100_000, open, inner, close));
         assert!(codes.contains(&"E0006"), "{open}: {codes:?}");
     }
     let long_chain = format!("kernel k(x: f32[n]) -> f32[n] {{ {} }}\n", vec!["x"; 100_000].join(" + "));
     assert!(check(long_chain).contains(&"E0006"));
-    let deep_type = format!("kernel k(x: f32[{}n{}]) -> f32[n] {{ x }}\n", "(".repeat(100_000), " + 1)".repeat(100_000));
+    let deep_type =
+        format!("kernel k(x: f32[{}n{}]) -> f32[n] {{ x }}\n", "(".repeat(100_000), " + 1)".repeat(100_000));
     assert!(check(deep_type).contains(&"E0006"));
 }
 
@@ -78,7 +86,24 @@ fn multi_megabyte_files_check() {
 
 #[test]
 fn odd_bytes_and_unicode_do_not_panic() {
-    for s in ["\u{0}", "kernel \u{1F600}", "\"", "'", "/*", "*/", "0x", "0b2", "1e", "1e+", "..", "::", "k<", "kernel k<>() -> f32 { 1.0 }", "é", "\u{FEFF}kernel"] {
+    for s in [
+        "\u{0}",
+        "kernel \u{1F600}",
+        "\"",
+        "'",
+        "/*",
+        "*/",
+        "0x",
+        "0b2",
+        "1e",
+        "1e+",
+        "..",
+        "::",
+        "k<",
+        "kernel k<>() -> f32 { 1.0 }",
+        "é",
+        "\u{FEFF}kernel",
+    ] {
         let _ = check(s.to_string());
     }
 }
