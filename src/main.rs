@@ -174,12 +174,12 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
                     s.push_str(&tk_compiler::tast::print_types(k));
                 }
             }
-            if let Some(e) = entry {
-                if !found {
-                    let names: Vec<&str> = checked.kernels.iter().map(|k| k.name.as_str()).collect();
-                    eprintln!("error: {} has no kernel `{e}`; its kernels are: {}", file.display(), names.join(", "));
-                    return exit::USER;
-                }
+            if let Some(e) = entry
+                && !found
+            {
+                let names: Vec<&str> = checked.kernels.iter().map(|k| k.name.as_str()).collect();
+                eprintln!("error: {} has no kernel `{e}`; its kernels are: {}", file.display(), names.join(", "));
+                return exit::USER;
             }
             s
         }

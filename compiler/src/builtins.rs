@@ -454,16 +454,16 @@ impl Checker<'_> {
                             _ => w.default_dtype(),
                         },
                     };
-                    if let (Some(d), Elem::D(vd)) = (dtype, self.elem_pub(&v)?) {
-                        if d != vd {
-                            return Err(self.err_at(
-                                Code::DtypeMismatch,
-                                v.span,
-                                format!("fill value is {vd} but `dtype:` is {d}"),
-                                "mismatched dtype",
-                                Some(&format!("cast it with `as {d}`")),
-                            ));
-                        }
+                    if let (Some(d), Elem::D(vd)) = (dtype, self.elem_pub(&v)?)
+                        && d != vd
+                    {
+                        return Err(self.err_at(
+                            Code::DtypeMismatch,
+                            v.span,
+                            format!("fill value is {vd} but `dtype:` is {d}"),
+                            "mismatched dtype",
+                            Some(&format!("cast it with `as {d}`")),
+                        ));
                     }
                     self.coerce_pub(v, d, span)?
                 } else {
@@ -785,21 +785,21 @@ impl Checker<'_> {
         let mut out = Vec::new();
         let mut holes = 0;
         for it in items {
-            if let TKind::Lit(Lit::Int(-1)) = it.kind {
-                if allow_hole {
-                    holes += 1;
-                    if holes > 1 {
-                        return Err(self.err_at(
-                            Code::BadShape,
-                            it.span,
-                            "only one dimension can be `-1`",
-                            "second `-1`",
-                            None,
-                        ));
-                    }
-                    out.push(None);
-                    continue;
+            if let TKind::Lit(Lit::Int(-1)) = it.kind
+                && allow_hole
+            {
+                holes += 1;
+                if holes > 1 {
+                    return Err(self.err_at(
+                        Code::BadShape,
+                        it.span,
+                        "only one dimension can be `-1`",
+                        "second `-1`",
+                        None,
+                    ));
                 }
+                out.push(None);
+                continue;
             }
             match as_dim(&it) {
                 Some(d) if d.as_const().is_none_or(|c| c >= 0) => out.push(Some(d)),

@@ -117,10 +117,10 @@ pub fn check_program(prog: &Program) -> (Vec<CheckedKernel>, Vec<Diag>) {
                     c.resolve_names(mid, f);
                     match f.kind {
                         FnKind::Kernel => {
-                            if let Ok(k) = c.check_kernel(mid, f) {
-                                if mid == 0 {
-                                    kernels.push(k);
-                                }
+                            if let Ok(k) = c.check_kernel(mid, f)
+                                && mid == 0
+                            {
+                                kernels.push(k);
                             }
                         }
                         FnKind::Fn => c.check_typed_fn(mid, f),
@@ -177,10 +177,10 @@ impl<'p> Checker<'p> {
         None
     }
     fn bind(&mut self, name: &str, b: Binding) {
-        if let Some(f) = self.frames.last_mut() {
-            if let Some(s) = f.scopes.last_mut() {
-                s.push((name.to_string(), b));
-            }
+        if let Some(f) = self.frames.last_mut()
+            && let Some(s) = f.scopes.last_mut()
+        {
+            s.push((name.to_string(), b));
         }
     }
     fn push_scope(&mut self) {
@@ -342,14 +342,14 @@ impl<'p> Checker<'p> {
 
     fn elab_const(&mut self, c: &ast::ConstItem) -> Res<R> {
         let v = self.elab(&c.value, None)?;
-        if let Ty::Arr(_, s) = &v.ty {
-            if !s.is_empty() {
-                return Err(self.err(
-                    self.diag(Code::BadConst, c.value.span, format!("a `const` must be a scalar; this is {}", v.ty))
-                        .label("an array")
-                        .help("compute arrays inside a kernel, or pass them as arguments"),
-                ));
-            }
+        if let Ty::Arr(_, s) = &v.ty
+            && !s.is_empty()
+        {
+            return Err(self.err(
+                self.diag(Code::BadConst, c.value.span, format!("a `const` must be a scalar; this is {}", v.ty))
+                    .label("an array")
+                    .help("compute arrays inside a kernel, or pass them as arguments"),
+            ));
         }
         if !matches!(v.kind, TKind::Lit(_)) {
             return Err(self.err(
@@ -436,7 +436,7 @@ impl<'p> Checker<'p> {
                     .help(format!("write e.g. `{}: f32[n]`; only `fn` parameters may be generic", p.name.name)),
                 ));
             };
-            if matches!(t.name.name.as_str(), "int" | "float") || (t.name.name == "bool" && t.dims.is_none() && false) {
+            if matches!(t.name.name.as_str(), "int" | "float") {
                 return Err(self.err(
                     self.diag(Code::KindParam, t.span, format!("`{}` is a compile-time parameter kind", t.name.name))
                         .label("not allowed on a kernel")
@@ -444,10 +444,11 @@ impl<'p> Checker<'p> {
                 ));
             }
             for d in t.dims.iter().flatten() {
-                if let ExprKind::Name(n) = &d.kind {
-                    if !bound.contains(&n.name) && !self.is_int_const(&n.name) {
-                        bound.push(n.name.clone());
-                    }
+                if let ExprKind::Name(n) = &d.kind
+                    && !bound.contains(&n.name)
+                    && !self.is_int_const(&n.name)
+                {
+                    bound.push(n.name.clone());
                 }
             }
         }
@@ -596,8 +597,8 @@ impl<'p> Checker<'p> {
         let all_typed = f.params.iter().all(|p| p.ty.is_some());
         if !all_typed {
             for p in &f.params {
-                if let Some(d) = &p.default {
-                    if !matches!(
+                if let Some(d) = &p.default
+                    && !matches!(
                         d.kind,
                         ExprKind::Int(_)
                             | ExprKind::Float(_)
@@ -605,18 +606,18 @@ impl<'p> Checker<'p> {
                             | ExprKind::Unary(UnOp::Neg, _)
                             | ExprKind::Name(_)
                             | ExprKind::Tuple(_)
-                    ) {
-                        self.diags.push(
-                            Diag::new(
-                                Code::BadDefault,
-                                self.prog.modules[mid].file,
-                                d.span,
-                                "a default must be a constant",
-                            )
-                            .label("not a constant")
-                            .help("defaults are literals or constants, e.g. `axis: int = -1`"),
-                        );
-                    }
+                    )
+                {
+                    self.diags.push(
+                        Diag::new(
+                            Code::BadDefault,
+                            self.prog.modules[mid].file,
+                            d.span,
+                            "a default must be a constant",
+                        )
+                        .label("not a constant")
+                        .help("defaults are literals or constants, e.g. `axis: int = -1`"),
+                    );
                 }
             }
             return;
@@ -645,10 +646,11 @@ impl<'p> Checker<'p> {
                     }
                     _ => {
                         for d in t.dims.iter().flatten() {
-                            if let ExprKind::Name(n) = &d.kind {
-                                if self.lookup(&n.name).is_none() && !self.is_int_const(&n.name) {
-                                    self.bind(&n.name, Binding::Dim(Dim::sym(&n.name)));
-                                }
+                            if let ExprKind::Name(n) = &d.kind
+                                && self.lookup(&n.name).is_none()
+                                && !self.is_int_const(&n.name)
+                            {
+                                self.bind(&n.name, Binding::Dim(Dim::sym(&n.name)));
                             }
                         }
                         let ty = self.resolve_type(t)?;
@@ -895,9 +897,7 @@ impl<'p> Checker<'p> {
                 let is_index = |r: &R| matches!(r.kind, TKind::Var(_) | TKind::Dim(_));
                 let (to, from_side) = if is_index(&a) && !is_index(&b) {
                     (y, "left")
-                } else if is_index(&b) && !is_index(&a) {
-                    (x, "right")
-                } else if x.is_float() && !y.is_float() {
+                } else if (is_index(&b) && !is_index(&a)) || (x.is_float() && !y.is_float()) {
                     (x, "right")
                 } else if y.is_float() && !x.is_float() {
                     (y, "left")
@@ -1255,11 +1255,11 @@ impl<'p> Checker<'p> {
             }
             BinOp::MatMul | BinOp::Pow => e,
         };
-        if let (TKind::Lit(x), TKind::Lit(y)) = (&a.kind, &b.kind) {
-            if let Some(l) = fold_binary(op, *x, *y, e) {
-                let l = if let Elem::D(d) = result_elem { self.fold_wrap(l, d) } else { l };
-                return Ok(self.mk(TKind::Lit(l), Ty::scalar(result_elem), span));
-            }
+        if let (TKind::Lit(x), TKind::Lit(y)) = (&a.kind, &b.kind)
+            && let Some(l) = fold_binary(op, *x, *y, e)
+        {
+            let l = if let Elem::D(d) = result_elem { self.fold_wrap(l, d) } else { l };
+            return Ok(self.mk(TKind::Lit(l), Ty::scalar(result_elem), span));
         }
         Ok(self.mk(TKind::Binary(op, a, b), Ty::Arr(result_elem, shape), span))
     }
@@ -1483,18 +1483,18 @@ impl<'p> Checker<'p> {
             Some(Ty::Arr(_, s)) => Some(s.clone()),
             _ => None,
         };
-        if let Some(s) = &exp_shape {
-            if s.len() < bs.len() {
-                return Err(self.err(
-                    self.diag(
-                        Code::ComprehensionRank,
-                        span,
-                        format!("{} index variables for a result of rank {}", bs.len(), s.len()),
-                    )
-                    .label(format!("the result has shape {}", shape_str(s)))
-                    .help("write one index variable per dimension of the result"),
-                ));
-            }
+        if let Some(s) = &exp_shape
+            && s.len() < bs.len()
+        {
+            return Err(self.err(
+                self.diag(
+                    Code::ComprehensionRank,
+                    span,
+                    format!("{} index variables for a result of rank {}", bs.len(), s.len()),
+                )
+                .label(format!("the result has shape {}", shape_str(s)))
+                .help("write one index variable per dimension of the result"),
+            ));
         }
         self.push_scope();
         let r = (|| {
@@ -1725,11 +1725,12 @@ impl<'p> Checker<'p> {
             for (i, p) in parts.iter().enumerate() {
                 if let (Ty::Arr(Elem::D(got), gs), Ty::Arr(Elem::D(want), ws), Some(Elem::IntLit | Elem::FloatLit)) =
                     (&p.ty, &types[i], inits[i].1.ty.elem())
+                    && got != want
+                    && gs == ws
+                    && (got.is_float() || inits[i].1.ty.elem() == Some(Elem::IntLit))
                 {
-                    if got != want && gs == ws && (got.is_float() || inits[i].1.ty.elem() == Some(Elem::IntLit)) {
-                        better[i] = Ty::Arr(Elem::D(*got), gs.clone());
-                        retry = true;
-                    }
+                    better[i] = Ty::Arr(Elem::D(*got), gs.clone());
+                    retry = true;
                 }
             }
             if retry {
@@ -1894,13 +1895,13 @@ impl<'p> Checker<'p> {
                         return Err(self
                             .err(self.diag(Code::BadSlice, *ss, "invalid slice").label("cannot compute its length")));
                     };
-                    if let Some(c) = len.as_const() {
-                        if c < 0 {
-                            return Err(self.err(
-                                self.diag(Code::BadSlice, *ss, format!("this slice has negative length {c}"))
-                                    .label("start is past stop"),
-                            ));
-                        }
+                    if let Some(c) = len.as_const()
+                        && c < 0
+                    {
+                        return Err(self.err(
+                            self.diag(Code::BadSlice, *ss, format!("this slice has negative length {c}"))
+                                .label("start is past stop"),
+                        ));
                     }
                     out_items.push(TIndex::Slice { start: start_d, step: step_v, len: len.clone() });
                     out_shape.push(len);
@@ -2377,10 +2378,11 @@ impl<'p> Checker<'p> {
                             ));
                         }
                         for (de, actual) in dims.iter().zip(&shape) {
-                            if let ExprKind::Name(n) = &de.kind {
-                                if self.lookup(&n.name).is_none() && !self.is_int_const(&n.name) {
-                                    self.bind(&n.name, Binding::Dim(actual.clone()));
-                                }
+                            if let ExprKind::Name(n) = &de.kind
+                                && self.lookup(&n.name).is_none()
+                                && !self.is_int_const(&n.name)
+                            {
+                                self.bind(&n.name, Binding::Dim(actual.clone()));
                             }
                         }
                         let ty = self.resolve_type(t)?;
@@ -2410,14 +2412,12 @@ impl<'p> Checker<'p> {
         })();
         self.lets = saved_lets;
         self.frames.pop();
-        if r.is_err() && self.diags.len() > mark && caller_file != file
-            || (r.is_err() && self.inline_stack.len() > 1 && self.diags.len() > mark)
+        if (r.is_err() && self.diags.len() > mark && caller_file != file
+            || (r.is_err() && self.inline_stack.len() > 1 && self.diags.len() > mark))
+            && let Some(d) = self.diags.last_mut()
+            && !d.secondary.iter().any(|(_, _, l)| l.starts_with("in this call"))
         {
-            if let Some(d) = self.diags.last_mut() {
-                if !d.secondary.iter().any(|(_, _, l)| l.starts_with("in this call")) {
-                    d.secondary.push((caller_file, call_span, format!("in this call of `{}`", item.name.name)));
-                }
-            }
+            d.secondary.push((caller_file, call_span, format!("in this call of `{}`", item.name.name)));
         }
         r
     }

@@ -261,14 +261,13 @@ impl<'s> Iterator for Lexer<'s> {
                 Ok(t) => return Some(Ok((span.start, t, span.end))),
                 Err(kind) => {
                     // Merge runs of invalid characters into one error.
-                    if let Some(last) = self.errors.last_mut() {
-                        if last.kind == LexErrorKind::InvalidChar
-                            && kind == LexErrorKind::InvalidChar
-                            && last.end == span.start
-                        {
-                            last.end = span.end;
-                            continue;
-                        }
+                    if let Some(last) = self.errors.last_mut()
+                        && last.kind == LexErrorKind::InvalidChar
+                        && kind == LexErrorKind::InvalidChar
+                        && last.end == span.start
+                    {
+                        last.end = span.end;
+                        continue;
                     }
                     self.errors.push(LexError { kind, start: span.start, end: span.end });
                 }
