@@ -131,8 +131,12 @@ fn check_one(path: &Path, choice: ColorChoice) -> Result<tk_compiler::Checked, u
 fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
     let mut code = exit::OK;
     for f in files {
-        if let Err(c) = check_one(f, choice) {
-            code = code.max(c);
+        match check_one(f, choice) {
+            Ok(c) => {
+                let n = c.kernels.len();
+                println!("{}: ok ({n} kernel{})", f.display(), if n == 1 { "" } else { "s" });
+            }
+            Err(c) => code = code.max(c),
         }
     }
     code

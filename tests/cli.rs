@@ -32,6 +32,9 @@ fn check_examples_exits_0() {
     let o = tk(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(o.stderr.is_empty());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("examples/saxpy.tk: ok (3 kernels)"), "{out}");
+    assert_eq!(out.lines().count(), files.len());
 }
 
 #[test]
