@@ -69,3 +69,40 @@ kernel half_acts(x: f16[n]) -> f16[n] { sigmoid(gelu(x)) }
     assert!(checked.is_ok(), "{}", checked.render_plain());
     assert_eq!(checked.kernels.len(), 4);
 }
+
+/// Every builtin, every dtype and every operator appears in a program that the tests check
+/// cleanly (the examples, the stdlib and the type filetests).
+#[test]
+fn every_language_feature_is_exercised() {
+    let mut text = String::new();
+    for dir in ["examples", "stdlib/std", "tests/types"] {
+        for f in tk_files(dir) {
+            text.push_str(&std::fs::read_to_string(f).expect("readable"));
+            text.push('\n');
+        }
+    }
+    let words: std::collections::HashSet<&str> =
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    let mut missing = Vec::new();
+    for b in tk_compiler::load::BUILTINS {
+        if !text.contains(&format!("{b}(")) {
+            missing.push(format!("builtin `{b}`"));
+        }
+    }
+    for d in tk_compiler::types::DType::ALL {
+        if !words.contains(d.name()) {
+            missing.push(format!("dtype `{d}`"));
+        }
+    }
+    let ops = [
+        " + ", " - ", " * ", " / ", " % ", " @ ", " ** ", " << ", " >> ", " & ", " | ", " ^ ", " && ", " || ", " == ",
+        " != ", " < ", " <= ", " > ", " >= ", "!", " as ", "] =>", "loop ", "break if", "keep: true", "new", "::-1",
+        "use std::", "use lib::", "const ", "kernel ", "fn ", "-> (", "= -1)", "in 0..",
+    ];
+    for op in ops {
+        if !text.contains(op) {
+            missing.push(format!("syntax `{op}`"));
+        }
+    }
+    assert!(missing.is_empty(), "not exercised by any checked program: {missing:?}");
+}

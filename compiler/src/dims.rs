@@ -140,7 +140,29 @@ impl Dim {
     }
     /// True when the value is >= 0 for every non-negative assignment of the symbols.
     pub fn provably_nonneg(&self) -> bool {
-        self.terms.values().all(|c| *c >= 0)
+        self.nonneg_depth(4)
+    }
+
+    fn nonneg_depth(&self, depth: u32) -> bool {
+        if self.terms.values().all(|c| *c >= 0) {
+            return true;
+        }
+        if depth == 0 {
+            return false;
+        }
+        // A negative multiple of floor(p / d) is at least the same multiple of p / d:
+        // rest + c * floor(p / d) >= 0  follows from  d * rest + c * p >= 0  (c < 0).
+        for (m, c) in &self.terms {
+            if let ([Atom::FloorDiv(p, d)], true) = (m.as_slice(), *c < 0) {
+                let mut rest = self.clone();
+                rest.terms.remove(m);
+                let scaled = rest.mul(&Dim::constant(*d)).add(&p.mul(&Dim::constant(*c)));
+                if scaled.nonneg_depth(depth - 1) {
+                    return true;
+                }
+            }
+        }
+        false
     }
     /// Substitutes symbols by values; `None` when a symbol has no value.
     pub fn eval(&self, env: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
@@ -239,6 +261,10 @@ mod tests {
         let m = Dim::sym("m");
         assert!(n.mul(&m).sub(&n.mul(&m).add_const(-1)).add_const(-1).provably_nonneg());
         assert!(!n.sub(&m).provably_nonneg());
+        // n - 4 * floor(n / 4) >= 0, but not n - 5 * floor(n / 4).
+        let q = n.floor_div(4).unwrap_or_default();
+        assert!(n.sub(&q.mul(&Dim::constant(4))).provably_nonneg());
+        assert!(!n.sub(&q.mul(&Dim::constant(5))).provably_nonneg());
         assert_eq!(
             n.mul(&m).mul(&Dim::constant(6)).exact_div(&m.mul(&Dim::constant(3))),
             Some(n.mul(&Dim::constant(2)))
