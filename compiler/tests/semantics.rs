@@ -1,0 +1,67 @@
+//! The semantics docs/language.md pins, as far as the front end computes them: constant folding
+//! must give exactly the values every backend computes at run time.
+
+use std::path::Path;
+use tk_compiler::tast::{Lit, TKind};
+
+/// Folds `expr` (the body of a kernel returning `ty`) and returns the literal it folds to.
+fn fold(ty: &str, expr: &str) -> Lit {
+    let src = format!("kernel k() -> {ty} {{ {expr} }}\n");
+    let c = tk_compiler::check_source(Path::new("fold.tk"), src);
+    assert!(c.is_ok(), "{expr}: {}", c.render_plain());
+    match &c.kernels[0].results[0].kind {
+        TKind::Lit(l) => *l,
+        other => panic!("{expr} did not fold: {other:?}"),
+    }
+}
+
+#[test]
+fn integer_overflow_wraps() {
+    assert_eq!(fold("i8", "(127 as i8) + (1 as i8)"), Lit::Int(-128));
+    assert_eq!(fold("u8", "(0 as u8) - (1 as u8)"), Lit::Int(255));
+    assert_eq!(fold("i32", "(2147483647 as i32) * (2 as i32)"), Lit::Int(-2));
+    assert_eq!(fold("i8", "300 as i8"), Lit::Int(44));
+}
+
+#[test]
+fn integer_division_floors_and_remainder_follows_the_divisor() {
+    assert_eq!(fold("i32", "7 / 2"), Lit::Int(3));
+    assert_eq!(fold("i32", "-7 / 2"), Lit::Int(-4));
+    assert_eq!(fold("i32", "7 / -2"), Lit::Int(-4));
+    assert_eq!(fold("i32", "-7 / -2"), Lit::Int(3));
+    assert_eq!(fold("i32", "-7 % 3"), Lit::Int(2));
+    assert_eq!(fold("i32", "7 % -3"), Lit::Int(-2));
+    assert_eq!(fold("i32", "-6 % 3"), Lit::Int(0));
+}
+
+#[test]
+fn integer_division_by_zero_is_zero_and_min_over_minus_one_wraps() {
+    assert_eq!(fold("i32", "5 / 0"), Lit::Int(0));
+    assert_eq!(fold("i32", "5 % 0"), Lit::Int(0));
+    assert_eq!(fold("i8", "(-128 as i8) / (-1 as i8)"), Lit::Int(-128));
+}
+
+#[test]
+fn float_to_int_casts_saturate_and_nan_is_zero() {
+    assert_eq!(fold("i8", "1000.0 as i8"), Lit::Int(127));
+    assert_eq!(fold("i8", "-1000.0 as i8"), Lit::Int(-128));
+    assert_eq!(fold("u8", "-3.5 as u8"), Lit::Int(0));
+    assert_eq!(fold("i32", "-2.9 as i32"), Lit::Int(-2));
+    assert_eq!(fold("i32", "(0.0 / 0.0) as i32"), Lit::Int(0));
+    assert_eq!(fold("bool", "0.5 as bool"), Lit::Bool(true));
+    assert_eq!(fold("f32", "true as f32"), Lit::Float(1.0));
+}
+
+#[test]
+fn literals_default_to_i32_and_f32() {
+    let c = tk_compiler::check_source(
+        Path::new("lits.tk"),
+        "kernel k<n>() -> (a: i32[n], b: f32[n]) { ([i in 0..n] => 1, [i in 0..n] => 1.5) }\n".to_string(),
+    );
+    assert!(c.is_ok(), "{}", c.render_plain());
+    // A literal that does not fit the dtype its context needs is an error, not a wrap.
+    let c = tk_compiler::check_source(Path::new("lits.tk"), "kernel k(x: u8[n]) -> u8[n] { x + 256 }\n".to_string());
+    assert_eq!(c.diags.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["E0202"]);
+    let c = tk_compiler::check_source(Path::new("lits.tk"), "kernel k(x: u8[n]) -> u8[n] { x - -1 }\n".to_string());
+    assert_eq!(c.diags.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["E0202"]);
+}
