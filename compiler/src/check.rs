@@ -658,10 +658,7 @@ impl<'p> Checker<'p> {
                     }
                 }
             }
-            self.frames.pop();
-            let r = self.inline_fn(mid, f, args.into_iter().map(Some).collect(), f.name.span);
-            self.frames.push(Frame { module: mid, file, scopes: vec![] });
-            r.map(|_| ())
+            self.inline_fn(mid, f, args.into_iter().map(Some).collect(), f.name.span).map(|_| ())
         })();
         self.inline_stack.pop();
         self.frames.pop();
@@ -1587,14 +1584,9 @@ impl<'p> Checker<'p> {
                 ));
             }
         }
-        // Literal initial values default to i32/f32 unless the body settles another dtype.
-        let mut types: Vec<Ty> = inits
-            .iter()
-            .map(|(_, v)| match &v.ty {
-                Ty::Arr(e, s) => Ty::Arr(Elem::D(e.default_dtype()), s.clone()),
-                t => t.clone(),
-            })
-            .collect();
+        // A literal initial value stays weak in a first pass over the body; the dtype the body
+        // gives it (or i32/f32 when the body does not decide) is then fixed in a second pass.
+        let mut types: Vec<Ty> = inits.iter().map(|(_, v)| v.ty.clone()).collect();
         for attempt in 0..2 {
             let diag_mark = self.diags.len();
             let r = self.loop_attempt(var, &lo, &ext, &inits, &types, body, span);
@@ -1723,13 +1715,14 @@ impl<'p> Checker<'p> {
             let mut better = types.to_vec();
             let mut retry = false;
             for (i, p) in parts.iter().enumerate() {
-                if let (Ty::Arr(Elem::D(got), gs), Ty::Arr(Elem::D(want), ws), Some(Elem::IntLit | Elem::FloatLit)) =
-                    (&p.ty, &types[i], inits[i].1.ty.elem())
-                    && got != want
-                    && gs == ws
-                    && (got.is_float() || inits[i].1.ty.elem() == Some(Elem::IntLit))
+                if let Ty::Arr(w, ws) = &types[i]
+                    && w.is_weak()
                 {
-                    better[i] = Ty::Arr(Elem::D(*got), gs.clone());
+                    let d = match p.ty.elem() {
+                        Some(Elem::D(got)) if got.is_float() || *w == Elem::IntLit => got,
+                        _ => w.default_dtype(),
+                    };
+                    better[i] = Ty::Arr(Elem::D(d), ws.clone());
                     retry = true;
                 }
             }
@@ -1903,6 +1896,22 @@ impl<'p> Checker<'p> {
                                 .label("start is past stop"),
                         ));
                     }
+                    // With constant sizes, a slice outside the axis is caught now; with symbolic
+                    // sizes it is checked when the dimensions are bound.
+                    if let (Some(n), Some(st), Some(l)) = (size.as_const(), start_d.as_const(), len.as_const()) {
+                        let last = st + (l - 1).max(0) * step_v;
+                        if l > 0 && (st < 0 || st >= n || last < 0 || last >= n) {
+                            return Err(self.err(
+                                self.diag(
+                                    Code::BadSlice,
+                                    *ss,
+                                    format!("this slice reaches outside an axis of size {n}"),
+                                )
+                                .label(format!("elements {st} to {last} with step {step_v}"))
+                                .help("slice bounds are not clamped: keep them within the axis"),
+                            ));
+                        }
+                    }
                     out_items.push(TIndex::Slice { start: start_d, step: step_v, len: len.clone() });
                     out_shape.push(len);
                     axis += 1;
@@ -1927,7 +1936,19 @@ impl<'p> Checker<'p> {
         if matches!(v.kind, TKind::Dim(_)) {
             return Ok((v, Bounds::AtBind));
         }
-        match self.interval(&v) {
+        // Try the plain intervals and the ones refined by `where` facts: each bound may be
+        // proven by either.
+        let plain = self.interval(&v, false);
+        let refined = self.interval(&v, true);
+        let with = match (plain, refined) {
+            (Interval::Known { lo: l1, hi: h1, vars }, Interval::Known { lo: l2, hi: h2, .. }) => {
+                let lo = if l1.provably_nonneg() { l1 } else { l2 };
+                let hi = if size.add_const(-1).sub(&h1).provably_nonneg() { h1 } else { h2 };
+                Interval::Known { lo, hi, vars }
+            }
+            (_, r) => r,
+        };
+        match with {
             Interval::Data => Ok((v, Bounds::Runtime)),
             Interval::Unknown => Err(self.err(
                 self.diag(Code::OutOfBounds, span, "cannot prove this index is in bounds")
@@ -1963,10 +1984,10 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn interval(&self, e: &TExpr) -> Interval {
+    fn interval(&self, e: &TExpr, facts: bool) -> Interval {
         let k = key(e);
-        let fact = self.facts.iter().rev().find(|f| f.key == k);
-        let base = self.interval_raw(e);
+        let fact = if facts { self.facts.iter().rev().find(|f| f.key == k) } else { None };
+        let base = self.interval_raw(e, facts);
         match (base, fact) {
             (Interval::Known { lo, hi, vars }, Some(f)) => {
                 Interval::Known { lo: f.lo.clone().unwrap_or(lo), hi: f.hi.clone().unwrap_or(hi), vars }
@@ -1975,7 +1996,7 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn interval_raw(&self, e: &TExpr) -> Interval {
+    fn interval_raw(&self, e: &TExpr, facts: bool) -> Interval {
         use Interval::*;
         match &e.kind {
             TKind::Lit(Lit::Int(c)) => {
@@ -1986,13 +2007,14 @@ impl<'p> Checker<'p> {
                 Some((lo, hi)) => Known { lo: lo.clone(), hi: hi.clone(), vars: true },
                 None => Unknown,
             },
-            TKind::Cast(d, a) if d.is_int() => self.interval(a),
-            TKind::Unary(UnOp::Neg, a) => match self.interval(a) {
+            // Only a cast to i64 keeps every index value; narrower casts may wrap.
+            TKind::Cast(DType::I64, a) => self.interval(a, facts),
+            TKind::Unary(UnOp::Neg, a) => match self.interval(a, facts) {
                 Known { lo, hi, vars } => Known { lo: hi.neg(), hi: lo.neg(), vars },
                 x => x,
             },
             TKind::Binary(op, a, b) => {
-                let (x, y) = (self.interval(a), self.interval(b));
+                let (x, y) = (self.interval(a, facts), self.interval(b, facts));
                 let (Known { lo: l1, hi: h1, vars: v1 }, Known { lo: l2, hi: h2, vars: v2 }) = (&x, &y) else {
                     return if matches!(x, Data) || matches!(y, Data) { Data } else { Unknown };
                 };
@@ -2034,7 +2056,7 @@ impl<'p> Checker<'p> {
             }
             TKind::Builtin("where", args, _) => {
                 // Either branch: only provable when both are.
-                match (self.interval(&args[1]), self.interval(&args[2])) {
+                match (self.interval(&args[1], facts), self.interval(&args[2], facts)) {
                     (Known { lo: a, hi: b, vars: v1 }, Known { lo: c, hi: d, vars: v2 }) if a == c && b == d => {
                         Known { lo: a, hi: b, vars: v1 || v2 }
                     }
@@ -2072,7 +2094,7 @@ impl<'p> Checker<'p> {
                 } else {
                     *op
                 };
-                let exact = |x: &TExpr| match self.interval_raw(x) {
+                let exact = |x: &TExpr| match self.interval_raw(x, false) {
                     Interval::Known { lo, hi, .. } if lo == hi => Some(lo),
                     _ => None,
                 };
@@ -2228,8 +2250,16 @@ impl<'p> Checker<'p> {
         // Bind arguments: positional first, then keywords.
         let mut slots: Vec<Option<&ast::Expr>> = vec![None; item.params.len()];
         let mut positional = 0;
+        let mut seen_keyword = false;
         for a in list {
             match &a.name {
+                None if seen_keyword => {
+                    return Err(self.err(
+                        self.diag(Code::ArgCount, a.value.span, "positional argument after keyword arguments")
+                            .label("positional")
+                            .help("pass positional arguments first, then `name: value` arguments"),
+                    ));
+                }
                 None => {
                     if positional >= item.params.len() {
                         return Err(self.err(
@@ -2255,6 +2285,7 @@ impl<'p> Checker<'p> {
                     positional += 1;
                 }
                 Some(k) => {
+                    seen_keyword = true;
                     let Some(i) = item.params.iter().position(|p| p.name.name == k.name) else {
                         let names: Vec<&str> = item.params.iter().map(|p| p.name.name.as_str()).collect();
                         let mut d = self
@@ -2520,9 +2551,22 @@ fn fold_binary(op: BinOp, x: Lit, y: Lit, e: Elem) -> Option<Lit> {
         }
         _ => return None,
     };
-    // Folding floats in f64 is only exact for f64 and literals; leave typed narrower floats alone.
-    if matches!(e, Elem::D(d) if d != DType::F64) {
+    // f64 arithmetic rounded once to f32 is the correctly rounded f32 result for + - * /, as f64
+    // has more than 2 * 24 + 2 significand bits. f16/bf16 constants are left unfolded.
+    if matches!(e, Elem::D(d) if d != DType::F64 && d != DType::F32) {
         return None;
+    }
+    let round = |v: f64| if e == Elem::D(DType::F32) { v as f32 as f64 } else { v };
+    let (xf, yf) = (round(xf), round(yf));
+    let folded = match op {
+        BinOp::Add => Some(xf + yf),
+        BinOp::Sub => Some(xf - yf),
+        BinOp::Mul => Some(xf * yf),
+        BinOp::Div => Some(xf / yf),
+        _ => None,
+    };
+    if let Some(v) = folded {
+        return Some(Float(round(v)));
     }
     Some(match op {
         BinOp::Add => Float(xf + yf),
