@@ -135,6 +135,19 @@ impl Checker<'_> {
                 let x = self.elab_arr(b.pos[0])?;
                 let x = self.need_float(name, x)?;
                 let ty = x.ty.clone();
+                // Exact operations on constants fold; transcendentals never do (they must go
+                // through the one shared decomposition).
+                if let TKind::Lit(Lit::Float(v)) = x.kind {
+                    let folded = match name {
+                        "floor" => Some(v.floor()),
+                        "ceil" => Some(v.ceil()),
+                        "round" => Some(v.round_ties_even()),
+                        _ => None,
+                    };
+                    if let Some(f) = folded {
+                        return Ok(self.mk_pub(TKind::Lit(Lit::Float(f)), ty, span));
+                    }
+                }
                 Ok(self.mk_pub(TKind::Builtin(name, vec![x], Attrs::default()), ty, span))
             }
             "abs" => {
@@ -157,6 +170,25 @@ impl Checker<'_> {
                 let y = self.elab_arr(b.pos[1])?;
                 let (x, y, e) = self.unify_pub(x, y, span)?;
                 let shape = self.broadcast_pub(&x, &y, span)?;
+                let max = name == "max";
+                match (&x.kind, &y.kind) {
+                    // NaN propagates: either operand NaN gives NaN.
+                    (TKind::Lit(Lit::Float(a)), TKind::Lit(Lit::Float(c))) => {
+                        let v = if a.is_nan() || c.is_nan() {
+                            f64::NAN
+                        } else if max {
+                            a.max(*c)
+                        } else {
+                            a.min(*c)
+                        };
+                        return Ok(self.mk_pub(TKind::Lit(Lit::Float(v)), Ty::Arr(e, shape), span));
+                    }
+                    (TKind::Lit(Lit::Int(a)), TKind::Lit(Lit::Int(c))) => {
+                        let v = if max { *a.max(c) } else { *a.min(c) };
+                        return Ok(self.mk_pub(TKind::Lit(Lit::Int(v)), Ty::Arr(e, shape), span));
+                    }
+                    _ => {}
+                }
                 Ok(self.mk_pub(TKind::Builtin(name, vec![x, y], Attrs::default()), Ty::Arr(e, shape), span))
             }
             "pow" => {

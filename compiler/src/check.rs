@@ -2516,6 +2516,24 @@ fn clone_kind(r: &R) -> TKind {
 fn fold_binary(op: BinOp, x: Lit, y: Lit, e: Elem) -> Option<Lit> {
     use Lit::*;
     let float = e.is_float();
+    // Shifts need the width, so only typed integers fold. Past the width everything is shifted
+    // out: `<<` gives 0; `>>` gives 0, or -1 for a negative signed value.
+    if let (BinOp::Shl | BinOp::Shr, Int(a), Int(b), Elem::D(d)) = (op, x, y, e) {
+        let bits = i128::from(d.bits());
+        let (lo, hi) = d.int_range()?;
+        if !(lo..=hi).contains(&a) {
+            return None;
+        }
+        let out = if b < 0 || b >= bits {
+            if op == BinOp::Shr && a < 0 { -1 } else { 0 }
+        } else if op == BinOp::Shl {
+            // Keep the low `bits` bits; the caller wraps into the dtype's range.
+            (a << b) & ((1i128 << bits) - 1)
+        } else {
+            a >> b
+        };
+        return Some(Int(out));
+    }
     let (xf, yf) = match (x, y) {
         (Int(a), Int(b)) if !float => {
             return Some(match op {

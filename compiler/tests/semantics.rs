@@ -65,3 +65,39 @@ fn literals_default_to_i32_and_f32() {
     let c = tk_compiler::check_source(Path::new("lits.tk"), "kernel k(x: u8[n]) -> u8[n] { x - -1 }\n".to_string());
     assert_eq!(c.diags.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["E0202"]);
 }
+
+#[test]
+fn shifts_past_the_width_shift_everything_out() {
+    assert_eq!(fold("i32", "(1 as i32) << (31 as i32)"), Lit::Int(i32::MIN as i128));
+    assert_eq!(fold("i32", "(1 as i32) << (32 as i32)"), Lit::Int(0));
+    assert_eq!(fold("i32", "(-8 as i32) >> (1 as i32)"), Lit::Int(-4));
+    assert_eq!(fold("i32", "(-8 as i32) >> (40 as i32)"), Lit::Int(-1));
+    assert_eq!(fold("i32", "(8 as i32) >> (40 as i32)"), Lit::Int(0));
+    assert_eq!(fold("i32", "(8 as i32) << (-1 as i32)"), Lit::Int(0));
+    assert_eq!(fold("u8", "(255 as u8) << (1 as u8)"), Lit::Int(254));
+    assert_eq!(fold("u8", "(255 as u8) >> (7 as u8)"), Lit::Int(1));
+}
+
+#[test]
+fn round_is_half_to_even_and_nan_propagates_through_max_min() {
+    assert_eq!(fold("f32", "round(2.5)"), Lit::Float(2.0));
+    assert_eq!(fold("f32", "round(3.5)"), Lit::Float(4.0));
+    assert_eq!(fold("f32", "round(-2.5)"), Lit::Float(-2.0));
+    assert_eq!(fold("f32", "floor(-2.5)"), Lit::Float(-3.0));
+    assert_eq!(fold("f32", "ceil(-2.5)"), Lit::Float(-2.0));
+    for e in ["max(0.0 / 0.0, 1.0)", "max(1.0, 0.0 / 0.0)", "min(0.0 / 0.0, 1.0)", "min(1.0, 0.0 / 0.0)"] {
+        assert!(matches!(fold("f32", e), Lit::Float(v) if v.is_nan()), "{e}");
+    }
+    assert_eq!(fold("f32", "max(-0.5, 2.0)"), Lit::Float(2.0));
+}
+
+#[test]
+fn integer_powers_of_negative_floats_are_exact() {
+    // `x ** 2` with an integer literal exponent keeps x's dtype and is x * x.
+    let c = tk_compiler::check_source(Path::new("pow.tk"), "kernel k(x: f16[n]) -> f16[n] { x ** 2 }\n".to_string());
+    assert!(c.is_ok(), "{}", c.render_plain());
+    match &c.kernels[0].results[0].kind {
+        TKind::Binary(tk_compiler::ast::BinOp::Pow, _, e) => assert!(matches!(e.kind, TKind::Lit(Lit::Int(2)))),
+        other => panic!("{other:?}"),
+    }
+}
