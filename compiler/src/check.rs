@@ -81,7 +81,6 @@ pub struct Checker<'p> {
     facts: Vec<Fact>,
     const_cache: HashMap<(ModId, String), Option<R>>,
     const_busy: HashSet<(ModId, String)>,
-    loop_body: Vec<bool>,
     lets: Vec<(String, Ty)>,
     reported_recursion: HashSet<String>,
 }
@@ -100,7 +99,6 @@ pub fn check_program(prog: &Program) -> (Vec<CheckedKernel>, Vec<Diag>) {
         facts: Vec::new(),
         const_cache: HashMap::new(),
         const_busy: HashSet::new(),
-        loop_body: Vec::new(),
         lets: Vec::new(),
         reported_recursion: HashSet::new(),
     };
@@ -471,7 +469,7 @@ impl<'p> Checker<'p> {
             params.push(KParam { name: p.name.name.clone(), ty });
         }
         let (outputs, expected) = self.resolve_ret(f.ret.as_ref(), f.name.span)?;
-        let body = self.elab_block(&f.body, Some(&expected), false)?;
+        let body = self.elab_block(&f.body, Some(&expected))?;
         let results = self.conform_outputs(body, &outputs, f)?;
         Ok(CheckedKernel {
             name: f.name.name.clone(),
@@ -1055,7 +1053,7 @@ impl<'p> Checker<'p> {
                 let ty = Ty::Tuple(v.iter().map(|r| r.ty.clone()).collect());
                 Ok(self.mk(TKind::Tuple(v), ty, span))
             }
-            ExprKind::Block(b) => self.elab_block(b, expected, false),
+            ExprKind::Block(b) => self.elab_block(b, expected),
             ExprKind::Comprehension(bs, body) => self.comprehension(bs, body, span, expected),
             ExprKind::Loop { var, range, carried, body } => self.elab_loop(var, range, carried, body, span),
         }
@@ -1353,51 +1351,41 @@ impl<'p> Checker<'p> {
 
     // ---------------------------------------------------------------- blocks, lets, loops
 
-    fn elab_block(&mut self, b: &ast::Block, expected: Option<&Ty>, loop_body: bool) -> Res<R> {
+    fn elab_block(&mut self, b: &ast::Block, expected: Option<&Ty>) -> Res<R> {
         self.push_scope();
-        self.loop_body.push(loop_body);
-        let r = self.elab_block_inner(b, expected, loop_body);
-        self.loop_body.pop();
+        let r = self.elab_block_inner(b, expected);
         self.pop_scope();
         r
     }
 
-    fn elab_block_inner(&mut self, b: &ast::Block, expected: Option<&Ty>, loop_body: bool) -> Res<R> {
-        let mut breaks = 0;
+    fn elab_block_inner(&mut self, b: &ast::Block, expected: Option<&Ty>) -> Res<R> {
         for s in &b.stmts {
             match s {
-                Stmt::Let { pat, ty, value, .. } => {
-                    let decl = match ty {
-                        Some(t) => Some(self.resolve_type(t)?),
-                        None => None,
-                    };
-                    let mut v = self.elab(value, decl.as_ref())?;
-                    if let (Some(d), Some(t)) = (&decl, ty) {
-                        v = self.conform(v, d, value.span, &format!("the annotation `{}`", type_text(t)))?;
-                        let _ = t;
-                    }
-                    self.bind_pattern(pat, v, value.span)?;
-                }
+                Stmt::Let { pat, ty, value, .. } => self.elab_let(pat, ty.as_ref(), value)?,
+                // A loop body handles its own `break if` (elab_loop); anywhere else it is an error.
                 Stmt::BreakIf { span, .. } => {
-                    if !loop_body {
-                        return Err(self.err(
-                            self.diag(Code::BreakOutsideLoop, *span, "`break if` outside a loop body")
-                                .label("not directly inside a `loop` body")
-                                .help("`break if cond;` is a statement of a `loop ... with (...) { ... }` body"),
-                        ));
-                    }
-                    breaks += 1;
-                    if breaks > 1 {
-                        return Err(self.err(
-                            self.diag(Code::TwoBreaks, *span, "a loop body has at most one `break if`")
-                                .label("second `break if`")
-                                .help("combine the conditions: `break if a || b;`"),
-                        ));
-                    }
+                    return Err(self.err(
+                        self.diag(Code::BreakOutsideLoop, *span, "`break if` outside a loop body")
+                            .label("not directly inside a `loop` body")
+                            .help("`break if cond;` is a statement of a `loop ... with (...) { ... }` body"),
+                    ));
                 }
             }
         }
         self.elab(&b.value, expected)
+    }
+
+    /// `let pat: ty = value;`
+    fn elab_let(&mut self, pat: &ast::Pattern, ty: Option<&ast::Type>, value: &ast::Expr) -> Res<()> {
+        let decl = match ty {
+            Some(t) => Some(self.resolve_type(t)?),
+            None => None,
+        };
+        let mut v = self.elab(value, decl.as_ref())?;
+        if let (Some(d), Some(t)) = (&decl, ty) {
+            v = self.conform(v, d, value.span, &format!("the annotation `{}`", type_text(t)))?;
+        }
+        self.bind_pattern(pat, v, value.span)
     }
 
     fn bind_pattern(&mut self, pat: &ast::Pattern, v: R, span: Span) -> Res<()> {
@@ -1628,22 +1616,11 @@ impl<'p> Checker<'p> {
             }
             // The body: statements (with at most one `break if`), then the next values.
             self.push_scope();
-            self.loop_body.push(true);
             let mut exit = None;
             let res = (|| {
                 for s in &body.stmts {
                     match s {
-                        Stmt::Let { pat, ty, value, .. } => {
-                            let decl = match ty {
-                                Some(t) => Some(self.resolve_type(t)?),
-                                None => None,
-                            };
-                            let mut v = self.elab(value, decl.as_ref())?;
-                            if let Some(d) = &decl {
-                                v = self.conform(v, d, value.span, "the annotation")?;
-                            }
-                            self.bind_pattern(pat, v, value.span)?;
-                        }
+                        Stmt::Let { pat, ty, value, .. } => self.elab_let(pat, ty.as_ref(), value)?,
                         Stmt::BreakIf { cond, span: bs } => {
                             if exit.is_some() {
                                 return Err(self.err(
@@ -1686,7 +1663,6 @@ impl<'p> Checker<'p> {
                 }
                 self.elab(&body.value, None)
             })();
-            self.loop_body.pop();
             self.pop_scope();
             let next = res?;
             let parts = if inits.len() == 1 { vec![next.clone()] } else { self.tuple_parts(&next) };
@@ -2435,7 +2411,7 @@ impl<'p> Checker<'p> {
                 Some(ast::RetType::Single(t)) => Some(self.resolve_type(t)?),
                 _ => None,
             };
-            let body = self.elab_block(&item.body, expected.as_ref(), false)?;
+            let body = self.elab_block(&item.body, expected.as_ref())?;
             match &expected {
                 Some(t) => self.conform(body, t, item.body.value.span, "the declared result"),
                 None => Ok(body),
