@@ -538,7 +538,7 @@ impl<'p> Checker<'p> {
                     self.diag(
                         Code::OutputCount,
                         span,
-                        format!("the kernel declares 1 output but its body gives {}", ts.len()),
+                        format!("`{}` declares 1 output but its body gives {}", f.name.name, ts.len()),
                     )
                     .label(format!("this is a tuple of {}", ts.len()))
                     .help("declare every output: `-> (a: f32[n], b: f32[n])`"),
@@ -553,7 +553,7 @@ impl<'p> Checker<'p> {
                     self.diag(
                         Code::OutputCount,
                         span,
-                        format!("the kernel declares {} outputs but its body gives {}", outputs.len(), ts.len()),
+                        format!("`{}` declares {} outputs but its body gives {}", f.name.name, outputs.len(), ts.len()),
                     )
                     .label(format!("a tuple of {}", ts.len())),
                 ));
@@ -563,7 +563,7 @@ impl<'p> Checker<'p> {
                     self.diag(
                         Code::OutputCount,
                         span,
-                        format!("the kernel declares {} outputs but its body gives 1", outputs.len()),
+                        format!("`{}` declares {} outputs but its body gives 1", f.name.name, outputs.len()),
                     )
                     .label("a single array")
                     .help("end the body with a tuple: `(a, b)`"),
@@ -2407,15 +2407,17 @@ impl<'p> Checker<'p> {
                 };
                 self.bind(&p.name.name, Binding::Value(v));
             }
-            let expected = match &item.ret {
-                Some(ast::RetType::Single(t)) => Some(self.resolve_type(t)?),
-                _ => None,
+            let Some(ret) = &item.ret else {
+                return self.elab_block(&item.body, None);
             };
-            let body = self.elab_block(&item.body, expected.as_ref())?;
-            match &expected {
-                Some(t) => self.conform(body, t, item.body.value.span, "the declared result"),
-                None => Ok(body),
+            let (outputs, expected) = self.resolve_ret(Some(ret), item.name.span)?;
+            let body = self.elab_block(&item.body, Some(&expected))?;
+            let mut parts = self.conform_outputs(body, &outputs, item)?;
+            if parts.len() == 1 {
+                return Ok(parts.remove(0));
             }
+            let ty = Ty::Tuple(parts.iter().map(|p| p.ty.clone()).collect());
+            Ok(self.mk(TKind::Tuple(parts), ty, item.body.value.span))
         })();
         self.lets = saved_lets;
         self.frames.pop();
