@@ -1,3 +1,7 @@
-//! tk graph IR, scheduler, kernel IR and reference interpreters
-//!
-//! Not implemented yet: this crate is reserved by the layout; the graph IR lands with the graph-IR issue.
+//! tk-ir: the graph IR, its passes and its reference interpreter, plus the symbolic dimensions
+//! and dtypes every stage shares.
+
+pub mod dims;
+pub mod dtype;
+pub mod graph;
+pub mod interp;

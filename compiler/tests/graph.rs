@@ -1,0 +1,300 @@
+//! Lowering to the graph IR and running it in the reference interpreter.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tk_compiler::dims::Dim;
+use tk_compiler::types::DType;
+use tk_ir::graph::{Graph, Scalar};
+use tk_ir::interp::{self, Array, Data};
+
+/// A small deterministic generator (xorshift) for test inputs.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn float(&mut self) -> f64 {
+        (self.next() % 2_000_001) as f64 / 1_000_000.0 - 1.0
+    }
+}
+
+fn compile(path: &Path, src: &str) -> Vec<(String, Graph)> {
+    let c = tk_compiler::check_source(path, src.to_string());
+    assert!(c.is_ok(), "{}", c.render_plain());
+    c.kernels
+        .iter()
+        .map(|k| (k.name.clone(), tk_compiler::lower::lower_kernel(k).unwrap_or_else(|e| panic!("{}: {e}", k.name))))
+        .collect()
+}
+
+fn symbols(g: &Graph) -> Vec<String> {
+    let mut v: Vec<String> = g.inputs.iter().flat_map(|(_, _, s)| s.iter().flat_map(|d| d.symbols())).collect();
+    v.extend(g.dims.iter().cloned());
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Random arguments for a graph with every dimension symbol bound by `dims`.
+fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec<Array> {
+    g.inputs
+        .iter()
+        .map(|(_, d, shape)| {
+            let shape: Vec<usize> =
+                shape.iter().map(|x| x.eval(&|s| dims.get(s).copied()).expect("bound") as usize).collect();
+            Array::from_fn(*d, shape, |_| {
+                if d.is_float() {
+                    Scalar::Float(rng.float())
+                } else if *d == DType::Bool {
+                    Scalar::Bool(rng.next().is_multiple_of(2))
+                } else {
+                    Scalar::Int((rng.next() % 3) as i128)
+                }
+            })
+        })
+        .collect()
+}
+
+fn floats(a: &Array) -> Vec<f64> {
+    match &a.data {
+        Data::F(v) => v.clone(),
+        Data::I(v) => v.iter().map(|x| *x as f64).collect(),
+        Data::B(v) => v.iter().map(|x| f64::from(u8::from(*x))).collect(),
+    }
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("../examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every kernel of every example lowers and runs on random inputs, for several sizes.
+#[test]
+fn every_example_runs_in_the_graph_interpreter() {
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let mut ran = 0;
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            for size in [0i64, 1, 2, 3, 4, 7, 13] {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                // Sizes too small for a kernel make some input dimension negative: skip those.
+                if g.inputs
+                    .iter()
+                    .any(|(_, _, s)| s.iter().any(|d| d.eval(&|x| dims.get(x).copied()).is_none_or(|v| v < 0)))
+                {
+                    continue;
+                }
+                let args = random_args(&g, &dims, &mut rng);
+                let bound = match interp::bind_dims(&g, &args, &dims) {
+                    Ok(b) => b,
+                    Err(e) => panic!("{}::{name}: {e}", f.display()),
+                };
+                match interp::run(&g, &bound, &args) {
+                    Ok(outs) => {
+                        assert_eq!(outs.len(), g.outputs.len());
+                        ran += 1;
+                    }
+                    // Tiny sizes may make a derived dimension negative, an index like x[0] hit an
+                    // empty axis, or argmax meet an empty axis: those must be clean errors.
+                    Err(e)
+                        if size < 3
+                            && (e.message.contains("negative")
+                                || e.message.contains("out of range")
+                                || e.message.contains("empty")) => {}
+                    Err(e) => panic!("{}::{name} (size {size}): {e}", f.display()),
+                }
+            }
+        }
+    }
+    assert!(ran >= 60, "only {ran} runs");
+}
+
+fn run1(src: &str, kernel: &str, args: Vec<Array>, dims: &[(&str, i64)]) -> Result<Vec<Array>, String> {
+    let graphs = compile(Path::new("t.tk"), src);
+    let (_, g) = graphs.into_iter().find(|(n, _)| n == kernel).expect("kernel");
+    let explicit: HashMap<String, i64> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let bound = interp::bind_dims(&g, &args, &explicit)?;
+    interp::run(&g, &bound, &args).map_err(|e| e.message)
+}
+
+fn f32s(shape: Vec<usize>, v: &[f64]) -> Array {
+    Array::from_fn(DType::F32, shape, |i| Scalar::Float(v[i]))
+}
+
+#[test]
+fn saxpy_and_layernorm_match_direct_computation() {
+    let src = std::fs::read_to_string("../examples/saxpy.tk").expect("saxpy");
+    let x = [1.0, 2.0, 3.5, -4.0, 0.25];
+    let y = [0.5, -1.0, 2.0, 8.0, 1.0];
+    let out = run1(&src, "saxpy", vec![f32s(vec![], &[2.0]), f32s(vec![5], &x), f32s(vec![5], &y)], &[]).expect("runs");
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| (2.0f32 * *a as f32 + *b as f32) as f64).collect();
+    assert_eq!(floats(&out[0]), want);
+
+    let src = std::fs::read_to_string("../examples/layernorm.tk").expect("layernorm");
+    let xs: Vec<f64> = (0..12).map(|i| (i as f64 * 0.7).sin()).collect();
+    let g = vec![1.0; 4];
+    let b = vec![0.0; 4];
+    let out =
+        run1(&src, "layernorm", vec![f32s(vec![3, 4], &xs), f32s(vec![4], &g), f32s(vec![4], &b)], &[]).expect("runs");
+    let o = floats(&out[0]);
+    for r in 0..3 {
+        let row = &o[r * 4..r * 4 + 4];
+        let mean: f64 = row.iter().sum::<f64>() / 4.0;
+        let var: f64 = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-3, "row {r}: mean {mean} var {var}");
+    }
+}
+
+#[test]
+fn matmul_forms_and_stencils_agree_with_loops() {
+    let src = "kernel mm(a: f32[m, k], b: f32[k, n]) -> f32[m, n] { a @ b }\n\
+               kernel mi(a: f32[m, k], b: f32[k, n]) -> f32[m, n] { [i, j] => sum(r in 0..k: a[i, r] * b[r, j]) }\n\
+               kernel blur(img: f32[h, w]) -> f32[h - 2, w - 2] { [i, j] => (img[i, j+1] + img[i+1, j] + img[i+1, j+1] + img[i+1, j+2] + img[i+2, j+1]) / 5.0 }\n\
+               kernel bmm(a: f32[b, m, k], v: f32[k]) -> f32[b, m] { a @ v }\n";
+    let mut rng = Rng(42);
+    let (m, k, n) = (3, 5, 2);
+    let a: Vec<f64> = (0..m * k).map(|_| rng.float()).collect();
+    let b: Vec<f64> = (0..k * n).map(|_| rng.float()).collect();
+    let args = || vec![f32s(vec![m, k], &a), f32s(vec![k, n], &b)];
+    let x = floats(&run1(src, "mm", args(), &[]).expect("mm")[0]);
+    let y = floats(&run1(src, "mi", args(), &[]).expect("mi")[0]);
+    let mut want = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f32;
+            for r in 0..k {
+                s += a[i * k + r] as f32 * b[r * n + j] as f32;
+            }
+            want[i * n + j] = s as f64;
+        }
+    }
+    assert_eq!(x, want);
+    assert_eq!(y, want);
+    let (h, w) = (5, 6);
+    let img: Vec<f64> = (0..h * w).map(|_| rng.float()).collect();
+    let o = floats(&run1(src, "blur", vec![f32s(vec![h, w], &img)], &[]).expect("blur")[0]);
+    for i in 0..h - 2 {
+        for j in 0..w - 2 {
+            let p = |r: usize, c: usize| img[r * w + c] as f32;
+            let s = ((((p(i, j + 1) + p(i + 1, j)) + p(i + 1, j + 1)) + p(i + 1, j + 2)) + p(i + 2, j + 1)) / 5.0;
+            assert_eq!(o[i * (w - 2) + j], s as f64);
+        }
+    }
+    let v: Vec<f64> = (0..k).map(|_| rng.float()).collect();
+    let a3: Vec<f64> = (0..2 * m * k).map(|_| rng.float()).collect();
+    let o = floats(&run1(src, "bmm", vec![f32s(vec![2, m, k], &a3), f32s(vec![k], &v)], &[]).expect("bmm")[0]);
+    for bi in 0..2 {
+        for i in 0..m {
+            let mut s = 0.0f32;
+            for r in 0..k {
+                s += a3[(bi * m + i) * k + r] as f32 * v[r] as f32;
+            }
+            assert_eq!(o[bi * m + i], s as f64);
+        }
+    }
+}
+
+#[test]
+fn mandelbrot_counts_match_a_direct_loop() {
+    let src = std::fs::read_to_string("../examples/mandelbrot.tk").expect("mandelbrot");
+    let (h, w) = (6, 9);
+    let (x0, y0, step) = (-2.0f32, -1.2f32, 0.3f32);
+    let out = run1(
+        &src,
+        "mandelbrot",
+        vec![f32s(vec![], &[x0 as f64]), f32s(vec![], &[y0 as f64]), f32s(vec![], &[step as f64])],
+        &[("h", h), ("w", w)],
+    )
+    .expect("runs");
+    let got = floats(&out[0]);
+    for i in 0..h as usize {
+        for j in 0..w as usize {
+            let cx = x0 + (j as f32) * step;
+            let cy = y0 + (i as f32) * step;
+            let (mut zx, mut zy, mut n) = (0.0f32, 0.0f32, 0);
+            for _ in 0..256 {
+                if zx * zx + zy * zy > 4.0 {
+                    break;
+                }
+                let t = zx * zx - zy * zy + cx;
+                zy = 2.0 * zx * zy + cy;
+                zx = t;
+                n += 1;
+            }
+            assert_eq!(got[i * w as usize + j], n as f64, "pixel {i},{j}");
+        }
+    }
+}
+
+#[test]
+fn gathers_are_checked_at_run_time() {
+    let src = "kernel embed(table: f32[v, d], ids: i32[t]) -> f32[t, d] { [i, j] => table[ids[i], j] }\n";
+    let table = f32s(vec![3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
+    let ids = Array::from_fn(DType::I32, vec![2], |i| Scalar::Int([2, 0][i]));
+    let out = run1(src, "embed", vec![table.clone(), ids], &[]).expect("in range");
+    assert_eq!(floats(&out[0]), vec![20.0, 21.0, 0.0, 1.0]);
+    for bad in [3, -1] {
+        let ids = Array::from_fn(DType::I32, vec![2], |i| Scalar::Int([1, bad][i]));
+        let e = run1(src, "embed", vec![table.clone(), ids], &[]).expect_err("out of range");
+        assert!(e.contains("out of range"), "{e}");
+    }
+}
+
+#[test]
+fn pinned_reduction_semantics() {
+    let src = "kernel r(x: f32[n]) -> (s: f32, p: f32, mx: f32, mn: f32, am: i64, an: i64) {\n\
+               (sum(x), prod(x), max(x), min(x), argmax(x), argmin(x))\n}\n\
+               kernel e(x: f32[n]) -> (s: f32, p: f32, mx: f32, mn: f32) { (sum(x), prod(x), max(x), min(x)) }\n\
+               kernel ea(x: f32[n]) -> i64 { argmax(x) }\n\
+               kernel m(x: i32[n]) -> f32 { mean(x) }\n";
+    let nan = f64::NAN;
+    // Ties: first index; NaN counts as the maximum and the minimum, first NaN wins.
+    let out = run1(src, "r", vec![f32s(vec![5], &[1.0, 3.0, 3.0, -2.0, -2.0])], &[]).expect("runs");
+    assert_eq!(floats(&out[4]), vec![1.0]);
+    assert_eq!(floats(&out[5]), vec![3.0]);
+    let out = run1(src, "r", vec![f32s(vec![4], &[1.0, nan, 5.0, nan])], &[]).expect("runs");
+    assert!(floats(&out[2])[0].is_nan() && floats(&out[3])[0].is_nan());
+    assert_eq!(floats(&out[4]), vec![1.0]);
+    assert_eq!(floats(&out[5]), vec![1.0]);
+    // Empty reductions: sum 0, prod 1, max -inf, min +inf; argmax is an error.
+    let out = run1(src, "e", vec![f32s(vec![0], &[])], &[]).expect("runs");
+    assert_eq!(floats(&out[0]), vec![0.0]);
+    assert_eq!(floats(&out[1]), vec![1.0]);
+    assert_eq!(floats(&out[2]), vec![f64::NEG_INFINITY]);
+    assert_eq!(floats(&out[3]), vec![f64::INFINITY]);
+    assert!(run1(src, "ea", vec![f32s(vec![0], &[])], &[]).is_err());
+    // mean of integers is f32; of nothing, NaN.
+    let ints = Array::from_fn(DType::I32, vec![4], |i| Scalar::Int(i as i128));
+    assert_eq!(floats(&run1(src, "m", vec![ints], &[]).expect("runs")[0]), vec![1.5]);
+    let none = Array::from_fn(DType::I32, vec![0], |_| Scalar::Int(0));
+    assert!(floats(&run1(src, "m", vec![none], &[]).expect("runs")[0])[0].is_nan());
+}
+
+#[test]
+fn f16_rounds_after_every_operation_and_accumulates_in_f32() {
+    let src = "kernel add3(x: f16[n]) -> f16[n] { x + 1.0 + 1.0 }\nkernel s(x: f16[n]) -> f16 { sum(x) }\n";
+    let x = Array::from_fn(DType::F16, vec![1], |_| Scalar::Float(2048.0));
+    // 2048 + 1 rounds back to 2048 in f16 (spacing 2), twice.
+    assert_eq!(floats(&run1(src, "add3", vec![x], &[]).expect("runs")[0]), vec![2048.0]);
+    // 2048 + 1 + 1 accumulated in f32 is 2050, which f16 represents.
+    let x = Array::from_fn(DType::F16, vec![3], |i| Scalar::Float([2048.0, 1.0, 1.0][i]));
+    assert_eq!(floats(&run1(src, "s", vec![x], &[]).expect("runs")[0]), vec![2050.0]);
+}
+
+#[test]
+fn dimension_binding_is_checked() {
+    let src = "kernel f(x: f32[n], y: f32[n + 1]) -> f32[n] { x }\n";
+    let e = run1(src, "f", vec![f32s(vec![2], &[0.0, 1.0]), f32s(vec![2], &[0.0, 1.0])], &[]).expect_err("n + 1 != 2");
+    assert!(e.contains("must be 3"), "{e}");
+    let _ = Dim::constant(0);
+}

@@ -1,0 +1,276 @@
+//! The graph IR: a dataflow graph (petgraph) of primitive operations on arrays with symbolic
+//! shapes. Every node has a dtype, a shape and the source location it came from.
+//!
+//! Movement (reshape, permute, expand, pad, shrink, flip, slicing, comprehension indexing) is one
+//! operation, [`Op::Index`]: an index map from each output coordinate to a source coordinate, plus
+//! a validity mask; a map made only of affine expressions is a *view* (no data moves), a map with
+//! data-dependent components is a *gather*.
+
+use crate::dims::Dim;
+use crate::dtype::DType;
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::fmt;
+
+pub type NodeId = NodeIndex<u32>;
+
+/// A source location: file number and byte range (see tk-compiler's SourceMap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub file: u32,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+/// A constant element value. Integers are stored wide and mean the value in the node's dtype.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Int(v) => write!(f, "{v}"),
+            Scalar::Float(v) if v.is_nan() => f.write_str("nan"),
+            Scalar::Float(v) if v.is_infinite() => f.write_str(if *v > 0.0 { "inf" } else { "-inf" }),
+            Scalar::Float(v) => write!(f, "{v:?}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    /// Logical not on bool, bitwise not on integers.
+    Not,
+    Abs,
+    Sqrt,
+    Floor,
+    Ceil,
+    Round,
+    // Transcendentals: they exist until the shared decomposition replaces them by primitives.
+    Exp,
+    Exp2,
+    Log,
+    Log2,
+    Sin,
+    Cos,
+    Tanh,
+    Erf,
+    Rsqrt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Pow,
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    Shl,
+    Shr,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Prod,
+    Max,
+    Min,
+    /// Index of the first maximum (NaN counts as the maximum), as i64.
+    ArgMax,
+    /// Index of the first minimum (NaN counts as the minimum), as i64.
+    ArgMin,
+}
+
+/// A symbolic integer expression over the output coordinates of an [`Op::Index`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IExpr {
+    /// The output coordinate along an axis.
+    Coord(usize),
+    /// A size (or any dimension expression).
+    Dim(Dim),
+    Add(Box<IExpr>, Box<IExpr>),
+    Mul(Box<IExpr>, Box<IExpr>),
+    /// Floor division by a positive value.
+    Div(Box<IExpr>, Box<IExpr>),
+    /// Remainder with the sign of the (positive) divisor.
+    Mod(Box<IExpr>, Box<IExpr>),
+    /// The value of data argument `k` (argument `k + 1` of the Index node) at this coordinate.
+    Data(usize),
+}
+
+impl IExpr {
+    pub fn c(v: i64) -> IExpr {
+        IExpr::Dim(Dim::constant(v))
+    }
+    pub fn sum(a: IExpr, b: IExpr) -> IExpr {
+        match (&a, &b) {
+            (IExpr::Dim(x), IExpr::Dim(y)) => IExpr::Dim(x.add(y)),
+            (IExpr::Dim(x), _) if x.as_const() == Some(0) => b,
+            (_, IExpr::Dim(y)) if y.as_const() == Some(0) => a,
+            _ => IExpr::Add(Box::new(a), Box::new(b)),
+        }
+    }
+    pub fn product(a: IExpr, b: IExpr) -> IExpr {
+        match (&a, &b) {
+            (IExpr::Dim(x), IExpr::Dim(y)) => IExpr::Dim(x.mul(y)),
+            (IExpr::Dim(x), _) if x.as_const() == Some(1) => b,
+            (_, IExpr::Dim(y)) if y.as_const() == Some(1) => a,
+            (IExpr::Dim(x), _) | (_, IExpr::Dim(x)) if x.as_const() == Some(0) => IExpr::c(0),
+            _ => IExpr::Mul(Box::new(a), Box::new(b)),
+        }
+    }
+    pub fn uses_data(&self) -> bool {
+        match self {
+            IExpr::Data(_) => true,
+            IExpr::Coord(_) | IExpr::Dim(_) => false,
+            IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Div(a, b) | IExpr::Mod(a, b) => a.uses_data() || b.uses_data(),
+        }
+    }
+}
+
+impl fmt::Display for IExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IExpr::Coord(a) => write!(f, "c{a}"),
+            IExpr::Dim(d) if d.as_const().is_some() => write!(f, "{d}"),
+            IExpr::Dim(d) => write!(f, "({d})"),
+            IExpr::Add(a, b) => write!(f, "({a} + {b})"),
+            IExpr::Mul(a, b) => write!(f, "{a} * {b}"),
+            IExpr::Div(a, b) => write!(f, "({a} / {b})"),
+            IExpr::Mod(a, b) => write!(f, "({a} % {b})"),
+            IExpr::Data(k) => write!(f, "d{k}"),
+        }
+    }
+}
+
+/// A bounds condition of an index map: `lo <= expr < hi`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Guard {
+    pub expr: IExpr,
+    pub lo: Dim,
+    pub hi: Dim,
+    pub on_invalid: OnInvalid,
+}
+
+/// How an out-of-range coordinate of an Index map is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnInvalid {
+    /// The element takes the fill value (padding, guarded comprehension accesses).
+    Fill,
+    /// Out of range is a run-time error naming the node's location (gathers, size checks).
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Kernel parameter `k`.
+    Input(usize),
+    /// A constant, broadcast to the node's shape.
+    Const(Scalar),
+    /// The coordinate along `axis` of the node's shape, plus `offset` (i64).
+    Iota {
+        axis: usize,
+        offset: Dim,
+    },
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`.
+    Where,
+    Cast,
+    /// Reduces the listed axes away.
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
+    /// Inclusive scan along an axis.
+    Scan {
+        op: ReduceOp,
+        axis: usize,
+    },
+    /// `out[c] = src[map(c)]` where every guard holds; otherwise per `on_invalid`.
+    /// Arguments: the source, then the data arrays that `IExpr::Data` refers to (in the output shape).
+    Index {
+        map: Vec<IExpr>,
+        guards: Vec<Guard>,
+        fill: Scalar,
+    },
+    /// A size as an i64 scalar.
+    Size(Dim),
+    /// Output `k` of a multi-output node (a loop).
+    Proj(usize),
+    /// A sequential loop, elementwise over the node's shape. Arguments: the initial carried values,
+    /// then captured outer values. The body graph's inputs are: the iteration number (i64 scalar),
+    /// the carried values, the captured values; its outputs are the next carried values, then (with
+    /// an exit condition) one bool mask per carried value, in that value's shape. The node has one
+    /// value per carried value (read with Proj).
+    /// An element stops changing from the first iteration whose exit condition holds for it.
+    Loop {
+        lo: Dim,
+        trip: Dim,
+        carried: usize,
+        has_exit: bool,
+        body: Box<Graph>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: Op,
+    pub dtype: DType,
+    pub shape: Vec<Dim>,
+    pub args: Vec<NodeId>,
+    pub loc: Loc,
+}
+
+/// A graph: nodes in petgraph (an edge `a -> b` with weight `k` says `a` is argument `k` of `b`),
+/// with the inputs' types and the outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub g: DiGraph<Node, u32>,
+    /// Parameter names, dtypes and shapes.
+    pub inputs: Vec<(String, DType, Vec<Dim>)>,
+    /// Explicit dimension parameters (`kernel k<h, w>`), bound by the caller.
+    pub dims: Vec<String>,
+    /// Output names and nodes.
+    pub outputs: Vec<(String, NodeId)>,
+}
+
+impl Graph {
+    pub fn add(&mut self, op: Op, dtype: DType, shape: Vec<Dim>, args: Vec<NodeId>, loc: Loc) -> NodeId {
+        let id = self.g.add_node(Node { op, dtype, shape, args: args.clone(), loc });
+        for (k, a) in args.into_iter().enumerate() {
+            self.g.add_edge(a, id, k as u32);
+        }
+        id
+    }
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.g[id]
+    }
+    /// Nodes in an order where arguments come before their users.
+    pub fn topo(&self) -> Vec<NodeId> {
+        petgraph::algo::toposort(&self.g, None).unwrap_or_else(|_| self.g.node_indices().collect())
+    }
+}
