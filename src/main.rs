@@ -56,8 +56,7 @@ enum Command {
     Emit {
         /// The file to compile.
         file: PathBuf,
-        /// The stage to print: `ast` (the parsed program as source) or `types` (each kernel's
-        /// signature and the type of every binding).
+        /// The stage to print.
         #[arg(long, value_enum, default_value_t = Stage::Ast)]
         stage: Stage,
         /// Only this kernel (stages from `types` on).
@@ -68,8 +67,12 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
+    /// The parsed program, printed as source.
     Ast,
+    /// Each kernel's signature and the type of every binding.
     Types,
+    /// The graph IR of each kernel (text form; `tk_ir::text` parses it back).
+    Graph,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +167,29 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
                 return exit::USER;
             }
             module
+        }
+        Stage::Graph => {
+            let checked = match check_one(file, choice) {
+                Ok(c) => c,
+                Err(c) => return c,
+            };
+            let mut s = String::new();
+            for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
+                match tk_compiler::lower::lower_kernel(k) {
+                    Ok(g) => s.push_str(&tk_ir::text::print(&g, &k.name)),
+                    Err(e) => {
+                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                        return exit::USER;
+                    }
+                }
+            }
+            if let Some(e) = entry
+                && !checked.kernels.iter().any(|k| k.name == e)
+            {
+                eprintln!("error: {} has no kernel `{e}`", file.display());
+                return exit::USER;
+            }
+            s
         }
         Stage::Types => {
             let checked = match check_one(file, choice) {

@@ -349,6 +349,15 @@ impl Checker<'_> {
                 let value = match b.kw("value") {
                     Some(v) => {
                         let v = self.elab_arr(v)?;
+                        if !matches!(v.kind, TKind::Lit(_)) {
+                            return Err(self.err_at(
+                                Code::NotConstant,
+                                v.span,
+                                "the padding value must be a constant",
+                                &format!("this is a run-time value of type {}", v.ty),
+                                Some("use a literal or a `const`; for a run-time value, pad and then `where(...)`"),
+                            ));
+                        }
                         if !v.shape_of().is_empty() {
                             return Err(self.err_at(
                                 Code::BadPad,

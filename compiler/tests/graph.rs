@@ -298,3 +298,36 @@ fn dimension_binding_is_checked() {
     assert!(e.contains("must be 3"), "{e}");
     let _ = Dim::constant(0);
 }
+
+/// The text form round-trips: print(parse(print(g))) == print(g), and the reparsed graph
+/// computes the same results.
+#[test]
+fn graph_text_round_trips_and_reinterprets_identically() {
+    let mut rng = Rng(7);
+    let mut n = 0;
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let text = tk_ir::text::print(&g, &name);
+            let (g2, name2) =
+                tk_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
+            assert_eq!(name2, name);
+            assert_eq!(tk_ir::text::print(&g2, &name), text, "{}::{name}", f.display());
+            let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 5)).collect();
+            let args = random_args(&g, &dims, &mut rng);
+            let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+            let (r1, r2) = (interp::run(&g, &b, &args), interp::run(&g2, &b, &args));
+            match (r1, r2) {
+                (Ok(a), Ok(b)) => {
+                    for (x, y) in a.iter().zip(&b) {
+                        assert_eq!(format!("{x:?}"), format!("{y:?}"), "{}::{name}", f.display());
+                    }
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{}::{name}: {a:?} vs {b:?}", f.display()),
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 20);
+}

@@ -269,8 +269,33 @@ impl Graph {
     pub fn node(&self, id: NodeId) -> &Node {
         &self.g[id]
     }
-    /// Nodes in an order where arguments come before their users.
+    /// Nodes in a canonical order where arguments come before their users: a depth-first
+    /// post-order from the outputs (arguments in order), then any node no output uses.
     pub fn topo(&self) -> Vec<NodeId> {
-        petgraph::algo::toposort(&self.g, None).unwrap_or_else(|_| self.g.node_indices().collect())
+        let mut seen = vec![false; self.g.node_count()];
+        let mut order = Vec::with_capacity(self.g.node_count());
+        let roots = self.outputs.iter().map(|(_, id)| *id).chain(self.g.node_indices());
+        for root in roots {
+            if seen[root.index()] {
+                continue;
+            }
+            // Iterative DFS: (node, next argument to visit).
+            let mut stack = vec![(root, 0usize)];
+            seen[root.index()] = true;
+            while let Some((id, k)) = stack.pop() {
+                let args = &self.g[id].args;
+                if k < args.len() {
+                    stack.push((id, k + 1));
+                    let a = args[k];
+                    if !seen[a.index()] {
+                        seen[a.index()] = true;
+                        stack.push((a, 0));
+                    }
+                } else {
+                    order.push(id);
+                }
+            }
+        }
+        order
     }
 }

@@ -5,3 +5,4 @@ pub mod dims;
 pub mod dtype;
 pub mod graph;
 pub mod interp;
+pub mod text;
