@@ -877,10 +877,16 @@ impl Lowerer {
             match it {
                 TIndex::New => oc += 1,
                 TIndex::Slice { start, step, .. } => {
-                    map.push(IExpr::sum(
-                        IExpr::Dim(start.clone()),
-                        IExpr::product(IExpr::c(*step), IExpr::Coord(nv + oc)),
-                    ));
+                    let e =
+                        IExpr::sum(IExpr::Dim(start.clone()), IExpr::product(IExpr::c(*step), IExpr::Coord(nv + oc)));
+                    // Slices are not clamped: one outside the axis is an error when sizes are bound.
+                    guards.push(Guard {
+                        expr: e.clone(),
+                        lo: Dim::constant(0),
+                        hi: bs[sa].clone(),
+                        on_invalid: OnInvalid::Error,
+                    });
+                    map.push(e);
                     oc += 1;
                     sa += 1;
                 }

@@ -331,3 +331,54 @@ fn graph_text_round_trips_and_reinterprets_identically() {
     }
     assert!(n > 20);
 }
+
+/// The rewrite passes change no result, and their output still prints and parses.
+#[test]
+fn optimization_preserves_results() {
+    let mut rng = Rng(99);
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let o = tk_ir::passes::optimize(&g);
+            let text = tk_ir::text::print(&o, &name);
+            tk_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
+            assert!(o.g.node_count() <= g.g.node_count(), "{}::{name} grew", f.display());
+            for size in [1i64, 4, 6] {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                if g.inputs
+                    .iter()
+                    .any(|(_, _, s)| s.iter().any(|d| d.eval(&|x| dims.get(x).copied()).is_none_or(|v| v < 0)))
+                {
+                    continue;
+                }
+                let args = random_args(&g, &dims, &mut rng);
+                let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+                let (r1, r2) = (interp::run(&g, &b, &args), interp::run(&o, &b, &args));
+                match (r1, r2) {
+                    (Ok(a), Ok(c)) => {
+                        assert_eq!(format!("{a:?}"), format!("{c:?}"), "{}::{name} size {size}", f.display())
+                    }
+                    (Err(_), Err(_)) => {}
+                    (a, c) => panic!("{}::{name} size {size}: {a:?} vs {c:?}", f.display()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn views_compose_and_identities_disappear() {
+    let src = "kernel tt(x: f32[n, m]) -> f32[n, m] { transpose(transpose(x)) * 1.0 }\n\
+               kernel fl(x: f32[n]) -> f32[n] { flip(flip(x, axis: 0), axis: 0) }\n\
+               kernel cf(x: f32[n]) -> f32[n] { x + (2.0 * 3.0 - 1.0) }\n";
+    for (name, g) in compile(Path::new("v.tk"), src) {
+        let o = tk_ir::passes::optimize(&g);
+        let text = tk_ir::text::print(&o, &name);
+        match name.as_str() {
+            // Everything folds away: the output is the input.
+            "tt" | "fl" => assert_eq!(o.g.node_count(), 1, "{text}"),
+            // 2.0 * 3.0 - 1.0 folds to 5.0.
+            _ => assert!(text.contains("const 5.0") && !text.contains("binary mul"), "{text}"),
+        }
+    }
+}

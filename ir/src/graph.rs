@@ -142,6 +142,73 @@ impl IExpr {
             _ => IExpr::Mul(Box::new(a), Box::new(b)),
         }
     }
+    /// Linear form `sum(coef_k * c_k) + constant` when the expression is affine in the coordinates.
+    fn linear(&self) -> Option<(std::collections::BTreeMap<usize, Dim>, Dim)> {
+        use std::collections::BTreeMap;
+        match self {
+            IExpr::Coord(k) => Some((BTreeMap::from([(*k, Dim::constant(1))]), Dim::constant(0))),
+            IExpr::Dim(d) => Some((BTreeMap::new(), d.clone())),
+            IExpr::Add(a, b) => {
+                let (mut ta, ca) = a.linear()?;
+                let (tb, cb) = b.linear()?;
+                for (k, c) in tb {
+                    let e = ta.entry(k).or_insert_with(|| Dim::constant(0));
+                    *e = e.add(&c);
+                }
+                ta.retain(|_, c| c.as_const() != Some(0));
+                Some((ta, ca.add(&cb)))
+            }
+            IExpr::Mul(a, b) => {
+                let (ta, ca) = a.linear()?;
+                let (tb, cb) = b.linear()?;
+                let (terms, c, k) = if ta.is_empty() {
+                    (tb, cb, ca)
+                } else if tb.is_empty() {
+                    (ta, ca, cb)
+                } else {
+                    return None;
+                };
+                let mut terms: BTreeMap<usize, Dim> = terms.into_iter().map(|(i, x)| (i, x.mul(&k))).collect();
+                terms.retain(|_, c| c.as_const() != Some(0));
+                Some((terms, c.mul(&k)))
+            }
+            _ => None,
+        }
+    }
+
+    /// A canonical, simplified form: affine parts collected (`c0 + 2`, `n * c1`), divisions and
+    /// remainders by 1 removed.
+    pub fn simplified(&self) -> IExpr {
+        if let Some((terms, c)) = self.linear() {
+            let mut out: Option<IExpr> = None;
+            for (k, coef) in terms {
+                let t = IExpr::product(IExpr::Dim(coef), IExpr::Coord(k));
+                out = Some(match out {
+                    None => t,
+                    Some(o) => IExpr::Add(Box::new(o), Box::new(t)),
+                });
+            }
+            return match out {
+                None => IExpr::Dim(c),
+                Some(o) if c.as_const() == Some(0) => o,
+                Some(o) => IExpr::Add(Box::new(o), Box::new(IExpr::Dim(c))),
+            };
+        }
+        match self {
+            IExpr::Add(a, b) => IExpr::sum(a.simplified(), b.simplified()),
+            IExpr::Mul(a, b) => IExpr::product(a.simplified(), b.simplified()),
+            IExpr::Div(a, b) => match b.simplified() {
+                IExpr::Dim(d) if d.is_one() => a.simplified(),
+                b => IExpr::Div(Box::new(a.simplified()), Box::new(b)),
+            },
+            IExpr::Mod(a, b) => match b.simplified() {
+                IExpr::Dim(d) if d.is_one() => IExpr::c(0),
+                b => IExpr::Mod(Box::new(a.simplified()), Box::new(b)),
+            },
+            e => e.clone(),
+        }
+    }
+
     pub fn uses_data(&self) -> bool {
         match self {
             IExpr::Data(_) => true,

@@ -5,4 +5,5 @@ pub mod dims;
 pub mod dtype;
 pub mod graph;
 pub mod interp;
+pub mod passes;
 pub mod text;

@@ -1,0 +1,228 @@
+//! Rewrite passes over the graph IR. Each pass rebuilds the graph in canonical order; none
+//! changes what the graph computes (the tests run every example before and after).
+//!
+//! - constant folding of exact primitive operations (never transcendentals: those must go
+//!   through the shared decomposition so that every backend computes the same function);
+//! - algebraic simplification that is exact in IEEE arithmetic (`x * 1`, `x - 0`, casts to the
+//!   same dtype, `where` on a constant);
+//! - view composition: an Index of an Index becomes one Index;
+//! - common subexpression elimination;
+//! - dead code removal (only what the outputs need is kept).
+
+use crate::dims::Dim;
+use crate::graph::*;
+use crate::interp::{self, Array};
+use std::collections::HashMap;
+
+/// Runs every pass until nothing changes (at most a few rounds).
+pub fn optimize(g: &Graph) -> Graph {
+    let mut cur = g.clone();
+    for _ in 0..4 {
+        let next = cse(&compose_views(&simplify(&cur)));
+        if crate::text::print(&next, "g") == crate::text::print(&cur, "g") {
+            return next;
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Rebuilds `g` with only the nodes its outputs need, in canonical order; `f` may replace a
+/// node (given with its arguments already rebuilt) by an existing node of the new graph.
+fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> Option<NodeId>) -> Graph {
+    let mut out = Graph { inputs: g.inputs.clone(), dims: g.dims.clone(), ..Graph::default() };
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    let live = live_nodes(g);
+    for id in g.topo() {
+        if !live[id.index()] {
+            continue;
+        }
+        let n = g.node(id);
+        let mut node = n.clone();
+        node.args = n.args.iter().map(|a| map[a]).collect();
+        if let Op::Loop { body, .. } = &mut node.op {
+            **body = optimize(body);
+        }
+        let new = match f(&mut out, &node) {
+            Some(existing) => existing,
+            None => out.add(node.op.clone(), node.dtype, node.shape.clone(), node.args.clone(), node.loc),
+        };
+        map.insert(id, new);
+    }
+    out.outputs = g.outputs.iter().map(|(n, id)| (n.clone(), map[id])).collect();
+    out
+}
+
+fn live_nodes(g: &Graph) -> Vec<bool> {
+    let mut live = vec![false; g.g.node_count()];
+    let mut stack: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
+    while let Some(id) = stack.pop() {
+        if !live[id.index()] {
+            live[id.index()] = true;
+            stack.extend(g.node(id).args.iter().copied());
+        }
+    }
+    live
+}
+
+/// Dead code removal alone.
+pub fn dce(g: &Graph) -> Graph {
+    rebuild(g, |_, _| None)
+}
+
+/// Common subexpression elimination: identical operations on identical arguments are one node.
+pub fn cse(g: &Graph) -> Graph {
+    let mut seen: HashMap<String, NodeId> = HashMap::new();
+    rebuild(g, |out, n| {
+        if matches!(n.op, Op::Loop { .. }) {
+            return None;
+        }
+        let key = format!("{:?}|{:?}|{:?}|{:?}", n.op, n.dtype, n.shape, n.args);
+        match seen.get(&key) {
+            Some(&id) => Some(id),
+            None => {
+                let id = out.add(n.op.clone(), n.dtype, n.shape.clone(), n.args.clone(), n.loc);
+                seen.insert(key, id);
+                Some(id)
+            }
+        }
+    })
+}
+
+/// The value of a node that is one constant everywhere: a Const, or a guard-free view of one.
+fn scalar_const(g: &Graph, id: NodeId) -> Option<Scalar> {
+    let n = g.node(id);
+    match &n.op {
+        Op::Const(s) => Some(*s),
+        Op::Index { guards, .. } if guards.is_empty() && n.args.len() == 1 => match &g.node(n.args[0]).op {
+            Op::Const(s) => Some(*s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn is_exact_unary(op: UnaryOp) -> bool {
+    matches!(
+        op,
+        UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round
+    )
+}
+
+/// Constant folding and exact algebraic identities.
+pub fn simplify(g: &Graph) -> Graph {
+    rebuild(g, |out, n| {
+        let consts: Vec<Option<Scalar>> = n.args.iter().map(|a| scalar_const(out, *a)).collect();
+        let all_const = !n.args.is_empty() && consts.iter().all(|c| c.is_some()) && n.shape.is_empty();
+        let foldable = match &n.op {
+            Op::Unary(u) => is_exact_unary(*u),
+            Op::Binary(b) => *b != BinaryOp::Pow,
+            Op::Where | Op::Cast => true,
+            _ => false,
+        };
+        if all_const && foldable {
+            // Evaluate the node on its constant arguments with the reference interpreter.
+            let mut tiny = Graph::default();
+            let mut args = Vec::new();
+            for (k, a) in n.args.iter().enumerate() {
+                let an = out.node(*a);
+                tiny.inputs.push((format!("a{k}"), an.dtype, vec![]));
+                args.push(tiny.add(Op::Input(k), an.dtype, vec![], vec![], an.loc));
+            }
+            let r = tiny.add(n.op.clone(), n.dtype, vec![], args, n.loc);
+            tiny.outputs.push(("r".into(), r));
+            let vals: Vec<Array> = n
+                .args
+                .iter()
+                .zip(&consts)
+                .map(|(a, c)| Array::from_fn(out.node(*a).dtype, vec![], |_| c.unwrap_or(Scalar::Int(0))))
+                .collect();
+            if let Ok(res) = interp::run(&tiny, &HashMap::new(), &vals) {
+                let s = match &res[0].data {
+                    interp::Data::F(v) => Scalar::Float(v[0]),
+                    interp::Data::I(v) => Scalar::Int(v[0]),
+                    interp::Data::B(v) => Scalar::Bool(v[0]),
+                };
+                return Some(out.add(Op::Const(s), n.dtype, vec![], vec![], n.loc));
+            }
+        }
+        let is = |c: &Option<Scalar>, v: f64| match c {
+            Some(Scalar::Float(x)) => *x == v && x.is_sign_positive(),
+            Some(Scalar::Int(x)) => *x as f64 == v,
+            _ => false,
+        };
+        let same_shape = |a: NodeId| out.node(a).shape == n.shape && out.node(a).dtype == n.dtype;
+        match &n.op {
+            Op::Cast if out.node(n.args[0]).dtype == n.dtype => Some(n.args[0]),
+            Op::Binary(BinaryOp::Mul) if is(&consts[1], 1.0) && same_shape(n.args[0]) => Some(n.args[0]),
+            Op::Binary(BinaryOp::Mul) if is(&consts[0], 1.0) && same_shape(n.args[1]) => Some(n.args[1]),
+            Op::Binary(BinaryOp::Div) if is(&consts[1], 1.0) && same_shape(n.args[0]) => Some(n.args[0]),
+            Op::Binary(BinaryOp::Sub) if is(&consts[1], 0.0) && same_shape(n.args[0]) => Some(n.args[0]),
+            Op::Binary(BinaryOp::Add) if !n.dtype.is_float() && is(&consts[1], 0.0) && same_shape(n.args[0]) => {
+                Some(n.args[0])
+            }
+            Op::Where => match consts[0] {
+                Some(Scalar::Bool(true)) if same_shape(n.args[1]) => Some(n.args[1]),
+                Some(Scalar::Bool(false)) if same_shape(n.args[2]) => Some(n.args[2]),
+                _ => None,
+            },
+            // An identity view.
+            Op::Index { map, guards, .. }
+                if guards.is_empty()
+                    && n.args.len() == 1
+                    && same_shape(n.args[0])
+                    && map.iter().enumerate().all(|(k, m)| *m == IExpr::Coord(k)) =>
+            {
+                Some(n.args[0])
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Substitutes output coordinates of the outer map into an inner expression.
+fn subst(e: &IExpr, outer: &[IExpr]) -> IExpr {
+    match e {
+        IExpr::Coord(k) => outer.get(*k).cloned().unwrap_or(IExpr::c(0)),
+        IExpr::Dim(d) => IExpr::Dim(d.clone()),
+        IExpr::Data(k) => IExpr::Data(*k),
+        IExpr::Add(a, b) => IExpr::sum(subst(a, outer), subst(b, outer)),
+        IExpr::Mul(a, b) => IExpr::product(subst(a, outer), subst(b, outer)),
+        IExpr::Div(a, b) => IExpr::Div(Box::new(subst(a, outer)), Box::new(subst(b, outer))),
+        IExpr::Mod(a, b) => IExpr::Mod(Box::new(subst(a, outer)), Box::new(subst(b, outer))),
+    }
+}
+
+/// View composition: `Index(Index(src, inner), outer)` becomes `Index(src, inner ∘ outer)` when
+/// the inner index has no data-dependent parts and its guards (if any) fill with the same value.
+pub fn compose_views(g: &Graph) -> Graph {
+    rebuild(g, |out, n| {
+        let Op::Index { map: om, guards: og, fill: of } = &n.op else { return None };
+        let inner_id = n.args[0];
+        let inner = out.node(inner_id).clone();
+        let Op::Index { map: im, guards: ig, fill: inf } = &inner.op else { return None };
+        if inner.args.len() != 1 || im.iter().any(|m| m.uses_data()) || ig.iter().any(|g| g.expr.uses_data()) {
+            return None;
+        }
+        if !ig.is_empty() && (inf != of || ig.iter().any(|g| g.on_invalid != OnInvalid::Fill)) {
+            return None;
+        }
+        // Keep guards on inner coordinates: outer guards stay; inner guards are substituted.
+        let mut guards = og.clone();
+        for gd in ig {
+            guards.push(Guard {
+                expr: subst(&gd.expr, om),
+                lo: gd.lo.clone(),
+                hi: gd.hi.clone(),
+                on_invalid: gd.on_invalid,
+            });
+        }
+        // The outer map can be out of the inner's range only where an outer guard fails.
+        let map: Vec<IExpr> = im.iter().map(|m| subst(m, om).simplified()).collect();
+        let guards: Vec<Guard> = guards.into_iter().map(|g| Guard { expr: g.expr.simplified(), ..g }).collect();
+        let mut args = vec![inner.args[0]];
+        args.extend(n.args[1..].iter().copied());
+        let _ = Dim::constant(0);
+        Some(out.add(Op::Index { map, guards, fill: *of }, n.dtype, n.shape.clone(), args, n.loc))
+    })
+}
