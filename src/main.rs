@@ -71,8 +71,10 @@ enum Stage {
     Ast,
     /// Each kernel's signature and the type of every binding.
     Types,
-    /// The graph IR of each kernel (text form; `tk_ir::text` parses it back).
+    /// The graph IR of each kernel after the rewrite passes (text form; it parses back).
     Graph,
+    /// The device kernels and buffers each kernel's graph is partitioned into.
+    Schedule,
 }
 
 fn main() -> ExitCode {
@@ -168,7 +170,7 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
             }
             module
         }
-        Stage::Graph => {
+        Stage::Graph | Stage::Schedule => {
             let checked = match check_one(file, choice) {
                 Ok(c) => c,
                 Err(c) => return c,
@@ -176,7 +178,14 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
             let mut s = String::new();
             for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
                 match tk_compiler::lower::lower_kernel(k) {
-                    Ok(g) => s.push_str(&tk_ir::text::print(&g, &k.name)),
+                    Ok(g) => {
+                        let g = tk_ir::passes::optimize(&g);
+                        if stage == Stage::Graph {
+                            s.push_str(&tk_ir::text::print(&g, &k.name));
+                        } else {
+                            s.push_str(&tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &k.name));
+                        }
+                    }
                     Err(e) => {
                         eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
                         return exit::USER;

@@ -382,3 +382,79 @@ fn views_compose_and_identities_disappear() {
         }
     }
 }
+
+fn schedule_of(src: &str, kernel: &str) -> tk_ir::schedule::Schedule {
+    let graphs = compile(Path::new("s.tk"), src);
+    let (_, g) = graphs.into_iter().find(|(n, _)| n == kernel).expect("kernel");
+    tk_ir::schedule::schedule(&tk_ir::passes::optimize(&g))
+}
+
+#[test]
+fn fusion_targets() {
+    let src = "use std::nn::{softmax, layernorm};\n\
+               kernel sm(x: f32[b, n]) -> f32[b, n] { softmax(x, axis: 1) }\n\
+               kernel ln(x: f32[b, d], g: f32[d], beta: f32[d]) -> f32[b, d] { layernorm(x, g, beta) }\n\
+               kernel chain(x: f32[n], y: f32[n]) -> f32[n] { sqrt(abs(((x + y) * 2.0 - y) / 3.0) * x - 0.5) }\n\
+               kernel mm(a: f32[m, k], b: f32[k, n]) -> f32[m, n] { a @ b }\n";
+    let count = |k: &str| schedule_of(src, k).kernels.len();
+    assert!(count("sm") <= 2, "softmax: {}", tk_ir::schedule::print(&schedule_of(src, "sm"), "sm"));
+    assert!(count("ln") <= 2, "layernorm: {}", tk_ir::schedule::print(&schedule_of(src, "ln"), "ln"));
+    assert_eq!(count("chain"), 1);
+    assert_eq!(count("mm"), 1);
+    // The 8-op chain really has 8 operations.
+    let s = schedule_of(src, "chain");
+    let ops = s.kernels[0]
+        .nodes
+        .iter()
+        .filter(|id| matches!(s.graph.node(**id).op, tk_ir::graph::Op::Unary(_) | tk_ir::graph::Op::Binary(_)))
+        .count();
+    assert_eq!(ops, 8);
+}
+
+/// Device-kernel counts of every example, against `tests/kernel_counts.txt` (re-bless with
+/// TK_BLESS=1), and every schedule computes what the graph computes.
+#[test]
+fn schedules_of_examples() {
+    let mut rng = Rng(5);
+    let mut table = String::new();
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let o = tk_ir::passes::optimize(&g);
+            let s = tk_ir::schedule::schedule(&o);
+            table.push_str(&format!(
+                "{}::{name} {}\n",
+                f.file_name().and_then(|x| x.to_str()).unwrap_or("?"),
+                s.kernels.len()
+            ));
+            let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 5)).collect();
+            let args = random_args(&g, &dims, &mut rng);
+            let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+            let want = interp::run(&g, &b, &args);
+            let got = tk_ir::schedule::run(&s, &b, &args);
+            // The text form parses back to the same schedule.
+            let text = tk_ir::schedule::print(&s, &name);
+            let (s2, _) =
+                tk_ir::schedule::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
+            assert_eq!(tk_ir::schedule::print(&s2, &name), text);
+            match (want, got) {
+                (Ok(a), Ok(c)) => assert_eq!(
+                    format!("{a:?}"),
+                    format!("{c:?}"),
+                    "{}::{name}\n{}",
+                    f.display(),
+                    tk_ir::schedule::print(&s, &name)
+                ),
+                (Err(_), Err(_)) => {}
+                (a, c) => panic!("{}::{name}: {a:?} vs {c:?}\n{}", f.display(), tk_ir::schedule::print(&s, &name)),
+            }
+        }
+    }
+    let path = Path::new("../tests/kernel_counts.txt");
+    if std::env::var_os("TK_BLESS").is_some() {
+        std::fs::write(path, &table).expect("write");
+    } else {
+        let want = std::fs::read_to_string(path).expect("tests/kernel_counts.txt exists (bless with TK_BLESS=1)");
+        assert_eq!(want, table, "device-kernel counts changed; re-bless with TK_BLESS=1 if intended");
+    }
+}

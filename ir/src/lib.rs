@@ -6,4 +6,5 @@ pub mod dtype;
 pub mod graph;
 pub mod interp;
 pub mod passes;
+pub mod schedule;
 pub mod text;
