@@ -1,6 +1,7 @@
 //! `tk`: the command line of the tk kernel language.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,6 +63,12 @@ enum Command {
         /// Only this kernel (stages from `types` on).
         #[arg(short = 'k', long = "kernel", value_name = "ENTRY")]
         entry: Option<String>,
+        /// The compile target (stages from `kernel` on). Only `cpu` exists so far.
+        #[arg(long, default_value = "cpu")]
+        target: String,
+        /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4,vector=4`.
+        #[arg(long, value_name = "KNOBS")]
+        opts: Option<String>,
     },
 }
 
@@ -75,6 +82,8 @@ enum Stage {
     Graph,
     /// The device kernels and buffers each kernel's graph is partitioned into.
     Schedule,
+    /// The loop-level kernel IR of every device kernel.
+    Kernel,
 }
 
 fn main() -> ExitCode {
@@ -92,7 +101,21 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { files } => check(&files, choice),
-        Command::Emit { file, stage, entry } => emit(&file, stage, entry.as_deref(), choice),
+        Command::Emit { file, stage, entry, target, opts } => {
+            if target != "cpu" {
+                eprintln!("error: unknown target `{target}`; the targets are: cpu");
+                return ExitCode::from(2);
+            }
+            let knobs = match opts.as_deref().map(str::parse::<tk_ir::kernel::Knobs>) {
+                None => None,
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    eprintln!("error: --opts: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            emit(&file, stage, entry.as_deref(), knobs.as_ref(), choice)
+        }
     };
     ExitCode::from(code)
 }
@@ -147,7 +170,13 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
     code
 }
 
-fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> u8 {
+fn emit(
+    file: &Path,
+    stage: Stage,
+    entry: Option<&str>,
+    knobs: Option<&tk_ir::kernel::Knobs>,
+    choice: ColorChoice,
+) -> u8 {
     let out = match stage {
         Stage::Ast => {
             let src = match read(file) {
@@ -170,7 +199,7 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
             }
             module
         }
-        Stage::Graph | Stage::Schedule => {
+        Stage::Graph | Stage::Schedule | Stage::Kernel => {
             let checked = match check_one(file, choice) {
                 Ok(c) => c,
                 Err(c) => return c,
@@ -182,8 +211,24 @@ fn emit(file: &Path, stage: Stage, entry: Option<&str>, choice: ColorChoice) -> 
                         let g = tk_ir::passes::optimize(&g);
                         if stage == Stage::Graph {
                             s.push_str(&tk_ir::text::print(&g, &k.name));
-                        } else {
+                        } else if stage == Stage::Schedule {
                             s.push_str(&tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &k.name));
+                        } else {
+                            let sched = tk_ir::schedule::schedule(&g);
+                            let _ = writeln!(s, "// entry {}: {} device kernel(s)", k.name, sched.kernels.len());
+                            for i in 0..sched.kernels.len() {
+                                let rank = sched.buffers[sched.kernels[i].writes[0]].shape.len();
+                                let kn = knobs
+                                    .cloned()
+                                    .unwrap_or(tk_ir::kernel::Knobs { parallel: rank.min(1), ..Default::default() });
+                                match tk_ir::kernel::lower(&sched, i, &kn) {
+                                    Ok(kern) => s.push_str(&tk_ir::kernel::print(&kern)),
+                                    Err(e) => {
+                                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                                        return exit::USER;
+                                    }
+                                }
+                            }
                         }
                     }
                     Err(e) => {

@@ -458,3 +458,70 @@ fn schedules_of_examples() {
         assert_eq!(want, table, "device-kernel counts changed; re-bless with TK_BLESS=1 if intended");
     }
 }
+
+/// Every example, scheduled and lowered to the kernel IR, computes in the kernel interpreter
+/// exactly what the graph interpreter computes, for the default knobs and 20 random valid ones.
+#[test]
+fn kernel_ir_matches_graph_interpreter() {
+    use tk_ir::kernel::Knobs;
+    let mut rng = Rng(2024);
+    let mut checked = 0;
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let o = tk_ir::passes::optimize(&g);
+            let s = tk_ir::schedule::schedule(&o);
+            let ranks: Vec<usize> = s.kernels.iter().map(|k| s.buffers[k.writes[0]].shape.len()).collect();
+            for trial in 0..21 {
+                let knobs: Vec<Knobs> = ranks
+                    .iter()
+                    .map(|&r| {
+                        if trial == 0 {
+                            return Knobs { parallel: r.min(1), ..Knobs::default() };
+                        }
+                        let k = Knobs {
+                            parallel: (rng.next() % (r as u64 + 1)) as usize,
+                            unroll: 1 << (rng.next() % 4),
+                            vector: if r == 0 { 1 } else { 1 << (rng.next() % 4) },
+                        };
+                        assert!(k.valid_for(r).is_ok(), "{k}");
+                        k
+                    })
+                    .collect();
+                let size = [1i64, 3, 5, 7][trial % 4];
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                if g.inputs
+                    .iter()
+                    .any(|(_, _, s)| s.iter().any(|d| d.eval(&|x| dims.get(x).copied()).is_none_or(|v| v < 0)))
+                {
+                    continue;
+                }
+                let args = random_args(&g, &dims, &mut rng);
+                let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+                let want = interp::run(&g, &b, &args);
+                let got = tk_ir::kernel::run_schedule(&s, &knobs, &b, &args);
+                match (want, got) {
+                    (Ok(a), Ok(c)) => {
+                        assert_eq!(format!("{a:?}"), format!("{c:?}"), "{}::{name} size {size}", f.display())
+                    }
+                    (Err(_), Err(_)) => {}
+                    (a, c) => panic!("{}::{name} size {size}: graph {a:?} vs kernel {c:?}", f.display()),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
+
+#[test]
+fn knobs_parse_print_and_validate() {
+    use tk_ir::kernel::Knobs;
+    let k: Knobs = "parallel=2,unroll=4,vector=8".parse().expect("parses");
+    assert_eq!(k.to_string(), "parallel=2,unroll=4,vector=8");
+    assert_eq!(k.to_string().parse::<Knobs>(), Ok(k.clone()));
+    assert!(k.valid_for(2).is_ok());
+    assert!(k.valid_for(1).is_err());
+    assert!("unroll=3".parse::<Knobs>().expect("parses").valid_for(1).is_err());
+    assert!("tile=2".parse::<Knobs>().is_err());
+}

@@ -566,10 +566,110 @@ fn acc_dtype(d: DType) -> DType {
     }
 }
 
+/// A reduction accumulator: the one definition of reduction arithmetic that the graph
+/// interpreter and the kernel interpreter share. Elements are taken in order; the first element
+/// starts the accumulation (so `sum([-0.0])` is `-0.0`); floats accumulate in f32 for f16/bf16.
+#[derive(Clone, Debug)]
+pub struct Acc {
+    op: ReduceOp,
+    acc: DType,
+    src: DType,
+    out: DType,
+    value: Option<Scalar>,
+    index: i64,
+    count: i64,
+}
+
+impl Acc {
+    pub fn new(op: ReduceOp, src: DType, out: DType) -> Acc {
+        Acc { op, acc: acc_dtype(src), src, out, value: None, index: -1, count: 0 }
+    }
+
+    pub fn push(&mut self, v: Scalar) {
+        let k = self.count;
+        self.count += 1;
+        let max = matches!(self.op, ReduceOp::Max | ReduceOp::ArgMax);
+        self.value = Some(match (self.op, self.value) {
+            (ReduceOp::ArgMax | ReduceOp::ArgMin, None) => {
+                self.index = k;
+                v
+            }
+            (ReduceOp::ArgMax | ReduceOp::ArgMin, Some(b)) => {
+                let better = match (b, v) {
+                    (Scalar::Float(b), Scalar::Float(v)) => {
+                        !b.is_nan() && (v.is_nan() || if max { v > b } else { v < b })
+                    }
+                    (Scalar::Int(b), Scalar::Int(v)) => {
+                        if max {
+                            v > b
+                        } else {
+                            v < b
+                        }
+                    }
+                    _ => false,
+                };
+                if better {
+                    self.index = k;
+                    v
+                } else {
+                    b
+                }
+            }
+            (_, None) => match v {
+                Scalar::Float(x) => Scalar::Float(round(x, self.acc)),
+                v => v,
+            },
+            (ReduceOp::Sum | ReduceOp::Prod, Some(Scalar::Float(s))) => {
+                let x = as_f64(v);
+                Scalar::Float(round(if self.op == ReduceOp::Sum { s + x } else { s * x }, self.acc))
+            }
+            (ReduceOp::Sum | ReduceOp::Prod, Some(Scalar::Int(s))) => {
+                let x = as_i128(v);
+                Scalar::Int(wrap(if self.op == ReduceOp::Sum { s + x } else { s.wrapping_mul(x) }, self.out))
+            }
+            (_, Some(Scalar::Float(b))) => match v {
+                Scalar::Float(x) if b.is_nan() || x.is_nan() => Scalar::Float(f64::NAN),
+                Scalar::Float(x) => Scalar::Float(if max { b.max(x) } else { b.min(x) }),
+                _ => Scalar::Float(b),
+            },
+            (_, Some(Scalar::Int(b))) => Scalar::Int(if max { b.max(as_i128(v)) } else { b.min(as_i128(v)) }),
+            (_, Some(b)) => b,
+        });
+    }
+
+    /// The current result (for scans, after every element).
+    pub fn result(&self) -> Scalar {
+        match (self.op, self.value) {
+            (ReduceOp::ArgMax | ReduceOp::ArgMin, _) => Scalar::Int(i128::from(self.index)),
+            (_, Some(v)) => v,
+            (ReduceOp::Sum, None) => {
+                if self.acc.is_float() {
+                    Scalar::Float(0.0)
+                } else {
+                    Scalar::Int(0)
+                }
+            }
+            (ReduceOp::Prod, None) => {
+                if self.acc.is_float() {
+                    Scalar::Float(1.0)
+                } else {
+                    Scalar::Int(1)
+                }
+            }
+            (op, None) => {
+                let max = op == ReduceOp::Max;
+                match (self.src.is_float(), self.src.int_range()) {
+                    (true, _) => Scalar::Float(if max { f64::NEG_INFINITY } else { f64::INFINITY }),
+                    (false, Some((lo, hi))) => Scalar::Int(if max { lo } else { hi }),
+                    _ => Scalar::Bool(!max),
+                }
+            }
+        }
+    }
+}
+
 fn reduce(op: ReduceOp, x: &Array, axes: &[usize], d: DType, out_shape: &[usize]) -> Array {
-    let acc = acc_dtype(x.dtype);
     let xs = &x.shape;
-    // Iterate over output elements; for each, walk the reduced axes in row-major order.
     let red: Vec<usize> = axes.to_vec();
     let keep: Vec<usize> = (0..xs.len()).filter(|k| !red.contains(k)).collect();
     let red_shape: Vec<usize> = red.iter().map(|&k| xs[k]).collect();
@@ -580,95 +680,22 @@ fn reduce(op: ReduceOp, x: &Array, axes: &[usize], d: DType, out_shape: &[usize]
     Array::from_fn(d, out_shape.to_vec(), |o| {
         unravel(o, out_shape, &mut oc);
         let base: usize = keep.iter().zip(&oc).map(|(&k, &c)| c as usize * st[k]).sum();
-        let at = |r: usize, rc: &mut [i64]| {
-            unravel(r, &red_shape, rc);
-            base + red.iter().zip(rc.iter()).map(|(&k, &c)| c as usize * st[k]).sum::<usize>()
-        };
-        match op {
-            ReduceOp::Sum | ReduceOp::Prod => {
-                let mut a = match (op, acc.is_float()) {
-                    (ReduceOp::Sum, true) => Scalar::Float(0.0),
-                    (ReduceOp::Sum, false) => Scalar::Int(0),
-                    (_, true) => Scalar::Float(1.0),
-                    (_, false) => Scalar::Int(1),
-                };
-                for r in 0..red_n {
-                    let v = x.get(at(r, &mut rc));
-                    a = match (a, v) {
-                        (Scalar::Float(s), v) => {
-                            let v = as_f64(v);
-                            Scalar::Float(round(if op == ReduceOp::Sum { s + v } else { s * v }, acc))
-                        }
-                        (Scalar::Int(s), v) => {
-                            let v = as_i128(v);
-                            Scalar::Int(wrap(if op == ReduceOp::Sum { s + v } else { s.wrapping_mul(v) }, d))
-                        }
-                        (a, _) => a,
-                    };
-                }
-                a
-            }
-            ReduceOp::Max | ReduceOp::Min => {
-                let max = op == ReduceOp::Max;
-                let mut best: Option<Scalar> = None;
-                for r in 0..red_n {
-                    let v = x.get(at(r, &mut rc));
-                    best = Some(match (best, v) {
-                        (None, v) => v,
-                        (Some(Scalar::Float(b)), Scalar::Float(v)) => {
-                            if b.is_nan() || v.is_nan() {
-                                Scalar::Float(f64::NAN)
-                            } else {
-                                Scalar::Float(if max { b.max(v) } else { b.min(v) })
-                            }
-                        }
-                        (Some(Scalar::Int(b)), Scalar::Int(v)) => Scalar::Int(if max { b.max(v) } else { b.min(v) }),
-                        (Some(b), _) => b,
-                    });
-                }
-                best.unwrap_or(match (x.dtype.is_float(), x.dtype.int_range()) {
-                    (true, _) => Scalar::Float(if max { f64::NEG_INFINITY } else { f64::INFINITY }),
-                    (false, Some((lo, hi))) => Scalar::Int(if max { lo } else { hi }),
-                    _ => Scalar::Bool(!max),
-                })
-            }
-            ReduceOp::ArgMax | ReduceOp::ArgMin => {
-                let max = op == ReduceOp::ArgMax;
-                let mut best: Option<(usize, Scalar)> = None;
-                for r in 0..red_n {
-                    let v = x.get(at(r, &mut rc));
-                    let better = match (&best, v) {
-                        (None, _) => true,
-                        (Some((_, Scalar::Float(b))), Scalar::Float(v)) => {
-                            !b.is_nan() && (v.is_nan() || if max { v > *b } else { v < *b })
-                        }
-                        (Some((_, Scalar::Int(b))), Scalar::Int(v)) => {
-                            if max {
-                                v > *b
-                            } else {
-                                v < *b
-                            }
-                        }
-                        _ => false,
-                    };
-                    if better {
-                        best = Some((r, v));
-                    }
-                }
-                Scalar::Int(best.map(|(r, _)| r as i128).unwrap_or(-1))
-            }
+        let mut acc = Acc::new(op, x.dtype, d);
+        for r in 0..red_n {
+            unravel(r, &red_shape, &mut rc);
+            let i = base + red.iter().zip(rc.iter()).map(|(&k, &c)| c as usize * st[k]).sum::<usize>();
+            acc.push(x.get(i));
         }
+        acc.result()
     })
 }
 
 fn scan(op: ReduceOp, x: &Array, axis: usize, d: DType) -> Array {
-    let acc = acc_dtype(d);
     let xs = x.shape.clone();
     let st = strides(&xs);
     let n = xs.get(axis).copied().unwrap_or(1);
     let mut out = Array::from_fn(d, xs.clone(), |i| x.get(i));
-    let total = x.len();
-    let lines = total.checked_div(n).unwrap_or(0);
+    let lines = x.len().checked_div(n).unwrap_or(0);
     let mut c = vec![0i64; xs.len()];
     let mut line_shape = xs.clone();
     if axis < line_shape.len() {
@@ -677,33 +704,64 @@ fn scan(op: ReduceOp, x: &Array, axis: usize, d: DType) -> Array {
     for l in 0..lines {
         unravel(l, &line_shape, &mut c);
         let base: usize = c.iter().zip(&st).map(|(&a, &s)| a as usize * s).sum();
-        let mut a: Option<Scalar> = None;
+        let mut acc = Acc::new(op, x.dtype, d);
         for k in 0..n {
             let i = base + k * st[axis];
-            let v = x.get(i);
-            let next = match (a, v) {
-                (None, v) => v,
-                (Some(Scalar::Float(s)), v) => {
-                    let v = as_f64(v);
-                    Scalar::Float(round(if op == ReduceOp::Sum { s + v } else { s * v }, acc))
-                }
-                (Some(Scalar::Int(s)), v) => {
-                    let v = as_i128(v);
-                    Scalar::Int(wrap(if op == ReduceOp::Sum { s + v } else { s.wrapping_mul(v) }, d))
-                }
-                (Some(s), _) => s,
-            };
-            a = Some(next);
-            let r = match next {
-                Scalar::Float(v) => Scalar::Float(round(v, d)),
-                s => s,
-            };
-            match &mut out.data {
-                Data::F(o) => o[i] = as_f64(r),
-                Data::I(o) => o[i] = as_i128(r),
-                Data::B(o) => o[i] = as_bool(r),
+            acc.push(x.get(i));
+            match (&mut out.data, acc.result()) {
+                (Data::F(o), r) => o[i] = round(as_f64(r), d),
+                (Data::I(o), r) => o[i] = as_i128(r),
+                (Data::B(o), r) => o[i] = as_bool(r),
             }
         }
     }
     out
+}
+
+/// Evaluates one elementwise operation (unary, binary, where, cast) on scalars, with exactly the
+/// arithmetic of the graph interpreter. `args` are (value, dtype) pairs.
+pub fn scalar_op(op: &Op, args: &[(Scalar, DType)], d: DType) -> Scalar {
+    let arr = |(s, t): (Scalar, DType)| Array::from_fn(t, vec![], |_| s);
+    let r = match op {
+        Op::Unary(u) => unary(*u, &arr(args[0]), d),
+        Op::Binary(b) => binary(*b, &arr(args[0]), &arr(args[1]), d),
+        Op::Cast => cast(&arr(args[0]), d),
+        Op::Where => {
+            let pick = if as_bool(args[0].0) { args[1] } else { args[2] };
+            Array::from_fn(d, vec![], |_| pick.0)
+        }
+        _ => Array::from_fn(d, vec![], |_| Scalar::Int(0)),
+    };
+    r.get(0)
+}
+
+/// Converts a scalar to the representation of a dtype (rounding or wrapping).
+pub fn scalar_to(s: Scalar, d: DType) -> Scalar {
+    Array::from_fn(d, vec![], |_| s).get(0)
+}
+
+impl Array {
+    /// Element `i` as a scalar.
+    pub fn at(&self, i: usize) -> Scalar {
+        self.get(i)
+    }
+    /// Sets element `i` (converted to the array's dtype).
+    pub fn set(&mut self, i: usize, s: Scalar) {
+        let d = self.dtype;
+        match (&mut self.data, scalar_to(s, d)) {
+            (Data::F(v), x) => v[i] = as_f64(x),
+            (Data::I(v), x) => v[i] = as_i128(x),
+            (Data::B(v), x) => v[i] = as_bool(x),
+        }
+    }
+}
+
+/// The integer value of a scalar used as an index.
+pub fn scalar_index(s: Scalar) -> i64 {
+    as_i128(s) as i64
+}
+
+/// The truth value of a scalar.
+pub fn scalar_bool(s: Scalar) -> bool {
+    as_bool(s)
 }

@@ -5,6 +5,7 @@ pub mod dims;
 pub mod dtype;
 pub mod graph;
 pub mod interp;
+pub mod kernel;
 pub mod passes;
 pub mod schedule;
 pub mod text;
