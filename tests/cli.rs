@@ -127,3 +127,30 @@ fn emit_types_selects_a_kernel() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("has no kernel `nope`"));
 }
+
+#[test]
+fn every_stage_emits_for_every_example() {
+    let files: Vec<String> = std::fs::read_dir("examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
+        .map(|p| p.display().to_string())
+        .collect();
+    for f in &files {
+        for stage in ["ast", "types", "graph", "schedule", "kernel"] {
+            let o = tk(&["emit", f, "--stage", stage]);
+            assert_eq!(o.status.code(), Some(0), "{f} --stage {stage}: {}", stderr(&o));
+            assert!(!o.stdout.is_empty(), "{f} --stage {stage} printed nothing");
+        }
+    }
+    let o = tk(&["emit", "examples/matmul.tk", "--stage", "kernel", "--opts", "parallel=2,unroll=4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unrolled(4)"));
+    let o = tk(&["emit", "examples/matmul.tk", "--stage", "kernel", "--opts", "warp=2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown knob `warp`"));
+    let o = tk(&["emit", "examples/saxpy.tk", "--stage", "kernel", "--opts", "parallel=3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid knobs"), "{}", stderr(&o));
+}
