@@ -208,7 +208,13 @@ fn emit(
             for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
                 match tk_compiler::lower::lower_kernel(k) {
                     Ok(g) => {
-                        let g = tk_ir::passes::optimize(&g);
+                        // The graph stage shows the optimised graph; later stages compile the
+                        // prepared one (transcendentals decomposed into primitives).
+                        let g = if stage == Stage::Graph {
+                            tk_ir::passes::optimize(&g)
+                        } else {
+                            tk_ir::passes::prepare(&g)
+                        };
                         if stage == Stage::Graph {
                             s.push_str(&tk_ir::text::print(&g, &k.name));
                         } else if stage == Stage::Schedule {

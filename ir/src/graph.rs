@@ -267,6 +267,10 @@ pub enum Op {
     /// `where(cond, a, b)`.
     Where,
     Cast,
+    /// Reinterprets the bits as another dtype of the same width (f32 <-> i32/u32).
+    Bitcast,
+    /// `a * b + c` with one rounding.
+    Fma,
     /// Reduces the listed axes away.
     Reduce {
         op: ReduceOp,

@@ -246,6 +246,8 @@ impl Interp<'_> {
                 one(Array::from_fn(d, shape, |i| if as_bool(a[0].get(i)) { a[1].get(i) } else { a[2].get(i) }))
             }
             Op::Cast => one(cast(a[0], d)),
+            Op::Bitcast => one(bitcast(a[0], d)),
+            Op::Fma => one(fma(a[0], a[1], a[2], d)),
             Op::Reduce { op, axes } => {
                 let empty = axes.iter().any(|&k| a[0].shape.get(k) == Some(&0));
                 if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && empty && shape.iter().product::<usize>() > 0 {
@@ -558,6 +560,26 @@ fn cast(x: &Array, d: DType) -> Array {
     })
 }
 
+fn bitcast(x: &Array, d: DType) -> Array {
+    Array::from_fn(d, x.shape.clone(), |i| match (x.get(i), x.dtype, d) {
+        (Scalar::Float(v), DType::F32, _) => Scalar::Int(i128::from((v as f32).to_bits() as i32)),
+        (Scalar::Float(v), DType::F64, _) => Scalar::Int(i128::from(v.to_bits() as i64)),
+        (Scalar::Int(v), _, DType::F32) => Scalar::Float(f64::from(f32::from_bits(v as u32))),
+        (Scalar::Int(v), _, DType::F64) => Scalar::Float(f64::from_bits(v as u64)),
+        (s, _, _) => s,
+    })
+}
+
+fn fma(a: &Array, b: &Array, c: &Array, d: DType) -> Array {
+    Array::from_fn(d, a.shape.clone(), |i| {
+        let (x, y, z) = (as_f64(a.get(i)), as_f64(b.get(i)), as_f64(c.get(i)));
+        Scalar::Float(match d {
+            DType::F32 => f64::from((x as f32).mul_add(y as f32, z as f32)),
+            _ => x.mul_add(y, z),
+        })
+    })
+}
+
 /// The accumulator dtype of a reduction: f32 for f16/bf16.
 fn acc_dtype(d: DType) -> DType {
     match d {
@@ -726,6 +748,8 @@ pub fn scalar_op(op: &Op, args: &[(Scalar, DType)], d: DType) -> Scalar {
         Op::Unary(u) => unary(*u, &arr(args[0]), d),
         Op::Binary(b) => binary(*b, &arr(args[0]), &arr(args[1]), d),
         Op::Cast => cast(&arr(args[0]), d),
+        Op::Bitcast => bitcast(&arr(args[0]), d),
+        Op::Fma => fma(&arr(args[0]), &arr(args[1]), &arr(args[2]), d),
         Op::Where => {
             let pick = if as_bool(args[0].0) { args[1] } else { args[2] };
             Array::from_fn(d, vec![], |_| pick.0)

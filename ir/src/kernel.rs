@@ -353,7 +353,7 @@ impl<'s> Builder<'s> {
                 let v = self.index_value(e);
                 Ok(if n.dtype == DType::I64 { v } else { self.alu(Op::Cast, vec![v], n.dtype) })
             }
-            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast => {
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma => {
                 let mut args = Vec::new();
                 for a in &n.args {
                     args.push(self.emit(g, *a, coords, pred)?);
@@ -694,6 +694,8 @@ fn print_block(body: &[Inst], ind: usize, out: &mut String) {
                     Op::Binary(b) => format!("{b:?}").to_lowercase(),
                     Op::Where => "where".into(),
                     Op::Cast => "cast".into(),
+                    Op::Bitcast => "bitcast".into(),
+                    Op::Fma => "fma".into(),
                     _ => "?".into(),
                 };
                 let a: Vec<String> = args.iter().map(|r| format!("r{r}")).collect();

@@ -1,6 +1,7 @@
 //! tk-ir: the graph IR, its passes and its reference interpreter, plus the symbolic dimensions
 //! and dtypes every stage shares.
 
+pub mod decompose;
 pub mod dims;
 pub mod dtype;
 pub mod graph;

@@ -14,6 +14,12 @@ use crate::graph::*;
 use crate::interp::{self, Array};
 use std::collections::HashMap;
 
+/// The graph every backend compiles: optimised, transcendentals decomposed into primitives
+/// (crate::decompose), optimised again. The reference interpreter on this graph is the oracle.
+pub fn prepare(g: &Graph) -> Graph {
+    optimize(&crate::decompose::decompose(&optimize(g)))
+}
+
 /// Runs every pass until nothing changes (at most a few rounds).
 pub fn optimize(g: &Graph) -> Graph {
     let mut cur = g.clone();
@@ -117,7 +123,7 @@ pub fn simplify(g: &Graph) -> Graph {
         let foldable = match &n.op {
             Op::Unary(u) => is_exact_unary(*u),
             Op::Binary(b) => *b != BinaryOp::Pow,
-            Op::Where | Op::Cast => true,
+            Op::Where | Op::Cast | Op::Bitcast | Op::Fma => true,
             _ => false,
         };
         if all_const && foldable {

@@ -68,6 +68,8 @@ fn print_into(g: &Graph, name: &str, indent: usize, out: &mut String) {
             Op::Binary(b) => format!("binary {}", format!("{b:?}").to_lowercase()),
             Op::Where => "where".to_string(),
             Op::Cast => "cast".to_string(),
+            Op::Bitcast => "bitcast".to_string(),
+            Op::Fma => "fma".to_string(),
             Op::Reduce { op, axes } => {
                 format!(
                     "reduce {} [{}]",
@@ -456,6 +458,8 @@ fn parse_node(
         "unary" => Op::Unary(parse_name(word(1)?, UNARY, ln)?),
         "binary" => Op::Binary(parse_name(word(1)?, BINARY, ln)?),
         "where" => Op::Where,
+        "bitcast" => Op::Bitcast,
+        "fma" => Op::Fma,
         "cast" => Op::Cast,
         "proj" => Op::Proj(usize_at(1)?),
         "reduce" => Op::Reduce {

@@ -1,0 +1,168 @@
+//! Accuracy of the shared decomposition (f32), measured in ulps against an f64 reference, on
+//! 2^20 stratified inputs per function plus edge cases. Fails when a function exceeds its
+//! target (docs/numerics.md). `TK_ULP_EXHAUSTIVE=1` sweeps every f32 bit pattern instead
+//! (`scripts/ulp --exhaustive`); `TK_ULP_REPORT=1` prints the table.
+
+use std::collections::HashMap;
+use tk_ir::dims::Dim;
+use tk_ir::dtype::DType;
+use tk_ir::graph::*;
+use tk_ir::interp::{self, Array, Data};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn eval(op: UnaryOp, xs: &[f32]) -> Vec<f32> {
+    let mut g = Graph::default();
+    let n = Dim::constant(xs.len() as i64);
+    g.inputs.push(("x".into(), DType::F32, vec![n.clone()]));
+    let x = g.add(Op::Input(0), DType::F32, vec![n.clone()], vec![], Loc::default());
+    let y = g.add(Op::Unary(op), DType::F32, vec![n], vec![x], Loc::default());
+    g.outputs.push(("y".into(), y));
+    let g = tk_ir::decompose::decompose(&g);
+    // The decomposed graph contains no transcendental any more.
+    for id in g.topo() {
+        if let Op::Unary(u) = g.node(id).op {
+            assert!(!tk_ir::decompose::decomposed(u), "{u:?} left in the graph");
+        }
+    }
+    let arr = Array::from_fn(DType::F32, vec![xs.len()], |i| Scalar::Float(f64::from(xs[i])));
+    let out = interp::run(&g, &HashMap::new(), &[arr]).expect("runs");
+    match &out[0].data {
+        Data::F(v) => v.iter().map(|v| *v as f32).collect(),
+        _ => panic!("not floats"),
+    }
+}
+
+fn reference(op: UnaryOp, x: f64) -> f64 {
+    match op {
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Exp2 => x.exp2(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Log2 => x.log2(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        _ => f64::NAN,
+    }
+}
+
+/// The error of `got` against the exact `want`, in units of the f32 ulp at `want`.
+fn ulp_error(got: f32, want: f64) -> f64 {
+    if want.is_nan() {
+        return if got.is_nan() { 0.0 } else { f64::INFINITY };
+    }
+    let w32 = want as f32;
+    if w32.is_infinite() || got.is_infinite() {
+        return if got == w32 { 0.0 } else { f64::INFINITY };
+    }
+    let a = want.abs().max(f64::from(f32::MIN_POSITIVE));
+    let ulp = 2f64.powi(a.log2().floor() as i32 - 23);
+    (f64::from(got) - want).abs() / ulp
+}
+
+/// Inputs: uniform over [lo, hi], log-uniform magnitudes with both signs, and edge cases.
+fn inputs(lo: f64, hi: f64, n: usize, rng: &mut Rng) -> Vec<f32> {
+    let mut v: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        1e-45,
+        -1e-45,
+        1.0,
+        -1.0,
+        lo as f32,
+        hi as f32,
+    ];
+    while v.len() < n / 2 {
+        v.push((lo + (hi - lo) * rng.unit()) as f32);
+    }
+    let (mlo, mhi) = (1e-30f64.ln(), hi.abs().max(lo.abs()).ln());
+    while v.len() < n {
+        let m = (mlo + (mhi - mlo) * rng.unit()).exp();
+        let s = if rng.next() & 1 == 0 { 1.0 } else { -1.0 };
+        let x = s * m;
+        if x >= lo && x <= hi {
+            v.push(x as f32);
+        }
+    }
+    v
+}
+
+fn measure(op: UnaryOp, xs: &[f32]) -> (f64, f32) {
+    let ys = eval(op, xs);
+    let mut worst = (0.0, 0.0f32);
+    for (&x, &y) in xs.iter().zip(&ys) {
+        let e = ulp_error(y, reference(op, f64::from(x)));
+        if e > worst.0 || e.is_nan() {
+            worst = (e, x);
+        }
+    }
+    worst
+}
+
+#[test]
+fn decomposition_accuracy() {
+    let exhaustive = std::env::var_os("TK_ULP_EXHAUSTIVE").is_some();
+    let report = std::env::var_os("TK_ULP_REPORT").is_some() || exhaustive;
+    // (function, domain, target in ulps)
+    let cases = [
+        (UnaryOp::Exp, (-104.0, 89.0), 2.0),
+        (UnaryOp::Exp2, (-150.0, 128.0), 2.0),
+        (UnaryOp::Log, (0.0, 3.4e38), 2.0),
+        (UnaryOp::Log2, (0.0, 3.4e38), 2.0),
+        (UnaryOp::Sin, (-1e5, 1e5), 2.0),
+        (UnaryOp::Cos, (-1e5, 1e5), 2.0),
+        (UnaryOp::Tanh, (-12.0, 12.0), 4.0),
+        (UnaryOp::Rsqrt, (0.0, 3.4e38), 2.0),
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut failures = Vec::new();
+    for (op, (lo, hi), target) in cases {
+        let (worst, at) = if exhaustive {
+            let mut w = (0.0, 0.0f32);
+            for chunk in 0..(1u64 << 12) {
+                let xs: Vec<f32> = (0..(1u64 << 20))
+                    .map(|i| f32::from_bits(((chunk << 20) | i) as u32))
+                    .filter(|x| x.is_nan() || (f64::from(*x) >= lo && f64::from(*x) <= hi))
+                    .collect();
+                if xs.is_empty() {
+                    continue;
+                }
+                let m = measure(op, &xs);
+                if m.0 > w.0 {
+                    w = m;
+                }
+            }
+            w
+        } else {
+            measure(op, &inputs(lo, hi, 1 << 20, &mut rng))
+        };
+        if report {
+            println!(
+                "{:<6} max error {:>6.3} ulp at x = {:e} (target {target})",
+                format!("{op:?}").to_lowercase(),
+                worst,
+                at
+            );
+        }
+        if worst.is_nan() || worst > target {
+            failures.push(format!("{op:?}: {worst} ulp at x = {at:e} (target {target})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
