@@ -69,6 +69,13 @@ enum Command {
         /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4,vector=4`.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
+        /// Allow contraction and hardware approximations (docs/numerics.md); results may then
+        /// differ between devices.
+        #[arg(long)]
+        fast_math: bool,
+        /// Fix every reduction to the reference order, so results are bit-identical everywhere.
+        #[arg(long)]
+        deterministic: bool,
     },
 }
 
@@ -101,7 +108,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check { files } => check(&files, choice),
-        Command::Emit { file, stage, entry, target, opts } => {
+        Command::Emit { file, stage, entry, target, opts, fast_math, deterministic } => {
             if target != "cpu" {
                 eprintln!("error: unknown target `{target}`; the targets are: cpu");
                 return ExitCode::from(2);
@@ -114,7 +121,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            emit(&file, stage, entry.as_deref(), knobs.as_ref(), choice)
+            let flags = Flags { fast_math, deterministic };
+            emit(&file, stage, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
     };
     ExitCode::from(code)
@@ -170,11 +178,19 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
     code
 }
 
+/// Code generation options that change the numeric contract (docs/numerics.md).
+#[derive(Clone, Copy)]
+struct Flags {
+    fast_math: bool,
+    deterministic: bool,
+}
+
 fn emit(
     file: &Path,
     stage: Stage,
     entry: Option<&str>,
     knobs: Option<&tk_ir::kernel::Knobs>,
+    flags: Flags,
     choice: ColorChoice,
 ) -> u8 {
     let out = match stage {
@@ -222,6 +238,15 @@ fn emit(
                         } else {
                             let sched = tk_ir::schedule::schedule(&g);
                             let _ = writeln!(s, "// entry {}: {} device kernel(s)", k.name, sched.kernels.len());
+                            if flags.fast_math {
+                                let _ = writeln!(
+                                    s,
+                                    "// fast-math: contraction and hardware approximations allowed; results may differ between devices"
+                                );
+                            }
+                            if flags.deterministic {
+                                let _ = writeln!(s, "// deterministic: every reduction runs in the reference order");
+                            }
                             for i in 0..sched.kernels.len() {
                                 let rank = sched.buffers[sched.kernels[i].writes[0]].shape.len();
                                 let kn = knobs

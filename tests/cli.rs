@@ -150,6 +150,10 @@ fn every_stage_emits_for_every_example() {
     let o = tk(&["emit", "examples/matmul.tk", "--stage", "kernel", "--opts", "warp=2"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown knob `warp`"));
+    let o = tk(&["emit", "examples/softmax.tk", "--stage", "kernel", "--fast-math"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("// fast-math"));
+    let o = tk(&["emit", "examples/softmax.tk", "--stage", "kernel"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("fast-math"));
     let o = tk(&["emit", "examples/saxpy.tk", "--stage", "kernel", "--opts", "parallel=3"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid knobs"), "{}", stderr(&o));
