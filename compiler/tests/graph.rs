@@ -526,3 +526,13 @@ fn knobs_parse_print_and_validate() {
     assert!("unroll=3".parse::<Knobs>().expect("parses").valid_for(1).is_err());
     assert!("tile=2".parse::<Knobs>().is_err());
 }
+
+#[test]
+fn f64_erf_reference_terminates_at_zero() {
+    let src = "kernel e(x: f64[n]) -> f64[n] { erf(x) }\n";
+    let x = Array::from_fn(DType::F64, vec![4], |i| Scalar::Float([0.0, -0.0, 1.0, -30.0][i]));
+    let out = floats(&run1(src, "e", vec![x], &[]).expect("runs")[0]);
+    assert_eq!(out[0], 0.0);
+    assert!((out[2] - 0.8427007929497149).abs() < 1e-15);
+    assert_eq!(out[3], -1.0);
+}

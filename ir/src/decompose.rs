@@ -46,6 +46,7 @@ pub fn decompose(g: &Graph) -> Graph {
                     UnaryOp::Sin => b.sincos(x, false),
                     UnaryOp::Cos => b.sincos(x, true),
                     UnaryOp::Tanh => b.tanh(x),
+                    UnaryOp::Erf => b.erf(x),
                     _ => {
                         let s = b.un(UnaryOp::Sqrt, x);
                         let one = b.c(1.0);
@@ -330,6 +331,66 @@ impl B<'_> {
         let isinf = self.bin(BinaryOp::Eq, ax, inf);
         let nan = self.c(f64::NAN);
         self.sel(isinf, nan, y)
+    }
+
+    /// erf: x * P(x^2) (Taylor, 12 terms) for |x| < 1; 1 - e^(-x^2) * Q(|x| - 2.45) for
+    /// |x| < 3.9, Q a degree-13 Chebyshev fit of erfc(x) e^(x^2) (relative error 2.7e-10);
+    /// +-1 beyond.
+    fn erf(&mut self, x: NodeId) -> NodeId {
+        const TAYLOR: [f64; 12] = [
+            1.1283791670955126,
+            -0.37612638903183754,
+            0.11283791670955126,
+            -0.026866170645131252,
+            0.005223977625442188,
+            -0.0008548327023450853,
+            0.00012055332981789664,
+            -1.492565035840625e-05,
+            1.6462114365889248e-06,
+            -1.6365844691234924e-07,
+            1.4807192815879218e-08,
+            -1.2290555301717928e-09,
+        ];
+        const Q: [f64; 14] = [
+            0.21458709239198764,
+            -0.07690241514887261,
+            0.026176168185928845,
+            -0.008513855614207274,
+            0.0026586656561069567,
+            -0.0008001148784177993,
+            0.00023263703046226498,
+            -6.561532116560254e-05,
+            1.8185972362412664e-05,
+            -4.842381131251507e-06,
+            1.1126512681462678e-06,
+            -2.8557399824296635e-07,
+            1.2163186422639052e-07,
+            -2.904694364552173e-08,
+        ];
+        let z = self.bin(BinaryOp::Mul, x, x);
+        let p = self.poly(z, &TAYLOR);
+        let small = self.bin(BinaryOp::Mul, x, p);
+        let ax = self.un(UnaryOp::Abs, x);
+        let c = self.c(2.45);
+        let y = self.bin(BinaryOp::Sub, ax, c);
+        let q = self.poly(y, &Q);
+        let nz = self.un(UnaryOp::Neg, z);
+        let e = self.exp(nz);
+        let t = self.bin(BinaryOp::Mul, e, q);
+        let one = self.c(1.0);
+        let mid = self.bin(BinaryOp::Sub, one, t);
+        let lim = self.c(3.9);
+        let is_mid = self.bin(BinaryOp::Lt, ax, lim);
+        let v = self.sel(is_mid, mid, one);
+        let zero = self.c(0.0);
+        let neg = self.bin(BinaryOp::Lt, x, zero);
+        let nv = self.un(UnaryOp::Neg, v);
+        let v = self.sel(neg, nv, v);
+        let one_l = self.c(1.0);
+        let is_small = self.bin(BinaryOp::Lt, ax, one_l);
+        let r = self.sel(is_small, small, v);
+        let isnan = self.bin(BinaryOp::Ne, x, x);
+        self.sel(isnan, x, r)
     }
 
     /// tanh: an odd Taylor polynomial for |x| < 0.625; 1 - 2 / (e^(2|x|) + 1) with the sign of x
