@@ -338,7 +338,7 @@ impl B<'_> {
     /// +-1 beyond.
     fn erf(&mut self, x: NodeId) -> NodeId {
         const TAYLOR: [f64; 12] = [
-            1.1283791670955126,
+            std::f64::consts::FRAC_2_SQRT_PI,
             -0.37612638903183754,
             0.11283791670955126,
             -0.026866170645131252,
