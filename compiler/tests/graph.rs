@@ -536,3 +536,39 @@ fn f64_erf_reference_terminates_at_zero() {
     assert!((out[2] - 0.8427007929497149).abs() < 1e-15);
     assert_eq!(out[3], -1.0);
 }
+
+/// The kernel IR text parses back to the same text, and the reparsed kernels compute the same.
+#[test]
+fn kernel_ir_text_round_trips() {
+    let mut rng = Rng(31);
+    let mut n = 0;
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let g = tk_ir::passes::prepare(&g);
+            let s = tk_ir::schedule::schedule(&g);
+            let mut kernels = Vec::new();
+            for k in 0..s.kernels.len() {
+                let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1 };
+                let kern = tk_ir::kernel::lower(&s, k, &knobs).expect("lowers");
+                let text = tk_ir::kernel::print(&kern);
+                let back =
+                    tk_ir::kernel::parse(&text).unwrap_or_else(|e| panic!("{}::{name} k{k}: {e}\n{text}", f.display()));
+                assert_eq!(tk_ir::kernel::print(&back), text, "{}::{name} k{k}", f.display());
+                kernels.push(back);
+                n += 1;
+            }
+            let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 4)).collect();
+            let args = random_args(&g, &dims, &mut rng);
+            let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+            let want = interp::run(&g, &b, &args);
+            let got = tk_ir::kernel::run_kernels(&s, &kernels, &b, &args);
+            match (want, got) {
+                (Ok(a), Ok(c)) => assert_eq!(format!("{a:?}"), format!("{c:?}"), "{}::{name}", f.display()),
+                (Err(_), Err(_)) => {}
+                (a, c) => panic!("{}::{name}: {a:?} vs {c:?}", f.display()),
+            }
+        }
+    }
+    assert!(n > 50);
+}

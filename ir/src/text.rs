@@ -205,7 +205,7 @@ fn parse_type(t: &str, ln: usize) -> Result<(DType, Vec<Dim>), ParseError> {
 }
 
 /// Splits at `sep` outside parentheses, brackets and angle brackets.
-fn split_top(s: &str, sep: char) -> Vec<&str> {
+pub fn split_top(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut start = 0;
