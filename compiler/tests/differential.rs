@@ -1,0 +1,120 @@
+//! Differential property tests: random programs and sizes (including 0, 1 and primes) give the
+//! same results from the graph interpreter and, after scheduling, from the kernel interpreter
+//! under random valid knobs.
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+use tk_compiler::types::DType;
+use tk_ir::graph::Scalar;
+use tk_ir::interp::{self, Array};
+use tk_ir::kernel::Knobs;
+
+/// Random expressions of shape f32[n, m] (`mat`) and f32[m] (`row`).
+fn mat(depth: u32) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        Just("x".to_string()),
+        Just("(x * 0.5)".to_string()),
+        Just("([i in 0..n, j in 0..m] => x[i, j] + (j as f32))".to_string())
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    let m = || mat(depth - 1);
+    let r = || row(depth - 1);
+    prop_oneof![
+        leaf,
+        (m(), m()).prop_map(|(a, b)| format!("({a} + {b})")),
+        (m(), m()).prop_map(|(a, b)| format!("({a} * {b})")),
+        (m(), r()).prop_map(|(a, b)| format!("({a} - {b})")),
+        (m(), m()).prop_map(|(a, b)| format!("({a} / (abs({b}) + 1.0))")),
+        m().prop_map(|a| format!("exp(-abs({a}))")),
+        m().prop_map(|a| format!("tanh({a})")),
+        m().prop_map(|a| format!("sqrt(abs({a}))")),
+        (m(), m(), m()).prop_map(|(c, a, b)| format!("where({c} > 0.0, {a}, {b})")),
+        m().prop_map(|a| format!("({a} - max({a}, axis: 1, keep: true))")),
+        m().prop_map(|a| format!("({a} / (sum(abs({a}), axis: 1, keep: true) + 1.0))")),
+        m().prop_map(|a| format!("flip({a}, axis: 0)")),
+        m().prop_map(|a| format!("transpose(transpose({a}))")),
+        m().prop_map(|a| format!("cumsum({a}, axis: 1)")),
+        m().prop_map(|a| format!("max({a}, 0.25)")),
+        m().prop_map(|a| format!("({a} @ transpose({a}) @ {a})")),
+    ]
+    .boxed()
+}
+
+fn row(depth: u32) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![Just("y".to_string()), Just("(y * y)".to_string())];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    let m = || mat(depth - 1);
+    let r = || row(depth - 1);
+    prop_oneof![
+        leaf,
+        m().prop_map(|a| format!("sum({a}, axis: 0)")),
+        m().prop_map(|a| format!("min({a}, axis: 0)")),
+        (r(), r()).prop_map(|(a, b)| format!("({a} * {b} - {a})")),
+        r().prop_map(|a| format!("log(abs({a}) + 1.0)")),
+        r().prop_map(|a| format!("([j in 0..m] => {a}[j] * 3.0)")),
+    ]
+    .boxed()
+}
+
+fn run(src: &str, n: i64, m: i64, knob_seed: u64) -> Result<(), TestCaseError> {
+    let c = tk_compiler::check_source(Path::new("random.tk"), src.to_string());
+    prop_assert!(c.is_ok(), "{}\n{}", src, c.render_plain());
+    let g = tk_compiler::lower::lower_kernel(&c.kernels[0]).map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
+    let g = tk_ir::passes::prepare(&g);
+    let s = tk_ir::schedule::schedule(&g);
+    let mut seed = knob_seed | 1;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let knobs: Vec<Knobs> = s
+        .kernels
+        .iter()
+        .map(|k| {
+            let r = s.buffers[k.writes[0]].shape.len();
+            Knobs {
+                parallel: (next() % (r as u64 + 1)) as usize,
+                unroll: 1 << (next() % 3),
+                vector: if r == 0 { 1 } else { 1 << (next() % 3) },
+            }
+        })
+        .collect();
+    let dims: HashMap<String, i64> = [("n".to_string(), n), ("m".to_string(), m)].into();
+    let x = Array::from_fn(DType::F32, vec![n as usize, m as usize], |i| {
+        Scalar::Float(((i * 7919) % 23) as f64 / 7.0 - 1.5)
+    });
+    let y = Array::from_fn(DType::F32, vec![m as usize], |i| Scalar::Float(((i * 104729) % 13) as f64 / 5.0 - 1.0));
+    let args = vec![x, y];
+    let b = interp::bind_dims(&g, &args, &dims).map_err(TestCaseError::fail)?;
+    let want = interp::run(&g, &b, &args);
+    let got = tk_ir::kernel::run_schedule(&s, &knobs, &b, &args);
+    match (want, got) {
+        (Ok(a), Ok(c)) => prop_assert_eq!(format!("{a:?}"), format!("{c:?}"), "{}", src),
+        (Err(_), Err(_)) => {}
+        (a, c) => prop_assert!(false, "{}: graph {:?} vs kernel {:?}", src, a, c),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_programs_agree(e in mat(3), n in prop::sample::select(vec![0i64, 1, 2, 3, 5, 7]), m in prop::sample::select(vec![0i64, 1, 2, 4, 5, 11]), seed in any::<u64>()) {
+        let src = format!("kernel k(x: f32[n, m], y: f32[m]) -> f32[n, m] {{ {e} }}\n");
+        run(&src, n, m, seed)?;
+    }
+
+    #[test]
+    fn random_row_programs_agree(e in row(3), n in prop::sample::select(vec![0i64, 1, 3, 7]), m in prop::sample::select(vec![0i64, 1, 5, 13]), seed in any::<u64>()) {
+        let src = format!("kernel k(x: f32[n, m], y: f32[m]) -> f32[m] {{ {e} }}\n");
+        run(&src, n, m, seed)?;
+    }
+}
