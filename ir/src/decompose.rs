@@ -3,9 +3,8 @@
 //! backend computes exactly the same function. docs/numerics.md gives the algorithms and the
 //! measured accuracy; `scripts/ulp` measures it.
 //!
-//! f32 is decomposed here; f16 and bf16 are computed in f32 and rounded once. f64 keeps its
-//! transcendentals for now (evaluated as the f64 reference), and so do exp/log-based functions
-//! not listed in [`decomposed`].
+//! f32 is decomposed here (pow included); f16 and bf16 are computed in f32 and rounded once. f64
+//! keeps its transcendentals for now (evaluated as the f64 reference).
 
 use crate::dims::Dim;
 use crate::dtype::DType;
@@ -54,6 +53,16 @@ pub fn decompose(g: &Graph) -> Graph {
                     }
                 };
                 if n.dtype == DType::F32 { y } else { b.cast(y, n.dtype) }
+            }
+            Op::Binary(BinaryOp::Pow) if matches!(n.dtype, DType::F32 | DType::F16 | DType::Bf16) => {
+                let mut b = B { g: &mut out, shape: n.shape.clone(), loc: n.loc };
+                let (x, y) = if n.dtype == DType::F32 {
+                    (args[0], args[1])
+                } else {
+                    (b.cast(args[0], DType::F32), b.cast(args[1], DType::F32))
+                };
+                let r = b.pow(x, y);
+                if n.dtype == DType::F32 { r } else { b.cast(r, n.dtype) }
             }
             Op::Loop { lo, trip, carried, has_exit, body } => out.add(
                 Op::Loop {
@@ -391,6 +400,158 @@ impl B<'_> {
         let r = self.sel(is_small, small, v);
         let isnan = self.bin(BinaryOp::Ne, x, x);
         self.sel(isnan, x, r)
+    }
+
+    fn c64(&mut self, v: f64) -> NodeId {
+        self.node(Op::Const(Scalar::Float(v)), DType::F64, vec![])
+    }
+    fn ci64(&mut self, v: i128) -> NodeId {
+        self.node(Op::Const(Scalar::Int(v)), DType::I64, vec![])
+    }
+    fn fma64(&mut self, a: NodeId, b: NodeId, c: NodeId) -> NodeId {
+        self.node(Op::Fma, DType::F64, vec![a, b, c])
+    }
+    fn poly64(&mut self, x: NodeId, coefs: &[f64]) -> NodeId {
+        let mut acc = self.c64(coefs[coefs.len() - 1]);
+        for &k in coefs[..coefs.len() - 1].iter().rev() {
+            let ck = self.c64(k);
+            acc = self.fma64(acc, x, ck);
+        }
+        acc
+    }
+
+    /// log2 of a positive normal or subnormal f64, to about 1e-15 relative (the f64 version of
+    /// `log`, with a longer series).
+    fn log2_64(&mut self, x: NodeId) -> NodeId {
+        let tiny = self.c64(f64::MIN_POSITIVE);
+        let is_sub = self.bin(BinaryOp::Lt, x, tiny);
+        let big = self.c64(4503599627370496.0);
+        let xs = self.bin(BinaryOp::Mul, x, big);
+        let xn = self.sel(is_sub, xs, x);
+        let a0 = self.ci64(0);
+        let a52 = self.ci64(-52);
+        let e_adj = self.sel(is_sub, a52, a0);
+        let b = self.node(Op::Bitcast, DType::I64, vec![xn]);
+        let sh = self.ci64(52);
+        let be = self.bin(BinaryOp::Shr, b, sh);
+        let m11 = self.ci64(0x7ff);
+        let eb = self.bin(BinaryOp::And, be, m11);
+        let bias = self.ci64(1023);
+        let e0 = self.bin(BinaryOp::Sub, eb, bias);
+        let e0 = self.bin(BinaryOp::Add, e0, e_adj);
+        let mant = self.ci64(0xf_ffff_ffff_ffff);
+        let mb = self.bin(BinaryOp::And, b, mant);
+        let one_bits = self.ci64(0x3ff0_0000_0000_0000);
+        let mbits = self.bin(BinaryOp::Or, mb, one_bits);
+        let m = self.node(Op::Bitcast, DType::F64, vec![mbits]);
+        let sqrt2 = self.c64(std::f64::consts::SQRT_2);
+        let big_m = self.bin(BinaryOp::Ge, m, sqrt2);
+        let half = self.c64(0.5);
+        let mh = self.bin(BinaryOp::Mul, m, half);
+        let m = self.sel(big_m, mh, m);
+        let one_i = self.ci64(1);
+        let e1 = self.bin(BinaryOp::Add, e0, one_i);
+        let e = self.sel(big_m, e1, e0);
+        let ef = self.cast(e, DType::F64);
+        let one = self.c64(1.0);
+        let f = self.bin(BinaryOp::Sub, m, one);
+        let two = self.c64(2.0);
+        let den = self.bin(BinaryOp::Add, two, f);
+        let s = self.bin(BinaryOp::Div, f, den);
+        let z = self.bin(BinaryOp::Mul, s, s);
+        let coefs: Vec<f64> = (0..12).map(|k| if k == 0 { 0.0 } else { 2.0 / (2.0 * k as f64 + 1.0) }).collect();
+        let r = self.poly64(z, &coefs);
+        let hf = self.bin(BinaryOp::Mul, half, f);
+        let hfsq = self.bin(BinaryOp::Mul, hf, f);
+        let t = self.bin(BinaryOp::Add, hfsq, r);
+        let st = self.bin(BinaryOp::Mul, s, t);
+        let inner = self.bin(BinaryOp::Sub, hfsq, st);
+        let log1pf = self.bin(BinaryOp::Sub, f, inner);
+        let l2e = self.c64(std::f64::consts::LOG2_E);
+        self.fma64(log1pf, l2e, ef)
+    }
+
+    /// 2^w in f64 for w clamped to [-1000, 1000] (enough for any f32 result), to about 1e-15.
+    fn exp2_64(&mut self, w: NodeId) -> NodeId {
+        let lo = self.c64(-1000.0);
+        let hi = self.c64(1000.0);
+        let w = self.bin(BinaryOp::Max, w, lo);
+        let w = self.bin(BinaryOp::Min, w, hi);
+        let n = self.un(UnaryOp::Round, w);
+        let r = self.bin(BinaryOp::Sub, w, n);
+        let ln2 = std::f64::consts::LN_2;
+        let coefs: Vec<f64> = (0..14).map(|k| ln2.powi(k) / (1..=k).map(f64::from).product::<f64>()).collect();
+        let p = self.poly64(r, &coefs);
+        let ni = self.cast(n, DType::I64);
+        let bias = self.ci64(1023);
+        let e = self.bin(BinaryOp::Add, ni, bias);
+        let sh = self.ci64(52);
+        let bits = self.bin(BinaryOp::Shl, e, sh);
+        let scale = self.node(Op::Bitcast, DType::F64, vec![bits]);
+        self.bin(BinaryOp::Mul, p, scale)
+    }
+
+    /// x^y for f32: 2^(y * log2 |x|) computed in f64 and rounded once, with the special cases of
+    /// C's `pow` (docs/numerics.md).
+    fn pow(&mut self, x: NodeId, y: NodeId) -> NodeId {
+        let ax = self.un(UnaryOp::Abs, x);
+        let ax64 = self.cast(ax, DType::F64);
+        let y64 = self.cast(y, DType::F64);
+        let l = self.log2_64(ax64);
+        // log2 of 0 and inf: -inf and inf, so that w goes to the right infinity.
+        let zero = self.c(0.0);
+        let inf = self.c(f64::INFINITY);
+        let is0 = self.bin(BinaryOp::Eq, ax, zero);
+        let isinf = self.bin(BinaryOp::Eq, ax, inf);
+        let ninf64 = self.c64(f64::NEG_INFINITY);
+        let inf64 = self.c64(f64::INFINITY);
+        let l = self.sel(is0, ninf64, l);
+        let l = self.sel(isinf, inf64, l);
+        let w = self.bin(BinaryOp::Mul, y64, l);
+        let r64 = self.exp2_64(w);
+        let r = self.cast(r64, DType::F32);
+        // The sign for a negative base and an odd integer exponent; NaN for a non-integer one.
+        let fy = self.un(UnaryOp::Floor, y);
+        let y_int = self.bin(BinaryOp::Eq, fy, y);
+        let half = self.c(0.5);
+        let hy = self.bin(BinaryOp::Mul, y, half);
+        let fhy = self.un(UnaryOp::Floor, hy);
+        let y_even = self.bin(BinaryOp::Eq, fhy, hy);
+        let not_even = self.un(UnaryOp::Not, y_even);
+        let y_odd = self.bin(BinaryOp::And, y_int, not_even);
+        let x_neg = self.bin(BinaryOp::Lt, x, zero);
+        // -0 counts as negative for the sign of the result.
+        let xb = self.bits(x);
+        let z_i = self.ci(0);
+        let x_signbit = self.bin(BinaryOp::Lt, xb, z_i);
+        let neg_result = self.bin(BinaryOp::And, x_signbit, y_odd);
+        let nr = self.un(UnaryOp::Neg, r);
+        let r = self.sel(neg_result, nr, r);
+        let not_int = self.un(UnaryOp::Not, y_int);
+        let yinf_abs = self.un(UnaryOp::Abs, y);
+        let y_is_inf = self.bin(BinaryOp::Eq, yinf_abs, inf);
+        let not_yinf = self.un(UnaryOp::Not, y_is_inf);
+        let bad = self.bin(BinaryOp::And, x_neg, not_int);
+        let bad = self.bin(BinaryOp::And, bad, not_yinf);
+        let nan = self.c(f64::NAN);
+        let xinf = self.bin(BinaryOp::Eq, ax, inf);
+        let not_xinf = self.un(UnaryOp::Not, xinf);
+        let bad = self.bin(BinaryOp::And, bad, not_xinf);
+        let r = self.sel(bad, nan, r);
+        // NaN in, NaN out (the exponent-bit arithmetic above does not propagate it)...
+        let xnan = self.bin(BinaryOp::Ne, x, x);
+        let ynan = self.bin(BinaryOp::Ne, y, y);
+        let anynan = self.bin(BinaryOp::Or, xnan, ynan);
+        let r = self.sel(anynan, nan, r);
+        // ...except that |x| == 1 with y = +-inf, x == 1, and y == 0 all give 1 (even for NaN).
+        let one = self.c(1.0);
+        let ax1 = self.bin(BinaryOp::Eq, ax, one);
+        let ax1_yinf = self.bin(BinaryOp::And, ax1, y_is_inf);
+        let r = self.sel(ax1_yinf, one, r);
+        let x1 = self.bin(BinaryOp::Eq, x, one);
+        let r = self.sel(x1, one, r);
+        let y0 = self.bin(BinaryOp::Eq, y, zero);
+        self.sel(y0, one, r)
     }
 
     /// tanh: an odd Taylor polynomial for |x| < 0.625; 1 - 2 / (e^(2|x|) + 1) with the sign of x

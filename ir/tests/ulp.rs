@@ -212,3 +212,65 @@ fn erf64(x: f64) -> f64 {
     };
     if x < 0.0 { -r } else { r }
 }
+
+fn eval_pow(xs: &[f32], ys: &[f32]) -> Vec<f32> {
+    let mut g = Graph::default();
+    let n = Dim::constant(xs.len() as i64);
+    g.inputs.push(("x".into(), DType::F32, vec![n.clone()]));
+    g.inputs.push(("y".into(), DType::F32, vec![n.clone()]));
+    let x = g.add(Op::Input(0), DType::F32, vec![n.clone()], vec![], Loc::default());
+    let y = g.add(Op::Input(1), DType::F32, vec![n.clone()], vec![], Loc::default());
+    let p = g.add(Op::Binary(BinaryOp::Pow), DType::F32, vec![n], vec![x, y], Loc::default());
+    g.outputs.push(("p".into(), p));
+    let g = tk_ir::decompose::decompose(&g);
+    for id in g.topo() {
+        assert!(!matches!(g.node(id).op, Op::Binary(BinaryOp::Pow)), "pow left in the graph");
+    }
+    let ax = Array::from_fn(DType::F32, vec![xs.len()], |i| Scalar::Float(f64::from(xs[i])));
+    let ay = Array::from_fn(DType::F32, vec![ys.len()], |i| Scalar::Float(f64::from(ys[i])));
+    let out = interp::run(&g, &HashMap::new(), &[ax, ay]).expect("runs");
+    match &out[0].data {
+        Data::F(v) => v.iter().map(|v| *v as f32).collect(),
+        _ => panic!("not floats"),
+    }
+}
+
+#[test]
+fn pow_accuracy_and_special_cases() {
+    let mut rng = Rng(0x5eed_0f_b0b);
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    // Positive bases over many magnitudes, real exponents; negative bases, integer exponents.
+    while xs.len() < 1 << 20 {
+        let x = (1e-4f64.ln() + (1e4f64.ln() - 1e-4f64.ln()) * rng.unit()).exp();
+        if xs.len() % 4 == 0 {
+            xs.push(-(x as f32));
+            ys.push(((rng.next() % 25) as f32) - 12.0);
+        } else {
+            xs.push(x as f32);
+            ys.push((-12.0 + 24.0 * rng.unit()) as f32);
+        }
+    }
+    // Special cases (C's pow): zeros, infinities, NaN, 1, -1, negative bases with fractions.
+    let sp = [0.0f32, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-40, -8.0];
+    for &a in &sp {
+        for &b in
+            &[0.0f32, -0.0, 1.0, -1.0, 2.0, 3.0, -3.0, 0.5, -0.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0 / 3.0]
+        {
+            xs.push(a);
+            ys.push(b);
+        }
+    }
+    let got = eval_pow(&xs, &ys);
+    let mut worst = (0.0f64, 0.0f32, 0.0f32);
+    for i in 0..xs.len() {
+        let want = f64::from(xs[i]).powf(f64::from(ys[i]));
+        let e = ulp_error(got[i], want);
+        if e > worst.0 || e.is_nan() {
+            worst = (e, xs[i], ys[i]);
+        }
+    }
+    if std::env::var_os("TK_ULP_REPORT").is_some() {
+        println!("pow    max error {:>6.3} ulp at x = {:e}, y = {:e} (target 4)", worst.0, worst.1, worst.2);
+    }
+    assert!(worst.0 <= 4.0, "pow: {} ulp at x = {:e}, y = {:e}", worst.0, worst.1, worst.2);
+}
