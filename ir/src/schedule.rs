@@ -182,7 +182,10 @@ pub fn schedule(g: &Graph) -> Schedule {
                     }
                 }
             }
-            reads.into_iter().find(|k| {
+            // Only into the latest kernel it reads: merging into an earlier one would make that
+            // kernel depend on a later kernel (a cycle).
+            let last = reads.iter().next_back().copied();
+            last.filter(|k| {
                 merged_roots[*k]
                     .iter()
                     .all(|r| matches!(g.node(*r).op, Op::Reduce { .. }) && g.node(*r).shape == rn.shape)

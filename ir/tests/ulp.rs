@@ -237,7 +237,7 @@ fn eval_pow(xs: &[f32], ys: &[f32]) -> Vec<f32> {
 
 #[test]
 fn pow_accuracy_and_special_cases() {
-    let mut rng = Rng(0x5eed_0f_b0b);
+    let mut rng = Rng(0x0005_eed0_fb0b);
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     // Positive bases over many magnitudes, real exponents; negative bases, integer exponents.
     while xs.len() < 1 << 20 {
