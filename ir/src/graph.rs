@@ -209,6 +209,86 @@ impl IExpr {
         }
     }
 
+    /// Simplifies using the ranges of the coordinates (`Coord(k)` in `0..extent[k]`): divisions
+    /// and remainders whose result the ranges decide, and `(a / d) * d + a % d` → `a`.
+    pub fn simplified_in(&self, extent: &dyn Fn(usize) -> Option<Dim>) -> IExpr {
+        let e = match self {
+            IExpr::Add(a, b) => IExpr::sum(a.simplified_in(extent), b.simplified_in(extent)),
+            IExpr::Mul(a, b) => IExpr::product(a.simplified_in(extent), b.simplified_in(extent)),
+            IExpr::Div(a, b) => IExpr::Div(Box::new(a.simplified_in(extent)), Box::new(b.simplified_in(extent))),
+            IExpr::Mod(a, b) => IExpr::Mod(Box::new(a.simplified_in(extent)), Box::new(b.simplified_in(extent))),
+            e => e.clone(),
+        }
+        .simplified();
+        // Split a / d and a % d when a = d * q + r with r provably in 0..d.
+        let split = |a: &IExpr, d: &Dim| -> Option<(IExpr, IExpr, bool)> {
+            let (terms, c) = a.linear()?;
+            let mut q = IExpr::c(0);
+            let mut r = IExpr::c(0);
+            let mut r_hi = Dim::constant(0);
+            for (k, coef) in terms {
+                match coef.exact_div(d) {
+                    Some(qc) => q = IExpr::sum(q, IExpr::product(IExpr::Dim(qc), IExpr::Coord(k))),
+                    None => {
+                        if !coef.provably_nonneg() {
+                            return None;
+                        }
+                        let ext = extent(k)?;
+                        r_hi = r_hi.add(&coef.mul(&ext.add_const(-1)));
+                        r = IExpr::sum(r, IExpr::product(IExpr::Dim(coef), IExpr::Coord(k)));
+                    }
+                }
+            }
+            match c.exact_div(d) {
+                Some(qc) => q = IExpr::sum(q, IExpr::Dim(qc)),
+                None => {
+                    if !c.provably_nonneg() {
+                        return None;
+                    }
+                    r_hi = r_hi.add(&c);
+                    r = IExpr::sum(r, IExpr::Dim(c));
+                }
+            }
+            // r >= 0 holds (non-negative parts); r < d when d - 1 - r_hi >= 0.
+            let below = d.add_const(-1).sub(&r_hi).provably_nonneg();
+            Some((q.simplified(), r.simplified(), below))
+        };
+        let positive = |d: &Dim| d.add_const(-1).provably_nonneg() && d.as_const() != Some(0);
+        match &e {
+            // floor((d q + r) / d) = q + floor(r / d), and = q when 0 <= r < d.
+            // (0 <= r < d already implies d >= 1; the general split needs d >= 1 proven.)
+            IExpr::Div(a, b) => match &**b {
+                IExpr::Dim(d) => match split(a, d) {
+                    Some((q, _, true)) => q,
+                    Some((q, r, false)) if positive(d) && q != IExpr::c(0) => {
+                        IExpr::sum(q, IExpr::Div(Box::new(r), b.clone()))
+                    }
+                    _ => e,
+                },
+                _ => e,
+            },
+            // (d q + r) % d = r % d, and = r when 0 <= r < d.
+            IExpr::Mod(a, b) => match &**b {
+                IExpr::Dim(d) => match split(a, d) {
+                    Some((_, r, true)) => r,
+                    Some((q, r, false)) if positive(d) && q != IExpr::c(0) => IExpr::Mod(Box::new(r), b.clone()),
+                    _ => e,
+                },
+                _ => e,
+            },
+            IExpr::Add(x, y) => match (&**x, &**y) {
+                // (a / d) * d + a % d = a
+                (IExpr::Mul(p, d1), IExpr::Mod(a2, d2)) | (IExpr::Mod(a2, d2), IExpr::Mul(p, d1))
+                    if matches!(&**p, IExpr::Div(a1, d0) if a1 == a2 && d0 == d2) && d1 == d2 =>
+                {
+                    (**a2).clone()
+                }
+                _ => e,
+            },
+            _ => e,
+        }
+    }
+
     pub fn uses_data(&self) -> bool {
         match self {
             IExpr::Data(_) => true,

@@ -620,6 +620,7 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
         }
     }
     let mut body = b.blocks.pop().unwrap_or_default();
+    simplify_indices(&mut body, &mut HashMap::new());
     if knobs.unroll > 1 {
         mark_unroll(&mut body, knobs.unroll);
     }
@@ -1326,4 +1327,22 @@ fn parse_one(
     let insts = parse_block(&slice, &mut p, maxreg)?;
     *pos = end;
     Ok(insts)
+}
+
+/// Simplifies every index expression with the extents of the enclosing ranges.
+fn simplify_indices(body: &mut [Inst], ranges: &mut HashMap<usize, Dim>) {
+    for i in body {
+        match i {
+            Inst::Range { var, extent, body, .. } => {
+                ranges.insert(*var, extent.clone());
+                simplify_indices(body, ranges);
+                ranges.remove(var);
+            }
+            Inst::Loop { body, .. } => simplify_indices(body, ranges),
+            Inst::Index { expr, .. } | Inst::Load { index: expr, .. } | Inst::Store { index: expr, .. } => {
+                *expr = expr.simplified_in(&|k| ranges.get(&k).cloned());
+            }
+            _ => {}
+        }
+    }
 }
