@@ -83,6 +83,7 @@ fn run(src: &str, n: i64, m: i64, knob_seed: u64) -> Result<(), TestCaseError> {
                 parallel: (next() % (r as u64 + 1)) as usize,
                 unroll: 1 << (next() % 3),
                 vector: if r == 0 { 1 } else { 1 << (next() % 3) },
+                group: 1,
             }
         })
         .collect();

@@ -484,6 +484,7 @@ fn kernel_ir_matches_graph_interpreter() {
                             parallel: (rng.next() % (r as u64 + 1)) as usize,
                             unroll: 1 << (rng.next() % 4),
                             vector: if r == 0 { 1 } else { 1 << (rng.next() % 4) },
+                            group: 1,
                         };
                         assert!(k.valid_for(r).is_ok(), "{k}");
                         k
@@ -518,12 +519,13 @@ fn kernel_ir_matches_graph_interpreter() {
 #[test]
 fn knobs_parse_print_and_validate() {
     use tk_ir::kernel::Knobs;
-    let k: Knobs = "parallel=2,unroll=4,vector=8".parse().expect("parses");
-    assert_eq!(k.to_string(), "parallel=2,unroll=4,vector=8");
+    let k: Knobs = "parallel=2,unroll=4,vector=8,group=16".parse().expect("parses");
+    assert_eq!(k.to_string(), "parallel=2,unroll=4,vector=8,group=16");
     assert_eq!(k.to_string().parse::<Knobs>(), Ok(k.clone()));
     assert!(k.valid_for(2).is_ok());
     assert!(k.valid_for(1).is_err());
     assert!("unroll=3".parse::<Knobs>().expect("parses").valid_for(1).is_err());
+    assert!("group=512".parse::<Knobs>().expect("parses").valid_for(1).is_err());
     assert!("tile=2".parse::<Knobs>().is_err());
 }
 
@@ -549,7 +551,7 @@ fn kernel_ir_text_round_trips() {
             let s = tk_ir::schedule::schedule(&g);
             let mut kernels = Vec::new();
             for k in 0..s.kernels.len() {
-                let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1 };
+                let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1, group: 4 };
                 let kern = tk_ir::kernel::lower(&s, k, &knobs).expect("lowers");
                 let text = tk_ir::kernel::print(&kern);
                 let back =
@@ -597,4 +599,76 @@ fn merged_reductions_keep_dependency_order() {
     let want = interp::run(&s.graph, &b, std::slice::from_ref(&x)).expect("graph");
     let got = tk_ir::kernel::run_schedule(&s, &[], &b, &[x]).expect("kernels");
     assert_eq!(format!("{want:?}"), format!("{got:?}"));
+}
+
+/// Grouped reductions (local memory, barriers, partials combined in thread order) agree with
+/// the reference: exactly for integers and bools, within the reduction bound for floats.
+#[test]
+fn grouped_reductions_agree_within_the_contract() {
+    use tk_ir::kernel::Knobs;
+    let mut rng = Rng(77);
+    let mut grouped = 0;
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        for (name, g) in compile(&f, &src) {
+            let g = tk_ir::passes::prepare(&g);
+            let s = tk_ir::schedule::schedule(&g);
+            for (size, group) in [(5i64, 2u32), (13, 8), (7, 4)] {
+                let knobs: Vec<Knobs> =
+                    s.kernels.iter().map(|_| Knobs { parallel: 0, group, ..Knobs::default() }).collect();
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                let args = random_args(&g, &dims, &mut rng);
+                let b = interp::bind_dims(&g, &args, &dims).expect("binds");
+                let (want, got) = (interp::run(&g, &b, &args), tk_ir::kernel::run_schedule(&s, &knobs, &b, &args));
+                let (want, got) = match (want, got) {
+                    (Ok(a), Ok(c)) => (a, c),
+                    (Err(_), Err(_)) => continue,
+                    (a, c) => panic!("{}::{name}: {a:?} vs {c:?}", f.display()),
+                };
+                for (w, c) in want.iter().zip(&got) {
+                    match (&w.data, &c.data) {
+                        (Data::F(x), Data::F(y)) => {
+                            for (a, b) in x.iter().zip(y) {
+                                let ok =
+                                    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-3 * (1.0 + a.abs());
+                                assert!(ok, "{}::{name} group {group}: {a} vs {b}", f.display());
+                            }
+                        }
+                        _ => assert_eq!(w, c, "{}::{name} group {group}", f.display()),
+                    }
+                }
+                grouped += 1;
+            }
+        }
+    }
+    assert!(grouped > 100);
+    // The grouped kernels really use local memory and barriers.
+    let s = schedule_of("kernel s(x: f32[n]) -> f32 { sum(x) }\n", "s");
+    let k = tk_ir::kernel::lower(&s, 0, &Knobs { parallel: 0, group: 8, ..Knobs::default() }).expect("lowers");
+    let text = tk_ir::kernel::print(&k);
+    assert!(text.contains("local l0: f32[<8>]") && text.contains("barrier") && text.contains(" local {"), "{text}");
+}
+
+/// The matrix multiply-accumulate op: its accumulation order is one fma per k, in order.
+#[test]
+fn mma_op_parses_and_accumulates_in_order() {
+    let text = "kernel k0(b0: f32[4] out) knobs parallel=0,unroll=1,vector=1,group=1 {\n\
+                r0 = const 1.0 : f32\n  r1 = const 2.0 : f32\n  r2 = const 3.0 : f32\n  r3 = const 4.0 : f32\n\
+                r4 = const 0.5 : f32\n  r5 = const 0.0 : f32\n\
+                mma 1x2x2 (r6, r7) = (r4, r5) + (r0, r1) @ (r0, r1, r2, r3) : f32\n\
+                store a0[0] = r6\n  store a0[1] = r7\n}\n";
+    let k = tk_ir::kernel::parse(text).expect("parses");
+    assert_eq!(
+        tk_ir::kernel::parse(&tk_ir::kernel::print(&k)).map(|k2| tk_ir::kernel::print(&k2)),
+        Ok(tk_ir::kernel::print(&k))
+    );
+    // d = c + [1 2] @ [[1 2] [3 4]] = [0.5 + 1 + 6, 0 + 2 + 8].
+    let mut g = tk_ir::graph::Graph::default();
+    let n = tk_compiler::dims::Dim::constant(4);
+    let out =
+        g.add(tk_ir::graph::Op::Const(Scalar::Float(0.0)), DType::F32, vec![n.clone()], vec![], Default::default());
+    g.outputs.push(("out".into(), out));
+    let s = tk_ir::schedule::schedule(&g);
+    let got = tk_ir::kernel::run_kernels(&s, &[k], &HashMap::new(), &[]).expect("runs");
+    assert_eq!(floats(&got[0])[..2], [7.5, 10.0]);
 }

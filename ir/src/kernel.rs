@@ -19,6 +19,8 @@ use std::fmt::Write;
 pub enum RangeKind {
     /// Iterations spread over threads / blocks / cores.
     Global,
+    /// The threads of one workgroup: they share local memory and meet at barriers.
+    Local,
     /// Iterations run in order by one thread.
     Sequential,
     /// A reduction range: iterations feed an accumulator, in order.
@@ -77,9 +79,11 @@ pub enum Inst {
         src: DType,
         dtype: DType,
     },
+    /// Adds `value` to the accumulator (only where `pred` holds).
     AccPush {
         acc: usize,
         value: usize,
+        pred: Option<usize>,
     },
     AccGet {
         dst: usize,
@@ -107,6 +111,39 @@ pub enum Inst {
     Copy {
         dst: usize,
         src: usize,
+    },
+    /// Local (workgroup-shared) memory `l{buf}` of `size` elements.
+    LocalAlloc {
+        buf: usize,
+        dtype: DType,
+        size: Dim,
+    },
+    LocalLoad {
+        dst: usize,
+        buf: usize,
+        index: IExpr,
+        dtype: DType,
+    },
+    LocalStore {
+        buf: usize,
+        index: IExpr,
+        value: usize,
+    },
+    /// Every thread of the enclosing local range waits here until all have arrived.
+    Barrier,
+    /// A matrix multiply-accumulate on register fragments: `d = c + a @ b` with `a` m x k, `b`
+    /// k x n, `c` and `d` m x n (row-major register lists). Each element accumulates in k order,
+    /// one fma at a time rounded to `dtype`: the order every backend's tensor-core code must
+    /// reproduce (or meet the reduction bound of docs/numerics.md).
+    Mma {
+        d: Vec<usize>,
+        a: Vec<usize>,
+        b: Vec<usize>,
+        c: Vec<usize>,
+        m: usize,
+        n: usize,
+        k: usize,
+        dtype: DType,
     },
 }
 
@@ -137,17 +174,20 @@ pub struct Knobs {
     pub unroll: u32,
     /// Vector width of the innermost output range (1 = scalar).
     pub vector: u32,
+    /// Threads that share one reduction (through local memory; 1 = none). Grouping changes the
+    /// order of floating-point reductions (within the bound of docs/numerics.md).
+    pub group: u32,
 }
 
 impl Default for Knobs {
     fn default() -> Knobs {
-        Knobs { parallel: 1, unroll: 1, vector: 1 }
+        Knobs { parallel: 1, unroll: 1, vector: 1, group: 1 }
     }
 }
 
 impl std::fmt::Display for Knobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "parallel={},unroll={},vector={}", self.parallel, self.unroll, self.vector)
+        write!(f, "parallel={},unroll={},vector={},group={}", self.parallel, self.unroll, self.vector, self.group)
     }
 }
 
@@ -163,7 +203,8 @@ impl std::str::FromStr for Knobs {
                 "parallel" => k.parallel = n as usize,
                 "unroll" => k.unroll = n,
                 "vector" => k.vector = n,
-                other => return Err(format!("unknown knob `{other}`; the knobs are parallel, unroll, vector")),
+                "group" => k.group = n,
+                other => return Err(format!("unknown knob `{other}`; the knobs are parallel, unroll, vector, group")),
             }
         }
         Ok(k)
@@ -176,9 +217,9 @@ impl Knobs {
         if self.parallel > rank {
             return Err(format!("parallel={} but the kernel has {rank} output axes", self.parallel));
         }
-        for (name, v) in [("unroll", self.unroll), ("vector", self.vector)] {
-            if v == 0 || !v.is_power_of_two() || v > 64 {
-                return Err(format!("{name}={v}: must be a power of two from 1 to 64"));
+        for (name, v, max) in [("unroll", self.unroll, 64), ("vector", self.vector, 64), ("group", self.group, 256)] {
+            if v == 0 || !v.is_power_of_two() || v > max {
+                return Err(format!("{name}={v}: must be a power of two from 1 to {max}"));
             }
         }
         if self.vector > 1 && rank == 0 {
@@ -212,6 +253,8 @@ struct Builder<'s> {
     read_nodes: HashMap<NodeId, usize>,
     /// Per loop body being emitted: (graph, iteration reg, carried regs, element coordinates).
     bodies: Vec<Body<'s>>,
+    group: u32,
+    locals: usize,
 }
 
 fn coords_key(c: &[IExpr]) -> String {
@@ -397,6 +440,11 @@ impl<'s> Builder<'s> {
                     Ok(v)
                 }
             }
+            Op::Reduce { op, axes }
+                if self.group > 1 && axes.len() == 1 && !matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) =>
+            {
+                self.grouped_reduce(g, id, *op, axes[0], coords, pred)
+            }
             Op::Reduce { op, axes } => {
                 let src = g.node(n.args[0]);
                 let acc = self.reg();
@@ -423,7 +471,7 @@ impl<'s> Builder<'s> {
                     opened += 1;
                 }
                 let v = self.emit(g, n.args[0], &full, pred)?;
-                self.push(Inst::AccPush { acc, value: v });
+                self.push(Inst::AccPush { acc, value: v, pred: None });
                 for (var, extent) in vars.into_iter().rev() {
                     let body = self.close();
                     opened -= 1;
@@ -445,6 +493,78 @@ impl<'s> Builder<'s> {
                 loc: n.loc,
             }),
         }
+    }
+
+    /// A reduction over one axis shared by `group` threads of a workgroup: thread t reduces the
+    /// elements t, t + G, t + 2G, ... into a partial result in local memory; after a barrier, the
+    /// partials are combined in thread order.
+    fn grouped_reduce(
+        &mut self,
+        g: &'s Graph,
+        id: NodeId,
+        op: ReduceOp,
+        axis: usize,
+        coords: &[IExpr],
+        pred: Option<usize>,
+    ) -> Result<usize, KernelError> {
+        let n = g.node(id);
+        let src = g.node(n.args[0]);
+        let gsz = i64::from(self.group);
+        let extent = src.shape[axis].clone();
+        // Partials stay in the accumulator dtype (f32 for f16/bf16) until the final result.
+        let accd = match src.dtype {
+            DType::F16 | DType::Bf16 => DType::F32,
+            d => d,
+        };
+        let lbuf = self.locals;
+        self.locals += 1;
+        self.push(Inst::LocalAlloc { buf: lbuf, dtype: accd, size: Dim::constant(gsz) });
+        let t = self.vars;
+        let r = self.vars + 1;
+        self.vars += 2;
+        self.open();
+        let acc = self.reg();
+        self.push(Inst::AccNew { acc, op, src: src.dtype, dtype: accd });
+        self.open();
+        let elem = IExpr::sum(IExpr::product(IExpr::Coord(r), IExpr::c(gsz)), IExpr::Coord(t)).simplified();
+        let v = self.index_value(elem.clone());
+        let hi = self.index_value(IExpr::Dim(extent.clone()));
+        let inside = self.alu(Op::Binary(BinaryOp::Lt), vec![v, hi], DType::Bool);
+        let p = self.and(pred, inside);
+        let mut full = Vec::new();
+        let mut ki = 0;
+        for k in 0..src.shape.len() {
+            if k == axis {
+                full.push(elem.clone());
+            } else {
+                full.push(coords.get(ki).cloned().unwrap_or(IExpr::c(0)));
+                ki += 1;
+            }
+        }
+        let v = self.emit(g, n.args[0], &full, Some(p))?;
+        self.push(Inst::AccPush { acc, value: v, pred: Some(p) });
+        let body = self.close();
+        let trips = extent.add_const(gsz - 1).floor_div(gsz).unwrap_or_default();
+        self.push(Inst::Range { var: r, extent: trips, kind: RangeKind::Reduce, body });
+        let partial = self.reg();
+        self.push(Inst::AccGet { dst: partial, acc });
+        self.push(Inst::LocalStore { buf: lbuf, index: IExpr::Coord(t), value: partial });
+        self.push(Inst::Barrier);
+        let tbody = self.close();
+        self.push(Inst::Range { var: t, extent: Dim::constant(gsz), kind: RangeKind::Local, body: tbody });
+        let acc2 = self.reg();
+        self.push(Inst::AccNew { acc: acc2, op, src: accd, dtype: n.dtype });
+        let u = self.vars;
+        self.vars += 1;
+        self.open();
+        let pv = self.reg();
+        self.push(Inst::LocalLoad { dst: pv, buf: lbuf, index: IExpr::Coord(u), dtype: accd });
+        self.push(Inst::AccPush { acc: acc2, value: pv, pred: None });
+        let body = self.close();
+        self.push(Inst::Range { var: u, extent: Dim::constant(gsz), kind: RangeKind::Sequential, body });
+        let dst = self.reg();
+        self.push(Inst::AccGet { dst, acc: acc2 });
+        Ok(dst)
     }
 
     /// The graph enclosing loop body `g`: the previous body, or the schedule's graph.
@@ -538,6 +658,8 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
         args: HashMap::new(),
         read_nodes: HashMap::new(),
         bodies: Vec::new(),
+        group: knobs.group,
+        locals: 0,
     };
     let mut bufs = Vec::new();
     for &id in kern.reads.iter().chain(&kern.writes) {
@@ -583,7 +705,7 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
             b.push(Inst::AccNew { acc, op, src: g.node(src).dtype, dtype: g.node(root).dtype });
             b.open();
             let v = b.emit(g, src, &body_coords, None)?;
-            b.push(Inst::AccPush { acc, value: v });
+            b.push(Inst::AccPush { acc, value: v, pred: None });
             let r = b.reg();
             b.push(Inst::AccGet { dst: r, acc });
             let wb = b.args[&kern.writes[0]];
@@ -708,7 +830,20 @@ fn print_block(body: &[Inst], ind: usize, out: &mut String) {
             Inst::AccNew { acc, op, src, dtype } => {
                 writeln!(out, "{pad}r{acc} = acc {} {src} -> {dtype}", format!("{op:?}").to_lowercase())
             }
-            Inst::AccPush { acc, value } => writeln!(out, "{pad}accumulate r{acc} += r{value}"),
+            Inst::AccPush { acc, value, pred } => match pred {
+                Some(p) => writeln!(out, "{pad}accumulate r{acc} += r{value} if r{p}"),
+                None => writeln!(out, "{pad}accumulate r{acc} += r{value}"),
+            },
+            Inst::LocalAlloc { buf, dtype, size } => writeln!(out, "{pad}local l{buf}: {dtype}[<{size}>]"),
+            Inst::LocalLoad { dst, buf, index, dtype } => {
+                writeln!(out, "{pad}r{dst} = load l{buf}[{}] : {dtype}", ix(index))
+            }
+            Inst::LocalStore { buf, index, value } => writeln!(out, "{pad}store l{buf}[{}] = r{value}", ix(index)),
+            Inst::Barrier => writeln!(out, "{pad}barrier"),
+            Inst::Mma { d, a, b, c, m, n, k, dtype } => {
+                let l = |v: &[usize]| v.iter().map(|r| format!("r{r}")).collect::<Vec<_>>().join(", ");
+                writeln!(out, "{pad}mma {m}x{n}x{k} ({}) = ({}) + ({}) @ ({}) : {dtype}", l(d), l(c), l(a), l(b))
+            }
             Inst::AccGet { dst, acc } => writeln!(out, "{pad}r{dst} = result r{acc}"),
             Inst::Check { value, lo, hi, pred, loc } => {
                 let p = pred.map(|p| format!(" if r{p}")).unwrap_or_default();
@@ -776,6 +911,7 @@ pub fn run_kernels(
             dims,
             regs: vec![Scalar::Int(0); kern.regs],
             types: vec![DType::I64; kern.regs],
+            local: HashMap::new(),
             vars: HashMap::new(),
             accs: HashMap::new(),
         };
@@ -800,8 +936,12 @@ pub fn run_kernels(
     Ok(outs)
 }
 
+/// One thread's registers, register dtypes and accumulators inside a local range.
+type ThreadState = (Vec<Scalar>, Vec<DType>, HashMap<usize, Acc>);
+
 struct Machine<'d> {
     dims: &'d HashMap<String, i64>,
+    local: HashMap<usize, Array>,
     regs: Vec<Scalar>,
     types: Vec<DType>,
     vars: HashMap<usize, i64>,
@@ -836,6 +976,77 @@ impl Machine<'_> {
     fn block(&mut self, body: &[Inst], bufs: &mut [Array]) -> Result<(), InterpError> {
         for i in body {
             match i {
+                Inst::Range { var, extent, kind: RangeKind::Local, body } => {
+                    // Threads run phase by phase: each runs up to the next barrier, then the next
+                    // phase starts. Registers are private to each thread.
+                    let n = self.dim(extent, Loc::default())?.max(0);
+                    let phases: Vec<&[Inst]> = body.split(|i| matches!(i, Inst::Barrier)).collect();
+                    let mut files: Vec<ThreadState> =
+                        (0..n).map(|_| (self.regs.clone(), self.types.clone(), self.accs.clone())).collect();
+                    for phase in phases {
+                        for (t, file) in files.iter_mut().enumerate() {
+                            std::mem::swap(&mut self.regs, &mut file.0);
+                            std::mem::swap(&mut self.types, &mut file.1);
+                            std::mem::swap(&mut self.accs, &mut file.2);
+                            self.vars.insert(*var, t as i64);
+                            let r = self.block(phase, bufs);
+                            std::mem::swap(&mut self.regs, &mut file.0);
+                            std::mem::swap(&mut self.types, &mut file.1);
+                            std::mem::swap(&mut self.accs, &mut file.2);
+                            r?;
+                        }
+                    }
+                }
+                Inst::LocalAlloc { buf, dtype, size } => {
+                    let n = self.dim(size, Loc::default())?.max(0) as usize;
+                    self.local.insert(*buf, Array::from_fn(*dtype, vec![n], |_| Scalar::Int(0)));
+                }
+                Inst::LocalLoad { dst, buf, index, dtype } => {
+                    let i = self.ix(index);
+                    let v = self.local.get(buf).filter(|b| i >= 0 && (i as usize) < b.len()).map(|b| b.at(i as usize));
+                    match v {
+                        Some(v) => self.regs[*dst] = v,
+                        None => {
+                            return Err(InterpError {
+                                message: format!("local load of element {i} out of range"),
+                                loc: Loc::default(),
+                            });
+                        }
+                    }
+                    self.types[*dst] = *dtype;
+                }
+                Inst::LocalStore { buf, index, value } => {
+                    let i = self.ix(index);
+                    let v = self.regs[*value];
+                    match self.local.get_mut(buf) {
+                        Some(b) if i >= 0 && (i as usize) < b.len() => b.set(i as usize, v),
+                        _ => {
+                            return Err(InterpError {
+                                message: format!("local store to element {i} out of range"),
+                                loc: Loc::default(),
+                            });
+                        }
+                    }
+                }
+                Inst::Barrier => {}
+                Inst::Mma { d, a, b, c, m, n, k, dtype } => {
+                    let mut out = Vec::with_capacity(m * n);
+                    for i in 0..*m {
+                        for j in 0..*n {
+                            let mut acc = self.regs[c[i * n + j]];
+                            for kk in 0..*k {
+                                let x = (self.regs[a[i * k + kk]], *dtype);
+                                let y = (self.regs[b[kk * n + j]], *dtype);
+                                acc = interp::scalar_op(&Op::Fma, &[x, y, (acc, *dtype)], *dtype);
+                            }
+                            out.push(acc);
+                        }
+                    }
+                    for (r, v) in d.iter().zip(out) {
+                        self.regs[*r] = v;
+                        self.types[*r] = *dtype;
+                    }
+                }
                 Inst::Range { var, extent, body, .. } => {
                     let n = self.dim(extent, Loc::default())?;
                     for v in 0..n.max(0) {
@@ -890,7 +1101,10 @@ impl Machine<'_> {
                     self.accs.insert(*acc, Acc::new(*op, *src, *dtype));
                     self.types[*acc] = *dtype;
                 }
-                Inst::AccPush { acc, value } => {
+                Inst::AccPush { acc, value, pred } => {
+                    if !self.pred(pred) {
+                        continue;
+                    }
                     let v = self.regs[*value];
                     if let Some(a) = self.accs.get_mut(acc) {
                         a.push(v);
@@ -1151,6 +1365,7 @@ fn parse_block(
                 kdim(w.get(2).and_then(|x| x.strip_prefix("0..")).ok_or_else(|| perr("expected `in 0..<DIM>`"))?, ln)?;
             let kind = match w.get(3).copied().unwrap_or("") {
                 "global" => RangeKind::Global,
+                "local" => RangeKind::Local,
                 "sequential" => RangeKind::Sequential,
                 "reduce" => RangeKind::Reduce,
                 k if k.starts_with("unrolled(") => {
@@ -1163,7 +1378,9 @@ fn parse_block(
             };
             let body = parse_block(lines, pos, maxreg)?;
             out.push(Inst::Range { var, extent, kind, body });
-        } else if let Some(rest) = l.strip_prefix("store ") {
+        } else if let Some(rest) = l.strip_prefix("store ")
+            && !l.starts_with("store l")
+        {
             let (target, val) = rest.split_once(" = ").ok_or_else(|| perr("expected `store aN[...] = rM`"))?;
             let (buf, idx) = target.split_once('[').ok_or_else(|| perr("expected `[`"))?;
             let buf: usize = buf.trim_start_matches('a').parse().map_err(|_| perr("bad buffer"))?;
@@ -1175,7 +1392,56 @@ fn parse_block(
             out.push(Inst::Store { buf, index, value: v, pred });
         } else if let Some(rest) = l.strip_prefix("accumulate ") {
             let (a, v) = rest.split_once(" += ").ok_or_else(|| perr("expected `+=`"))?;
-            out.push(Inst::AccPush { acc: reg(a, ln, maxreg)?, value: reg(v, ln, maxreg)? });
+            let (v, pred) = match v.split_once(" if ") {
+                Some((v, p)) => (v, Some(reg(p, ln, maxreg)?)),
+                None => (v, None),
+            };
+            out.push(Inst::AccPush { acc: reg(a, ln, maxreg)?, value: reg(v, ln, maxreg)?, pred });
+        } else if l == "barrier" {
+            out.push(Inst::Barrier);
+        } else if let Some(rest) = l.strip_prefix("local l") {
+            let (b, ty) = rest.split_once(": ").ok_or_else(|| perr("expected `local lN: TYPE`"))?;
+            let (d, sz) = ty.split_once('[').ok_or_else(|| perr("expected `[`"))?;
+            out.push(Inst::LocalAlloc {
+                buf: b.parse().map_err(|_| perr("bad local buffer"))?,
+                dtype: DType::parse(d).ok_or_else(|| perr("bad dtype"))?,
+                size: kdim(sz.trim_end_matches(']'), ln)?,
+            });
+        } else if let Some(rest) = l.strip_prefix("store l") {
+            let (target, val) = rest.split_once(" = ").ok_or_else(|| perr("expected `store lN[...] = rM`"))?;
+            let (buf, idx) = target.split_once('[').ok_or_else(|| perr("expected `[`"))?;
+            out.push(Inst::LocalStore {
+                buf: buf.parse().map_err(|_| perr("bad local buffer"))?,
+                index: kix(idx.trim_end_matches(']'), ln, maxreg)?,
+                value: reg(val, ln, maxreg)?,
+            });
+        } else if let Some(rest) = l.strip_prefix("mma ") {
+            let (body, t) = rest.rsplit_once(" : ").ok_or_else(|| perr("missing type"))?;
+            let (dims, rest) = body.split_once(' ').ok_or_else(|| perr("expected dimensions"))?;
+            let ds: Vec<usize> =
+                dims.split('x').map(|x| x.parse().map_err(|_| perr("bad mma shape"))).collect::<Result<_, _>>()?;
+            if ds.len() != 3 {
+                return Err(perr("expected MxNxK"));
+            }
+            let lists: Vec<Vec<usize>> = rest
+                .split(['(', ')'])
+                .map(str::trim)
+                .filter(|x| x.starts_with('r'))
+                .map(|x| x.split(',').map(|r| reg(r, ln, maxreg)).collect::<Result<Vec<_>, _>>())
+                .collect::<Result<_, _>>()?;
+            if lists.len() != 4 {
+                return Err(perr("expected (d) = (c) + (a) @ (b)"));
+            }
+            out.push(Inst::Mma {
+                d: lists[0].clone(),
+                c: lists[1].clone(),
+                a: lists[2].clone(),
+                b: lists[3].clone(),
+                m: ds[0],
+                n: ds[1],
+                k: ds[2],
+                dtype: DType::parse(t.trim()).ok_or_else(|| perr("bad dtype"))?,
+            });
         } else if let Some(rest) = l.strip_prefix("check ") {
             let (body, loc) = rest.rsplit_once(" @").ok_or_else(|| perr("missing location"))?;
             let w: Vec<&str> = crate::text::split_top(body, ' ').into_iter().filter(|x| !x.is_empty()).collect();
@@ -1257,6 +1523,15 @@ fn parse_block(
             } else if let Some(r) = rhs.strip_prefix("index ") {
                 let (e, _) = r.rsplit_once(" : ").ok_or_else(|| perr("missing type"))?;
                 Inst::Index { dst, expr: kix(e, ln, maxreg)? }
+            } else if let Some(r) = rhs.strip_prefix("load l") {
+                let (body, t) = r.rsplit_once(" : ").ok_or_else(|| perr("missing type"))?;
+                let (buf, idx) = body.split_once('[').ok_or_else(|| perr("expected `[`"))?;
+                Inst::LocalLoad {
+                    dst,
+                    buf: buf.parse().map_err(|_| perr("bad local buffer"))?,
+                    index: kix(idx.trim_end_matches(']'), ln, maxreg)?,
+                    dtype: DType::parse(t.trim()).ok_or_else(|| perr("bad dtype"))?,
+                }
             } else if let Some(r) = rhs.strip_prefix("load ") {
                 let (body, t) = r.rsplit_once(" : ").ok_or_else(|| perr("missing type"))?;
                 let dtype = DType::parse(t.trim()).ok_or_else(|| perr("bad dtype"))?;
@@ -1339,7 +1614,11 @@ fn simplify_indices(body: &mut [Inst], ranges: &mut HashMap<usize, Dim>) {
                 ranges.remove(var);
             }
             Inst::Loop { body, .. } => simplify_indices(body, ranges),
-            Inst::Index { expr, .. } | Inst::Load { index: expr, .. } | Inst::Store { index: expr, .. } => {
+            Inst::Index { expr, .. }
+            | Inst::Load { index: expr, .. }
+            | Inst::Store { index: expr, .. }
+            | Inst::LocalLoad { index: expr, .. }
+            | Inst::LocalStore { index: expr, .. } => {
                 *expr = expr.simplified_in(&|k| ranges.get(&k).cloned());
             }
             _ => {}
