@@ -14,6 +14,8 @@
 //!    layernorm's mean and variance, each take one kernel, and the normalisation a second.
 //! 4. Temporaries reuse the memory of temporaries no later kernel reads, when dtype and element
 //!    count match.
+//! 5. Elementwise results of the same shape computed one after the other share one kernel
+//!    (several outputs of one entry, for example).
 
 use crate::dims::Dim;
 use crate::dtype::DType;
@@ -189,6 +191,16 @@ pub fn schedule(g: &Graph) -> Schedule {
                 merged_roots[*k]
                     .iter()
                     .all(|r| matches!(g.node(*r).op, Op::Reduce { .. }) && g.node(*r).shape == rn.shape)
+            })
+        } else if !matches!(rn.op, Op::Scan { .. } | Op::Loop { .. }) {
+            // Rule 5 (horizontal fusion): an elementwise result joins the latest kernel when that
+            // kernel's results have the same shape (it reads nothing from a later kernel: there is
+            // none yet).
+            let last = merged_roots.len().checked_sub(1);
+            last.filter(|k| {
+                merged_roots[*k]
+                    .iter()
+                    .all(|r| !matches!(g.node(*r).op, Op::Scan { .. } | Op::Proj(_)) && g.node(*r).shape == rn.shape)
             })
         } else {
             None
