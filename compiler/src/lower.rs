@@ -164,7 +164,7 @@ impl Lowerer {
         let mut shape = self.space_shape(vars);
         shape.extend(vshape.iter().cloned());
         let d = self.dtype(lv);
-        self.add(Op::Index { map, guards: vec![], fill: zero(d) }, d, shape, vec![lv.node], l)
+        self.add(Op::Index { map, guards: vec![], fill: Scalar::zero(d) }, d, shape, vec![lv.node], l)
     }
 
     fn one(&mut self, r: &R) -> Res<Lv> {
@@ -493,7 +493,7 @@ impl Lowerer {
                     map.push(IExpr::Coord(n_axis));
                 }
             }
-            me.add(Op::Index { map, guards: vec![], fill: zero(d) }, d, shape.clone(), vec![x.node], l)
+            me.add(Op::Index { map, guards: vec![], fill: Scalar::zero(d) }, d, shape.clone(), vec![x.node], l)
         };
         let av = view(self, a, &sa, true);
         let bv = view(self, b, &sb, false);
@@ -613,7 +613,7 @@ impl Lowerer {
                     // Re-insert the reduced axes with size 1.
                     let map =
                         (0..orig_xs.len()).filter(|i| !attrs.axes.contains(i)).map(|i| IExpr::Coord(nv + i)).collect();
-                    r = self.value_view(&r, vshape, map, vec![], zero(d), d, l);
+                    r = self.value_view(&r, vshape, map, vec![], Scalar::zero(d), d, l);
                 }
                 r
             }
@@ -641,7 +641,7 @@ impl Lowerer {
                     inv[s] = o;
                 }
                 let map = inv.iter().map(|&o| IExpr::Coord(nv + o)).collect();
-                self.value_view(&x, vshape, map, vec![], zero(d), d, l)
+                self.value_view(&x, vshape, map, vec![], Scalar::zero(d), d, l)
             }
             "expand" => {
                 let x = self.one(&args[0])?;
@@ -666,7 +666,7 @@ impl Lowerer {
                         }
                     })
                     .collect();
-                self.value_view(&x, vshape, map, vec![], zero(d), d, l)
+                self.value_view(&x, vshape, map, vec![], Scalar::zero(d), d, l)
             }
             "pad" => {
                 let x = self.one(&args[0])?;
@@ -739,7 +739,7 @@ impl Lowerer {
                         on_invalid: OnInvalid::Fill,
                     };
                     let view = self.add(
-                        Op::Index { map, guards: vec![g.clone()], fill: zero(d) },
+                        Op::Index { map, guards: vec![g.clone()], fill: Scalar::zero(d) },
                         d,
                         shape.clone(),
                         vec![base],
@@ -805,7 +805,7 @@ impl Lowerer {
             };
             map.push(if j == 0 { q } else { IExpr::Mod(Box::new(q), Box::new(IExpr::Dim(dim.clone()))) });
         }
-        self.value_view(x, to, map, vec![], zero(d), d, l)
+        self.value_view(x, to, map, vec![], Scalar::zero(d), d, l)
     }
 
     /// Converts an index expression to an affine map component, when it is one.
@@ -929,7 +929,7 @@ impl Lowerer {
         shape.extend(vshape.iter().cloned());
         let mut args = vec![b.node];
         args.extend(data_nodes);
-        let n = self.add(Op::Index { map, guards, fill: zero(d) }, d, shape, args, l);
+        let n = self.add(Op::Index { map, guards, fill: Scalar::zero(d) }, d, shape, args, l);
         Ok(Lv { node: n, vars })
     }
 
@@ -1007,15 +1007,5 @@ impl Lowerer {
             outs.push(Lowered::One(Lv { node: p, vars: space.clone() }));
         }
         Ok(if outs.len() == 1 { outs.remove(0) } else { Lowered::Many(outs) })
-    }
-}
-
-fn zero(d: DType) -> Scalar {
-    if d.is_float() {
-        Scalar::Float(0.0)
-    } else if d == DType::Bool {
-        Scalar::Bool(false)
-    } else {
-        Scalar::Int(0)
     }
 }

@@ -29,6 +29,19 @@ pub enum Scalar {
     Bool(bool),
 }
 
+impl Scalar {
+    /// Zero (or false) in the representation of dtype `d`.
+    pub fn zero(d: DType) -> Scalar {
+        if d.is_float() {
+            Scalar::Float(0.0)
+        } else if d == DType::Bool {
+            Scalar::Bool(false)
+        } else {
+            Scalar::Int(0)
+        }
+    }
+}
+
 impl fmt::Display for Scalar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -361,7 +361,7 @@ impl<'s> Builder<'s> {
             let buf = self.args[&b];
             let dst = self.reg();
             let index = linear(coords, &n.shape);
-            self.push(Inst::Load { dst, buf, index, pred, fill: zero(n.dtype), dtype: n.dtype });
+            self.push(Inst::Load { dst, buf, index, pred, fill: Scalar::zero(n.dtype), dtype: n.dtype });
             return Ok(dst);
         }
         match &n.op {
@@ -632,16 +632,6 @@ impl<'s> Builder<'s> {
             m.insert(key, first);
         }
         Ok(regs)
-    }
-}
-
-fn zero(d: DType) -> Scalar {
-    if d.is_float() {
-        Scalar::Float(0.0)
-    } else if d == DType::Bool {
-        Scalar::Bool(false)
-    } else {
-        Scalar::Int(0)
     }
 }
 
@@ -922,18 +912,7 @@ pub fn run_kernels(
             }
         }
     }
-    let mut outs = Vec::new();
-    for (k, (_, id)) in g.outputs.iter().enumerate() {
-        let b = s
-            .buffers
-            .iter()
-            .position(|b| b.kind == BufferKind::Output(k) || (b.node == *id && matches!(b.kind, BufferKind::Input(_))));
-        match b.and_then(|b| mem.get(&b)) {
-            Some(v) => outs.push(v.clone()),
-            None => return Err(InterpError { message: format!("output {k} was never written"), loc: Loc::default() }),
-        }
-    }
-    Ok(outs)
+    crate::schedule::collect_outputs(s, &mem)
 }
 
 /// One thread's registers, register dtypes and accumulators inside a local range.
@@ -1240,34 +1219,7 @@ fn kdim(w: &str, ln: usize) -> Result<Dim, crate::text::ParseError> {
 }
 
 fn kix(s: &str, ln: usize, maxreg: &mut usize) -> Result<IExpr, crate::text::ParseError> {
-    let s = s.trim();
-    if let Some(inner) = s.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
-        return Ok(IExpr::Dim(crate::text::parse_dim(inner, ln)?));
-    }
-    if let Some(k) = s.strip_prefix('i').and_then(|x| x.parse().ok()) {
-        return Ok(IExpr::Coord(k));
-    }
-    if s.starts_with('r') {
-        return Ok(IExpr::Data(reg(s, ln, maxreg)?));
-    }
-    if let Ok(v) = s.parse::<i64>() {
-        return Ok(IExpr::c(v));
-    }
-    if let Some(inner) = s.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
-        for op in ['+', '*', '/', '%'] {
-            let parts = crate::text::split_top(inner, op);
-            if parts.len() == 2 {
-                let (a, b) = (Box::new(kix(parts[0], ln, maxreg)?), Box::new(kix(parts[1], ln, maxreg)?));
-                return Ok(match op {
-                    '+' => IExpr::Add(a, b),
-                    '*' => IExpr::Mul(a, b),
-                    '/' => IExpr::Div(a, b),
-                    _ => IExpr::Mod(a, b),
-                });
-            }
-        }
-    }
-    Err(crate::text::ParseError { line: ln, message: format!("bad index expression `{s}`") })
+    crate::text::parse_iexpr_with(s, ln, 'i', 'r', &mut |r| *maxreg = (*maxreg).max(r))
 }
 
 fn alu_op(name: &str) -> Option<Op> {
@@ -1547,7 +1499,7 @@ fn parse_block(
                         let (p, f) = c.split_once(" else ").ok_or_else(|| perr("expected `else FILL`"))?;
                         (Some(reg(p, ln, maxreg)?), scalar(f.trim(), ln)?)
                     }
-                    None => (None, zero(dtype)),
+                    None => (None, Scalar::zero(dtype)),
                 };
                 Inst::Load { dst, buf, index, pred, fill, dtype }
             } else if let Some(r) = rhs.strip_prefix("acc ") {

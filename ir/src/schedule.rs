@@ -516,8 +516,14 @@ pub fn run(s: &Schedule, dims: &HashMap<String, i64>, args: &[Array]) -> Result<
             store.insert(b, v);
         }
     }
+    collect_outputs(s, &store)
+}
+
+/// The graph's outputs from the buffers of an executed schedule (an output that is an unchanged
+/// input is read from the input's buffer).
+pub(crate) fn collect_outputs(s: &Schedule, store: &HashMap<usize, Array>) -> Result<Vec<Array>, InterpError> {
     let mut outs = Vec::new();
-    for (k, (_, id)) in g.outputs.iter().enumerate() {
+    for (k, (_, id)) in s.graph.outputs.iter().enumerate() {
         let b = s
             .buffers
             .iter()

@@ -326,14 +326,28 @@ fn parse_scalar(s: &str, ln: usize) -> Result<Scalar, ParseError> {
 }
 
 fn parse_iexpr(s: &str, ln: usize) -> Result<IExpr, ParseError> {
+    parse_iexpr_with(s, ln, 'c', 'd', &mut |_| {})
+}
+
+/// Parses a fully parenthesised index expression whose coordinates are written `{coord}N` and
+/// data references `{data}N` (the graph text uses `c`/`d`, the kernel text `i`/`r`); `on_data`
+/// sees every data reference.
+pub(crate) fn parse_iexpr_with(
+    s: &str,
+    ln: usize,
+    coord: char,
+    data: char,
+    on_data: &mut dyn FnMut(usize),
+) -> Result<IExpr, ParseError> {
     let s = s.trim();
     if let Some(inner) = s.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
         return Ok(IExpr::Dim(parse_dim(inner, ln)?));
     }
-    if let Some(k) = s.strip_prefix('c').and_then(|x| x.parse().ok()) {
+    if let Some(k) = s.strip_prefix(coord).and_then(|x| x.parse().ok()) {
         return Ok(IExpr::Coord(k));
     }
-    if let Some(k) = s.strip_prefix('d').and_then(|x| x.parse().ok()) {
+    if let Some(k) = s.strip_prefix(data).and_then(|x| x.parse().ok()) {
+        on_data(k);
         return Ok(IExpr::Data(k));
     }
     if let Ok(v) = s.parse::<i64>() {
@@ -343,7 +357,8 @@ fn parse_iexpr(s: &str, ln: usize) -> Result<IExpr, ParseError> {
         for op in ['+', '*', '/', '%'] {
             let parts = split_top(inner, op);
             if parts.len() == 2 {
-                let (a, b) = (Box::new(parse_iexpr(parts[0], ln)?), Box::new(parse_iexpr(parts[1], ln)?));
+                let a = Box::new(parse_iexpr_with(parts[0], ln, coord, data, on_data)?);
+                let b = Box::new(parse_iexpr_with(parts[1], ln, coord, data, on_data)?);
                 return Ok(match op {
                     '+' => IExpr::Add(a, b),
                     '*' => IExpr::Mul(a, b),
