@@ -1223,62 +1223,19 @@ fn kix(s: &str, ln: usize, maxreg: &mut usize) -> Result<IExpr, crate::text::Par
 }
 
 fn alu_op(name: &str) -> Option<Op> {
-    const UN: &[UnaryOp] = &[
-        UnaryOp::Neg,
-        UnaryOp::Not,
-        UnaryOp::Abs,
-        UnaryOp::Sqrt,
-        UnaryOp::Floor,
-        UnaryOp::Ceil,
-        UnaryOp::Round,
-        UnaryOp::Exp,
-        UnaryOp::Exp2,
-        UnaryOp::Log,
-        UnaryOp::Log2,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tanh,
-        UnaryOp::Erf,
-        UnaryOp::Rsqrt,
-    ];
-    const BIN: &[BinaryOp] = &[
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Rem,
-        BinaryOp::Pow,
-        BinaryOp::Min,
-        BinaryOp::Max,
-        BinaryOp::And,
-        BinaryOp::Or,
-        BinaryOp::Xor,
-        BinaryOp::Shl,
-        BinaryOp::Shr,
-        BinaryOp::Eq,
-        BinaryOp::Ne,
-        BinaryOp::Lt,
-        BinaryOp::Le,
-        BinaryOp::Gt,
-        BinaryOp::Ge,
-    ];
     match name {
         "where" => Some(Op::Where),
         "cast" => Some(Op::Cast),
         "bitcast" => Some(Op::Bitcast),
         "fma" => Some(Op::Fma),
-        n => UN
-            .iter()
-            .find(|u| format!("{u:?}").to_lowercase() == n)
-            .map(|u| Op::Unary(*u))
-            .or_else(|| BIN.iter().find(|b| format!("{b:?}").to_lowercase() == n).map(|b| Op::Binary(*b))),
+        n => crate::text::UNARY.iter().find(|u| format!("{u:?}").to_lowercase() == n).map(|u| Op::Unary(*u)).or_else(
+            || crate::text::BINARY.iter().find(|b| format!("{b:?}").to_lowercase() == n).map(|b| Op::Binary(*b)),
+        ),
     }
 }
 
 fn red_op(name: &str) -> Option<ReduceOp> {
-    [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin]
-        .into_iter()
-        .find(|o| format!("{o:?}").to_lowercase() == name)
+    crate::text::REDUCE.iter().copied().find(|o| format!("{o:?}").to_lowercase() == name)
 }
 
 fn scalar(w: &str, ln: usize) -> Result<Scalar, crate::text::ParseError> {

@@ -378,7 +378,8 @@ fn parse_name<T: Copy + std::fmt::Debug>(s: &str, all: &[T], ln: usize) -> Resul
         .ok_or(ParseError { line: ln, message: format!("unknown operation `{s}`") })
 }
 
-const UNARY: &[UnaryOp] = &[
+/// Every unary operation, for parsing names.
+pub(crate) const UNARY: &[UnaryOp] = &[
     UnaryOp::Neg,
     UnaryOp::Not,
     UnaryOp::Abs,
@@ -396,7 +397,8 @@ const UNARY: &[UnaryOp] = &[
     UnaryOp::Erf,
     UnaryOp::Rsqrt,
 ];
-const BINARY: &[BinaryOp] = &[
+/// Every binary operation, for parsing names.
+pub(crate) const BINARY: &[BinaryOp] = &[
     BinaryOp::Add,
     BinaryOp::Sub,
     BinaryOp::Mul,
@@ -417,7 +419,8 @@ const BINARY: &[BinaryOp] = &[
     BinaryOp::Gt,
     BinaryOp::Ge,
 ];
-const REDUCE: &[ReduceOp] =
+/// Every reduction, for parsing names.
+pub(crate) const REDUCE: &[ReduceOp] =
     &[ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin];
 
 fn parse_node(
