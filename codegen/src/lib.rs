@@ -1,3 +1,4 @@
-//! tk code generators: CPU (Cranelift), PTX, AMDGPU
-//!
-//! Not implemented yet: this crate is reserved by the layout; backends land with their issues.
+//! tk code generators. `cpu` compiles the kernel IR with Cranelift for the host (JIT) or any
+//! supported triple (relocatable objects). The PTX and AMDGPU backends land with their issues.
+
+pub mod cpu;

@@ -1,3 +1,14 @@
-//! tk devices, runtime, kernel cache and bundles
-//!
-//! Not implemented yet: this crate is reserved by the layout; the runtime lands with the CPU issue.
+//! tk devices and the runtime: the [`device::Device`] interface with the CPU as its first
+//! implementation, host arrays (`.npy`, random inputs), and the runtime that executes an
+//! entry's schedule ([`runtime`]).
+
+pub mod array;
+pub mod cpu;
+pub mod device;
+pub mod error;
+pub mod runtime;
+
+pub use array::HostArray;
+pub use device::{Device, open};
+pub use error::RunError;
+pub use runtime::{Compiled, DeviceArray, compile};

@@ -37,6 +37,10 @@ impl Dim {
             _ => None,
         }
     }
+    /// The monomials with their coefficients (for code generators that evaluate a dimension).
+    pub fn terms(&self) -> impl Iterator<Item = (&[Atom], i64)> {
+        self.terms.iter().map(|(m, c)| (m.as_slice(), *c))
+    }
     pub fn is_one(&self) -> bool {
         self.as_const() == Some(1)
     }

@@ -403,8 +403,8 @@ fn unary(op: UnaryOp, x: &Array, d: DType) -> Array {
 }
 
 /// erf in f64 (Abramowitz-Stegun 7.1.26 is not accurate enough; this uses the series and the
-/// continued fraction, accurate to about 1e-15).
-fn erf(x: f64) -> f64 {
+/// continued fraction, accurate to about 1e-15). Backends call this function for f64 `erf`.
+pub fn erf(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
     }

@@ -1,0 +1,187 @@
+//! The CPU backend: kernel IR -> Cranelift IR -> machine code, in memory (JIT) or as a
+//! relocatable object, from one translation ([`translate`]).
+
+pub mod helpers;
+mod translate;
+
+pub use translate::{CheckInfo, KernelInfo, symbols};
+
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use std::collections::HashMap;
+use std::str::FromStr;
+use tk_ir::kernel::Kernel;
+
+/// An error generating CPU code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CodegenError {
+    /// The kernel uses something the CPU backend cannot compile.
+    #[error("kernel `{kernel}`: the CPU backend does not support {message}")]
+    Unsupported { kernel: String, message: String },
+    /// An unknown or unsupported target triple.
+    #[error("target `{0}`: {1}")]
+    Target(String, String),
+    /// Cranelift rejected the generated code (a bug in tk).
+    #[error("Cranelift failed on kernel `{kernel}`: {message}")]
+    Backend { kernel: String, message: String },
+}
+
+/// The signature of a compiled kernel (see the `translate` module).
+pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64) -> i32;
+
+/// One compiled device kernel.
+pub struct CompiledKernel {
+    pub info: KernelInfo,
+    func: KernelFn,
+}
+
+impl CompiledKernel {
+    /// The machine code's entry point.
+    pub fn function(&self) -> KernelFn {
+        self.func
+    }
+}
+
+/// Kernels compiled into executable memory; the memory is freed when this is dropped.
+pub struct JitKernels {
+    module: Option<JITModule>,
+    pub kernels: Vec<CompiledKernel>,
+}
+
+// SAFETY: after finalisation the module is only touched by `drop`; the kernels are plain
+// function pointers into immutable executable memory, callable from any thread.
+unsafe impl Send for JitKernels {}
+unsafe impl Sync for JitKernels {}
+
+impl Drop for JitKernels {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: `self.kernels` (the only pointers into the module's memory) are dropped
+            // with `self`; nothing can call them afterwards.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+fn flags(pic: bool) -> Result<settings::Flags, CodegenError> {
+    let mut b = settings::builder();
+    let set = |b: &mut settings::Builder, k: &str, v: &str| {
+        b.set(k, v).map_err(|e| CodegenError::Target("flags".into(), format!("{k}={v}: {e}")))
+    };
+    set(&mut b, "opt_level", "speed")?;
+    set(&mut b, "use_colocated_libcalls", "false")?;
+    set(&mut b, "is_pic", if pic { "true" } else { "false" })?;
+    Ok(settings::Flags::new(b))
+}
+
+/// The host's ISA with every feature this CPU has (AVX2, FMA, ... on x86_64; NEON on aarch64).
+pub fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
+    let b = cranelift_native::builder().map_err(|e| CodegenError::Target("host".into(), e.to_string()))?;
+    b.finish(flags(pic)?).map_err(|e| CodegenError::Target("host".into(), e.to_string()))
+}
+
+/// The ISA for a target triple with its baseline features (`aarch64-apple-darwin`, ...).
+pub fn triple_isa(triple: &str) -> Result<OwnedTargetIsa, CodegenError> {
+    let t = target_lexicon::Triple::from_str(triple).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    let b = cranelift_codegen::isa::lookup(t).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    b.finish(flags(true)?).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))
+}
+
+/// The target triple of the host and the ISA features code is compiled for (part of the
+/// kernel-cache key).
+pub fn host_description() -> String {
+    match host_isa(false) {
+        Ok(isa) => {
+            let mut feats: Vec<String> =
+                isa.isa_flags().iter().filter(|f| f.as_bool() == Some(true)).map(|f| f.name.to_string()).collect();
+            feats.sort();
+            format!("{} {}", isa.triple(), feats.join(","))
+        }
+        Err(e) => format!("unknown host ({e})"),
+    }
+}
+
+/// Declares and defines one kernel in a module; returns its id, run-time facts and, when asked,
+/// its Cranelift IR text.
+fn define<M: Module>(
+    m: &mut M,
+    k: &Kernel,
+    name: &str,
+    want_text: bool,
+) -> Result<(FuncId, KernelInfo, String), CodegenError> {
+    let backend = |message: String| CodegenError::Backend { kernel: k.name.clone(), message };
+    let ptr = m.target_config().pointer_type();
+    let mut ctx = m.make_context();
+    translate::signature(&mut ctx.func.signature, ptr);
+    let id = m.declare_function(name, Linkage::Export, &ctx.func.signature).map_err(|e| backend(e.to_string()))?;
+    let mut hs = HashMap::new();
+    for (hname, params, ret) in helpers::HELPERS {
+        let mut sig = m.make_signature();
+        translate::helper_signature(&mut sig, params, *ret);
+        let hid = m.declare_function(hname, Linkage::Import, &sig).map_err(|e| backend(e.to_string()))?;
+        hs.insert(*hname, m.declare_func_in_func(hid, &mut ctx.func));
+    }
+    let info = translate::translate(k, &mut ctx.func, ptr, hs, m.target_config())
+        .map_err(|e| CodegenError::Unsupported { kernel: k.name.clone(), message: e.message })?;
+    let text = if want_text { ctx.func.display().to_string() } else { String::new() };
+    m.define_function(id, &mut ctx).map_err(|e| backend(format!("{e:?}")))?;
+    m.clear_context(&mut ctx);
+    Ok((id, info, text))
+}
+
+/// Compiles kernels for the host into executable memory.
+pub fn jit(kernels: &[Kernel]) -> Result<JitKernels, CodegenError> {
+    let isa = host_isa(false)?;
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    for (name, _, _) in helpers::HELPERS {
+        if let Some(p) = helpers::address(name) {
+            jb.symbol(*name, p);
+        }
+    }
+    let mut m = JITModule::new(jb);
+    let mut ids = Vec::new();
+    for (i, k) in kernels.iter().enumerate() {
+        ids.push(define(&mut m, k, &format!("{}_{i}", k.name), false)?);
+    }
+    m.finalize_definitions().map_err(|e| CodegenError::Backend { kernel: "*".into(), message: e.to_string() })?;
+    let kernels = ids
+        .into_iter()
+        .map(|(id, info, _)| {
+            let p = m.get_finalized_function(id);
+            // SAFETY: `p` is the entry of a function compiled with the signature of `KernelFn`.
+            let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
+            CompiledKernel { info, func }
+        })
+        .collect();
+    Ok(JitKernels { module: Some(m), kernels })
+}
+
+/// Compiles kernels into a relocatable object for `triple` (the host when `None`); symbol
+/// names are `{prefix}{kernel name}`.
+pub fn object(kernels: &[Kernel], triple: Option<&str>, prefix: &str) -> Result<Vec<u8>, CodegenError> {
+    let isa = match triple {
+        Some(t) => triple_isa(t)?,
+        None => host_isa(true)?,
+    };
+    let t = isa.triple().to_string();
+    let ob = ObjectBuilder::new(isa, "tk", default_libcall_names())
+        .map_err(|e| CodegenError::Target(t.clone(), e.to_string()))?;
+    let mut m = ObjectModule::new(ob);
+    for k in kernels {
+        define(&mut m, k, &format!("{prefix}{}", k.name), false)?;
+    }
+    m.finish().emit().map_err(|e| CodegenError::Target(t, e.to_string()))
+}
+
+/// The Cranelift IR of a kernel (`tk emit --stage clif`), before Cranelift's optimisations.
+pub fn clif(k: &Kernel) -> Result<String, CodegenError> {
+    let isa = host_isa(false)?;
+    let mut m = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let (_, _, text) = define(&mut m, k, &k.name, true)?;
+    // SAFETY: nothing was finalised or handed out.
+    unsafe { m.free_memory() };
+    Ok(text)
+}

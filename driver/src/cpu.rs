@@ -1,0 +1,227 @@
+//! The CPU device: kernels compiled by Cranelift, run on a thread pool, queues run inline.
+//!
+//! Parallelism: a kernel whose body is one parallel range is split into chunks of that range,
+//! run on rayon's pool (one worker per core). A kernel with fewer than [`PARALLEL_WORK`]
+//! iterations in all runs on the calling thread, so small launches pay no threading overhead.
+
+use crate::device::{Buffer, Device, Event, Executable, Queue};
+use crate::error::RunError;
+use std::alloc::Layout;
+use std::any::Any;
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Instant;
+use tk_codegen::cpu::{JitKernels, KernelInfo};
+use tk_ir::dims::Dim;
+use tk_ir::kernel::{Inst, Kernel};
+
+/// Below this many loop iterations (summed over the kernel), a launch runs on one thread.
+pub const PARALLEL_WORK: u64 = 1 << 15;
+
+/// Host memory of a CPU buffer: 64-byte aligned, zero-initialised.
+struct CpuMem {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the memory is plain bytes; kernels running on several threads write disjoint parts of
+// it, and the runtime orders launches (the queue is in order).
+unsafe impl Send for CpuMem {}
+unsafe impl Sync for CpuMem {}
+
+impl Drop for CpuMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `alloc` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+fn mem(b: &Buffer) -> Result<&CpuMem, RunError> {
+    b.mem.downcast_ref::<CpuMem>().ok_or(RunError::Device {
+        device: "cpu".into(),
+        message: "a buffer of another device was passed to the CPU device".into(),
+    })
+}
+
+/// Compiled kernels with what the launcher needs.
+pub struct CpuExecutable {
+    jit: JitKernels,
+    kernels: Vec<Kernel>,
+}
+
+impl Executable for CpuExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
+#[derive(Default)]
+pub struct CpuDevice {
+    target: String,
+}
+
+impl CpuDevice {
+    pub fn new() -> CpuDevice {
+        CpuDevice { target: tk_codegen::cpu::host_description() }
+    }
+}
+
+/// The number of loop iterations a kernel body runs (an estimate of its work).
+fn work(body: &[Inst], dims: &HashMap<String, i64>) -> u64 {
+    let mut total = 0u64;
+    for i in body {
+        total = total.saturating_add(match i {
+            Inst::Range { extent, body, .. } => {
+                let n = extent.eval(&|s| dims.get(s).copied()).unwrap_or(0).max(0) as u64;
+                n.saturating_mul(work(body, dims).max(1))
+            }
+            Inst::Loop { trip, body, .. } => {
+                let n = trip.eval(&|s| dims.get(s).copied()).unwrap_or(0).max(0) as u64;
+                n.saturating_mul(work(body, dims).max(1))
+            }
+            _ => 0,
+        });
+    }
+    total
+}
+
+fn eval(d: &Dim, dims: &HashMap<String, i64>) -> i64 {
+    d.eval(&|s| dims.get(s).copied()).unwrap_or(0)
+}
+
+/// Calls a compiled kernel on `[lo, hi)` of its parallel range; maps a failed check to an error.
+fn call(
+    f: tk_codegen::cpu::KernelFn,
+    info: &KernelInfo,
+    ptrs: &[usize],
+    dvals: &[i64],
+    lo: i64,
+    hi: i64,
+    dims: &HashMap<String, i64>,
+) -> Result<(), RunError> {
+    let mut err = [0i64; 3];
+    let p: Vec<*mut u8> = ptrs.iter().map(|p| *p as *mut u8).collect();
+    // SAFETY: `p` holds one valid buffer per kernel argument, sized for the bound dimensions
+    // (the runtime allocated them from the same shapes), `dvals` one value per symbol, and `err`
+    // three writable slots: the contract of the generated code.
+    let code = unsafe { f(p.as_ptr(), dvals.as_ptr(), lo, hi, err.as_mut_ptr()) };
+    if code == 0 {
+        return Ok(());
+    }
+    let c = info.checks.get(code as usize - 1);
+    Err(RunError::OutOfRange {
+        value: err[0],
+        lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(err[1]),
+        hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(err[2]),
+        loc: c.map(|c| c.loc).unwrap_or_default(),
+    })
+}
+
+impl Device for CpuDevice {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+    fn alloc(&self, bytes: usize) -> Result<Buffer, RunError> {
+        let size = bytes.max(64).next_multiple_of(64);
+        let layout = Layout::from_size_align(size, 64).map_err(|e| RunError::Device {
+            device: "cpu".into(),
+            message: format!("allocating {bytes} bytes: {e}"),
+        })?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).ok_or(RunError::Device {
+            device: "cpu".into(),
+            message: format!("out of memory allocating {bytes} bytes"),
+        })?;
+        Ok(Buffer::new(Arc::new(CpuMem { ptr, layout }), bytes))
+    }
+    fn queue(&self) -> Queue {
+        Queue { id: 0 }
+    }
+    fn write(&self, _q: &Queue, dst: &Buffer, src: &[u8]) -> Result<(), RunError> {
+        let m = mem(dst)?;
+        let n = src.len().min(dst.bytes());
+        // SAFETY: `m` has at least `dst.bytes()` bytes; the regions do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), m.ptr.as_ptr(), n) };
+        Ok(())
+    }
+    fn read(&self, _q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError> {
+        let m = mem(src)?;
+        let n = dst.len().min(src.bytes());
+        // SAFETY: as in `write`.
+        unsafe { std::ptr::copy_nonoverlapping(m.ptr.as_ptr(), dst.as_mut_ptr(), n) };
+        Ok(())
+    }
+    fn copy(&self, _q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError> {
+        let (s, d) = (mem(src)?, mem(dst)?);
+        let n = src.bytes().min(dst.bytes());
+        // SAFETY: both hold at least `n` bytes; `copy` allows overlap.
+        unsafe { std::ptr::copy(s.ptr.as_ptr(), d.ptr.as_ptr(), n) };
+        Ok(())
+    }
+    fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        let jit = tk_codegen::cpu::jit(kernels)
+            .map_err(|e| RunError::Compile { message: e.to_string(), loc: Default::default() })?;
+        Ok(Arc::new(CpuExecutable { jit, kernels: kernels.to_vec() }))
+    }
+    fn launch(
+        &self,
+        _q: &Queue,
+        exe: &Arc<dyn Executable>,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        let dev = |m: String| RunError::Device { device: "cpu".into(), message: m };
+        let exe = exe.as_any().downcast_ref::<CpuExecutable>().ok_or(dev("not a CPU executable".into()))?;
+        let (Some(ck), Some(kernel)) = (exe.jit.kernels.get(k), exe.kernels.get(k)) else {
+            return Err(dev(format!("no device kernel {k}")));
+        };
+        if bufs.len() != kernel.bufs.len() {
+            return Err(dev(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        let info = &ck.info;
+        let mut dvals = Vec::with_capacity(info.symbols.len());
+        for s in &info.symbols {
+            dvals.push(*dims.get(s).ok_or(dev(format!("dimension `{s}` has no value")))?);
+        }
+        let ptrs: Vec<usize> =
+            bufs.iter().map(|b| mem(b).map(|m| m.ptr.as_ptr() as usize)).collect::<Result<_, _>>()?;
+        let f = ck.function();
+        let extent = info.parallel.as_ref().map(|d| eval(d, dims)).unwrap_or(0);
+        let threads = rayon::current_num_threads() as i64;
+        if extent < 2 || threads < 2 || work(&kernel.body, dims) < PARALLEL_WORK {
+            return call(f, info, &ptrs, &dvals, 0, i64::MAX, dims);
+        }
+        // Several chunks per thread balance uneven rows; each chunk is a contiguous block.
+        let chunks = (threads * 4).min(extent);
+        let results: Vec<Result<(), RunError>> = {
+            use rayon::prelude::*;
+            (0..chunks)
+                .into_par_iter()
+                .map(|c| {
+                    let lo = extent * c / chunks;
+                    let hi = extent * (c + 1) / chunks;
+                    call(f, info, &ptrs, &dvals, lo, hi, dims)
+                })
+                .collect()
+        };
+        results.into_iter().collect()
+    }
+    fn record(&self, _q: &Queue) -> Event {
+        Event { at: Some(Instant::now()) }
+    }
+    fn wait(&self, _e: &Event) -> Result<(), RunError> {
+        Ok(())
+    }
+    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! Errors of the runtime and the devices.
+
+use tk_ir::graph::Loc;
+
+/// An error running a compiled entry. Errors with a [`Loc`] point at the user's source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// A file could not be read or written, or holds the wrong data.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    /// An argument does not match the entry's signature.
+    #[error("{message}")]
+    Argument { message: String },
+    /// An index computed at run time is outside its axis (a gather, `x[i]` with a data index).
+    #[error("index {value} is out of range {lo}..{hi}")]
+    OutOfRange { value: i64, lo: i64, hi: i64, loc: Loc },
+    /// A dimension evaluates to a negative size for the given arguments.
+    #[error("{message}")]
+    Dimension { message: String, loc: Loc },
+    /// The compiler cannot handle the program on this device.
+    #[error("{message}")]
+    Compile { message: String, loc: Loc },
+    /// A device failure.
+    #[error("device {device}: {message}")]
+    Device { device: String, message: String },
+}
+
+impl RunError {
+    /// The source location the error is about, when it has one.
+    pub fn loc(&self) -> Option<Loc> {
+        match self {
+            RunError::OutOfRange { loc, .. } | RunError::Dimension { loc, .. } | RunError::Compile { loc, .. } => {
+                Some(*loc)
+            }
+            _ => None,
+        }
+    }
+}

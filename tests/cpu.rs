@@ -1,0 +1,134 @@
+//! Every example runs on the CPU device and matches the reference interpreter bit for bit, on
+//! random inputs with awkward sizes (0, 1, primes, sizes that are not multiples of the vector
+//! widths).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tk_driver::HostArray;
+use tk_ir::dtype::DType;
+use tk_ir::graph::{Graph, Scalar};
+use tk_ir::interp::{self, Array};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn compile(path: &Path) -> Vec<(String, Graph)> {
+    let src = std::fs::read_to_string(path).expect("readable");
+    let c = tk_compiler::check_source(path, src);
+    assert!(c.is_ok(), "{}", c.render_plain());
+    c.kernels
+        .iter()
+        .map(|k| {
+            let g = tk_compiler::lower::lower_kernel(k).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+            (k.name.clone(), tk_ir::passes::prepare(&g))
+        })
+        .collect()
+}
+
+fn symbols(g: &Graph) -> Vec<String> {
+    let mut v: Vec<String> = g.inputs.iter().flat_map(|(_, _, s)| s.iter().flat_map(|d| d.symbols())).collect();
+    v.extend(g.dims.iter().cloned());
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec<Array> {
+    g.inputs
+        .iter()
+        .map(|(_, d, shape)| {
+            let shape: Vec<usize> =
+                shape.iter().map(|x| x.eval(&|s| dims.get(s).copied()).expect("bound") as usize).collect();
+            Array::from_fn(*d, shape, |_| {
+                if d.is_float() {
+                    // Mostly in [-4, 4), with occasional large values, zeros and non-finite ones.
+                    match rng.next() % 64 {
+                        0 => Scalar::Float(0.0),
+                        1 => Scalar::Float(-0.0),
+                        2 => Scalar::Float(1e30),
+                        3 => Scalar::Float(f64::INFINITY),
+                        _ => Scalar::Float((rng.next() % 8_000_001) as f64 / 1_000_000.0 - 4.0),
+                    }
+                } else if *d == DType::Bool {
+                    Scalar::Bool(rng.next().is_multiple_of(2))
+                } else {
+                    Scalar::Int((rng.next() % 7) as i128 - 2)
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_matches_the_interpreter_on_the_cpu() {
+    let dev = tk_driver::open("cpu").expect("cpu device");
+    let mut rng = Rng(0x5EED);
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            let compiled = match tk_driver::compile(dev.as_ref(), &name, &g, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{}::{name}: compile: {e}", f.display()));
+                    continue;
+                }
+            };
+            for size in [0i64, 1, 2, 3, 5, 7, 13, 17] {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                if g.inputs
+                    .iter()
+                    .any(|(_, _, s)| s.iter().any(|d| d.eval(&|x| dims.get(x).copied()).is_none_or(|v| v < 0)))
+                {
+                    continue;
+                }
+                let args = random_args(&g, &dims, &mut rng);
+                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+                let want = interp::bind_dims(&g, &args, &explicit)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| interp::run(&g, &b, &args).map_err(|e| e.message));
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let got = compiled.run(dev.as_ref(), &host, &explicit);
+                match (want, got) {
+                    (Ok(w), Ok(o)) => {
+                        let o: Vec<Array> = o.iter().map(HostArray::to_interp).collect();
+                        if format!("{w:?}") != format!("{o:?}") {
+                            failures.push(format!(
+                                "{}::{name} size {size}:\n  interpreter {w:?}\n  cpu         {o:?}",
+                                f.display()
+                            ));
+                        }
+                        ran += 1;
+                    }
+                    (Err(_), Err(_)) => ran += 1,
+                    (w, o) => failures.push(format!(
+                        "{}::{name} size {size}: interpreter {:?} vs cpu {:?}",
+                        f.display(),
+                        w.err(),
+                        o.err().map(|e| e.to_string())
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(ran >= 300, "only {ran} runs");
+}
