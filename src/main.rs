@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
+mod run;
+
 /// Exit codes, the same for every command (documented in the README).
 mod exit {
     pub const OK: u8 = 0;
@@ -14,7 +16,6 @@ mod exit {
     pub const USER: u8 = 1;
     // 2: usage errors, reported by clap.
     /// A runtime or device failure.
-    #[allow(dead_code)]
     pub const RUNTIME: u8 = 3;
     /// A required external tool is missing.
     #[allow(dead_code)]
@@ -77,6 +78,49 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
     },
+    /// Compile one kernel of a file and run it on the given arguments.
+    #[command(after_help = "ARGUMENT VALUES:\n  \
+        FILE.npy       an array saved by numpy (np.save); its dtype must match the parameter's\n  \
+        3.5, -2, true  a scalar literal, for a rank-0 parameter\n  \
+        rand:DIMS      random values, e.g. rand:1024x1024 (floats uniform in [0, 1), integers\n                 \
+        uniform in [-100, 100], bools true with p = 0.5)\n  \
+        randn:DIMS     floats from the standard normal distribution\n\n\
+        Random values come from ChaCha8 seeded with --seed, drawn in parameter order.\n\n\
+        EXAMPLE:\n  tk run examples/softmax.tk --arg x=rand:4x8")]
+    Run {
+        /// The .tk file.
+        file: PathBuf,
+        /// The kernel to run (may be omitted when the file has one).
+        #[arg(short = 'k', long = "kernel", value_name = "ENTRY")]
+        entry: Option<String>,
+        /// An argument, NAME=VALUE (see ARGUMENT VALUES below). Repeat for each parameter.
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// A value for an explicit dimension parameter (`kernel k<h>`), NAME=N.
+        #[arg(long = "dim", value_name = "NAME=N")]
+        dims: Vec<String>,
+        /// Write each output to DIR/NAME.npy instead of printing a summary.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The device to run on (`tk devices` lists them).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Run N more times after a warm-up, with the arguments resident on the device, and print
+        /// the median time, GB/s and GFLOP/s.
+        #[arg(long, value_name = "N")]
+        bench: Option<usize>,
+        /// Print the time of each compile stage and of the run.
+        #[arg(long)]
+        time: bool,
+        /// Seed of the random arguments.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4`.
+        #[arg(long, value_name = "KNOBS")]
+        opts: Option<String>,
+    },
+    /// List the devices of this machine and the target each compiles for.
+    Devices,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +135,8 @@ enum Stage {
     Schedule,
     /// The loop-level kernel IR of every device kernel.
     Kernel,
+    /// The Cranelift IR of every device kernel (the CPU backend's input).
+    Clif,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +169,24 @@ fn main() -> ExitCode {
             };
             let flags = Flags { fast_math, deterministic };
             emit(&file, stage, entry.as_deref(), knobs.as_ref(), flags, choice)
+        }
+        Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts } => {
+            let knobs = match opts.as_deref().map(str::parse::<tk_ir::kernel::Knobs>) {
+                None => None,
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    eprintln!("error: --opts: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run::run(run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs }, choice)
+        }
+        Command::Devices => {
+            println!("{:<10} TARGET", "DEVICE");
+            for (name, target) in tk_driver::device::list() {
+                println!("{name:<10} {target}");
+            }
+            exit::OK
         }
     };
     ExitCode::from(code)
@@ -215,7 +279,7 @@ fn emit(
             }
             module
         }
-        Stage::Graph | Stage::Schedule | Stage::Kernel => {
+        Stage::Graph | Stage::Schedule | Stage::Kernel | Stage::Clif => {
             let checked = match check_one(file, choice) {
                 Ok(c) => c,
                 Err(c) => return c,
@@ -253,6 +317,16 @@ fn emit(
                                     .cloned()
                                     .unwrap_or(tk_ir::kernel::Knobs { parallel: rank.min(1), ..Default::default() });
                                 match tk_ir::kernel::lower(&sched, i, &kn) {
+                                    Ok(kern) if stage == Stage::Clif => match tk_codegen::cpu::clif(&kern) {
+                                        Ok(t) => {
+                                            let _ = writeln!(s, "; device kernel {i}");
+                                            s.push_str(&t);
+                                        }
+                                        Err(e) => {
+                                            eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                                            return exit::RUNTIME;
+                                        }
+                                    },
                                     Ok(kern) => s.push_str(&tk_ir::kernel::print(&kern)),
                                     Err(e) => {
                                         eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);

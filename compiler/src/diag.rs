@@ -119,6 +119,10 @@ codes! {
     TwoBreaks = "E0408": "more than one `break if`",
     ExplicitDimCall = "E0409": "kernel with explicit dimensions called as a function",
     KindParam = "E0410": "compile-time parameter kind in a kernel",
+
+    ArgMismatch = "E0500": "argument does not match the kernel's signature",
+    IndexOutOfRange = "E0501": "index out of range at run time",
+    BadRuntimeDim = "E0502": "invalid size at run time",
 }
 
 /// One error or warning.

@@ -28,6 +28,9 @@ pub struct Checked {
     pub kernels: Vec<tast::CheckedKernel>,
     /// Every diagnostic, in file order.
     pub diags: Vec<diag::Diag>,
+    /// Time spent parsing (every module) and checking.
+    pub parse_time: std::time::Duration,
+    pub check_time: std::time::Duration,
 }
 
 impl Checked {
@@ -60,7 +63,9 @@ pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// Parses, resolves and type-checks the program whose root file is `path` with source `src`.
 pub fn check_source(path: &Path, src: String) -> Checked {
     with_big_stack(|| {
+        let t0 = std::time::Instant::now();
         let program = load::load(path, src);
+        let t1 = std::time::Instant::now();
         let parse_failed = !program.diags.is_empty();
         let (kernels, mut diags) = if parse_failed {
             // Checking half-parsed modules would report follow-on errors; show the syntax first.
@@ -73,6 +78,7 @@ pub fn check_source(path: &Path, src: String) -> Checked {
         all.sort_by_key(|d| (d.file, d.span.lo));
         all.dedup_by(|b, a| a.file == b.file && a.span.lo == b.span.lo && a.code == b.code);
         let kernels = if all.is_empty() { kernels } else { Vec::new() };
-        Checked { program, kernels, diags: all }
+        let t2 = std::time::Instant::now();
+        Checked { program, kernels, diags: all, parse_time: t1 - t0, check_time: t2 - t1 }
     })
 }

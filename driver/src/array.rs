@@ -3,7 +3,7 @@
 
 use crate::error::RunError;
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+pub use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::path::Path;
 use tk_ir::dtype::DType;

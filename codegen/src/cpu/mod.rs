@@ -122,7 +122,7 @@ fn define<M: Module>(
         let mut sig = m.make_signature();
         translate::helper_signature(&mut sig, params, *ret);
         let hid = m.declare_function(hname, Linkage::Import, &sig).map_err(|e| backend(e.to_string()))?;
-        hs.insert(*hname, m.declare_func_in_func(hid, &mut ctx.func));
+        hs.insert(*hname, (hid.as_u32(), sig));
     }
     let info = translate::translate(k, &mut ctx.func, ptr, hs, m.target_config())
         .map_err(|e| CodegenError::Unsupported { kernel: k.name.clone(), message: e.message })?;

@@ -14,7 +14,8 @@
 use super::helpers::dtype_code;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, Value, types,
+    AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, Type, UserExternalName, Value, types,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
@@ -220,6 +221,8 @@ struct Tr<'a, 'f> {
     bufs: Vec<Value>,
     accs: HashMap<usize, AccVars>,
     helpers: HashMap<&'static str, FuncRef>,
+    /// Helpers the module declares (function index, signature), imported on first use.
+    decls: HashMap<&'static str, (u32, Signature)>,
     locals: HashMap<usize, (cranelift_codegen::ir::StackSlot, DType)>,
     checks: Vec<CheckInfo>,
     err: Value,
@@ -258,7 +261,26 @@ impl Tr<'_, '_> {
         self.b.ins().iconst(types::I64, v)
     }
     fn call(&mut self, name: &'static str, args: &[Value]) -> Value {
-        let f = self.helpers[name];
+        let f = match self.helpers.get(name) {
+            Some(f) => *f,
+            None => {
+                let (index, sig) = self
+                    .decls
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| (0, Signature::new(self.b.func.signature.call_conv)));
+                let sig = self.b.import_signature(sig);
+                let user = self.b.func.declare_imported_user_function(UserExternalName { namespace: 0, index });
+                let f = self.b.import_function(ExtFuncData {
+                    name: ExternalName::user(user),
+                    signature: sig,
+                    colocated: false,
+                    patchable: false,
+                });
+                self.helpers.insert(name, f);
+                f
+            }
+        };
         let c = self.b.ins().call(f, args);
         self.b.inst_results(c)[0]
     }
@@ -1169,7 +1191,7 @@ pub fn translate(
     k: &Kernel,
     func: &mut Function,
     ptr: Type,
-    helpers: HashMap<&'static str, FuncRef>,
+    decls: HashMap<&'static str, (u32, Signature)>,
     config: cranelift_codegen::isa::TargetFrontendConfig,
 ) -> Result<KernelInfo, Unsupported> {
     let mut fctx = FunctionBuilderContext::new();
@@ -1191,7 +1213,8 @@ pub fn translate(
         dims: HashMap::new(),
         bufs: Vec::new(),
         accs: HashMap::new(),
-        helpers,
+        helpers: HashMap::new(),
+        decls,
         locals: HashMap::new(),
         checks: Vec::new(),
         err: params[4],
