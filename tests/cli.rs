@@ -95,7 +95,7 @@ fn missing_and_binary_files_exit_1() {
 fn help_documents_every_command() {
     let o = tk(&["--help"]);
     let s = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["check", "emit", "Exit codes"] {
+    for cmd in ["check", "emit", "run", "devices", "Exit codes"] {
         assert!(s.contains(cmd), "--help lacks {cmd}:\n{s}");
     }
     let o = tk(&["emit", "--help"]);
@@ -138,7 +138,7 @@ fn every_stage_emits_for_every_example() {
         .map(|p| p.display().to_string())
         .collect();
     for f in &files {
-        for stage in ["ast", "types", "graph", "schedule", "kernel"] {
+        for stage in ["ast", "types", "graph", "schedule", "kernel", "clif"] {
             let o = tk(&["emit", f, "--stage", stage]);
             assert_eq!(o.status.code(), Some(0), "{f} --stage {stage}: {}", stderr(&o));
             assert!(!o.stdout.is_empty(), "{f} --stage {stage} printed nothing");

@@ -132,3 +132,141 @@ fn every_example_matches_the_interpreter_on_the_cpu() {
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
     assert!(ran >= 300, "only {ran} runs");
 }
+
+/// Every example compiles for the Mac (aarch64-apple-darwin) and for aarch64 Linux to a
+/// relocatable object whose symbols are the device kernels, from the same translation as the JIT.
+#[test]
+fn every_example_cross_compiles_to_aarch64_objects() {
+    use object::{Object, ObjectSymbol};
+    let mut objects = 0;
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            let s = tk_ir::schedule::schedule(&g);
+            let kernels: Vec<tk_ir::kernel::Kernel> = (0..s.kernels.len())
+                .map(|i| {
+                    let rank = s.buffers[s.kernels[i].writes[0]].shape.len();
+                    tk_ir::kernel::lower(&s, i, &tk_driver::runtime::default_knobs(rank)).expect("lowers")
+                })
+                .collect();
+            for (triple, arch, format) in [
+                ("aarch64-apple-darwin", object::Architecture::Aarch64, object::BinaryFormat::MachO),
+                ("aarch64-unknown-linux-gnu", object::Architecture::Aarch64, object::BinaryFormat::Elf),
+            ] {
+                let prefix = format!("tk_{name}_");
+                let bytes = tk_codegen::cpu::object(&kernels, Some(triple), &prefix)
+                    .unwrap_or_else(|e| panic!("{}::{name} for {triple}: {e}", f.display()));
+                let obj = object::File::parse(&*bytes).expect("a valid object");
+                assert_eq!(obj.architecture(), arch);
+                assert_eq!(obj.format(), format);
+                let defined: Vec<String> = obj
+                    .symbols()
+                    .filter(|s| s.is_definition())
+                    .filter_map(|s| s.name().ok().map(|n| n.trim_start_matches('_').to_string()))
+                    .collect();
+                for k in &kernels {
+                    let want = format!("{prefix}{}", k.name);
+                    assert!(defined.contains(&want), "{triple}: {want} not in {defined:?}");
+                }
+                objects += 1;
+            }
+        }
+    }
+    assert!(objects >= 100, "only {objects} objects");
+}
+
+/// Random valid knobs (parallel axes, unrolling, vector width) never change a result.
+#[test]
+fn knobs_do_not_change_cpu_results() {
+    use tk_ir::kernel::Knobs;
+    let dev = tk_driver::open("cpu").expect("cpu device");
+    let mut rng = Rng(99);
+    let mut checked = 0;
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            let s = tk_ir::schedule::schedule(&g);
+            let ranks: Vec<usize> = s.kernels.iter().map(|k| s.buffers[k.writes[0]].shape.len()).collect();
+            let min_rank = ranks.iter().copied().min().unwrap_or(0);
+            for trial in 0..3 {
+                let r = min_rank as u64;
+                let knobs = Knobs {
+                    parallel: (rng.next() % (r + 1)) as usize,
+                    unroll: 1 << (rng.next() % 4),
+                    vector: if r == 0 { 1 } else { 1 << (rng.next() % 4) },
+                    group: 1,
+                };
+                let compiled = tk_driver::compile(dev.as_ref(), &name, &g, Some(&knobs))
+                    .unwrap_or_else(|e| panic!("{}::{name} {knobs}: {e}", f.display()));
+                let size = [3i64, 5, 17][trial];
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                let args = random_args(&g, &dims, &mut rng);
+                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let want = interp::bind_dims(&g, &args, &explicit).ok().and_then(|b| interp::run(&g, &b, &args).ok());
+                let got = compiled.run(dev.as_ref(), &host, &explicit).ok();
+                match (want, got) {
+                    (Some(w), Some(o)) => {
+                        let o: Vec<Array> = o.iter().map(HostArray::to_interp).collect();
+                        assert_eq!(format!("{w:?}"), format!("{o:?}"), "{}::{name} {knobs} size {size}", f.display());
+                    }
+                    (None, None) => {}
+                    (w, o) => {
+                        panic!("{}::{name} {knobs} size {size}: {:?} vs {:?}", f.display(), w.is_some(), o.is_some())
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 200, "{checked}");
+}
+
+/// Launches large enough to be split over threads match the interpreter too.
+#[test]
+fn parallel_launches_match_the_interpreter() {
+    let dev = tk_driver::open("cpu").expect("cpu device");
+    let mut rng = Rng(4242);
+    let mut split = 0;
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            // The largest size whose inputs stay below 40k elements.
+            let elems = |size: i64| -> i64 {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                g.inputs
+                    .iter()
+                    .map(|(_, _, s)| {
+                        s.iter().map(|d| d.eval(&|x| dims.get(x).copied()).unwrap_or(0).max(0)).product::<i64>()
+                    })
+                    .sum()
+            };
+            let Some(size) = [257i64, 127, 61, 29].into_iter().find(|s| elems(*s) <= 40_000) else { continue };
+            if g.inputs.is_empty() && size > 61 {
+                continue;
+            }
+            let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, None).expect("compiles");
+            let args = random_args(&g, &dims, &mut rng);
+            let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+            let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+            let want = interp::bind_dims(&g, &args, &explicit).ok().and_then(|b| interp::run(&g, &b, &args).ok());
+            let got = compiled.run(dev.as_ref(), &host, &explicit).ok();
+            match (want, got) {
+                (Some(w), Some(o)) => {
+                    let o: Vec<Array> = o.iter().map(HostArray::to_interp).collect();
+                    assert!(format!("{w:?}") == format!("{o:?}"), "{}::{name} size {size}", f.display());
+                    split += 1;
+                }
+                (None, None) => {}
+                (w, o) => panic!("{}::{name} size {size}: {:?} vs {:?}", f.display(), w.is_some(), o.is_some()),
+            }
+        }
+    }
+    assert!(split >= 40, "{split}");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if threads > 1 {
+        assert!(
+            tk_driver::cpu::split_launches() >= 20,
+            "only {} launches ran on several threads",
+            tk_driver::cpu::split_launches()
+        );
+    }
+}

@@ -144,7 +144,7 @@ impl HostArray {
             });
         }
         let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
-        let found = npy.dtype().descr();
+        let found = npy.dtype().descr().trim_matches('\'').to_string();
         let want = npy_descr(dtype);
         let file_dtype = match found.trim_start_matches(['<', '|', '=']) {
             "f4" => Some(DType::F32),

@@ -16,6 +16,14 @@ use tk_codegen::cpu::{JitKernels, KernelInfo};
 use tk_ir::dims::Dim;
 use tk_ir::kernel::{Inst, Kernel};
 
+/// How many launches so far were split over threads (all CPU devices of the process).
+static SPLIT_LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of launches that ran on several threads since the process started.
+pub fn split_launches() -> usize {
+    SPLIT_LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Below this many loop iterations (summed over the kernel), a launch runs on one thread.
 pub const PARALLEL_WORK: u64 = 1 << 15;
 
@@ -202,6 +210,7 @@ impl Device for CpuDevice {
         }
         // Several chunks per thread balance uneven rows; each chunk is a contiguous block.
         let chunks = (threads * 4).min(extent);
+        SPLIT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let results: Vec<Result<(), RunError>> = {
             use rayon::prelude::*;
             (0..chunks)
