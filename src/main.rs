@@ -313,9 +313,7 @@ fn emit(
                             }
                             for i in 0..sched.kernels.len() {
                                 let rank = sched.buffers[sched.kernels[i].writes[0]].shape.len();
-                                let kn = knobs
-                                    .cloned()
-                                    .unwrap_or(tk_ir::kernel::Knobs { parallel: rank.min(1), ..Default::default() });
+                                let kn = knobs.cloned().unwrap_or_else(|| tk_driver::runtime::default_knobs(rank));
                                 match tk_ir::kernel::lower(&sched, i, &kn) {
                                     Ok(kern) if stage == Stage::Clif => match tk_codegen::cpu::clif(&kern) {
                                         Ok(t) => {

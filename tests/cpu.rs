@@ -191,7 +191,7 @@ fn knobs_do_not_change_cpu_results() {
                 let knobs = Knobs {
                     parallel: (rng.next() % (r + 1)) as usize,
                     unroll: 1 << (rng.next() % 4),
-                    vector: if r == 0 { 1 } else { 1 << (rng.next() % 4) },
+                    vector: if r == 0 { 1 } else { 1 << (rng.next() % 6) },
                     group: 1,
                 };
                 let compiled = tk_driver::compile(dev.as_ref(), &name, &g, Some(&knobs))

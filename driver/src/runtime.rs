@@ -68,9 +68,9 @@ pub struct Compiled {
 }
 
 /// The default knobs for a kernel writing an output of `rank` axes on the CPU: the outermost
-/// axis runs in parallel.
+/// axis runs in parallel and the innermost is vectorised 8 wide (two 128-bit registers).
 pub fn default_knobs(rank: usize) -> Knobs {
-    Knobs { parallel: rank.min(1), ..Knobs::default() }
+    Knobs { parallel: rank.min(1), vector: if rank > 0 { 8 } else { 1 }, ..Knobs::default() }
 }
 
 /// Schedules a prepared graph (see `tk_ir::passes::prepare`), lowers every device kernel with

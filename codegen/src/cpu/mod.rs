@@ -3,6 +3,7 @@
 
 pub mod helpers;
 mod translate;
+mod vector;
 
 pub use translate::{CheckInfo, KernelInfo, symbols};
 
@@ -124,7 +125,11 @@ fn define<M: Module>(
         let hid = m.declare_function(hname, Linkage::Import, &sig).map_err(|e| backend(e.to_string()))?;
         hs.insert(*hname, (hid.as_u32(), sig));
     }
-    let info = translate::translate(k, &mut ctx.func, ptr, hs, m.target_config())
+    let simd_fma = match m.isa().triple().architecture {
+        target_lexicon::Architecture::Aarch64(_) => true,
+        _ => m.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+    };
+    let info = translate::translate(k, &mut ctx.func, ptr, hs, m.target_config(), simd_fma)
         .map_err(|e| CodegenError::Unsupported { kernel: k.name.clone(), message: e.message })?;
     let text = if want_text { ctx.func.display().to_string() } else { String::new() };
     m.define_function(id, &mut ctx).map_err(|e| backend(format!("{e:?}")))?;

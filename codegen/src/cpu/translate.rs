@@ -191,7 +191,7 @@ fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
 }
 
 /// The accumulation dtype of a reduction's running value.
-fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
+pub(super) fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
     let widen = |d: DType| if matches!(d, DType::F16 | DType::Bf16) { DType::F32 } else { d };
     match op {
         ReduceOp::Sum | ReduceOp::Prod if !src.is_float() => out,
@@ -199,7 +199,7 @@ fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
     }
 }
 
-struct AccVars {
+pub(super) struct AccVars {
     op: ReduceOp,
     src: DType,
     /// The dtype of the running value.
@@ -211,25 +211,39 @@ struct AccVars {
     index: Variable,
 }
 
-struct Tr<'a, 'f> {
-    b: &'a mut FunctionBuilder<'f>,
-    ptr: Type,
-    dtypes: Vec<Option<DType>>,
-    regs: HashMap<usize, Variable>,
-    vars: HashMap<usize, Variable>,
-    dims: HashMap<Dim, Value>,
-    bufs: Vec<Value>,
-    accs: HashMap<usize, AccVars>,
-    helpers: HashMap<&'static str, FuncRef>,
+pub(super) struct Tr<'a, 'f> {
+    pub(super) b: &'a mut FunctionBuilder<'f>,
+    pub(super) ptr: Type,
+    pub(super) dtypes: Vec<Option<DType>>,
+    pub(super) regs: HashMap<usize, Variable>,
+    pub(super) vars: HashMap<usize, Variable>,
+    pub(super) dims: HashMap<Dim, Value>,
+    pub(super) bufs: Vec<Value>,
+    pub(super) accs: HashMap<usize, AccVars>,
+    pub(super) helpers: HashMap<&'static str, FuncRef>,
     /// Helpers the module declares (function index, signature), imported on first use.
-    decls: HashMap<&'static str, (u32, Signature)>,
-    locals: HashMap<usize, (cranelift_codegen::ir::StackSlot, DType)>,
-    checks: Vec<CheckInfo>,
-    err: Value,
-    lo: Value,
-    hi: Value,
-    top: bool,
-    buf_dtypes: Vec<DType>,
+    pub(super) decls: HashMap<&'static str, (u32, Signature)>,
+    pub(super) locals: HashMap<usize, (cranelift_codegen::ir::StackSlot, DType)>,
+    pub(super) checks: Vec<CheckInfo>,
+    pub(super) err: Value,
+    pub(super) lo: Value,
+    pub(super) hi: Value,
+    pub(super) top: bool,
+    pub(super) buf_dtypes: Vec<DType>,
+    /// The vectorised range being emitted (see the `vector` module).
+    pub(super) vec: Option<super::vector::VecState>,
+    /// The lane being emitted, in the lane mode of a vectorised range.
+    pub(super) lane: Option<usize>,
+    /// SIMD accumulators: operation, value dtype, element count.
+    pub(super) simd_acc_meta: HashMap<usize, (ReduceOp, DType, Variable)>,
+    /// Integer constants by register (shift amounts in SIMD code).
+    pub(super) consts: HashMap<usize, i64>,
+    /// Whether the target has fused multiply-add for SIMD registers.
+    pub(super) simd_fma: bool,
+    /// The kernel's knobs (vector width of a one-axis parallel range).
+    pub(super) knobs_vector: u32,
+    /// The number of output axes.
+    pub(super) rank: usize,
 }
 
 fn flags() -> MemFlagsData {
@@ -237,7 +251,7 @@ fn flags() -> MemFlagsData {
 }
 
 impl Tr<'_, '_> {
-    fn dtype(&self, r: usize) -> DType {
+    pub(super) fn dtype(&self, r: usize) -> DType {
         self.dtypes.get(r).copied().flatten().unwrap_or(DType::I64)
     }
     fn var(&mut self, r: usize) -> Variable {
@@ -249,13 +263,41 @@ impl Tr<'_, '_> {
         self.regs.insert(r, v);
         v
     }
-    fn get(&mut self, r: usize) -> Value {
+    pub(super) fn get(&mut self, r: usize) -> Value {
+        if let Some(l) = self.lane
+            && self.form(r).is_some()
+        {
+            return self.get_lane(r, l);
+        }
         let v = self.var(r);
         self.b.use_var(v)
     }
-    fn set(&mut self, r: usize, val: Value) {
+    pub(super) fn set(&mut self, r: usize, val: Value) {
+        if let Some(l) = self.lane
+            && self.form(r).is_some()
+        {
+            return self.set_lane(r, l, val);
+        }
         let v = self.var(r);
         self.b.def_var(v, val);
+    }
+    /// The key of an accumulator's state (one per lane in lane mode).
+    fn acc_key(&self, acc: usize) -> usize {
+        match self.lane {
+            Some(l) if self.form(acc).is_some() => (acc << 8) | (l + 1),
+            _ => acc << 8,
+        }
+    }
+    pub(super) fn buf_dtype(&self, buf: usize) -> DType {
+        self.buf_dtypes.get(buf).copied().unwrap_or(DType::F32)
+    }
+    /// The address of element `i` (an i64) of kernel buffer `buf`.
+    pub(super) fn elem_addr(&mut self, buf: usize, i: Value, d: DType) -> Value {
+        let base = self.bufs[buf];
+        let bytes = i64::from(d.bits() / 8);
+        let off = self.b.ins().imul_imm_s(i, bytes);
+        let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
+        self.b.ins().iadd(base, off)
     }
     fn i64c(&mut self, v: i64) -> Value {
         self.b.ins().iconst(types::I64, v)
@@ -353,7 +395,7 @@ impl Tr<'_, '_> {
         self.euclid(a, b, false)
     }
 
-    fn iexpr(&mut self, e: &IExpr) -> Value {
+    pub(super) fn iexpr(&mut self, e: &IExpr) -> Value {
         match e {
             IExpr::Coord(k) => match self.vars.get(k) {
                 Some(v) => {
@@ -433,7 +475,7 @@ impl Tr<'_, '_> {
     }
 
     /// Converts a value between dtypes with the semantics of the language's `as`.
-    fn convert(&mut self, v: Value, from: DType, to: DType) -> Value {
+    pub(super) fn convert(&mut self, v: Value, from: DType, to: DType) -> Value {
         if from == to {
             return v;
         }
@@ -807,6 +849,17 @@ impl Tr<'_, '_> {
         &mut self,
         lo: Value,
         hi: Value,
+        body: impl FnMut(&mut Self, Value) -> Result<(), Unsupported>,
+    ) -> Result<(), Unsupported> {
+        self.counted_step(lo, hi, 1, body)
+    }
+
+    /// A counted loop `var = lo, lo + step, ... < hi` around `body`.
+    fn counted_step(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: i64,
         mut body: impl FnMut(&mut Self, Value) -> Result<(), Unsupported>,
     ) -> Result<(), Unsupported> {
         let i = self.b.declare_var(types::I64);
@@ -823,7 +876,7 @@ impl Tr<'_, '_> {
         self.b.seal_block(bodyb);
         body(self, iv)?;
         let iv = self.b.use_var(i);
-        let next = self.b.ins().iadd_imm_s(iv, 1);
+        let next = self.b.ins().iadd_imm_s(iv, step);
         self.b.def_var(i, next);
         self.b.ins().jump(header, &[]);
         self.b.seal_block(header);
@@ -834,12 +887,16 @@ impl Tr<'_, '_> {
 
     fn block(&mut self, body: &[Inst]) -> Result<(), Unsupported> {
         for inst in body {
-            self.inst(inst)?;
+            if self.vec.is_some() {
+                self.vinst(inst)?;
+            } else {
+                self.inst(inst)?;
+            }
         }
         Ok(())
     }
 
-    fn inst(&mut self, inst: &Inst) -> Result<(), Unsupported> {
+    pub(super) fn inst(&mut self, inst: &Inst) -> Result<(), Unsupported> {
         match inst {
             Inst::Range { var, extent, kind, body } => {
                 let top = std::mem::replace(&mut self.top, false);
@@ -862,6 +919,40 @@ impl Tr<'_, '_> {
                 }
                 let v = self.b.declare_var(types::I64);
                 self.vars.insert(*var, v);
+                let mut lo = lo;
+                // A one-axis parallel range is also the innermost axis: vectorise each chunk.
+                let width = match kind {
+                    RangeKind::Vectorized(w) => *w,
+                    RangeKind::Global if top && self.rank == 1 => self.knobs_vector,
+                    _ => 1,
+                };
+                if width > 1
+                    && let Some(plan) = self.vector_plan(*var, width as usize, body)
+                {
+                    // The vector loop over whole groups of w, then the scalar tail.
+                    let w = i64::from(width);
+                    let n = self.b.ins().isub(hi, lo);
+                    let zero = self.i64c(0);
+                    let n = self.b.ins().smax(n, zero);
+                    let whole = self.b.ins().band_imm_s(n, -w);
+                    let main = self.b.ins().iadd(lo, whole);
+                    let mut plan = Some(plan);
+                    self.counted_step(lo, main, w, |s, base| {
+                        let Some(mut p) = plan.take() else { return Ok(()) };
+                        s.b.def_var(v, base);
+                        for l in 0..w {
+                            let lv = s.b.declare_var(types::I64);
+                            let x = s.b.ins().iadd_imm_s(base, l);
+                            s.b.def_var(lv, x);
+                            p.var_lanes.push(lv);
+                        }
+                        s.vec = Some(p);
+                        let r = s.block(body);
+                        s.vec = None;
+                        r
+                    })?;
+                    lo = main;
+                }
                 self.counted(lo, hi, |s, iv| {
                     s.b.def_var(v, iv);
                     s.block(body)
@@ -869,6 +960,11 @@ impl Tr<'_, '_> {
                 Ok(())
             }
             Inst::Const { dst, value, dtype } => {
+                if let Scalar::Int(i) = value
+                    && self.lane.is_none()
+                {
+                    self.consts.insert(*dst, *i as i64);
+                }
                 let v = self.constant(*value, *dtype);
                 self.set(*dst, v);
                 Ok(())
@@ -940,7 +1036,8 @@ impl Tr<'_, '_> {
                 let index = self.b.declare_var(types::I64);
                 let m1 = self.i64c(-1);
                 self.b.def_var(index, m1);
-                self.accs.insert(*acc, AccVars { op: *op, src: *src, vd, value, count, index });
+                let key = self.acc_key(*acc);
+                self.accs.insert(key, AccVars { op: *op, src: *src, vd, value, count, index });
                 Ok(())
             }
             Inst::AccPush { acc, value, pred } => {
@@ -948,7 +1045,9 @@ impl Tr<'_, '_> {
                 self.guarded(*pred, |s| s.push(acc, value))
             }
             Inst::AccGet { dst, acc } => {
-                let Some(a) = self.accs.get(acc) else { return unsupported("result of an unknown accumulator") };
+                let Some(a) = self.accs.get(&self.acc_key(*acc)) else {
+                    return unsupported("result of an unknown accumulator");
+                };
                 let (op, vd, value, count, index) = (a.op, a.vd, a.value, a.count, a.index);
                 let out = self.dtype(*dst);
                 let r = match op {
@@ -1122,7 +1221,7 @@ impl Tr<'_, '_> {
     }
 
     fn push(&mut self, acc: usize, value: usize) -> Result<(), Unsupported> {
-        let Some(a) = self.accs.get(&acc) else { return unsupported("push to an unknown accumulator") };
+        let Some(a) = self.accs.get(&self.acc_key(acc)) else { return unsupported("push to an unknown accumulator") };
         let (op, src, vd, var, count, index) = (a.op, a.src, a.vd, a.value, a.count, a.index);
         let xd = self.dtype(value);
         let x = self.get(value);
@@ -1193,6 +1292,7 @@ pub fn translate(
     ptr: Type,
     decls: HashMap<&'static str, (u32, Signature)>,
     config: cranelift_codegen::isa::TargetFrontendConfig,
+    simd_fma: bool,
 ) -> Result<KernelInfo, Unsupported> {
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(func, &mut fctx);
@@ -1222,6 +1322,13 @@ pub fn translate(
         hi: params[3],
         top: true,
         buf_dtypes: k.bufs.iter().map(|b| b.dtype).collect(),
+        vec: None,
+        lane: None,
+        simd_acc_meta: HashMap::new(),
+        consts: HashMap::new(),
+        simd_fma,
+        knobs_vector: k.knobs.vector,
+        rank: k.bufs.iter().find(|b| b.write).map_or(0, |b| b.shape.len()),
     };
     // Entry: buffer pointers and every dimension the body uses.
     let ptr_bytes = i32::from(ptr.bytes() as u16);
