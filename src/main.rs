@@ -118,6 +118,10 @@ enum Command {
         /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4`.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
+        /// Keep every reduction in the reference order: results are bit-identical to the
+        /// reference interpreter (and to every device), at some cost in speed.
+        #[arg(long)]
+        deterministic: bool,
     },
     /// List the devices of this machine and the target each compiles for.
     Devices,
@@ -170,7 +174,7 @@ fn main() -> ExitCode {
             let flags = Flags { fast_math, deterministic };
             emit(&file, stage, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
-        Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts } => {
+        Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts, deterministic } => {
             let knobs = match opts.as_deref().map(str::parse::<tk_ir::kernel::Knobs>) {
                 None => None,
                 Some(Ok(k)) => Some(k),
@@ -179,7 +183,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run::run(run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs }, choice)
+            run::run(
+                run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs, deterministic },
+                choice,
+            )
         }
         Command::Devices => {
             println!("{:<10} TARGET", "DEVICE");
@@ -292,8 +299,15 @@ fn emit(
                         // prepared one (transcendentals decomposed into primitives).
                         let g = if stage == Stage::Graph {
                             tk_ir::passes::optimize(&g)
-                        } else {
+                        } else if flags.deterministic {
                             tk_ir::passes::prepare(&g)
+                        } else {
+                            // What the CPU runs: long reductions to a scalar split into partials.
+                            tk_ir::passes::split_reductions(
+                                &tk_ir::passes::prepare(&g),
+                                tk_driver::runtime::split_lanes(),
+                                16,
+                            )
                         };
                         if stage == Stage::Graph {
                             s.push_str(&tk_ir::text::print(&g, &k.name));
@@ -312,8 +326,8 @@ fn emit(
                                 let _ = writeln!(s, "// deterministic: every reduction runs in the reference order");
                             }
                             for i in 0..sched.kernels.len() {
-                                let rank = sched.buffers[sched.kernels[i].writes[0]].shape.len();
-                                let kn = knobs.cloned().unwrap_or_else(|| tk_driver::runtime::default_knobs(rank));
+                                let shape = &sched.buffers[sched.kernels[i].writes[0]].shape;
+                                let kn = knobs.cloned().unwrap_or_else(|| tk_driver::runtime::default_knobs(shape));
                                 match tk_ir::kernel::lower(&sched, i, &kn) {
                                     Ok(kern) if stage == Stage::Clif => match tk_codegen::cpu::clif(&kern) {
                                         Ok(t) => {

@@ -26,6 +26,7 @@ pub struct RunOpts {
     pub time: bool,
     pub seed: u64,
     pub knobs: Option<Knobs>,
+    pub deterministic: bool,
 }
 
 fn ms(d: Duration) -> String {
@@ -244,7 +245,8 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         }
     };
     let t_lower = t0.elapsed();
-    let compiled = match tk_driver::compile(dev.as_ref(), &kernel.name, &g, o.knobs.as_ref()) {
+    let copts = tk_driver::runtime::Options { knobs: o.knobs.clone(), deterministic: o.deterministic };
+    let compiled = match tk_driver::compile(dev.as_ref(), &kernel.name, &g, &copts) {
         Ok(c) => c,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };
@@ -375,11 +377,12 @@ fn bench(
         let shapes: Vec<(DType, Vec<usize>)> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();
         let dims = c.bind(&shapes, explicit)?;
         let mut times = Vec::with_capacity(n);
-        let mut outs = Vec::new();
-        // One warm-up run, then n timed runs with the arguments resident on the device.
+        // One warm-up run, then n timed runs with the arguments and outputs resident on the
+        // device (outputs are allocated once, as numpy's `out=` arrays are).
+        let outs = c.launch(dev, &q, &dargs, &dims)?;
         for i in 0..=n {
             let t = Instant::now();
-            outs = c.launch(dev, &q, &dargs, &dims)?;
+            c.launch_into(dev, &q, &dargs, &dims, &outs)?;
             dev.synchronize(&q)?;
             if i > 0 {
                 times.push(t.elapsed());

@@ -43,6 +43,11 @@ fn compile(path: &Path) -> Vec<(String, Graph)> {
         .collect()
 }
 
+/// Compile options under which the CPU is bit-identical to the interpreter.
+fn exact() -> tk_driver::runtime::Options {
+    tk_driver::runtime::Options { knobs: None, deterministic: true }
+}
+
 fn symbols(g: &Graph) -> Vec<String> {
     let mut v: Vec<String> = g.inputs.iter().flat_map(|(_, _, s)| s.iter().flat_map(|d| d.symbols())).collect();
     v.extend(g.dims.iter().cloned());
@@ -85,7 +90,7 @@ fn every_example_matches_the_interpreter_on_the_cpu() {
     let mut failures = Vec::new();
     for f in examples() {
         for (name, g) in compile(&f) {
-            let compiled = match tk_driver::compile(dev.as_ref(), &name, &g, None) {
+            let compiled = match tk_driver::compile(dev.as_ref(), &name, &g, &exact()) {
                 Ok(c) => c,
                 Err(e) => {
                     failures.push(format!("{}::{name}: compile: {e}", f.display()));
@@ -144,8 +149,8 @@ fn every_example_cross_compiles_to_aarch64_objects() {
             let s = tk_ir::schedule::schedule(&g);
             let kernels: Vec<tk_ir::kernel::Kernel> = (0..s.kernels.len())
                 .map(|i| {
-                    let rank = s.buffers[s.kernels[i].writes[0]].shape.len();
-                    tk_ir::kernel::lower(&s, i, &tk_driver::runtime::default_knobs(rank)).expect("lowers")
+                    let shape = &s.buffers[s.kernels[i].writes[0]].shape;
+                    tk_ir::kernel::lower(&s, i, &tk_driver::runtime::default_knobs(shape)).expect("lowers")
                 })
                 .collect();
             for (triple, arch, format) in [
@@ -194,7 +199,8 @@ fn knobs_do_not_change_cpu_results() {
                     vector: if r == 0 { 1 } else { 1 << (rng.next() % 6) },
                     group: 1,
                 };
-                let compiled = tk_driver::compile(dev.as_ref(), &name, &g, Some(&knobs))
+                let opts = tk_driver::runtime::Options { knobs: Some(knobs.clone()), deterministic: true };
+                let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &opts)
                     .unwrap_or_else(|e| panic!("{}::{name} {knobs}: {e}", f.display()));
                 let size = [3i64, 5, 17][trial];
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
@@ -243,7 +249,7 @@ fn parallel_launches_match_the_interpreter() {
                 continue;
             }
             let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
-            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, None).expect("compiles");
+            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &exact()).expect("compiles");
             let args = random_args(&g, &dims, &mut rng);
             let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
             let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
@@ -268,5 +274,49 @@ fn parallel_launches_match_the_interpreter() {
             "only {} launches ran on several threads",
             tk_driver::cpu::split_launches()
         );
+    }
+}
+
+/// Long reductions to a scalar are split into partials by default: integer sums, max and min
+/// stay exact, and float sums meet the reduction bound of docs/numerics.md.
+#[test]
+fn split_reductions_meet_the_contract() {
+    let src = "kernel s(x: f32[n]) -> f32 { sum(x) }\n\
+               kernel mx(x: f32[n]) -> f32 { max(x) }\n\
+               kernel mn(x: f32[n]) -> f32 { min(x) }\n\
+               kernel si(x: i8[n]) -> i32 { sum(x) }\n\
+               kernel sb(x: bool[n]) -> i32 { sum(x) }\n\
+               kernel sh(x: f16[n]) -> f16 { sum(x) }\n";
+    let path = Path::new("split.tk");
+    let c = tk_compiler::check_source(path, src.to_string());
+    assert!(c.is_ok(), "{}", c.render_plain());
+    let dev = tk_driver::open("cpu").expect("cpu");
+    let mut rng = Rng(77);
+    for k in &c.kernels {
+        let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+        let split = tk_ir::passes::split_reductions(&g, 32, 16);
+        assert!(split.g.node_count() > g.g.node_count(), "{}: not split", k.name);
+        let compiled = tk_driver::compile(dev.as_ref(), &k.name, &g, &Default::default()).expect("compiles");
+        for n in [0i64, 1, 31, 32, 33, 1000, 4099, 100_003] {
+            let dims: HashMap<String, i64> = [("n".to_string(), n)].into();
+            let args = random_args(&g, &dims, &mut rng);
+            let want = interp::run(&g, &dims, &args).expect("runs");
+            let got = compiled.run(dev.as_ref(), &[HostArray::from_interp(&args[0])], &HashMap::new()).expect("runs");
+            let (w, o) = (HostArray::from_interp(&want[0]).get_f64(0), got[0].get_f64(0));
+            if k.name == "s" || k.name == "sh" {
+                let x = HostArray::from_interp(&args[0]);
+                let abs: f64 = (0..x.len()).map(|i| x.get_f64(i).abs()).sum();
+                let u = if k.name == "s" { 2f64.powi(-24) } else { 2f64.powi(-11) };
+                let bound =
+                    (n.max(1) - 1) as f64 * 2f64.powi(-24) * abs + if k.name == "sh" { u * w.abs() } else { 0.0 };
+                assert!(
+                    (w == o) || (w - o).abs() <= bound || (w.is_nan() && o.is_nan()) || w == o,
+                    "{} n={n}: {o} vs {w} (bound {bound})",
+                    k.name
+                );
+            } else {
+                assert!(w == o || (w.is_nan() && o.is_nan()), "{} n={n}: {o} vs {w}", k.name);
+            }
+        }
     }
 }

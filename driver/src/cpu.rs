@@ -208,16 +208,23 @@ impl Device for CpuDevice {
         if extent < 2 || threads < 2 || work(&kernel.body, dims) < PARALLEL_WORK {
             return call(f, info, &ptrs, &dvals, 0, i64::MAX, dims);
         }
-        // Several chunks per thread balance uneven rows; each chunk is a contiguous block.
-        let chunks = (threads * 4).min(extent);
+        // Several chunks per thread balance uneven rows; each chunk is a contiguous block, whole
+        // vectors wide when the parallel axis is also the vectorised one.
+        let align = if kernel.bufs.iter().find(|b| b.write).is_some_and(|b| b.shape.len() == 1) {
+            i64::from(kernel.knobs.vector.max(1))
+        } else {
+            1
+        };
+        let groups = (extent + align - 1) / align;
+        let chunks = (threads * 4).min(groups);
         SPLIT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let results: Vec<Result<(), RunError>> = {
             use rayon::prelude::*;
             (0..chunks)
                 .into_par_iter()
                 .map(|c| {
-                    let lo = extent * c / chunks;
-                    let hi = extent * (c + 1) / chunks;
+                    let lo = (groups * c / chunks) * align;
+                    let hi = ((groups * (c + 1) / chunks) * align).min(extent);
                     call(f, info, &ptrs, &dvals, lo, hi, dims)
                 })
                 .collect()

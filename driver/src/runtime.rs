@@ -67,22 +67,52 @@ pub struct Compiled {
     pub times: CompileTimes,
 }
 
-/// The default knobs for a kernel writing an output of `rank` axes on the CPU: the outermost
-/// axis runs in parallel and the innermost is vectorised 8 wide (two 128-bit registers).
-pub fn default_knobs(rank: usize) -> Knobs {
-    Knobs { parallel: rank.min(1), vector: if rank > 0 { 8 } else { 1 }, ..Knobs::default() }
+/// The default knobs for a kernel writing an output of shape `shape` on the CPU: the outermost
+/// axis runs in parallel and the innermost is vectorised 16 wide (four 128-bit registers), or 8
+/// or 4 wide when it is a small constant.
+pub fn default_knobs(shape: &[Dim]) -> Knobs {
+    let vector = match shape.last().map(|d| d.as_const()) {
+        None => 1,
+        Some(Some(c)) if c < 4 => 1,
+        Some(Some(c)) if c < 8 => 4,
+        Some(Some(c)) if c < 16 => 8,
+        Some(_) => 16,
+    };
+    Knobs { parallel: shape.len().min(1), vector, ..Knobs::default() }
 }
 
-/// Schedules a prepared graph (see `tk_ir::passes::prepare`), lowers every device kernel with
-/// `knobs` (the defaults when `None`) and compiles them for `dev`.
-pub fn compile(dev: &dyn Device, name: &str, g: &Graph, knobs: Option<&Knobs>) -> Result<Compiled, RunError> {
+/// Compile options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Knobs for every device kernel (the defaults of [`default_knobs`] when `None`).
+    pub knobs: Option<Knobs>,
+    /// Keep every reduction in the reference order, so results are bit-identical to the
+    /// reference interpreter (no split reductions).
+    pub deterministic: bool,
+}
+
+/// How many partial reductions a long reduction to a scalar is split into on this machine: 16
+/// SIMD lanes per thread.
+pub fn split_lanes() -> i64 {
+    (16 * rayon::current_num_threads() as i64).clamp(16, 256)
+}
+
+/// Schedules a prepared graph (see `tk_ir::passes::prepare`), lowers every device kernel and
+/// compiles them for `dev`.
+pub fn compile(dev: &dyn Device, name: &str, g: &Graph, opts: &Options) -> Result<Compiled, RunError> {
     let t0 = Instant::now();
+    let split;
+    let g = if opts.deterministic {
+        g
+    } else {
+        split = tk_ir::passes::split_reductions(g, split_lanes(), 16);
+        &split
+    };
     let schedule = tk_ir::schedule::schedule(g);
     let t1 = Instant::now();
     let mut kernels = Vec::new();
     for (i, k) in schedule.kernels.iter().enumerate() {
-        let rank = schedule.buffers[k.writes[0]].shape.len();
-        let kn = knobs.cloned().unwrap_or_else(|| default_knobs(rank));
+        let kn = opts.knobs.clone().unwrap_or_else(|| default_knobs(&schedule.buffers[k.writes[0]].shape));
         let kern = tk_ir::kernel::lower(&schedule, i, &kn)
             .map_err(|e| RunError::Compile { message: e.message, loc: e.loc })?;
         kernels.push(kern);
@@ -267,6 +297,61 @@ impl Compiled {
         args: &[DeviceArray],
         dims: &HashMap<String, i64>,
     ) -> Result<Vec<DeviceArray>, RunError> {
+        self.launch_impl(dev, q, args, dims, None)
+    }
+
+    /// Enqueues every device kernel writing into existing output arrays (of the shapes and
+    /// dtypes [`Compiled::output_shapes`] gives), so repeated calls allocate nothing but
+    /// temporaries.
+    pub fn launch_into(
+        &self,
+        dev: &dyn Device,
+        q: &Queue,
+        args: &[DeviceArray],
+        dims: &HashMap<String, i64>,
+        outs: &[DeviceArray],
+    ) -> Result<(), RunError> {
+        let want = self.output_shapes(dims);
+        if outs.len() != want.len() {
+            return Err(RunError::Argument {
+                message: format!("expected {} output arrays, got {}", want.len(), outs.len()),
+            });
+        }
+        for ((d, shape), o) in want.iter().zip(outs) {
+            if o.dtype != *d || &o.shape != shape {
+                return Err(RunError::Argument {
+                    message: format!("output array: expected {}, got {}", fmt_ty(*d, shape), fmt_ty(o.dtype, &o.shape)),
+                });
+            }
+        }
+        let results = self.launch_impl(dev, q, args, dims, Some(outs))?;
+        // An output that is an unchanged input was copied into a new array: copy it over.
+        for (r, o) in results.iter().zip(outs) {
+            if !std::sync::Arc::ptr_eq(&r.buffer.mem, &o.buffer.mem) {
+                dev.copy(q, &r.buffer, &o.buffer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The dtype and shape of every output for bound dimensions.
+    pub fn output_shapes(&self, dims: &HashMap<String, i64>) -> Vec<(DType, Vec<usize>)> {
+        self.outputs()
+            .into_iter()
+            .map(|(_, d, shape)| {
+                (d, shape.iter().map(|x| x.eval(&|s| dims.get(s).copied()).unwrap_or(0).max(0) as usize).collect())
+            })
+            .collect()
+    }
+
+    fn launch_impl(
+        &self,
+        dev: &dyn Device,
+        q: &Queue,
+        args: &[DeviceArray],
+        dims: &HashMap<String, i64>,
+        given: Option<&[DeviceArray]>,
+    ) -> Result<Vec<DeviceArray>, RunError> {
         let s = &self.schedule;
         let size = |shape: &[Dim]| -> Vec<usize> {
             shape.iter().map(|d| d.eval(&|x| dims.get(x).copied()).unwrap_or(0).max(0) as usize).collect()
@@ -289,6 +374,7 @@ impl Compiled {
             let shape = size(&b.shape);
             let arr = match b.kind {
                 BufferKind::Input(k) => args.get(k).cloned(),
+                BufferKind::Output(k) if given.is_some_and(|g| k < g.len()) => given.map(|g| g[k].clone()),
                 BufferKind::Output(_) => {
                     let n: usize = shape.iter().product::<usize>() * elem_bytes(b.dtype);
                     Some(DeviceArray { dtype: b.dtype, shape, buffer: dev.alloc(n)? })

@@ -10,6 +10,7 @@
 //! - dead code removal (only what the outputs need is kept).
 
 use crate::dims::Dim;
+use crate::dtype::DType;
 use crate::graph::*;
 use crate::interp::{self, Array};
 use std::collections::HashMap;
@@ -230,5 +231,64 @@ pub fn compose_views(g: &Graph) -> Graph {
         args.extend(n.args[1..].iter().copied());
         let _ = Dim::constant(0);
         Some(out.add(Op::Index { map, guards, fill: *of }, n.dtype, n.shape.clone(), args, n.loc))
+    })
+}
+
+/// Splits reductions over a long last axis (`sum(x)` of an `x: f32[n]`, `max(x, axis: 1)` of an
+/// `x: f32[b, n]`) into partial reductions over interleaved elements (element `i` of the axis
+/// goes to partial `i mod k`), a reduction of the partials, and a sequential reduction of the
+/// last `n mod k` elements. Partials are independent and read contiguous memory, so a backend
+/// runs them in SIMD lanes and, for a reduction to a scalar, on several threads. `k` is
+/// `scalar_lanes` for reductions to a scalar and `row_lanes` otherwise. max and min are exact in
+/// any order; sums change order (docs/numerics.md bounds the difference). With
+/// `--deterministic` this pass does not run.
+pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
+    rebuild(g, |out, n| {
+        let Op::Reduce { op, axes } = &n.op else { return None };
+        let x = n.args[0];
+        let src = out.node(x).clone();
+        let r = src.shape.len();
+        if !matches!(op, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min) || r == 0 || axes.as_slice() != [r - 1] {
+            return None;
+        }
+        let lanes = if r == 1 { scalar_lanes } else { row_lanes };
+        if lanes < 2 || src.shape[r - 1].as_const().is_some_and(|c| c < lanes * 16) {
+            return None;
+        }
+        let outer: Vec<Dim> = src.shape[..r - 1].to_vec();
+        let len = src.shape[r - 1].clone();
+        let rows = len.floor_div(lanes)?;
+        let main = rows.mul(&Dim::constant(lanes));
+        let rem = len.sub(&main);
+        // Partials keep the accumulator's precision (f32 for f16 and bf16).
+        let pd =
+            if *op == ReduceOp::Sum && matches!(src.dtype, DType::F16 | DType::Bf16) { DType::F32 } else { n.dtype };
+        let keep: Vec<IExpr> = (0..r - 1).map(IExpr::Coord).collect();
+        let mut map = keep.clone();
+        map.push(IExpr::sum(IExpr::product(IExpr::Coord(r - 1), IExpr::c(lanes)), IExpr::Coord(r)));
+        let view = Op::Index { map, guards: vec![], fill: Scalar::zero(src.dtype) };
+        let mut vshape = outer.clone();
+        vshape.push(rows);
+        vshape.push(Dim::constant(lanes));
+        let y = out.add(view, src.dtype, vshape, vec![x], n.loc);
+        let red = Op::Reduce { op: *op, axes: vec![r - 1] };
+        let mut pshape = outer.clone();
+        pshape.push(Dim::constant(lanes));
+        let p = out.add(red.clone(), pd, pshape, vec![y], n.loc);
+        let a = out.add(red.clone(), pd, outer.clone(), vec![p], n.loc);
+        let mut tmap = keep;
+        tmap.push(IExpr::sum(IExpr::Coord(r - 1), IExpr::Dim(main)));
+        let tail = Op::Index { map: tmap, guards: vec![], fill: Scalar::zero(src.dtype) };
+        let mut tshape = outer.clone();
+        tshape.push(rem);
+        let tv = out.add(tail, src.dtype, tshape, vec![x], n.loc);
+        let t = out.add(red, pd, outer.clone(), vec![tv], n.loc);
+        let combine = match op {
+            ReduceOp::Sum => BinaryOp::Add,
+            ReduceOp::Max => BinaryOp::Max,
+            _ => BinaryOp::Min,
+        };
+        let c = out.add(Op::Binary(combine), pd, outer.clone(), vec![a, t], n.loc);
+        Some(if pd == n.dtype { c } else { out.add(Op::Cast, n.dtype, outer, vec![c], n.loc) })
     })
 }

@@ -52,6 +52,9 @@ fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported { message: m.into() })
 }
 
+/// Columns per block of a blocked matrix-product-like kernel (see `Inst::Range` in `inst`).
+const BLOCK: i64 = 64;
+
 /// The register type of a dtype.
 pub fn reg_type(d: DType) -> Type {
     match d {
@@ -885,6 +888,45 @@ impl Tr<'_, '_> {
         Ok(())
     }
 
+    /// The loop `var in lo..hi` around `body`: vectorised `width` wide when the body allows,
+    /// with a scalar tail.
+    fn range_loop(&mut self, var: usize, lo: Value, hi: Value, width: u32, body: &[Inst]) -> Result<(), Unsupported> {
+        let v = self.b.declare_var(types::I64);
+        self.vars.insert(var, v);
+        let mut lo = lo;
+        if width > 1
+            && let Some(plan) = self.vector_plan(var, width as usize, body)
+        {
+            // The vector loop over whole groups of w, then the scalar tail.
+            let w = i64::from(width);
+            let n = self.b.ins().isub(hi, lo);
+            let zero = self.i64c(0);
+            let n = self.b.ins().smax(n, zero);
+            let whole = self.b.ins().band_imm_s(n, -w);
+            let main = self.b.ins().iadd(lo, whole);
+            let mut plan = Some(plan);
+            self.counted_step(lo, main, w, |s, base| {
+                let Some(mut p) = plan.take() else { return Ok(()) };
+                s.b.def_var(v, base);
+                for l in 0..w {
+                    let lv = s.b.declare_var(types::I64);
+                    let x = s.b.ins().iadd_imm_s(base, l);
+                    s.b.def_var(lv, x);
+                    p.var_lanes.push(lv);
+                }
+                s.vec = Some(p);
+                let r = s.block(body);
+                s.vec = None;
+                r
+            })?;
+            lo = main;
+        }
+        self.counted(lo, hi, |s, iv| {
+            s.b.def_var(v, iv);
+            s.block(body)
+        })
+    }
+
     fn block(&mut self, body: &[Inst]) -> Result<(), Unsupported> {
         for inst in body {
             if self.vec.is_some() {
@@ -917,47 +959,38 @@ impl Tr<'_, '_> {
                         return unsupported("a workgroup with code after a barrier (use group=1 on the CPU)");
                     }
                 }
-                let v = self.b.declare_var(types::I64);
-                self.vars.insert(*var, v);
-                let mut lo = lo;
                 // A one-axis parallel range is also the innermost axis: vectorise each chunk.
                 let width = match kind {
                     RangeKind::Vectorized(w) => *w,
                     RangeKind::Global if top && self.rank == 1 => self.knobs_vector,
                     _ => 1,
                 };
-                if width > 1
-                    && let Some(plan) = self.vector_plan(*var, width as usize, body)
+                // Matrix-product-like kernels (a reduction under a vectorised inner range) run
+                // the inner range in blocks, outside the parallel range, so the block of every
+                // operand the reduction reads stays in cache across rows.
+                if top
+                    && *kind == RangeKind::Global
+                    && let [Inst::Range { var: jv, extent: je, kind: RangeKind::Vectorized(jw), body: jbody }] =
+                        body.as_slice()
+                    && jbody
+                        .iter()
+                        .any(|i| matches!(i, Inst::Range { kind: RangeKind::Reduce | RangeKind::Unrolled(_), .. }))
                 {
-                    // The vector loop over whole groups of w, then the scalar tail.
-                    let w = i64::from(width);
-                    let n = self.b.ins().isub(hi, lo);
-                    let zero = self.i64c(0);
-                    let n = self.b.ins().smax(n, zero);
-                    let whole = self.b.ins().band_imm_s(n, -w);
-                    let main = self.b.ins().iadd(lo, whole);
-                    let mut plan = Some(plan);
-                    self.counted_step(lo, main, w, |s, base| {
-                        let Some(mut p) = plan.take() else { return Ok(()) };
-                        s.b.def_var(v, base);
-                        for l in 0..w {
-                            let lv = s.b.declare_var(types::I64);
-                            let x = s.b.ins().iadd_imm_s(base, l);
-                            s.b.def_var(lv, x);
-                            p.var_lanes.push(lv);
-                        }
-                        s.vec = Some(p);
-                        let r = s.block(body);
-                        s.vec = None;
-                        r
-                    })?;
-                    lo = main;
+                    let block = i64::from(*jw).max(BLOCK);
+                    let jext = self.dim(je);
+                    let z = self.i64c(0);
+                    let iv = self.b.declare_var(types::I64);
+                    self.vars.insert(*var, iv);
+                    return self.counted_step(z, jext, block, |s, jb| {
+                        let end = s.b.ins().iadd_imm_s(jb, block);
+                        let jhi = s.b.ins().smin(end, jext);
+                        s.counted(lo, hi, |s, i| {
+                            s.b.def_var(iv, i);
+                            s.range_loop(*jv, jb, jhi, *jw, jbody)
+                        })
+                    });
                 }
-                self.counted(lo, hi, |s, iv| {
-                    s.b.def_var(v, iv);
-                    s.block(body)
-                })?;
-                Ok(())
+                self.range_loop(*var, lo, hi, width, body)
             }
             Inst::Const { dst, value, dtype } => {
                 if let Scalar::Int(i) = value
