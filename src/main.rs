@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
+mod repl;
 mod run;
 
 /// Exit codes, the same for every command (documented in the README).
@@ -125,6 +126,12 @@ enum Command {
     },
     /// List the devices of this machine and the target each compiles for.
     Devices,
+    /// An interactive session: define fns and kernels, bind arrays, evaluate expressions.
+    Repl {
+        /// The device to run on.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +195,7 @@ fn main() -> ExitCode {
                 choice,
             )
         }
+        Command::Repl { device } => repl::run(&device),
         Command::Devices => {
             println!("{:<10} TARGET", "DEVICE");
             for (name, target) in tk_driver::device::list() {

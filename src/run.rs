@@ -58,6 +58,23 @@ pub fn report(e: &RunError, sources: &tk_compiler::diag::SourceMap, choice: Colo
     status
 }
 
+/// A run-time error as plain text, with its source snippet when it has a location.
+pub fn render_plain(e: &RunError, sources: &tk_compiler::diag::SourceMap) -> String {
+    let code = match e {
+        RunError::OutOfRange { .. } => Code::IndexOutOfRange,
+        RunError::Dimension { .. } => Code::BadRuntimeDim,
+        RunError::Argument { .. } | RunError::File { .. } => Code::ArgMismatch,
+        RunError::Compile { .. } | RunError::Device { .. } => return format!("error: {e}\n"),
+    };
+    match e.loc() {
+        Some(loc) if sources.files.get(loc.file as usize).is_ok() && loc.hi > 0 => {
+            Diag::new(code, loc.file as usize, tk_compiler::ast::Span { lo: loc.lo, hi: loc.hi }, e.to_string())
+                .render_plain(sources)
+        }
+        _ => format!("error[{}]: {e}\n", code.as_str()),
+    }
+}
+
 /// Parses `NAME=VALUE`.
 fn split_kv<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
     s.split_once('=')

@@ -1,0 +1,82 @@
+//! `tk repl`, driven through its input stream: definitions, variables, expressions, every
+//! command, and errors that leave the session usable.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn repl(input: &str) -> (String, String, Option<i32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .arg("repl")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tk repl starts");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+    let o = child.wait_with_output().expect("tk repl ends");
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
+}
+
+#[test]
+fn definitions_variables_and_expressions() {
+    let (out, err, code) = repl(
+        "let x = arange(10) as f32\n\
+         kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] {\n    a * x + y\n}\n\
+         saxpy(2.0, x, x)\n\
+         fn twice(v) { v * 2.0 }\n\
+         let y = twice(x[2:5])\n\
+         sum(y)\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("x: f32[10]\n  [0, 1, 2, 3, 4, 5, 6, 7, ...]"), "{out}");
+    assert!(out.contains("_: f32[10]\n  [0, 3, 6, 9, 12, 15, 18, 21, ...]\n  min 0  max 27"), "{out}");
+    assert!(out.contains("y: f32[3]\n  [4, 6, 8]"), "{out}");
+    assert!(out.contains("_: f32[]\n  [18]"), "{out}");
+}
+
+#[test]
+fn commands() {
+    let (out, _, code) = repl(
+        ":help\nlet x = arange(4) as f32\n:type x * 2.0\n:type (x, sum(x))\n:vars\n\
+         kernel double(v: f32[n]) -> f32[n] { v * 2.0 }\n:emit kernel double\n:emit types double\n\
+         :emit clif double\n:time x * x\n:device cpu\n:quit\nx\n",
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains(":type EXPR"), "help:\n{out}");
+    assert!(out.contains("f32[4]\n(f32[4], f32)\n"), "{out}");
+    assert!(out.contains("x: f32[4]\n"), "{out}");
+    assert!(out.contains("kernel k0(") && out.contains("store a1[i0]"), "{out}");
+    assert!(out.contains("kernel double(v: f32[n]) -> (out: f32[n])"), "{out}");
+    assert!(out.contains("f32x4") || out.contains("fmul"), "clif:\n{out}");
+    assert!(out.contains("time: compile ") && out.contains(" ms (1 device kernel), run "), "{out}");
+    assert!(out.contains("device: cpu"), "{out}");
+    // :quit stops before the last line.
+    assert!(!out.trim_end().ends_with("min 0  max 3  mean 1.5"), "{out}");
+}
+
+#[test]
+fn errors_print_a_diagnostic_and_the_session_goes_on() {
+    let dir = std::env::temp_dir().join(format!("tk-repl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let lib = dir.join("lib.tk");
+    std::fs::write(&lib, "kernel inc(x: f32[n]) -> f32[n] { x + 1.0 }\n").expect("write");
+    let input = format!(
+        "let x = arange(3) as f32\nundefined_thing(x)\nkernel bad(x: f32[n]) -> f32[n] {{ x + true }}\n\
+         x @ x @ x\n:nope\n:emit kernel missing\n:load {}\ninc(x)\n:load /no/such/file.tk\n:device tpu\nx + 1.0\n",
+        lib.display()
+    );
+    let (out, err, code) = repl(&input);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("error[E0101]: cannot find function `undefined_thing`"), "{out}");
+    assert!(out.contains("error[E0"), "{out}");
+    assert!(out.contains("unknown command `:nope`"), "{out}");
+    assert!(out.contains("no kernel `missing`"), "{out}");
+    assert!(out.contains("kernels inc"), "{out}");
+    assert!(out.contains("_: f32[3]\n  [1, 2, 3]"), "{out}");
+    assert!(out.contains("cannot read /no/such/file.tk"), "{out}");
+    assert!(out.contains("unknown device"), "{out}");
+    // The bad kernel was not kept: the last expression still runs.
+    assert!(out.trim_end().ends_with("min 1  max 3  mean 2"), "{out}");
+    assert!(!err.contains("panicked"), "{err}");
+}
