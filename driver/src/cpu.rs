@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
-use tk_codegen::cpu::{JitKernels, KernelInfo};
+use tk_codegen::cpu::{JitKernels, KernelFn, KernelInfo};
 use tk_ir::dims::Dim;
 use tk_ir::kernel::{Inst, Kernel};
 
@@ -52,10 +52,42 @@ fn mem(b: &Buffer) -> Result<&CpuMem, RunError> {
     })
 }
 
+/// The memory that holds compiled code.
+enum Code {
+    Jit(#[allow(dead_code)] Box<JitKernels>),
+    Loaded(#[allow(dead_code)] crate::loader::LoadedCode),
+}
+
 /// Compiled kernels with what the launcher needs.
 pub struct CpuExecutable {
-    jit: JitKernels,
+    _code: Code,
+    funcs: Vec<KernelFn>,
+    infos: Vec<KernelInfo>,
     kernels: Vec<Kernel>,
+}
+
+impl CpuExecutable {
+    /// Kernels compiled by the JIT.
+    pub fn from_jit(jit: JitKernels, kernels: &[Kernel]) -> CpuExecutable {
+        let funcs = jit.kernels.iter().map(|k| k.function()).collect();
+        let infos = jit.kernels.iter().map(|k| k.info.clone()).collect();
+        CpuExecutable { _code: Code::Jit(Box::new(jit)), funcs, infos, kernels: kernels.to_vec() }
+    }
+
+    /// Kernels from an object made by `tk_codegen::cpu::host_object` for the same kernels.
+    pub fn from_object(obj: &[u8], kernels: &[Kernel]) -> Result<CpuExecutable, crate::loader::LoadError> {
+        let code = crate::loader::load(obj, &crate::loader::resolve)?;
+        let mut funcs = Vec::new();
+        for i in 0..kernels.len() {
+            let p = code
+                .symbol(&format!("tk_k{i}"))
+                .ok_or_else(|| crate::loader::LoadError(format!("the object has no kernel {i}")))?;
+            // SAFETY: `tk_k{i}` was compiled from `kernels[i]` with the signature of `KernelFn`.
+            funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
+        }
+        let infos = kernels.iter().map(tk_codegen::cpu::kernel_info).collect();
+        Ok(CpuExecutable { _code: Code::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
+    }
 }
 
 impl Executable for CpuExecutable {
@@ -67,14 +99,25 @@ impl Executable for CpuExecutable {
     }
 }
 
-#[derive(Default)]
 pub struct CpuDevice {
     target: String,
+    cache: Arc<crate::cache::KernelCache>,
+}
+
+impl Default for CpuDevice {
+    fn default() -> CpuDevice {
+        CpuDevice::new()
+    }
 }
 
 impl CpuDevice {
+    /// The CPU with the process's kernel cache.
     pub fn new() -> CpuDevice {
-        CpuDevice { target: tk_codegen::cpu::host_description() }
+        CpuDevice::with_cache(crate::cache::KernelCache::global())
+    }
+    /// The CPU with a given kernel cache.
+    pub fn with_cache(cache: Arc<crate::cache::KernelCache>) -> CpuDevice {
+        CpuDevice { target: tk_codegen::cpu::host_description(), cache }
     }
 }
 
@@ -103,7 +146,7 @@ fn eval(d: &Dim, dims: &HashMap<String, i64>) -> i64 {
 
 /// Calls a compiled kernel on `[lo, hi)` of its parallel range; maps a failed check to an error.
 fn call(
-    f: tk_codegen::cpu::KernelFn,
+    f: KernelFn,
     info: &KernelInfo,
     ptrs: &[usize],
     dvals: &[i64],
@@ -175,9 +218,8 @@ impl Device for CpuDevice {
         Ok(())
     }
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
-        let jit = tk_codegen::cpu::jit(kernels)
-            .map_err(|e| RunError::Compile { message: e.to_string(), loc: Default::default() })?;
-        Ok(Arc::new(CpuExecutable { jit, kernels: kernels.to_vec() }))
+        let e: Arc<dyn Executable> = self.cache.get_or_compile(kernels)?;
+        Ok(e)
     }
     fn launch(
         &self,
@@ -189,20 +231,18 @@ impl Device for CpuDevice {
     ) -> Result<(), RunError> {
         let dev = |m: String| RunError::Device { device: "cpu".into(), message: m };
         let exe = exe.as_any().downcast_ref::<CpuExecutable>().ok_or(dev("not a CPU executable".into()))?;
-        let (Some(ck), Some(kernel)) = (exe.jit.kernels.get(k), exe.kernels.get(k)) else {
+        let (Some(&f), Some(info), Some(kernel)) = (exe.funcs.get(k), exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(dev(format!("no device kernel {k}")));
         };
         if bufs.len() != kernel.bufs.len() {
             return Err(dev(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
         }
-        let info = &ck.info;
         let mut dvals = Vec::with_capacity(info.symbols.len());
         for s in &info.symbols {
             dvals.push(*dims.get(s).ok_or(dev(format!("dimension `{s}` has no value")))?);
         }
         let ptrs: Vec<usize> =
             bufs.iter().map(|b| mem(b).map(|m| m.ptr.as_ptr() as usize)).collect::<Result<_, _>>()?;
-        let f = ck.function();
         let extent = info.parallel.as_ref().map(|d| eval(d, dims)).unwrap_or(0);
         let threads = rayon::current_num_threads() as i64;
         if extent < 2 || threads < 2 || work(&kernel.body, dims) < PARALLEL_WORK {

@@ -3,9 +3,11 @@
 //! entry's schedule ([`runtime`]).
 
 pub mod array;
+pub mod cache;
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod loader;
 pub mod runtime;
 
 pub use array::HostArray;

@@ -5,7 +5,7 @@ pub mod helpers;
 mod translate;
 mod vector;
 
-pub use translate::{CheckInfo, KernelInfo, symbols};
+pub use translate::{CheckInfo, KernelInfo, kernel_info, symbols};
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -164,13 +164,27 @@ pub fn jit(kernels: &[Kernel]) -> Result<JitKernels, CodegenError> {
     Ok(JitKernels { module: Some(m), kernels })
 }
 
-/// Compiles kernels into a relocatable object for `triple` (the host when `None`); symbol
-/// names are `{prefix}{kernel name}`.
+/// Compiles kernels into a position-independent relocatable object for `triple` (the host
+/// when `None`); symbol names are `{prefix}{kernel name}`.
 pub fn object(kernels: &[Kernel], triple: Option<&str>, prefix: &str) -> Result<Vec<u8>, CodegenError> {
     let isa = match triple {
         Some(t) => triple_isa(t)?,
         None => host_isa(true)?,
     };
+    object_with(isa, kernels, prefix)
+}
+
+/// Compiles kernels for the host, with every host ISA feature, into a relocatable object whose
+/// calls to helpers use absolute 64-bit relocations (what the kernel cache's loader handles).
+/// Symbols are `tk_k{i}` for kernel `i`.
+pub fn host_object(kernels: &[Kernel]) -> Result<Vec<u8>, CodegenError> {
+    let isa = host_isa(false)?;
+    let named: Vec<Kernel> =
+        kernels.iter().enumerate().map(|(i, k)| Kernel { name: format!("k{i}"), ..k.clone() }).collect();
+    object_with(isa, &named, "tk_")
+}
+
+fn object_with(isa: OwnedTargetIsa, kernels: &[Kernel], prefix: &str) -> Result<Vec<u8>, CodegenError> {
     let t = isa.triple().to_string();
     let ob = ObjectBuilder::new(isa, "tk", default_libcall_names())
         .map_err(|e| CodegenError::Target(t.clone(), e.to_string()))?;

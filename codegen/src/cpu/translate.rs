@@ -227,7 +227,7 @@ pub(super) struct Tr<'a, 'f> {
     /// Helpers the module declares (function index, signature), imported on first use.
     pub(super) decls: HashMap<&'static str, (u32, Signature)>,
     pub(super) locals: HashMap<usize, (cranelift_codegen::ir::StackSlot, DType)>,
-    pub(super) checks: Vec<CheckInfo>,
+    pub(super) check_ids: HashMap<*const Inst, usize>,
     pub(super) err: Value,
     pub(super) lo: Value,
     pub(super) hi: Value,
@@ -1103,9 +1103,10 @@ impl Tr<'_, '_> {
                 self.set(*dst, r);
                 Ok(())
             }
-            Inst::Check { value, lo, hi, pred, loc } => {
-                let k = self.checks.len();
-                self.checks.push(CheckInfo { lo: lo.clone(), hi: hi.clone(), loc: *loc });
+            Inst::Check { value, lo, hi, pred, .. } => {
+                // Checks are numbered in program order of the kernel IR (see `kernel_info`), so
+                // every copy of one check (vector lanes, scalar tails) reports the same number.
+                let k = self.check_ids.get(&(inst as *const Inst)).copied().unwrap_or(0);
                 let value = *value;
                 let (lo, hi) = (lo.clone(), hi.clone());
                 self.guarded(*pred, |s| {
@@ -1349,7 +1350,7 @@ pub fn translate(
         helpers: HashMap::new(),
         decls,
         locals: HashMap::new(),
-        checks: Vec::new(),
+        check_ids: HashMap::new(),
         err: params[4],
         lo: params[2],
         hi: params[3],
@@ -1384,11 +1385,38 @@ pub fn translate(
     }
     let parallel = parallel_range(k);
     tr.top = parallel.is_some();
+    let mut order = Vec::new();
+    collect_checks(&k.body, &mut order);
+    tr.check_ids = order.iter().enumerate().map(|(i, c)| (*c as *const Inst, i)).collect();
     tr.block(&k.body)?;
     let z = tr.b.ins().iconst(types::I32, 0);
     tr.b.ins().return_(&[z]);
-    let checks = std::mem::take(&mut tr.checks);
     b.seal_all_blocks();
     b.finalize(config);
-    Ok(KernelInfo { symbols, checks, parallel })
+    Ok(kernel_info(k))
+}
+
+fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
+    for i in body {
+        match i {
+            Inst::Check { .. } => out.push(i),
+            Inst::Range { body, .. } | Inst::Loop { body, .. } => collect_checks(body, out),
+            _ => {}
+        }
+    }
+}
+
+/// What the runtime needs to launch a kernel, derived from its kernel IR alone (so a kernel
+/// loaded from the cache needs no translation).
+pub fn kernel_info(k: &Kernel) -> KernelInfo {
+    let mut order = Vec::new();
+    collect_checks(&k.body, &mut order);
+    let checks = order
+        .into_iter()
+        .filter_map(|c| match c {
+            Inst::Check { lo, hi, loc, .. } => Some(CheckInfo { lo: lo.clone(), hi: hi.clone(), loc: *loc }),
+            _ => None,
+        })
+        .collect();
+    KernelInfo { symbols: symbols(k), checks, parallel: parallel_range(k) }
 }
