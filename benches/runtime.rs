@@ -1,0 +1,93 @@
+//! Compile time and launch overhead of the CPU device, through the Rust API.
+//!
+//! Run: `cargo run --release --example runtime_bench` (scripts/bench_cpu runs it).
+//! - compile: every kernel of every example, from source to machine code, with the kernel cache
+//!   off; prints the median time per device kernel.
+//! - launch: a 1k-element entry with its arguments and outputs resident on the device; prints
+//!   the median time of one call.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tk_driver::cache::KernelCache;
+use tk_driver::cpu::CpuDevice;
+use tk_driver::{Device, DeviceArray, HostArray};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() {
+    let dev = CpuDevice::with_cache(Arc::new(KernelCache::new(false, None, tk_codegen::cpu::host_description())));
+    // Compile time per device kernel, cold.
+    let mut per_kernel = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir("examples")
+        .expect("run from the repository root")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
+        .collect();
+    files.sort();
+    let mut entries = 0;
+    for f in &files {
+        let src = std::fs::read_to_string(f).expect("readable");
+        let t0 = Instant::now();
+        let c = tk_compiler::check_source(f, src);
+        let front = t0.elapsed() / c.kernels.len().max(1) as u32;
+        for k in &c.kernels {
+            let t = Instant::now();
+            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+            let compiled = tk_driver::compile(&dev, &k.name, &g, &Default::default()).expect("compiles");
+            let n = compiled.kernels.len().max(1) as u32;
+            per_kernel.push((t.elapsed() + front) / n);
+            entries += 1;
+        }
+    }
+    let m = median(per_kernel.clone());
+    let max = per_kernel.iter().max().copied().unwrap_or_default();
+    println!(
+        "compile: {entries} entries of {} examples, median {:.3} ms per device kernel (max {:.3} ms), source to machine code, cache off",
+        files.len(),
+        m.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+    // Launch overhead: saxpy on 1024 elements, resident.
+    let src = "kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }\n";
+    let c = tk_compiler::check_source(Path::new("saxpy.tk"), src.to_string());
+    let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(&c.kernels[0]).expect("lowers"));
+    let compiled = tk_driver::compile(&dev, "saxpy", &g, &Default::default()).expect("compiles");
+    let q = dev.queue();
+    let mut rng = tk_driver::array::rng(0);
+    let args = [
+        HostArray::scalar(tk_ir::dtype::DType::F32, tk_ir::graph::Scalar::Float(2.0)),
+        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_driver::array::Random::Uniform, &mut rng),
+        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_driver::array::Random::Uniform, &mut rng),
+    ];
+    let dargs: Vec<DeviceArray> = args.iter().map(|a| DeviceArray::upload(&dev, &q, a).expect("upload")).collect();
+    let shapes: Vec<_> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();
+    let dims = compiled.bind(&shapes, &HashMap::new()).expect("binds");
+    let outs = compiled.launch(&dev, &q, &dargs, &dims).expect("launches");
+    let mut times = Vec::new();
+    for _ in 0..20_000 {
+        let t = Instant::now();
+        compiled.launch_into(&dev, &q, &dargs, &dims, &outs).expect("launches");
+        dev.synchronize(&q).expect("syncs");
+        times.push(t.elapsed());
+    }
+    // With binding (shape checks) included, as a call from user code pays it.
+    let mut bound = Vec::new();
+    for _ in 0..20_000 {
+        let t = Instant::now();
+        let dims = compiled.bind(&shapes, &HashMap::new()).expect("binds");
+        compiled.launch_into(&dev, &q, &dargs, &dims, &outs).expect("launches");
+        dev.synchronize(&q).expect("syncs");
+        bound.push(t.elapsed());
+    }
+    println!(
+        "launch: 1k-element saxpy, arguments resident: median {:.2} us per call ({:.2} us with argument checks)",
+        median(times).as_secs_f64() * 1e6,
+        median(bound).as_secs_f64() * 1e6
+    );
+}
