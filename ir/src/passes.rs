@@ -252,6 +252,11 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
             return None;
         }
         let lanes = if r == 1 { scalar_lanes } else { row_lanes };
+        // Only where every element read along the axis is contiguous in memory (or the same
+        // for the whole axis): a matrix product's column reads would become strided partials.
+        if !contiguous_along(out, x, r - 1, 0) {
+            return None;
+        }
         if lanes < 2 || src.shape[r - 1].as_const().is_some_and(|c| c < lanes * 16) {
             return None;
         }
@@ -291,4 +296,40 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
         let c = out.add(Op::Binary(combine), pd, outer.clone(), vec![a, t], n.loc);
         Some(if pd == n.dtype { c } else { out.add(Op::Cast, n.dtype, outer, vec![c], n.loc) })
     })
+}
+
+fn mentions(e: &IExpr, axis: usize) -> bool {
+    match e {
+        IExpr::Coord(k) => *k == axis,
+        IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Div(a, b) | IExpr::Mod(a, b) => {
+            mentions(a, axis) || mentions(b, axis)
+        }
+        _ => false,
+    }
+}
+
+/// Whether node `id` reads memory contiguously along output axis `axis`: elementwise operations
+/// of inputs, and views whose last source axis is `axis` itself (or that do not move along it).
+fn contiguous_along(g: &Graph, id: NodeId, axis: usize, depth: usize) -> bool {
+    let n = g.node(id);
+    if depth > 64 {
+        return false;
+    }
+    match &n.op {
+        Op::Input(_) | Op::Const(_) | Op::Iota { .. } | Op::Size(_) => true,
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma => {
+            n.args.iter().all(|a| contiguous_along(g, *a, axis, depth + 1))
+        }
+        Op::Index { map, .. } => {
+            let Some((last, rest)) = map.split_last() else { return true };
+            if !mentions(last, axis) && !rest.iter().any(|m| mentions(m, axis)) {
+                return true; // the same element for the whole axis
+            }
+            n.args.len() == 1
+                && matches!(g.node(n.args[0]).op, Op::Input(_))
+                && *last == IExpr::Coord(axis)
+                && !rest.iter().any(|m| mentions(m, axis))
+        }
+        _ => false,
+    }
 }
