@@ -170,26 +170,12 @@ fn main() -> ExitCode {
                 eprintln!("error: unknown target `{target}`; the targets are: cpu");
                 return ExitCode::from(2);
             }
-            let knobs = match opts.as_deref().map(str::parse::<tk_ir::kernel::Knobs>) {
-                None => None,
-                Some(Ok(k)) => Some(k),
-                Some(Err(e)) => {
-                    eprintln!("error: --opts: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
             let flags = Flags { fast_math, deterministic };
             emit(&file, stage, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
         Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts, deterministic } => {
-            let knobs = match opts.as_deref().map(str::parse::<tk_ir::kernel::Knobs>) {
-                None => None,
-                Some(Ok(k)) => Some(k),
-                Some(Err(e)) => {
-                    eprintln!("error: --opts: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
             run::run(
                 run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs, deterministic },
                 choice,
@@ -205,6 +191,18 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// `--opts KNOBS`, reporting a bad value (a usage error).
+fn parse_opts(opts: Option<&str>) -> Result<Option<tk_ir::kernel::Knobs>, ()> {
+    match opts.map(str::parse::<tk_ir::kernel::Knobs>) {
+        None => Ok(None),
+        Some(Ok(k)) => Ok(Some(k)),
+        Some(Err(e)) => {
+            eprintln!("error: --opts: {e}");
+            Err(())
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<String, u8> {

@@ -554,7 +554,8 @@ fn cast(x: &Array, d: DType) -> Array {
     Array::from_fn(d, x.shape.clone(), |i| match (x.get(i), d) {
         (Scalar::Float(v), d) if d.is_int() => {
             let (lo, hi) = d.int_range().unwrap_or((0, 0));
-            Scalar::Int(if v.is_nan() { 0 } else { (v.trunc().clamp(lo as f64, hi as f64)) as i128 })
+            // Clamp as integers: `i64::MAX as f64` rounds up to 2^63, which would wrap.
+            Scalar::Int(if v.is_nan() { 0 } else { (v.trunc() as i128).clamp(lo, hi) })
         }
         (s, _) => s,
     })

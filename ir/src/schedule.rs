@@ -258,7 +258,31 @@ pub fn schedule(g: &Graph) -> Schedule {
         let writes: Vec<usize> = roots.iter().filter_map(|r| buf_of.get(r).copied()).collect();
         kernels.push(DeviceKernel { nodes, reads: reads.into_iter().collect(), writes });
     }
-    kernels.sort_by_key(|k| k.nodes.iter().map(|id| pos[id]).max().unwrap_or(0));
+    // Order: every kernel after the kernels whose buffers it reads; among the kernels that are
+    // ready, the one whose last node comes first in the graph.
+    let last = |k: &DeviceKernel| k.nodes.iter().map(|id| pos[id]).max().unwrap_or(0);
+    let mut writer: HashMap<usize, usize> = HashMap::new();
+    for (i, k) in kernels.iter().enumerate() {
+        for w in &k.writes {
+            writer.insert(*w, i);
+        }
+    }
+    let mut done = vec![false; kernels.len()];
+    let mut order_k = Vec::with_capacity(kernels.len());
+    while order_k.len() < kernels.len() {
+        let ready = (0..kernels.len())
+            .filter(|&i| !done[i] && kernels[i].reads.iter().all(|b| writer.get(b).is_none_or(|w| *w == i || done[*w])))
+            .min_by_key(|&i| last(&kernels[i]));
+        // A cycle cannot happen (merges only join the latest kernel read); if it did, fall back
+        // to graph order for the rest.
+        let next = ready.or_else(|| (0..kernels.len()).filter(|&i| !done[i]).min_by_key(|&i| last(&kernels[i])));
+        let Some(i) = next else { break };
+        done[i] = true;
+        order_k.push(i);
+    }
+    let mut slots_k: Vec<Option<DeviceKernel>> = kernels.into_iter().map(Some).collect();
+    let mut kernels: Vec<DeviceKernel> = order_k.into_iter().filter_map(|i| slots_k[i].take()).collect();
+    kernels.shrink_to_fit();
     // A loop's results are written by the loop's kernel: the Proj kernels read the loop's buffer.
     let slots = plan_memory(&mut buffers, &kernels);
     Schedule { graph: g.clone(), kernels, buffers, slots }

@@ -14,7 +14,7 @@
 use super::helpers::dtype_code;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    AbiParam, Block, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
     StackSlotKind, Type, UserExternalName, Value, types,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -865,6 +865,17 @@ impl Tr<'_, '_> {
         step: i64,
         mut body: impl FnMut(&mut Self, Value) -> Result<(), Unsupported>,
     ) -> Result<(), Unsupported> {
+        self.counted_exit(lo, hi, step, |s, i, _| body(s, i))
+    }
+
+    /// A counted loop whose body also gets the block after the loop (to leave early).
+    fn counted_exit(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: i64,
+        mut body: impl FnMut(&mut Self, Value, Block) -> Result<(), Unsupported>,
+    ) -> Result<(), Unsupported> {
         let i = self.b.declare_var(types::I64);
         self.b.def_var(i, lo);
         let header = self.b.create_block();
@@ -877,7 +888,7 @@ impl Tr<'_, '_> {
         self.b.ins().brif(more, bodyb, &[], exit, &[]);
         self.b.switch_to_block(bodyb);
         self.b.seal_block(bodyb);
-        body(self, iv)?;
+        body(self, iv, exit)?;
         let iv = self.b.use_var(i);
         let next = self.b.ins().iadd_imm_s(iv, step);
         self.b.def_var(i, next);
@@ -988,6 +999,31 @@ impl Tr<'_, '_> {
                             s.b.def_var(iv, i);
                             s.range_loop(*jv, jb, jhi, *jw, jbody)
                         })
+                    });
+                }
+                if let RangeKind::Unrolled(f) = kind
+                    && *f > 1
+                {
+                    // f iterations per trip, in order, then the remainder one at a time.
+                    let f = i64::from(*f);
+                    let v = self.b.declare_var(types::I64);
+                    self.vars.insert(*var, v);
+                    let n = self.b.ins().isub(hi, lo);
+                    let zero = self.i64c(0);
+                    let n = self.b.ins().smax(n, zero);
+                    let whole = self.b.ins().band_imm_s(n, -f);
+                    let main = self.b.ins().iadd(lo, whole);
+                    self.counted_step(lo, main, f, |s, base| {
+                        for j in 0..f {
+                            let x = s.b.ins().iadd_imm_s(base, j);
+                            s.b.def_var(v, x);
+                            s.block(body)?;
+                        }
+                        Ok(())
+                    })?;
+                    return self.counted(main, hi, |s, iv| {
+                        s.b.def_var(v, iv);
+                        s.block(body)
                     });
                 }
                 self.range_loop(*var, lo, hi, width, body)
@@ -1139,50 +1175,33 @@ impl Tr<'_, '_> {
                 let lo = self.dim(lo);
                 let trip = self.dim(trip);
                 let z = self.i64c(0);
-                let done = self.b.create_block();
-                let (iter, carried, next, exit) = (*iter, carried.clone(), next.clone(), *exit);
-                // The body may leave early: build the counted loop by hand.
-                let k = self.b.declare_var(types::I64);
-                self.b.def_var(k, z);
-                let header = self.b.create_block();
-                let bodyb = self.b.create_block();
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                let kv = self.b.use_var(k);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, kv, trip);
-                self.b.ins().brif(more, bodyb, &[], done, &[]);
-                self.b.switch_to_block(bodyb);
-                self.b.seal_block(bodyb);
-                let it = self.b.ins().iadd(lo, kv);
-                self.set(iter, it);
-                self.block(body)?;
-                if let Some(e) = exit {
-                    let c = self.get(e);
-                    let cont = self.b.create_block();
-                    self.b.ins().brif(c, done, &[], cont, &[]);
-                    self.b.switch_to_block(cont);
-                    self.b.seal_block(cont);
-                }
-                let vals: Vec<Value> = next
-                    .iter()
-                    .zip(&carried)
-                    .map(|(n, c)| {
-                        let (nd, cd) = (self.dtype(*n), self.dtype(*c));
-                        let v = self.get(*n);
-                        self.convert(v, nd, cd)
-                    })
-                    .collect();
-                for (c, v) in carried.iter().zip(vals) {
-                    self.set(*c, v);
-                }
-                let kv = self.b.use_var(k);
-                let k1 = self.b.ins().iadd_imm_s(kv, 1);
-                self.b.def_var(k, k1);
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
-                self.b.switch_to_block(done);
-                self.b.seal_block(done);
-                Ok(())
+                let (iter, exit) = (*iter, *exit);
+                self.counted_exit(z, trip, 1, |s, k, done| {
+                    let it = s.b.ins().iadd(lo, k);
+                    s.set(iter, it);
+                    s.block(body)?;
+                    if let Some(e) = exit {
+                        let c = s.get(e);
+                        let cont = s.b.create_block();
+                        s.b.ins().brif(c, done, &[], cont, &[]);
+                        s.b.switch_to_block(cont);
+                        s.b.seal_block(cont);
+                    }
+                    // Carried values take their next values all at once.
+                    let vals: Vec<Value> = next
+                        .iter()
+                        .zip(carried)
+                        .map(|(n, c)| {
+                            let (nd, cd) = (s.dtype(*n), s.dtype(*c));
+                            let v = s.get(*n);
+                            s.convert(v, nd, cd)
+                        })
+                        .collect();
+                    for (c, v) in carried.iter().zip(vals) {
+                        s.set(*c, v);
+                    }
+                    Ok(())
+                })
             }
             Inst::Copy { dst, src } => {
                 let (sd, dd) = (self.dtype(*src), self.dtype(*dst));
