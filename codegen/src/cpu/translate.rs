@@ -362,15 +362,23 @@ impl Tr<'_, '_> {
 
     /// Euclidean division and remainder of i64 values (x / 0 = 0, x % 0 = 0), as the interpreters
     /// compute index expressions.
-    fn euclid(&mut self, a: Value, b: Value, rem: bool) -> Value {
-        let zero = self.b.ins().iconst(types::I64, 0);
-        let one = self.b.ins().iconst(types::I64, 1);
-        let bad = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+    /// Truncating `a / b` and `a % b` of signed integers that never trap: the divisor is
+    /// replaced by 1 where it is 0 or -1 (callers fix those cases up). Returns (q, r, b == 0,
+    /// b == -1, the constant 0).
+    fn safe_sdivrem(&mut self, a: Value, b: Value, ty: Type) -> (Value, Value, Value, Value, Value) {
+        let zero = self.b.ins().iconst(ty, 0);
+        let one = self.b.ins().iconst(ty, 1);
+        let b0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
         let m1 = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
-        let bad = self.b.ins().bor(bad, m1);
+        let bad = self.b.ins().bor(b0, m1);
         let safe = self.b.ins().select(bad, one, b);
         let q = self.b.ins().sdiv(a, safe);
         let r = self.b.ins().srem(a, safe);
+        (q, r, b0, m1, zero)
+    }
+
+    fn euclid(&mut self, a: Value, b: Value, rem: bool) -> Value {
+        let (q, r, b0, m1, zero) = self.safe_sdivrem(a, b, types::I64);
         // div_euclid: when r < 0, q -= sign(b) and r += |b|.
         let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
         let bpos = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, b, 0);
@@ -381,7 +389,6 @@ impl Tr<'_, '_> {
         let babs = self.b.ins().iabs(b);
         let radj = self.b.ins().iadd(r, babs);
         let r2 = self.b.ins().select(neg, radj, r);
-        let b0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
         // b == -1: x / -1 = -x (wrapping), x % -1 = 0.
         let negx = self.b.ins().ineg(a);
         if rem {
@@ -745,15 +752,8 @@ impl Tr<'_, '_> {
                 }
             }
             Div | Rem => {
-                let zero = self.b.ins().iconst(ty, 0);
-                let one = self.b.ins().iconst(ty, 1);
-                let b0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
                 if signed {
-                    let m1 = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
-                    let bad = self.b.ins().bor(b0, m1);
-                    let safe = self.b.ins().select(bad, one, b);
-                    let q = self.b.ins().sdiv(a, safe);
-                    let r = self.b.ins().srem(a, safe);
+                    let (q, r, b0, m1, zero) = self.safe_sdivrem(a, b, ty);
                     // Floor: when r != 0 and r, b have different signs, q -= 1 and r += b.
                     let rnz = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
                     let x = self.b.ins().bxor(r, b);
@@ -772,6 +772,9 @@ impl Tr<'_, '_> {
                         self.b.ins().select(b0, zero, r3)
                     }
                 } else {
+                    let zero = self.b.ins().iconst(ty, 0);
+                    let one = self.b.ins().iconst(ty, 1);
+                    let b0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
                     let safe = self.b.ins().select(b0, one, b);
                     let v = if op == Div { self.b.ins().udiv(a, safe) } else { self.b.ins().urem(a, safe) };
                     self.b.ins().select(b0, zero, v)
