@@ -297,6 +297,16 @@ impl Tr<'_, '_> {
     /// The address of element `i` (an i64) of kernel buffer `buf`.
     pub(super) fn elem_addr(&mut self, buf: usize, i: Value, d: DType) -> Value {
         let base = self.bufs[buf];
+        self.offset_addr(base, i, d)
+    }
+    /// The address of element `index` of a local-memory stack slot.
+    fn local_addr(&mut self, slot: cranelift_codegen::ir::StackSlot, index: &IExpr, d: DType) -> Value {
+        let i = self.iexpr(index);
+        let base = self.b.ins().stack_addr(self.ptr, slot, 0);
+        self.offset_addr(base, i, d)
+    }
+    /// `base + i * size_of(d)` in the pointer type.
+    fn offset_addr(&mut self, base: Value, i: Value, d: DType) -> Value {
         let bytes = i64::from(d.bits() / 8);
         let off = self.b.ins().imul_imm_s(i, bytes);
         let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
@@ -794,11 +804,7 @@ impl Tr<'_, '_> {
 
     fn load(&mut self, buf: usize, index: &IExpr, d: DType) -> Value {
         let i = self.iexpr(index);
-        let base = self.bufs[buf];
-        let bytes = i64::from(d.bits() / 8);
-        let off = self.b.ins().imul_imm_s(i, bytes);
-        let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
-        let addr = self.b.ins().iadd(base, off);
+        let addr = self.elem_addr(buf, i, d);
         let v = self.b.ins().load(mem_type(d), flags(), addr, 0);
         match d {
             DType::F16 | DType::Bf16 => {
@@ -811,11 +817,7 @@ impl Tr<'_, '_> {
 
     fn store(&mut self, buf: usize, index: &IExpr, v: Value, d: DType) {
         let i = self.iexpr(index);
-        let base = self.bufs[buf];
-        let bytes = i64::from(d.bits() / 8);
-        let off = self.b.ins().imul_imm_s(i, bytes);
-        let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
-        let addr = self.b.ins().iadd(base, off);
+        let addr = self.elem_addr(buf, i, d);
         let v = match d {
             DType::F16 | DType::Bf16 => {
                 let w = self.call(if d == DType::F16 { "tk_f16_bits" } else { "tk_bf16_bits" }, &[v]);
@@ -1224,11 +1226,7 @@ impl Tr<'_, '_> {
             }
             Inst::LocalLoad { dst, buf, index, dtype } => {
                 let Some(&(slot, ld)) = self.locals.get(buf) else { return unsupported("unknown local buffer") };
-                let i = self.iexpr(index);
-                let off = self.b.ins().imul_imm_s(i, i64::from(ld.bits() / 8));
-                let base = self.b.ins().stack_addr(self.ptr, slot, 0);
-                let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
-                let addr = self.b.ins().iadd(base, off);
+                let addr = self.local_addr(slot, index, ld);
                 let v = self.b.ins().load(reg_type(ld), flags(), addr, 0);
                 let v = self.convert(v, ld, *dtype);
                 self.set(*dst, v);
@@ -1239,11 +1237,7 @@ impl Tr<'_, '_> {
                 let vd = self.dtype(*value);
                 let v = self.get(*value);
                 let v = self.convert(v, vd, ld);
-                let i = self.iexpr(index);
-                let off = self.b.ins().imul_imm_s(i, i64::from(ld.bits() / 8));
-                let base = self.b.ins().stack_addr(self.ptr, slot, 0);
-                let off = if self.ptr == types::I64 { off } else { self.b.ins().ireduce(self.ptr, off) };
-                let addr = self.b.ins().iadd(base, off);
+                let addr = self.local_addr(slot, index, ld);
                 self.b.ins().store(flags(), v, addr, 0);
                 Ok(())
             }
