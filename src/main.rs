@@ -19,7 +19,6 @@ mod exit {
     /// A runtime or device failure.
     pub const RUNTIME: u8 = 3;
     /// A required external tool is missing.
-    #[allow(dead_code)]
     pub const MISSING_TOOL: u8 = 4;
 }
 
@@ -65,7 +64,8 @@ enum Command {
         /// Only this kernel (stages from `types` on).
         #[arg(short = 'k', long = "kernel", value_name = "ENTRY")]
         entry: Option<String>,
-        /// The compile target (stages from `kernel` on). Only `cpu` exists so far.
+        /// The compile target (stages from `schedule` on): `cpu`, or an NVIDIA architecture
+        /// `sm_80`, `sm_86`, `sm_89`, `sm_90`, `sm_120`.
         #[arg(long, default_value = "cpu")]
         target: String,
         /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4,vector=4`.
@@ -148,6 +148,10 @@ enum Stage {
     Kernel,
     /// The Cranelift IR of every device kernel (the CPU backend's input).
     Clif,
+    /// The PTX module of the file's device kernels (NVIDIA targets).
+    Ptx,
+    /// The SASS disassembly of the cubin ptxas makes from the PTX (needs ptxas and nvdisasm).
+    Sass,
 }
 
 fn main() -> ExitCode {
@@ -166,13 +170,28 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { files } => check(&files, choice),
         Command::Emit { file, stage, entry, target, opts, fast_math, deterministic } => {
-            if target != "cpu" {
-                eprintln!("error: unknown target `{target}`; the targets are: cpu");
+            let target: tk_driver::target::Target = match target.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let nvidia = matches!(target, tk_driver::target::Target::Nvidia(_));
+            let mismatch = match stage {
+                Stage::Clif if nvidia => Some("--stage clif is the CPU backend's: use --target cpu"),
+                Stage::Ptx | Stage::Sass if !nvidia => {
+                    Some("--stage ptx and sass need an NVIDIA target, e.g. --target sm_86")
+                }
+                _ => None,
+            };
+            if let Some(m) = mismatch {
+                eprintln!("error: {m}");
                 return ExitCode::from(2);
             }
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
             let flags = Flags { fast_math, deterministic };
-            emit(&file, stage, entry.as_deref(), knobs.as_ref(), flags, choice)
+            emit(&file, stage, target, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
         Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts, deterministic } => {
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
@@ -265,6 +284,7 @@ struct Flags {
 fn emit(
     file: &Path,
     stage: Stage,
+    target: tk_driver::target::Target,
     entry: Option<&str>,
     knobs: Option<&tk_ir::kernel::Knobs>,
     flags: Flags,
@@ -292,71 +312,74 @@ fn emit(
             }
             module
         }
-        Stage::Graph | Stage::Schedule | Stage::Kernel | Stage::Clif => {
+        Stage::Graph | Stage::Schedule | Stage::Kernel | Stage::Clif | Stage::Ptx | Stage::Sass => {
             let checked = match check_one(file, choice) {
                 Ok(c) => c,
                 Err(c) => return c,
             };
+            let opts = tk_driver::target::Options { knobs: knobs.cloned(), deterministic: flags.deterministic };
             let mut s = String::new();
+            let mut groups = Vec::new();
             for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
-                match tk_compiler::lower::lower_kernel(k) {
-                    Ok(g) => {
-                        // The graph stage shows the optimised graph; later stages compile the
-                        // prepared one (transcendentals decomposed into primitives).
-                        let g = if stage == Stage::Graph {
-                            tk_ir::passes::optimize(&g)
-                        } else if flags.deterministic {
-                            tk_ir::passes::prepare(&g)
-                        } else {
-                            // What the CPU runs: long reductions to a scalar split into partials.
-                            tk_ir::passes::split_reductions(
-                                &tk_ir::passes::prepare(&g),
-                                tk_driver::runtime::split_lanes(),
-                                16,
-                            )
-                        };
-                        if stage == Stage::Graph {
-                            s.push_str(&tk_ir::text::print(&g, &k.name));
-                        } else if stage == Stage::Schedule {
-                            s.push_str(&tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &k.name));
-                        } else {
-                            let sched = tk_ir::schedule::schedule(&g);
-                            let _ = writeln!(s, "// entry {}: {} device kernel(s)", k.name, sched.kernels.len());
-                            if flags.fast_math {
-                                let _ = writeln!(
-                                    s,
-                                    "// fast-math: contraction and hardware approximations allowed; results may differ between devices"
-                                );
-                            }
-                            if flags.deterministic {
-                                let _ = writeln!(s, "// deterministic: every reduction runs in the reference order");
-                            }
-                            for i in 0..sched.kernels.len() {
-                                let shape = &sched.buffers[sched.kernels[i].writes[0]].shape;
-                                let kn = knobs.cloned().unwrap_or_else(|| tk_driver::runtime::default_knobs(shape));
-                                match tk_ir::kernel::lower(&sched, i, &kn) {
-                                    Ok(kern) if stage == Stage::Clif => match tk_codegen::cpu::clif(&kern) {
-                                        Ok(t) => {
-                                            let _ = writeln!(s, "; device kernel {i}");
-                                            s.push_str(&t);
-                                        }
-                                        Err(e) => {
-                                            eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
-                                            return exit::RUNTIME;
-                                        }
-                                    },
-                                    Ok(kern) => s.push_str(&tk_ir::kernel::print(&kern)),
-                                    Err(e) => {
-                                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
-                                        return exit::USER;
-                                    }
-                                }
-                            }
-                        }
-                    }
+                let g = match tk_compiler::lower::lower_kernel(k) {
+                    Ok(g) => g,
                     Err(e) => {
                         eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
                         return exit::USER;
+                    }
+                };
+                if stage == Stage::Graph {
+                    // The graph stage shows the optimised graph; later stages compile the
+                    // prepared one (transcendentals decomposed into primitives).
+                    s.push_str(&tk_ir::text::print(&tk_ir::passes::optimize(&g), &k.name));
+                    continue;
+                }
+                let prepared = tk_ir::passes::prepare(&g);
+                if stage == Stage::Schedule {
+                    let g = if flags.deterministic {
+                        prepared
+                    } else {
+                        let (scalar, rows) = target.split();
+                        tk_ir::passes::split_reductions(&prepared, scalar, rows)
+                    };
+                    s.push_str(&tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &k.name));
+                    continue;
+                }
+                let lowered = match tk_driver::target::lower(&prepared, target, &opts) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                        return exit::USER;
+                    }
+                };
+                if matches!(stage, Stage::Ptx | Stage::Sass) {
+                    groups.push((format!("{}_", k.name), lowered.kernels));
+                    continue;
+                }
+                let _ = writeln!(s, "// entry {}: {} device kernel(s)", k.name, lowered.kernels.len());
+                if flags.fast_math {
+                    let _ = writeln!(
+                        s,
+                        "// fast-math: contraction and hardware approximations allowed; results may differ between devices"
+                    );
+                }
+                if flags.deterministic {
+                    let _ = writeln!(s, "// deterministic: every reduction runs in the reference order");
+                }
+                for (i, kern) in lowered.kernels.iter().enumerate() {
+                    if stage == Stage::Clif {
+                        match tk_codegen::cpu::clif(kern) {
+                            Ok(t) => {
+                                let _ = writeln!(s, "; device kernel {i}");
+                                s.push_str(&t);
+                            }
+                            Err(e) => {
+                                eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                                return exit::RUNTIME;
+                            }
+                        }
+                    } else {
+                        s.push_str(&tk_ir::kernel::print(kern));
                     }
                 }
             }
@@ -365,6 +388,37 @@ fn emit(
             {
                 eprintln!("error: {} has no kernel `{e}`", file.display());
                 return exit::USER;
+            }
+            if let tk_driver::target::Target::Nvidia(t) = target
+                && matches!(stage, Stage::Ptx | Stage::Sass)
+            {
+                let m = match tk_codegen::ptx::module(&groups, t) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", file.display());
+                        return exit::USER;
+                    }
+                };
+                if flags.fast_math {
+                    s.push_str("// fast-math: allowed, but the PTX backend emits no approximations yet\n");
+                }
+                if stage == Stage::Ptx {
+                    s.push_str(&m.text);
+                } else {
+                    let sass =
+                        tk_driver::nvidia::assemble(&m.text, t).and_then(|a| tk_driver::nvidia::disassemble(&a.cubin));
+                    match sass {
+                        Ok(t) => s.push_str(&t),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return if matches!(e, tk_driver::RunError::MissingTool { .. }) {
+                                exit::MISSING_TOOL
+                            } else {
+                                exit::RUNTIME
+                            };
+                        }
+                    }
+                }
             }
             s
         }

@@ -40,7 +40,11 @@ pub fn report(e: &RunError, sources: &tk_compiler::diag::SourceMap, choice: Colo
         RunError::OutOfRange { .. } => (Code::IndexOutOfRange, "this index", exit::USER),
         RunError::Dimension { .. } => (Code::BadRuntimeDim, "here", exit::USER),
         RunError::File { .. } => (Code::ArgMismatch, "", exit::USER),
-        RunError::Compile { .. } | RunError::Device { .. } => {
+        RunError::MissingTool { .. } => {
+            eprintln!("error: {e}");
+            return exit::MISSING_TOOL;
+        }
+        RunError::Compile { .. } | RunError::Device { .. } | RunError::Tool { .. } => {
             eprintln!("error: {e}");
             return exit::RUNTIME;
         }
@@ -64,7 +68,9 @@ pub fn render_plain(e: &RunError, sources: &tk_compiler::diag::SourceMap) -> Str
         RunError::OutOfRange { .. } => Code::IndexOutOfRange,
         RunError::Dimension { .. } => Code::BadRuntimeDim,
         RunError::Argument { .. } | RunError::File { .. } => Code::ArgMismatch,
-        RunError::Compile { .. } | RunError::Device { .. } => return format!("error: {e}\n"),
+        RunError::Compile { .. } | RunError::Device { .. } | RunError::Tool { .. } | RunError::MissingTool { .. } => {
+            return format!("error: {e}\n");
+        }
     };
     match e.loc() {
         Some(loc) if sources.files.get(loc.file as usize).is_ok() && loc.hi > 0 => {

@@ -74,6 +74,10 @@ pub trait Device: Send + Sync {
     fn name(&self) -> String;
     /// The compile target (`x86_64-unknown-linux-gnu avx2,fma,...`, `sm_86`, `gfx1100`).
     fn target(&self) -> String;
+    /// The target kernels are compiled for (which decides their default knobs).
+    fn compile_target(&self) -> crate::target::Target {
+        crate::target::Target::Cpu
+    }
     fn alloc(&self, bytes: usize) -> Result<Buffer, RunError>;
     fn queue(&self) -> Queue;
     /// Enqueues a copy from host memory into a buffer.

@@ -20,6 +20,12 @@ pub enum RunError {
     /// The compiler cannot handle the program on this device.
     #[error("{message}")]
     Compile { message: String, loc: Loc },
+    /// A required external tool (ptxas, nvdisasm) is missing.
+    #[error("{tool} not found: {message}")]
+    MissingTool { tool: String, message: String },
+    /// An external tool failed.
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
     /// A device failure.
     #[error("device {device}: {message}")]
     Device { device: String, message: String },

@@ -8,7 +8,9 @@ pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod loader;
+pub mod nvidia;
 pub mod runtime;
+pub mod target;
 
 pub use array::HostArray;
 pub use device::{Device, open};

@@ -67,29 +67,13 @@ pub struct Compiled {
     pub times: CompileTimes,
 }
 
-/// The default knobs for a kernel writing an output of shape `shape` on the CPU: the outermost
-/// axis runs in parallel and the innermost is vectorised 16 wide (four 128-bit registers), or 8
-/// or 4 wide when it is a small constant.
+/// The default knobs of a CPU kernel writing an output of shape `shape` (see
+/// [`Target::default_knobs`](crate::target::Target::default_knobs)).
 pub fn default_knobs(shape: &[Dim]) -> Knobs {
-    let vector = match shape.last().map(|d| d.as_const()) {
-        None => 1,
-        Some(Some(c)) if c < 4 => 1,
-        Some(Some(c)) if c < 8 => 4,
-        Some(Some(c)) if c < 16 => 8,
-        Some(_) => 16,
-    };
-    Knobs { parallel: shape.len().min(1), vector, ..Knobs::default() }
+    crate::target::Target::Cpu.default_knobs(shape)
 }
 
-/// Compile options.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Knobs for every device kernel (the defaults of [`default_knobs`] when `None`).
-    pub knobs: Option<Knobs>,
-    /// Keep every reduction in the reference order, so results are bit-identical to the
-    /// reference interpreter (no split reductions).
-    pub deterministic: bool,
-}
+pub use crate::target::Options;
 
 /// How many partial reductions a long reduction to a scalar is split into on this machine: 16
 /// SIMD lanes per thread.
@@ -97,30 +81,14 @@ pub fn split_lanes() -> i64 {
     (16 * rayon::current_num_threads() as i64).clamp(16, 256)
 }
 
-/// Schedules a prepared graph (see `tk_ir::passes::prepare`), lowers every device kernel and
-/// compiles them for `dev`.
+/// Schedules a prepared graph (see `tk_ir::passes::prepare`) for `dev`'s target, lowers every
+/// device kernel and compiles them for `dev`.
 pub fn compile(dev: &dyn Device, name: &str, g: &Graph, opts: &Options) -> Result<Compiled, RunError> {
-    let t0 = Instant::now();
-    let split;
-    let g = if opts.deterministic {
-        g
-    } else {
-        split = tk_ir::passes::split_reductions(g, split_lanes(), 16);
-        &split
-    };
-    let schedule = tk_ir::schedule::schedule(g);
-    let t1 = Instant::now();
-    let mut kernels = Vec::new();
-    for (i, k) in schedule.kernels.iter().enumerate() {
-        let kn = opts.knobs.clone().unwrap_or_else(|| default_knobs(&schedule.buffers[k.writes[0]].shape));
-        let kern = tk_ir::kernel::lower(&schedule, i, &kn)
-            .map_err(|e| RunError::Compile { message: e.message, loc: e.loc })?;
-        kernels.push(kern);
-    }
+    let crate::target::Lowered { schedule, kernels, times: (ts, tl) } =
+        crate::target::lower(g, dev.compile_target(), opts)?;
     let t2 = Instant::now();
     let exe = dev.compile(&kernels)?;
-    let t3 = Instant::now();
-    let times = CompileTimes { schedule: t1 - t0, lower: t2 - t1, codegen: t3 - t2 };
+    let times = CompileTimes { schedule: ts, lower: tl, codegen: t2.elapsed() };
     Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times })
 }
 

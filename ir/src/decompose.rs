@@ -22,6 +22,7 @@ pub fn decomposed(op: UnaryOp) -> bool {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
+            | UnaryOp::Erf
             | UnaryOp::Rsqrt
     )
 }

@@ -5,7 +5,7 @@ pub mod helpers;
 mod translate;
 mod vector;
 
-pub use translate::{CheckInfo, KernelInfo, kernel_info, symbols};
+pub use translate::{CheckInfo, KernelInfo, Unsupported, acc_value_dtype, kernel_info, symbols};
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};

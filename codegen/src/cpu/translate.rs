@@ -194,7 +194,7 @@ fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
 }
 
 /// The accumulation dtype of a reduction's running value.
-pub(super) fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
+pub fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
     let widen = |d: DType| if matches!(d, DType::F16 | DType::Bf16) { DType::F32 } else { d };
     match op {
         ReduceOp::Sum | ReduceOp::Prod if !src.is_float() => out,
