@@ -3,139 +3,16 @@
 //! widths).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tk_driver::HostArray;
-use tk_ir::dtype::DType;
-use tk_ir::graph::{Graph, Scalar};
 use tk_ir::interp::{self, Array};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn examples() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("examples")
-        .expect("examples")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "tk"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn compile(path: &Path) -> Vec<(String, Graph)> {
-    let src = std::fs::read_to_string(path).expect("readable");
-    let c = tk_compiler::check_source(path, src);
-    assert!(c.is_ok(), "{}", c.render_plain());
-    c.kernels
-        .iter()
-        .map(|k| {
-            let g = tk_compiler::lower::lower_kernel(k).unwrap_or_else(|e| panic!("{}: {e}", k.name));
-            (k.name.clone(), tk_ir::passes::prepare(&g))
-        })
-        .collect()
-}
-
-/// Compile options under which the CPU is bit-identical to the interpreter.
-fn exact() -> tk_driver::runtime::Options {
-    tk_driver::runtime::Options { knobs: None, deterministic: true }
-}
-
-fn symbols(g: &Graph) -> Vec<String> {
-    let mut v: Vec<String> = g.inputs.iter().flat_map(|(_, _, s)| s.iter().flat_map(|d| d.symbols())).collect();
-    v.extend(g.dims.iter().cloned());
-    v.sort();
-    v.dedup();
-    v
-}
-
-fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec<Array> {
-    g.inputs
-        .iter()
-        .map(|(_, d, shape)| {
-            let shape: Vec<usize> =
-                shape.iter().map(|x| x.eval(&|s| dims.get(s).copied()).expect("bound") as usize).collect();
-            Array::from_fn(*d, shape, |_| {
-                if d.is_float() {
-                    // Mostly in [-4, 4), with occasional large values, zeros and non-finite ones.
-                    match rng.next() % 64 {
-                        0 => Scalar::Float(0.0),
-                        1 => Scalar::Float(-0.0),
-                        2 => Scalar::Float(1e30),
-                        3 => Scalar::Float(f64::INFINITY),
-                        _ => Scalar::Float((rng.next() % 8_000_001) as f64 / 1_000_000.0 - 4.0),
-                    }
-                } else if *d == DType::Bool {
-                    Scalar::Bool(rng.next().is_multiple_of(2))
-                } else {
-                    Scalar::Int((rng.next() % 7) as i128 - 2)
-                }
-            })
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 #[test]
 fn every_example_matches_the_interpreter_on_the_cpu() {
-    let dev = tk_driver::open("cpu").expect("cpu device");
-    let mut rng = Rng(0x5EED);
-    let mut ran = 0;
-    let mut failures = Vec::new();
-    for f in examples() {
-        for (name, g) in compile(&f) {
-            let compiled = match tk_driver::compile(dev.as_ref(), &name, &g, &exact()) {
-                Ok(c) => c,
-                Err(e) => {
-                    failures.push(format!("{}::{name}: compile: {e}", f.display()));
-                    continue;
-                }
-            };
-            for size in [0i64, 1, 2, 3, 5, 7, 13, 17] {
-                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
-                if g.inputs
-                    .iter()
-                    .any(|(_, _, s)| s.iter().any(|d| d.eval(&|x| dims.get(x).copied()).is_none_or(|v| v < 0)))
-                {
-                    continue;
-                }
-                let args = random_args(&g, &dims, &mut rng);
-                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
-                let want = interp::bind_dims(&g, &args, &explicit)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| interp::run(&g, &b, &args).map_err(|e| e.message));
-                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
-                let got = compiled.run(dev.as_ref(), &host, &explicit);
-                match (want, got) {
-                    (Ok(w), Ok(o)) => {
-                        let o: Vec<Array> = o.iter().map(HostArray::to_interp).collect();
-                        if format!("{w:?}") != format!("{o:?}") {
-                            failures.push(format!(
-                                "{}::{name} size {size}:\n  interpreter {w:?}\n  cpu         {o:?}",
-                                f.display()
-                            ));
-                        }
-                        ran += 1;
-                    }
-                    (Err(_), Err(_)) => ran += 1,
-                    (w, o) => failures.push(format!(
-                        "{}::{name} size {size}: interpreter {:?} vs cpu {:?}",
-                        f.display(),
-                        w.err(),
-                        o.err().map(|e| e.to_string())
-                    )),
-                }
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
-    assert!(ran >= 300, "only {ran} runs");
+    every_example_matches_the_interpreter("cpu", &[0, 1, 2, 3, 5, 7, 13, 17], 300);
 }
 
 /// Every example compiles for the Mac (aarch64-apple-darwin) and for aarch64 Linux to a
@@ -353,114 +230,14 @@ fn split_reductions_meet_the_contract() {
 /// NaN, infinities and huge values) compute exactly what the interpreter computes, without
 /// trapping, in every integer dtype, scalar and vectorised.
 #[test]
-fn integer_and_cast_edge_cases_match_the_interpreter() {
-    let dev = tk_driver::open("cpu").expect("cpu");
-    for t in ["i8", "i16", "i32", "i64", "u8", "u32"] {
-        let src = format!(
-            "kernel ops(a: {t}[n], b: {t}[n]) -> ({t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], bool[n]) {{\n\
-             (a / b, a % b, a << b, a >> b, a * b, a - b, min(a, b), abs(a), a < b)\n}}\n\
-             kernel casts(x: f32[n]) -> ({t}[n], {t}[n]) {{ (x as {t}, (x as f64 * 3.0) as {t}) }}\n\
-             kernel back(a: {t}[n]) -> (f32[n], f64[n], f16[n], bool[n]) {{ (a as f32, a as f64, a as f16, a as bool) }}\n"
-        );
-        let c = tk_compiler::check_source(Path::new("edge.tk"), src);
-        assert!(c.is_ok(), "{t}: {}", c.render_plain());
-        let d = tk_ir::dtype::DType::parse(t).expect("dtype");
-        let (lo, hi) = d.int_range().expect("int");
-        let ints: Vec<i128> = vec![lo, lo + 1, -1, 0, 1, 2, 7, 8, 31, 32, 63, 64, hi - 1, hi, 5, -3, 100, -100]
-            .into_iter()
-            .map(|v| tk_ir::interp::wrap(v, d))
-            .collect();
-        let floats = [
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            1e30,
-            -1e30,
-            2147483648.0,
-            -2147483649.0,
-            255.5,
-            -0.9,
-            0.9,
-            -128.5,
-            65535.7,
-            4294967296.0,
-            -0.0,
-            3.5,
-            -7.25,
-            1e10,
-            -1e10,
-        ];
-        for k in &c.kernels {
-            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-            let compiled = tk_driver::compile(dev.as_ref(), &k.name, &g, &exact()).expect("compiles");
-            let n = ints.len();
-            let args: Vec<Array> = g
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(ai, (_, dt, _))| {
-                    Array::from_fn(*dt, vec![n * n], |i| {
-                        let (x, y) = (i / n, i % n);
-                        if dt.is_float() {
-                            Scalar::Float(floats[(x + y) % floats.len()])
-                        } else {
-                            Scalar::Int(ints[if ai == 0 { x } else { y }])
-                        }
-                    })
-                })
-                .collect();
-            let dims: HashMap<String, i64> = [("n".to_string(), (n * n) as i64)].into();
-            let want = interp::run(&g, &dims, &args).expect("runs");
-            let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
-            let got = compiled.run(dev.as_ref(), &host, &HashMap::new()).expect("runs");
-            let got: Vec<Array> = got.iter().map(HostArray::to_interp).collect();
-            for (o, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert_eq!(format!("{w:?}"), format!("{g:?}"), "{t} {} output {o}", k.name);
-            }
-        }
-    }
+fn integer_and_cast_edge_cases_match_the_interpreter_on_the_cpu() {
+    integer_and_cast_edge_cases_match_the_interpreter("cpu");
 }
 
 /// Every example under the default options (split reductions included) agrees with the
 /// interpreter: exactly for integers and bools, within a reduction-reordering tolerance for
 /// floats. Sizes are not multiples of the split width.
 #[test]
-fn default_options_match_the_interpreter_within_tolerance() {
-    let dev = tk_driver::open("cpu").expect("cpu device");
-    let mut rng = Rng(0xD1F);
-    let mut ran = 0;
-    for f in examples() {
-        for (name, g) in compile(&f) {
-            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &Default::default()).expect("compiles");
-            for size in [1i64, 5, 33, 67] {
-                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
-                let elems: i64 = g
-                    .inputs
-                    .iter()
-                    .map(|(_, _, s)| s.iter().map(|d| d.eval(&|x| dims.get(x).copied()).unwrap_or(-1)).product::<i64>())
-                    .sum();
-                if !(0..=50_000).contains(&elems) {
-                    continue;
-                }
-                let args = random_args(&g, &dims, &mut rng);
-                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
-                let want = interp::bind_dims(&g, &args, &explicit).ok().and_then(|b| interp::run(&g, &b, &args).ok());
-                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
-                let got = compiled.run(dev.as_ref(), &host, &explicit).ok();
-                let (Some(w), Some(o)) = (want, got) else { continue };
-                for (wa, oa) in w.iter().zip(&o) {
-                    let wa = HostArray::from_interp(wa);
-                    for i in 0..wa.len() {
-                        let (a, b) = (wa.get_f64(i), oa.get_f64(i));
-                        let ok = a == b
-                            || (a.is_nan() && b.is_nan())
-                            || (wa.dtype.is_float() && (a - b).abs() <= 1e-3 * a.abs().max(1.0));
-                        assert!(ok, "{}::{name} size {size} element {i}: cpu {b}, interpreter {a}", f.display());
-                    }
-                }
-                ran += 1;
-            }
-        }
-    }
-    assert!(ran >= 150, "only {ran} runs");
+fn default_options_match_the_interpreter_within_tolerance_on_the_cpu() {
+    default_options_match_the_interpreter_within_tolerance("cpu", &[1, 5, 33, 67], 150);
 }

@@ -106,16 +106,22 @@ pub trait Device: Send + Sync {
     fn synchronize(&self, q: &Queue) -> Result<(), RunError>;
 }
 
-/// The devices this machine has: (name, compile target).
+/// The devices this machine has: (name, compile target). Simulated GPUs are always there
+/// (`sim:sm_86` is listed; any NVIDIA target works).
 pub fn list() -> Vec<(String, String)> {
     let cpu = crate::cpu::CpuDevice::new();
-    vec![(cpu.name(), cpu.target())]
+    let sim = crate::sim::SimDevice::new(tk_codegen::ptx::Target { sm: 86 });
+    vec![(cpu.name(), cpu.target()), (sim.name(), format!("{} (any sm_XX target)", sim.target()))]
 }
 
 /// Opens a device by name.
 pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
     match name {
         "cpu" => Ok(Arc::new(crate::cpu::CpuDevice::new())),
+        n if n.starts_with("sim:sm_") => {
+            let t = n["sim:".len()..].parse().map_err(|m| RunError::Device { device: n.to_string(), message: m })?;
+            Ok(Arc::new(crate::sim::SimDevice::new(t)))
+        }
         n if n.starts_with("sim:") || n.starts_with("cuda:") || n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
             message: "this device kind is not available in this build of tk yet; `tk devices` lists the devices".into(),

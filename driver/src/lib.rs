@@ -10,6 +10,7 @@ pub mod error;
 pub mod loader;
 pub mod nvidia;
 pub mod runtime;
+pub mod sim;
 pub mod target;
 
 pub use array::HostArray;

@@ -411,7 +411,7 @@ impl Em {
         self.round_half(&t2, d)
     }
     /// An f64 value rounded to a float dtype's register.
-    fn from_f64(&mut self, v: &str, to: DType) -> String {
+    fn round_from_f64(&mut self, v: &str, to: DType) -> String {
         match to {
             DType::F64 => v.to_string(),
             DType::F32 => {
@@ -422,7 +422,7 @@ impl Em {
             _ => self.round_f64_half(v, to),
         }
     }
-    fn to_f64(&mut self, v: &str, d: DType) -> String {
+    fn widen_f64(&mut self, v: &str, d: DType) -> String {
         if cls(d) == Cls::F64 {
             return v.to_string();
         }
@@ -451,18 +451,18 @@ impl Em {
             if from.is_float() {
                 return match (cls(from), to) {
                     (Cls::F32, DType::F32) => v.to_string(),
-                    (Cls::F32, DType::F64) => self.to_f64(v, from),
+                    (Cls::F32, DType::F64) => self.widen_f64(v, from),
                     (Cls::F32, _) => self.round_half(v, to),
-                    _ => self.from_f64(v, to),
+                    _ => self.round_from_f64(v, to),
                 };
             }
             let i = self.index_of(v, from);
             let w = self.tmp(Cls::F64);
             self.line(format!("cvt.rn.f64.s64 {w}, {i}"));
-            return self.from_f64(&w, to);
+            return self.round_from_f64(&w, to);
         }
         let wide = if from.is_float() {
-            let w = self.to_f64(v, from);
+            let w = self.widen_f64(v, from);
             let i = self.tmp(Cls::B64);
             self.line(format!("cvt.rzi.s64.f64 {i}, {w}"));
             if let Some((lo, hi)) = to.int_range()
@@ -560,7 +560,7 @@ impl Em {
                     return unsupported(format!("fma on {d}"));
                 }
                 if is_half(d) {
-                    let w: Vec<String> = (0..3).map(|i| self.to_f64(&vals[i], ts[i])).collect();
+                    let w: Vec<String> = (0..3).map(|i| self.widen_f64(&vals[i], ts[i])).collect();
                     let r = self.tmp(Cls::F64);
                     self.line(format!("fma.rn.f64 {r}, {}, {}, {}", w[0], w[1], w[2]));
                     let v = self.round_f64_half(&r, d);
@@ -628,11 +628,11 @@ impl Em {
                 }
             }
             UnaryOp::Rsqrt => {
-                let w = self.to_f64(x, t);
+                let w = self.widen_f64(x, t);
                 let s = self.tmp(Cls::F64);
                 self.line(format!("sqrt.rn.f64 {s}, {w}"));
                 self.line(format!("rcp.rn.f64 {s}, {s}"));
-                return Ok(self.from_f64(&s, t));
+                return Ok(self.round_from_f64(&s, t));
             }
             UnaryOp::Not => return unsupported(format!("not on {t}")),
             other => {
@@ -700,7 +700,7 @@ impl Em {
                 }
                 Min | Max => self.fminmax(&r, a, b, t, op == Max),
                 Rem => {
-                    let (x, y) = (self.to_f64(a, t), self.to_f64(b, t));
+                    let (x, y) = (self.widen_f64(a, t), self.widen_f64(b, t));
                     let q = self.tmp(Cls::F64);
                     self.line(format!("div.rn.f64 {q}, {x}, {y}"));
                     self.line(format!("cvt.rmi.f64.f64 {q}, {q}"));
@@ -709,7 +709,7 @@ impl Em {
                     let z = self.tmp(Cls::Pred);
                     self.line(format!("setp.eq.f64 {z}, {y}, {}", f64_lit(0.0)));
                     self.line(format!("selp.f64 {q}, {}, {q}, {z}", f64_lit(f64::NAN)));
-                    return Ok(self.from_f64(&q, t));
+                    return Ok(self.round_from_f64(&q, t));
                 }
                 Pow => return unsupported(format!("pow on {t}: f64 pow is not decomposed yet")),
                 _ => return unsupported(format!("{op:?} on {t}")),
@@ -1245,7 +1245,7 @@ impl Em {
                             let y = self.reg(b[kk * n + j]);
                             if is_half(*dtype) {
                                 let (xw, yw, aw) =
-                                    (self.to_f64(&x, *dtype), self.to_f64(&y, *dtype), self.to_f64(&acc, *dtype));
+                                    (self.widen_f64(&x, *dtype), self.widen_f64(&y, *dtype), self.widen_f64(&acc, *dtype));
                                 let r = self.tmp(Cls::F64);
                                 self.line(format!("fma.rn.f64 {r}, {xw}, {yw}, {aw}"));
                                 let v = self.round_f64_half(&r, *dtype);
@@ -1503,7 +1503,9 @@ fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
 
 /// The chain of nested parallel ranges at the top of a kernel body (flattened into one grid
 /// index): (var, extent) from the outermost, and the innermost body.
-fn parallel_chain(body: &[Inst]) -> Option<(Vec<(usize, Dim)>, &[Inst])> {
+type Chain<'k> = (Vec<(usize, Dim)>, &'k [Inst]);
+
+fn parallel_chain(body: &[Inst]) -> Option<Chain<'_>> {
     let [Inst::Range { var, extent, kind: RangeKind::Global, body: inner }] = body else { return None };
     let mut chain = vec![(*var, extent.clone())];
     let mut b: &[Inst] = inner;

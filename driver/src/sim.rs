@@ -1,0 +1,192 @@
+//! The simulated NVIDIA device, `sim:sm_86` (any NVIDIA target): kernels are compiled to PTX
+//! exactly as for a real GPU and run by the PTX simulator (`tk-sim`), which checks every memory
+//! access and reports missing barriers. Memory is host memory; queues run inline.
+//!
+//! Warps run in a seeded random order: the seed is `TK_SIM_SEED` (default 0) plus the number of
+//! the launch, so a run is reproducible and different launches see different orders.
+
+use crate::device::{Buffer, Device, Event, Executable, Queue};
+use crate::error::RunError;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tk_codegen::ptx::{self, Launch, PtxKernel};
+use tk_ir::dims::Dim;
+use tk_ir::kernel::Kernel;
+
+/// Most blocks one simulated launch runs (kernels loop over the rest of their range).
+const MAX_BLOCKS: i64 = 4096;
+
+struct SimMem(Mutex<Vec<u8>>);
+
+/// Kernels compiled to PTX and decoded for the simulator.
+pub struct SimExecutable {
+    module: tk_sim::Module,
+    /// The PTX text, for error reports and `tk emit`.
+    pub ptx: String,
+    infos: Vec<PtxKernel>,
+    kernels: Vec<Kernel>,
+}
+
+impl Executable for SimExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
+pub struct SimDevice {
+    target: ptx::Target,
+    launches: AtomicU64,
+    seed: u64,
+}
+
+impl SimDevice {
+    pub fn new(target: ptx::Target) -> SimDevice {
+        let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        SimDevice { target, launches: AtomicU64::new(0), seed }
+    }
+    fn err(&self, m: impl Into<String>) -> RunError {
+        RunError::Device { device: self.name(), message: m.into() }
+    }
+}
+
+fn mem(b: &Buffer) -> Option<&SimMem> {
+    b.mem.downcast_ref::<SimMem>()
+}
+
+fn eval(d: &Dim, dims: &HashMap<String, i64>) -> i64 {
+    d.eval(&|s| dims.get(s).copied()).unwrap_or(0)
+}
+
+/// The grid a kernel is launched with.
+pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::Grid {
+    match launch {
+        Launch::Single => tk_sim::Grid { blocks: 1, threads: 1 },
+        Launch::Elements { extent, threads } => {
+            let n = eval(extent, dims).max(0);
+            let blocks = (n + i64::from(*threads) - 1) / i64::from(*threads);
+            tk_sim::Grid { blocks: blocks.clamp(1, MAX_BLOCKS) as u32, threads: *threads }
+        }
+        Launch::Blocks { extent, threads } => {
+            let n = extent.as_ref().map_or(1, |e| eval(e, dims));
+            tk_sim::Grid { blocks: n.clamp(1, MAX_BLOCKS) as u32, threads: *threads }
+        }
+    }
+}
+
+impl Device for SimDevice {
+    fn name(&self) -> String {
+        format!("sim:{}", self.target)
+    }
+    fn target(&self) -> String {
+        format!("{} (simulated PTX)", self.target)
+    }
+    fn compile_target(&self) -> crate::target::Target {
+        crate::target::Target::Nvidia(self.target)
+    }
+    fn alloc(&self, bytes: usize) -> Result<Buffer, RunError> {
+        Ok(Buffer::new(Arc::new(SimMem(Mutex::new(vec![0; bytes]))), bytes))
+    }
+    fn queue(&self) -> Queue {
+        Queue { id: 0 }
+    }
+    fn write(&self, _q: &Queue, dst: &Buffer, src: &[u8]) -> Result<(), RunError> {
+        let m = mem(dst).ok_or_else(|| self.err("a buffer of another device"))?;
+        let mut d = m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?;
+        let n = src.len().min(d.len());
+        d[..n].copy_from_slice(&src[..n]);
+        Ok(())
+    }
+    fn read(&self, _q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError> {
+        let m = mem(src).ok_or_else(|| self.err("a buffer of another device"))?;
+        let s = m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?;
+        let n = dst.len().min(s.len());
+        dst[..n].copy_from_slice(&s[..n]);
+        Ok(())
+    }
+    fn copy(&self, _q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError> {
+        if Arc::ptr_eq(&src.mem, &dst.mem) {
+            return Ok(());
+        }
+        let data = {
+            let m = mem(src).ok_or_else(|| self.err("a buffer of another device"))?;
+            m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?.clone()
+        };
+        self.write(&Queue { id: 0 }, dst, &data)
+    }
+    fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        let module = tk_sim::Module::parse(&m.text).map_err(|e| self.err(format!("decoding tk's own PTX: {e}")))?;
+        Ok(Arc::new(SimExecutable { module, ptx: m.text, infos: m.kernels, kernels: kernels.to_vec() }))
+    }
+    fn launch(
+        &self,
+        _q: &Queue,
+        exe: &Arc<dyn Executable>,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        let exe = exe.as_any().downcast_ref::<SimExecutable>().ok_or_else(|| self.err("not a simulator executable"))?;
+        let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
+            return Err(self.err(format!("no device kernel {k}")));
+        };
+        if bufs.len() != kernel.bufs.len() {
+            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        for (i, a) in bufs.iter().enumerate() {
+            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
+                return Err(
+                    self.err(format!("kernel {k} got the same buffer twice (the simulator needs distinct ones)"))
+                );
+            }
+        }
+        let mems: Vec<&SimMem> = bufs
+            .iter()
+            .map(|b| mem(b).ok_or_else(|| self.err("a buffer of another device")))
+            .collect::<Result<_, _>>()?;
+        let mut guards = Vec::with_capacity(mems.len());
+        for m in &mems {
+            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
+        }
+        let mut err = vec![0u8; 32];
+        let mut args: Vec<tk_sim::Arg<'_>> = guards.iter_mut().map(|g| tk_sim::Arg::Buffer(g.as_mut_slice())).collect();
+        for s in &info.symbols {
+            let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
+            args.push(tk_sim::Arg::Int(v));
+        }
+        args.push(tk_sim::Arg::Buffer(&mut err));
+        let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
+        exe.module
+            .launch(&info.name, grid(&info.launch, dims), &mut args, seed)
+            .map_err(|e| self.err(format!("{e} (device kernel {k} of the entry)")))?;
+        drop(args);
+        let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let code = word(0);
+        if code == 0 {
+            return Ok(());
+        }
+        let c = info.checks.get(code as usize - 1);
+        Err(RunError::OutOfRange {
+            value: word(1),
+            lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(word(2)),
+            hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(word(3)),
+            loc: c.map(|c| c.loc).unwrap_or_default(),
+        })
+    }
+    fn record(&self, _q: &Queue) -> Event {
+        Event { at: Some(Instant::now()) }
+    }
+    fn wait(&self, _e: &Event) -> Result<(), RunError> {
+        Ok(())
+    }
+    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
+        Ok(())
+    }
+}
