@@ -124,6 +124,32 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
     },
+    /// Compile .tk files ahead of time into NVIDIA code objects: for each file and target,
+    /// DIR/<stem>.<target>.ptx and .cubin (every device kernel of every entry), plus
+    /// DIR/manifest.json describing entries, device kernels, parameters and launch geometry.
+    #[command(after_help = "ptxas is found through TK_PTXAS, then PATH, then the project's .tools/venv \
+        (scripts/setup installs it). There is no ptxas for macOS: build cubins on Linux.\n\n\
+        EXAMPLE:\n  tk build examples/matmul.tk --target sm_86,sm_90 -o out/")]
+    Build {
+        /// The .tk files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Comma-separated NVIDIA targets: sm_80, sm_86, sm_89, sm_90, sm_120.
+        #[arg(long, value_delimiter = ',', required = true)]
+        target: Vec<String>,
+        /// The output directory (created when missing).
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: PathBuf,
+        /// Print registers, spills and shared memory of every device kernel (from ptxas -v).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Optimisation knobs for every device kernel, e.g. `parallel=2`.
+        #[arg(long, value_name = "KNOBS")]
+        opts: Option<String>,
+        /// Keep every reduction in the reference order (bit-identical to the interpreter).
+        #[arg(long)]
+        deterministic: bool,
+    },
     /// List the devices of this machine and the target each compiles for.
     Devices,
     /// An interactive session: define fns and kernels, bind arrays, evaluate expressions.
@@ -201,6 +227,27 @@ fn main() -> ExitCode {
             )
         }
         Command::Repl { device } => repl::run(&device),
+        Command::Build { files, target, out, verbose, opts, deterministic } => {
+            let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
+            let mut targets = Vec::new();
+            for t in &target {
+                match t.parse::<tk_driver::target::Target>() {
+                    Ok(tk_driver::target::Target::Nvidia(n)) => targets.push(n),
+                    Ok(tk_driver::target::Target::Cpu) => {
+                        eprintln!(
+                            "error: `tk build` writes NVIDIA code objects; the CPU compiles kernels when they run \
+                             (use an sm_XX target)"
+                        );
+                        return ExitCode::from(2);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            build(&files, &targets, &out, verbose, tk_driver::target::Options { knobs, deterministic }, choice)
+        }
         Command::Devices => {
             println!("{:<10} TARGET", "DEVICE");
             for (name, target) in tk_driver::device::list() {
@@ -275,6 +322,69 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
 }
 
 /// Code generation options that change the numeric contract (docs/numerics.md).
+/// `tk build`.
+fn build(
+    files: &[PathBuf],
+    targets: &[tk_codegen::ptx::Target],
+    out: &Path,
+    verbose: bool,
+    opts: tk_driver::target::Options,
+    choice: ColorChoice,
+) -> u8 {
+    let mut sources: Vec<tk_driver::aot::Source> = Vec::new();
+    for f in files {
+        let checked = match check_one(f, choice) {
+            Ok(c) => c,
+            Err(c) => return c,
+        };
+        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        if let Some(other) = sources.iter().find(|s| s.stem == stem) {
+            eprintln!(
+                "error: {} and {} would both write {stem}.<target>.cubin; build them into different directories",
+                other.path.display(),
+                f.display()
+            );
+            return exit::USER;
+        }
+        let mut entries = Vec::new();
+        for k in &checked.kernels {
+            match tk_compiler::lower::lower_kernel(k) {
+                Ok(g) => entries.push(tk_driver::aot::Entry { name: k.name.clone(), graph: tk_ir::passes::prepare(&g) }),
+                Err(e) => {
+                    eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
+                    return exit::USER;
+                }
+            }
+        }
+        sources.push(tk_driver::aot::Source { path: f.clone(), stem, entries });
+    }
+    match tk_driver::aot::build_nvidia(&sources, targets, &opts, out) {
+        Ok(built) => {
+            for f in &built.files {
+                println!("wrote {}", f.display());
+            }
+            if verbose {
+                println!("{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}", "TARGET", "KERNEL", "REGISTERS", "SPILL STORES", "SPILL LOADS", "SHARED BYTES");
+                for r in &built.resources {
+                    println!(
+                        "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
+                        r.target, r.kernel, r.registers, r.spill_stores, r.spill_loads, r.shared_bytes
+                    );
+                }
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+                tk_driver::RunError::File { .. } => exit::USER,
+                _ => exit::RUNTIME,
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Flags {
     fast_math: bool,

@@ -21,3 +21,66 @@ fn integer_and_cast_edge_cases_match_the_interpreter_on_the_simulator() {
 fn default_options_match_the_interpreter_within_tolerance_on_the_simulator() {
     default_options_match_the_interpreter_within_tolerance(SIM, &[1, 5, 33], 100);
 }
+
+/// Runs a hand-written device kernel (kernel IR text) on the simulator with `b = rows` and
+/// `n = len` and f32 buffers of the kernel's shapes.
+fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_driver::RunError> {
+    use std::collections::HashMap;
+    let k = tk_ir::kernel::parse(text).expect("the planted kernel parses");
+    let dev = tk_driver::open(SIM).expect("simulator");
+    let q = dev.queue();
+    let exe = dev.compile(std::slice::from_ref(&k))?;
+    let dims: HashMap<String, i64> = dims.iter().map(|(s, v)| (s.to_string(), *v)).collect();
+    let mut bufs = Vec::new();
+    for b in &k.bufs {
+        let elems: i64 = b.shape.iter().map(|d| d.eval(&|s| dims.get(s).copied()).expect("bound")).product();
+        let buf = dev.alloc(elems as usize * 4)?;
+        let data: Vec<u8> = (0..elems).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        dev.write(&q, &buf, &data)?;
+        bufs.push(buf);
+    }
+    dev.launch(&q, &exe, 0, &bufs, &dims)
+}
+
+#[test]
+fn the_simulator_catches_an_out_of_bounds_read() {
+    let oob = "kernel k0(b0: f32[n], b1: f32[n] out) knobs parallel=1,unroll=1,vector=1,group=1 {\n\
+               range i0 in 0..<n> global {\n\
+               r0 = load a0[(i0 + 1)] : f32\n\
+               store a1[i0] = r0\n\
+               }\n\
+               }\n";
+    let e = run_planted(oob, &[("n", 100)]).expect_err("an out-of-bounds read must be reported").to_string();
+    assert!(e.contains("out of bounds"), "{e}");
+    // The report names the kernel, the block, the thread (the last element's), the buffer and
+    // the PTX line.
+    assert!(e.contains("kernel `k0`") && e.contains("block 0") && e.contains("thread 99"), "{e}");
+    assert!(e.contains("buffer 0") && e.contains("element 100 of 100") && e.contains("PTX line"), "{e}");
+    // The same kernel reading in bounds runs.
+    run_planted(&oob.replace("(i0 + 1)", "i0"), &[("n", 100)]).expect("in bounds");
+}
+
+#[test]
+fn the_simulator_catches_a_missing_barrier() {
+    let racy = "kernel k0(b0: f32[b, 4], b1: f32[b] out) knobs parallel=1,unroll=1,vector=1,group=4 {\n\
+                range i0 in 0..<b> global {\n\
+                local l0: f32[<4>]\n\
+                range i1 in 0..<4> local {\n\
+                r0 = load a0[((4 * i0) + i1)] : f32\n\
+                store l0[i1] = r0\n\
+                BARRIER\
+                }\n\
+                r1 = acc sum f32 -> f32\n\
+                range i2 in 0..<4> sequential {\n\
+                r2 = load l0[i2] : f32\n\
+                accumulate r1 += r2\n\
+                }\n\
+                r3 = result r1\n\
+                store a1[i0] = r3\n\
+                }\n\
+                }\n";
+    let e = run_planted(&racy.replace("BARRIER", ""), &[("b", 3)]).expect_err("a race must be reported").to_string();
+    assert!(e.contains("shared-memory race") && e.contains("missing barrier"), "{e}");
+    assert!(e.contains("tk_l0[byte"), "the report names the local buffer: {e}");
+    run_planted(&racy.replace("BARRIER", "barrier\n"), &[("b", 3)]).expect("with the barrier the kernel is correct");
+}
