@@ -349,7 +349,9 @@ fn build(
         let mut entries = Vec::new();
         for k in &checked.kernels {
             match tk_compiler::lower::lower_kernel(k) {
-                Ok(g) => entries.push(tk_driver::aot::Entry { name: k.name.clone(), graph: tk_ir::passes::prepare(&g) }),
+                Ok(g) => {
+                    entries.push(tk_driver::aot::Entry { name: k.name.clone(), graph: tk_ir::passes::prepare(&g) })
+                }
                 Err(e) => {
                     eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
                     return exit::USER;
@@ -364,7 +366,10 @@ fn build(
                 println!("wrote {}", f.display());
             }
             if verbose {
-                println!("{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}", "TARGET", "KERNEL", "REGISTERS", "SPILL STORES", "SPILL LOADS", "SHARED BYTES");
+                println!(
+                    "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
+                    "TARGET", "KERNEL", "REGISTERS", "SPILL STORES", "SPILL LOADS", "SHARED BYTES"
+                );
                 for r in &built.resources {
                     println!(
                         "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",

@@ -147,7 +147,12 @@ fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[ptx::PtxKer
 }
 
 /// Builds every source for every NVIDIA target into `out`, with the manifest.
-pub fn build_nvidia(sources: &[Source], targets: &[ptx::Target], opts: &Options, out: &Path) -> Result<Built, RunError> {
+pub fn build_nvidia(
+    sources: &[Source],
+    targets: &[ptx::Target],
+    opts: &Options,
+    out: &Path,
+) -> Result<Built, RunError> {
     std::fs::create_dir_all(out)
         .map_err(|e| RunError::File { path: out.display().to_string(), message: format!("creating it: {e}") })?;
     // Find ptxas before writing anything.

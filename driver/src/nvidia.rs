@@ -71,7 +71,13 @@ pub fn find(tool: Tool) -> Result<PathBuf, RunError> {
         }
         return Err(RunError::MissingTool {
             tool: tool.name().into(),
-            message: format!("{} is set to `{}`, which is not a file", tool.env(), p.display()),
+            message: format!(
+                "{} is set to `{}`, which is not a file: point it at {}, or unset it to search PATH and \
+                 .tools/venv (`scripts/setup` installs the NVIDIA tools there)",
+                tool.env(),
+                p.display(),
+                tool.name()
+            ),
         });
     }
     if let Some(path) = std::env::var_os("PATH") {

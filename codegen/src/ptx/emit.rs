@@ -1244,8 +1244,11 @@ impl Em {
                             let x = self.reg(a[i * k + kk]);
                             let y = self.reg(b[kk * n + j]);
                             if is_half(*dtype) {
-                                let (xw, yw, aw) =
-                                    (self.widen_f64(&x, *dtype), self.widen_f64(&y, *dtype), self.widen_f64(&acc, *dtype));
+                                let (xw, yw, aw) = (
+                                    self.widen_f64(&x, *dtype),
+                                    self.widen_f64(&y, *dtype),
+                                    self.widen_f64(&acc, *dtype),
+                                );
                                 let r = self.tmp(Cls::F64);
                                 self.line(format!("fma.rn.f64 {r}, {xw}, {yw}, {aw}"));
                                 let v = self.round_f64_half(&r, *dtype);

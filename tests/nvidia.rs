@@ -1,0 +1,253 @@
+//! The NVIDIA toolchain end to end: every example's PTX passes ptxas for every target, `tk build`
+//! writes cubins and a manifest, `tk run --device sim:sm_86` agrees with the CPU through the
+//! command line, and the PTX of a few kernels is pinned by snapshots
+//! (`TK_BLESS=1 cargo test --test nvidia` re-blesses them after an intended change).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tk_codegen::ptx;
+use tk_driver::HostArray;
+use tk_driver::target::{Options, Target};
+
+fn tk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tk-nv-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Whether ptxas is available. In CI (`CI=true`) a missing ptxas fails the test: scripts/setup
+/// installs it. Locally the test is skipped with the reason.
+fn have_ptxas(test: &str) -> bool {
+    match tk_driver::nvidia::find(tk_driver::nvidia::Tool::Ptxas) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{test}: ptxas is required in CI: {e}");
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}
+
+/// The PTX module of every entry of a file, under the default options.
+fn module(path: &Path, t: ptx::Target) -> ptx::Module {
+    let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = compile(path)
+        .into_iter()
+        .map(|(name, g)| {
+            let l = tk_driver::target::lower(&g, Target::Nvidia(t), &Options::default())
+                .unwrap_or_else(|e| panic!("{}::{name}: {e}", path.display()));
+            (format!("{name}_"), l.kernels)
+        })
+        .collect();
+    ptx::module(&groups, t).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_example_passes_ptxas_for_every_target() {
+    if !have_ptxas("every_example_passes_ptxas_for_every_target") {
+        return;
+    }
+    let mut failures = Vec::new();
+    let mut assembled = 0;
+    for f in examples() {
+        for t in ptx::Target::ALL {
+            let m = module(&f, t);
+            match tk_driver::nvidia::assemble(&m.text, t) {
+                Ok(a) => {
+                    assert!(!a.cubin.is_empty());
+                    // Every device kernel is in the cubin's report and none spills.
+                    let res = tk_driver::nvidia::resources(&a.report);
+                    for k in &m.kernels {
+                        match res.iter().find(|r| r.0 == k.name) {
+                            Some(r) if r.2 == 0 && r.3 == 0 => {}
+                            Some(r) => failures.push(format!("{} {t} {}: spills ({r:?})", f.display(), k.name)),
+                            None => failures.push(format!("{} {t}: no report for {}", f.display(), k.name)),
+                        }
+                    }
+                    assembled += 1;
+                }
+                Err(e) => failures.push(format!("{} {t}: {e}", f.display())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(assembled >= 5 * 20, "only {assembled} modules");
+}
+
+#[test]
+fn tk_build_writes_cubins_and_a_manifest() {
+    if !have_ptxas("tk_build_writes_cubins_and_a_manifest") {
+        return;
+    }
+    let dir = tmp_dir("build");
+    let d = dir.display().to_string();
+    let o = tk(&["build", "examples/matmul.tk", "--target", "sm_86,sm_90", "-o", &d, "--verbose"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    for t in ["sm_86", "sm_90"] {
+        let cubin = std::fs::read(dir.join(format!("matmul.{t}.cubin"))).expect("cubin written");
+        assert_eq!(&cubin[..4], b"\x7fELF", "a cubin is an ELF file");
+        let ptx = std::fs::read_to_string(dir.join(format!("matmul.{t}.ptx"))).expect("ptx written");
+        assert!(ptx.contains(&format!(".target {t}")), "{ptx}");
+        assert!(stdout.contains(&format!("{t:<8} matmul_k0")), "--verbose lists the kernels:\n{stdout}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("json");
+    let file = &m["files"][0];
+    assert_eq!(file["objects"]["sm_86"]["cubin"], "matmul.sm_86.cubin");
+    let entries = file["entries"].as_array().expect("entries");
+    let mm = entries.iter().find(|e| e["name"] == "matmul").expect("the matmul entry");
+    assert_eq!(mm["inputs"][0]["shape"], serde_json::json!(["m", "k"]));
+    let k0 = &mm["kernels"][0];
+    assert_eq!(k0["name"], "matmul_k0");
+    assert_eq!(k0["launch"]["kind"], "elements");
+    let kinds: Vec<&str> = k0["params"].as_array().expect("params").iter().filter_map(|p| p["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"buffer"));
+    assert_eq!(kinds.last(), Some(&"error"));
+    assert!(kinds.contains(&"dim"), "{kinds:?}");
+}
+
+#[test]
+fn a_missing_ptxas_is_exit_code_4_with_the_fix() {
+    let dir = tmp_dir("noptxas");
+    let o = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .args(["build", "examples/saxpy.tk", "--target", "sm_86", "-o", &dir.display().to_string()])
+        .env("TK_PTXAS", "/nonexistent/ptxas")
+        .output()
+        .expect("tk runs");
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(err(&o).contains("TK_PTXAS") && err(&o).contains("scripts/setup"), "{}", err(&o));
+    assert!(std::fs::read_dir(&dir).expect("dir").next().is_none(), "nothing is written");
+    let o = tk(&["build", "examples/saxpy.tk", "--target", "sm_75", "-o", &dir.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("sm_80, sm_86, sm_89, sm_90, sm_120"), "{}", err(&o));
+}
+
+/// `tk run` on the simulator and on the CPU write `.npy` files that agree under the numeric
+/// contract, for every entry of every example.
+#[test]
+fn tk_run_on_the_simulator_agrees_with_the_cpu_for_every_example() {
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        let c = tk_compiler::check_source(&f, src);
+        for k in &c.kernels {
+            let g = tk_compiler::lower::lower_kernel(k).expect("lowers");
+            let mut args: Vec<String> = vec!["run".into(), f.display().to_string(), "-k".into(), k.name.clone()];
+            for (name, d, shape) in &g.inputs {
+                let v = if shape.is_empty() {
+                    match d {
+                        tk_ir::dtype::DType::Bool => "true".to_string(),
+                        d if d.is_float() => "1.5".to_string(),
+                        _ => "3".to_string(),
+                    }
+                } else {
+                    format!("rand:{}", vec!["7"; shape.len()].join("x"))
+                };
+                args.extend(["--arg".into(), format!("{name}={v}")]);
+            }
+            for s in &g.dims {
+                args.extend(["--dim".into(), format!("{s}=3")]);
+            }
+            let mut outs = Vec::new();
+            for dev in ["cpu", "sim:sm_86"] {
+                let dir = tmp_dir(&format!("{}-{}-{}", k.name, dev.replace(':', "_"), compared));
+                let mut a = args.clone();
+                a.extend(["--device".into(), dev.into(), "--out".into(), dir.display().to_string()]);
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let o = tk(&refs);
+                outs.push((o.status.code(), dir, err(&o)));
+            }
+            let ((c1, d1, e1), (c2, d2, e2)) = (&outs[0], &outs[1]);
+            if c1 != c2 {
+                failures.push(format!("{}::{}: cpu exit {c1:?} ({e1}), sim exit {c2:?} ({e2})", f.display(), k.name));
+                continue;
+            }
+            if *c1 != Some(0) {
+                // Both failed (an index error on random data): the same error.
+                let code = |e: &str| e.split(']').next().unwrap_or("").to_string();
+                if code(e1) != code(e2) {
+                    failures.push(format!("{}::{}: cpu `{e1}` vs sim `{e2}`", f.display(), k.name));
+                }
+                continue;
+            }
+            for (i, (oname, id)) in g.outputs.iter().enumerate() {
+                let dt = g.node(*id).dtype;
+                // `tk run --out` names files NAME.npy, or out.npy / out{i}.npy for unnamed outputs.
+                let Some(file) = [format!("{oname}.npy"), "out.npy".to_string(), format!("out{i}.npy")]
+                    .into_iter()
+                    .find(|n| d1.join(n).is_file())
+                else {
+                    failures.push(format!("{}::{}: no file for output {i} `{oname}`", f.display(), k.name));
+                    continue;
+                };
+                let (a, b) = (HostArray::read_npy(&d1.join(&file), dt), HostArray::read_npy(&d2.join(&file), dt));
+                let (Ok(a), Ok(b)) = (a, b) else {
+                    failures.push(format!("{}::{}: unreadable {file}", f.display(), k.name));
+                    continue;
+                };
+                for i in 0..a.len() {
+                    let (x, y) = (a.get_f64(i), b.get_f64(i));
+                    let ok = x == y
+                        || (x.is_nan() && y.is_nan())
+                        || (a.dtype.is_float() && (x - y).abs() <= 1e-3 * x.abs().max(1.0));
+                    if !ok {
+                        failures.push(format!("{}::{} {file}[{i}]: cpu {x}, sim {y}", f.display(), k.name));
+                        break;
+                    }
+                }
+            }
+            compared += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared >= 40, "only {compared} entries compared");
+}
+
+/// Snapshots of the PTX of a few kernels: an elementwise kernel, a reduction with checks, a
+/// workgroup reduction, f16 arithmetic.
+#[test]
+fn ptx_snapshots() {
+    let cases = [
+        ("saxpy", "kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }\n", None),
+        ("rowsum_group", "kernel rowsum(x: f32[b, n]) -> f32[b] { sum(x, axis: 1) }\n", Some("group=8")),
+        ("gather", "kernel gather(t: f32[v, d], ids: i32[n]) -> f32[n, d] { [i, j] => t[ids[i], j] }\n", None),
+        ("half", "kernel h(x: f16[n], y: bf16[n]) -> f16[n] { x * 2.0 + y as f16 }\n", None),
+    ];
+    let bless = std::env::var_os("TK_BLESS").is_some();
+    let dir = Path::new("tests/snapshots/ptx");
+    let mut failures = Vec::new();
+    for (name, src, knobs) in cases {
+        let c = tk_compiler::check_source(Path::new(&format!("{name}.tk")), src.to_string());
+        assert!(c.is_ok(), "{}", c.render_plain());
+        let k = &c.kernels[0];
+        let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+        let opts = Options { knobs: knobs.map(|k| k.parse().expect("knobs")), deterministic: true };
+        let l = tk_driver::target::lower(&g, Target::Nvidia(ptx::Target { sm: 86 }), &opts).expect("lowers");
+        let m = ptx::module(&[(format!("{}_", k.name), l.kernels)], ptx::Target { sm: 86 }).expect("ptx");
+        let text = m.text.replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let path = dir.join(format!("{name}.ptx"));
+        if bless {
+            std::fs::create_dir_all(dir).expect("snapshot dir");
+            std::fs::write(&path, &text).expect("write snapshot");
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {}
+            Ok(_) => failures.push(format!("{} changed (TK_BLESS=1 to accept)", path.display())),
+            Err(_) => failures.push(format!("{} is missing (TK_BLESS=1 to create)", path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
