@@ -355,7 +355,11 @@ pub fn run(device: &str) -> u8 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            return crate::exit::USER;
+            return if matches!(e, tk_driver::RunError::Argument { .. }) {
+                crate::exit::USER
+            } else {
+                crate::exit::RUNTIME
+            };
         }
     };
     let mut s = Session::new(dev);

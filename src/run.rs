@@ -256,7 +256,9 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::USER;
+            // A name that is no device is the user's error; a device that cannot be used here
+            // (no driver) is a device failure.
+            return if matches!(e, RunError::Argument { .. }) { exit::USER } else { exit::RUNTIME };
         }
     };
     let t0 = Instant::now();

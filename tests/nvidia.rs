@@ -251,3 +251,22 @@ fn ptx_snapshots() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Without an NVIDIA driver, `cuda:0` fails with a clear message and exit code 3; `tk devices`
+/// says there is no GPU. With a driver, every example matches the interpreter on the GPU
+/// (`TK_REQUIRE_GPU=1` makes a missing GPU a failure, for GPU machines).
+#[test]
+fn cuda_devices_run_the_examples_or_say_why_not() {
+    if !tk_driver::cuda::driver_present() {
+        assert!(std::env::var_os("TK_REQUIRE_GPU").is_none(), "TK_REQUIRE_GPU is set but there is no NVIDIA driver");
+        let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x8", "--device", "cuda:0"]);
+        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+        assert!(err(&o).contains("no NVIDIA driver") && err(&o).contains("sim:sm_86"), "{}", err(&o));
+        let o = tk(&["devices"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("no NVIDIA driver"));
+        eprintln!("cuda_devices_run_the_examples_or_say_why_not: no NVIDIA driver here; the GPU part did not run");
+        return;
+    }
+    every_example_matches_the_interpreter("cuda:0", &[0, 1, 2, 3, 5, 7, 13, 17], 300);
+    default_options_match_the_interpreter_within_tolerance("cuda:0", &[1, 5, 33, 67], 150);
+}

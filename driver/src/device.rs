@@ -41,20 +41,57 @@ impl Queue {
     }
 }
 
+/// An event of a device that runs its queues asynchronously (a CUDA event).
+pub trait GpuEvent: Send + Sync {
+    fn query(&self) -> bool;
+    fn elapsed(&self, later: &dyn GpuEvent) -> Option<Duration>;
+    fn wait(&self) -> Result<(), String>;
+    fn as_any(&self) -> &dyn Any;
+}
+
 /// A point in a queue: complete once all work enqueued before it has completed.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Event {
-    pub(crate) at: Option<Instant>,
+    /// When the work completed, for devices whose queues run inline.
+    at: Option<Instant>,
+    gpu: Option<Arc<dyn GpuEvent>>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event").field("at", &self.at).field("gpu", &self.gpu.is_some()).finish()
+    }
 }
 
 impl Event {
+    /// An event of an inline queue: complete now.
+    pub fn now() -> Event {
+        Event { at: Some(Instant::now()), gpu: None }
+    }
+    /// An event of an asynchronous queue.
+    pub fn gpu(e: Arc<dyn GpuEvent>) -> Event {
+        Event { at: None, gpu: Some(e) }
+    }
     /// Whether the work before the event has completed.
     pub fn query(&self) -> bool {
-        self.at.is_some()
+        match &self.gpu {
+            Some(g) => g.query(),
+            None => self.at.is_some(),
+        }
     }
     /// Time from this event to a later one, when both have completed.
     pub fn elapsed(&self, later: &Event) -> Option<Duration> {
-        Some(later.at?.saturating_duration_since(self.at?))
+        match (&self.gpu, &later.gpu) {
+            (Some(a), Some(b)) => a.elapsed(b.as_ref()),
+            _ => Some(later.at?.saturating_duration_since(self.at?)),
+        }
+    }
+    /// Waits until the event has completed.
+    pub fn wait(&self) -> Result<(), String> {
+        match &self.gpu {
+            Some(g) => g.wait(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -107,30 +144,55 @@ pub trait Device: Send + Sync {
 }
 
 /// The devices this machine has: (name, compile target). Simulated GPUs are always there
-/// (`sim:sm_86` is listed; any NVIDIA target works).
+/// (`sim:sm_86` is listed; any NVIDIA target works). NVIDIA GPUs are listed when the driver is
+/// installed; otherwise a line says that there is none.
 pub fn list() -> Vec<(String, String)> {
     let cpu = crate::cpu::CpuDevice::new();
     let sim = crate::sim::SimDevice::new(tk_codegen::ptx::Target { sm: 86 });
-    vec![(cpu.name(), cpu.target()), (sim.name(), format!("{} (any sm_XX target)", sim.target()))]
+    let mut v = vec![
+        (cpu.name(), cpu.target()),
+        (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
+    ];
+    if !crate::cuda::driver_present() {
+        v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
+        return v;
+    }
+    let mut n = 0;
+    while let Ok(d) = crate::cuda::CudaDevice::open(n) {
+        v.push((d.name(), d.target()));
+        n += 1;
+    }
+    if n == 0 {
+        v.push(("cuda:-".into(), "none: the NVIDIA driver reports no usable GPU".into()));
+    }
+    v
 }
 
-/// Opens a device by name.
+/// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
+/// that exists by name but cannot be used here (no driver, no such GPU) is a
+/// [`RunError::Device`].
 pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
+    let bad = |m: String| RunError::Argument { message: format!("device `{name}`: {m}") };
     match name {
         "cpu" => Ok(Arc::new(crate::cpu::CpuDevice::new())),
-        n if n.starts_with("sim:sm_") => {
-            let t = n["sim:".len()..].parse().map_err(|m| RunError::Device { device: n.to_string(), message: m })?;
+        n if n.starts_with("sim:") => {
+            let t = n["sim:".len()..]
+                .parse()
+                .map_err(|m: String| bad(format!("{m}; a simulated device is sim:<NVIDIA target>, e.g. sim:sm_86")))?;
             Ok(Arc::new(crate::sim::SimDevice::new(t)))
         }
-        n if n.starts_with("sim:") || n.starts_with("cuda:") || n.starts_with("amd:") => Err(RunError::Device {
+        n if n.starts_with("cuda:") => {
+            let k: usize = n["cuda:".len()..]
+                .parse()
+                .map_err(|_| bad("expected cuda:N with N a GPU number (cuda:0 is the first)".into()))?;
+            Ok(Arc::new(crate::cuda::CudaDevice::open(k)?))
+        }
+        n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
-            message: "this device kind is not available in this build of tk yet; `tk devices` lists the devices".into(),
+            message: "AMD devices are not available in this build of tk yet; `tk devices` lists the devices".into(),
         }),
-        n => Err(RunError::Device {
-            device: n.to_string(),
-            message: "unknown device; device names are `cpu`, `sim:<target>`, `cuda:N`, `amd:N` and `amd:sim` \
-                      (`tk devices` lists this machine's)"
-                .into(),
-        }),
+        _ => Err(bad("unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86), `cuda:N` and \
+                      `amd:N` (`tk devices` lists this machine's)"
+            .into())),
     }
 }

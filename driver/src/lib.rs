@@ -6,6 +6,7 @@ pub mod aot;
 pub mod array;
 pub mod cache;
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod loader;
