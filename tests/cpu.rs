@@ -75,6 +75,7 @@ fn knobs_do_not_change_cpu_results() {
                     unroll: 1 << (rng.next() % 4),
                     vector: if r == 0 { 1 } else { 1 << (rng.next() % 6) },
                     group: 1,
+                    upcast: 1 << (rng.next() % 3),
                 };
                 let opts = tk_driver::runtime::Options { knobs: Some(knobs.clone()), deterministic: true };
                 let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &opts)
@@ -240,4 +241,37 @@ fn integer_and_cast_edge_cases_match_the_interpreter_on_the_cpu() {
 #[test]
 fn default_options_match_the_interpreter_within_tolerance_on_the_cpu() {
     default_options_match_the_interpreter_within_tolerance("cpu", &[1, 5, 33, 67], 150);
+}
+
+/// Register tiles (`upcast`) of matrix products compute exactly the untiled results, for sizes
+/// that leave partial tiles at every edge.
+#[test]
+fn register_tiles_match_the_interpreter() {
+    use tk_ir::kernel::Knobs;
+    let dev = tk_driver::open("cpu").expect("cpu device");
+    let mut rng = Rng(4242);
+    let mut tiled = 0;
+    for (name, g) in compile(Path::new("examples/matmul.tk")) {
+        for f in [2u32, 4, 8] {
+            let s = tk_ir::schedule::schedule(&g);
+            let rank = s.buffers[s.kernels[0].writes[0]].shape.len();
+            let knobs = Knobs { parallel: rank, upcast: f, ..Knobs::default() };
+            let opts = tk_driver::runtime::Options { knobs: Some(knobs), deterministic: true };
+            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &opts).expect("compiles");
+            let text = tk_ir::kernel::print(&compiled.kernels[0]);
+            if text.matches("acc sum").count() >= (f * f) as usize {
+                tiled += 1;
+            }
+            for size in [1i64, 3, 5, 6, 9] {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                let args = random_args(&g, &dims, &mut rng);
+                let want = interp::run(&g, &dims, &args).expect("runs");
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let got = compiled.run(dev.as_ref(), &host, &HashMap::new()).expect("runs");
+                let got: Vec<Array> = got.iter().map(HostArray::to_interp).collect();
+                assert_eq!(format!("{want:?}"), format!("{got:?}"), "{name} upcast={f} size {size}");
+            }
+        }
+    }
+    assert!(tiled >= 9, "only {tiled} entries were tiled");
 }

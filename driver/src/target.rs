@@ -47,7 +47,8 @@ impl Target {
     ///
     /// CPU: the outermost axis runs in parallel and the innermost is vectorised 16 wide (four
     /// 128-bit registers), or 8 or 4 wide when it is a small constant. GPU: every output axis is
-    /// parallel (one element per thread) and nothing is vectorised.
+    /// parallel (one element per thread), nothing is vectorised, and matrix-product-like kernels
+    /// compute a 4 x 4 tile of outputs per thread.
     pub fn default_knobs(self, shape: &[Dim]) -> Knobs {
         match self {
             Target::Cpu => {
@@ -60,7 +61,8 @@ impl Target {
                 };
                 Knobs { parallel: shape.len().min(1), vector, ..Knobs::default() }
             }
-            Target::Nvidia(_) => Knobs { parallel: shape.len(), ..Knobs::default() },
+            // A 4 x 4 register tile where two parallel axes enclose a reduction (matrix products).
+            Target::Nvidia(_) => Knobs { parallel: shape.len(), upcast: 4, ..Knobs::default() },
         }
     }
 

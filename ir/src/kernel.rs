@@ -177,17 +177,25 @@ pub struct Knobs {
     /// Threads that share one reduction (through local memory; 1 = none). Grouping changes the
     /// order of floating-point reductions (within the bound of docs/numerics.md).
     pub group: u32,
+    /// Register tile: a kernel whose two innermost parallel output ranges enclose a reduction
+    /// computes `upcast x upcast` outputs per iteration (1 = one; see `crate::upcast`). Other
+    /// kernels ignore it. Results are unchanged.
+    pub upcast: u32,
 }
 
 impl Default for Knobs {
     fn default() -> Knobs {
-        Knobs { parallel: 1, unroll: 1, vector: 1, group: 1 }
+        Knobs { parallel: 1, unroll: 1, vector: 1, group: 1, upcast: 1 }
     }
 }
 
 impl std::fmt::Display for Knobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "parallel={},unroll={},vector={},group={}", self.parallel, self.unroll, self.vector, self.group)
+        write!(f, "parallel={},unroll={},vector={},group={}", self.parallel, self.unroll, self.vector, self.group)?;
+        if self.upcast != 1 {
+            write!(f, ",upcast={}", self.upcast)?;
+        }
+        Ok(())
     }
 }
 
@@ -204,7 +212,12 @@ impl std::str::FromStr for Knobs {
                 "unroll" => k.unroll = n,
                 "vector" => k.vector = n,
                 "group" => k.group = n,
-                other => return Err(format!("unknown knob `{other}`; the knobs are parallel, unroll, vector, group")),
+                "upcast" => k.upcast = n,
+                other => {
+                    return Err(format!(
+                        "unknown knob `{other}`; the knobs are parallel, unroll, vector, group, upcast"
+                    ));
+                }
             }
         }
         Ok(k)
@@ -217,7 +230,12 @@ impl Knobs {
         if self.parallel > rank {
             return Err(format!("parallel={} but the kernel has {rank} output axes", self.parallel));
         }
-        for (name, v, max) in [("unroll", self.unroll, 64), ("vector", self.vector, 64), ("group", self.group, 256)] {
+        for (name, v, max) in [
+            ("unroll", self.unroll, 64),
+            ("vector", self.vector, 64),
+            ("group", self.group, 256),
+            ("upcast", self.upcast, 8),
+        ] {
             if v == 0 || !v.is_power_of_two() || v > max {
                 return Err(format!("{name}={v}: must be a power of two from 1 to {max}"));
             }
@@ -733,10 +751,17 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
     }
     let mut body = b.blocks.pop().unwrap_or_default();
     simplify_indices(&mut body, &mut HashMap::new());
+    let mut regs = b.regs;
+    if knobs.upcast > 1
+        && let Some(tiled) = crate::upcast::upcast(&body, knobs.upcast, &mut regs, &mut b.vars)
+    {
+        body = tiled;
+        simplify_indices(&mut body, &mut HashMap::new());
+    }
     if knobs.unroll > 1 {
         mark_unroll(&mut body, knobs.unroll);
     }
-    Ok(Kernel { name: format!("k{k}"), bufs, body, regs: b.regs, knobs: knobs.clone() })
+    Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone() })
 }
 
 fn mark_unroll(body: &mut [Inst], f: u32) {

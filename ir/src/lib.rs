@@ -10,3 +10,4 @@ pub mod kernel;
 pub mod passes;
 pub mod schedule;
 pub mod text;
+pub mod upcast;
