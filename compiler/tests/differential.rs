@@ -84,6 +84,7 @@ fn run(src: &str, n: i64, m: i64, knob_seed: u64) -> Result<(), TestCaseError> {
                 unroll: 1 << (next() % 3),
                 vector: if r == 0 { 1 } else { 1 << (next() % 3) },
                 group: 1,
+                upcast: 1 << (next() % 3),
             }
         })
         .collect();

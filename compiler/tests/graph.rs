@@ -485,6 +485,7 @@ fn kernel_ir_matches_graph_interpreter() {
                             unroll: 1 << (rng.next() % 4),
                             vector: if r == 0 { 1 } else { 1 << (rng.next() % 4) },
                             group: 1,
+                            upcast: 1 << (rng.next() % 3),
                         };
                         assert!(k.valid_for(r).is_ok(), "{k}");
                         k
@@ -551,7 +552,7 @@ fn kernel_ir_text_round_trips() {
             let s = tk_ir::schedule::schedule(&g);
             let mut kernels = Vec::new();
             for k in 0..s.kernels.len() {
-                let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1, group: 4 };
+                let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1, group: 4, upcast: 1 };
                 let kern = tk_ir::kernel::lower(&s, k, &knobs).expect("lowers");
                 let text = tk_ir::kernel::print(&kern);
                 let back =
