@@ -39,6 +39,7 @@ pub fn report(e: &RunError, sources: &tk_compiler::diag::SourceMap, choice: Colo
         RunError::Argument { .. } => (Code::ArgMismatch, "", exit::USER),
         RunError::OutOfRange { .. } => (Code::IndexOutOfRange, "this index", exit::USER),
         RunError::Dimension { .. } => (Code::BadRuntimeDim, "here", exit::USER),
+        RunError::Fault { .. } => (Code::DeviceFault, "in the device kernel computing this", exit::RUNTIME),
         RunError::File { .. } => (Code::ArgMismatch, "", exit::USER),
         RunError::MissingTool { .. } => {
             eprintln!("error: {e}");
@@ -67,6 +68,7 @@ pub fn render_plain(e: &RunError, sources: &tk_compiler::diag::SourceMap) -> Str
     let code = match e {
         RunError::OutOfRange { .. } => Code::IndexOutOfRange,
         RunError::Dimension { .. } => Code::BadRuntimeDim,
+        RunError::Fault { .. } => Code::DeviceFault,
         RunError::Argument { .. } | RunError::File { .. } => Code::ArgMismatch,
         RunError::Compile { .. } | RunError::Device { .. } | RunError::Tool { .. } | RunError::MissingTool { .. } => {
             return format!("error: {e}\n");

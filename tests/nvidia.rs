@@ -62,6 +62,14 @@ fn every_example_passes_ptxas_for_every_target() {
     for f in examples() {
         for t in ptx::Target::ALL {
             let m = module(&f, t);
+            // The numeric contract: no approximations, no flushing, every float op rounds to nearest.
+            for line in m.text.lines().map(str::trim) {
+                let float_op =
+                    ["add.f", "sub.f", "mul.f", "div.f", "fma.f", "sqrt.f"].iter().any(|p| line.starts_with(p));
+                if line.contains(".approx") || line.contains(".ftz") || float_op {
+                    failures.push(format!("{} {t}: `{line}` breaks the numeric contract", f.display()));
+                }
+            }
             match tk_driver::nvidia::assemble(&m.text, t) {
                 Ok(a) => {
                     assert!(!a.cubin.is_empty());
@@ -82,6 +90,24 @@ fn every_example_passes_ptxas_for_every_target() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(assembled >= 5 * 20, "only {assembled} modules");
+}
+
+/// The SASS of saxpy multiplies and adds separately: nothing contracts `a * x + y` into an fma.
+#[test]
+fn sass_keeps_multiply_and_add_apart() {
+    if !have_ptxas("sass_keeps_multiply_and_add_apart") {
+        return;
+    }
+    let o = tk(&["emit", "examples/saxpy.tk", "-k", "saxpy", "--stage", "sass", "--target", "sm_86"]);
+    if o.status.code() == Some(4) {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "nvdisasm is required in CI: {}", err(&o));
+        eprintln!("skipping sass_keeps_multiply_and_add_apart: {}", err(&o));
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let sass = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(sass.contains("FMUL") && sass.contains("FADD"), "{sass}");
+    assert!(!sass.contains("FFMA"), "a contraction:\n{sass}");
 }
 
 #[test]

@@ -50,7 +50,10 @@ fn the_simulator_catches_an_out_of_bounds_read() {
                store a1[i0] = r0\n\
                }\n\
                }\n";
-    let e = run_planted(oob, &[("n", 100)]).expect_err("an out-of-bounds read must be reported").to_string();
+    let e = run_planted(oob, &[("n", 100)]).expect_err("an out-of-bounds read must be reported");
+    assert!(matches!(e, tk_driver::RunError::Fault { .. }), "a fault (E0503): {e:?}");
+    let e = e.to_string();
+    eprintln!("{e}");
     assert!(e.contains("out of bounds"), "{e}");
     // The report names the kernel, the block, the thread (the last element's), the buffer and
     // the PTX line.

@@ -123,6 +123,7 @@ codes! {
     ArgMismatch = "E0500": "argument does not match the kernel's signature",
     IndexOutOfRange = "E0501": "index out of range at run time",
     BadRuntimeDim = "E0502": "invalid size at run time",
+    DeviceFault = "E0503": "a device kernel faulted",
 }
 
 /// One error or warning.

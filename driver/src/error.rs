@@ -26,6 +26,10 @@ pub enum RunError {
     /// An external tool failed.
     #[error("{tool}: {message}")]
     Tool { tool: String, message: String },
+    /// A device kernel did something invalid (a simulated GPU's out-of-bounds access or race):
+    /// `loc` is the source of the value the kernel computes.
+    #[error("device {device}: {message}")]
+    Fault { device: String, message: String, loc: Loc },
     /// A device failure.
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
@@ -35,9 +39,10 @@ impl RunError {
     /// The source location the error is about, when it has one.
     pub fn loc(&self) -> Option<Loc> {
         match self {
-            RunError::OutOfRange { loc, .. } | RunError::Dimension { loc, .. } | RunError::Compile { loc, .. } => {
-                Some(*loc)
-            }
+            RunError::OutOfRange { loc, .. }
+            | RunError::Dimension { loc, .. }
+            | RunError::Compile { loc, .. }
+            | RunError::Fault { loc, .. } => Some(*loc),
             _ => None,
         }
     }

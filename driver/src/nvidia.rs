@@ -30,13 +30,6 @@ impl Tool {
             Tool::Nvdisasm => "TK_NVDISASM",
         }
     }
-    /// The tool's path inside a venv's site-packages.
-    fn wheel_path(self) -> &'static str {
-        match self {
-            Tool::Ptxas => "nvidia/cuda_nvcc/bin/ptxas",
-            Tool::Nvdisasm => "nvidia/cuda_nvdisasm/bin/nvdisasm",
-        }
-    }
 }
 
 /// The venvs to search: `.tools/venv` in the current directory and its ancestors, then in the
@@ -51,15 +44,22 @@ fn venvs() -> Vec<PathBuf> {
     roots.into_iter().map(|r| r.join(".tools/venv")).filter(|v| v.is_dir()).collect()
 }
 
+/// The tool inside a venv: NVIDIA's wheels put it in `site-packages/nvidia/<package>/bin/`
+/// (`cuda_nvcc` for ptxas 12.x, `cu13` for the 13.x tools).
 fn in_venv(venv: &Path, tool: Tool) -> Option<PathBuf> {
     let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    let mut found: Vec<PathBuf> = Vec::new();
     for e in lib.flatten() {
-        let p = e.path().join("site-packages").join(tool.wheel_path());
-        if p.is_file() {
-            return Some(p);
+        let Ok(pkgs) = std::fs::read_dir(e.path().join("site-packages/nvidia")) else { continue };
+        for p in pkgs.flatten() {
+            let bin = p.path().join("bin").join(tool.name());
+            if bin.is_file() {
+                found.push(bin);
+            }
         }
     }
-    None
+    found.sort();
+    found.into_iter().next()
 }
 
 /// Finds a tool, or says how to install it.

@@ -162,9 +162,11 @@ impl Device for SimDevice {
         }
         args.push(tk_sim::Arg::Buffer(&mut err));
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        exe.module
-            .launch(&info.name, grid(&info.launch, dims), &mut args, seed)
-            .map_err(|e| self.err(format!("{e} (device kernel {k} of the entry)")))?;
+        exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| RunError::Fault {
+            device: self.name(),
+            message: format!("{e} (device kernel {k} of the entry, which computes the expression shown)"),
+            loc: kernel.loc,
+        })?;
         drop(args);
         let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
         let code = word(0);

@@ -163,6 +163,9 @@ pub struct Kernel {
     pub body: Vec<Inst>,
     pub regs: usize,
     pub knobs: Knobs,
+    /// The source of the value the kernel computes (its first output's node), for reports of
+    /// faults inside it. Not part of the text form.
+    pub loc: Loc,
 }
 
 /// Optimisation choices for one kernel, as data.
@@ -761,7 +764,7 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
     if knobs.unroll > 1 {
         mark_unroll(&mut body, knobs.unroll);
     }
-    Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone() })
+    Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc })
 }
 
 fn mark_unroll(body: &mut [Inst], f: u32) {
@@ -1220,7 +1223,7 @@ pub fn parse(text: &str) -> Result<Kernel, crate::text::ParseError> {
     if pos != lines.len() {
         return Err(perr(lines.get(pos).map(|l| l.0).unwrap_or(0), "text after the kernel"));
     }
-    Ok(Kernel { name: name.trim().to_string(), bufs, body, regs: maxreg + 1, knobs })
+    Ok(Kernel { name: name.trim().to_string(), bufs, body, regs: maxreg + 1, knobs, loc: Loc::default() })
 }
 
 fn reg(w: &str, ln: usize, maxreg: &mut usize) -> Result<usize, crate::text::ParseError> {
