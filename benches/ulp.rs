@@ -24,20 +24,6 @@ fn graph(op: UnaryOp, d: DType) -> Graph {
     tk_ir::passes::prepare(&g)
 }
 
-/// The error of `got` against `want`, in f32 ulps at `want`.
-fn ulp_error(got: f32, want: f64) -> f64 {
-    if want.is_nan() {
-        return if got.is_nan() { 0.0 } else { f64::INFINITY };
-    }
-    let w32 = want as f32;
-    if w32.is_infinite() || got.is_infinite() {
-        return if got == w32 { 0.0 } else { f64::INFINITY };
-    }
-    let a = want.abs().max(f64::from(f32::MIN_POSITIVE));
-    let ulp = 2f64.powi(a.log2().floor() as i32 - 23);
-    (f64::from(got) - want).abs() / ulp
-}
-
 fn main() {
     let all = [
         ("exp", UnaryOp::Exp, (-104.0, 89.0)),
@@ -126,7 +112,7 @@ fn main() {
                     continue;
                 }
                 count += 1;
-                let e = ulp_error(got[0].get_f64(i) as f32, want[i]);
+                let e = tk_ir::decompose::ulp_error_f32(got[0].get_f64(i) as f32, want[i]);
                 if e > worst || e.is_nan() {
                     worst = e;
                     at = x;

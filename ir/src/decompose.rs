@@ -27,6 +27,21 @@ pub fn decomposed(op: UnaryOp) -> bool {
     )
 }
 
+/// The error of an f32 result `got` against the exact (or f64) value `want`, in units of the f32
+/// ulp at `want` (the measure of docs/numerics.md; a NaN matches a NaN, an infinity itself).
+pub fn ulp_error_f32(got: f32, want: f64) -> f64 {
+    if want.is_nan() {
+        return if got.is_nan() { 0.0 } else { f64::INFINITY };
+    }
+    let w32 = want as f32;
+    if w32.is_infinite() || got.is_infinite() {
+        return if got == w32 { 0.0 } else { f64::INFINITY };
+    }
+    let a = want.abs().max(f64::from(f32::MIN_POSITIVE));
+    let ulp = 2f64.powi(a.log2().floor() as i32 - 23);
+    (f64::from(got) - want).abs() / ulp
+}
+
 /// Replaces decomposable transcendentals by primitive operations.
 pub fn decompose(g: &Graph) -> Graph {
     let mut out = Graph { inputs: g.inputs.clone(), dims: g.dims.clone(), ..Graph::default() };

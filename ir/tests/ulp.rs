@@ -60,20 +60,6 @@ fn reference(op: UnaryOp, x: f64) -> f64 {
     }
 }
 
-/// The error of `got` against the exact `want`, in units of the f32 ulp at `want`.
-fn ulp_error(got: f32, want: f64) -> f64 {
-    if want.is_nan() {
-        return if got.is_nan() { 0.0 } else { f64::INFINITY };
-    }
-    let w32 = want as f32;
-    if w32.is_infinite() || got.is_infinite() {
-        return if got == w32 { 0.0 } else { f64::INFINITY };
-    }
-    let a = want.abs().max(f64::from(f32::MIN_POSITIVE));
-    let ulp = 2f64.powi(a.log2().floor() as i32 - 23);
-    (f64::from(got) - want).abs() / ulp
-}
-
 /// Inputs: uniform over [lo, hi], log-uniform magnitudes with both signs, and edge cases.
 fn inputs(lo: f64, hi: f64, n: usize, rng: &mut Rng) -> Vec<f32> {
     let mut v: Vec<f32> = vec![
@@ -109,7 +95,7 @@ fn measure(op: UnaryOp, xs: &[f32]) -> (f64, f32) {
     let ys = eval(op, xs);
     let mut worst = (0.0, 0.0f32);
     for (&x, &y) in xs.iter().zip(&ys) {
-        let e = ulp_error(y, reference(op, f64::from(x)));
+        let e = tk_ir::decompose::ulp_error_f32(y, reference(op, f64::from(x)));
         if e > worst.0 || e.is_nan() {
             worst = (e, x);
         }
@@ -246,7 +232,7 @@ fn pow_accuracy_and_special_cases() {
     let mut worst = (0.0f64, 0.0f32, 0.0f32);
     for i in 0..xs.len() {
         let want = f64::from(xs[i]).powf(f64::from(ys[i]));
-        let e = ulp_error(got[i], want);
+        let e = tk_ir::decompose::ulp_error_f32(got[i], want);
         if e > worst.0 || e.is_nan() {
             worst = (e, xs[i], ys[i]);
         }

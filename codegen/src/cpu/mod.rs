@@ -2,7 +2,7 @@
 //! relocatable object, from one translation ([`translate`]).
 
 pub mod helpers;
-mod translate;
+pub(crate) mod translate;
 mod vector;
 
 pub use translate::{CheckInfo, KernelInfo, Unsupported, acc_value_dtype, kernel_info, symbols};

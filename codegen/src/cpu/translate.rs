@@ -96,7 +96,7 @@ pub fn helper_signature(sig: &mut Signature, params: &str, ret: char) {
     sig.returns.push(AbiParam::new(t(ret)));
 }
 
-fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
+pub(crate) fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
     fn ix(e: &IExpr, out: &mut Vec<Dim>) {
         match e {
             IExpr::Dim(d) => out.push(d.clone()),
@@ -155,7 +155,7 @@ pub fn parallel_range(k: &Kernel) -> Option<Dim> {
 }
 
 /// The dtype every register holds.
-fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
+pub(crate) fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
     let set = |t: &mut Vec<Option<DType>>, r: usize, d: DType| {
         if t.len() <= r {
             t.resize(r + 1, None);
@@ -1412,7 +1412,7 @@ pub fn translate(
     Ok(kernel_info(k))
 }
 
-fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
+pub(crate) fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
     for i in body {
         match i {
             Inst::Check { .. } => out.push(i),

@@ -5,6 +5,7 @@
 //! and bool in `.b32` (`%r{r}`), kept sign- or zero-extended (bool is 0 or 1). Range variables
 //! are `.b64` (`%i{var}`). Temporaries are numbered `%t{n}` and predicates `%p{n}`.
 
+use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
 use crate::cpu::{CheckInfo, Unsupported};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -1390,45 +1391,6 @@ fn reg_bytes(d: DType) -> u32 {
     }
 }
 
-/// The dtype every register holds.
-fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
-    let set = |t: &mut Vec<Option<DType>>, r: usize, d: DType| {
-        if t.len() <= r {
-            t.resize(r + 1, None);
-        }
-        t[r] = Some(d);
-    };
-    for i in body {
-        match i {
-            Inst::Range { body, .. } => reg_dtypes(body, t),
-            Inst::Const { dst, dtype, .. }
-            | Inst::Load { dst, dtype, .. }
-            | Inst::Alu { dst, dtype, .. }
-            | Inst::LocalLoad { dst, dtype, .. } => set(t, *dst, *dtype),
-            Inst::Index { dst, .. } => set(t, *dst, DType::I64),
-            Inst::AccNew { acc, dtype, .. } => set(t, *acc, *dtype),
-            Inst::AccGet { dst, acc } => {
-                let d = t.get(*acc).copied().flatten().unwrap_or(DType::I64);
-                set(t, *dst, d)
-            }
-            Inst::Copy { dst, src } => {
-                let d = t.get(*src).copied().flatten().unwrap_or(DType::I64);
-                set(t, *dst, d)
-            }
-            Inst::Loop { iter, body, .. } => {
-                set(t, *iter, DType::I64);
-                reg_dtypes(body, t)
-            }
-            Inst::Mma { d, dtype, .. } => {
-                for r in d {
-                    set(t, *r, *dtype)
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 fn has_local(body: &[Inst]) -> bool {
     body.iter().any(|i| match i {
         Inst::Range { kind: RangeKind::Local, .. } => true,
@@ -1456,52 +1418,6 @@ fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
         }
     }
     Ok(m)
-}
-
-fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
-    fn ix(e: &IExpr, out: &mut Vec<Dim>) {
-        match e {
-            IExpr::Dim(d) => out.push(d.clone()),
-            IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Div(a, b) | IExpr::Mod(a, b) => {
-                ix(a, out);
-                ix(b, out);
-            }
-            _ => {}
-        }
-    }
-    for i in body {
-        match i {
-            Inst::Range { extent, body, .. } => {
-                out.push(extent.clone());
-                collect_dims(body, out);
-            }
-            Inst::Loop { lo, trip, body, .. } => {
-                out.push(lo.clone());
-                out.push(trip.clone());
-                collect_dims(body, out);
-            }
-            Inst::Index { expr, .. } => ix(expr, out),
-            Inst::Load { index, .. }
-            | Inst::Store { index, .. }
-            | Inst::LocalLoad { index, .. }
-            | Inst::LocalStore { index, .. } => ix(index, out),
-            Inst::Check { lo, hi, .. } => {
-                out.push(lo.clone());
-                out.push(hi.clone());
-            }
-            _ => {}
-        }
-    }
-}
-
-fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
-    for i in body {
-        match i {
-            Inst::Check { .. } => out.push(i),
-            Inst::Range { body, .. } | Inst::Loop { body, .. } => collect_checks(body, out),
-            _ => {}
-        }
-    }
 }
 
 /// The chain of nested parallel ranges at the top of a kernel body (flattened into one grid
