@@ -210,6 +210,9 @@ impl Session {
                     Ok((v, t)) => (format!("{}{t}\n", Self::show(&v, "_")), false),
                     Err(e) => (e, false),
                 },
+                "device" if rest.is_empty() => {
+                    (format!("device: {} ({})\n", self.device.name(), self.device.target()), false)
+                }
                 "device" => match tk_driver::open(rest) {
                     Ok(d) => {
                         self.device = d;

@@ -80,3 +80,16 @@ fn errors_print_a_diagnostic_and_the_session_goes_on() {
     assert!(out.trim_end().ends_with("min 1  max 3  mean 2"), "{out}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The REPL switches to the simulated GPU and runs the same kernels there.
+#[test]
+fn repl_runs_on_the_simulated_gpu() {
+    let (out, err, code) = repl(
+        ":device\n:device sim:sm_86\n:device\nlet x = arange(5) as f32\n\
+         kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }\nsaxpy(2.0, x, x)\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("device: cpu ("), "{out}");
+    assert!(out.contains("device: sim:sm_86 (sm_86 (simulated PTX))"), "{out}");
+    assert!(out.contains("_: f32[5]\n  [0, 3, 6, 9, 12]"), "{out}");
+}
