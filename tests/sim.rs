@@ -26,7 +26,18 @@ fn default_options_match_the_interpreter_within_tolerance_on_the_simulator() {
 /// `n = len` and f32 buffers of the kernel's shapes.
 fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_driver::RunError> {
     use std::collections::HashMap;
-    let k = tk_ir::kernel::parse(text).expect("the planted kernel parses");
+    let mut k = tk_ir::kernel::parse(text).expect("the planted kernel parses");
+    // Source locations are not part of the text form: give the loads one, as lowering does.
+    fn mark(body: &mut [tk_ir::kernel::Inst]) {
+        for i in body {
+            match i {
+                tk_ir::kernel::Inst::Load { loc, .. } => *loc = LOAD_LOC,
+                tk_ir::kernel::Inst::Range { body, .. } => mark(body),
+                _ => {}
+            }
+        }
+    }
+    mark(&mut k.body);
     let dev = tk_driver::open(SIM).expect("simulator");
     let q = dev.queue();
     let exe = dev.compile(std::slice::from_ref(&k))?;
@@ -42,6 +53,8 @@ fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_driver::RunErr
     dev.launch(&q, &exe, 0, &bufs, &dims)
 }
 
+const LOAD_LOC: tk_ir::graph::Loc = tk_ir::graph::Loc { file: 0, lo: 17, hi: 21 };
+
 #[test]
 fn the_simulator_catches_an_out_of_bounds_read() {
     let oob = "kernel k0(b0: f32[n], b1: f32[n] out) knobs parallel=1,unroll=1,vector=1,group=1 {\n\
@@ -52,6 +65,7 @@ fn the_simulator_catches_an_out_of_bounds_read() {
                }\n";
     let e = run_planted(oob, &[("n", 100)]).expect_err("an out-of-bounds read must be reported");
     assert!(matches!(e, tk_driver::RunError::Fault { .. }), "a fault (E0503): {e:?}");
+    assert_eq!(e.loc(), Some(LOAD_LOC), "the fault points at the faulting load's source");
     let e = e.to_string();
     eprintln!("{e}");
     assert!(e.contains("out of bounds"), "{e}");

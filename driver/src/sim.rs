@@ -162,10 +162,15 @@ impl Device for SimDevice {
         }
         args.push(tk_sim::Arg::Buffer(&mut err));
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| RunError::Fault {
-            device: self.name(),
-            message: format!("{e} (device kernel {k} of the entry, which computes the expression shown)"),
-            loc: kernel.loc,
+        exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
+            // The access's own source when the PTX marks it, else the kernel's.
+            let (loc, what) = match &e {
+                tk_sim::SimError::Fault { loc: Some((file, lo, hi)), .. } => {
+                    (tk_ir::graph::Loc { file: *file, lo: *lo, hi: *hi }, "the access is in the expression shown")
+                }
+                _ => (kernel.loc, "the device kernel computes the expression shown"),
+            };
+            RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
         })?;
         drop(args);
         let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));

@@ -51,7 +51,9 @@ pub enum Inst {
         dst: usize,
         expr: IExpr,
     },
-    /// `dst = pred ? buf[index] : fill` (the load happens only where `pred` holds).
+    /// `dst = pred ? buf[index] : fill` (the load happens only where `pred` holds). `loc` is
+    /// the source of the value read, for reports of faulting accesses; like `Kernel::loc` it is
+    /// not part of the text form.
     Load {
         dst: usize,
         buf: usize,
@@ -59,12 +61,14 @@ pub enum Inst {
         pred: Option<usize>,
         fill: Scalar,
         dtype: DType,
+        loc: Loc,
     },
     Store {
         buf: usize,
         index: IExpr,
         value: usize,
         pred: Option<usize>,
+        loc: Loc,
     },
     /// An elementwise operation (Unary, Binary, Where, Cast) on registers.
     Alu {
@@ -382,7 +386,7 @@ impl<'s> Builder<'s> {
             let buf = self.args[&b];
             let dst = self.reg();
             let index = linear(coords, &n.shape);
-            self.push(Inst::Load { dst, buf, index, pred, fill: Scalar::zero(n.dtype), dtype: n.dtype });
+            self.push(Inst::Load { dst, buf, index, pred, fill: Scalar::zero(n.dtype), dtype: n.dtype, loc: n.loc });
             return Ok(dst);
         }
         match &n.op {
@@ -720,7 +724,8 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
             let r = b.reg();
             b.push(Inst::AccGet { dst: r, acc });
             let wb = b.args[&kern.writes[0]];
-            b.push(Inst::Store { buf: wb, index: linear(&body_coords, &shape), value: r, pred: None });
+            let loc = g.node(root).loc;
+            b.push(Inst::Store { buf: wb, index: linear(&body_coords, &shape), value: r, pred: None, loc });
             let body = b.close();
             let _ = inner;
             b.push(Inst::Range { var: out_vars[axis], extent: shape[axis].clone(), kind: RangeKind::Sequential, body });
@@ -737,7 +742,8 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
             for (w, r) in kern.writes.iter().zip(&roots) {
                 let v = b.emit(g, *r, &coords, None)?;
                 let buf = b.args[w];
-                b.push(Inst::Store { buf, index: linear(&coords, &shape), value: v, pred: None });
+                let loc = g.node(*r).loc;
+                b.push(Inst::Store { buf, index: linear(&coords, &shape), value: v, pred: None, loc });
             }
             for a in (0..rank).rev() {
                 let body = b.close();
@@ -824,11 +830,11 @@ fn print_block(body: &[Inst], ind: usize, out: &mut String) {
             }
             Inst::Const { dst, value, dtype } => writeln!(out, "{pad}r{dst} = const {value} : {dtype}"),
             Inst::Index { dst, expr } => writeln!(out, "{pad}r{dst} = index {} : i64", ix(expr)),
-            Inst::Load { dst, buf, index, pred, fill, dtype } => match pred {
+            Inst::Load { dst, buf, index, pred, fill, dtype, .. } => match pred {
                 Some(p) => writeln!(out, "{pad}r{dst} = load a{buf}[{}] if r{p} else {fill} : {dtype}", ix(index)),
                 None => writeln!(out, "{pad}r{dst} = load a{buf}[{}] : {dtype}", ix(index)),
             },
-            Inst::Store { buf, index, value, pred } => match pred {
+            Inst::Store { buf, index, value, pred, .. } => match pred {
                 Some(p) => writeln!(out, "{pad}store a{buf}[{}] = r{value} if r{p}", ix(index)),
                 None => writeln!(out, "{pad}store a{buf}[{}] = r{value}", ix(index)),
             },
@@ -1069,7 +1075,7 @@ impl Machine<'_> {
                     self.regs[*dst] = Scalar::Int(i128::from(self.ix(expr)));
                     self.types[*dst] = DType::I64;
                 }
-                Inst::Load { dst, buf, index, pred, fill, dtype } => {
+                Inst::Load { dst, buf, index, pred, fill, dtype, .. } => {
                     self.types[*dst] = *dtype;
                     if self.pred(pred) {
                         let i = self.ix(index);
@@ -1085,7 +1091,7 @@ impl Machine<'_> {
                         self.regs[*dst] = interp::scalar_to(*fill, *dtype);
                     }
                 }
-                Inst::Store { buf, index, value, pred } => {
+                Inst::Store { buf, index, value, pred, .. } => {
                     if self.pred(pred) {
                         let i = self.ix(index);
                         let v = self.regs[*value];
@@ -1326,7 +1332,7 @@ fn parse_block(
                 Some((v, p)) => (reg(v, ln, maxreg)?, Some(reg(p, ln, maxreg)?)),
                 None => (reg(val, ln, maxreg)?, None),
             };
-            out.push(Inst::Store { buf, index, value: v, pred });
+            out.push(Inst::Store { buf, index, value: v, pred, loc: Loc::default() });
         } else if let Some(rest) = l.strip_prefix("accumulate ") {
             let (a, v) = rest.split_once(" += ").ok_or_else(|| perr("expected `+=`"))?;
             let (v, pred) = match v.split_once(" if ") {
@@ -1486,7 +1492,7 @@ fn parse_block(
                     }
                     None => (None, Scalar::zero(dtype)),
                 };
-                Inst::Load { dst, buf, index, pred, fill, dtype }
+                Inst::Load { dst, buf, index, pred, fill, dtype, loc: Loc::default() }
             } else if let Some(r) = rhs.strip_prefix("acc ") {
                 let w: Vec<&str> = r.split_whitespace().collect();
                 let op = red_op(w.first().copied().unwrap_or("")).ok_or_else(|| perr("bad reduction"))?;

@@ -126,19 +126,21 @@ impl Tiler {
                 let mut new = match inst {
                     Inst::Const { dst, value, dtype } => Inst::Const { dst: *dst, value: *value, dtype: *dtype },
                     Inst::Index { dst, expr } => Inst::Index { dst: *dst, expr: subst(expr, coords, names) },
-                    Inst::Load { dst, buf, index, pred, fill, dtype } => Inst::Load {
+                    Inst::Load { dst, buf, index, pred, fill, dtype, loc } => Inst::Load {
                         dst: *dst,
                         buf: *buf,
                         index: subst(index, coords, names),
                         pred: pred.as_ref().map(rn),
                         fill: *fill,
                         dtype: *dtype,
+                        loc: *loc,
                     },
-                    Inst::Store { buf, index, value, pred } => Inst::Store {
+                    Inst::Store { buf, index, value, pred, loc } => Inst::Store {
                         buf: *buf,
                         index: subst(index, coords, names),
                         value: rn(value),
                         pred: pred.as_ref().map(rn),
+                        loc: *loc,
                     },
                     Inst::Alu { dst, op, args, dtype } => {
                         Inst::Alu { dst: *dst, op: op.clone(), args: args.iter().map(rn).collect(), dtype: *dtype }

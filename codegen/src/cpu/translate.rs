@@ -1048,7 +1048,7 @@ impl Tr<'_, '_> {
                 self.set(*dst, v);
                 Ok(())
             }
-            Inst::Load { dst, buf, index, pred, fill, dtype } => {
+            Inst::Load { dst, buf, index, pred, fill, dtype, .. } => {
                 match pred {
                     None => {
                         let v = self.load(*buf, index, *dtype);
@@ -1067,7 +1067,7 @@ impl Tr<'_, '_> {
                 }
                 Ok(())
             }
-            Inst::Store { buf, index, value, pred } => {
+            Inst::Store { buf, index, value, pred, .. } => {
                 let bd = self.dtypes_of_buf(*buf);
                 let (buf, value) = (*buf, *value);
                 self.guarded(*pred, |s| {

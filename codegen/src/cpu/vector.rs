@@ -430,7 +430,7 @@ impl Tr<'_, '_> {
                 self.set_parts(*dst, vals);
                 Ok(true)
             }
-            Inst::Store { buf, index, value, pred: None }
+            Inst::Store { buf, index, value, pred: None, .. }
                 if self.form(*value) == Some(Form::Simd)
                     && self.buf_dtype(*buf) == self.dtype(*value)
                     && self.dtype(*value) != DType::Bool

@@ -135,6 +135,9 @@ struct Em {
     mode: Mode,
     /// Inside a local range (each thread runs its own iteration).
     in_local: bool,
+    /// The source of the next global load or store (a `// @loc FILE LO HI` line before it tells
+    /// the simulator).
+    loc: Option<tk_ir::graph::Loc>,
     /// `%tid.x == 0` in block mode.
     tid0: String,
     tid: String,
@@ -874,6 +877,7 @@ impl Em {
         let bd = self.buf_dtypes.get(buf).copied().unwrap_or(d);
         let base = self.bufs.get(buf).cloned().ok_or(Unsupported { message: format!("no buffer {buf}") })?;
         let a = self.addr(&base, index, bd.bits() / 8)?;
+        self.mark_loc();
         let raw = self.tmp(cls(bd));
         match bd {
             DType::F16 => {
@@ -912,22 +916,43 @@ impl Em {
             DType::F16 => {
                 let h = self.tmp(Cls::B16);
                 self.line(format!("cvt.rn.f16.f32 {h}, {v}"));
+                self.mark_loc();
                 self.line(format!("st.global.b16 [{a}], {h}"));
             }
             DType::Bf16 => {
                 let w = self.tmp(Cls::B32);
                 self.line(format!("mov.b32 {w}, {v}"));
                 self.line(format!("shr.u32 {w}, {w}, 16"));
+                self.mark_loc();
                 self.line(format!("st.global.u16 [{a}], {w}"));
             }
+            _ => {
+                self.mark_loc();
+                self.store_plain(&a, v, bd)
+            }
+        }
+        Ok(())
+    }
+
+    fn store_plain(&mut self, a: &str, v: &str, bd: DType) {
+        match bd {
             DType::I8 | DType::U8 | DType::Bool => self.line(format!("st.global.u8 [{a}], {v}")),
             DType::I16 => self.line(format!("st.global.u16 [{a}], {v}")),
             DType::F32 => self.line(format!("st.global.f32 [{a}], {v}")),
             DType::F64 => self.line(format!("st.global.f64 [{a}], {v}")),
             DType::I64 => self.line(format!("st.global.b64 [{a}], {v}")),
             DType::I32 | DType::U32 => self.line(format!("st.global.b32 [{a}], {v}")),
+            DType::F16 | DType::Bf16 => {}
         }
-        Ok(())
+    }
+
+    /// Marks the next global access with the source location of the instruction being emitted.
+    fn mark_loc(&mut self) {
+        if let Some(l) = self.loc.take()
+            && l != tk_ir::graph::Loc::default()
+        {
+            let _ = writeln!(self.out, "\t// @loc {} {} {}", l.file, l.lo, l.hi);
+        }
     }
 
     /// Runs `f` only where `pred` (a predicate register) holds.
@@ -1003,7 +1028,8 @@ impl Em {
                 self.line(format!("mov.{t} {r}, {v}"));
                 Ok(())
             }
-            Inst::Load { dst, buf, index, pred, fill, dtype } => {
+            Inst::Load { dst, buf, index, pred, fill, dtype, loc } => {
+                self.loc = Some(*loc);
                 let r = self.reg(*dst);
                 match pred {
                     None => self.load(&r, *buf, index, *dtype),
@@ -1014,7 +1040,8 @@ impl Em {
                     }
                 }
             }
-            Inst::Store { buf, index, value, pred } => {
+            Inst::Store { buf, index, value, pred, loc } => {
+                self.loc = Some(*loc);
                 let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
                 let mut guard = pred.map(|p| self.pred_of(p));
                 if self.mode == Mode::Blocks && !self.in_local {
@@ -1467,6 +1494,7 @@ pub fn kernel(k: &Kernel, name: &str) -> Result<(String, PtxKernel), Unsupported
         err: "%err".into(),
         mode,
         in_local: false,
+        loc: None,
         tid0: "%ptid0".into(),
         tid: "%tidx".into(),
         done: "$Ldone".into(),

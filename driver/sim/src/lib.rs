@@ -52,8 +52,9 @@ pub enum SimError {
     NoKernel(String),
     #[error("kernel `{kernel}` takes {want} arguments, got {got}")]
     Arguments { kernel: String, want: usize, got: usize },
+    /// `loc` is the `.tk` source (file, lo, hi) of the access when the PTX says it.
     #[error("kernel `{kernel}`, block {block}, thread {thread}, PTX line {line}: {message}")]
-    Fault { kernel: String, block: u32, thread: u32, line: u32, message: String },
+    Fault { kernel: String, block: u32, thread: u32, line: u32, message: String, loc: Option<(u32, u32, u32)> },
     #[error("kernel `{kernel}`: {message}")]
     Launch { kernel: String, message: String },
 }
@@ -95,10 +96,11 @@ struct Block<'m> {
 struct Fault {
     line: u32,
     message: String,
+    loc: Option<(u32, u32, u32)>,
 }
 
 fn fault<T>(inst: &Inst, m: impl Into<String>) -> Result<T, Fault> {
-    Err(Fault { line: inst.line, message: m.into() })
+    Err(Fault { line: inst.line, message: m.into(), loc: inst.loc })
 }
 
 impl Module {
@@ -158,6 +160,7 @@ impl Module {
                             thread: t.tid,
                             line: e.line,
                             message: e.message,
+                            loc: e.loc,
                         })?;
                         if steps > MAX_STEPS {
                             return Err(SimError::Launch {
@@ -187,6 +190,7 @@ impl Module {
                             other.tid,
                             line(other)
                         ),
+                        loc: None,
                     });
                 }
                 for t in &mut threads {

@@ -187,6 +187,9 @@ pub struct Inst {
     pub args: Vec<Opnd>,
     /// The PTX line (1-based).
     pub line: u32,
+    /// The `.tk` source of a global access: (file, lo, hi) from a `// @loc FILE LO HI` line
+    /// before it.
+    pub loc: Option<(u32, u32, u32)>,
 }
 
 /// One `.entry`.
@@ -230,6 +233,8 @@ struct FuncBuilder {
     /// Instructions with unresolved branch labels.
     insts: Vec<(Inst, Option<String>)>,
     labels: HashMap<String, usize>,
+    /// A source location waiting for the next global access.
+    loc: Option<(u32, u32, u32)>,
 }
 
 impl Module {
@@ -240,6 +245,13 @@ impl Module {
         let mut in_params = false;
         for (i, raw) in text.lines().enumerate() {
             let ln = i as u32 + 1;
+            if let Some(rest) = raw.trim_start().strip_prefix("// @loc ") {
+                let n: Vec<u32> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                if let (Some(f), [_, lo, hi]) = (cur.as_mut(), n.as_slice()) {
+                    f.loc = Some((n[0], *lo, *hi));
+                }
+                continue;
+            }
             let line = raw.split("//").next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
@@ -274,6 +286,7 @@ impl Module {
                     shared_bytes: 0,
                     insts: Vec::new(),
                     labels: HashMap::new(),
+                    loc: None,
                 });
                 in_params = rest.ends_with('(');
                 continue;
@@ -321,7 +334,10 @@ impl Module {
                 continue;
             }
             let Some(body) = line.strip_suffix(';') else { return err(ln, format!("expected `;` after `{line}`")) };
-            let inst = f.decode(body, ln)?;
+            let mut inst = f.decode(body, ln)?;
+            if matches!(inst.0.op, Op::Ld(Space::Global, _) | Op::St(Space::Global, _)) {
+                inst.0.loc = f.loc.take();
+            }
             f.insts.push(inst);
         }
         if cur.is_some() {
@@ -548,6 +564,6 @@ impl FuncBuilder {
                 }
             }
         };
-        Ok((Inst { op, guard, args, line: ln }, label))
+        Ok((Inst { op, guard, args, line: ln, loc: None }, label))
     }
 }
