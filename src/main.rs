@@ -64,8 +64,9 @@ enum Command {
         /// Only this kernel (stages from `types` on).
         #[arg(short = 'k', long = "kernel", value_name = "ENTRY")]
         entry: Option<String>,
-        /// The compile target (stages from `schedule` on): `cpu`, or an NVIDIA architecture
-        /// `sm_80`, `sm_86`, `sm_89`, `sm_90`, `sm_120`.
+        /// The compile target (stages from `schedule` on): `cpu`, an NVIDIA architecture
+        /// (`sm_80`, `sm_86`, `sm_89`, `sm_90`, `sm_120`) or an AMD one (`gfx1100`, `gfx1101`,
+        /// `gfx1102`).
         #[arg(long, default_value = "cpu")]
         target: String,
         /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4,vector=4`.
@@ -124,23 +125,29 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
     },
-    /// Compile .tk files ahead of time into NVIDIA code objects: for each file and target,
-    /// DIR/<stem>.<target>.ptx and .cubin (every device kernel of every entry), plus
-    /// DIR/manifest.json describing entries, device kernels, parameters and launch geometry.
-    #[command(after_help = "ptxas is found through TK_PTXAS, then PATH, then the project's .tools/venv \
-        (scripts/setup installs it). There is no ptxas for macOS: build cubins on Linux.\n\n\
-        EXAMPLE:\n  tk build examples/matmul.tk --target sm_86,sm_90 -o out/")]
+    /// Compile .tk files ahead of time into GPU code objects: for each file and target,
+    /// DIR/<stem>.<target>.ptx and .cubin (NVIDIA) or .ll and .hsaco (AMD), holding every
+    /// device kernel of every entry, plus DIR/manifest.json describing entries, device kernels,
+    /// parameters and launch geometry.
+    #[command(after_help = "NVIDIA: ptxas is found through TK_PTXAS, then PATH, then the project's .tools/venv \
+        (scripts/setup installs it). There is no ptxas for macOS: build cubins on Linux.\n\
+        AMD: tk must be built with the `amdgpu` feature (LLVM 19); ld.lld is found through TK_LLD, then PATH \
+        (ld.lld-19, ld.lld).\n\n\
+        EXAMPLES:\n  tk build examples/matmul.tk --target sm_86,sm_90 -o out/\n  \
+        tk build examples/matmul.tk --target gfx1100 -o out/ --verbose")]
     Build {
         /// The .tk files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Comma-separated NVIDIA targets: sm_80, sm_86, sm_89, sm_90, sm_120.
+        /// Comma-separated GPU targets: NVIDIA sm_80, sm_86, sm_89, sm_90, sm_120; AMD gfx1100,
+        /// gfx1101, gfx1102.
         #[arg(long, value_delimiter = ',', required = true)]
         target: Vec<String>,
         /// The output directory (created when missing).
         #[arg(short = 'o', long = "out", value_name = "DIR")]
         out: PathBuf,
-        /// Print registers, spills and shared memory of every device kernel (from ptxas -v).
+        /// Print the registers, spills and shared memory (LDS) of every device kernel (from
+        /// ptxas -v, or from the AMD code object's metadata).
         #[arg(short, long)]
         verbose: bool,
         /// Optimisation knobs for every device kernel, e.g. `parallel=2`.
@@ -178,6 +185,11 @@ enum Stage {
     Ptx,
     /// The SASS disassembly of the cubin ptxas makes from the PTX (needs ptxas and nvdisasm).
     Sass,
+    /// The LLVM IR module of the file's device kernels (AMD targets), as tk writes it.
+    Llvm,
+    /// The RDNA3 disassembly of the code object (AMD targets; needs the `amdgpu` feature,
+    /// ld.lld and llvm-objdump).
+    Gcn,
 }
 
 fn main() -> ExitCode {
@@ -204,10 +216,14 @@ fn main() -> ExitCode {
                 }
             };
             let nvidia = matches!(target, tk_driver::target::Target::Nvidia(_));
+            let amd = matches!(target, tk_driver::target::Target::Amd(_));
             let mismatch = match stage {
-                Stage::Clif if nvidia => Some("--stage clif is the CPU backend's: use --target cpu"),
+                Stage::Clif if nvidia || amd => Some("--stage clif is the CPU backend's: use --target cpu"),
                 Stage::Ptx | Stage::Sass if !nvidia => {
                     Some("--stage ptx and sass need an NVIDIA target, e.g. --target sm_86")
+                }
+                Stage::Llvm | Stage::Gcn if !amd => {
+                    Some("--stage llvm and gcn need an AMD target, e.g. --target gfx1100")
                 }
                 _ => None,
             };
@@ -232,13 +248,17 @@ fn main() -> ExitCode {
             let mut targets = Vec::new();
             for t in &target {
                 match t.parse::<tk_driver::target::Target>() {
-                    Ok(tk_driver::target::Target::Nvidia(n)) => targets.push(n),
                     Ok(tk_driver::target::Target::Cpu) => {
                         eprintln!(
-                            "error: `tk build` writes NVIDIA code objects; the CPU compiles kernels when they run \
-                             (use an sm_XX target)"
+                            "error: `tk build` writes GPU code objects; the CPU compiles kernels when they run \
+                             (use an sm_XX or gfx11xx target)"
                         );
                         return ExitCode::from(2);
+                    }
+                    Ok(t) => {
+                        if !targets.contains(&t) {
+                            targets.push(t)
+                        }
                     }
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -325,7 +345,7 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
 /// `tk build`.
 fn build(
     files: &[PathBuf],
-    targets: &[tk_codegen::ptx::Target],
+    targets: &[tk_driver::target::Target],
     out: &Path,
     verbose: bool,
     opts: tk_driver::target::Options,
@@ -360,12 +380,12 @@ fn build(
         }
         sources.push(tk_driver::aot::Source { path: f.clone(), stem, entries });
     }
-    match tk_driver::aot::build_nvidia(&sources, targets, &opts, out) {
+    match tk_driver::aot::build(&sources, targets, &opts, out) {
         Ok(built) => {
             for f in &built.files {
                 println!("wrote {}", f.display());
             }
-            if verbose {
+            if verbose && !built.resources.is_empty() {
                 println!(
                     "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
                     "TARGET", "KERNEL", "REGISTERS", "SPILL STORES", "SPILL LOADS", "SHARED BYTES"
@@ -374,6 +394,26 @@ fn build(
                     println!(
                         "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
                         r.target, r.kernel, r.registers, r.spill_stores, r.spill_loads, r.shared_bytes
+                    );
+                }
+            }
+            if verbose && !built.amd.is_empty() {
+                println!(
+                    "{:<14} {:<32} {:>5} {:>5} {:>6} {:>6} {:>9} {:>13} {:>4}",
+                    "TARGET", "KERNEL", "VGPRS", "SGPRS", "VSPILL", "SSPILL", "LDS BYTES", "SCRATCH BYTES", "WAVE"
+                );
+                for (t, k) in &built.amd {
+                    println!(
+                        "{:<14} {:<32} {:>5} {:>5} {:>6} {:>6} {:>9} {:>13} {:>4}",
+                        t,
+                        k.name,
+                        k.vgprs,
+                        k.sgprs,
+                        k.vgpr_spills,
+                        k.sgpr_spills,
+                        k.lds_bytes,
+                        k.scratch_bytes,
+                        k.wave_size
                     );
                 }
             }
@@ -427,7 +467,14 @@ fn emit(
             }
             module
         }
-        Stage::Graph | Stage::Schedule | Stage::Kernel | Stage::Clif | Stage::Ptx | Stage::Sass => {
+        Stage::Graph
+        | Stage::Schedule
+        | Stage::Kernel
+        | Stage::Clif
+        | Stage::Ptx
+        | Stage::Sass
+        | Stage::Llvm
+        | Stage::Gcn => {
             let checked = match check_one(file, choice) {
                 Ok(c) => c,
                 Err(c) => return c,
@@ -467,7 +514,7 @@ fn emit(
                         return exit::USER;
                     }
                 };
-                if matches!(stage, Stage::Ptx | Stage::Sass) {
+                if matches!(stage, Stage::Ptx | Stage::Sass | Stage::Llvm | Stage::Gcn) {
                     groups.push((format!("{}_", k.name), lowered.kernels));
                     continue;
                 }
@@ -503,6 +550,36 @@ fn emit(
             {
                 eprintln!("error: {} has no kernel `{e}`", file.display());
                 return exit::USER;
+            }
+            if let tk_driver::target::Target::Amd(t) = target
+                && matches!(stage, Stage::Llvm | Stage::Gcn)
+            {
+                let m = match tk_codegen::amdgpu::module(&groups, t) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", file.display());
+                        return exit::USER;
+                    }
+                };
+                if flags.fast_math {
+                    s.push_str("; fast-math: allowed, but the AMD backend emits no fast-math flags yet\n");
+                }
+                if stage == Stage::Llvm {
+                    s.push_str(&m.ir);
+                } else {
+                    let gcn = tk_driver::amd::code_object(&m).and_then(|c| tk_driver::amd::disassemble(&c.hsaco, t));
+                    match gcn {
+                        Ok(t) => s.push_str(&t),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return if matches!(e, tk_driver::RunError::MissingTool { .. }) {
+                                exit::MISSING_TOOL
+                            } else {
+                                exit::RUNTIME
+                            };
+                        }
+                    }
+                }
             }
             if let tk_driver::target::Target::Nvidia(t) = target
                 && matches!(stage, Stage::Ptx | Stage::Sass)

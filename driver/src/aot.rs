@@ -1,7 +1,8 @@
-//! Ahead-of-time builds of NVIDIA code objects (`tk build`): per source file and target, a PTX
-//! module and the cubin ptxas assembles from it, holding the device kernels of every entry of
-//! the file, plus a `manifest.json` that tells a loader how to run each entry: its inputs and
-//! outputs, its buffers, and for each device kernel its parameters and launch geometry.
+//! Ahead-of-time builds of GPU code objects (`tk build`): per source file and target, the device
+//! kernels of every entry of the file as a PTX module and the cubin ptxas assembles from it
+//! (NVIDIA), or as an LLVM IR module and the code object LLVM and ld.lld make from it (AMD), plus
+//! a `manifest.json` that tells a loader how to run each entry: its inputs and outputs, its
+//! buffers, and for each device kernel its parameters and launch geometry.
 //!
 //! Files are written atomically (to a temporary name, then renamed), so an interrupted build
 //! never leaves a truncated object behind.
@@ -10,6 +11,7 @@ use crate::error::RunError;
 use crate::target::{Options, Target};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use tk_codegen::cpu::CheckInfo;
 use tk_codegen::ptx::{self, Launch};
 use tk_ir::graph::Graph;
 use tk_ir::kernel::Kernel;
@@ -43,7 +45,19 @@ pub struct Resources {
 pub struct Built {
     /// Every file written, in order.
     pub files: Vec<PathBuf>,
+    /// What ptxas reported for each NVIDIA kernel.
     pub resources: Vec<Resources>,
+    /// What each AMD code object says about its kernels: (target, kernel).
+    pub amd: Vec<(String, crate::amd::KernelDesc)>,
+}
+
+/// What the manifest says about one device kernel, on any GPU target.
+struct KInfo {
+    name: String,
+    symbols: Vec<String>,
+    checks: Vec<CheckInfo>,
+    launch: Launch,
+    shared_bytes: u64,
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RunError> {
@@ -81,7 +95,7 @@ fn launch_json(l: &Launch) -> Value {
     }
 }
 
-fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[ptx::PtxKernel]) -> Value {
+fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[KInfo]) -> Value {
     let g = &s.graph;
     let inputs: Vec<Value> =
         g.inputs.iter().map(|(n, d, sh)| json!({ "name": n, "dtype": d.name(), "shape": dims(sh) })).collect();
@@ -146,68 +160,133 @@ fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[ptx::PtxKer
     })
 }
 
-/// Builds every source for every NVIDIA target into `out`, with the manifest.
-pub fn build_nvidia(
-    sources: &[Source],
-    targets: &[ptx::Target],
-    opts: &Options,
-    out: &Path,
-) -> Result<Built, RunError> {
+/// Builds every source for every GPU target into `out`, with the manifest.
+pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path) -> Result<Built, RunError> {
+    let Some(&first) = targets.first() else {
+        return Err(RunError::Argument { message: "no target to build for".into() });
+    };
+    if targets.contains(&Target::Cpu) {
+        return Err(RunError::Argument {
+            message: "`tk build` writes GPU code objects; the CPU compiles kernels when they run".into(),
+        });
+    }
+    // Find the tools before writing anything.
+    if targets.iter().any(|t| matches!(t, Target::Nvidia(_))) {
+        crate::nvidia::find(crate::nvidia::Tool::Ptxas)?;
+    }
+    if targets.iter().any(|t| matches!(t, Target::Amd(_))) {
+        crate::amd::available()?;
+    }
     std::fs::create_dir_all(out)
         .map_err(|e| RunError::File { path: out.display().to_string(), message: format!("creating it: {e}") })?;
-    // Find ptxas before writing anything.
-    crate::nvidia::find(crate::nvidia::Tool::Ptxas)?;
     let mut files = Vec::new();
     let mut resources = Vec::new();
+    let mut amd = Vec::new();
     let mut fjson = Vec::new();
+    let compile_err = |src: &Source, e: tk_codegen::cpu::Unsupported| RunError::Compile {
+        message: format!("{}: {}", src.path.display(), e.message),
+        loc: Default::default(),
+    };
     for src in sources {
-        // The kernels do not depend on the architecture: lower once per entry.
+        // The kernels do not depend on the GPU: lower once per entry.
         let mut groups = Vec::new();
         let mut lowered = Vec::new();
         for e in &src.entries {
-            let l = crate::target::lower(&e.graph, Target::Nvidia(targets[0]), opts)?;
+            let l = crate::target::lower(&e.graph, first, opts)?;
             groups.push((format!("{}_", e.name), l.kernels.clone()));
             lowered.push((e.name.clone(), l));
         }
         let mut objects = serde_json::Map::new();
         let mut entries = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
-            let m = ptx::module(&groups, *t).map_err(|e| RunError::Compile {
-                message: format!("{}: {}", src.path.display(), e.message),
-                loc: Default::default(),
-            })?;
-            let a = crate::nvidia::assemble(&m.text, *t)?;
-            let ptx_name = format!("{}.{t}.ptx", src.stem);
-            let cubin_name = format!("{}.{t}.cubin", src.stem);
-            write_atomic(&out.join(&ptx_name), m.text.as_bytes())?;
-            write_atomic(&out.join(&cubin_name), &a.cubin)?;
-            files.push(out.join(&ptx_name));
-            files.push(out.join(&cubin_name));
-            let mut res = serde_json::Map::new();
-            for (kernel, registers, spill_stores, spill_loads, shared_bytes) in crate::nvidia::resources(&a.report) {
-                res.insert(
-                    kernel.clone(),
-                    json!({ "registers": registers, "spill_stores": spill_stores, "spill_loads": spill_loads, "shared_bytes": shared_bytes }),
-                );
-                resources.push(Resources {
-                    target: t.name(),
-                    kernel,
-                    registers,
-                    spill_stores,
-                    spill_loads,
-                    shared_bytes,
-                });
-            }
-            objects.insert(
-                t.name(),
-                json!({ "ptx": ptx_name, "cubin": cubin_name, "ptx_version": t.ptx_version(), "resources": res }),
-            );
+            let mut write_file = |name: String, data: &[u8]| -> Result<String, RunError> {
+                write_atomic(&out.join(&name), data)?;
+                files.push(out.join(&name));
+                Ok(name)
+            };
+            let infos: Vec<KInfo> = match t {
+                Target::Nvidia(nt) => {
+                    let m = ptx::module(&groups, *nt).map_err(|e| compile_err(src, e))?;
+                    let a = crate::nvidia::assemble(&m.text, *nt)?;
+                    let ptx_name = write_file(format!("{}.{t}.ptx", src.stem), m.text.as_bytes())?;
+                    let cubin_name = write_file(format!("{}.{t}.cubin", src.stem), &a.cubin)?;
+                    let mut res = serde_json::Map::new();
+                    for (kernel, registers, spill_stores, spill_loads, shared_bytes) in
+                        crate::nvidia::resources(&a.report)
+                    {
+                        res.insert(
+                            kernel.clone(),
+                            json!({ "registers": registers, "spill_stores": spill_stores, "spill_loads": spill_loads, "shared_bytes": shared_bytes }),
+                        );
+                        resources.push(Resources {
+                            target: nt.name(),
+                            kernel,
+                            registers,
+                            spill_stores,
+                            spill_loads,
+                            shared_bytes,
+                        });
+                    }
+                    objects.insert(
+                        nt.name(),
+                        json!({ "ptx": ptx_name, "cubin": cubin_name, "ptx_version": nt.ptx_version(), "resources": res }),
+                    );
+                    m.kernels
+                        .into_iter()
+                        .map(|k| KInfo {
+                            name: k.name,
+                            symbols: k.symbols,
+                            checks: k.checks,
+                            launch: k.launch,
+                            shared_bytes: k.shared_bytes,
+                        })
+                        .collect()
+                }
+                Target::Amd(at) => {
+                    let m = tk_codegen::amdgpu::module(&groups, *at).map_err(|e| compile_err(src, e))?;
+                    let co = crate::amd::code_object(&m)?;
+                    let ll_name = write_file(format!("{}.{t}.ll", src.stem), m.ir.as_bytes())?;
+                    let hsaco_name = write_file(format!("{}.{t}.hsaco", src.stem), &co.hsaco)?;
+                    let mut res = serde_json::Map::new();
+                    for k in &co.kernels {
+                        res.insert(
+                            k.name.clone(),
+                            json!({
+                                "vgprs": k.vgprs, "sgprs": k.sgprs, "vgpr_spills": k.vgpr_spills, "sgpr_spills": k.sgpr_spills,
+                                "lds_bytes": k.lds_bytes, "scratch_bytes": k.scratch_bytes, "wave_size": k.wave_size,
+                                "kernarg_bytes": k.kernarg_bytes,
+                            }),
+                        );
+                        amd.push((t.to_string(), k.clone()));
+                    }
+                    objects.insert(
+                        t.to_string(),
+                        json!({
+                            "llvm": ll_name,
+                            "hsaco": hsaco_name,
+                            "code_object": "v5",
+                            "kernarg": "each kernel's params (8 bytes each), then the number of workgroups of the launch (i64)",
+                            "resources": res,
+                        }),
+                    );
+                    m.kernels
+                        .into_iter()
+                        .map(|k| KInfo {
+                            name: k.name,
+                            symbols: k.symbols,
+                            checks: k.checks,
+                            launch: k.launch,
+                            shared_bytes: k.lds_bytes,
+                        })
+                        .collect()
+                }
+                Target::Cpu => Vec::new(),
+            };
             if ti == 0 {
                 let mut at = 0;
                 for (name, l) in &lowered {
-                    let infos = &m.kernels[at..at + l.kernels.len()];
+                    entries.push(entry_json(name, &l.schedule, &l.kernels, &infos[at..at + l.kernels.len()]));
                     at += l.kernels.len();
-                    entries.push(entry_json(name, &l.schedule, &l.kernels, infos));
                 }
             }
         }
@@ -228,5 +307,5 @@ pub fn build_nvidia(
         .map_err(|e| RunError::File { path: "manifest.json".into(), message: e.to_string() })?;
     write_atomic(&out.join("manifest.json"), text.as_bytes())?;
     files.push(out.join("manifest.json"));
-    Ok(Built { files, resources })
+    Ok(Built { files, resources, amd })
 }

@@ -2,6 +2,7 @@
 //! implementation, host arrays (`.npy`, random inputs), and the runtime that executes an
 //! entry's schedule ([`runtime`]).
 
+pub mod amd;
 pub mod aot;
 pub mod array;
 pub mod cache;

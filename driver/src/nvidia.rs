@@ -192,8 +192,8 @@ pub fn resources(report: &str) -> Vec<(String, u32, u32, u32, u32)> {
     out
 }
 
-struct TempDir {
-    path: PathBuf,
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
 }
 
 impl Drop for TempDir {
@@ -202,15 +202,16 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> Result<TempDir, RunError> {
+pub(crate) fn tempdir() -> Result<TempDir, RunError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!("tk-nv-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let path =
+        std::env::temp_dir().join(format!("tk-gpu-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&path)
         .map_err(|e| RunError::File { path: path.display().to_string(), message: format!("creating: {e}") })?;
     Ok(TempDir { path })
 }
 
-fn write(p: &Path, data: &[u8]) -> Result<(), RunError> {
+pub(crate) fn write(p: &Path, data: &[u8]) -> Result<(), RunError> {
     std::fs::write(p, data).map_err(|e| RunError::File { path: p.display().to_string(), message: e.to_string() })
 }

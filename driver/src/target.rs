@@ -4,7 +4,7 @@
 
 use crate::error::RunError;
 use std::time::{Duration, Instant};
-use tk_codegen::ptx;
+use tk_codegen::{amdgpu, ptx};
 use tk_ir::dims::Dim;
 use tk_ir::graph::Graph;
 use tk_ir::kernel::{Kernel, Knobs};
@@ -17,6 +17,8 @@ pub enum Target {
     Cpu,
     /// An NVIDIA GPU architecture (PTX, cubins through ptxas).
     Nvidia(ptx::Target),
+    /// An AMD RDNA3 processor (LLVM IR, code objects through LLVM 19 and ld.lld).
+    Amd(amdgpu::Target),
 }
 
 impl std::fmt::Display for Target {
@@ -24,6 +26,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Cpu => f.write_str("cpu"),
             Target::Nvidia(t) => write!(f, "{t}"),
+            Target::Amd(t) => write!(f, "{t}"),
         }
     }
 }
@@ -37,8 +40,12 @@ impl std::str::FromStr for Target {
         if s.starts_with("sm_") {
             return s.parse().map(Target::Nvidia);
         }
+        if s.starts_with("gfx") {
+            return s.parse().map(Target::Amd);
+        }
         let nv: Vec<String> = ptx::Target::ALL.iter().map(|t| t.name()).collect();
-        Err(format!("unknown target `{s}`; the targets are cpu, {}", nv.join(", ")))
+        let amd: Vec<&str> = amdgpu::Target::ALL.iter().map(|t| t.name).collect();
+        Err(format!("unknown target `{s}`; the targets are cpu, {}, {}", nv.join(", "), amd.join(", ")))
     }
 }
 
@@ -62,7 +69,7 @@ impl Target {
                 Knobs { parallel: shape.len().min(1), vector, ..Knobs::default() }
             }
             // A 4 x 4 register tile where two parallel axes enclose a reduction (matrix products).
-            Target::Nvidia(_) => Knobs { parallel: shape.len(), upcast: 4, ..Knobs::default() },
+            Target::Nvidia(_) | Target::Amd(_) => Knobs { parallel: shape.len(), upcast: 4, ..Knobs::default() },
         }
     }
 
@@ -72,7 +79,7 @@ impl Target {
         match self {
             Target::Cpu => (crate::runtime::split_lanes(), 16),
             // Enough partials to give every SM of a large GPU some work.
-            Target::Nvidia(_) => (1024, 32),
+            Target::Nvidia(_) | Target::Amd(_) => (1024, 32),
         }
     }
 }

@@ -1,0 +1,282 @@
+//! The AMD backend end to end: every example's LLVM IR follows the numeric contract, LLVM 19
+//! compiles it into code objects for every gfx11 target within tk's kernel ABI (no scratch, no
+//! inputs beyond the kernarg pointer and the x ids), `tk build --target gfx1100` writes the code
+//! object and its manifest, and the code-object reader rejects what the ABI does not allow.
+//!
+//! The code objects need the `amdgpu` feature (LLVM 19) and ld.lld: CI tests with both
+//! (`scripts/test` builds with `--features amdgpu`); locally a test without them says so and
+//! skips.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tk_codegen::amdgpu;
+use tk_driver::amd::{self, Descriptor};
+use tk_driver::target::{Options, Target};
+
+fn tk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tk-amd-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Whether code objects can be made here (the `amdgpu` feature and ld.lld). In CI their absence
+/// fails the test; locally the test is skipped with the reason.
+fn can_build(test: &str) -> bool {
+    match amd::available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{test}: AMD code objects are required in CI: {e}"
+            );
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}
+
+/// The LLVM module of every entry of a file, under the default options.
+fn module(path: &Path, t: amdgpu::Target) -> amdgpu::Module {
+    let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = compile(path)
+        .into_iter()
+        .map(|(name, g)| {
+            let l = tk_driver::target::lower(&g, Target::Amd(t), &Options::default())
+                .unwrap_or_else(|e| panic!("{}::{name}: {e}", path.display()));
+            (format!("{name}_"), l.kernels)
+        })
+        .collect();
+    amdgpu::module(&groups, t).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const FAST_MATH: [&str; 8] = ["fast", "contract", "afn", "reassoc", "nnan", "ninf", "nsz", "arcp"];
+
+/// Instructions of LLVM IR text that carry a fast-math flag.
+fn fast_math_uses(ir: &str) -> Vec<String> {
+    ir.lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with(';')
+                && !l.starts_with("attributes")
+                && l.split([' ', ',', '(']).any(|w| FAST_MATH.contains(&w))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_examples_llvm_ir_follows_the_numeric_contract() {
+    let t: amdgpu::Target = "gfx1100".parse().expect("target");
+    for f in examples() {
+        let m = module(&f, t);
+        assert!(m.ir.contains("target triple = \"amdgcn-amd-amdhsa\""), "{}", f.display());
+        assert!(fast_math_uses(&m.ir).is_empty(), "{}: fast-math flags: {:?}", f.display(), fast_math_uses(&m.ir));
+        let kernels = m.ir.matches("define amdgpu_kernel").count();
+        assert_eq!(kernels, m.kernels.len(), "{}", f.display());
+        assert_eq!(
+            m.ir.matches("\"denormal-fp-math\"=\"ieee,ieee\"").count(),
+            kernels,
+            "{}: denormals kept",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn every_example_compiles_for_every_gfx11_target_within_the_kernel_abi() {
+    if !can_build("every_example_compiles_for_every_gfx11_target_within_the_kernel_abi") {
+        return;
+    }
+    let mut built = 0;
+    for t in amdgpu::Target::ALL {
+        for f in examples() {
+            let m = module(&f, t);
+            let co = amd::code_object(&m).unwrap_or_else(|e| panic!("{} for {t}: {e}", f.display()));
+            assert_eq!(&co.hsaco[..4], b"\x7fELF", "a code object is an ELF file");
+            assert_eq!(co.kernels.len(), m.kernels.len(), "{} for {t}: every kernel is in the object", f.display());
+            for (k, info) in co.kernels.iter().zip(&m.kernels) {
+                assert_eq!(k.name, info.name, "{}: kernels in module order", f.display());
+                assert_eq!(k.wave_size, 32, "{}: wave32", k.name);
+                // SGPR spills go to VGPR lanes; nothing may go to memory.
+                assert_eq!((k.scratch_bytes, k.vgpr_spills), (0, 0), "{} on {t}: no scratch or VGPR spills", k.name);
+                // The descriptor agrees with the metadata, and the kernarg segment is the ABI's.
+                assert_eq!(k.descriptor.group_segment_fixed_size, k.lds_bytes, "{}", k.name);
+                assert_eq!(u64::from(k.lds_bytes), info.lds_bytes, "{}: LDS as declared", k.name);
+                let bufs =
+                    m.ir.lines()
+                        .find(|l| l.contains(&format!("@\"{}\"(", info.name)))
+                        .map_or(0, |l| l.matches("ptr addrspace(1) %b").count());
+                let args = bufs + info.symbols.len() + 2;
+                assert_eq!(k.kernarg_bytes as usize, 8 * args, "{}: 8 bytes per kernel argument", k.name);
+                assert_eq!(k.descriptor.kernarg_size, k.kernarg_bytes, "{}", k.name);
+                assert!(k.descriptor.check_abi(&k.name).is_ok(), "{}", k.name);
+            }
+            built += 1;
+        }
+    }
+    assert!(built >= 3 * 20, "only {built} code objects");
+}
+
+#[test]
+fn the_optimised_ir_keeps_the_contract_and_no_private_memory() {
+    if can_build("the_optimised_ir_keeps_the_contract_and_no_private_memory") {
+        optimised_ir_checks();
+    }
+}
+
+#[cfg(feature = "amdgpu")]
+fn optimised_ir_checks() {
+    for f in examples() {
+        let m = module(&f, "gfx1100".parse().expect("target"));
+        let ir = amdgpu::optimized_ir(&m).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(fast_math_uses(&ir).is_empty(), "{}: {:?}", f.display(), fast_math_uses(&ir));
+        assert!(!ir.contains("alloca"), "{}: every private variable became a register", f.display());
+    }
+}
+
+/// Without the feature there is no LLVM to optimise with (`can_build` is false).
+#[cfg(not(feature = "amdgpu"))]
+fn optimised_ir_checks() {}
+
+#[test]
+fn saxpy_multiplies_and_adds_without_fusing() {
+    if !can_build("saxpy_multiplies_and_adds_without_fusing") {
+        return;
+    }
+    let o = tk(&["emit", "examples/saxpy.tk", "-k", "saxpy", "--stage", "gcn", "--target", "gfx1100"]);
+    if o.status.code() == Some(4) {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "llvm-objdump is required in CI: {}", err(&o));
+        eprintln!("skipping the disassembly check: {}", err(&o));
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let gcn = String::from_utf8_lossy(&o.stdout);
+    assert!(gcn.contains("v_mul_f32") && gcn.contains("v_add_f32"), "{gcn}");
+    assert!(!gcn.contains("fma"), "no contraction without --fast-math:\n{gcn}");
+}
+
+#[test]
+fn tk_build_writes_a_code_object_and_prints_its_registers() {
+    if !can_build("tk_build_writes_a_code_object_and_prints_its_registers") {
+        return;
+    }
+    let dir = tmp_dir("build");
+    let d = dir.display().to_string();
+    let o = tk(&["build", "examples/matmul.tk", "--target", "gfx1100", "-o", &d, "--verbose"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let hsaco = std::fs::read(dir.join("matmul.gfx1100.hsaco")).expect("code object written");
+    let kernels = amd::read(&hsaco).expect("a readable code object");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(stdout.contains("VGPRS") && stdout.contains("SGPRS"), "{stdout}");
+    let k0 = kernels.iter().find(|k| k.name == "matmul_k0").expect("matmul_k0");
+    let row =
+        stdout.lines().find(|l| l.starts_with("gfx1100") && l.contains("matmul_k0 ")).expect("a row for matmul_k0");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2], k0.vgprs.to_string(), "{row}");
+    assert_eq!(cols[3], k0.sgprs.to_string(), "{row}");
+    let ll = std::fs::read_to_string(dir.join("matmul.gfx1100.ll")).expect("IR written");
+    assert!(ll.contains("amdgpu_kernel"));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest")).expect("json");
+    let obj = &m["files"][0]["objects"]["gfx1100"];
+    assert_eq!(obj["hsaco"], "matmul.gfx1100.hsaco");
+    assert_eq!(obj["resources"]["matmul_k0"]["vgprs"], k0.vgprs);
+    let mm = m["files"][0]["entries"].as_array().expect("entries").iter().find(|e| e["name"] == "matmul").cloned();
+    assert_eq!(mm.expect("matmul")["kernels"][0]["launch"]["kind"], "elements");
+}
+
+#[test]
+fn building_for_amd_without_ld_lld_is_exit_code_4_and_writes_nothing() {
+    let dir = tmp_dir("nolld");
+    let o = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .args(["build", "examples/saxpy.tk", "--target", "gfx1100", "-o", &dir.display().to_string()])
+        .env("TK_LLD", "/nonexistent/ld.lld")
+        .output()
+        .expect("tk runs");
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let e = err(&o);
+    if cfg!(feature = "amdgpu") {
+        assert!(e.contains("TK_LLD") && e.contains("ld.lld"), "{e}");
+    } else {
+        assert!(e.contains("amdgpu") && e.contains("LLVM 19"), "{e}");
+    }
+    assert!(std::fs::read_dir(&dir).expect("dir").next().is_none(), "nothing is written");
+    let o = tk(&["build", "examples/saxpy.tk", "--target", "gfx1030", "-o", &dir.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("gfx1100, gfx1101, gfx1102"), "{}", err(&o));
+    let o = tk(&["emit", "examples/saxpy.tk", "--stage", "llvm", "--target", "sm_86"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("AMD target"), "{}", err(&o));
+}
+
+#[test]
+fn tk_emit_prints_the_llvm_ir_in_every_build() {
+    let o = tk(&["emit", "examples/softmax.tk", "--stage", "llvm", "--target", "gfx1100"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let ir = String::from_utf8_lossy(&o.stdout);
+    assert!(ir.contains("define amdgpu_kernel void @\"softmax_rows_k0\""), "{ir}");
+}
+
+/// A kernel descriptor with the given properties, compute_pgm_rsrc2 and preload fields.
+fn descriptor(props: u16, rsrc2: u32, preload: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[8..12].copy_from_slice(&48u32.to_le_bytes());
+    b[16..24].copy_from_slice(&(-256i64).to_le_bytes());
+    b[52..56].copy_from_slice(&rsrc2.to_le_bytes());
+    b[56..58].copy_from_slice(&props.to_le_bytes());
+    b[58..60].copy_from_slice(&preload.to_le_bytes());
+    b
+}
+
+#[test]
+fn the_kernel_abi_check_names_what_a_code_object_asks_for() {
+    const KERNARG: u16 = 1 << 3;
+    const WAVE32: u16 = 1 << 10;
+    const WG_X: u32 = 1 << 7;
+    let ok = Descriptor::parse(&descriptor(KERNARG | WAVE32, WG_X, 0)).expect("64 bytes");
+    assert_eq!((ok.kernarg_size, ok.kernel_code_entry_byte_offset), (48, -256));
+    assert!(ok.check_abi("k").is_ok());
+    let cases: [(u16, u32, u16, &str); 6] = [
+        (KERNARG | WAVE32 | (1 << 1), WG_X, 0, "dispatch packet pointer"),
+        (KERNARG | WAVE32 | (1 << 2), WG_X, 0, "queue pointer"),
+        (KERNARG | WAVE32, WG_X | (1 << 8), 0, "workgroup id in y"),
+        (KERNARG | WAVE32, WG_X | (2 << 11), 0, "work-item ids in x, y and z"),
+        (KERNARG | WAVE32, WG_X | 1, 0, "private segment"),
+        (KERNARG, WG_X, 0, "wave64"),
+    ];
+    for (props, rsrc2, preload, what) in cases {
+        let d = Descriptor::parse(&descriptor(props, rsrc2, preload)).expect("64 bytes");
+        let e = d.check_abi("k").expect_err(what);
+        assert!(e.contains(what) && e.contains("`k`"), "{what}: {e}");
+    }
+    let pre = Descriptor::parse(&descriptor(KERNARG | WAVE32, WG_X, 1)).expect("64 bytes");
+    assert!(pre.check_abi("k").expect_err("preload").contains("preloads"));
+    assert!(Descriptor::parse(&[0u8; 63]).is_none(), "a short descriptor is rejected");
+}
+
+#[test]
+fn corrupt_code_objects_are_errors_not_crashes() {
+    assert!(amd::read(b"not an elf").is_err());
+    assert!(amd::read(&[]).is_err());
+    // A host object is not an AMDGPU code object.
+    let me = std::fs::read(env!("CARGO_BIN_EXE_tk")).expect("the tk binary");
+    assert!(amd::read(&me).expect_err("a host ELF").contains("AMDGPU"));
+    if !can_build("corrupt_code_objects_are_errors_not_crashes") {
+        return;
+    }
+    let co =
+        amd::code_object(&module(Path::new("examples/saxpy.tk"), "gfx1100".parse().expect("target"))).expect("builds");
+    for cut in [16, co.hsaco.len() / 2, co.hsaco.len() - 1] {
+        assert!(amd::read(&co.hsaco[..cut]).is_err(), "a code object cut at {cut} bytes is rejected");
+    }
+}
