@@ -49,7 +49,7 @@ fn main() {
             std::process::exit(3);
         }
     };
-    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true };
+    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true, split: None };
     let compile = |op: UnaryOp, d: DType| {
         tk_driver::compile(dev.as_ref(), "f", &graph(op, d), &opts).unwrap_or_else(|e| {
             eprintln!("error: compiling {op:?}: {e}");

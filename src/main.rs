@@ -134,7 +134,8 @@ enum Command {
         AMD: tk must be built with the `amdgpu` feature (LLVM 19); ld.lld is found through TK_LLD, then PATH \
         (ld.lld-19, ld.lld).\n\n\
         EXAMPLES:\n  tk build examples/matmul.tk --target sm_86,sm_90 -o out/\n  \
-        tk build examples/matmul.tk --target gfx1100 -o out/ --verbose")]
+        tk build examples/matmul.tk --target gfx1100 -o out/ --verbose\n  \
+        tk build examples/softmax.tk examples/matmul.tk --target cpu,sm_86 -o kernels.tkb")]
     Build {
         /// The .tk files.
         #[arg(required = true)]
@@ -143,9 +144,15 @@ enum Command {
         /// gfx1101, gfx1102.
         #[arg(long, value_delimiter = ',', required = true)]
         target: Vec<String>,
-        /// The output directory (created when missing).
-        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        /// The output: a directory (created when missing) for code objects, or a file for
+        /// `--emit bundle` (the default when it ends in `.tkb`).
+        #[arg(short = 'o', long = "out", value_name = "DIR|FILE.tkb")]
         out: PathBuf,
+        /// What to write: `objects` (per-target code objects and a manifest in a directory) or
+        /// `bundle` (one checksummed .tkb file a program loads without compiling; also takes
+        /// `--target cpu`).
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
         /// Print the registers, spills and shared memory (LDS) of every device kernel (from
         /// ptxas -v, or from the AMD code object's metadata).
         #[arg(short, long)]
@@ -157,6 +164,12 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
     },
+    /// Print what a bundle (.tkb) holds: its entries with their signatures and the code for each
+    /// target. The file is checked (version, checksum) first.
+    Inspect {
+        /// The bundle.
+        file: PathBuf,
+    },
     /// List the devices of this machine and the target each compiles for.
     Devices,
     /// An interactive session: define fns and kernels, bind arrays, evaluate expressions.
@@ -165,6 +178,14 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    /// Per-target code objects and manifest.json in a directory.
+    Objects,
+    /// One .tkb bundle file.
+    Bundle,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -243,15 +264,24 @@ fn main() -> ExitCode {
             )
         }
         Command::Repl { device } => repl::run(&device),
-        Command::Build { files, target, out, verbose, opts, deterministic } => {
+        Command::Build { files, target, out, emit, verbose, opts, deterministic } => {
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
+            let bundle = match emit {
+                Some(e) => e == Emit::Bundle,
+                None => out.extension().is_some_and(|e| e == "tkb"),
+            };
             let mut targets = Vec::new();
             for t in &target {
                 match t.parse::<tk_driver::target::Target>() {
+                    Ok(tk_driver::target::Target::Cpu) if bundle => {
+                        if !targets.contains(&tk_driver::target::Target::Cpu) {
+                            targets.push(tk_driver::target::Target::Cpu)
+                        }
+                    }
                     Ok(tk_driver::target::Target::Cpu) => {
                         eprintln!(
-                            "error: `tk build` writes GPU code objects; the CPU compiles kernels when they run \
-                             (use an sm_XX or gfx11xx target)"
+                            "error: code objects are for GPUs; the CPU compiles kernels when they run (use an sm_XX \
+                             or gfx11xx target, or write a bundle with `--emit bundle`, which holds CPU code too)"
                         );
                         return ExitCode::from(2);
                     }
@@ -266,8 +296,23 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            build(&files, &targets, &out, verbose, tk_driver::target::Options { knobs, deterministic }, choice)
+            let opts = tk_driver::target::Options { knobs, deterministic, split: None };
+            if bundle {
+                build_bundle(&files, &targets, &out, opts, choice)
+            } else {
+                build(&files, &targets, &out, verbose, opts, choice)
+            }
         }
+        Command::Inspect { file } => match tk_driver::bundle::Bundle::load(&file) {
+            Ok(b) => {
+                print!("{}", b.describe());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USER
+            }
+        },
         Command::Devices => {
             println!("{:<10} TARGET", "DEVICE");
             for (name, target) in tk_driver::device::list() {
@@ -342,6 +387,71 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
 }
 
 /// Code generation options that change the numeric contract (docs/numerics.md).
+/// The prepared graph of every entry of the files, for `tk build`.
+fn prepared_entries(files: &[PathBuf], choice: ColorChoice) -> Result<Vec<(PathBuf, String, tk_ir::graph::Graph)>, u8> {
+    let mut out = Vec::new();
+    for f in files {
+        let checked = check_one(f, choice)?;
+        for k in &checked.kernels {
+            match tk_compiler::lower::lower_kernel(k) {
+                Ok(g) => out.push((f.clone(), k.name.clone(), tk_ir::passes::prepare(&g))),
+                Err(e) => {
+                    eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
+                    return Err(exit::USER);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `tk build --emit bundle`.
+fn build_bundle(
+    files: &[PathBuf],
+    targets: &[tk_driver::target::Target],
+    out: &Path,
+    opts: tk_driver::target::Options,
+    choice: ColorChoice,
+) -> u8 {
+    let prepared = match prepared_entries(files, choice) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let mut entries: Vec<tk_driver::bundle::Entry> = Vec::new();
+    for (f, name, graph) in prepared {
+        if let Some(other) = entries.iter().find(|e| e.name == name) {
+            eprintln!(
+                "error: both {} and {} define an entry `{name}`; a bundle's entries need distinct names",
+                other.source,
+                f.display()
+            );
+            return exit::USER;
+        }
+        entries.push(tk_driver::bundle::Entry { name, source: f.display().to_string(), graph });
+    }
+    match tk_driver::bundle::build(&entries, targets, &opts, out) {
+        Ok(w) => {
+            println!(
+                "wrote {} ({} bytes): {} entr{} for {}",
+                out.display(),
+                w.bytes,
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" },
+                w.variants.join(", ")
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+                tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
+                _ => exit::RUNTIME,
+            }
+        }
+    }
+}
+
 /// `tk build`.
 fn build(
     files: &[PathBuf],
@@ -479,7 +589,8 @@ fn emit(
                 Ok(c) => c,
                 Err(c) => return c,
             };
-            let opts = tk_driver::target::Options { knobs: knobs.cloned(), deterministic: flags.deterministic };
+            let opts =
+                tk_driver::target::Options { knobs: knobs.cloned(), deterministic: flags.deterministic, split: None };
             let mut s = String::new();
             let mut groups = Vec::new();
             for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {

@@ -272,7 +272,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         }
     };
     let t_lower = t0.elapsed();
-    let copts = tk_driver::runtime::Options { knobs: o.knobs.clone(), deterministic: o.deterministic };
+    let copts = tk_driver::runtime::Options { knobs: o.knobs.clone(), deterministic: o.deterministic, split: None };
     let compiled = match tk_driver::compile(dev.as_ref(), &kernel.name, &g, &copts) {
         Ok(c) => c,
         Err(e) => return report(&e, &checked.program.sources, choice),

@@ -41,7 +41,7 @@ fn host_cache(d: &Path) -> Arc<KernelCache> {
 fn softmax_is_right(cache: Arc<KernelCache>) {
     let (g, _) = kernels(SRC, "softmax");
     let dev = CpuDevice::with_cache(cache);
-    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true };
+    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true, split: None };
     let c = tk_driver::compile(&dev, "softmax", &g, &opts).expect("compiles");
     let x = tk_ir::interp::Array::from_fn(tk_ir::dtype::DType::F32, vec![3, 37], |i| {
         tk_ir::graph::Scalar::Float(((i * 7919) % 101) as f64 / 10.0 - 5.0)

@@ -259,7 +259,7 @@ fn ptx_snapshots() {
         assert!(c.is_ok(), "{}", c.render_plain());
         let k = &c.kernels[0];
         let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-        let opts = Options { knobs: knobs.map(|k| k.parse().expect("knobs")), deterministic: true };
+        let opts = Options { knobs: knobs.map(|k| k.parse().expect("knobs")), deterministic: true, split: None };
         let l = tk_driver::target::lower(&g, Target::Nvidia(ptx::Target { sm: 86 }), &opts).expect("lowers");
         let m = ptx::module(&[(format!("{}_", k.name), l.kernels)], ptx::Target { sm: 86 }).expect("ptx");
         let text = m.text.replace(env!("CARGO_PKG_VERSION"), "VERSION");

@@ -60,7 +60,7 @@ struct KInfo {
     shared_bytes: u64,
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RunError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RunError> {
     let err = |e: std::io::Error| RunError::File { path: path.display().to_string(), message: e.to_string() };
     let tmp = path.with_extension(format!(
         "{}.tmp{}",

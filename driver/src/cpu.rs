@@ -4,7 +4,7 @@
 //! run on rayon's pool (one worker per core). A kernel with fewer than [`PARALLEL_WORK`]
 //! iterations in all runs on the calling thread, so small launches pay no threading overhead.
 
-use crate::device::{Buffer, Device, Event, Executable, Queue};
+use crate::device::{Buffer, Code, Device, Event, Executable, Queue};
 use crate::error::RunError;
 use std::alloc::Layout;
 use std::any::Any;
@@ -52,14 +52,14 @@ fn mem(b: &Buffer) -> Result<&CpuMem, RunError> {
 }
 
 /// The memory that holds compiled code.
-enum Code {
+enum Owned {
     Jit(#[allow(dead_code)] Box<JitKernels>),
     Loaded(#[allow(dead_code)] crate::loader::LoadedCode),
 }
 
 /// Compiled kernels with what the launcher needs.
 pub struct CpuExecutable {
-    _code: Code,
+    _code: Owned,
     funcs: Vec<KernelFn>,
     infos: Vec<KernelInfo>,
     kernels: Vec<Kernel>,
@@ -70,7 +70,7 @@ impl CpuExecutable {
     pub fn from_jit(jit: JitKernels, kernels: &[Kernel]) -> CpuExecutable {
         let funcs = jit.kernels.iter().map(|k| k.function()).collect();
         let infos = jit.kernels.iter().map(|k| k.info.clone()).collect();
-        CpuExecutable { _code: Code::Jit(Box::new(jit)), funcs, infos, kernels: kernels.to_vec() }
+        CpuExecutable { _code: Owned::Jit(Box::new(jit)), funcs, infos, kernels: kernels.to_vec() }
     }
 
     /// Kernels from an object made by `tk_codegen::cpu::host_object` for the same kernels.
@@ -85,7 +85,7 @@ impl CpuExecutable {
             funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
         }
         let infos = kernels.iter().map(tk_codegen::cpu::kernel_info).collect();
-        Ok(CpuExecutable { _code: Code::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
+        Ok(CpuExecutable { _code: Owned::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
     }
 }
 
@@ -219,6 +219,19 @@ impl Device for CpuDevice {
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
         let e: Arc<dyn Executable> = self.cache.get_or_compile(kernels)?;
         Ok(e)
+    }
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        let Code::CpuObject(obj) = code else {
+            return Err(RunError::Device {
+                device: "cpu".into(),
+                message: format!("cannot load {} on the CPU", code.kind()),
+            });
+        };
+        let e = CpuExecutable::from_object(obj, kernels).map_err(|e| RunError::Device {
+            device: "cpu".into(),
+            message: format!("loading the kernels' object: {}", e.0),
+        })?;
+        Ok(Arc::new(e))
     }
     fn launch(
         &self,

@@ -4,7 +4,7 @@
 //! streams and events are CUDA events. Without an NVIDIA driver nothing changes except that
 //! `cuda:N` cannot be opened (the error says why).
 
-use crate::device::{Buffer, Device, Event, Executable, GpuEvent, Queue};
+use crate::device::{Buffer, Code, Device, Event, Executable, GpuEvent, Queue};
 use crate::error::RunError;
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
@@ -127,6 +127,20 @@ pub struct CudaDevice {
 
 impl CudaDevice {
     /// Opens GPU `ordinal`.
+    fn load_image(
+        &self,
+        image: cudarc::nvrtc::Ptx,
+        infos: Vec<PtxKernel>,
+        cubin: bool,
+    ) -> Result<Arc<dyn Executable>, RunError> {
+        let module = self.ctx.load_module(image).map_err(|e| self.err(format!("loading the kernels: {e}")))?;
+        let funcs = infos
+            .iter()
+            .map(|k| module.load_function(&k.name).map_err(|e| self.err(format!("kernel {}: {e}", k.name))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(CudaExecutable { _module: module, funcs, infos, cubin }))
+    }
+
     pub fn open(ordinal: usize) -> Result<CudaDevice, RunError> {
         let name = format!("cuda:{ordinal}");
         let err = |m: String| RunError::Device { device: name.clone(), message: m };
@@ -226,13 +240,16 @@ impl Device for CudaDevice {
             Err(RunError::MissingTool { .. }) => (cudarc::nvrtc::Ptx::from_src(m.text.clone()), false),
             Err(e) => return Err(e),
         };
-        let module = self.ctx.load_module(image).map_err(|e| self.err(format!("loading the kernels: {e}")))?;
-        let funcs = m
-            .kernels
-            .iter()
-            .map(|k| module.load_function(&k.name).map_err(|e| self.err(format!("kernel {}: {e}", k.name))))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Arc::new(CudaExecutable { _module: module, funcs, infos: m.kernels, cubin }))
+        self.load_image(image, m.kernels, cubin)
+    }
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        match code {
+            Code::Cubin(c) => self.load_image(cudarc::nvrtc::Ptx::from_binary(c.to_vec()), m.kernels, true),
+            Code::Ptx(t) => self.load_image(cudarc::nvrtc::Ptx::from_src(t.to_string()), m.kernels, false),
+            Code::CpuObject(_) => Err(self.err(format!("cannot load {} on a GPU", code.kind()))),
+        }
     }
     fn launch(
         &self,

@@ -95,6 +95,28 @@ impl Event {
     }
 }
 
+/// Precompiled device code for a list of kernels (what [`Device::compile`] would make), as a
+/// bundle holds it.
+#[derive(Clone, Copy, Debug)]
+pub enum Code<'a> {
+    /// A relocatable object for this CPU (symbols `tk_k{i}`).
+    CpuObject(&'a [u8]),
+    /// A PTX module (entries `k{i}`).
+    Ptx(&'a str),
+    /// A cubin assembled from such a module for one architecture.
+    Cubin(&'a [u8]),
+}
+
+impl Code<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Code::CpuObject(_) => "a CPU object",
+            Code::Ptx(_) => "PTX",
+            Code::Cubin(_) => "a cubin",
+        }
+    }
+}
+
 /// Device kernels compiled and loaded for one device.
 pub trait Executable: Send + Sync {
     fn as_any(&self) -> &dyn Any;
@@ -125,6 +147,11 @@ pub trait Device: Send + Sync {
     fn copy(&self, q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError>;
     /// Compiles device kernels and loads them onto the device.
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError>;
+    /// Loads precompiled code for device kernels, without compiling.
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        let _ = kernels;
+        Err(RunError::Device { device: self.name(), message: format!("cannot load {} on this device", code.kind()) })
+    }
     /// Enqueues device kernel `k` of `exe` on buffers (in the kernel's buffer order) with the
     /// given values of the dimension symbols.
     fn launch(

@@ -5,6 +5,7 @@
 pub mod amd;
 pub mod aot;
 pub mod array;
+pub mod bundle;
 pub mod cache;
 pub mod cpu;
 pub mod cuda;

@@ -92,6 +92,21 @@ pub fn compile(dev: &dyn Device, name: &str, g: &Graph, opts: &Options) -> Resul
     Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times })
 }
 
+/// An entry whose device code was loaded rather than compiled (from a bundle): the kernels are
+/// the ones the code was made from.
+pub fn loaded(
+    dev: &dyn Device,
+    name: &str,
+    lowered: crate::target::Lowered,
+    code: crate::device::Code<'_>,
+) -> Result<Compiled, RunError> {
+    let crate::target::Lowered { schedule, kernels, times: (ts, tl) } = lowered;
+    let t2 = Instant::now();
+    let exe = dev.load(&kernels, code)?;
+    let times = CompileTimes { schedule: ts, lower: tl, codegen: t2.elapsed() };
+    Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times })
+}
+
 fn fmt_ty(d: DType, shape: &[impl std::fmt::Display]) -> String {
     let s: Vec<String> = shape.iter().map(|x| x.to_string()).collect();
     format!("{d}[{}]", s.join(", "))

@@ -5,7 +5,7 @@
 //! Warps run in a seeded random order: the seed is `TK_SIM_SEED` (default 0) plus the number of
 //! the launch, so a run is reproducible and different launches see different orders.
 
-use crate::device::{Buffer, Device, Event, Executable, Queue};
+use crate::device::{Buffer, Code, Device, Event, Executable, Queue};
 use crate::error::RunError;
 use std::any::Any;
 use std::collections::HashMap;
@@ -123,6 +123,16 @@ impl Device for SimDevice {
             .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
         let module = tk_sim::Module::parse(&m.text).map_err(|e| self.err(format!("decoding tk's own PTX: {e}")))?;
         Ok(Arc::new(SimExecutable { module, ptx: m.text, infos: m.kernels, kernels: kernels.to_vec() }))
+    }
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        let Code::Ptx(text) = code else {
+            return Err(self.err(format!("the simulator runs PTX, not {}", code.kind())));
+        };
+        // The launch information comes from the kernels; the code is the bundle's.
+        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        let module = tk_sim::Module::parse(text).map_err(|e| self.err(format!("decoding the PTX: {e}")))?;
+        Ok(Arc::new(SimExecutable { module, ptx: text.to_string(), infos: m.kernels, kernels: kernels.to_vec() }))
     }
     fn launch(
         &self,

@@ -92,6 +92,10 @@ pub struct Options {
     /// Keep every reduction in the reference order, so results are bit-identical to the
     /// reference interpreter (no split reductions).
     pub deterministic: bool,
+    /// How long reductions are split (partials of a reduction to a scalar, and per row) instead
+    /// of the target's [`Target::split`]: bundles record the split they were built with, since
+    /// the CPU's depends on the build machine's cores.
+    pub split: Option<(i64, i64)>,
 }
 
 /// A prepared graph scheduled and lowered for a target.
@@ -110,7 +114,7 @@ pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, RunEr
     let g = if opts.deterministic {
         g
     } else {
-        let (scalar, rows) = target.split();
+        let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
         split = tk_ir::passes::split_reductions(g, scalar, rows);
         &split
     };

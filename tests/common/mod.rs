@@ -45,7 +45,7 @@ pub fn compile(path: &Path) -> Vec<(String, Graph)> {
 
 /// Compile options under which every device is bit-identical to the interpreter.
 pub fn exact() -> tk_driver::runtime::Options {
-    tk_driver::runtime::Options { knobs: None, deterministic: true }
+    tk_driver::runtime::Options { knobs: None, deterministic: true, split: None }
 }
 
 pub fn symbols(g: &Graph) -> Vec<String> {

@@ -184,6 +184,18 @@ pub fn host_object(kernels: &[Kernel]) -> Result<Vec<u8>, CodegenError> {
     object_with(isa, &named, "tk_")
 }
 
+/// Compiles kernels for `triple` with its baseline ISA features (so the code runs on every CPU of
+/// that kind) into a relocatable object the runtime's loader handles (absolute 64-bit calls, as
+/// [`host_object`]). Symbols are `tk_k{i}` for kernel `i`. Bundles hold these.
+pub fn portable_object(kernels: &[Kernel], triple: &str) -> Result<Vec<u8>, CodegenError> {
+    let t = target_lexicon::Triple::from_str(triple).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    let b = cranelift_codegen::isa::lookup(t).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    let isa = b.finish(flags(false)?).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    let named: Vec<Kernel> =
+        kernels.iter().enumerate().map(|(i, k)| Kernel { name: format!("k{i}"), ..k.clone() }).collect();
+    object_with(isa, &named, "tk_")
+}
+
 fn object_with(isa: OwnedTargetIsa, kernels: &[Kernel], prefix: &str) -> Result<Vec<u8>, CodegenError> {
     let t = isa.triple().to_string();
     let ob = ObjectBuilder::new(isa, "tk", default_libcall_names())

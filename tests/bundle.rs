@@ -1,0 +1,193 @@
+//! Bundles (`tk build --emit bundle`, docs/bundle.md): every example's entries loaded from a
+//! bundle run on the CPU and on `sim:sm_86` with the results of the JIT, `tk inspect` shows what
+//! a bundle holds, and truncated, bit-flipped, foreign, newer and tampered files are rejected with
+//! a clear error.
+
+mod common;
+use common::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tk_driver::HostArray;
+use tk_driver::bundle::Bundle;
+
+fn tk(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tk-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d.join(name)
+}
+
+/// Whether ptxas is here (the sm_86 variant needs it); in CI it must be.
+fn have_ptxas() -> bool {
+    match tk_driver::nvidia::find(tk_driver::nvidia::Tool::Ptxas) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas is required in CI: {e}");
+            eprintln!("skipping the sm_86 variant: {e}");
+            false
+        }
+    }
+}
+
+fn build(files: &[&str], targets: &str, out: &Path) {
+    let mut args = vec!["build"];
+    args.extend_from_slice(files);
+    let o = out.display().to_string();
+    args.extend_from_slice(&["--target", targets, "-o", &o]);
+    let r = tk(&args);
+    assert_eq!(r.status.code(), Some(0), "{}", err(&r));
+}
+
+#[test]
+fn every_example_runs_from_a_bundle_like_the_jit() {
+    let gpu = have_ptxas();
+    let files: Vec<String> = examples().iter().map(|p| p.display().to_string()).collect();
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    let path = tmp("examples.tkb");
+    build(&refs, if gpu { "cpu,sm_86" } else { "cpu" }, &path);
+    let b = Bundle::load(&path).expect("the bundle loads");
+    let mut devices = vec!["cpu"];
+    if gpu {
+        devices.push("sim:sm_86");
+    }
+    let mut rng = Rng(0xB0B);
+    let mut ran = 0;
+    for dname in devices {
+        let dev = tk_driver::open(dname).expect("device");
+        for f in examples() {
+            for (name, g) in compile(&f) {
+                let loaded = b.load_entry(dev.as_ref(), &name).unwrap_or_else(|e| panic!("{name} on {dname}: {e}"));
+                let jit = tk_driver::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
+                assert_eq!(loaded.kernels.len(), jit.kernels.len(), "{name}: the same device kernels");
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 5)).collect();
+                let args = random_args(&g, &dims, &mut rng);
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+                let (a, j) = (loaded.run(dev.as_ref(), &host, &explicit), jit.run(dev.as_ref(), &host, &explicit));
+                match (a, j) {
+                    // Equal values (NaNs of any sign and payload count as equal, as everywhere in the
+                    // contract: the bundle's baseline-ISA code may make another NaN than the JIT's).
+                    (Ok(a), Ok(j)) => {
+                        let (a, j): (Vec<_>, Vec<_>) = (
+                            a.iter().map(HostArray::to_interp).collect(),
+                            j.iter().map(HostArray::to_interp).collect(),
+                        );
+                        assert_eq!(
+                            format!("{a:?}"),
+                            format!("{j:?}"),
+                            "{name} on {dname}: the bundle's code computes what the JIT's does"
+                        )
+                    }
+                    (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} on {dname}"),
+                    (a, j) => panic!("{name} on {dname}: bundle {:?}, JIT {:?}", a.err(), j.err()),
+                }
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 60, "only {ran} entries ran");
+}
+
+#[test]
+fn tk_inspect_shows_entries_and_targets() {
+    let path = tmp("inspect.tkb");
+    build(&["examples/saxpy.tk"], "cpu", &path);
+    let o = tk(&["inspect", &path.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("checksum ok"), "{out}");
+    assert!(out.contains("saxpy(a: f32, x: f32[n], y: f32[n]) -> (out: f32[n])"), "{out}");
+    for (variant, triple) in tk_driver::bundle::CPU_PLATFORMS {
+        assert!(out.contains(&format!("{variant} ({triple})")), "{out}");
+    }
+}
+
+/// Rewrites a bundle's bytes with a fresh checksum, as a well-meaning but wrong tool would.
+fn reseal(mut b: Vec<u8>) -> Vec<u8> {
+    let body = b.len() - 32;
+    let sum = Sha256::digest(&b[..body]);
+    b[body..].copy_from_slice(&sum);
+    b
+}
+
+fn rejected(bytes: Vec<u8>, what: &str) -> String {
+    match Bundle::from_bytes(bytes, "x.tkb") {
+        Ok(_) => panic!("{what}: accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn corrupt_bundles_are_rejected_with_a_clear_error() {
+    let path = tmp("corrupt.tkb");
+    build(&["examples/saxpy.tk"], "cpu", &path);
+    let good = std::fs::read(&path).expect("bundle");
+    assert!(Bundle::from_bytes(good.clone(), "x.tkb").is_ok());
+    // Truncated anywhere.
+    for cut in [0, 7, 20, 40, good.len() / 2, good.len() - 1] {
+        let e = rejected(good[..cut].to_vec(), "truncated");
+        assert!(e.contains("truncated") || e.contains("not a tk bundle"), "cut at {cut}: {e}");
+    }
+    // Every region, one bit flipped: the checksum catches it.
+    for at in [40, good.len() / 3, good.len() / 2, good.len() - 40, good.len() - 1] {
+        let mut b = good.clone();
+        b[at] ^= 0x10;
+        let e = rejected(b, "bit flip");
+        assert!(e.contains("checksum"), "flip at {at}: {e}");
+    }
+    // A foreign file.
+    let e = rejected(std::fs::read("examples/saxpy.tk").expect("source"), "a .tk file");
+    assert!(e.contains("not a tk bundle"), "{e}");
+    // A newer format.
+    let mut b = good.clone();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let e = rejected(reseal(b), "version 2");
+    assert!(e.contains("version 2") && e.contains("rebuild"), "{e}");
+    // Trailing bytes.
+    let mut b = good.clone();
+    b.extend_from_slice(&[0; 8]);
+    assert!(rejected(b, "trailing bytes").contains("trailing"));
+    // A tampered graph with a valid checksum: its kernels no longer match the code.
+    let text = String::from_utf8_lossy(&good).into_owned();
+    assert!(text.contains("mul"), "the graph text is in the manifest");
+    let pos = good.windows(5).position(|w| w == b" mul ").expect("a mul in the graph");
+    let mut t = good.clone();
+    t[pos + 1..pos + 4].copy_from_slice(b"add");
+    let b = Bundle::from_bytes(reseal(t), "x.tkb").expect("the file itself is well formed");
+    let dev = tk_driver::open("cpu").expect("cpu");
+    let e = b.load_entry(dev.as_ref(), "saxpy").err().expect("the tampered entry is refused").to_string();
+    assert!(e.contains("differ") && e.contains("rebuild"), "{e}");
+}
+
+#[test]
+fn loading_reports_missing_entries_and_targets() {
+    let path = tmp("missing.tkb");
+    build(&["examples/saxpy.tk"], "cpu", &path);
+    let b = Bundle::load(&path).expect("bundle");
+    let cpu = tk_driver::open("cpu").expect("cpu");
+    let e = b.load_entry(cpu.as_ref(), "nope").err().expect("no such entry").to_string();
+    assert!(e.contains("saxpy") && e.contains("daxpy"), "{e}");
+    let sim = tk_driver::open("sim:sm_86").expect("sim");
+    let e = b.load_entry(sim.as_ref(), "saxpy").err().expect("no sm_86 code").to_string();
+    assert!(e.contains("sm_86") && e.contains("cpu-"), "{e}");
+    // The command line: a corrupt file is a user error naming the file.
+    let bad = tmp("bad.tkb");
+    std::fs::write(&bad, b"TKBUNDLE").expect("write");
+    let o = tk(&["inspect", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("bad.tkb") && err(&o).contains("truncated"), "{}", err(&o));
+    // AMD code is not bundled yet: a clear error, nothing written.
+    let out = tmp("amd.tkb");
+    let o = tk(&["build", "examples/saxpy.tk", "--target", "gfx1100", "-o", &out.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("gfx1100") && !out.exists(), "{}", err(&o));
+}
