@@ -296,3 +296,23 @@ fn cuda_devices_run_the_examples_or_say_why_not() {
     every_example_matches_the_interpreter("cuda:0", &[0, 1, 2, 3, 5, 7, 13, 17], 300);
     default_options_match_the_interpreter_within_tolerance("cuda:0", &[1, 5, 33, 67], 150);
 }
+
+/// A runtime that loads precompiled code (a bundle) computes each kernel's launch information
+/// from the kernel IR with `tk_ir::launch`; it must be what the PTX backend emitted.
+#[test]
+fn the_ptx_launch_information_is_tk_irs() {
+    let t = ptx::Target { sm: 86 };
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            let l = tk_driver::target::lower(&g, Target::Nvidia(t), &Options::default()).expect("lowers");
+            let m = ptx::module(&[(String::new(), l.kernels.clone())], t).expect("PTX");
+            for (k, info) in l.kernels.iter().zip(&m.kernels) {
+                let ir = tk_ir::launch::gpu_kernel(k, &info.name).expect("launch information");
+                assert_eq!(ir.launch, info.launch, "{name}: {}", info.name);
+                assert_eq!(ir.shared_bytes, info.shared_bytes, "{name}: {}", info.name);
+                assert_eq!(ir.symbols, info.symbols, "{name}: {}", info.name);
+                assert_eq!(ir.checks.len(), info.checks.len(), "{name}: {}", info.name);
+            }
+        }
+    }
+}

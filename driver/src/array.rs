@@ -293,3 +293,83 @@ fn numpy_name(d: DType) -> &'static str {
         DType::Bool => "bool_",
     }
 }
+
+/// An element type of host arrays: a Rust scalar with a tk dtype and the same bytes.
+pub trait Element: Copy {
+    /// The dtype of arrays of this element.
+    const DTYPE: DType;
+    /// The element's little-endian bytes.
+    fn write(self, out: &mut Vec<u8>);
+    /// The element at the start of `b`.
+    fn read(b: &[u8]) -> Self;
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            fn write(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn read(b: &[u8]) -> Self {
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(&b[..std::mem::size_of::<$t>()]);
+                <$t>::from_le_bytes(a)
+            }
+        }
+    };
+}
+element!(f32, DType::F32);
+element!(f64, DType::F64);
+element!(i8, DType::I8);
+element!(i16, DType::I16);
+element!(i32, DType::I32);
+element!(i64, DType::I64);
+element!(u8, DType::U8);
+element!(u32, DType::U32);
+element!(half::f16, DType::F16);
+element!(half::bf16, DType::Bf16);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn write(self, out: &mut Vec<u8>) {
+        out.push(u8::from(self));
+    }
+    fn read(b: &[u8]) -> Self {
+        b[0] != 0
+    }
+}
+
+impl HostArray {
+    /// An array of shape `shape` holding `data` in row-major order.
+    ///
+    /// ```
+    /// use tk_driver::HostArray;
+    /// let a = HostArray::from_slice(&[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    /// assert_eq!(a.shape, vec![2, 3]);
+    /// assert_eq!(a.to_vec::<f32>().unwrap()[4], 5.0);
+    /// assert!(HostArray::from_slice(&[2, 2], &[1i32, 2, 3]).is_err());
+    /// ```
+    pub fn from_slice<T: Element>(shape: &[usize], data: &[T]) -> Result<HostArray, RunError> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(RunError::Argument {
+                message: format!("an array of shape {shape:?} holds {n} elements, not {}", data.len()),
+            });
+        }
+        let mut bytes = Vec::with_capacity(n * elem_bytes(T::DTYPE));
+        for &x in data {
+            x.write(&mut bytes);
+        }
+        Ok(HostArray { dtype: T::DTYPE, shape: shape.to_vec(), data: bytes })
+    }
+
+    /// The elements, when `T` is the array's dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>, RunError> {
+        if self.dtype != T::DTYPE {
+            return Err(RunError::Argument { message: format!("the array holds {}, not {}", self.dtype, T::DTYPE) });
+        }
+        let w = elem_bytes(self.dtype);
+        Ok(self.data.chunks_exact(w).map(T::read).collect())
+    }
+}

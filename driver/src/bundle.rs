@@ -12,10 +12,15 @@
 use crate::device::{Code, Device};
 use crate::error::RunError;
 use crate::runtime::Compiled;
-use crate::target::{Lowered, Options, Target};
-use serde_json::{Value, json};
+#[cfg(feature = "compile")]
+use crate::target::Lowered;
+use crate::target::{Options, Target};
+use serde_json::Value;
+#[cfg(feature = "compile")]
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::Path;
+#[cfg(feature = "compile")]
 use tk_ir::graph::Graph;
 
 /// The file's first bytes.
@@ -43,6 +48,7 @@ fn bad(path: &str, message: impl Into<String>) -> RunError {
 }
 
 /// One entry to put in a bundle: its name, source file and prepared graph.
+#[cfg(feature = "compile")]
 pub struct Entry {
     pub name: String,
     pub source: String,
@@ -61,10 +67,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[cfg(feature = "compile")]
 fn dims_json(d: &[tk_ir::dims::Dim]) -> Value {
     Value::Array(d.iter().map(|x| Value::String(x.to_string())).collect())
 }
 
+#[cfg(feature = "compile")]
 fn options_json(o: &Options, split: (i64, i64)) -> Value {
     json!({
         "deterministic": o.deterministic,
@@ -74,6 +82,7 @@ fn options_json(o: &Options, split: (i64, i64)) -> Value {
 }
 
 /// What was written.
+#[cfg(feature = "compile")]
 pub struct Written {
     pub bytes: usize,
     pub variants: Vec<String>,
@@ -81,6 +90,7 @@ pub struct Written {
 
 /// Builds a bundle of `entries` for `targets` (`Target::Cpu` means every CPU platform in
 /// [`CPU_PLATFORMS`]) and writes it to `path` atomically.
+#[cfg(feature = "compile")]
 pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path) -> Result<Written, RunError> {
     if entries.is_empty() {
         return Err(RunError::Argument { message: "a bundle needs at least one entry".into() });
@@ -88,12 +98,8 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
     if targets.iter().any(|t| matches!(t, Target::Nvidia(_))) {
         crate::nvidia::find(crate::nvidia::Tool::Ptxas)?;
     }
-    if let Some(t) = targets.iter().find(|t| matches!(t, Target::Amd(_))) {
-        return Err(RunError::Argument {
-            message: format!(
-                "bundles cannot hold AMD code yet (target {t}); build it with `tk build --target {t} -o DIR`"
-            ),
-        });
+    if targets.iter().any(|t| matches!(t, Target::Amd(_))) {
+        crate::amd::available()?;
     }
     let mut data: Vec<u8> = Vec::new();
     let mut blob = |bytes: &[u8]| -> Value {
@@ -155,7 +161,26 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
                 }));
                 names.push(nt.name());
             }
-            Target::Amd(_) => unreachable!("rejected above"),
+            Target::Amd(at) => {
+                let mut ventries = Vec::new();
+                for l in &lowered {
+                    let m = tk_codegen::amdgpu::module(&[(String::new(), l.kernels.clone())], *at)
+                        .map_err(|e| compile_err(e.message))?;
+                    let co = crate::amd::code_object(&m)?;
+                    ventries.push(json!({
+                        "kernels": l.kernels.len(),
+                        "digest": digest(&l.kernels),
+                        "code": { "llvm": blob(m.ir.as_bytes()), "hsaco": blob(&co.hsaco) },
+                    }));
+                }
+                variants.push(json!({
+                    "target": at.name,
+                    "lowering": "gpu",
+                    "options": options_json(opts, split),
+                    "entries": ventries,
+                }));
+                names.push(at.name.to_string());
+            }
         }
     }
     let ejson: Vec<Value> = entries
@@ -179,7 +204,7 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
         "format": "tk-bundle",
         "version": VERSION,
         "tk": env!("CARGO_PKG_VERSION"),
-        "build_id": crate::cache::BUILD_ID,
+        "build_id": crate::BUILD_ID,
         "entries": ejson,
         "variants": variants,
     });

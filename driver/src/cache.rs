@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tk_ir::kernel::Kernel;
 
 /// tk's build id: version, git commit and a dirty flag (from the build script).
-pub const BUILD_ID: &str = env!("TK_BUILD_ID");
+pub use crate::BUILD_ID;
 
 const MAGIC: &[u8; 8] = b"TKCACHE1";
 

@@ -11,7 +11,14 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use tk_codegen::cpu::{JitKernels, KernelFn, KernelInfo};
+#[cfg(feature = "compile")]
+use tk_codegen::cpu::JitKernels;
+use tk_ir::launch::KernelInfo;
+
+/// The signature of a compiled CPU kernel (see `tk_codegen::cpu`): buffers, dimension values,
+/// the part `[lo, hi)` of the parallel range to run, and the error slots; 0 or a failed check's
+/// number + 1.
+pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64) -> i32;
 use tk_ir::dims::Dim;
 use tk_ir::kernel::{Inst, Kernel};
 
@@ -53,6 +60,7 @@ fn mem(b: &Buffer) -> Result<&CpuMem, RunError> {
 
 /// The memory that holds compiled code.
 enum Owned {
+    #[cfg(feature = "compile")]
     Jit(#[allow(dead_code)] Box<JitKernels>),
     Loaded(#[allow(dead_code)] crate::loader::LoadedCode),
 }
@@ -67,6 +75,7 @@ pub struct CpuExecutable {
 
 impl CpuExecutable {
     /// Kernels compiled by the JIT.
+    #[cfg(feature = "compile")]
     pub fn from_jit(jit: JitKernels, kernels: &[Kernel]) -> CpuExecutable {
         let funcs = jit.kernels.iter().map(|k| k.function()).collect();
         let infos = jit.kernels.iter().map(|k| k.info.clone()).collect();
@@ -84,7 +93,7 @@ impl CpuExecutable {
             // SAFETY: `tk_k{i}` was compiled from `kernels[i]` with the signature of `KernelFn`.
             funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
         }
-        let infos = kernels.iter().map(tk_codegen::cpu::kernel_info).collect();
+        let infos = kernels.iter().map(tk_ir::launch::kernel_info).collect();
         Ok(CpuExecutable { _code: Owned::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
     }
 }
@@ -100,6 +109,7 @@ impl Executable for CpuExecutable {
 
 pub struct CpuDevice {
     target: String,
+    #[cfg(feature = "compile")]
     cache: Arc<crate::cache::KernelCache>,
 }
 
@@ -111,12 +121,19 @@ impl Default for CpuDevice {
 
 impl CpuDevice {
     /// The CPU with the process's kernel cache.
+    #[cfg(feature = "compile")]
     pub fn new() -> CpuDevice {
         CpuDevice::with_cache(crate::cache::KernelCache::global())
     }
     /// The CPU with a given kernel cache.
+    #[cfg(feature = "compile")]
     pub fn with_cache(cache: Arc<crate::cache::KernelCache>) -> CpuDevice {
         CpuDevice { target: tk_codegen::cpu::host_description(), cache }
+    }
+    /// The CPU, for loading precompiled kernels only.
+    #[cfg(not(feature = "compile"))]
+    pub fn new() -> CpuDevice {
+        CpuDevice { target: crate::bundle::host_cpu_variant() }
     }
 }
 
@@ -216,6 +233,7 @@ impl Device for CpuDevice {
         unsafe { std::ptr::copy(s.ptr.as_ptr(), d.ptr.as_ptr(), n) };
         Ok(())
     }
+    #[cfg(feature = "compile")]
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
         let e: Arc<dyn Executable> = self.cache.get_or_compile(kernels)?;
         Ok(e)

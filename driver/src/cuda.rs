@@ -13,9 +13,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tk_codegen::ptx::{self, PtxKernel};
 use tk_ir::dims::Dim;
 use tk_ir::kernel::Kernel;
+use tk_ir::launch::{GpuKernel as PtxKernel, Launch, NvidiaTarget};
 
 /// Most blocks of one launch (kernels loop over the rest of their range).
 const MAX_BLOCKS: i64 = 1 << 16;
@@ -28,9 +28,9 @@ pub fn driver_present() -> bool {
 
 /// The tk target for a GPU of compute capability `major.minor`: the same architecture when tk
 /// supports it, else the newest older one (its PTX runs on newer GPUs through the driver).
-pub fn target_for(major: i32, minor: i32) -> Result<ptx::Target, String> {
+pub fn target_for(major: i32, minor: i32) -> Result<NvidiaTarget, String> {
     let cc = (major * 10 + minor) as u32;
-    ptx::Target::ALL
+    NvidiaTarget::ALL
         .iter()
         .rev()
         .copied()
@@ -64,17 +64,15 @@ pub fn pack_params(
 }
 
 /// The grid of a launch: (blocks, threads per block).
-pub fn grid(launch: &ptx::Launch, dims: &HashMap<String, i64>) -> (u32, u32) {
+pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> (u32, u32) {
     let eval = |d: &Dim| d.eval(&|s| dims.get(s).copied()).unwrap_or(0);
     match launch {
-        ptx::Launch::Single => (1, 1),
-        ptx::Launch::Elements { extent, threads } => {
+        Launch::Single => (1, 1),
+        Launch::Elements { extent, threads } => {
             let n = eval(extent).max(0);
             (((n + i64::from(*threads) - 1) / i64::from(*threads)).clamp(1, MAX_BLOCKS) as u32, *threads)
         }
-        ptx::Launch::Blocks { extent, threads } => {
-            (extent.as_ref().map_or(1, eval).clamp(1, MAX_BLOCKS) as u32, *threads)
-        }
+        Launch::Blocks { extent, threads } => (extent.as_ref().map_or(1, eval).clamp(1, MAX_BLOCKS) as u32, *threads),
     }
 }
 
@@ -121,7 +119,7 @@ pub struct CudaDevice {
     ordinal: usize,
     ctx: Arc<CudaContext>,
     streams: Mutex<Vec<Arc<CudaStream>>>,
-    target: ptx::Target,
+    target: NvidiaTarget,
     gpu: String,
 }
 
@@ -231,8 +229,9 @@ impl Device for CudaDevice {
         let mut view = b.slice_mut(0..n);
         s.memcpy_dtod(&a.slice(0..n), &mut view).map_err(|e| self.err(format!("copy on the GPU: {e}")))
     }
+    #[cfg(feature = "compile")]
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
-        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+        let m = tk_codegen::ptx::module(&[(String::new(), kernels.to_vec())], self.target)
             .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
         // A cubin for this GPU when ptxas is here; otherwise the driver compiles the PTX.
         let (image, cubin) = match crate::nvidia::assemble(&m.text, self.target) {
@@ -243,11 +242,10 @@ impl Device for CudaDevice {
         self.load_image(image, m.kernels, cubin)
     }
     fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
-        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
-            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        let infos = crate::sim::gpu_infos(kernels)?;
         match code {
-            Code::Cubin(c) => self.load_image(cudarc::nvrtc::Ptx::from_binary(c.to_vec()), m.kernels, true),
-            Code::Ptx(t) => self.load_image(cudarc::nvrtc::Ptx::from_src(t.to_string()), m.kernels, false),
+            Code::Cubin(c) => self.load_image(cudarc::nvrtc::Ptx::from_binary(c.to_vec()), infos, true),
+            Code::Ptx(t) => self.load_image(cudarc::nvrtc::Ptx::from_src(t.to_string()), infos, false),
             Code::CpuObject(_) => Err(self.err(format!("cannot load {} on a GPU", code.kind()))),
         }
     }
@@ -334,7 +332,7 @@ mod tests {
             name: "e_k0".into(),
             symbols: symbols.iter().map(|s| s.to_string()).collect(),
             checks: vec![],
-            launch: ptx::Launch::Elements { extent: Dim::sym("n"), threads: 256 },
+            launch: Launch::Elements { extent: Dim::sym("n"), threads: 256 },
             shared_bytes: 0,
         }
     }
@@ -350,11 +348,11 @@ mod tests {
 
     #[test]
     fn modules_are_built_for_the_gpus_architecture_or_the_newest_older_one() {
-        assert_eq!(target_for(8, 6), Ok(ptx::Target { sm: 86 }));
-        assert_eq!(target_for(8, 7), Ok(ptx::Target { sm: 86 }));
-        assert_eq!(target_for(9, 0), Ok(ptx::Target { sm: 90 }));
-        assert_eq!(target_for(10, 0), Ok(ptx::Target { sm: 90 }));
-        assert_eq!(target_for(12, 0), Ok(ptx::Target { sm: 120 }));
+        assert_eq!(target_for(8, 6), Ok(NvidiaTarget { sm: 86 }));
+        assert_eq!(target_for(8, 7), Ok(NvidiaTarget { sm: 86 }));
+        assert_eq!(target_for(9, 0), Ok(NvidiaTarget { sm: 90 }));
+        assert_eq!(target_for(10, 0), Ok(NvidiaTarget { sm: 90 }));
+        assert_eq!(target_for(12, 0), Ok(NvidiaTarget { sm: 120 }));
         assert!(target_for(7, 5).expect_err("Turing").contains("sm_80"));
     }
 
@@ -364,8 +362,8 @@ mod tests {
         assert_eq!(grid(&info(&[]).launch, &dims), (4, 256));
         let dims: HashMap<String, i64> = [("n".to_string(), 0)].into();
         assert_eq!(grid(&info(&[]).launch, &dims), (1, 256));
-        assert_eq!(grid(&ptx::Launch::Single, &dims), (1, 1));
-        let b = ptx::Launch::Blocks { extent: Some(Dim::constant(1 << 40)), threads: 64 };
+        assert_eq!(grid(&Launch::Single, &dims), (1, 1));
+        let b = Launch::Blocks { extent: Some(Dim::constant(1 << 40)), threads: 64 };
         assert_eq!(grid(&b, &dims), (MAX_BLOCKS as u32, 64));
     }
 }

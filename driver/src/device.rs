@@ -145,8 +145,17 @@ pub trait Device: Send + Sync {
     fn read(&self, q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError>;
     /// Enqueues a copy between buffers.
     fn copy(&self, q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError>;
-    /// Compiles device kernels and loads them onto the device.
-    fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError>;
+    /// Compiles device kernels and loads them onto the device (a build without the `compile`
+    /// feature cannot: it loads bundles instead).
+    fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        let _ = kernels;
+        Err(RunError::Device {
+            device: self.name(),
+            message: "this build of the tk runtime cannot compile kernels (the `compile` feature is off): load them \
+                      from a bundle"
+                .into(),
+        })
+    }
     /// Loads precompiled code for device kernels, without compiling.
     fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
         let _ = kernels;
@@ -175,7 +184,7 @@ pub trait Device: Send + Sync {
 /// installed; otherwise a line says that there is none.
 pub fn list() -> Vec<(String, String)> {
     let cpu = crate::cpu::CpuDevice::new();
-    let sim = crate::sim::SimDevice::new(tk_codegen::ptx::Target { sm: 86 });
+    let sim = crate::sim::SimDevice::new(tk_ir::launch::NvidiaTarget { sm: 86 });
     let mut v = vec![
         (cpu.name(), cpu.target()),
         (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),

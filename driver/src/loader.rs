@@ -47,7 +47,7 @@ mod libcalls {
 
 /// Resolves the undefined symbols of kernel objects: tk's helpers and the C libcalls.
 pub fn resolve(name: &str) -> Option<usize> {
-    if let Some(p) = tk_codegen::cpu::helpers::address(name) {
+    if let Some(p) = tk_ir::helpers::address(name) {
         return Some(p as usize);
     }
     let p = match name {

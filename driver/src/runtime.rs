@@ -249,6 +249,17 @@ impl Compiled {
         args: &[HostArray],
         explicit: &HashMap<String, i64>,
     ) -> Result<Vec<HostArray>, RunError> {
+        let refs: Vec<&HostArray> = args.iter().collect();
+        self.run_refs(dev, &refs, explicit)
+    }
+
+    /// [`Compiled::run`] on borrowed host arrays.
+    pub fn run_refs(
+        &self,
+        dev: &dyn Device,
+        args: &[&HostArray],
+        explicit: &HashMap<String, i64>,
+    ) -> Result<Vec<HostArray>, RunError> {
         let q = dev.queue();
         let shapes: Vec<(DType, Vec<usize>)> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();
         let dims = self.bind(&shapes, explicit)?;

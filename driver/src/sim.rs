@@ -11,9 +11,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tk_codegen::ptx::{self, Launch, PtxKernel};
 use tk_ir::dims::Dim;
 use tk_ir::kernel::Kernel;
+use tk_ir::launch::{GpuKernel as PtxKernel, Launch, NvidiaTarget};
 
 /// Most blocks one simulated launch runs (kernels loop over the rest of their range).
 const MAX_BLOCKS: i64 = 4096;
@@ -39,13 +39,13 @@ impl Executable for SimExecutable {
 }
 
 pub struct SimDevice {
-    target: ptx::Target,
+    target: NvidiaTarget,
     launches: AtomicU64,
     seed: u64,
 }
 
 impl SimDevice {
-    pub fn new(target: ptx::Target) -> SimDevice {
+    pub fn new(target: NvidiaTarget) -> SimDevice {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         SimDevice { target, launches: AtomicU64::new(0), seed }
     }
@@ -63,6 +63,17 @@ fn eval(d: &Dim, dims: &HashMap<String, i64>) -> i64 {
 }
 
 /// The grid a kernel is launched with.
+/// The launch information of kernels `k{i}` of a module made from `kernels`.
+pub(crate) fn gpu_infos(kernels: &[Kernel]) -> Result<Vec<PtxKernel>, RunError> {
+    kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            tk_ir::launch::gpu_kernel(k, &format!("k{i}")).map_err(|message| RunError::Compile { message, loc: k.loc })
+        })
+        .collect()
+}
+
 pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::Grid {
     match launch {
         Launch::Single => tk_sim::Grid { blocks: 1, threads: 1 },
@@ -118,8 +129,9 @@ impl Device for SimDevice {
         };
         self.write(&Queue { id: 0 }, dst, &data)
     }
+    #[cfg(feature = "compile")]
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
-        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+        let m = tk_codegen::ptx::module(&[(String::new(), kernels.to_vec())], self.target)
             .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
         let module = tk_sim::Module::parse(&m.text).map_err(|e| self.err(format!("decoding tk's own PTX: {e}")))?;
         Ok(Arc::new(SimExecutable { module, ptx: m.text, infos: m.kernels, kernels: kernels.to_vec() }))
@@ -129,10 +141,9 @@ impl Device for SimDevice {
             return Err(self.err(format!("the simulator runs PTX, not {}", code.kind())));
         };
         // The launch information comes from the kernels; the code is the bundle's.
-        let m = ptx::module(&[(String::new(), kernels.to_vec())], self.target)
-            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        let infos = gpu_infos(kernels)?;
         let module = tk_sim::Module::parse(text).map_err(|e| self.err(format!("decoding the PTX: {e}")))?;
-        Ok(Arc::new(SimExecutable { module, ptx: text.to_string(), infos: m.kernels, kernels: kernels.to_vec() }))
+        Ok(Arc::new(SimExecutable { module, ptx: text.to_string(), infos, kernels: kernels.to_vec() }))
     }
     fn launch(
         &self,

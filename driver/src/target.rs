@@ -4,10 +4,10 @@
 
 use crate::error::RunError;
 use std::time::{Duration, Instant};
-use tk_codegen::{amdgpu, ptx};
 use tk_ir::dims::Dim;
 use tk_ir::graph::Graph;
 use tk_ir::kernel::{Kernel, Knobs};
+use tk_ir::launch::{AmdTarget, NvidiaTarget};
 use tk_ir::schedule::Schedule;
 
 /// A compile target.
@@ -16,9 +16,9 @@ pub enum Target {
     /// The host CPU (Cranelift).
     Cpu,
     /// An NVIDIA GPU architecture (PTX, cubins through ptxas).
-    Nvidia(ptx::Target),
+    Nvidia(NvidiaTarget),
     /// An AMD RDNA3 processor (LLVM IR, code objects through LLVM 19 and ld.lld).
-    Amd(amdgpu::Target),
+    Amd(AmdTarget),
 }
 
 impl std::fmt::Display for Target {
@@ -43,8 +43,8 @@ impl std::str::FromStr for Target {
         if s.starts_with("gfx") {
             return s.parse().map(Target::Amd);
         }
-        let nv: Vec<String> = ptx::Target::ALL.iter().map(|t| t.name()).collect();
-        let amd: Vec<&str> = amdgpu::Target::ALL.iter().map(|t| t.name).collect();
+        let nv: Vec<String> = NvidiaTarget::ALL.iter().map(|t| t.name()).collect();
+        let amd: Vec<&str> = AmdTarget::ALL.iter().map(|t| t.name).collect();
         Err(format!("unknown target `{s}`; the targets are cpu, {}, {}", nv.join(", "), amd.join(", ")))
     }
 }

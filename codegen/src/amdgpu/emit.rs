@@ -16,6 +16,7 @@ use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
+use tk_ir::launch::{has_local, parallel_chain};
 
 fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported { message: m.into() })
@@ -1256,46 +1257,8 @@ impl Em {
     }
 }
 
-fn has_local(body: &[Inst]) -> bool {
-    body.iter().any(|i| match i {
-        Inst::Range { kind: RangeKind::Local, .. } => true,
-        Inst::Range { body, .. } | Inst::Loop { body, .. } => has_local(body),
-        _ => false,
-    })
-}
-
-/// The largest extent of a local range (a constant: it is the workgroup size).
 fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
-    let mut m = 1u32;
-    for i in body {
-        match i {
-            Inst::Range { kind: RangeKind::Local, extent, .. } => {
-                let Some(c) = extent.as_const() else {
-                    return unsupported(format!("a local range of symbolic extent `{extent}`"));
-                };
-                if !(1..=1024).contains(&c) {
-                    return unsupported(format!("a local range of {c} work-items (at most 1024)"));
-                }
-                m = m.max(c as u32);
-            }
-            Inst::Range { body, .. } | Inst::Loop { body, .. } => m = m.max(local_threads(body)?),
-            _ => {}
-        }
-    }
-    Ok(m)
-}
-
-type Chain<'k> = (Vec<(usize, Dim)>, &'k [Inst]);
-
-fn parallel_chain(body: &[Inst]) -> Option<Chain<'_>> {
-    let [Inst::Range { var, extent, kind: RangeKind::Global, body: inner }] = body else { return None };
-    let mut chain = vec![(*var, extent.clone())];
-    let mut b: &[Inst] = inner;
-    while let [Inst::Range { var, extent, kind: RangeKind::Global, body: inner }] = b {
-        chain.push((*var, extent.clone()));
-        b = inner;
-    }
-    Some((chain, b))
+    tk_ir::launch::local_threads(body).map_err(|message| Unsupported { message })
 }
 
 /// Translates one device kernel into an `amdgpu_kernel` function named `name`, with its own

@@ -36,45 +36,10 @@ pub use llvm::{object, optimized_ir};
 use crate::cpu::{CheckInfo, Unsupported};
 use tk_ir::kernel::Kernel;
 
+/// An AMD compile target (gfx1100, gfx1101, gfx1102).
+pub use tk_ir::launch::AmdTarget as Target;
 /// Work-items per workgroup of an elementwise (grid-stride) kernel.
-pub const THREADS: u32 = 256;
-
-/// An AMD compile target: an RDNA3 (gfx11) processor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub name: &'static str,
-}
-
-impl Target {
-    /// The targets tk supports. (`gfx11-generic`, which runs on every gfx11 GPU, needs code
-    /// object v6; tk's kernel ABI is code object v5.)
-    pub const ALL: [Target; 3] = [Target { name: "gfx1100" }, Target { name: "gfx1101" }, Target { name: "gfx1102" }];
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Target, String> {
-        Target::ALL.iter().copied().find(|t| t.name == s).ok_or_else(|| {
-            let known: Vec<&str> = Target::ALL.iter().map(|t| t.name).collect();
-            if s == "gfx11-generic" {
-                format!(
-                    "`gfx11-generic` needs code object v6, and tk's kernel ABI is code object v5: build for {} instead",
-                    known.join(", ")
-                )
-            } else if s.starts_with("gfx") {
-                format!("tk does not support `{s}`; the AMD targets are {} (RDNA3)", known.join(", "))
-            } else {
-                format!("`{s}` is not an AMD target; the targets are {}", known.join(", "))
-            }
-        })
-    }
-}
+pub use tk_ir::launch::THREADS;
 
 /// The LLVM target triple of every AMD kernel.
 pub const TRIPLE: &str = "amdgcn-amd-amdhsa";

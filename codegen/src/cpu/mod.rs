@@ -1,7 +1,7 @@
 //! The CPU backend: kernel IR -> Cranelift IR -> machine code, in memory (JIT) or as a
 //! relocatable object, from one translation ([`translate`]).
 
-pub mod helpers;
+pub use tk_ir::helpers;
 pub(crate) mod translate;
 mod vector;
 

@@ -21,26 +21,10 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
-use tk_ir::graph::{BinaryOp, IExpr, Loc, Op, ReduceOp, Scalar, UnaryOp};
+use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-
-/// A check of the kernel, numbered in program order.
-#[derive(Clone, Debug)]
-pub struct CheckInfo {
-    pub lo: Dim,
-    pub hi: Dim,
-    pub loc: Loc,
-}
-
-/// What the runtime needs to know about a translated kernel.
-#[derive(Clone, Debug)]
-pub struct KernelInfo {
-    /// Symbols passed in the `dims` array, in order.
-    pub symbols: Vec<String>,
-    pub checks: Vec<CheckInfo>,
-    /// The extent of the outermost parallel range, when the kernel can be split over threads.
-    pub parallel: Option<Dim>,
-}
+pub use tk_ir::launch::{CheckInfo, KernelInfo, kernel_info, parallel_range, symbols};
+pub(crate) use tk_ir::launch::{collect_checks, collect_dims};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -94,64 +78,6 @@ pub fn helper_signature(sig: &mut Signature, params: &str, ret: char) {
         sig.params.push(AbiParam::new(t(c)));
     }
     sig.returns.push(AbiParam::new(t(ret)));
-}
-
-pub(crate) fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
-    fn ix(e: &IExpr, out: &mut Vec<Dim>) {
-        match e {
-            IExpr::Dim(d) => out.push(d.clone()),
-            IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Div(a, b) | IExpr::Mod(a, b) => {
-                ix(a, out);
-                ix(b, out);
-            }
-            _ => {}
-        }
-    }
-    for i in body {
-        match i {
-            Inst::Range { extent, body, .. } => {
-                out.push(extent.clone());
-                collect_dims(body, out);
-            }
-            Inst::Loop { lo, trip, body, .. } => {
-                out.push(lo.clone());
-                out.push(trip.clone());
-                collect_dims(body, out);
-            }
-            Inst::Index { expr, .. } => ix(expr, out),
-            Inst::Load { index, .. }
-            | Inst::Store { index, .. }
-            | Inst::LocalLoad { index, .. }
-            | Inst::LocalStore { index, .. } => ix(index, out),
-            Inst::Check { lo, hi, .. } => {
-                out.push(lo.clone());
-                out.push(hi.clone());
-            }
-            Inst::LocalAlloc { size, .. } => out.push(size.clone()),
-            _ => {}
-        }
-    }
-}
-
-/// The symbols a kernel's code reads, sorted.
-pub fn symbols(k: &Kernel) -> Vec<String> {
-    let mut dims = Vec::new();
-    collect_dims(&k.body, &mut dims);
-    for b in &k.bufs {
-        dims.extend(b.shape.iter().cloned());
-    }
-    let mut s: Vec<String> = dims.iter().flat_map(|d| d.symbols()).collect();
-    s.sort();
-    s.dedup();
-    s
-}
-
-/// The outermost range, when the kernel body is one parallel range (the runtime splits it).
-pub fn parallel_range(k: &Kernel) -> Option<Dim> {
-    match k.body.as_slice() {
-        [Inst::Range { kind: RangeKind::Global, extent, .. }] => Some(extent.clone()),
-        _ => None,
-    }
 }
 
 /// The dtype every register holds.
@@ -1410,29 +1336,4 @@ pub fn translate(
     b.seal_all_blocks();
     b.finalize(config);
     Ok(kernel_info(k))
-}
-
-pub(crate) fn collect_checks<'k>(body: &'k [Inst], out: &mut Vec<&'k Inst>) {
-    for i in body {
-        match i {
-            Inst::Check { .. } => out.push(i),
-            Inst::Range { body, .. } | Inst::Loop { body, .. } => collect_checks(body, out),
-            _ => {}
-        }
-    }
-}
-
-/// What the runtime needs to launch a kernel, derived from its kernel IR alone (so a kernel
-/// loaded from the cache needs no translation).
-pub fn kernel_info(k: &Kernel) -> KernelInfo {
-    let mut order = Vec::new();
-    collect_checks(&k.body, &mut order);
-    let checks = order
-        .into_iter()
-        .filter_map(|c| match c {
-            Inst::Check { lo, hi, loc, .. } => Some(CheckInfo { lo: lo.clone(), hi: hi.clone(), loc: *loc }),
-            _ => None,
-        })
-        .collect();
-    KernelInfo { symbols: symbols(k), checks, parallel: parallel_range(k) }
 }

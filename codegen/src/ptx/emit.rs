@@ -5,39 +5,16 @@
 //! and bool in `.b32` (`%r{r}`), kept sign- or zero-extended (bool is 0 or 1). Range variables
 //! are `.b64` (`%i{var}`). Temporaries are numbered `%t{n}` and predicates `%p{n}`.
 
+use super::{Launch, PtxKernel};
+use crate::cpu::Unsupported;
 use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
-use crate::cpu::{CheckInfo, Unsupported};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-
-/// How a device kernel is launched.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Launch {
-    /// One thread in one block.
-    Single,
-    /// One element of `extent` per thread, `threads` per block, in a grid-stride loop (so any
-    /// grid size is correct; the launcher picks `ceil(extent / threads)`, capped).
-    Elements { extent: Dim, threads: u32 },
-    /// One block of `threads` threads per index of `extent`, in a grid-stride loop over blocks.
-    Blocks { extent: Option<Dim>, threads: u32 },
-}
-
-/// What the launcher needs to know about one `.entry`.
-#[derive(Clone, Debug)]
-pub struct PtxKernel {
-    /// The entry's name in the module.
-    pub name: String,
-    /// Dimension symbols passed as `.s64` parameters after the buffers, in order.
-    pub symbols: Vec<String>,
-    pub checks: Vec<CheckInfo>,
-    pub launch: Launch,
-    /// Bytes of shared memory the kernel declares.
-    pub shared_bytes: u64,
-}
+use tk_ir::launch::{has_local, parallel_chain};
 
 fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported { message: m.into() })
@@ -1418,48 +1395,8 @@ fn reg_bytes(d: DType) -> u32 {
     }
 }
 
-fn has_local(body: &[Inst]) -> bool {
-    body.iter().any(|i| match i {
-        Inst::Range { kind: RangeKind::Local, .. } => true,
-        Inst::Range { body, .. } | Inst::Loop { body, .. } => has_local(body),
-        _ => false,
-    })
-}
-
-/// The largest extent of a local range (they must be constants: it is the block size).
 fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
-    let mut m = 1u32;
-    for i in body {
-        match i {
-            Inst::Range { kind: RangeKind::Local, extent, .. } => {
-                let Some(c) = extent.as_const() else {
-                    return unsupported(format!("a local range of symbolic extent `{extent}`"));
-                };
-                if !(1..=1024).contains(&c) {
-                    return unsupported(format!("a local range of {c} threads (at most 1024)"));
-                }
-                m = m.max(c as u32);
-            }
-            Inst::Range { body, .. } | Inst::Loop { body, .. } => m = m.max(local_threads(body)?),
-            _ => {}
-        }
-    }
-    Ok(m)
-}
-
-/// The chain of nested parallel ranges at the top of a kernel body (flattened into one grid
-/// index): (var, extent) from the outermost, and the innermost body.
-type Chain<'k> = (Vec<(usize, Dim)>, &'k [Inst]);
-
-fn parallel_chain(body: &[Inst]) -> Option<Chain<'_>> {
-    let [Inst::Range { var, extent, kind: RangeKind::Global, body: inner }] = body else { return None };
-    let mut chain = vec![(*var, extent.clone())];
-    let mut b: &[Inst] = inner;
-    while let [Inst::Range { var, extent, kind: RangeKind::Global, body: inner }] = b {
-        chain.push((*var, extent.clone()));
-        b = inner;
-    }
-    Some((chain, b))
+    tk_ir::launch::local_threads(body).map_err(|message| Unsupported { message })
 }
 
 /// Translates one device kernel into an `.entry` named `name`.

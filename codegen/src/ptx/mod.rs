@@ -21,60 +21,16 @@
 
 mod emit;
 
-pub use emit::{Launch, PtxKernel};
+/// What the launcher needs to know about one `.entry`.
+pub use tk_ir::launch::{GpuKernel as PtxKernel, Launch};
 
 use crate::cpu::{CheckInfo, Unsupported};
 use tk_ir::kernel::Kernel;
 
+/// An NVIDIA compile target (`sm_80` ... `sm_120`).
+pub use tk_ir::launch::NvidiaTarget as Target;
 /// Threads per block of an elementwise (grid-stride) kernel.
-pub const THREADS: u32 = 256;
-
-/// An NVIDIA compile target: `sm_80`, `sm_86`, `sm_89`, `sm_90` or `sm_120`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub sm: u32,
-}
-
-impl Target {
-    /// The targets tk supports, oldest first.
-    pub const ALL: [Target; 5] =
-        [Target { sm: 80 }, Target { sm: 86 }, Target { sm: 89 }, Target { sm: 90 }, Target { sm: 120 }];
-
-    /// The lowest PTX ISA version that supports the target.
-    pub fn ptx_version(self) -> &'static str {
-        match self.sm {
-            80 => "7.0",
-            86 => "7.1",
-            89 | 90 => "7.8",
-            _ => "8.7",
-        }
-    }
-    pub fn name(self) -> String {
-        format!("sm_{}", self.sm)
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sm_{}", self.sm)
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Target, String> {
-        let known = || Target::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
-        let n = s
-            .strip_prefix("sm_")
-            .and_then(|n| n.parse::<u32>().ok())
-            .ok_or_else(|| format!("`{s}` is not an NVIDIA target; the targets are {}", known()))?;
-        Target::ALL
-            .iter()
-            .copied()
-            .find(|t| t.sm == n)
-            .ok_or_else(|| format!("tk does not support `{s}`; the NVIDIA targets are {}", known()))
-    }
-}
+pub use tk_ir::launch::THREADS;
 
 /// A PTX module: its text and, per device kernel, what the launcher needs.
 #[derive(Clone, Debug)]

@@ -1,8 +1,9 @@
 //! Host functions that generated CPU code calls: f16/bf16 rounding and conversion, the f64
 //! transcendentals (not decomposed; docs/numerics.md) and integer powers. Each computes exactly
-//! what the reference interpreter computes.
+//! what the reference interpreter computes. They live in tk-ir, not in the code generator, so
+//! that a runtime that loads precompiled objects resolves them without it.
 
-use tk_ir::dtype::DType;
+use crate::dtype::DType;
 
 pub extern "C" fn tk_round_f16(x: f64) -> f64 {
     half::f16::from_f64(x).to_f64()
@@ -44,7 +45,7 @@ pub extern "C" fn tk_tanh(x: f64) -> f64 {
     x.tanh()
 }
 pub extern "C" fn tk_erf(x: f64) -> f64 {
-    tk_ir::interp::erf(x)
+    crate::interp::erf(x)
 }
 pub extern "C" fn tk_pow(x: f64, y: f64) -> f64 {
     x.powf(y)
@@ -53,9 +54,9 @@ pub extern "C" fn tk_pow(x: f64, y: f64) -> f64 {
 /// `a ** b` for integers of the dtype with code `d` (see [`dtype_code`]), wrapping.
 pub extern "C" fn tk_ipow(a: i64, b: i64, d: u32) -> i64 {
     let dt = DType::ALL.get(d as usize).copied().unwrap_or(DType::I64);
-    let args = [(tk_ir::graph::Scalar::Int(i128::from(a)), dt), (tk_ir::graph::Scalar::Int(i128::from(b)), dt)];
-    let r = tk_ir::interp::scalar_op(&tk_ir::graph::Op::Binary(tk_ir::graph::BinaryOp::Pow), &args, dt);
-    tk_ir::interp::scalar_index(r)
+    let args = [(crate::graph::Scalar::Int(i128::from(a)), dt), (crate::graph::Scalar::Int(i128::from(b)), dt)];
+    let r = crate::interp::scalar_op(&crate::graph::Op::Binary(crate::graph::BinaryOp::Pow), &args, dt);
+    crate::interp::scalar_index(r)
 }
 
 /// The index of a dtype in [`DType::ALL`], passed to [`tk_ipow`].
