@@ -135,7 +135,8 @@ enum Command {
         (ld.lld-19, ld.lld).\n\n\
         EXAMPLES:\n  tk build examples/matmul.tk --target sm_86,sm_90 -o out/\n  \
         tk build examples/matmul.tk --target gfx1100 -o out/ --verbose\n  \
-        tk build examples/softmax.tk examples/matmul.tk --target cpu,sm_86 -o kernels.tkb")]
+        tk build examples/softmax.tk examples/matmul.tk --target cpu,sm_86 -o kernels.tkb\n  \
+        tk build examples/c/kernels.tk --target cpu --emit staticlib -o libkernels.a --header kernels.h")]
     Build {
         /// The .tk files.
         #[arg(required = true)]
@@ -153,6 +154,10 @@ enum Command {
         /// `--target cpu`).
         #[arg(long, value_enum)]
         emit: Option<Emit>,
+        /// With `--emit staticlib`: where to write the C header (default: the library's name with
+        /// `.h`, without a `lib` prefix).
+        #[arg(long, value_name = "FILE.h")]
+        header: Option<PathBuf>,
         /// Print the registers, spills and shared memory (LDS) of every device kernel (from
         /// ptxas -v, or from the AMD code object's metadata).
         #[arg(short, long)]
@@ -186,6 +191,9 @@ enum Emit {
     Objects,
     /// One .tkb bundle file.
     Bundle,
+    /// A static library (`-o libNAME.a`) and a C header: one C function per entry, for the
+    /// host CPU.
+    Staticlib,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -264,8 +272,25 @@ fn main() -> ExitCode {
             )
         }
         Command::Repl { device } => repl::run(&device),
-        Command::Build { files, target, out, emit, verbose, opts, deterministic } => {
+        Command::Build { files, target, out, emit, header, verbose, opts, deterministic } => {
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
+            if emit == Some(Emit::Staticlib) {
+                if target.iter().any(|t| t != "cpu") {
+                    eprintln!("error: a static library holds CPU code: use --target cpu");
+                    return ExitCode::from(2);
+                }
+                let header = header.unwrap_or_else(|| {
+                    let stem =
+                        out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into());
+                    out.with_file_name(format!("{}.h", stem.strip_prefix("lib").unwrap_or(&stem)))
+                });
+                let opts = tk_driver::target::Options { knobs, deterministic, split: None };
+                return ExitCode::from(build_staticlib(&files, &out, &header, opts, choice));
+            }
+            if header.is_some() {
+                eprintln!("error: --header goes with --emit staticlib");
+                return ExitCode::from(2);
+            }
             let bundle = match emit {
                 Some(e) => e == Emit::Bundle,
                 None => out.extension().is_some_and(|e| e == "tkb"),
@@ -403,6 +428,46 @@ fn prepared_entries(files: &[PathBuf], choice: ColorChoice) -> Result<Vec<(PathB
         }
     }
     Ok(out)
+}
+
+/// `tk build --emit staticlib`.
+fn build_staticlib(
+    files: &[PathBuf],
+    lib: &Path,
+    header: &Path,
+    opts: tk_driver::target::Options,
+    choice: ColorChoice,
+) -> u8 {
+    let prepared = match prepared_entries(files, choice) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let mut entries: Vec<tk_driver::clib::Entry> = Vec::new();
+    for (f, name, graph) in prepared {
+        if let Some(other) = entries.iter().find(|e| e.name == name) {
+            eprintln!(
+                "error: both {} and {} define an entry `{name}`; a library's entries need distinct names",
+                other.source,
+                f.display()
+            );
+            return exit::USER;
+        }
+        entries.push(tk_driver::clib::Entry { name, source: f.display().to_string(), graph });
+    }
+    match tk_driver::clib::build(&entries, &opts, lib, header) {
+        Ok(w) => {
+            println!("wrote {} and {}", w.library.display(), w.header.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+                tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
+                _ => exit::RUNTIME,
+            }
+        }
+    }
 }
 
 /// `tk build --emit bundle`.

@@ -14,6 +14,8 @@ pub mod array;
 pub mod bundle;
 #[cfg(feature = "compile")]
 pub mod cache;
+#[cfg(feature = "compile")]
+pub mod clib;
 pub mod cpu;
 pub mod cuda;
 pub mod device;
