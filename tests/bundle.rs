@@ -291,3 +291,31 @@ fn the_build_script_example_builds_and_runs() {
     assert!(out.contains(&format!("ramp: {:?}", r[0])), "{out}");
     assert!(out.contains("error: `softmax_rows` argument `x`: expected f32 of rank 2, got i32"), "{out}");
 }
+
+/// The embedding API: an entry from a bundle and the same entry JIT-compiled from source are
+/// called alike, on host or device-resident arrays, with typed errors for bad arguments.
+#[test]
+fn bundles_and_the_jit_are_called_alike() {
+    use tk::{AsArg, Device};
+    let path = tmp("api.tkb");
+    build(&["examples/softmax.tk"], "cpu", &path);
+    let dev = Device::open("cpu").expect("cpu");
+    let from_bundle = tk::Bundle::load(&path).expect("bundle").entry("softmax_rows").expect("entry");
+    let from_source = tk::compile_file("examples/softmax.tk").expect("compiles").entry("softmax_rows").expect("entry");
+    let x = HostArray::from_slice(&[2, 3], &[1.0f32, 2.0, 3.0, -1.0, 0.0, 1.0]).expect("x");
+    let a = from_bundle.call(&dev, &[x.as_arg()]).expect("bundle call");
+    let b = from_source.call(&dev, &[x.as_arg()]).expect("JIT call");
+    assert_eq!(a, b);
+    // Resident: upload once, call twice, nothing copied back until asked.
+    let on_dev = dev.upload(&x).expect("upload");
+    for _ in 0..2 {
+        let outs = from_bundle.call_resident(&dev, &[on_dev.as_arg()], &HashMap::new()).expect("resident call");
+        assert_eq!(dev.download(&outs[0]).expect("download"), a[0]);
+    }
+    // A wrong dtype or rank is a typed argument error.
+    let ints = HostArray::from_slice(&[2, 3], &[1i32, 2, 3, 4, 5, 6]).expect("ints");
+    let e = from_bundle.call(&dev, &[ints.as_arg()]).expect_err("refused");
+    assert!(matches!(e, tk::RunError::Argument { .. }) && e.to_string().contains("i32"), "{e}");
+    let e = from_source.call(&dev, &[]).expect_err("refused");
+    assert!(matches!(e, tk::RunError::Argument { .. }), "{e}");
+}

@@ -10,6 +10,7 @@
 pub mod amd;
 #[cfg(feature = "compile")]
 pub mod aot;
+pub mod api;
 pub mod array;
 pub mod bundle;
 #[cfg(feature = "compile")]
