@@ -411,23 +411,43 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
     code
 }
 
-/// Code generation options that change the numeric contract (docs/numerics.md).
-/// The prepared graph of every entry of the files, for `tk build`.
-fn prepared_entries(files: &[PathBuf], choice: ColorChoice) -> Result<Vec<(PathBuf, String, tk_ir::graph::Graph)>, u8> {
-    let mut out = Vec::new();
+/// The prepared graph of every entry of the files, with distinct names, for a bundle or a
+/// library (`what`).
+fn distinct_entries(files: &[PathBuf], what: &str, choice: ColorChoice) -> Result<Vec<tk_driver::bundle::Entry>, u8> {
+    let mut entries: Vec<tk_driver::bundle::Entry> = Vec::new();
     for f in files {
         let checked = check_one(f, choice)?;
         for k in &checked.kernels {
-            match tk_compiler::lower::lower_kernel(k) {
-                Ok(g) => out.push((f.clone(), k.name.clone(), tk_ir::passes::prepare(&g))),
+            let graph = match tk_compiler::lower::lower_kernel(k) {
+                Ok(g) => tk_ir::passes::prepare(&g),
                 Err(e) => {
                     eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
                     return Err(exit::USER);
                 }
+            };
+            if let Some(other) = entries.iter().find(|e| e.name == k.name) {
+                eprintln!(
+                    "error: both {} and {} define an entry `{}`; a {what}'s entries need distinct names",
+                    other.source,
+                    f.display(),
+                    k.name
+                );
+                return Err(exit::USER);
             }
+            entries.push(tk_driver::bundle::Entry { name: k.name.clone(), source: f.display().to_string(), graph });
         }
     }
-    Ok(out)
+    Ok(entries)
+}
+
+/// The exit code of a failed build.
+fn build_failed(e: tk_driver::RunError) -> u8 {
+    eprintln!("error: {e}");
+    match e {
+        tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+        tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
+        _ => exit::RUNTIME,
+    }
 }
 
 /// `tk build --emit staticlib`.
@@ -438,35 +458,16 @@ fn build_staticlib(
     opts: tk_driver::target::Options,
     choice: ColorChoice,
 ) -> u8 {
-    let prepared = match prepared_entries(files, choice) {
-        Ok(p) => p,
+    let entries = match distinct_entries(files, "library", choice) {
+        Ok(e) => e,
         Err(c) => return c,
     };
-    let mut entries: Vec<tk_driver::clib::Entry> = Vec::new();
-    for (f, name, graph) in prepared {
-        if let Some(other) = entries.iter().find(|e| e.name == name) {
-            eprintln!(
-                "error: both {} and {} define an entry `{name}`; a library's entries need distinct names",
-                other.source,
-                f.display()
-            );
-            return exit::USER;
-        }
-        entries.push(tk_driver::clib::Entry { name, source: f.display().to_string(), graph });
-    }
     match tk_driver::clib::build(&entries, &opts, lib, header) {
         Ok(w) => {
             println!("wrote {} and {}", w.library.display(), w.header.display());
             exit::OK
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
-                tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
-                _ => exit::RUNTIME,
-            }
-        }
+        Err(e) => build_failed(e),
     }
 }
 
@@ -478,22 +479,10 @@ fn build_bundle(
     opts: tk_driver::target::Options,
     choice: ColorChoice,
 ) -> u8 {
-    let prepared = match prepared_entries(files, choice) {
-        Ok(p) => p,
+    let entries = match distinct_entries(files, "bundle", choice) {
+        Ok(e) => e,
         Err(c) => return c,
     };
-    let mut entries: Vec<tk_driver::bundle::Entry> = Vec::new();
-    for (f, name, graph) in prepared {
-        if let Some(other) = entries.iter().find(|e| e.name == name) {
-            eprintln!(
-                "error: both {} and {} define an entry `{name}`; a bundle's entries need distinct names",
-                other.source,
-                f.display()
-            );
-            return exit::USER;
-        }
-        entries.push(tk_driver::bundle::Entry { name, source: f.display().to_string(), graph });
-    }
     match tk_driver::bundle::build(&entries, targets, &opts, out) {
         Ok(w) => {
             println!(
@@ -506,14 +495,7 @@ fn build_bundle(
             );
             exit::OK
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
-                tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
-                _ => exit::RUNTIME,
-            }
-        }
+        Err(e) => build_failed(e),
     }
 }
 

@@ -11,10 +11,10 @@ use crate::error::RunError;
 use crate::target::{Options, Target};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use tk_codegen::cpu::CheckInfo;
 use tk_codegen::ptx::{self, Launch};
 use tk_ir::graph::Graph;
 use tk_ir::kernel::Kernel;
+use tk_ir::launch::GpuKernel;
 use tk_ir::schedule::{BufferKind, Schedule};
 
 /// One entry point to build: its name and prepared graph (`tk_ir::passes::prepare`).
@@ -49,15 +49,6 @@ pub struct Built {
     pub resources: Vec<Resources>,
     /// What each AMD code object says about its kernels: (target, kernel).
     pub amd: Vec<(String, crate::amd::KernelDesc)>,
-}
-
-/// What the manifest says about one device kernel, on any GPU target.
-struct KInfo {
-    name: String,
-    symbols: Vec<String>,
-    checks: Vec<CheckInfo>,
-    launch: Launch,
-    shared_bytes: u64,
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RunError> {
@@ -95,7 +86,7 @@ fn launch_json(l: &Launch) -> Value {
     }
 }
 
-fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[KInfo]) -> Value {
+fn entry_json(name: &str, s: &Schedule, kernels: &[Kernel], infos: &[GpuKernel]) -> Value {
     let g = &s.graph;
     let inputs: Vec<Value> =
         g.inputs.iter().map(|(n, d, sh)| json!({ "name": n, "dtype": d.name(), "shape": dims(sh) })).collect();
@@ -204,7 +195,7 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
                 files.push(out.join(&name));
                 Ok(name)
             };
-            let infos: Vec<KInfo> = match t {
+            let infos: Vec<GpuKernel> = match t {
                 Target::Nvidia(nt) => {
                     let m = ptx::module(&groups, *nt).map_err(|e| compile_err(src, e))?;
                     let a = crate::nvidia::assemble(&m.text, *nt)?;
@@ -232,15 +223,6 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
                         json!({ "ptx": ptx_name, "cubin": cubin_name, "ptx_version": nt.ptx_version(), "resources": res }),
                     );
                     m.kernels
-                        .into_iter()
-                        .map(|k| KInfo {
-                            name: k.name,
-                            symbols: k.symbols,
-                            checks: k.checks,
-                            launch: k.launch,
-                            shared_bytes: k.shared_bytes,
-                        })
-                        .collect()
                 }
                 Target::Amd(at) => {
                     let m = tk_codegen::amdgpu::module(&groups, *at).map_err(|e| compile_err(src, e))?;
@@ -271,7 +253,7 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
                     );
                     m.kernels
                         .into_iter()
-                        .map(|k| KInfo {
+                        .map(|k| GpuKernel {
                             name: k.name,
                             symbols: k.symbols,
                             checks: k.checks,

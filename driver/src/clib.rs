@@ -21,12 +21,8 @@ use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Op, ReduceOp};
 use tk_ir::schedule::BufferKind;
 
-/// One entry for the library.
-pub struct Entry {
-    pub name: String,
-    pub source: String,
-    pub graph: Graph,
-}
+/// One entry for the library (the same description as a bundle's).
+pub use crate::bundle::Entry;
 
 fn tool(env: &str, default: &str) -> Result<PathBuf, RunError> {
     let name = std::env::var_os(env).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(default), PathBuf::from);
