@@ -127,6 +127,39 @@ fn every_example_compiles_for_every_gfx11_target_within_the_kernel_abi() {
     assert!(built >= 3 * 20, "only {built} code objects");
 }
 
+/// The instruction lines of `llvm-objdump -d`, without the encoding comments.
+fn objdump_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with('\t'))
+        .map(|l| l.split("//").next().unwrap_or("").trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction() {
+    if !can_build("the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction") {
+        return;
+    }
+    let t = amdgpu::Target::ALL[0];
+    let (mut total, mut bad) = (0, Vec::new());
+    for f in examples() {
+        let co = amd::code_object(&module(&f, t)).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let llvm = objdump_lines(&amd::disassemble(&co.hsaco, t).unwrap_or_else(|e| panic!("objdump: {e}")));
+        let emu = tk_sim::rdna3::CodeObject::parse(&co.hsaco).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(emu.insts.len(), llvm.len(), "{}: instruction counts", f.display());
+        for (i, l) in emu.insts.iter().zip(&llvm) {
+            total += 1;
+            let ours = i.to_string();
+            if &ours != l && !bad.iter().any(|(_, x): &(String, String)| x == l) {
+                bad.push((ours, l.clone()));
+            }
+        }
+    }
+    let shown: Vec<String> = bad.iter().take(40).map(|(o, l)| format!("  emulator: {o}\n  objdump:  {l}")).collect();
+    assert!(bad.is_empty(), "{} of {total} instructions differ, e.g.\n{}", bad.len(), shown.join("\n"));
+    assert!(total > 50_000, "only {total} instructions");
+}
+
 #[test]
 fn the_optimised_ir_keeps_the_contract_and_no_private_memory() {
     if can_build("the_optimised_ir_keeps_the_contract_and_no_private_memory") {
@@ -278,5 +311,28 @@ fn corrupt_code_objects_are_errors_not_crashes() {
         amd::code_object(&module(Path::new("examples/saxpy.tk"), "gfx1100".parse().expect("target"))).expect("builds");
     for cut in [16, co.hsaco.len() / 2, co.hsaco.len() - 1] {
         assert!(amd::read(&co.hsaco[..cut]).is_err(), "a code object cut at {cut} bytes is rejected");
+    }
+}
+
+const EMU: &str = "sim:gfx1100";
+
+#[test]
+fn every_example_matches_the_interpreter_on_the_rdna3_emulator() {
+    if can_build("every_example_matches_the_interpreter_on_the_rdna3_emulator") {
+        every_example_matches_the_interpreter(EMU, &[0, 1, 2, 3, 5, 7, 13, 17], 300);
+    }
+}
+
+#[test]
+fn integer_and_cast_edge_cases_match_the_interpreter_on_the_rdna3_emulator() {
+    if can_build("integer_and_cast_edge_cases_match_the_interpreter_on_the_rdna3_emulator") {
+        integer_and_cast_edge_cases_match_the_interpreter(EMU);
+    }
+}
+
+#[test]
+fn default_options_match_the_interpreter_within_tolerance_on_the_rdna3_emulator() {
+    if can_build("default_options_match_the_interpreter_within_tolerance_on_the_rdna3_emulator") {
+        default_options_match_the_interpreter_within_tolerance(EMU, &[1, 5, 33], 100);
     }
 }

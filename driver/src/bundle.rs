@@ -425,6 +425,8 @@ impl Bundle {
         let code = &ve["code"];
         let code = if code.get("object").is_some() {
             Code::CpuObject(self.blob(&code["object"])?)
+        } else if code.get("hsaco").is_some() {
+            Code::Hsaco(self.blob(&code["hsaco"])?)
         } else if dev.name().starts_with("sim:") || code.get("cubin").is_none() {
             let text =
                 std::str::from_utf8(self.blob(&code["ptx"])?).map_err(|_| corrupt("the PTX is not UTF-8".into()))?;

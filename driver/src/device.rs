@@ -105,6 +105,8 @@ pub enum Code<'a> {
     Ptx(&'a str),
     /// A cubin assembled from such a module for one architecture.
     Cubin(&'a [u8]),
+    /// An AMD code object (`.hsaco`; kernels named as the device kernels).
+    Hsaco(&'a [u8]),
 }
 
 impl Code<'_> {
@@ -113,6 +115,7 @@ impl Code<'_> {
             Code::CpuObject(_) => "a CPU object",
             Code::Ptx(_) => "PTX",
             Code::Cubin(_) => "a cubin",
+            Code::Hsaco(_) => "an AMD code object",
         }
     }
 }
@@ -185,9 +188,11 @@ pub trait Device: Send + Sync {
 pub fn list() -> Vec<(String, String)> {
     let cpu = crate::cpu::CpuDevice::new();
     let sim = crate::sim::SimDevice::new(tk_ir::launch::NvidiaTarget { sm: 86 });
+    let amd = crate::sim::SimDevice::amd(tk_ir::launch::AmdTarget::ALL[0]);
     let mut v = vec![
         (cpu.name(), cpu.target()),
         (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
+        (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
     ];
     if !crate::cuda::driver_present() {
         v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
@@ -212,9 +217,13 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
     match name {
         "cpu" => Ok(Arc::new(crate::cpu::CpuDevice::new())),
         n if n.starts_with("sim:") => {
-            let t = n["sim:".len()..]
-                .parse()
-                .map_err(|m: String| bad(format!("{m}; a simulated device is sim:<NVIDIA target>, e.g. sim:sm_86")))?;
+            let hint = "a simulated device is sim:<GPU target>, e.g. sim:sm_86 or sim:gfx1100";
+            let t = &n["sim:".len()..];
+            if t.starts_with("gfx") {
+                let t = t.parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
+                return Ok(Arc::new(crate::sim::SimDevice::amd(t)));
+            }
+            let t = t.parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
             Ok(Arc::new(crate::sim::SimDevice::new(t)))
         }
         n if n.starts_with("cuda:") => {
@@ -227,7 +236,7 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             device: n.to_string(),
             message: "AMD devices are not available in this build of tk yet; `tk devices` lists the devices".into(),
         }),
-        _ => Err(bad("unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86), `cuda:N` and \
+        _ => Err(bad("unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \
                       `amd:N` (`tk devices` lists this machine's)"
             .into())),
     }

@@ -1,9 +1,11 @@
-//! The simulated NVIDIA device, `sim:sm_86` (any NVIDIA target): kernels are compiled to PTX
-//! exactly as for a real GPU and run by the PTX simulator (`tk-sim`), which checks every memory
-//! access and reports missing barriers. Memory is host memory; queues run inline.
+//! The simulated GPUs. `sim:sm_86` (any NVIDIA target): kernels are compiled to PTX exactly as
+//! for a real GPU and run by the PTX simulator (`tk-sim`). `sim:gfx1100` (any gfx11 target):
+//! kernels are compiled by LLVM into a code object exactly as for a real GPU, and the RDNA3
+//! emulator (`tk_sim::rdna3`) runs its machine code. Both check every memory access and report
+//! missing barriers. Memory is host memory; queues run inline.
 //!
-//! Warps run in a seeded random order: the seed is `TK_SIM_SEED` (default 0) plus the number of
-//! the launch, so a run is reproducible and different launches see different orders.
+//! Warps and waves run in a seeded random order: the seed is `TK_SIM_SEED` (default 0) plus the
+//! number of the launch, so a run is reproducible and different launches see different orders.
 
 use crate::device::{Buffer, Code, Device, Event, Executable, Queue};
 use crate::error::RunError;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tk_ir::dims::Dim;
 use tk_ir::kernel::Kernel;
-use tk_ir::launch::{GpuKernel as PtxKernel, Launch, NvidiaTarget};
+use tk_ir::launch::{AmdTarget, GpuKernel as PtxKernel, Launch, NvidiaTarget};
 
 /// Most blocks one simulated launch runs (kernels loop over the rest of their range).
 const MAX_BLOCKS: i64 = 4096;
@@ -38,14 +40,61 @@ impl Executable for SimExecutable {
     }
 }
 
+/// Kernels compiled into an AMD code object and decoded for the RDNA3 emulator.
+pub struct AmdExecutable {
+    code: tk_sim::rdna3::CodeObject,
+    infos: Vec<PtxKernel>,
+    kernels: Vec<Kernel>,
+}
+
+impl Executable for AmdExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
+/// The GPU a simulated device stands for.
+#[derive(Clone, Copy, Debug)]
+pub enum SimTarget {
+    Nvidia(NvidiaTarget),
+    Amd(AmdTarget),
+}
+
+impl std::fmt::Display for SimTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimTarget::Nvidia(t) => write!(f, "{t}"),
+            SimTarget::Amd(t) => write!(f, "{t}"),
+        }
+    }
+}
+
 pub struct SimDevice {
-    target: NvidiaTarget,
+    target: SimTarget,
     launches: AtomicU64,
     seed: u64,
 }
 
+/// Where the emulated AMD address space puts buffer `i`, the error slots and the kernel
+/// arguments (far apart, so an access past a buffer's end hits nothing).
+fn amd_buffer_address(i: usize) -> u64 {
+    (i as u64 + 1) << 40
+}
+const AMD_ERR_ADDRESS: u64 = 0xfe << 40;
+const AMD_KERNARG_ADDRESS: u64 = 0xff << 40;
+
 impl SimDevice {
     pub fn new(target: NvidiaTarget) -> SimDevice {
+        Self::with(SimTarget::Nvidia(target))
+    }
+    /// The emulated RDNA3 GPU, `sim:gfx1100`.
+    pub fn amd(target: AmdTarget) -> SimDevice {
+        Self::with(SimTarget::Amd(target))
+    }
+    fn with(target: SimTarget) -> SimDevice {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         SimDevice { target, launches: AtomicU64::new(0), seed }
     }
@@ -89,15 +138,115 @@ pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::Grid {
     }
 }
 
+impl SimDevice {
+    fn launch_amd(
+        &self,
+        exe: &AmdExecutable,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
+            return Err(self.err(format!("no device kernel {k}")));
+        };
+        if bufs.len() != kernel.bufs.len() {
+            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        for (i, a) in bufs.iter().enumerate() {
+            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
+                return Err(
+                    self.err(format!("kernel {k} got the same buffer twice (the emulator needs distinct ones)"))
+                );
+            }
+        }
+        let mems: Vec<&SimMem> = bufs
+            .iter()
+            .map(|b| mem(b).ok_or_else(|| self.err("a buffer of another device")))
+            .collect::<Result<_, _>>()?;
+        let mut guards = Vec::with_capacity(mems.len());
+        for m in &mems {
+            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
+        }
+        // The kernel arguments of tk's ABI: buffer addresses, sizes, the error slots, the grid.
+        let g = grid(&info.launch, dims);
+        let mut kernarg = Vec::new();
+        for i in 0..bufs.len() {
+            kernarg.extend_from_slice(&amd_buffer_address(i).to_le_bytes());
+        }
+        for s in &info.symbols {
+            let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
+            kernarg.extend_from_slice(&v.to_le_bytes());
+        }
+        kernarg.extend_from_slice(&AMD_ERR_ADDRESS.to_le_bytes());
+        kernarg.extend_from_slice(&i64::from(g.blocks).to_le_bytes());
+        let mut err = vec![0u8; 32];
+        let mut regions: Vec<tk_sim::rdna3::Region<'_>> = guards
+            .iter_mut()
+            .enumerate()
+            .map(|(i, g)| tk_sim::rdna3::Region {
+                base: amd_buffer_address(i),
+                data: g.as_mut_slice(),
+                name: format!("buffer {i}"),
+                writable: true,
+            })
+            .collect();
+        regions.push(tk_sim::rdna3::Region {
+            base: AMD_ERR_ADDRESS,
+            data: &mut err,
+            name: "the error slots".into(),
+            writable: true,
+        });
+        regions.push(tk_sim::rdna3::Region {
+            base: AMD_KERNARG_ADDRESS,
+            data: &mut kernarg,
+            name: "the kernel arguments".into(),
+            writable: false,
+        });
+        let mut memory = tk_sim::rdna3::Memory { regions };
+        let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
+        exe.code.launch(&info.name, g.blocks, g.threads, AMD_KERNARG_ADDRESS, &mut memory, seed).map_err(|e| {
+            RunError::Fault {
+                device: self.name(),
+                message: format!("{e} (device kernel {k}; the device kernel computes the expression shown)"),
+                loc: kernel.loc,
+            }
+        })?;
+        drop(memory);
+        self.check_errors(&err, info, dims)
+    }
+
+    /// Turns the error slots a kernel wrote into the failed check's error.
+    fn check_errors(&self, err: &[u8], info: &PtxKernel, dims: &HashMap<String, i64>) -> Result<(), RunError> {
+        let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let code = word(0);
+        if code == 0 {
+            return Ok(());
+        }
+        let c = info.checks.get(code as usize - 1);
+        Err(RunError::OutOfRange {
+            value: word(1),
+            lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(word(2)),
+            hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(word(3)),
+            loc: c.map(|c| c.loc).unwrap_or_default(),
+        })
+    }
+}
+
 impl Device for SimDevice {
     fn name(&self) -> String {
         format!("sim:{}", self.target)
     }
     fn target(&self) -> String {
-        format!("{} (simulated PTX)", self.target)
+        match self.target {
+            SimTarget::Nvidia(t) => format!("{t} (simulated PTX)"),
+            SimTarget::Amd(t) => format!("{t} (emulated RDNA3 machine code)"),
+        }
     }
     fn compile_target(&self) -> crate::target::Target {
-        crate::target::Target::Nvidia(self.target)
+        match self.target {
+            SimTarget::Nvidia(t) => crate::target::Target::Nvidia(t),
+            SimTarget::Amd(t) => crate::target::Target::Amd(t),
+        }
     }
     fn alloc(&self, bytes: usize) -> Result<Buffer, RunError> {
         Ok(Buffer::new(Arc::new(SimMem(Mutex::new(vec![0; bytes]))), bytes))
@@ -131,14 +280,39 @@ impl Device for SimDevice {
     }
     #[cfg(feature = "compile")]
     fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
-        let m = tk_codegen::ptx::module(&[(String::new(), kernels.to_vec())], self.target)
+        let target = match self.target {
+            SimTarget::Nvidia(t) => t,
+            SimTarget::Amd(t) => {
+                let m = tk_codegen::amdgpu::module(&[(String::new(), kernels.to_vec())], t)
+                    .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+                let co = crate::amd::code_object(&m)?;
+                return self.load(kernels, Code::Hsaco(&co.hsaco));
+            }
+        };
+        let m = tk_codegen::ptx::module(&[(String::new(), kernels.to_vec())], target)
             .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
         let module = tk_sim::Module::parse(&m.text).map_err(|e| self.err(format!("decoding tk's own PTX: {e}")))?;
         Ok(Arc::new(SimExecutable { module, ptx: m.text, infos: m.kernels, kernels: kernels.to_vec() }))
     }
     fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
-        let Code::Ptx(text) = code else {
-            return Err(self.err(format!("the simulator runs PTX, not {}", code.kind())));
+        if let (SimTarget::Amd(_), Code::Hsaco(bytes)) = (self.target, code) {
+            let code = tk_sim::rdna3::CodeObject::parse(bytes).map_err(|e| self.err(e.to_string()))?;
+            let infos: Vec<PtxKernel> = kernels
+                .iter()
+                .map(|k| {
+                    tk_ir::launch::gpu_kernel(k, &k.name).map_err(|message| RunError::Compile { message, loc: k.loc })
+                })
+                .collect::<Result<_, _>>()?;
+            for i in &infos {
+                if code.kernel(&i.name).is_none() {
+                    return Err(self.err(format!("the code object has no kernel `{}`", i.name)));
+                }
+            }
+            return Ok(Arc::new(AmdExecutable { code, infos, kernels: kernels.to_vec() }));
+        }
+        let (SimTarget::Nvidia(_), Code::Ptx(text)) = (self.target, code) else {
+            let runs = if matches!(self.target, SimTarget::Amd(_)) { "an AMD code object" } else { "PTX" };
+            return Err(self.err(format!("the simulator runs {runs}, not {}", code.kind())));
         };
         // The launch information comes from the kernels; the code is the bundle's.
         let infos = gpu_infos(kernels)?;
@@ -153,6 +327,9 @@ impl Device for SimDevice {
         bufs: &[Buffer],
         dims: &HashMap<String, i64>,
     ) -> Result<(), RunError> {
+        if let Some(amd) = exe.as_any().downcast_ref::<AmdExecutable>() {
+            return self.launch_amd(amd, k, bufs, dims);
+        }
         let exe = exe.as_any().downcast_ref::<SimExecutable>().ok_or_else(|| self.err("not a simulator executable"))?;
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(self.err(format!("no device kernel {k}")));
@@ -194,18 +371,7 @@ impl Device for SimDevice {
             RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
         })?;
         drop(args);
-        let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let code = word(0);
-        if code == 0 {
-            return Ok(());
-        }
-        let c = info.checks.get(code as usize - 1);
-        Err(RunError::OutOfRange {
-            value: word(1),
-            lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(word(2)),
-            hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(word(3)),
-            loc: c.map(|c| c.loc).unwrap_or_default(),
-        })
+        self.check_errors(&err, info, dims)
     }
     fn record(&self, _q: &Queue) -> Event {
         Event::now()

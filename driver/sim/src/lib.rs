@@ -11,6 +11,7 @@
 //! Nothing the simulated program does can crash the simulator.
 
 mod parse;
+pub mod rdna3;
 
 pub use parse::{Func, Module, ParseError};
 
