@@ -336,3 +336,10 @@ fn default_options_match_the_interpreter_within_tolerance_on_the_rdna3_emulator(
         default_options_match_the_interpreter_within_tolerance(EMU, &[1, 5, 33], 100);
     }
 }
+
+#[test]
+fn tk_run_on_the_rdna3_emulator_agrees_with_the_cpu_for_every_example() {
+    if can_build("tk_run_on_the_rdna3_emulator_agrees_with_the_cpu_for_every_example") {
+        tk_run_agrees_with_the_cpu_for_every_example(env!("CARGO_BIN_EXE_tk"), EMU);
+    }
+}

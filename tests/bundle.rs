@@ -1,5 +1,5 @@
 //! Bundles (`tk build --emit bundle`, docs/bundle.md): every example's entries loaded from a
-//! bundle run on the CPU and on `sim:sm_86` with the results of the JIT, `tk inspect` shows what
+//! bundle run on the CPU, `sim:sm_86` and `sim:gfx1100` with the results of the JIT, `tk inspect` shows what
 //! a bundle holds, and truncated, bit-flipped, foreign, newer and tampered files are rejected with
 //! a clear error.
 
@@ -38,6 +38,30 @@ fn have_ptxas() -> bool {
     }
 }
 
+/// Whether AMD code objects can be built here (LLVM 19 and ld.lld): required in CI.
+fn have_amd() -> bool {
+    match tk_driver::amd::available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "the AMD backend is required in CI: {e}");
+            eprintln!("skipping the AMD part: {e}");
+            false
+        }
+    }
+}
+
+/// The targets of a test bundle: the CPU and the GPUs whose tools are here.
+fn targets(gpu: bool, amd: bool) -> String {
+    let mut t = vec!["cpu"];
+    if gpu {
+        t.push("sm_86");
+    }
+    if amd {
+        t.push("gfx1100");
+    }
+    t.join(",")
+}
+
 fn build(files: &[&str], targets: &str, out: &Path) {
     let mut args = vec!["build"];
     args.extend_from_slice(files);
@@ -50,14 +74,18 @@ fn build(files: &[&str], targets: &str, out: &Path) {
 #[test]
 fn every_example_runs_from_a_bundle_like_the_jit() {
     let gpu = have_ptxas();
+    let amd = have_amd();
     let files: Vec<String> = examples().iter().map(|p| p.display().to_string()).collect();
     let refs: Vec<&str> = files.iter().map(String::as_str).collect();
     let path = tmp("examples.tkb");
-    build(&refs, if gpu { "cpu,sm_86" } else { "cpu" }, &path);
+    build(&refs, &targets(gpu, amd), &path);
     let b = Bundle::load(&path).expect("the bundle loads");
     let mut devices = vec!["cpu"];
     if gpu {
         devices.push("sim:sm_86");
+    }
+    if amd {
+        devices.push("sim:gfx1100");
     }
     let mut rng = Rng(0xB0B);
     let mut ran = 0;
@@ -187,7 +215,7 @@ fn loading_reports_missing_entries_and_targets() {
     assert!(err(&o).contains("bad.tkb") && err(&o).contains("truncated"), "{}", err(&o));
 }
 
-/// A bundle holds AMD code objects where the AMD backend is built in (nothing runs them yet).
+/// A bundle holds AMD code objects where the AMD backend is built in.
 #[test]
 fn bundles_hold_amd_code_objects() {
     let out = tmp("amd.tkb");
@@ -224,8 +252,9 @@ fn a_program_without_the_compiler_runs_a_bundle() {
     // Built on its own (`cargo build -p` resolves its features alone), it runs the bundle's code
     // and gets the JIT's results.
     let gpu = have_ptxas();
+    let amd = have_amd();
     let bundle = tmp("runner.tkb");
-    build(&["examples/softmax.tk"], if gpu { "cpu,sm_86" } else { "cpu" }, &bundle);
+    build(&["examples/softmax.tk"], &targets(gpu, amd), &bundle);
     let o = cargo(&["build", "-q", "-p", "tk-bundle-runner"]);
     assert!(o.status.success(), "{}", err(&o));
     let x = HostArray::random(
@@ -240,6 +269,9 @@ fn a_program_without_the_compiler_runs_a_bundle() {
     let mut devices = vec!["cpu"];
     if gpu {
         devices.push("sim:sm_86");
+    }
+    if amd {
+        devices.push("sim:gfx1100");
     }
     for d in devices {
         let out = tmp(&format!("runner-out-{}", d.replace(':', "_")));

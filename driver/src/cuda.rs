@@ -246,7 +246,9 @@ impl Device for CudaDevice {
         match code {
             Code::Cubin(c) => self.load_image(cudarc::nvrtc::Ptx::from_binary(c.to_vec()), infos, true),
             Code::Ptx(t) => self.load_image(cudarc::nvrtc::Ptx::from_src(t.to_string()), infos, false),
-            Code::CpuObject(_) | Code::Hsaco(_) => Err(self.err(format!("cannot load {} on an NVIDIA GPU", code.kind()))),
+            Code::CpuObject(_) | Code::Hsaco(_) => {
+                Err(self.err(format!("cannot load {} on an NVIDIA GPU", code.kind())))
+            }
         }
     }
     fn launch(

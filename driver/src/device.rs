@@ -236,8 +236,10 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             device: n.to_string(),
             message: "AMD devices are not available in this build of tk yet; `tk devices` lists the devices".into(),
         }),
-        _ => Err(bad("unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \
+        _ => Err(bad(
+            "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \
                       `amd:N` (`tk devices` lists this machine's)"
-            .into())),
+                .into(),
+        )),
     }
 }

@@ -179,6 +179,9 @@ impl SimDevice {
         }
         kernarg.extend_from_slice(&AMD_ERR_ADDRESS.to_le_bytes());
         kernarg.extend_from_slice(&i64::from(g.blocks).to_le_bytes());
+        // Scalar loads fetch whole blocks, past the arguments' end: a runtime's kernarg segment
+        // is a larger allocation, so the region is too (zeros).
+        kernarg.resize(kernarg.len().next_multiple_of(256) + 256, 0);
         let mut err = vec![0u8; 32];
         let mut regions: Vec<tk_sim::rdna3::Region<'_>> = guards
             .iter_mut()

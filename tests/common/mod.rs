@@ -252,3 +252,93 @@ pub fn default_options_match_the_interpreter_within_tolerance(device: &str, size
     }
     assert!(ran >= min_runs, "only {ran} runs");
 }
+
+/// `tk run` on `device` and on the CPU write `.npy` files that agree under the numeric
+/// contract, for every entry of every example.
+pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) {
+    let tk =
+        |args: &[&str]| std::process::Command::new(tk_bin).args(args).env("NO_COLOR", "1").output().expect("tk runs");
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let tmp_dir = |name: &str| {
+        let d = std::env::temp_dir().join(format!("tk-run-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    };
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for f in examples() {
+        let src = std::fs::read_to_string(&f).expect("readable");
+        let c = tk_compiler::check_source(&f, src);
+        for k in &c.kernels {
+            let g = tk_compiler::lower::lower_kernel(k).expect("lowers");
+            let mut args: Vec<String> = vec!["run".into(), f.display().to_string(), "-k".into(), k.name.clone()];
+            for (name, d, shape) in &g.inputs {
+                let v = if shape.is_empty() {
+                    match d {
+                        tk_ir::dtype::DType::Bool => "true".to_string(),
+                        d if d.is_float() => "1.5".to_string(),
+                        _ => "3".to_string(),
+                    }
+                } else {
+                    format!("rand:{}", vec!["7"; shape.len()].join("x"))
+                };
+                args.extend(["--arg".into(), format!("{name}={v}")]);
+            }
+            for s in &g.dims {
+                args.extend(["--dim".into(), format!("{s}=3")]);
+            }
+            let mut outs = Vec::new();
+            for dev in ["cpu", device] {
+                let dir = tmp_dir(&format!("{}-{}-{}", k.name, dev.replace(':', "_"), compared));
+                let mut a = args.clone();
+                a.extend(["--device".into(), dev.into(), "--out".into(), dir.display().to_string()]);
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let o = tk(&refs);
+                outs.push((o.status.code(), dir, err(&o)));
+            }
+            let ((c1, d1, e1), (c2, d2, e2)) = (&outs[0], &outs[1]);
+            if c1 != c2 {
+                failures.push(format!("{}::{}: cpu exit {c1:?} ({e1}), sim exit {c2:?} ({e2})", f.display(), k.name));
+                continue;
+            }
+            if *c1 != Some(0) {
+                // Both failed (an index error on random data): the same error.
+                let code = |e: &str| e.split(']').next().unwrap_or("").to_string();
+                if code(e1) != code(e2) {
+                    failures.push(format!("{}::{}: cpu `{e1}` vs sim `{e2}`", f.display(), k.name));
+                }
+                continue;
+            }
+            for (i, (oname, id)) in g.outputs.iter().enumerate() {
+                let dt = g.node(*id).dtype;
+                // `tk run --out` names files NAME.npy, or out.npy / out{i}.npy for unnamed outputs.
+                let Some(file) = [format!("{oname}.npy"), "out.npy".to_string(), format!("out{i}.npy")]
+                    .into_iter()
+                    .find(|n| d1.join(n).is_file())
+                else {
+                    failures.push(format!("{}::{}: no file for output {i} `{oname}`", f.display(), k.name));
+                    continue;
+                };
+                let (a, b) = (HostArray::read_npy(&d1.join(&file), dt), HostArray::read_npy(&d2.join(&file), dt));
+                let (Ok(a), Ok(b)) = (a, b) else {
+                    failures.push(format!("{}::{}: unreadable {file}", f.display(), k.name));
+                    continue;
+                };
+                for i in 0..a.len() {
+                    let (x, y) = (a.get_f64(i), b.get_f64(i));
+                    let ok = x == y
+                        || (x.is_nan() && y.is_nan())
+                        || (a.dtype.is_float() && (x - y).abs() <= 1e-3 * x.abs().max(1.0));
+                    if !ok {
+                        failures.push(format!("{}::{} {file}[{i}]: cpu {x}, sim {y}", f.display(), k.name));
+                        break;
+                    }
+                }
+            }
+            compared += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared >= 40, "only {compared} entries compared");
+}

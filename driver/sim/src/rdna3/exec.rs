@@ -115,6 +115,8 @@ pub struct Group {
     pub lds: Vec<u8>,
     /// Per LDS byte: the wave that last wrote it and in which barrier phase.
     pub lds_writer: Vec<(u32, u32)>,
+    /// Per LDS byte: the wave that last read it and in which barrier phase.
+    pub lds_reader: Vec<(u32, u32)>,
     pub phase: u32,
 }
 
@@ -254,7 +256,13 @@ fn one_ulp(exact: f64, input: u64) -> f32 {
     let b = r.to_bits();
     let towards_up = f64::from(r) < exact;
     let up = if r >= 0.0 { towards_up } else { !towards_up };
-    let n = if up { b + 1 } else if b & 0x7fff_ffff == 0 { b } else { b - 1 };
+    let n = if up {
+        b + 1
+    } else if b & 0x7fff_ffff == 0 {
+        b
+    } else {
+        b - 1
+    };
     let c = f32::from_bits(n);
     if c.is_finite() { c } else { r }
 }
@@ -304,12 +312,12 @@ fn fcmp(c: Cond, a: f64, b: f64) -> bool {
         Cond::Ge => a >= b,
         Cond::O => !un,
         Cond::U => un,
-        Cond::Nge => !(a >= b),
+        Cond::Nge => un || a < b,
         Cond::Nlg => un || a == b,
-        Cond::Ngt => !(a > b),
-        Cond::Nle => !(a <= b),
+        Cond::Ngt => un || a <= b,
+        Cond::Nle => un || a > b,
         Cond::Neq => !(a == b),
-        Cond::Nlt => !(a < b),
+        Cond::Nlt => un || a >= b,
         Cond::Tru => true,
         Cond::Ne => a != b,
     }
@@ -495,7 +503,11 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
         let i = (r - 256) as usize;
         let n = t.regs() as usize;
         if i + n > w.v.len() {
-            return Err(format!("writes v{} beyond the {} VGPRs the kernel descriptor allocates", i + n - 1, w.v.len()));
+            return Err(format!(
+                "writes v{} beyond the {} VGPRs the kernel descriptor allocates",
+                i + n - 1,
+                w.v.len()
+            ));
         }
         w.v[i][lane] = v as u32;
         if n == 2 {
@@ -547,7 +559,10 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                 return Err((idx.saturating_sub(1), "runs past the end of the code".into()));
             };
             if *self.budget == 0 {
-                return Err((idx, "the launch ran more instructions than the emulator allows (an endless loop?)".into()));
+                return Err((
+                    idx,
+                    "the launch ran more instructions than the emulator allows (an endless loop?)".into(),
+                ));
             }
             *self.budget -= 1;
             if !w.pending.is_empty() {
@@ -608,9 +623,9 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                 let (dx, rx) = self.valu_values(w, i)?;
                 let (dy, ry) = self.valu_values(w, y)?;
                 for (d, r, t) in [(dx, rx, i.op.d), (dy, ry, y.op.d)] {
-                    for lane in 0..LANES {
+                    for (lane, v) in r.iter().enumerate() {
                         if w.exec() >> lane & 1 == 1 {
-                            Self::wv(w, d, lane, t, r[lane])?;
+                            Self::wv(w, d, lane, t, *v)?;
                         }
                     }
                 }
@@ -758,6 +773,19 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                 Some(r)
             }
             Sem::SBrev => Some(u64::from(a32.reverse_bits())),
+            Sem::SSext8 => Some(u64::from(a32 as i8 as i32 as u32)),
+            Sem::SSext16 => Some(u64::from(a32 as i16 as i32 as u32)),
+            Sem::SAbs => {
+                let r = (a32 as i32).wrapping_abs() as u32;
+                scc = r != 0;
+                Some(u64::from(r))
+            }
+            Sem::SBcnt1 => {
+                let r = a32.count_ones();
+                scc = r != 0;
+                Some(u64::from(r))
+            }
+            Sem::SCtz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() })),
             Sem::SBitset1 => {
                 let cur = self.sv(w, i.dst, T::B32, None) as u32;
                 Some(u64::from(cur | (1 << (a32 & 31))))
@@ -837,15 +865,15 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                         Sem::VCmp(c, s) | Sem::VCmpx(c, s) => {
                             if t.is_float() {
                                 fcmp(c, fval(t, a), fval(t, b))
-                            } else if s {
-                                let (x, y) = if t.is64() {
-                                    (i128::from(a as i64), i128::from(b as i64))
-                                } else {
-                                    (i128::from(a as u32 as i32), i128::from(b as u32 as i32))
+                            } else {
+                                let (x, y) = match (t, s) {
+                                    (T::B16, true) => (i128::from(a as i16), i128::from(b as i16)),
+                                    (T::B16, false) => (i128::from(a as u16), i128::from(b as u16)),
+                                    (_, true) if t.is64() => (i128::from(a as i64), i128::from(b as i64)),
+                                    (_, true) => (i128::from(a as u32 as i32), i128::from(b as u32 as i32)),
+                                    _ => (i128::from(a), i128::from(b)),
                                 };
                                 icmp(c, x, y)
-                            } else {
-                                icmp(c, i128::from(a), i128::from(b))
                             }
                         }
                         _ => class_bits(t, a) & (b as u32) != 0,
@@ -1099,7 +1127,9 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                 if vcc {
                     let big = exponent(t, c) > if t == T::F64 { 1023 } else { 127 };
                     let n = if t == T::F64 { 128 } else { 64 };
-                    out(ldexp(r, if big { -n } else { n }))
+                    // VCC says div_scale scaled one operand by 2^n: a large quotient means the
+                    // denominator was scaled (undo with 2^n), a small one the numerator.
+                    out(ldexp(r, if big { n } else { -n }))
                 } else {
                     out(r)
                 }
@@ -1119,6 +1149,33 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                 return Ok((p as u64, p >> 64 != 0));
             }
             VAddNcU16 => u64::from((a as u16).wrapping_add(b as u16)),
+            VSubNcU16 => u64::from((a as u16).wrapping_sub(b as u16)),
+            VMulLoU16 => u64::from((a as u16).wrapping_mul(b as u16)),
+            VMaxU16 => u64::from((a as u16).max(b as u16)),
+            VMinU16 => u64::from((a as u16).min(b as u16)),
+            VMaxI16 => u64::from((a as i16).max(b as i16) as u16),
+            VMinI16 => u64::from((a as i16).min(b as i16) as u16),
+            VLshlrevB16 => u64::from((b as u16) << (a & 15)),
+            VLshrrevB16 => u64::from((b as u16) >> (a & 15)),
+            VAshrrevI16 => u64::from(((b as i16) >> (a & 15)) as u16),
+            VMadU32U24 => u64::from((a32 & 0xff_ffff).wrapping_mul(b32 & 0xff_ffff).wrapping_add(c32)),
+            VMulI32I24 => {
+                let s24 = |x: u32| ((x << 8) as i32) >> 8;
+                u64::from(s24(a32).wrapping_mul(s24(b32)) as u32)
+            }
+            VMulHiU32U24 => (u64::from(a32 & 0xff_ffff) * u64::from(b32 & 0xff_ffff)) >> 32,
+            VMadI64I32 => {
+                let p = i128::from(a32 as i32) * i128::from(b32 as i32) + i128::from(c as i64);
+                return Ok((p as u64, p > i128::from(i64::MAX) || p < i128::from(i64::MIN)));
+            }
+            VCvtF16U16 => hb(f64::from(a as u16)),
+            VCvtF16I16 => hb(f64::from(a as i16)),
+            VCvtU16F16 => u64::from(h(a) as u16),
+            VCvtI16F16 => u64::from(h(a) as i16 as u16),
+            VCvtI32I16 => u64::from(a as i16 as i32 as u32),
+            VCvtU32U16 => a & 0xffff,
+            VClz => u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() }),
+            VCtz => u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() }),
             VPackF16 => {
                 let lo = if i.opsel & 1 == 1 { a >> 16 } else { a } & 0xffff;
                 let hi = if i.opsel & 2 == 2 { b >> 16 } else { b } & 0xffff;
@@ -1267,9 +1324,21 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
                             ));
                         }
                     }
+                    for b in a..a + 4 {
+                        g.lds_reader[b] = (w.id, g.phase);
+                    }
                     let v = u32::from_le_bytes([g.lds[a], g.lds[a + 1], g.lds[a + 2], g.lds[a + 3]]);
                     Self::wv(w, i.dst + k as u16, lane, T::B32, u64::from(v))?;
                 } else {
+                    for b in a..a + 4 {
+                        let (wave, phase) = g.lds_reader[b];
+                        if phase == g.phase && wave != w.id && wave != NONE {
+                            return Err(format!(
+                                "lane {lane} writes LDS byte {b:#x}, which wave {wave} read since the last barrier: a \
+                                 missing barrier"
+                            ));
+                        }
+                    }
                     let v = self.rd(w, i.data + k as u16, T::B32, None, lane) as u32;
                     g.lds[a..a + 4].copy_from_slice(&v.to_le_bytes());
                     for b in a..a + 4 {
@@ -1289,7 +1358,7 @@ impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
 pub fn uses(i: &Inst) -> Vec<(u16, u16)> {
     let mut u = Vec::new();
     let mut add = |r: u16, n: u16| {
-        if r < 106 || r >= 256 {
+        if !(106..256).contains(&r) {
             u.push((r, n));
         }
     };
@@ -1328,13 +1397,9 @@ pub fn uses(i: &Inst) -> Vec<(u16, u16)> {
                 for k in 0..x.op.n as usize {
                     add(x.src[k], x.op.s[k].regs());
                 }
-                if matches!(x.enc, Enc::Sop1 | Enc::Sop2 | Enc::Sopk)
-                    || !matches!(x.op.sem, Sem::VCmpx(..) | Sem::VCmpxClass)
-                {
-                    let dt = if matches!(x.op.sem, Sem::VCmp(..) | Sem::VCmpClass) { T::B32 } else { x.op.d };
-                    if !matches!(x.enc, Enc::Sopc) {
-                        add(x.dst, dt.regs());
-                    }
+                let compare = matches!(x.op.sem, Sem::VCmp(..) | Sem::VCmpClass | Sem::VCmpx(..) | Sem::VCmpxClass);
+                if !compare && x.enc != Enc::Sopc {
+                    add(x.dst, x.op.d.regs());
                 }
                 if matches!(x.op.sem, Sem::VCndmask | Sem::VAddCoCi | Sem::VSubCoCi | Sem::VSubrevCoCi) {
                     add(x.src[2], 1);

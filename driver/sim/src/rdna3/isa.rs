@@ -200,6 +200,32 @@ pub enum Sem {
     VSubCo,
     VSubrevCo,
     VAddNcU16,
+    VSubNcU16,
+    VMulLoU16,
+    VMaxU16,
+    VMaxI16,
+    VMinU16,
+    VMinI16,
+    VLshlrevB16,
+    VLshrrevB16,
+    VAshrrevI16,
+    VMadU32U24,
+    VMulI32I24,
+    VMulHiU32U24,
+    VMadI64I32,
+    VCvtF16U16,
+    VCvtF16I16,
+    VCvtU16F16,
+    VCvtI16F16,
+    VCvtI32I16,
+    VCvtU32U16,
+    VClz,
+    VCtz,
+    SSext8,
+    SSext16,
+    SAbs,
+    SBcnt1,
+    SCtz,
     VPackF16,
     VBcnt,
     VLdexp,
@@ -321,6 +347,11 @@ fn sop1(o: u32) -> Option<Op> {
         0 => op("s_mov_b32", Sem::SMov, B32, I1, 1),
         1 => op("s_mov_b64", Sem::SMov, B64, L1, 1),
         4 => op("s_brev_b32", Sem::SBrev, B32, I1, 1),
+        8 => op("s_ctz_i32_b32", Sem::SCtz, B32, I1, 1),
+        14 => op("s_sext_i32_i8", Sem::SSext8, B32, I1, 1),
+        15 => op("s_sext_i32_i16", Sem::SSext16, B32, I1, 1),
+        21 => op("s_abs_i32", Sem::SAbs, B32, I1, 1),
+        24 => op("s_bcnt1_i32_b32", Sem::SBcnt1, B32, I1, 1),
         18 => op("s_bitset1_b32", Sem::SBitset1, B32, I1, 1),
         30 => op("s_not_b32", Sem::SNot, B32, I1, 1),
         32 => op("s_and_saveexec_b32", Sem::SAndSaveexec, B32, I1, 1),
@@ -422,6 +453,14 @@ fn vop1(o: u32) -> Option<Op> {
         51 => op("v_sqrt_f32", Sem::VSqrt, F32, F1, 1),
         52 => op("v_sqrt_f64", Sem::VSqrt, F64, D1, 1),
         55 => op("v_not_b32", Sem::VNot, B32, I1, 1),
+        57 => op("v_clz_i32_u32", Sem::VClz, B32, I1, 1),
+        58 => op("v_ctz_i32_b32", Sem::VCtz, B32, I1, 1),
+        80 => op("v_cvt_f16_u16", Sem::VCvtF16U16, F16, [B16, B16, B16], 1),
+        81 => op("v_cvt_f16_i16", Sem::VCvtF16I16, F16, [B16, B16, B16], 1),
+        82 => op("v_cvt_u16_f16", Sem::VCvtU16F16, B16, H1, 1),
+        83 => op("v_cvt_i16_f16", Sem::VCvtI16F16, B16, H1, 1),
+        106 => op("v_cvt_i32_i16", Sem::VCvtI32I16, B32, [B16, B16, B16], 1),
+        107 => op("v_cvt_u32_u16", Sem::VCvtU32U16, B32, [B16, B16, B16], 1),
         56 => op("v_bfrev_b32", Sem::VBfrev, B32, I1, 1),
         _ => return None,
     })
@@ -435,7 +474,9 @@ fn vop2(o: u32) -> Option<Op> {
         4 => op("v_sub_f32", Sem::VSubF, F32, F1, 2),
         5 => op("v_subrev_f32", Sem::VSubrevF, F32, F1, 2),
         8 => op("v_mul_f32", Sem::VMulF, F32, F1, 2),
+        9 => op("v_mul_i32_i24", Sem::VMulI32I24, B32, I1, 2),
         11 => op("v_mul_u32_u24", Sem::VMulU32U24, B32, I1, 2),
+        12 => op("v_mul_hi_u32_u24", Sem::VMulHiU32U24, B32, I1, 2),
         15 => op("v_min_f32", Sem::VMinF, F32, F1, 2),
         16 => op("v_max_f32", Sem::VMaxF, F32, F1, 2),
         17 => op("v_min_i32", Sem::VMinI32, B32, I1, 2),
@@ -498,6 +539,11 @@ fn vopc(o: u32) -> Option<Op> {
             let (t, tn) = [(F16, "f16"), (F32, "f32"), (F64, "f64")][(o / 16) as usize];
             (c, n, t, tn)
         }
+        49..=54 | 57..=62 => {
+            let (c, n) = IC[(o % 8) as usize];
+            let (t, tn) = [(B16, "i16"), (B16, "u16")][((o - 48) / 8) as usize];
+            (c, n, t, tn)
+        }
         64..=95 => {
             let (c, n) = IC[(o % 8) as usize];
             let (t, tn) = [(B32, "i32"), (B32, "u32"), (B64, "i64"), (B64, "u64")][((o - 64) / 8) as usize];
@@ -527,16 +573,16 @@ impl Names {
         let m = CMP_NAMES.get_or_init(|| {
             let mut m = std::collections::HashMap::new();
             for x in ["v_cmp", "v_cmpx"] {
-                for c in [
-                    "f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "t",
-                ] {
+                for c in
+                    ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "t"]
+                {
                     for t in ["f16", "f32", "f64"] {
                         let n = format!("{x}_{c}_{t}");
                         m.insert(n.clone(), &*Box::leak(n.into_boxed_str()));
                     }
                 }
                 for c in ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"] {
-                    for t in ["i32", "u32", "i64", "u64"] {
+                    for t in ["i16", "u16", "i32", "u32", "i64", "u64"] {
                         let n = format!("{x}_{c}_{t}");
                         m.insert(n.clone(), &*Box::leak(n.into_boxed_str()));
                     }
@@ -563,6 +609,7 @@ fn vop3(o: u32) -> Option<Op> {
     const I3: [T; 3] = [B32, B32, B32];
     Some(match o {
         522 => op("v_mad_i32_i24", Sem::VMadI32I24, B32, I3, 3),
+        523 => op("v_mad_u32_u24", Sem::VMadU32U24, B32, I3, 3),
         528 => op("v_bfe_u32", Sem::VBfeU32, B32, I3, 3),
         529 => op("v_bfe_i32", Sem::VBfeI32, B32, I3, 3),
         530 => op("v_bfi_b32", Sem::VBfi, B32, I3, 3),
@@ -583,10 +630,17 @@ fn vop3(o: u32) -> Option<Op> {
         764 => op("v_div_scale_f32", Sem::VDivScale, F32, F1, 3),
         765 => op("v_div_scale_f64", Sem::VDivScale, F64, D1, 3),
         766 => op("v_mad_u64_u32", Sem::VMadU64U32, B64, [B32, B32, B64], 3),
+        767 => op("v_mad_i64_i32", Sem::VMadI64I32, B64, [B32, B32, B64], 3),
         768 => op("v_add_co_u32", Sem::VAddCo, B32, I3, 2),
         769 => op("v_sub_co_u32", Sem::VSubCo, B32, I3, 2),
         770 => op("v_subrev_co_u32", Sem::VSubrevCo, B32, I3, 2),
         771 => op("v_add_nc_u16", Sem::VAddNcU16, B16, [B16, B16, B16], 2),
+        772 => op("v_sub_nc_u16", Sem::VSubNcU16, B16, [B16, B16, B16], 2),
+        773 => op("v_mul_lo_u16", Sem::VMulLoU16, B16, [B16, B16, B16], 2),
+        777 => op("v_max_u16", Sem::VMaxU16, B16, [B16, B16, B16], 2),
+        778 => op("v_max_i16", Sem::VMaxI16, B16, [B16, B16, B16], 2),
+        779 => op("v_min_u16", Sem::VMinU16, B16, [B16, B16, B16], 2),
+        780 => op("v_min_i16", Sem::VMinI16, B16, [B16, B16, B16], 2),
         785 => op("v_pack_b32_f16", Sem::VPackF16, B32, H1, 2),
         798 => op("v_bcnt_u32_b32", Sem::VBcnt, B32, I3, 2),
         807 => op("v_add_f64", Sem::VAddF, F64, D1, 2),
@@ -597,6 +651,9 @@ fn vop3(o: u32) -> Option<Op> {
         812 => op("v_mul_lo_u32", Sem::VMulLo, B32, I3, 2),
         813 => op("v_mul_hi_u32", Sem::VMulHiU32, B32, I3, 2),
         814 => op("v_mul_hi_i32", Sem::VMulHiI32, B32, I3, 2),
+        824 => op("v_lshlrev_b16", Sem::VLshlrevB16, B16, [B16, B16, B16], 2),
+        825 => op("v_lshrrev_b16", Sem::VLshrrevB16, B16, [B16, B16, B16], 2),
+        826 => op("v_ashrrev_i16", Sem::VAshrrevI16, B16, [B16, B16, B16], 2),
         828 => op("v_lshlrev_b64", Sem::VLshlrev, B64, [B32, B64, B64], 2),
         829 => op("v_lshrrev_b64", Sem::VLshrrev, B64, [B32, B64, B64], 2),
         830 => op("v_ashrrev_i64", Sem::VAshrrev, B64, [B32, B64, B64], 2),
@@ -764,7 +821,9 @@ pub fn decode(code: &[u32], i: usize) -> Result<Inst, DecodeError> {
     let pc = (i * 4) as u32;
     let w = code[i];
     let word = |k: usize| -> Result<u32, DecodeError> {
-        code.get(i + k).copied().ok_or(DecodeError { pc, message: "the instruction is cut off by the end of the code".into() })
+        code.get(i + k)
+            .copied()
+            .ok_or(DecodeError { pc, message: "the instruction is cut off by the end of the code".into() })
     };
     let unknown = |fmt: &str, o: u32| DecodeError {
         pc,
@@ -849,7 +908,12 @@ pub fn decode(code: &[u32], i: usize) -> Result<Inst, DecodeError> {
         );
         let vd = bits(w, 0, 8) as u16;
         match inst.op.sem {
-            Sem::VCmp(..) | Sem::VCmpClass | Sem::VCmpx(..) | Sem::VCmpxClass | Sem::VReadlane | Sem::VReadfirstlane => {
+            Sem::VCmp(..)
+            | Sem::VCmpClass
+            | Sem::VCmpx(..)
+            | Sem::VCmpxClass
+            | Sem::VReadlane
+            | Sem::VReadfirstlane => {
                 inst.sdst = vd;
                 inst.dst = vd;
             }
@@ -1231,8 +1295,7 @@ impl fmt::Display for Inst {
                         let _ = write!(s, "{name} {}, {addr}, {saddr}", reg(self.dst, self.op.d.regs()));
                     }
                     Sem::GAtomicCmpswap if self.glc => {
-                        let _ =
-                            write!(s, "{name} {}, {addr}, {}, {saddr}", reg(self.dst, 2), reg(self.data, 4));
+                        let _ = write!(s, "{name} {}, {addr}, {}, {saddr}", reg(self.dst, 2), reg(self.data, 4));
                     }
                     Sem::GAtomicCmpswap => {
                         let _ = write!(s, "{name} {addr}, {}, {saddr}", reg(self.data, 4));

@@ -82,8 +82,7 @@ impl CodeObject {
         }
         let text = file.section_by_name(".text").ok_or_else(|| bad("no .text section".into()))?;
         let data = text.data().map_err(|e| bad(format!(".text: {e}")))?;
-        let code: Vec<u32> =
-            data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let code: Vec<u32> = data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let insts = decode_all(&code)?;
         let mut index = vec![u32::MAX; code.len() + 1];
         for (k, i) in insts.iter().enumerate() {
@@ -99,8 +98,8 @@ impl CodeObject {
                 .and_then(|i| file.section_by_index(i).ok())
                 .ok_or_else(|| bad(format!("{name} is in no section")))?;
             let sd = sec.data().map_err(|e| bad(format!("{name}: {e}")))?;
-            let off = sym.address().checked_sub(sec.address()).ok_or_else(|| bad(format!("{name}: bad address")))?
-                as usize;
+            let off =
+                sym.address().checked_sub(sec.address()).ok_or_else(|| bad(format!("{name}: bad address")))? as usize;
             let kd = sd.get(off..off + 64).ok_or_else(|| bad(format!("{name}: the descriptor is truncated")))?;
             let u32_at = |o: usize| u32::from_le_bytes([kd[o], kd[o + 1], kd[o + 2], kd[o + 3]]);
             let entry_off = i64::from_le_bytes(kd[16..24].try_into().unwrap_or([0; 8]));
@@ -124,6 +123,18 @@ impl CodeObject {
             });
         }
         Ok(CodeObject { insts, index, uses, kernels })
+    }
+
+    /// A code object made of raw machine code with one kernel at its start (for tests).
+    pub fn from_words(code: &[u32], mut kernel: KernelCode) -> Result<CodeObject, EmuError> {
+        let insts = decode_all(code)?;
+        let mut index = vec![u32::MAX; code.len() + 1];
+        for (k, i) in insts.iter().enumerate() {
+            index[(i.pc / 4) as usize] = k as u32;
+        }
+        let uses = insts.iter().map(exec::uses).collect();
+        kernel.entry = 0;
+        Ok(CodeObject { insts, index, uses, kernels: vec![kernel] })
     }
 
     pub fn kernel(&self, name: &str) -> Option<&KernelCode> {
@@ -156,7 +167,12 @@ impl CodeObject {
         let mut budget = MAX_STEPS;
         let nwaves = threads.div_ceil(LANES as u32).max(1);
         for group in 0..groups {
-            let mut g = Group { lds: vec![0; k.lds_bytes], lds_writer: vec![(u32::MAX, 0); k.lds_bytes], phase: 0 };
+            let mut g = Group {
+                lds: vec![0; k.lds_bytes],
+                lds_writer: vec![(u32::MAX, 0); k.lds_bytes],
+                lds_reader: vec![(u32::MAX, 0); k.lds_bytes],
+                phase: 0,
+            };
             let mut waves: Vec<Wave> = (0..nwaves)
                 .map(|id| {
                     let mut w = Wave::new(id, k.vgprs);
@@ -212,5 +228,88 @@ impl CodeObject {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> KernelCode {
+        KernelCode { name: "k".into(), entry: 0, user_sgprs: 2, workgroup_id_x: true, vgprs: 8, lds_bytes: 256 }
+    }
+
+    /// Runs raw machine code with one 16-byte buffer at 0x1000 and 16 bytes of kernel arguments
+    /// (the buffer's address) at 0x100.
+    fn run(code: &[u32], threads: u32) -> (Result<(), EmuError>, Vec<u8>) {
+        let co = CodeObject::from_words(code, kernel()).expect("decodes");
+        let mut buf = vec![0u8; 16];
+        let mut args = 0x1000u64.to_le_bytes().to_vec();
+        args.resize(64, 0);
+        let r = {
+            let mut mem = Memory {
+                regions: vec![
+                    Region { base: 0x1000, data: &mut buf, name: "buffer 0".into(), writable: true },
+                    Region { base: 0x100, data: &mut args, name: "the kernel arguments".into(), writable: false },
+                ],
+            };
+            co.launch("k", 1, threads, 0x100, &mut mem, 0)
+        };
+        (r, buf)
+    }
+
+    // s_load_b64 s[2:3], s[0:1], null
+    const LOAD_ARG: [u32; 2] = [0xF4040080, 0xF8000000];
+    // s_waitcnt lgkmcnt(0)
+    const WAIT: u32 = 0xBF89FC07;
+    // v_lshlrev_b32_e32 v1, 2, v0
+    const OFFSET: u32 = 0x30020082;
+    // global_store_b32 v1, v0, s[2:3]
+    const STORE: [u32; 2] = [0xDC6A0000, 0x00020001];
+    const END: u32 = 0xBFB00000;
+
+    #[test]
+    fn a_kernel_stores_its_lane_ids() {
+        let (r, buf) = run(&[LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, STORE[0], STORE[1], END], 4);
+        r.expect("runs");
+        let got: Vec<u32> = buf.chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_store_past_the_buffer_is_reported() {
+        // Five work-items store five words into four.
+        let (r, _) = run(&[LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, STORE[0], STORE[1], END], 5);
+        let e = r.expect_err("faults").to_string();
+        assert!(e.contains("lane 4") && e.contains("past the end of buffer 0"), "{e}");
+        assert!(e.contains("global_store_b32 v1, v0, s[2:3]"), "{e}");
+    }
+
+    #[test]
+    fn using_a_load_before_its_waitcnt_is_reported() {
+        let (r, _) = run(&[LOAD_ARG[0], LOAD_ARG[1], OFFSET, STORE[0], STORE[1], END], 4);
+        let e = r.expect_err("faults").to_string();
+        assert!(e.contains("uses s[2:3]") && e.contains("s_waitcnt lgkmcnt"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_barrier_between_lds_accesses_is_reported() {
+        // ds_store_b32 v1, v0; ds_load_b32 v2, v3 (v3 = 0: wave 1 reads what wave 0 wrote).
+        let (ds_store, ds_load) = ([0xD8340000, 0x00000001], [0xD8D80000, 0x02000003]);
+        // v_mov_b32_e32 v3, 0
+        let zero = 0x7E060280;
+        let code = [OFFSET, zero, ds_store[0], ds_store[1], ds_load[0], ds_load[1], WAIT, END];
+        let (r, _) = run(&code, 64);
+        let e = r.expect_err("faults").to_string();
+        assert!(e.contains("missing barrier"), "{e}");
+        // With s_barrier between the store and the load, it runs.
+        let code = [OFFSET, zero, ds_store[0], ds_store[1], 0xBFBD0000, ds_load[0], ds_load[1], WAIT, END];
+        run(&code, 64).0.expect("runs with the barrier");
+    }
+
+    #[test]
+    fn an_unknown_instruction_is_named() {
+        let e = CodeObject::from_words(&[0xBE80FF00], kernel()).err().expect("fails").to_string();
+        assert!(e.contains("unknown SOP1 opcode 255"), "{e}");
     }
 }
