@@ -339,9 +339,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Devices => {
-            println!("{:<10} TARGET", "DEVICE");
-            for (name, target) in tk_driver::device::list() {
-                println!("{name:<10} {target}");
+            let list = tk_driver::device::list();
+            let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);
+            println!("{:<w$} TARGET", "DEVICE");
+            for (name, target) in list {
+                println!("{name:<w$} {target}");
             }
             exit::OK
         }
