@@ -242,8 +242,13 @@ mod tests {
     /// Runs raw machine code with one 16-byte buffer at 0x1000 and 16 bytes of kernel arguments
     /// (the buffer's address) at 0x100.
     fn run(code: &[u32], threads: u32) -> (Result<(), EmuError>, Vec<u8>) {
+        run_with(code, threads, &[0; 16])
+    }
+
+    /// Like [`run`], with the buffer's initial bytes.
+    fn run_with(code: &[u32], threads: u32, init: &[u8]) -> (Result<(), EmuError>, Vec<u8>) {
         let co = CodeObject::from_words(code, kernel()).expect("decodes");
-        let mut buf = vec![0u8; 16];
+        let mut buf = init.to_vec();
         let mut args = 0x1000u64.to_le_bytes().to_vec();
         args.resize(64, 0);
         let r = {
@@ -311,5 +316,160 @@ mod tests {
     fn an_unknown_instruction_is_named() {
         let e = CodeObject::from_words(&[0xBE80FF00], kernel()).err().expect("fails").to_string();
         assert!(e.contains("unknown SOP1 opcode 255"), "{e}");
+    }
+
+    // Instruction families, one program each. The words were assembled with llvm-mc; the
+    // expected values are worked out from the ISA's description of each instruction.
+
+    // global_store_b32 v1, v2, s[2:3]: each lane stores v2 at 4 x its id.
+    const STORE_V2: [u32; 2] = [0xDC6A0000, 0x00020201];
+
+    /// Runs `body` between the prologue (s[2:3] = the buffer, v1 = 4 x lane) and a store of v2,
+    /// and returns the stored words.
+    fn lanes(body: &[u32], threads: u32) -> Vec<u32> {
+        let mut code = vec![LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET];
+        code.extend_from_slice(body);
+        code.extend_from_slice(&[STORE_V2[0], STORE_V2[1], END]);
+        let (r, buf) = run_with(&code, threads, &[0; 64]);
+        r.unwrap_or_else(|e| panic!("{e}"));
+        buf.chunks(4).take(threads as usize).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    #[test]
+    fn sop2_carries_and_borrows_through_scc() {
+        // s_mov_b32 s4, -1; s_add_u32 s5, s4, 2 (carry: SCC = 1); s_addc_u32 s6, 0, 0 (= SCC).
+        let body = [0xBE8400C1, 0x80058204, 0x82068080, 0x7E040206];
+        assert_eq!(lanes(&body, 2), [1, 1]);
+        // s_sub_u32 s8, 0, 1 (borrow: SCC = 1); s_subb_u32 s9, 0, 0 = 0 - 0 - 1.
+        let body = [0x80888180, 0x82898080, 0x7E040209];
+        assert_eq!(lanes(&body, 2), [u32::MAX, u32::MAX]);
+    }
+
+    #[test]
+    fn sop1_saveexec_masks_vector_writes() {
+        // v_cmp_gt_u32 vcc_lo, 2, v0 (lanes 0 and 1); s_and_saveexec_b32 s7, vcc_lo;
+        // v_mov_b32 v2, 7 (only those lanes); s_or_b32 exec_lo, exec_lo, s7 (all lanes again).
+        let body = [0x7C980082, 0xBE87206A, 0x7E040287, 0x8C7E077E];
+        assert_eq!(lanes(&body, 4), [7, 7, 0, 0]);
+    }
+
+    #[test]
+    fn sopp_branches_on_scc() {
+        // s_mov_b32 s4, 0; loop: s_add_i32 s4, s4, 1; s_cmp_lg_u32 s4, 5; s_cbranch_scc1 loop.
+        let body = [0xBE840080, 0x81048104, 0xBF078504, 0xBFA2FFFD, 0x7E040204];
+        assert_eq!(lanes(&body, 1), [5]);
+    }
+
+    #[test]
+    fn vop3sd_carry_out_feeds_vop2_carry_in() {
+        // v_add_co_u32 v2, vcc_lo, v0, -1 carries for every lane but 0;
+        // v_add_co_ci_u32_e32 v3, vcc_lo, 0, v4, vcc_lo = the carry; v_mov_b32 v2, v3.
+        let body = [0xD7006A02, 0x00018300, 0x40060880, 0x7E040303];
+        assert_eq!(lanes(&body, 4), [0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn vopd_halves_read_before_either_writes() {
+        // v3 = 5, v2 = lane; v_dual_mov_b32 v2, v3 :: v_dual_mov_b32 v5, v2 (the old v2);
+        // v_sub_nc_u32 v2, v2, v5 = 5 - lane.
+        let body = [0x7E060285, 0x7E040300, 0xCA100103, 0x02040102, 0x4C040B02];
+        assert_eq!(lanes(&body, 4), [5, 4, 3, 2]);
+    }
+
+    #[test]
+    fn vop3p_fma_mix_converts_half_sources() {
+        // v3 = f16 2.0, v4 = f16 3.0, v5 = f32 1.0; v_fma_mix_f32 v2, v3, v4, v5 op_sel_hi:[1,1,0].
+        let body = [0x7E0602FF, 0x4000, 0x7E0802FF, 0x4200, 0x7E0A02F2, 0xCC200002, 0x1C160903];
+        assert_eq!(lanes(&body, 1), [7.0f32.to_bits()]);
+    }
+
+    #[test]
+    fn vop3_integer_and_bitfield_operations() {
+        // v4 = 7; v_mad_u64_u32 v[2:3], null, v0, 0x10000, v[4:5] = lane << 16 | 7.
+        let body = [0x7E080287, 0xD6FE7C02, 0x0411FF00, 0x00010000];
+        assert_eq!(lanes(&body, 3), [7, 0x10007, 0x20007]);
+        // v3 = 0x12345678; v_bfe_u32 v2, v3, 4, 8 = bits 4..12.
+        let body = [0x7E0602FF, 0x12345678, 0xD6100002, 0x02210903];
+        assert_eq!(lanes(&body, 1), [0x67]);
+        // v4 = 1; v_lshlrev_b64 v[2:3], 33, v[4:5] puts bit 33 in v3; v_mov_b32 v2, v3.
+        let body = [0x7E080281, 0xD73C0002, 0x000208A1, 0x7E040303];
+        assert_eq!(lanes(&body, 1), [2]);
+        // s5 = 0x12345678; s_bfe_u32 s4, s5, 0x80004 (offset 4, width 8); v_mov_b32 v2, s4.
+        let body = [0xBE8500FF, 0x12345678, 0x9304FF05, 0x00080004, 0x7E040204];
+        assert_eq!(lanes(&body, 1), [0x67]);
+    }
+
+    #[test]
+    fn cross_lane_reads_and_writes() {
+        // v_readlane_b32 s4, v0, 5 (= 5); v_writelane_b32 v2, s4, 3 writes lane 3 only.
+        let body = [0xD7600004, 0x00010B00, 0xD7610002, 0x00010604];
+        assert_eq!(lanes(&body, 4), [0, 0, 0, 5]);
+    }
+
+    #[test]
+    fn vopc_class_selects_with_cndmask() {
+        // v2 = lane as float bits: +0, then denormals. v_cmp_class_f32 s10, v2, 0x60 (-0 or +0);
+        // v_cndmask_b32_e64 v2, 1, 2, s10.
+        let body = [0x7E040300, 0xD47E000A, 0x0001FF02, 0x00000060, 0xD5010002, 0x00290481];
+        assert_eq!(lanes(&body, 3), [2, 1, 1]);
+    }
+
+    #[test]
+    fn the_reciprocal_of_a_power_of_two_is_exact() {
+        // v_rcp_f32 v2, 2.0: the 1 ULP error never applies to an exact result.
+        assert_eq!(lanes(&[0x7E0454F4], 1), [0.5f32.to_bits()]);
+    }
+
+    #[test]
+    fn narrow_loads_extend_and_high_half_stores() {
+        let init = [0x80, 0xff, 0x34, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        // global_load_i8 v2, v1, s[2:3] sign-extends 0x80; s_waitcnt vmcnt(0).
+        let mut code = vec![LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, 0xDC460000, 0x02020001, 0xBF8903F7];
+        code.extend_from_slice(&[STORE_V2[0], STORE_V2[1], END]);
+        let (r, buf) = run_with(&code, 1, &init);
+        r.expect("runs");
+        assert_eq!(&buf[..4], &0xffff_ff80u32.to_le_bytes());
+        // global_load_u16 zero-extends 0xff80.
+        code[4..6].copy_from_slice(&[0xDC4A0000, 0x02020001]);
+        let (r, buf) = run_with(&code, 1, &init);
+        r.expect("runs");
+        assert_eq!(&buf[..4], &0xff80u32.to_le_bytes());
+        // v2 = 0x12345678; global_store_d16_hi_b16 v1, v2, s[2:3] stores 0x1234 only.
+        let code = [LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, 0x7E0402FF, 0x12345678, 0xDC960000, 0x00020201, END];
+        let (r, buf) = run_with(&code, 1, &init);
+        r.expect("runs");
+        assert_eq!(&buf[..4], &[0x34, 0x12, 0x34, 0x56]);
+    }
+
+    #[test]
+    fn atomic_compare_and_swap_returns_the_old_value() {
+        // memory = 5; v4 = 9 (new), v6 = 5 (compare);
+        // global_atomic_cmpswap_b64 v[2:3], v1, v[4:7], s[2:3] glc; s_waitcnt vmcnt(0);
+        // global_store_b32 v1, v2, s[2:3] offset:8 (the old value).
+        let code = [
+            LOAD_ARG[0],
+            LOAD_ARG[1],
+            WAIT,
+            OFFSET,
+            0x7E080289,
+            0x7E0C0285,
+            0xDD0A4000,
+            0x02020401,
+            0xBF8903F7,
+            0xDC6A0008,
+            0x00020201,
+            END,
+        ];
+        let mut init = [0u8; 16];
+        init[0] = 5;
+        let (r, buf) = run_with(&code, 1, &init);
+        r.expect("runs");
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")), 9);
+        assert_eq!(&buf[8..12], &5u32.to_le_bytes());
+        // A different compare value leaves memory alone.
+        init[0] = 6;
+        let (r, buf) = run_with(&code, 1, &init);
+        r.expect("runs");
+        assert_eq!((buf[0], buf[8]), (6, 6));
     }
 }
