@@ -343,3 +343,42 @@ fn tk_run_on_the_rdna3_emulator_agrees_with_the_cpu_for_every_example() {
         tk_run_agrees_with_the_cpu_for_every_example(env!("CARGO_BIN_EXE_tk"), EMU);
     }
 }
+
+/// `amd:sim`: the driver (page tables, PM4 queue, doorbell, fence) in front of the simulated
+/// PCIe GPU, whose command processor runs the kernels on the RDNA3 emulator.
+const DRIVER: &str = "amd:sim";
+
+#[test]
+fn every_example_matches_the_interpreter_through_the_driver_on_the_simulated_gpu() {
+    if can_build("every_example_matches_the_interpreter_through_the_driver_on_the_simulated_gpu") {
+        every_example_matches_the_interpreter(DRIVER, &[5], 40);
+    }
+}
+
+#[test]
+fn tk_run_through_the_driver_agrees_with_the_cpu_for_every_example() {
+    if can_build("tk_run_through_the_driver_agrees_with_the_cpu_for_every_example") {
+        tk_run_agrees_with_the_cpu_for_every_example(env!("CARGO_BIN_EXE_tk"), DRIVER);
+    }
+}
+
+#[test]
+fn softmax_through_the_driver_agrees_with_the_cpu() {
+    if !can_build("softmax_through_the_driver_agrees_with_the_cpu") {
+        return;
+    }
+    let mut outs = Vec::new();
+    for dev in ["cpu", DRIVER] {
+        let dir = tmp_dir(&format!("softmax-{}", dev.replace(':', "_")));
+        let d = dir.display().to_string();
+        let o = tk(&["run", "examples/softmax.tk", "--device", dev, "--arg", "x=rand:64x100", "--out", &d]);
+        assert_eq!(o.status.code(), Some(0), "{dev}: {}", err(&o));
+        let a = tk_driver::HostArray::read_npy(&dir.join("out.npy"), tk_driver::DType::F32).expect("an output");
+        outs.push(a);
+    }
+    assert_eq!(outs[0].len(), 6400);
+    for i in 0..outs[0].len() {
+        let (x, y) = (outs[0].get_f64(i), outs[1].get_f64(i));
+        assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-6), "element {i}: cpu {x}, amd:sim {y}");
+    }
+}

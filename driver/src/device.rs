@@ -193,6 +193,7 @@ pub fn list() -> Vec<(String, String)> {
         (cpu.name(), cpu.target()),
         (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
         (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
+        ("amd:sim".into(), "gfx1100 (simulated PCIe GPU: page tables, PM4 queue, RDNA3 emulator)".into()),
     ];
     if !crate::cuda::driver_present() {
         v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
@@ -232,9 +233,12 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
                 .map_err(|_| bad("expected cuda:N with N a GPU number (cuda:0 is the first)".into()))?;
             Ok(Arc::new(crate::cuda::CudaDevice::open(k)?))
         }
+        "amd:sim" => Ok(Arc::new(crate::gpu::device::AmdDevice::open_sim()?)),
         n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
-            message: "AMD devices are not available in this build of tk yet; `tk devices` lists the devices".into(),
+            message: "tk cannot reach AMD GPUs yet (the PCIe transports are not built); `amd:sim` is the simulated \
+                      GPU and `tk devices` lists the devices"
+                .into(),
         }),
         _ => Err(bad(
             "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \

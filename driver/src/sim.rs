@@ -205,7 +205,7 @@ impl SimDevice {
             name: "the kernel arguments".into(),
             writable: false,
         });
-        let mut memory = tk_sim::rdna3::Memory { regions };
+        let mut memory = tk_sim::rdna3::Regions { regions };
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
         exe.code.launch(&info.name, g.blocks, g.threads, AMD_KERNARG_ADDRESS, &mut memory, seed).map_err(|e| {
             RunError::Fault {
@@ -215,23 +215,7 @@ impl SimDevice {
             }
         })?;
         drop(memory);
-        self.check_errors(&err, info, dims)
-    }
-
-    /// Turns the error slots a kernel wrote into the failed check's error.
-    fn check_errors(&self, err: &[u8], info: &PtxKernel, dims: &HashMap<String, i64>) -> Result<(), RunError> {
-        let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let code = word(0);
-        if code == 0 {
-            return Ok(());
-        }
-        let c = info.checks.get(code as usize - 1);
-        Err(RunError::OutOfRange {
-            value: word(1),
-            lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(word(2)),
-            hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(word(3)),
-            loc: c.map(|c| c.loc).unwrap_or_default(),
-        })
+        check_errors(&err, info, dims)
     }
 }
 
@@ -374,7 +358,7 @@ impl Device for SimDevice {
             RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
         })?;
         drop(args);
-        self.check_errors(&err, info, dims)
+        check_errors(&err, info, dims)
     }
     fn record(&self, _q: &Queue) -> Event {
         Event::now()
@@ -385,4 +369,21 @@ impl Device for SimDevice {
     fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
         Ok(())
     }
+}
+
+/// Turns the error slots a kernel wrote (tk's protocol: the failed check's number + 1, the
+/// value, the bounds) into the failed check's error.
+pub(crate) fn check_errors(err: &[u8], info: &PtxKernel, dims: &HashMap<String, i64>) -> Result<(), RunError> {
+    let word = |i: usize| i64::from_le_bytes(err[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let code = word(0);
+    if code == 0 {
+        return Ok(());
+    }
+    let c = info.checks.get(code as usize - 1);
+    Err(RunError::OutOfRange {
+        value: word(1),
+        lo: c.map(|c| eval(&c.lo, dims)).unwrap_or(word(2)),
+        hi: c.map(|c| eval(&c.hi, dims)).unwrap_or(word(3)),
+        loc: c.map(|c| c.loc).unwrap_or_default(),
+    })
 }

@@ -16,12 +16,28 @@ pub struct Region<'a> {
     pub writable: bool,
 }
 
-/// The global address space of a launch: the regions a kernel may touch; anything else faults.
-pub struct Memory<'a> {
+/// What the emulated waves read and write through global and scalar memory. An error is the
+/// fault's description.
+pub trait Memory {
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), String>;
+    fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String>;
+}
+
+/// An address space made of host regions: the regions a kernel may touch; anything else faults.
+pub struct Regions<'a> {
     pub regions: Vec<Region<'a>>,
 }
 
-impl<'a> Memory<'a> {
+impl Memory for Regions<'_> {
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), String> {
+        self.read_at(addr, out)
+    }
+    fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
+        self.write_at(addr, src)
+    }
+}
+
+impl<'a> Regions<'a> {
     fn find(&self, addr: u64, len: usize) -> Result<(usize, usize), String> {
         for (i, r) in self.regions.iter().enumerate() {
             if addr >= r.base && addr < r.base + r.data.len() as u64 {
@@ -54,13 +70,13 @@ impl<'a> Memory<'a> {
         Err(format!("{len} bytes at {addr:#x} are outside every buffer{near}"))
     }
 
-    pub fn read(&self, addr: u64, out: &mut [u8]) -> Result<(), String> {
+    pub fn read_at(&self, addr: u64, out: &mut [u8]) -> Result<(), String> {
         let (i, off) = self.find(addr, out.len())?;
         out.copy_from_slice(&self.regions[i].data[off..off + out.len()]);
         Ok(())
     }
 
-    pub fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
+    pub fn write_at(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
         let (i, off) = self.find(addr, src.len())?;
         let r = &mut self.regions[i];
         if !r.writable {
@@ -121,11 +137,11 @@ pub struct Group {
 }
 
 /// Runs instructions of one wave until it ends or waits at a barrier.
-pub struct Exec<'p, 'm, 'a> {
+pub struct Exec<'p, 'm> {
     pub prog: &'p [Inst],
     pub index: &'p [u32],
     pub uses: &'p [Vec<(u16, u16)>],
-    pub mem: &'m mut Memory<'a>,
+    pub mem: &'m mut dyn Memory,
     pub budget: &'m mut u64,
 }
 
@@ -422,7 +438,7 @@ fn mix_src(v: u64, f16_src: bool, hi: bool, neg: bool, abs: bool) -> f64 {
     x
 }
 
-impl<'p, 'm, 'a> Exec<'p, 'm, 'a> {
+impl<'p, 'm> Exec<'p, 'm> {
     /// Reads source operand `code` of type `t` for `lane`.
     #[inline]
     fn rd(&self, w: &Wave, code: u16, t: T, lit: Option<u32>, lane: usize) -> u64 {

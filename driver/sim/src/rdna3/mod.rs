@@ -19,7 +19,7 @@
 pub mod exec;
 pub mod isa;
 
-pub use exec::{Memory, Region};
+pub use exec::{Memory, Region, Regions};
 pub use isa::{DecodeError, Inst, decode, decode_all};
 
 use exec::{Exec, Group, LANES, Wave};
@@ -151,6 +151,28 @@ impl CodeObject {
         s
     }
 
+    /// Machine code fetched from memory at a kernel's entry (what a command processor has): it is
+    /// decoded up to the first word that is not an instruction or `s_code_end`; a branch beyond
+    /// is reported when taken.
+    pub fn from_code(code: &[u32], kernel: KernelCode) -> CodeObject {
+        let mut insts = Vec::new();
+        let mut i = 0;
+        while i < code.len() {
+            let Ok(inst) = decode(code, i) else { break };
+            if inst.op.name == "s_code_end" {
+                break;
+            }
+            i += inst.len as usize;
+            insts.push(inst);
+        }
+        let mut index = vec![u32::MAX; code.len() + 1];
+        for (k, x) in insts.iter().enumerate() {
+            index[(x.pc / 4) as usize] = k as u32;
+        }
+        let uses = insts.iter().map(exec::uses).collect();
+        CodeObject { insts, index, uses, kernels: vec![KernelCode { entry: 0, ..kernel }] }
+    }
+
     /// Runs `groups` workgroups of `threads` work-items of kernel `name`. `kernarg` is the address
     /// of the kernel arguments in `mem`.
     pub fn launch(
@@ -159,7 +181,22 @@ impl CodeObject {
         groups: u32,
         threads: u32,
         kernarg: u64,
-        mem: &mut Memory<'_>,
+        mem: &mut dyn Memory,
+        seed: u64,
+    ) -> Result<(), EmuError> {
+        let user = [kernarg as u32, (kernarg >> 32) as u32];
+        self.launch_with(name, groups, threads, &user, mem, seed)
+    }
+
+    /// Like [`CodeObject::launch`], with the user SGPRs a command processor loads (`s0`, `s1`, ...
+    /// from COMPUTE_USER_DATA_*).
+    pub fn launch_with(
+        &self,
+        name: &str,
+        groups: u32,
+        threads: u32,
+        user: &[u32],
+        mem: &mut dyn Memory,
         seed: u64,
     ) -> Result<(), EmuError> {
         let k = self.kernel(name).ok_or_else(|| EmuError::NoKernel(name.into()))?;
@@ -177,8 +214,9 @@ impl CodeObject {
                 .map(|id| {
                     let mut w = Wave::new(id, k.vgprs);
                     w.pc = k.entry;
-                    w.s[0] = kernarg as u32;
-                    w.s[1] = (kernarg >> 32) as u32;
+                    for (r, v) in user.iter().take(k.user_sgprs as usize).enumerate() {
+                        w.s[r] = *v;
+                    }
                     if k.workgroup_id_x {
                         w.s[k.user_sgprs as usize] = group;
                     }
@@ -252,7 +290,7 @@ mod tests {
         let mut args = 0x1000u64.to_le_bytes().to_vec();
         args.resize(64, 0);
         let r = {
-            let mut mem = Memory {
+            let mut mem = Regions {
                 regions: vec![
                     Region { base: 0x1000, data: &mut buf, name: "buffer 0".into(), writable: true },
                     Region { base: 0x100, data: &mut args, name: "the kernel arguments".into(), writable: false },

@@ -1,0 +1,526 @@
+//! The `amd:N` device: tk's userspace driver for an RDNA3 GPU behind a [`Transport`]. It keeps
+//! one compute queue (a PM4 ring in VRAM, bound through the HQD registers, rung through its
+//! doorbell), the page tables of VMID 0, a VRAM allocator whose allocations are mapped at
+//! `VA_BASE + offset`, and launches each kernel with the sequence of docs/driver.md, then polls
+//! the RELEASE_MEM fence with a timeout: a GPU that does not answer is a lost device (exit code
+//! 3), never a hang. `amd:sim` is the simulated GPU ([`super::simgpu`]).
+
+use super::gmc::{self, PAGE, Phys};
+use super::pm4::Packet;
+use super::regs::*;
+use super::transport::*;
+use crate::device::{Buffer, Code, Device, Event, Executable, Queue};
+use crate::error::RunError;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tk_ir::kernel::Kernel;
+use tk_ir::launch::{AmdTarget, GpuKernel};
+
+/// Where VRAM offset 0 appears in the GPU's virtual address space.
+pub const VA_BASE: u64 = 0x1000_0000_0000;
+/// The PM4 ring: 2^14 dwords.
+const RING_LOG2: u32 = 14;
+/// The doorbell of tk's queue (a byte offset in the doorbell BAR).
+const DOORBELL: u64 = 0x8;
+
+/// The VRAM allocator: first fit over free ranges.
+struct Heap {
+    free: BTreeMap<u64, u64>,
+}
+
+impl Heap {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        let n = bytes.max(1).next_multiple_of(PAGE);
+        let (&at, &len) = self.free.iter().find(|(_, l)| **l >= n)?;
+        self.free.remove(&at);
+        if len > n {
+            self.free.insert(at + n, len - n);
+        }
+        Some(at)
+    }
+    fn release(&mut self, at: u64, bytes: u64) {
+        let n = bytes.max(1).next_multiple_of(PAGE);
+        self.free.insert(at, n);
+        // Merge with the neighbours.
+        let next = self.free.range(at + n..).next().map(|(a, l)| (*a, *l));
+        if let Some((a, l)) = next.filter(|(a, _)| *a == at + n) {
+            self.free.remove(&a);
+            self.free.insert(at, n + l);
+        }
+        let prev = self.free.range(..at).next_back().map(|(a, l)| (*a, *l));
+        if let Some((a, l)) = prev.filter(|(a, l)| a + l == at) {
+            let cur = self.free.remove(&at).unwrap_or(n);
+            self.free.insert(a, l + cur);
+        }
+    }
+}
+
+struct State {
+    heap: Heap,
+    root: u64,
+    ring: u64,
+    wptr: u64,
+    fence: u64,
+    seq: u64,
+    errors: u64,
+}
+
+struct Shared {
+    t: Box<dyn Transport>,
+    st: Mutex<State>,
+    lost: AtomicBool,
+}
+
+/// Physical memory of the GPU through the transport (page-table writes).
+struct Bar<'a>(&'a dyn Transport);
+
+impl Phys for Bar<'_> {
+    fn read_u64(&mut self, pa: u64) -> Result<u64, String> {
+        let mut b = [0u8; 8];
+        self.0.read_bytes(BAR_VRAM, pa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) -> Result<(), String> {
+        self.0.write_bytes(BAR_VRAM, pa, &v.to_le_bytes())
+    }
+}
+
+/// A VRAM allocation, mapped at `VA_BASE + pa`; freed (and unmapped) when dropped.
+struct AmdMem {
+    pa: u64,
+    bytes: u64,
+    dev: Weak<Shared>,
+}
+
+impl AmdMem {
+    fn va(&self) -> u64 {
+        VA_BASE + self.pa
+    }
+}
+
+impl Drop for AmdMem {
+    fn drop(&mut self) {
+        if let Some(d) = self.dev.upgrade()
+            && let Ok(mut st) = d.st.lock()
+        {
+            let root = st.root;
+            for p in (0..self.bytes.max(1)).step_by(PAGE as usize) {
+                let _ = gmc::unmap(&mut Bar(d.t.as_ref()), root, VA_BASE + self.pa + p);
+            }
+            st.heap.release(self.pa, self.bytes);
+        }
+    }
+}
+
+/// A kernel uploaded to VRAM: where its code is and its descriptor's registers.
+struct Loaded {
+    code_va: u64,
+    rsrc: [u32; 3],
+    lds: u32,
+}
+
+pub struct AmdExecutable {
+    _code: AmdMem,
+    kernels: Vec<Kernel>,
+    infos: Vec<GpuKernel>,
+    loaded: Vec<Loaded>,
+}
+
+impl Executable for AmdExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
+pub struct AmdDevice {
+    name: String,
+    target: AmdTarget,
+    d: Arc<Shared>,
+    timeout: Duration,
+}
+
+fn timeout() -> Duration {
+    let ms = std::env::var("TK_AMD_TIMEOUT_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    Duration::from_millis(ms)
+}
+
+impl AmdDevice {
+    /// Opens `amd:sim`, the simulated GPU.
+    pub fn open_sim() -> Result<AmdDevice, RunError> {
+        Self::open("amd:sim", Box::new(super::simgpu::SimGpu::new()), AmdTarget::ALL[0])
+    }
+
+    /// Sets up the queue and page tables on a GPU whose firmware is running.
+    pub fn open(name: &str, t: Box<dyn Transport>, target: AmdTarget) -> Result<AmdDevice, RunError> {
+        let vram = super::simgpu::VRAM_BYTES as u64;
+        let mut heap = Heap { free: BTreeMap::new() };
+        heap.free.insert(0, vram);
+        let st = State { heap, root: 0, ring: 0, wptr: 0, fence: 0, seq: 0, errors: 0 };
+        let dev = AmdDevice {
+            name: name.to_string(),
+            target,
+            d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false) }),
+            timeout: timeout(),
+        };
+        dev.init().map_err(|m| dev.err(format!("setting up the GPU: {m}")))?;
+        Ok(dev)
+    }
+
+    /// How long a launch may take before the device counts as lost.
+    pub fn with_timeout(mut self, t: Duration) -> AmdDevice {
+        self.timeout = t;
+        self
+    }
+
+    fn err(&self, m: impl Into<String>) -> RunError {
+        RunError::Device { device: self.name.clone(), message: m.into() }
+    }
+
+    fn init(&self) -> Result<(), String> {
+        let t = self.d.t.as_ref();
+        let mut st = self.d.st.lock().map_err(|_| "poisoned")?;
+        let zero_page = |st: &mut State| -> Result<u64, String> {
+            let p = st.heap.alloc(PAGE).ok_or("VRAM is full")?;
+            t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
+            Ok(p)
+        };
+        st.root = zero_page(&mut st)?;
+        let ring_bytes = 4u64 << RING_LOG2;
+        st.ring = st.heap.alloc(ring_bytes).ok_or("VRAM is full")?;
+        st.fence = zero_page(&mut st)?;
+        st.errors = zero_page(&mut st)?;
+        // Map the ring, the fence and the error slots.
+        for (pa, n) in [(st.ring, ring_bytes), (st.fence, PAGE), (st.errors, PAGE)] {
+            for p in (0..n).step_by(PAGE as usize) {
+                let root = st.root;
+                let mut alloc = || zero_page(&mut st);
+                gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, PTE_READABLE | PTE_WRITEABLE, &mut alloc)?;
+            }
+        }
+        let w = |r: Reg, v: u32| t.write32(BAR_MMIO, u64::from(mmio_byte(r)), v);
+        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, st.root as u32 | PTE_VALID as u32)?;
+        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (st.root >> 32) as u32)?;
+        // Four levels: PAGE_TABLE_DEPTH 3.
+        w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
+        let ring_va = VA_BASE + st.ring;
+        w(CP_HQD_VMID, 0)?;
+        w(CP_HQD_PQ_BASE, (ring_va >> 8) as u32)?;
+        w(CP_HQD_PQ_BASE_HI, (ring_va >> 40) as u32)?;
+        w(CP_HQD_PQ_RPTR, 0)?;
+        w(CP_HQD_PQ_CONTROL, RING_LOG2 - 1)?;
+        w(CP_HQD_PQ_DOORBELL_CONTROL, (DOORBELL as u32 & DOORBELL_OFFSET_MASK) | DOORBELL_EN)?;
+        w(CP_HQD_ACTIVE, 1)?;
+        Ok(())
+    }
+
+    fn check_lost(&self) -> Result<(), RunError> {
+        if self.d.lost.load(Ordering::SeqCst) {
+            return Err(self.err("the device was lost after an earlier failure; open it again"));
+        }
+        Ok(())
+    }
+
+    fn lose(&self, m: String) -> RunError {
+        self.d.lost.store(true, Ordering::SeqCst);
+        self.err(m)
+    }
+
+    /// Allocates and maps VRAM.
+    fn vram(&self, bytes: u64, flags: u64) -> Result<AmdMem, RunError> {
+        let t = self.d.t.as_ref();
+        let mut st = self.d.st.lock().map_err(|_| self.err("a lock was poisoned"))?;
+        let pa = st.heap.alloc(bytes).ok_or_else(|| self.err(format!("out of VRAM allocating {bytes} bytes")))?;
+        let root = st.root;
+        for p in (0..bytes.max(1)).step_by(PAGE as usize) {
+            let mut alloc = || -> Result<u64, String> {
+                let p = st.heap.alloc(PAGE).ok_or("VRAM is full")?;
+                t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
+                Ok(p)
+            };
+            gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, flags, &mut alloc).map_err(|m| self.err(m))?;
+        }
+        Ok(AmdMem { pa, bytes, dev: Arc::downgrade(&self.d) })
+    }
+
+    /// Writes packets to the ring, rings the doorbell and waits for the fence.
+    fn submit(&self, packets: &[Packet]) -> Result<(), RunError> {
+        let t = self.d.t.as_ref();
+        let mut st = self.d.st.lock().map_err(|_| self.err("a lock was poisoned"))?;
+        st.seq += 1;
+        let seq = st.seq;
+        let mut words = Vec::new();
+        for p in packets {
+            p.encode(&mut words);
+        }
+        Packet::ReleaseMem { addr: VA_BASE + st.fence, value: seq }.encode(&mut words);
+        let size = 1u64 << RING_LOG2;
+        let mut bytes = Vec::with_capacity(words.len() * 4);
+        for (k, w) in words.iter().enumerate() {
+            let at = (st.wptr + k as u64) % size;
+            if at == 0 && !bytes.is_empty() {
+                let start = (st.wptr + k as u64 - bytes.len() as u64 / 4) % size;
+                t.write_bytes(BAR_VRAM, st.ring + start * 4, &bytes).map_err(|m| self.lose(m))?;
+                bytes.clear();
+            }
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        let start = (st.wptr + words.len() as u64 - bytes.len() as u64 / 4) % size;
+        t.write_bytes(BAR_VRAM, st.ring + start * 4, &bytes).map_err(|m| self.lose(m))?;
+        st.wptr += words.len() as u64;
+        t.write64(BAR_DOORBELL, DOORBELL, st.wptr).map_err(|m| self.lose(m))?;
+        let fence = st.fence;
+        drop(st);
+        let start = Instant::now();
+        let limit = self.timeout;
+        loop {
+            let mut b = [0u8; 8];
+            t.read_bytes(BAR_VRAM, fence, &mut b).map_err(|m| self.lose(m))?;
+            if u64::from_le_bytes(b) >= seq {
+                return Ok(());
+            }
+            if let Some(f) = t.fault() {
+                return Err(self.lose(format!("the GPU faulted: {f}")));
+            }
+            if start.elapsed() > limit {
+                return Err(self.lose(format!(
+                    "the GPU did not finish the launch within {} ms (TK_AMD_TIMEOUT_MS); the device is lost",
+                    limit.as_millis()
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+fn amd_mem(b: &Buffer) -> Option<&AmdMem> {
+    b.mem.downcast_ref::<AmdMem>()
+}
+
+impl Device for AmdDevice {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn target(&self) -> String {
+        format!("{} (simulated PCIe GPU: page tables, PM4 queue, RDNA3 emulator)", self.target)
+    }
+    fn compile_target(&self) -> crate::target::Target {
+        crate::target::Target::Amd(self.target)
+    }
+    fn alloc(&self, bytes: usize) -> Result<Buffer, RunError> {
+        self.check_lost()?;
+        let m = self.vram(bytes as u64, PTE_READABLE | PTE_WRITEABLE)?;
+        Ok(Buffer::new(Arc::new(m), bytes))
+    }
+    fn queue(&self) -> Queue {
+        Queue { id: 0 }
+    }
+    fn write(&self, _q: &Queue, dst: &Buffer, src: &[u8]) -> Result<(), RunError> {
+        self.check_lost()?;
+        let m = amd_mem(dst).ok_or_else(|| self.err("a buffer of another device"))?;
+        let n = src.len().min(dst.bytes());
+        self.d.t.write_bytes(BAR_VRAM, m.pa, &src[..n]).map_err(|e| self.lose(e))
+    }
+    fn read(&self, _q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError> {
+        self.check_lost()?;
+        let m = amd_mem(src).ok_or_else(|| self.err("a buffer of another device"))?;
+        let n = dst.len().min(src.bytes());
+        self.d.t.read_bytes(BAR_VRAM, m.pa, &mut dst[..n]).map_err(|e| self.lose(e))
+    }
+    fn copy(&self, q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError> {
+        if Arc::ptr_eq(&src.mem, &dst.mem) {
+            return Ok(());
+        }
+        let mut tmp = vec![0u8; src.bytes().min(dst.bytes())];
+        self.read(q, src, &mut tmp)?;
+        self.write(q, dst, &tmp)
+    }
+    #[cfg(feature = "compile")]
+    fn compile(&self, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        let m = tk_codegen::amdgpu::module(&[(String::new(), kernels.to_vec())], self.target)
+            .map_err(|e| RunError::Compile { message: e.message, loc: Default::default() })?;
+        let co = crate::amd::code_object(&m)?;
+        self.load(kernels, Code::Hsaco(&co.hsaco))
+    }
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        self.check_lost()?;
+        let Code::Hsaco(bytes) = code else {
+            return Err(self.err(format!("an AMD GPU runs AMD code objects, not {}", code.kind())));
+        };
+        let obj = super::code_object::read(bytes).map_err(|m| self.err(format!("the code object: {m}")))?;
+        let mem = self.vram(obj.text.len() as u64, PTE_READABLE | PTE_EXECUTABLE)?;
+        self.d.t.write_bytes(BAR_VRAM, mem.pa, &obj.text).map_err(|e| self.lose(e))?;
+        let mut infos = Vec::new();
+        let mut loaded = Vec::new();
+        for k in kernels {
+            let info =
+                tk_ir::launch::gpu_kernel(k, &k.name).map_err(|message| RunError::Compile { message, loc: k.loc })?;
+            let e = obj
+                .kernels
+                .iter()
+                .find(|e| e.name == info.name)
+                .ok_or_else(|| self.err(format!("the code object has no kernel `{}`", info.name)))?;
+            loaded.push(Loaded { code_va: mem.va() + e.offset, rsrc: e.rsrc, lds: e.lds });
+            infos.push(info);
+        }
+        Ok(Arc::new(AmdExecutable { _code: mem, kernels: kernels.to_vec(), infos, loaded }))
+    }
+    fn launch(
+        &self,
+        _q: &Queue,
+        exe: &Arc<dyn Executable>,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        self.check_lost()?;
+        let exe = exe.as_any().downcast_ref::<AmdExecutable>().ok_or_else(|| self.err("not an AMD executable"))?;
+        let (Some(info), Some(kernel), Some(l)) = (exe.infos.get(k), exe.kernels.get(k), exe.loaded.get(k)) else {
+            return Err(self.err(format!("no device kernel {k}")));
+        };
+        if bufs.len() != kernel.bufs.len() {
+            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        let g = crate::sim::grid(&info.launch, dims);
+        let errors = VA_BASE + self.d.st.lock().map_err(|_| self.err("a lock was poisoned"))?.errors;
+        let mut args = Vec::new();
+        for b in bufs {
+            let m = amd_mem(b).ok_or_else(|| self.err("a buffer of another device"))?;
+            args.extend_from_slice(&m.va().to_le_bytes());
+        }
+        for s in &info.symbols {
+            let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
+            args.extend_from_slice(&v.to_le_bytes());
+        }
+        args.extend_from_slice(&errors.to_le_bytes());
+        args.extend_from_slice(&i64::from(g.blocks).to_le_bytes());
+        // Scalar loads read whole blocks past the arguments: the segment is a page.
+        let kernarg = self.vram(PAGE, PTE_READABLE)?;
+        self.d.t.write_bytes(BAR_VRAM, kernarg.pa, &args).map_err(|e| self.lose(e))?;
+        self.d.t.write_bytes(BAR_VRAM, errors - VA_BASE, &[0; 32]).map_err(|e| self.lose(e))?;
+        let lds = l.lds.div_ceil(LDS_GRANULE);
+        let rsrc2 = l.rsrc[1] | (lds & RSRC2_LDS_MASK) << RSRC2_LDS_SHIFT;
+        let sh = |reg: u32, values: Vec<u32>| Packet::SetShReg { reg, values };
+        let packets = [
+            Packet::AcquireMem,
+            sh(COMPUTE_PGM_LO, vec![(l.code_va >> 8) as u32, (l.code_va >> 40) as u32]),
+            sh(COMPUTE_PGM_RSRC1, vec![l.rsrc[0], rsrc2]),
+            sh(COMPUTE_PGM_RSRC3, vec![l.rsrc[2]]),
+            sh(COMPUTE_TMPRING_SIZE, vec![0]),
+            sh(COMPUTE_USER_DATA_0, vec![kernarg.va() as u32, (kernarg.va() >> 32) as u32]),
+            sh(COMPUTE_RESOURCE_LIMITS, vec![0]),
+            sh(COMPUTE_START_X, vec![0, 0, 0]),
+            sh(COMPUTE_NUM_THREAD_X, vec![g.threads, 1, 1]),
+            Packet::DispatchDirect {
+                x: g.blocks,
+                y: 1,
+                z: 1,
+                initiator: DISPATCH_COMPUTE_SHADER_EN | DISPATCH_FORCE_START_AT_000 | DISPATCH_CS_W32_EN,
+            },
+        ];
+        self.submit(&packets).map_err(|e| match e {
+            RunError::Device { device, message } if message.contains("faulted") => {
+                RunError::Fault { device, message: format!("{message} (device kernel {k})"), loc: kernel.loc }
+            }
+            e => e,
+        })?;
+        let mut err = [0u8; 32];
+        self.d.t.read_bytes(BAR_VRAM, errors - VA_BASE, &mut err).map_err(|e| self.lose(e))?;
+        crate::sim::check_errors(&err, info, dims)
+    }
+    fn record(&self, _q: &Queue) -> Event {
+        Event::now()
+    }
+    fn wait(&self, _e: &Event) -> Result<(), RunError> {
+        Ok(())
+    }
+    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
+        self.check_lost()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::simgpu::SimGpu;
+
+    /// A GPU that hangs: doorbells never reach the command processor.
+    struct Hung(SimGpu);
+    impl Transport for Hung {
+        fn name(&self) -> String {
+            "hung".into()
+        }
+        fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
+            self.0.read32(bar, off)
+        }
+        fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+            self.0.write32(bar, off, v)
+        }
+        fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
+            if bar == BAR_DOORBELL { Ok(()) } else { self.0.write64(bar, off, v) }
+        }
+        fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
+            self.0.read_bytes(bar, off, out)
+        }
+        fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
+            self.0.write_bytes(bar, off, src)
+        }
+        fn round_trips(&self) -> u64 {
+            self.0.round_trips()
+        }
+    }
+
+    #[test]
+    fn a_hung_gpu_is_a_lost_device_and_can_be_reopened() {
+        let dev = AmdDevice::open("amd:hung", Box::new(Hung(SimGpu::new())), AmdTarget::ALL[0])
+            .expect("opens")
+            .with_timeout(Duration::from_millis(200));
+        let start = Instant::now();
+        let e = dev.submit(&[Packet::Nop(1)]).expect_err("times out");
+        assert!(start.elapsed() < Duration::from_secs(5), "no hang");
+        assert!(e.to_string().contains("did not finish") && e.to_string().contains("lost"), "{e}");
+        let e = dev.alloc(16).err().expect("lost");
+        assert!(e.to_string().contains("open it again"), "{e}");
+        // A new device works.
+        let dev = AmdDevice::open_sim().expect("reopens");
+        dev.submit(&[Packet::Nop(1)]).expect("the simulated GPU answers");
+    }
+
+    #[test]
+    fn buffers_round_trip_through_vram_and_are_freed() {
+        let dev = AmdDevice::open_sim().expect("opens");
+        let q = dev.queue();
+        let free = |d: &AmdDevice| d.d.st.lock().map(|s| s.heap.free.values().sum::<u64>()).unwrap_or(0);
+        let before = free(&dev);
+        {
+            let b = dev.alloc(10_000).expect("alloc");
+            let data: Vec<u8> = (0..10_000).map(|i| i as u8).collect();
+            dev.write(&q, &b, &data).expect("write");
+            let mut back = vec![0u8; 10_000];
+            dev.read(&q, &b, &mut back).expect("read");
+            assert_eq!(back, data);
+        }
+        // Page tables stay; the buffer's pages come back.
+        assert!(free(&dev) + 4 * PAGE >= before, "{} vs {before}", free(&dev));
+    }
+
+    #[test]
+    fn the_heap_reuses_and_merges_freed_ranges() {
+        let mut h = Heap { free: BTreeMap::new() };
+        h.free.insert(0, 16 * PAGE);
+        let a = h.alloc(1).expect("a");
+        let b = h.alloc(PAGE + 1).expect("b");
+        let c = h.alloc(PAGE).expect("c");
+        assert_eq!((a, b, c), (0, PAGE, 3 * PAGE));
+        h.release(b, PAGE + 1);
+        h.release(a, 1);
+        h.release(c, PAGE);
+        assert_eq!(h.free.len(), 1, "{:?}", h.free);
+        assert_eq!(h.alloc(16 * PAGE), Some(0));
+    }
+}

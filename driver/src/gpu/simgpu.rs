@@ -1,0 +1,376 @@
+//! A simulated RDNA3 GPU behind the [`Transport`] trait: VRAM, doorbells and the registers tk's
+//! driver programs, and a command processor on its own thread that wakes when the queue's
+//! doorbell is written, reads the ring through the page tables, decodes the PM4 packets and runs
+//! each DISPATCH_DIRECT on the RDNA3 emulator, then performs the RELEASE_MEM write.
+//!
+//! Unknown packets, writes to registers tk does not program, doorbells of no queue, and faults of
+//! the emulated kernels are reported through [`Transport::fault`] (and stop the queue).
+
+use super::gmc::{self, PAGE, Phys};
+use super::pm4::{self, Packet};
+use super::regs::*;
+use super::transport::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// VRAM of the simulated GPU (allocated lazily by the OS as it is touched).
+pub const VRAM_BYTES: usize = 1 << 30;
+
+struct Inner {
+    vram: Mutex<Vec<u8>>,
+    regs: Mutex<HashMap<u32, u32>>,
+    fault: Mutex<Option<String>>,
+    /// The last doorbell value (the queue's write pointer) and whether it is new.
+    doorbell: Mutex<Option<u64>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    trips: AtomicU64,
+    seed: u64,
+}
+
+/// The simulated GPU. Dropping it stops its command processor.
+pub struct SimGpu {
+    inner: Arc<Inner>,
+    cp: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimGpu {
+    pub fn new() -> SimGpu {
+        let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let inner = Arc::new(Inner {
+            vram: Mutex::new(vec![0; VRAM_BYTES]),
+            regs: Mutex::new(HashMap::new()),
+            fault: Mutex::new(None),
+            doorbell: Mutex::new(None),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            trips: AtomicU64::new(0),
+            seed,
+        });
+        let i = inner.clone();
+        let cp = std::thread::Builder::new().name("tk-sim-cp".into()).spawn(move || command_processor(&i)).ok();
+        SimGpu { inner, cp }
+    }
+}
+
+impl Default for SimGpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SimGpu {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+        if let Some(h) = self.cp.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn set_fault(i: &Inner, m: String) {
+    if let Ok(mut f) = i.fault.lock() {
+        f.get_or_insert(m);
+    }
+}
+
+fn vram_range(len: usize, off: u64, n: usize) -> Result<std::ops::Range<usize>, String> {
+    let s = usize::try_from(off).map_err(|_| format!("VRAM offset {off:#x}"))?;
+    if s.checked_add(n).is_none_or(|e| e > len) {
+        return Err(format!("{n} bytes at VRAM offset {off:#x} are outside the {len}-byte VRAM"));
+    }
+    Ok(s..s + n)
+}
+
+impl Transport for SimGpu {
+    fn name(&self) -> String {
+        "sim".into()
+    }
+    fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        match bar {
+            BAR_MMIO => {
+                self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                let r = self.inner.regs.lock().map_err(|_| "poisoned")?;
+                Ok(r.get(&(off as u32)).copied().unwrap_or(0))
+            }
+            _ => {
+                self.read_bytes(bar, off, &mut b)?;
+                Ok(u32::from_le_bytes(b))
+            }
+        }
+    }
+    fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+        match bar {
+            BAR_MMIO => {
+                self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                let known = MMIO.iter().find(|r| u64::from(mmio_byte(**r)) == off);
+                let Some(r) = known else {
+                    let m = format!("unexpected register write: {v:#x} to register offset {off:#x}");
+                    set_fault(&self.inner, m.clone());
+                    return Err(m);
+                };
+                self.inner.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(*r), v);
+                Ok(())
+            }
+            _ => self.write_bytes(bar, off, &v.to_le_bytes()),
+        }
+    }
+    fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
+        if bar != BAR_DOORBELL {
+            return self.write_bytes(bar, off, &v.to_le_bytes());
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let ctl = self.inner.regs.lock().map_err(|_| "poisoned")?.get(&mmio_byte(CP_HQD_PQ_DOORBELL_CONTROL)).copied();
+        let ours = ctl.filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
+        if ours != Some(off) {
+            let m = format!("a doorbell write at offset {off:#x}, which no enabled queue uses");
+            set_fault(&self.inner, m.clone());
+            return Err(m);
+        }
+        *self.inner.doorbell.lock().map_err(|_| "poisoned")? = Some(v);
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+    fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
+        if bar != BAR_VRAM {
+            return Err(format!("BAR {bar} has no memory to read"));
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let v = self.inner.vram.lock().map_err(|_| "poisoned")?;
+        let r = vram_range(v.len(), off, out.len())?;
+        out.copy_from_slice(&v[r]);
+        Ok(())
+    }
+    fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
+        if bar != BAR_VRAM {
+            return Err(format!("BAR {bar} has no memory to write"));
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let mut v = self.inner.vram.lock().map_err(|_| "poisoned")?;
+        let r = vram_range(v.len(), off, src.len())?;
+        v[r].copy_from_slice(src);
+        Ok(())
+    }
+    fn fault(&self) -> Option<String> {
+        self.inner.fault.lock().ok().and_then(|f| f.clone())
+    }
+    fn round_trips(&self) -> u64 {
+        self.inner.trips.load(Ordering::Relaxed)
+    }
+}
+
+/// VRAM seen through the page tables of VMID 0, with a translation cache.
+struct Vm<'a> {
+    vram: &'a mut [u8],
+    root: u64,
+    tlb: HashMap<u64, (u64, u64)>,
+}
+
+struct Raw<'a>(&'a mut [u8]);
+
+impl Phys for Raw<'_> {
+    fn read_u64(&mut self, pa: u64) -> Result<u64, String> {
+        let r = vram_range(self.0.len(), pa, 8)?;
+        Ok(u64::from_le_bytes(self.0[r].try_into().map_err(|_| "8 bytes")?))
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) -> Result<(), String> {
+        let r = vram_range(self.0.len(), pa, 8)?;
+        self.0[r].copy_from_slice(&v.to_le_bytes());
+        Ok(())
+    }
+}
+
+impl Vm<'_> {
+    fn page(&mut self, va: u64, write: bool) -> Result<u64, String> {
+        let key = va / PAGE;
+        let (pa, flags) = match self.tlb.get(&key) {
+            Some(e) => *e,
+            None => {
+                let e = gmc::translate(&mut Raw(self.vram), self.root, key * PAGE)?;
+                self.tlb.insert(key, e);
+                e
+            }
+        };
+        if flags & PTE_SYSTEM != 0 {
+            return Err(format!("virtual address {va:#x} maps system memory, which the simulated GPU does not have"));
+        }
+        let need = if write { PTE_WRITEABLE } else { PTE_READABLE };
+        if flags & need == 0 {
+            return Err(format!("virtual address {va:#x} is not {}", if write { "writeable" } else { "readable" }));
+        }
+        Ok(pa + va % PAGE)
+    }
+
+    fn access(&mut self, va: u64, len: usize, write: bool, mut f: impl FnMut(&mut [u8], usize)) -> Result<(), String> {
+        let mut done = 0;
+        while done < len {
+            let a = va + done as u64;
+            let pa = self.page(a, write)?;
+            let n = ((PAGE - a % PAGE) as usize).min(len - done);
+            let r = vram_range(self.vram.len(), pa, n)?;
+            f(&mut self.vram[r], done);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl tk_sim::rdna3::Memory for Vm<'_> {
+    fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
+        self.access(addr, src.len(), true, |dst, at| dst.copy_from_slice(&src[at..at + dst.len()]))
+            .map_err(|e| format!("a write of {} bytes at {addr:#x}: {e}", src.len()))
+    }
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), String> {
+        let n = out.len();
+        self.access(addr, n, false, |src, at| out[at..at + src.len()].copy_from_slice(src))
+            .map_err(|e| format!("a read of {n} bytes at {addr:#x}: {e}"))
+    }
+}
+
+/// The command processor: one compute queue (the HQD registers), run until the GPU is dropped.
+fn command_processor(i: &Inner) {
+    let mut rptr: u64 = 0;
+    let mut sh: HashMap<u32, u32> = HashMap::new();
+    let mut dispatches: u64 = 0;
+    loop {
+        let wptr = {
+            let Ok(mut d) = i.doorbell.lock() else { return };
+            loop {
+                if i.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(w) = d.take() {
+                    break w;
+                }
+                d = match i.wake.wait(d) {
+                    Ok(d) => d,
+                    Err(_) => return,
+                };
+            }
+        };
+        if i.fault.lock().map(|f| f.is_some()).unwrap_or(true) {
+            // A faulted queue stops (the driver reports the device as lost).
+            continue;
+        }
+        if let Err(e) = run_ring(i, &mut rptr, wptr, &mut sh, &mut dispatches) {
+            set_fault(i, e);
+        }
+    }
+}
+
+fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n: &mut u64) -> Result<(), String> {
+    let reg = |r: Reg| i.regs.lock().map(|m| m.get(&mmio_byte(r)).copied().unwrap_or(0)).unwrap_or(0);
+    if reg(CP_HQD_ACTIVE) & 1 == 0 {
+        return Err("the doorbell rang for a queue that is not active (CP_HQD_ACTIVE)".into());
+    }
+    if reg(GCVM_CONTEXT0_CNTL) & VM_CONTEXT_ENABLE == 0 {
+        return Err("the queue runs in VMID 0, whose page tables are not enabled (GCVM_CONTEXT0_CNTL)".into());
+    }
+    let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
+        | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
+    let base = ((u64::from(reg(CP_HQD_PQ_BASE_HI)) << 32) | u64::from(reg(CP_HQD_PQ_BASE))) << 8;
+    let size = 1u64 << ((reg(CP_HQD_PQ_CONTROL) & PQ_CONTROL_QUEUE_SIZE_MASK) + 1);
+    if wptr < *rptr || wptr - *rptr > size {
+        return Err(format!(
+            "the write pointer {wptr} is not within one ring ({size} dwords) of the read pointer {rptr}"
+        ));
+    }
+    let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
+    let mut vm = Vm { vram: &mut vram, root, tlb: HashMap::new() };
+    let mut words = Vec::with_capacity((wptr - *rptr) as usize);
+    for k in *rptr..wptr {
+        let mut b = [0u8; 4];
+        tk_sim::rdna3::Memory::read(&mut vm, base + (k % size) * 4, &mut b)
+            .map_err(|e| format!("reading the ring: {e}"))?;
+        words.push(u32::from_le_bytes(b));
+    }
+    let packets = pm4::decode(&words).map_err(|e| format!("the ring between {rptr} and {wptr}: {e}"))?;
+    for p in packets {
+        match p {
+            Packet::Nop(_) | Packet::AcquireMem => {}
+            Packet::SetShReg { reg, values } => {
+                for (k, v) in values.iter().enumerate() {
+                    let r = reg + 4 * k as u32;
+                    if !known_sh(r) {
+                        return Err(format!("SET_SH_REG of register {r:#x}, which tk's driver does not program"));
+                    }
+                    sh.insert(r, *v);
+                }
+            }
+            Packet::DispatchDirect { x, y, z, initiator } => {
+                dispatch(&mut vm, sh, [x, y, z], initiator, i.seed.wrapping_add(*n))?;
+                *n += 1;
+            }
+            Packet::ReleaseMem { addr, value } => {
+                tk_sim::rdna3::Memory::write(&mut vm, addr, &value.to_le_bytes())
+                    .map_err(|e| format!("RELEASE_MEM: {e}"))?;
+            }
+        }
+    }
+    *rptr = wptr;
+    drop(vram);
+    i.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(CP_HQD_PQ_RPTR), wptr as u32);
+    Ok(())
+}
+
+fn known_sh(r: u32) -> bool {
+    matches!(r, COMPUTE_PGM_LO | 0xB834 | COMPUTE_PGM_RSRC1 | 0xB84C | COMPUTE_PGM_RSRC3 | COMPUTE_TMPRING_SIZE)
+        || matches!(r, COMPUTE_RESOURCE_LIMITS)
+        || (COMPUTE_START_X..COMPUTE_START_X + 12).contains(&r)
+        || (COMPUTE_NUM_THREAD_X..COMPUTE_NUM_THREAD_X + 12).contains(&r)
+        || (COMPUTE_USER_DATA_0..COMPUTE_USER_DATA_0 + 64).contains(&r)
+}
+
+fn dispatch(vm: &mut Vm<'_>, sh: &HashMap<u32, u32>, g: [u32; 3], initiator: u32, seed: u64) -> Result<(), String> {
+    let r = |a: u32| sh.get(&a).copied().unwrap_or(0);
+    if initiator & DISPATCH_COMPUTE_SHADER_EN == 0 {
+        return Err("DISPATCH_DIRECT without COMPUTE_SHADER_EN".into());
+    }
+    if initiator & DISPATCH_CS_W32_EN == 0 {
+        return Err("DISPATCH_DIRECT in wave64; the simulated GPU runs tk's wave32 kernels".into());
+    }
+    if g[1] != 1 || g[2] != 1 || r(COMPUTE_NUM_THREAD_X + 4) > 1 || r(COMPUTE_NUM_THREAD_X + 8) > 1 {
+        return Err("a dispatch in y or z; tk's kernel ABI launches in x only".into());
+    }
+    let pgm = (u64::from(r(COMPUTE_PGM_LO)) | u64::from(r(0xB834)) << 32) << 8;
+    let (rsrc1, rsrc2) = (r(COMPUTE_PGM_RSRC1), r(0xB84C));
+    // The code from the program address to the end of its mapping (at most 1 MiB).
+    let mut code = Vec::new();
+    let mut b = [0u8; 4];
+    while code.len() < 1 << 18 && tk_sim::rdna3::Memory::read(vm, pgm + 4 * code.len() as u64, &mut b).is_ok() {
+        code.push(u32::from_le_bytes(b));
+    }
+    if code.is_empty() {
+        return Err(format!("COMPUTE_PGM points at {pgm:#x}, which is not mapped"));
+    }
+    let kernel = tk_sim::rdna3::KernelCode {
+        name: "dispatch".into(),
+        entry: 0,
+        user_sgprs: ((rsrc2 >> 1) & 31) as u16,
+        workgroup_id_x: rsrc2 >> 7 & 1 == 1,
+        vgprs: (((rsrc1 & 63) + 1) * 8) as usize,
+        lds_bytes: (((rsrc2 >> RSRC2_LDS_SHIFT) & RSRC2_LDS_MASK) * LDS_GRANULE) as usize,
+    };
+    let co = tk_sim::rdna3::CodeObject::from_code(&code, kernel);
+    let user: Vec<u32> = (0..16).map(|k| r(COMPUTE_USER_DATA_0 + 4 * k)).collect();
+    co.launch_with("dispatch", g[0], r(COMPUTE_NUM_THREAD_X), &user, vm, seed).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_tk_does_not_program_and_stray_doorbells_are_faults() {
+        let g = SimGpu::new();
+        let e = g.write32(BAR_MMIO, 0x40, 1).expect_err("unknown register");
+        assert!(e.contains("unexpected register write"), "{e}");
+        assert!(g.fault().is_some());
+        let g = SimGpu::new();
+        let e = g.write64(BAR_DOORBELL, 8, 1).expect_err("no queue");
+        assert!(e.contains("no enabled queue"), "{e}");
+    }
+}
