@@ -44,7 +44,7 @@ impl Packet {
             }
             Packet::SetShReg { reg, values } => {
                 out.push(header(PKT3_SET_SH_REG, values.len() + 1));
-                out.push((reg - SH_REG_BASE) / 4);
+                out.push(reg.wrapping_sub(SH_REG_BASE) / 4);
                 out.extend_from_slice(values);
             }
             Packet::DispatchDirect { x, y, z, initiator } => {
@@ -86,7 +86,7 @@ pub fn decode(words: &[u32]) -> Result<Vec<Packet>, String> {
             PKT3_NOP => Packet::Nop(n as u32),
             PKT3_ACQUIRE_MEM if n == 7 => Packet::AcquireMem,
             PKT3_SET_SH_REG if n >= 2 => {
-                Packet::SetShReg { reg: SH_REG_BASE + body[0] * 4, values: body[1..].to_vec() }
+                Packet::SetShReg { reg: SH_REG_BASE.wrapping_add(body[0].wrapping_mul(4)), values: body[1..].to_vec() }
             }
             PKT3_DISPATCH_DIRECT if n == 4 => {
                 Packet::DispatchDirect { x: body[0], y: body[1], z: body[2], initiator: body[3] }

@@ -272,7 +272,11 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
     let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
         | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
     let base = ((u64::from(reg(CP_HQD_PQ_BASE_HI)) << 32) | u64::from(reg(CP_HQD_PQ_BASE))) << 8;
-    let size = 1u64 << ((reg(CP_HQD_PQ_CONTROL) & PQ_CONTROL_QUEUE_SIZE_MASK) + 1);
+    let q = reg(CP_HQD_PQ_CONTROL) & PQ_CONTROL_QUEUE_SIZE_MASK;
+    if q > 24 {
+        return Err(format!("CP_HQD_PQ_CONTROL asks for a ring of 2^{} dwords", q + 1));
+    }
+    let size = 1u64 << (q + 1);
     if wptr < *rptr || wptr - *rptr > size {
         return Err(format!(
             "the write pointer {wptr} is not within one ring ({size} dwords) of the read pointer {rptr}"
@@ -293,7 +297,7 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
             Packet::Nop(_) | Packet::AcquireMem => {}
             Packet::SetShReg { reg, values } => {
                 for (k, v) in values.iter().enumerate() {
-                    let r = reg + 4 * k as u32;
+                    let r = reg.wrapping_add(4 * k as u32);
                     if !known_sh(r) {
                         return Err(format!("SET_SH_REG of register {r:#x}, which tk's driver does not program"));
                     }

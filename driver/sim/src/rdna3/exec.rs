@@ -516,7 +516,7 @@ impl<'p, 'm> Exec<'p, 'm> {
     }
 
     fn wv(w: &mut Wave, r: u16, lane: usize, t: T, v: u64) -> Result<(), String> {
-        let i = (r - 256) as usize;
+        let i = r.checked_sub(256).ok_or_else(|| format!("writes a vector result to scalar operand {r}"))? as usize;
         let n = t.regs() as usize;
         if i + n > w.v.len() {
             return Err(format!(
@@ -1217,7 +1217,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                     VFmaMix => f32b((x[0] as f32).mul_add(x[1] as f32, x[2] as f32)),
                     _ => {
                         let r = hb(x[0].mul_add(x[1], x[2]));
-                        let cur = u64::from(w.v[(i.dst - 256) as usize][lane]);
+                        let cur = self.rd(w, i.dst, T::B32, None, lane);
                         if i.op.sem == VFmaMixlo { (cur & 0xffff_0000) | r } else { (cur & 0xffff) | r << 16 }
                     }
                 }

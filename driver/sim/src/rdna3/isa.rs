@@ -1390,6 +1390,23 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_words_decode_or_fail_without_panicking() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut known = 0;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let words = [x as u32, (x >> 32) as u32, x.rotate_left(7) as u32];
+            if let Ok(i) = decode(&words, 0) {
+                known += 1;
+                assert!(!i.to_string().is_empty());
+            }
+        }
+        assert!(known > 1000, "{known}");
+    }
+
+    #[test]
     fn unknown_opcodes_are_named() {
         let e = decode(&[0xBE80FF00], 0).unwrap_err();
         assert!(e.message.contains("SOP1 opcode 255"), "{e}");
