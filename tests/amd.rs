@@ -382,3 +382,14 @@ fn softmax_through_the_driver_agrees_with_the_cpu() {
         assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-6), "element {i}: cpu {x}, amd:sim {y}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
+    if !can_build("every_example_matches_the_interpreter_over_the_tinygpu_server_transport") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("tk-amd-{}-tinygpu.sock", std::process::id()));
+    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    every_example_matches_the_interpreter(&format!("amd:tinygpu={}", server.path.display()), &[5], 40);
+}

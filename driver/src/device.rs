@@ -234,6 +234,17 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             Ok(Arc::new(crate::cuda::CudaDevice::open(k)?))
         }
         "amd:sim" => Ok(Arc::new(crate::gpu::device::AmdDevice::open_sim()?)),
+        #[cfg(unix)]
+        n if n.starts_with("amd:tinygpu=") => {
+            let path = std::path::Path::new(&n["amd:tinygpu=".len()..]);
+            let dev = |m: String| RunError::Device { device: n.to_string(), message: m };
+            let t = crate::gpu::tinygpu::TinyGpu::connect(path).map_err(dev)?;
+            let (vendor, id) = t.probe().map_err(dev)?;
+            if vendor != 0x1002 {
+                return Err(dev(format!("the server's GPU is vendor {vendor:#06x} device {id:#06x}, not AMD")));
+            }
+            Ok(Arc::new(crate::gpu::device::AmdDevice::open(n, Box::new(t), tk_ir::launch::AmdTarget::ALL[0])?))
+        }
         n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
             message: "tk cannot reach AMD GPUs yet (the PCIe transports are not built); `amd:sim` is the simulated \

@@ -21,6 +21,17 @@ use tk_ir::launch::{AmdTarget, GpuKernel};
 
 /// Where VRAM offset 0 appears in the GPU's virtual address space.
 pub const VA_BASE: u64 = 0x1000_0000_0000;
+/// Where the driver's system memory appears in the GPU's virtual address space.
+pub const SYS_VA: u64 = 0x2000_0000_0000;
+/// The layout of the driver's system memory: the ring, the fence, the error slots, the kernel
+/// arguments and the staging area for DMA copies.
+const SYS_RING: u64 = 0;
+const SYS_FENCE: u64 = 4 << RING_LOG2;
+const SYS_ERRORS: u64 = SYS_FENCE + PAGE;
+const SYS_KERNARG: u64 = SYS_ERRORS + PAGE;
+const SYS_STAGING: u64 = SYS_KERNARG + PAGE;
+/// Bytes of the staging area: larger copies go in pieces.
+pub const STAGING: u64 = 4 << 20;
 /// The PM4 ring: 2^14 dwords.
 const RING_LOG2: u32 = 14;
 /// The doorbell of tk's queue (a byte offset in the doorbell BAR).
@@ -61,17 +72,30 @@ impl Heap {
 struct State {
     heap: Heap,
     root: u64,
-    ring: u64,
     wptr: u64,
-    fence: u64,
     seq: u64,
-    errors: u64,
 }
 
 struct Shared {
     t: Box<dyn Transport>,
     st: Mutex<State>,
     lost: AtomicBool,
+    /// Held while the staging area, the kernel arguments or the error slots are in use.
+    io: Mutex<()>,
+    /// Rings, fences, kernel arguments and staging live here: the host reaches them without a
+    /// round trip to the device.
+    sys: SysMem,
+}
+
+impl Shared {
+    fn sys_write(&self, off: u64, src: &[u8]) {
+        let o = off as usize;
+        self.sys.mem.with(&mut |m: &mut [u8]| m[o..o + src.len()].copy_from_slice(src));
+    }
+    fn sys_read(&self, off: u64, dst: &mut [u8]) {
+        let o = off as usize;
+        self.sys.mem.with(&mut |m: &mut [u8]| dst.copy_from_slice(&m[o..o + dst.len()]));
+    }
 }
 
 /// Physical memory of the GPU through the transport (page-table writes).
@@ -161,15 +185,26 @@ impl AmdDevice {
         let vram = super::simgpu::VRAM_BYTES as u64;
         let mut heap = Heap { free: BTreeMap::new() };
         heap.free.insert(0, vram);
-        let st = State { heap, root: 0, ring: 0, wptr: 0, fence: 0, seq: 0, errors: 0 };
+        let st = State { heap, root: 0, wptr: 0, seq: 0 };
+        let bad = |m: String| RunError::Device { device: name.to_string(), message: m };
+        let sys =
+            t.sysmem((SYS_STAGING + STAGING) as usize).map_err(|m| bad(format!("allocating system memory: {m}")))?;
+        if (sys.mem.len() as u64) < SYS_STAGING + STAGING {
+            return Err(bad("the transport gave less system memory than asked for".into()));
+        }
         let dev = AmdDevice {
             name: name.to_string(),
             target,
-            d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false) }),
+            d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false), io: Mutex::new(()), sys }),
             timeout: timeout(),
         };
         dev.init().map_err(|m| dev.err(format!("setting up the GPU: {m}")))?;
         Ok(dev)
+    }
+
+    /// Requests the transport has made (round trips to the device).
+    pub fn round_trips(&self) -> u64 {
+        self.d.t.round_trips()
     }
 
     /// How long a launch may take before the device counts as lost.
@@ -191,24 +226,25 @@ impl AmdDevice {
             Ok(p)
         };
         st.root = zero_page(&mut st)?;
-        let ring_bytes = 4u64 << RING_LOG2;
-        st.ring = st.heap.alloc(ring_bytes).ok_or("VRAM is full")?;
-        st.fence = zero_page(&mut st)?;
-        st.errors = zero_page(&mut st)?;
-        // Map the ring, the fence and the error slots.
-        for (pa, n) in [(st.ring, ring_bytes), (st.fence, PAGE), (st.errors, PAGE)] {
-            for p in (0..n).step_by(PAGE as usize) {
-                let root = st.root;
-                let mut alloc = || zero_page(&mut st);
-                gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, PTE_READABLE | PTE_WRITEABLE, &mut alloc)?;
+        self.d.sys.mem.with(&mut |m: &mut [u8]| m.fill(0));
+        // Map the system memory page by page to its bus addresses (snooped: the CPU's caches
+        // stay coherent).
+        let flags = PTE_SYSTEM | PTE_SNOOPED | PTE_READABLE | PTE_WRITEABLE;
+        for p in (0..SYS_STAGING + STAGING).step_by(PAGE as usize) {
+            let bus = self.d.sys.bus(p).ok_or("the system memory's segments are shorter than it")?;
+            if bus % PAGE != 0 {
+                return Err(format!("system memory segment at bus address {bus:#x} is not page aligned"));
             }
+            let root = st.root;
+            let mut alloc = || zero_page(&mut st);
+            gmc::map(&mut Bar(t), root, SYS_VA + p, bus, flags, &mut alloc)?;
         }
         let w = |r: Reg, v: u32| t.write32(BAR_MMIO, u64::from(mmio_byte(r)), v);
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, st.root as u32 | PTE_VALID as u32)?;
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (st.root >> 32) as u32)?;
         // Four levels: PAGE_TABLE_DEPTH 3.
         w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
-        let ring_va = VA_BASE + st.ring;
+        let ring_va = SYS_VA + SYS_RING;
         w(CP_HQD_VMID, 0)?;
         w(CP_HQD_PQ_BASE, (ring_va >> 8) as u32)?;
         w(CP_HQD_PQ_BASE_HI, (ring_va >> 40) as u32)?;
@@ -248,6 +284,29 @@ impl AmdDevice {
         Ok(AmdMem { pa, bytes, dev: Arc::downgrade(&self.d) })
     }
 
+    /// Copies host bytes to GPU memory at `va`: through the staging area, by the command
+    /// processor's DMA (one submission per staging-sized piece).
+    fn dma_to(&self, va: u64, src: &[u8]) -> Result<(), RunError> {
+        let _io = self.d.io.lock().map_err(|_| self.err("a lock was poisoned"))?;
+        for (k, piece) in src.chunks(STAGING as usize).enumerate() {
+            self.d.sys_write(SYS_STAGING, piece);
+            let dst = va + k as u64 * STAGING;
+            self.submit(&[Packet::DmaData { src: SYS_VA + SYS_STAGING, dst, bytes: piece.len() as u32 }])?;
+        }
+        Ok(())
+    }
+
+    /// Copies GPU memory at `va` to the host, the other way.
+    fn dma_from(&self, va: u64, dst: &mut [u8]) -> Result<(), RunError> {
+        let _io = self.d.io.lock().map_err(|_| self.err("a lock was poisoned"))?;
+        for (k, piece) in dst.chunks_mut(STAGING as usize).enumerate() {
+            let src = va + k as u64 * STAGING;
+            self.submit(&[Packet::DmaData { src, dst: SYS_VA + SYS_STAGING, bytes: piece.len() as u32 }])?;
+            self.d.sys_read(SYS_STAGING, piece);
+        }
+        Ok(())
+    }
+
     /// Writes packets to the ring, rings the doorbell and waits for the fence.
     fn submit(&self, packets: &[Packet]) -> Result<(), RunError> {
         let t = self.d.t.as_ref();
@@ -258,34 +317,31 @@ impl AmdDevice {
         for p in packets {
             p.encode(&mut words);
         }
-        Packet::ReleaseMem { addr: VA_BASE + st.fence, value: seq }.encode(&mut words);
+        Packet::ReleaseMem { addr: SYS_VA + SYS_FENCE, value: seq }.encode(&mut words);
         let size = 1u64 << RING_LOG2;
-        let mut bytes = Vec::with_capacity(words.len() * 4);
         for (k, w) in words.iter().enumerate() {
             let at = (st.wptr + k as u64) % size;
-            if at == 0 && !bytes.is_empty() {
-                let start = (st.wptr + k as u64 - bytes.len() as u64 / 4) % size;
-                t.write_bytes(BAR_VRAM, st.ring + start * 4, &bytes).map_err(|m| self.lose(m))?;
-                bytes.clear();
-            }
-            bytes.extend_from_slice(&w.to_le_bytes());
+            self.d.sys_write(SYS_RING + at * 4, &w.to_le_bytes());
         }
-        let start = (st.wptr + words.len() as u64 - bytes.len() as u64 / 4) % size;
-        t.write_bytes(BAR_VRAM, st.ring + start * 4, &bytes).map_err(|m| self.lose(m))?;
         st.wptr += words.len() as u64;
+        // The doorbell: the only round trip of a submission.
         t.write64(BAR_DOORBELL, DOORBELL, st.wptr).map_err(|m| self.lose(m))?;
-        let fence = st.fence;
         drop(st);
         let start = Instant::now();
         let limit = self.timeout;
+        let mut checked = Instant::now();
         loop {
             let mut b = [0u8; 8];
-            t.read_bytes(BAR_VRAM, fence, &mut b).map_err(|m| self.lose(m))?;
+            self.d.sys_read(SYS_FENCE, &mut b);
             if u64::from_le_bytes(b) >= seq {
                 return Ok(());
             }
-            if let Some(f) = t.fault() {
-                return Err(self.lose(format!("the GPU faulted: {f}")));
+            // Asking the device about faults is a round trip: not on every poll.
+            if checked.elapsed() > Duration::from_millis(20) {
+                checked = Instant::now();
+                if let Some(f) = t.fault() {
+                    return Err(self.lose(format!("the GPU faulted: {f}")));
+                }
             }
             if start.elapsed() > limit {
                 return Err(self.lose(format!(
@@ -324,13 +380,13 @@ impl Device for AmdDevice {
         self.check_lost()?;
         let m = amd_mem(dst).ok_or_else(|| self.err("a buffer of another device"))?;
         let n = src.len().min(dst.bytes());
-        self.d.t.write_bytes(BAR_VRAM, m.pa, &src[..n]).map_err(|e| self.lose(e))
+        self.dma_to(m.va(), &src[..n])
     }
     fn read(&self, _q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError> {
         self.check_lost()?;
         let m = amd_mem(src).ok_or_else(|| self.err("a buffer of another device"))?;
         let n = dst.len().min(src.bytes());
-        self.d.t.read_bytes(BAR_VRAM, m.pa, &mut dst[..n]).map_err(|e| self.lose(e))
+        self.dma_from(m.va(), &mut dst[..n])
     }
     fn copy(&self, q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError> {
         if Arc::ptr_eq(&src.mem, &dst.mem) {
@@ -353,8 +409,8 @@ impl Device for AmdDevice {
             return Err(self.err(format!("an AMD GPU runs AMD code objects, not {}", code.kind())));
         };
         let obj = super::code_object::read(bytes).map_err(|m| self.err(format!("the code object: {m}")))?;
-        let mem = self.vram(obj.text.len() as u64, PTE_READABLE | PTE_EXECUTABLE)?;
-        self.d.t.write_bytes(BAR_VRAM, mem.pa, &obj.text).map_err(|e| self.lose(e))?;
+        let mem = self.vram(obj.text.len() as u64, PTE_READABLE | PTE_WRITEABLE | PTE_EXECUTABLE)?;
+        self.dma_to(mem.va(), &obj.text)?;
         let mut infos = Vec::new();
         let mut loaded = Vec::new();
         for k in kernels {
@@ -387,7 +443,7 @@ impl Device for AmdDevice {
             return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
         }
         let g = crate::sim::grid(&info.launch, dims);
-        let errors = VA_BASE + self.d.st.lock().map_err(|_| self.err("a lock was poisoned"))?.errors;
+        let errors = SYS_VA + SYS_ERRORS;
         let mut args = Vec::new();
         for b in bufs {
             let m = amd_mem(b).ok_or_else(|| self.err("a buffer of another device"))?;
@@ -399,10 +455,15 @@ impl Device for AmdDevice {
         }
         args.extend_from_slice(&errors.to_le_bytes());
         args.extend_from_slice(&i64::from(g.blocks).to_le_bytes());
-        // Scalar loads read whole blocks past the arguments: the segment is a page.
-        let kernarg = self.vram(PAGE, PTE_READABLE)?;
-        self.d.t.write_bytes(BAR_VRAM, kernarg.pa, &args).map_err(|e| self.lose(e))?;
-        self.d.t.write_bytes(BAR_VRAM, errors - VA_BASE, &[0; 32]).map_err(|e| self.lose(e))?;
+        if args.len() as u64 > PAGE {
+            return Err(self.err(format!("kernel {k} has {} bytes of arguments; at most {PAGE}", args.len())));
+        }
+        // The arguments and error slots are the driver's (one launch at a time). Scalar loads
+        // read whole blocks past the arguments: the segment is a page.
+        let _io = self.d.io.lock().map_err(|_| self.err("a lock was poisoned"))?;
+        let kernarg = SYS_VA + SYS_KERNARG;
+        self.d.sys_write(SYS_KERNARG, &args);
+        self.d.sys_write(SYS_ERRORS, &[0; 32]);
         let lds = l.lds.div_ceil(LDS_GRANULE);
         let rsrc2 = l.rsrc[1] | (lds & RSRC2_LDS_MASK) << RSRC2_LDS_SHIFT;
         let sh = |reg: u32, values: Vec<u32>| Packet::SetShReg { reg, values };
@@ -412,7 +473,7 @@ impl Device for AmdDevice {
             sh(COMPUTE_PGM_RSRC1, vec![l.rsrc[0], rsrc2]),
             sh(COMPUTE_PGM_RSRC3, vec![l.rsrc[2]]),
             sh(COMPUTE_TMPRING_SIZE, vec![0]),
-            sh(COMPUTE_USER_DATA_0, vec![kernarg.va() as u32, (kernarg.va() >> 32) as u32]),
+            sh(COMPUTE_USER_DATA_0, vec![kernarg as u32, (kernarg >> 32) as u32]),
             sh(COMPUTE_RESOURCE_LIMITS, vec![0]),
             sh(COMPUTE_START_X, vec![0, 0, 0]),
             sh(COMPUTE_NUM_THREAD_X, vec![g.threads, 1, 1]),
@@ -430,7 +491,7 @@ impl Device for AmdDevice {
             e => e,
         })?;
         let mut err = [0u8; 32];
-        self.d.t.read_bytes(BAR_VRAM, errors - VA_BASE, &mut err).map_err(|e| self.lose(e))?;
+        self.d.sys_read(SYS_ERRORS, &mut err);
         crate::sim::check_errors(&err, info, dims)
     }
     fn record(&self, _q: &Queue) -> Event {
@@ -472,6 +533,9 @@ mod tests {
         }
         fn round_trips(&self) -> u64 {
             self.0.round_trips()
+        }
+        fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
+            self.0.sysmem(bytes)
         }
     }
 

@@ -9,4 +9,6 @@ pub mod gmc;
 pub mod pm4;
 pub mod regs;
 pub mod simgpu;
+#[cfg(unix)]
+pub mod tinygpu;
 pub mod transport;

@@ -25,7 +25,16 @@ pub enum Packet {
         addr: u64,
         value: u64,
     },
+    /// Copy `bytes` from `src` to `dst` (virtual addresses) with the command processor's DMA.
+    DmaData {
+        src: u64,
+        dst: u64,
+        bytes: u32,
+    },
 }
+
+/// The most bytes one DMA_DATA packet copies (its byte count is 26 bits).
+pub const DMA_MAX: u32 = (1 << 26) - 1;
 
 pub fn header(op: u32, body: usize) -> u32 {
     3 << 30 | ((body as u32 - 1) & 0x3fff) << 16 | op << 8
@@ -49,6 +58,18 @@ impl Packet {
             }
             Packet::DispatchDirect { x, y, z, initiator } => {
                 out.extend([header(PKT3_DISPATCH_DIRECT, 4), *x, *y, *z, *initiator]);
+            }
+            Packet::DmaData { src, dst, bytes } => {
+                // control: CP_SYNC (bit 31), source and destination are addresses (sel 0).
+                out.extend([
+                    header(PKT3_DMA_DATA, 6),
+                    1 << 31,
+                    *src as u32,
+                    (src >> 32) as u32,
+                    *dst as u32,
+                    (dst >> 32) as u32,
+                    bytes & DMA_MAX,
+                ]);
             }
             Packet::ReleaseMem { addr, value } => {
                 // event (end-of-pipe timestamp), data_sel = 2 (64-bit value) in bits 29..32,
@@ -91,6 +112,12 @@ pub fn decode(words: &[u32]) -> Result<Vec<Packet>, String> {
             PKT3_DISPATCH_DIRECT if n == 4 => {
                 Packet::DispatchDirect { x: body[0], y: body[1], z: body[2], initiator: body[3] }
             }
+            PKT3_DMA_DATA if n == 6 => {
+                if body[0] & (3 << 29 | 3 << 20) != 0 {
+                    return Err(format!("dword {i}: DMA_DATA with a source or destination that is not an address"));
+                }
+                Packet::DmaData { src: w64(body[1], body[2]), dst: w64(body[3], body[4]), bytes: body[5] & DMA_MAX }
+            }
             PKT3_RELEASE_MEM if n == 7 => {
                 if body[1] >> 29 != 2 {
                     return Err(format!(
@@ -125,6 +152,7 @@ mod tests {
             Packet::SetShReg { reg: COMPUTE_PGM_LO, values: vec![0x1234, 0] },
             Packet::DispatchDirect { x: 7, y: 1, z: 1, initiator: 1 },
             Packet::ReleaseMem { addr: 0x1_2345_6780, value: 42 },
+            Packet::DmaData { src: 0x10_0000_0000, dst: 0x20_0000_1000, bytes: 1 << 20 },
             Packet::Nop(3),
         ];
         let mut w = Vec::new();

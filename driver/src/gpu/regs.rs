@@ -93,6 +93,7 @@ pub const PKT3_DISPATCH_DIRECT: u32 = 0x15;
 pub const PKT3_RELEASE_MEM: u32 = 0x49;
 pub const PKT3_ACQUIRE_MEM: u32 = 0x58;
 pub const PKT3_SET_SH_REG: u32 = 0x76;
+pub const PKT3_DMA_DATA: u32 = 0x50;
 pub const PKT3_SOURCE: &str = SOC15D;
 
 /// Page-table entry bits.

@@ -17,8 +17,17 @@ use std::sync::{Arc, Condvar, Mutex};
 /// VRAM of the simulated GPU (allocated lazily by the OS as it is touched).
 pub const VRAM_BYTES: usize = 1 << 30;
 
+/// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
+type Chunk = (u64, u64, Arc<dyn HostMem>, u64);
+
+/// System memory is handed out in pieces of this size, scattered on the bus.
+pub const SYSMEM_CHUNK: u64 = 64 << 10;
+
 struct Inner {
     vram: Mutex<Vec<u8>>,
+    sys: Mutex<Vec<Chunk>>,
+    /// The low halves of 64-bit doorbells written as two 32-bit writes.
+    db_lo: Mutex<HashMap<u64, u32>>,
     regs: Mutex<HashMap<u32, u32>>,
     fault: Mutex<Option<String>>,
     /// The last doorbell value (the queue's write pointer) and whether it is new.
@@ -40,6 +49,8 @@ impl SimGpu {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let inner = Arc::new(Inner {
             vram: Mutex::new(vec![0; VRAM_BYTES]),
+            sys: Mutex::new(Vec::new()),
+            db_lo: Mutex::new(HashMap::new()),
             regs: Mutex::new(HashMap::new()),
             fault: Mutex::new(None),
             doorbell: Mutex::new(None),
@@ -51,6 +62,25 @@ impl SimGpu {
         let i = inner.clone();
         let cp = std::thread::Builder::new().name("tk-sim-cp".into()).spawn(move || command_processor(&i)).ok();
         SimGpu { inner, cp }
+    }
+}
+
+impl SimGpu {
+    /// Makes `mem` reachable by DMA, in pieces at scattered bus addresses (as an IOMMU hands
+    /// them out), and returns the segment list.
+    pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Vec<(u64, u64)> {
+        let Ok(mut sys) = self.inner.sys.lock() else { return Vec::new() };
+        let n = (mem.len() as u64).div_ceil(SYSMEM_CHUNK);
+        let base = 0x80_0000_0000 + sys.len() as u64 * 4 * SYSMEM_CHUNK + 2 * n * SYSMEM_CHUNK;
+        let mut segs = Vec::new();
+        for k in 0..n {
+            // Backwards, with a gap after each piece.
+            let bus = base - 2 * k * SYSMEM_CHUNK;
+            let len = SYSMEM_CHUNK.min(mem.len() as u64 - k * SYSMEM_CHUNK);
+            sys.push((bus, len, mem.clone(), k * SYSMEM_CHUNK));
+            segs.push((bus, len));
+        }
+        segs
     }
 }
 
@@ -104,6 +134,17 @@ impl Transport for SimGpu {
     }
     fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
         match bar {
+            BAR_DOORBELL => {
+                // A 64-bit doorbell as two writes: the high half rings it.
+                let mut lo = self.inner.db_lo.lock().map_err(|_| "poisoned")?;
+                if off.is_multiple_of(8) {
+                    lo.insert(off, v);
+                    return Ok(());
+                }
+                let l = lo.remove(&(off - 4)).unwrap_or(0);
+                drop(lo);
+                self.write64(bar, off - 4, u64::from(l) | u64::from(v) << 32)
+            }
             BAR_MMIO => {
                 self.inner.trips.fetch_add(1, Ordering::Relaxed);
                 let known = MMIO.iter().find(|r| u64::from(mmio_byte(**r)) == off);
@@ -160,11 +201,17 @@ impl Transport for SimGpu {
     fn round_trips(&self) -> u64 {
         self.inner.trips.load(Ordering::Relaxed)
     }
+    fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
+        let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
+        let segments = self.attach_sysmem(mem.clone());
+        Ok(SysMem { mem, segments })
+    }
 }
 
 /// VRAM seen through the page tables of VMID 0, with a translation cache.
 struct Vm<'a> {
     vram: &'a mut [u8],
+    sys: &'a [Chunk],
     root: u64,
     tlb: HashMap<u64, (u64, u64)>,
 }
@@ -184,7 +231,7 @@ impl Phys for Raw<'_> {
 }
 
 impl Vm<'_> {
-    fn page(&mut self, va: u64, write: bool) -> Result<u64, String> {
+    fn page(&mut self, va: u64, write: bool) -> Result<(u64, bool), String> {
         let key = va / PAGE;
         let (pa, flags) = match self.tlb.get(&key) {
             Some(e) => *e,
@@ -194,24 +241,40 @@ impl Vm<'_> {
                 e
             }
         };
-        if flags & PTE_SYSTEM != 0 {
-            return Err(format!("virtual address {va:#x} maps system memory, which the simulated GPU does not have"));
-        }
         let need = if write { PTE_WRITEABLE } else { PTE_READABLE };
         if flags & need == 0 {
             return Err(format!("virtual address {va:#x} is not {}", if write { "writeable" } else { "readable" }));
         }
-        Ok(pa + va % PAGE)
+        Ok((pa + va % PAGE, flags & PTE_SYSTEM != 0))
     }
 
     fn access(&mut self, va: u64, len: usize, write: bool, mut f: impl FnMut(&mut [u8], usize)) -> Result<(), String> {
         let mut done = 0;
         while done < len {
             let a = va + done as u64;
-            let pa = self.page(a, write)?;
+            let (pa, system) = self.page(a, write)?;
             let n = ((PAGE - a % PAGE) as usize).min(len - done);
-            let r = vram_range(self.vram.len(), pa, n)?;
-            f(&mut self.vram[r], done);
+            if system {
+                let (bus, _, mem, off) =
+                    self.sys.iter().find(|(b, l, _, _)| pa >= *b && pa + n as u64 <= b + l).ok_or_else(|| {
+                        format!("virtual address {a:#x} maps bus address {pa:#x}, which is no system memory")
+                    })?;
+                let o = (off + pa - bus) as usize;
+                let mut res = Err("the system memory is gone".to_string());
+                mem.with(&mut |m: &mut [u8]| {
+                    res = match m.get_mut(o..o + n) {
+                        Some(s) => {
+                            f(s, done);
+                            Ok(())
+                        }
+                        None => Err(format!("bus address {pa:#x} is past its memory")),
+                    };
+                });
+                res?;
+            } else {
+                let r = vram_range(self.vram.len(), pa, n)?;
+                f(&mut self.vram[r], done);
+            }
             done += n;
         }
         Ok(())
@@ -283,7 +346,8 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
         ));
     }
     let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
-    let mut vm = Vm { vram: &mut vram, root, tlb: HashMap::new() };
+    let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
+    let mut vm = Vm { vram: &mut vram, sys: &sys, root, tlb: HashMap::new() };
     let mut words = Vec::with_capacity((wptr - *rptr) as usize);
     for k in *rptr..wptr {
         let mut b = [0u8; 4];
@@ -307,6 +371,11 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
             Packet::DispatchDirect { x, y, z, initiator } => {
                 dispatch(&mut vm, sh, [x, y, z], initiator, i.seed.wrapping_add(*n))?;
                 *n += 1;
+            }
+            Packet::DmaData { src, dst, bytes } => {
+                let mut buf = vec![0u8; bytes as usize];
+                tk_sim::rdna3::Memory::read(&mut vm, src, &mut buf).map_err(|e| format!("DMA_DATA: {e}"))?;
+                tk_sim::rdna3::Memory::write(&mut vm, dst, &buf).map_err(|e| format!("DMA_DATA: {e}"))?;
             }
             Packet::ReleaseMem { addr, value } => {
                 tk_sim::rdna3::Memory::write(&mut vm, addr, &value.to_le_bytes())

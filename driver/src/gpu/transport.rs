@@ -8,6 +8,48 @@ pub const BAR_DOORBELL: u8 = 2;
 /// The register BAR.
 pub const BAR_MMIO: u8 = 5;
 
+/// Host memory the GPU can reach by DMA, shared between the driver and the device.
+pub trait HostMem: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Runs `f` on the memory (the lock keeps the two sides' accesses whole).
+    fn with(&self, f: &mut dyn FnMut(&mut [u8]));
+}
+
+impl HostMem for std::sync::Mutex<Vec<u8>> {
+    fn len(&self) -> usize {
+        self.lock().map(|v| v.len()).unwrap_or(0)
+    }
+    fn with(&self, f: &mut dyn FnMut(&mut [u8])) {
+        if let Ok(mut v) = self.lock() {
+            f(&mut v);
+        }
+    }
+}
+
+/// DMA-able system memory: the host's view and the bus addresses of its pieces, in order
+/// (`(bus address, bytes)`; pieces are not contiguous on the bus).
+pub struct SysMem {
+    pub mem: std::sync::Arc<dyn HostMem>,
+    pub segments: Vec<(u64, u64)>,
+}
+
+impl SysMem {
+    /// The bus address of byte `off`.
+    pub fn bus(&self, off: u64) -> Option<u64> {
+        let mut at = 0;
+        for &(b, n) in &self.segments {
+            if off < at + n {
+                return Some(b + off - at);
+            }
+            at += n;
+        }
+        None
+    }
+}
+
 /// One PCIe function, as the driver sees it. Errors are descriptions of what failed.
 pub trait Transport: Send + Sync {
     /// What the transport talks to, for messages (`sim`, a socket path, a PCI address).
@@ -25,4 +67,6 @@ pub trait Transport: Send + Sync {
     }
     /// Requests (round trips) made so far.
     fn round_trips(&self) -> u64;
+    /// Allocates `bytes` of system memory the GPU reaches by DMA.
+    fn sysmem(&self, bytes: usize) -> Result<SysMem, String>;
 }
