@@ -393,3 +393,18 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
     let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
     every_example_matches_the_interpreter(&format!("amd:tinygpu={}", server.path.display()), &[5], 40);
 }
+
+#[cfg(unix)]
+#[test]
+fn tk_devices_lists_a_gpu_behind_a_tinygpu_server() {
+    let path = std::env::temp_dir().join(format!("tk-amd-{}-devices.sock", std::process::id()));
+    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let o = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .arg("devices")
+        .env("TK_TINYGPU_SOCKET", &server.path)
+        .output()
+        .expect("tk runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("amd:tinygpu={}", server.path.display())) && out.contains("PCI 1002:744c"), "{out}");
+    assert!(out.contains("amd:sim"), "{out}");
+}

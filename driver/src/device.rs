@@ -195,6 +195,7 @@ pub fn list() -> Vec<(String, String)> {
         (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
         ("amd:sim".into(), "gfx1100 (simulated PCIe GPU: page tables, PM4 queue, RDNA3 emulator)".into()),
     ];
+    v.extend(amd_gpus());
     if !crate::cuda::driver_present() {
         v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
         return v;
@@ -206,6 +207,37 @@ pub fn list() -> Vec<(String, String)> {
     }
     if n == 0 {
         v.push(("cuda:-".into(), "none: the NVIDIA driver reports no usable GPU".into()));
+    }
+    v
+}
+
+/// The AMD GPUs this machine can see: a TinyGPU server named by `TK_TINYGPU_SOCKET`, and on Linux
+/// the AMD display controllers on the PCI bus (which tk cannot bring up yet).
+fn amd_gpus() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    #[cfg(unix)]
+    if let Ok(p) = std::env::var("TK_TINYGPU_SOCKET") {
+        let name = format!("amd:tinygpu={p}");
+        let what = crate::gpu::tinygpu::TinyGpu::connect(std::path::Path::new(&p))
+            .and_then(|t| t.probe())
+            .map(|(vendor, id)| format!("PCI {vendor:04x}:{id:04x} through the TinyGPU server"))
+            .unwrap_or_else(|e| format!("unreachable: {e}"));
+        v.push((name, what));
+    }
+    if let Ok(dir) = std::fs::read_dir("/sys/bus/pci/devices") {
+        for e in dir.flatten() {
+            let read =
+                |f: &str| std::fs::read_to_string(e.path().join(f)).map(|s| s.trim().to_string()).unwrap_or_default();
+            if read("vendor") == "0x1002" && read("class").starts_with("0x03") {
+                v.push((
+                    format!("amd:pci={}", e.file_name().to_string_lossy()),
+                    format!(
+                        "PCI 1002:{}: not supported yet (a cold GPU needs the bring-up of docs/driver.md)",
+                        read("device").trim_start_matches("0x")
+                    ),
+                ));
+            }
+        }
     }
     v
 }
@@ -245,10 +277,17 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             }
             Ok(Arc::new(crate::gpu::device::AmdDevice::open(n, Box::new(t), tk_ir::launch::AmdTarget::ALL[0])?))
         }
+        n if n.starts_with("amd:pci=") => Err(RunError::Device {
+            device: n.to_string(),
+            message:
+                "not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and the compute queue \
+                      setup are planned in docs/driver.md); a GPU behind TinyGPU.app is `amd:tinygpu=SOCKET`"
+                    .into(),
+        }),
         n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
-            message: "tk cannot reach AMD GPUs yet (the PCIe transports are not built); `amd:sim` is the simulated \
-                      GPU and `tk devices` lists the devices"
+            message: "unknown AMD device; AMD devices are `amd:sim` (the simulated GPU), `amd:tinygpu=SOCKET` (a GPU \
+                      behind a TinyGPU.app server) and `amd:pci=ADDRESS`; `tk devices` lists this machine's"
                 .into(),
         }),
         _ => Err(bad(

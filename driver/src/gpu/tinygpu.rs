@@ -61,17 +61,42 @@ pub struct TinyGpu {
     sock: Mutex<UnixStream>,
     dev: u32,
     trips: AtomicU64,
+    /// The lock that makes this process the GPU's only user (released when dropped).
+    _lock: std::fs::File,
+}
+
+/// Takes the lock of the GPU behind `path`: one process at a time drives a GPU.
+fn lock(path: &Path) -> Result<std::fs::File, String> {
+    let name: String =
+        path.display().to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let lock = std::env::temp_dir().join(format!("tk-gpu-{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| format!("{}: {e}", lock.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the GPU behind {} is busy: another process is using it (lock file {})",
+            path.display(),
+            lock.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", lock.display())),
+    }
 }
 
 impl TinyGpu {
     /// Connects to the server at `path` and checks that it answers.
     pub fn connect(path: &Path) -> Result<TinyGpu, String> {
+        let l = lock(path)?;
         let s = UnixStream::connect(path).map_err(|e| {
             format!("cannot connect to the TinyGPU server at {}: {e} (is TinyGPU.app running?)", path.display())
         })?;
         s.set_read_timeout(Some(ANSWER)).map_err(|e| e.to_string())?;
         s.set_write_timeout(Some(ANSWER)).map_err(|e| e.to_string())?;
-        let t = TinyGpu { path: path.to_path_buf(), sock: Mutex::new(s), dev: 0, trips: AtomicU64::new(0) };
+        let t = TinyGpu { path: path.to_path_buf(), sock: Mutex::new(s), dev: 0, trips: AtomicU64::new(0), _lock: l };
         t.call(PING, 0, [0; 3])?;
         Ok(t)
     }
@@ -393,6 +418,16 @@ mod tests {
         assert!(m.contains("closed the connection") || m.contains("broke"), "{m}");
         // The device is lost from now on.
         assert!(dev.alloc(16).is_err());
+    }
+
+    #[test]
+    fn a_gpu_has_one_user_at_a_time() {
+        let s = FakeServer::start(&sock("busy")).expect("server");
+        let first = TinyGpu::connect(&s.path).expect("connects");
+        let e = TinyGpu::connect(&s.path).err().expect("busy");
+        assert!(e.contains("busy"), "{e}");
+        drop(first);
+        TinyGpu::connect(&s.path).expect("free again");
     }
 
     #[test]
