@@ -551,57 +551,28 @@ fn vopc(o: u32) -> Option<Op> {
         }
         125..=127 => {
             let (t, tn) = [(F16, "f16"), (F32, "f32"), (F64, "f64")][(o - 125) as usize];
-            let name = NAMES.class(x, tn);
+            let name = cmp_name(x, "class", tn);
             let sem = if x { Sem::VCmpxClass } else { Sem::VCmpClass };
             return Some(op(name, sem, B32, [t, B32, B32], 2));
         }
         _ => return None,
     };
-    let name = NAMES.cmp(x, cn, tn);
+    let name = cmp_name(x, cn, tn);
     let signed = tn.starts_with('i');
     let sem = if x { Sem::VCmpx(c, signed) } else { Sem::VCmp(c, signed) };
     Some(op(name, sem, B32, [t, t, B32], 2))
 }
 
-/// Interned compare names (the table builds them once).
-struct Names;
-static NAMES: Names = Names;
-static CMP_NAMES: std::sync::OnceLock<std::collections::HashMap<String, &'static str>> = std::sync::OnceLock::new();
-
-impl Names {
-    fn intern(&self, s: String) -> &'static str {
-        let m = CMP_NAMES.get_or_init(|| {
-            let mut m = std::collections::HashMap::new();
-            for x in ["v_cmp", "v_cmpx"] {
-                for c in
-                    ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "t"]
-                {
-                    for t in ["f16", "f32", "f64"] {
-                        let n = format!("{x}_{c}_{t}");
-                        m.insert(n.clone(), &*Box::leak(n.into_boxed_str()));
-                    }
-                }
-                for c in ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"] {
-                    for t in ["i16", "u16", "i32", "u32", "i64", "u64"] {
-                        let n = format!("{x}_{c}_{t}");
-                        m.insert(n.clone(), &*Box::leak(n.into_boxed_str()));
-                    }
-                }
-                for t in ["f16", "f32", "f64"] {
-                    let n = format!("{x}_class_{t}");
-                    m.insert(n.clone(), &*Box::leak(n.into_boxed_str()));
-                }
-            }
-            m
-        });
-        m.get(&s).copied().unwrap_or("v_cmp_?")
-    }
-    fn cmp(&self, x: bool, c: &str, t: &str) -> &'static str {
-        self.intern(format!("{}_{c}_{t}", if x { "v_cmpx" } else { "v_cmp" }))
-    }
-    fn class(&self, x: bool, t: &str) -> &'static str {
-        self.intern(format!("{}_class_{t}", if x { "v_cmpx" } else { "v_cmp" }))
-    }
+/// The name of a compare: `v_cmp[x]_{cond}_{type}`. Names are `&'static str` like the rest of
+/// the table, so each is built once.
+fn cmp_name(x: bool, cond: &str, ty: &str) -> &'static str {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, &'static str>>> =
+        std::sync::OnceLock::new();
+    let name = format!("{}_{cond}_{ty}", if x { "v_cmpx" } else { "v_cmp" });
+    let names = NAMES.get_or_init(Default::default);
+    let Ok(mut m) = names.lock() else { return "v_cmp" };
+    // At most 2 x (16 x 3 + 8 x 6 + 3) names ever exist.
+    m.entry(name.clone()).or_insert_with(|| Box::leak(name.into_boxed_str()))
 }
 
 /// VOP3-only opcodes (VOP3 opcodes below 256 are VOPC, 256-383 VOP2, 384-511 VOP1).
