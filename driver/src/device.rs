@@ -277,6 +277,19 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             }
             Ok(Arc::new(crate::gpu::device::AmdDevice::open(n, Box::new(t), tk_ir::launch::AmdTarget::ALL[0])?))
         }
+        "amd:iokit" => {
+            #[cfg(target_os = "macos")]
+            {
+                let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
+                let t = crate::gpu::iokit::IoKit::open().map_err(dev)?;
+                Ok(Arc::new(crate::gpu::device::AmdDevice::open(name, Box::new(t), tk_ir::launch::AmdTarget::ALL[0])?))
+            }
+            #[cfg(not(target_os = "macos"))]
+            Err(RunError::Device {
+                device: name.to_string(),
+                message: "the IOKit transport (the TinyGPU DriverKit extension) exists on macOS only".into(),
+            })
+        }
         n if n.starts_with("amd:pci=") => Err(RunError::Device {
             device: n.to_string(),
             message:

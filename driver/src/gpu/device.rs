@@ -573,6 +573,13 @@ mod tests {
         assert!(free(&dev) + 4 * PAGE >= before, "{} vs {before}", free(&dev));
     }
 
+    #[cfg(not(target_os = "macos"))]
+    #[test]
+    fn the_iokit_transport_is_macos_only() {
+        let e = crate::device::open("amd:iokit").err().expect("not here");
+        assert!(e.to_string().contains("macOS only"), "{e}");
+    }
+
     #[test]
     fn the_heap_reuses_and_merges_freed_ranges() {
         let mut h = Heap { free: BTreeMap::new() };

@@ -6,6 +6,8 @@
 pub mod code_object;
 pub mod device;
 pub mod gmc;
+#[cfg(target_os = "macos")]
+pub mod iokit;
 pub mod pm4;
 pub mod regs;
 pub mod simgpu;
