@@ -367,9 +367,26 @@ fn softmax_through_the_driver_agrees_with_the_cpu() {
     if !can_build("softmax_through_the_driver_agrees_with_the_cpu") {
         return;
     }
+    softmax_agrees_with_the_cpu(DRIVER);
+}
+
+/// The command over the TinyGPU socket protocol: `tk run` talks to a fake server that
+/// runs in this test process.
+#[cfg(unix)]
+#[test]
+fn softmax_over_the_tinygpu_server_transport_agrees_with_the_cpu() {
+    if !can_build("softmax_over_the_tinygpu_server_transport_agrees_with_the_cpu") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("tk-amd-{}-run.sock", std::process::id()));
+    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    softmax_agrees_with_the_cpu(&format!("amd:tinygpu={}", server.path.display()));
+}
+
+fn softmax_agrees_with_the_cpu(device: &str) {
     let mut outs = Vec::new();
-    for dev in ["cpu", DRIVER] {
-        let dir = tmp_dir(&format!("softmax-{}", dev.replace(':', "_")));
+    for dev in ["cpu", device] {
+        let dir = tmp_dir(&format!("softmax-{}", dev.replace([':', '/', '='], "_")));
         let d = dir.display().to_string();
         let o = tk(&["run", "examples/softmax.tk", "--device", dev, "--arg", "x=rand:64x100", "--out", &d]);
         assert_eq!(o.status.code(), Some(0), "{dev}: {}", err(&o));
@@ -379,7 +396,7 @@ fn softmax_through_the_driver_agrees_with_the_cpu() {
     assert_eq!(outs[0].len(), 6400);
     for i in 0..outs[0].len() {
         let (x, y) = (outs[0].get_f64(i), outs[1].get_f64(i));
-        assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-6), "element {i}: cpu {x}, amd:sim {y}");
+        assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-6), "element {i}: cpu {x}, {device} {y}");
     }
 }
 
