@@ -242,6 +242,28 @@ fn amd_gpus() -> Vec<(String, String)> {
     v
 }
 
+/// Why `amd:pci=ADDRESS` cannot be opened: the firmware it would need (when missing), then the
+/// bring-up tk does not have yet.
+fn open_pci(name: &str) -> String {
+    let addr = &name["amd:pci=".len()..];
+    let sys = std::path::Path::new("/sys/bus/pci/devices").join(addr);
+    let id = std::fs::read_to_string(sys.join("device"))
+        .ok()
+        .and_then(|s| u16::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok());
+    let Some(id) = id else {
+        return format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)");
+    };
+    let fw = crate::gpu::firmware::dir();
+    let firmware = match crate::gpu::firmware::locate(&fw, id) {
+        Ok(_) => format!("its firmware is in {}", fw.display()),
+        Err(e) => e,
+    };
+    format!(
+        "not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and the compute queue setup are \
+         planned in docs/driver.md; {firmware}); a GPU behind TinyGPU.app is `amd:tinygpu=SOCKET`"
+    )
+}
+
 /// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
 /// that exists by name but cannot be used here (no driver, no such GPU) is a
 /// [`RunError::Device`].
@@ -290,13 +312,7 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
                 message: "the IOKit transport (the TinyGPU DriverKit extension) exists on macOS only".into(),
             })
         }
-        n if n.starts_with("amd:pci=") => Err(RunError::Device {
-            device: n.to_string(),
-            message:
-                "not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and the compute queue \
-                      setup are planned in docs/driver.md); a GPU behind TinyGPU.app is `amd:tinygpu=SOCKET`"
-                    .into(),
-        }),
+        n if n.starts_with("amd:pci=") => Err(RunError::Device { device: n.to_string(), message: open_pci(n) }),
         n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
             message: "unknown AMD device; AMD devices are `amd:sim` (the simulated GPU), `amd:tinygpu=SOCKET` (a GPU \

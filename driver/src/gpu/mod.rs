@@ -5,6 +5,7 @@
 
 pub mod code_object;
 pub mod device;
+pub mod firmware;
 pub mod gmc;
 #[cfg(target_os = "macos")]
 pub mod iokit;
