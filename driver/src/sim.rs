@@ -139,6 +139,29 @@ pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::Grid {
 }
 
 impl SimDevice {
+    /// Checks a launch's buffers (the kernel's count, distinct, this device's) and locks them.
+    fn lock_buffers<'b>(
+        &self,
+        k: usize,
+        kernel: &Kernel,
+        bufs: &'b [Buffer],
+    ) -> Result<Vec<std::sync::MutexGuard<'b, Vec<u8>>>, RunError> {
+        if bufs.len() != kernel.bufs.len() {
+            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        let mut guards = Vec::with_capacity(bufs.len());
+        for (i, a) in bufs.iter().enumerate() {
+            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
+                return Err(
+                    self.err(format!("kernel {k} got the same buffer twice (the simulated GPU needs distinct ones)"))
+                );
+            }
+            let m = mem(a).ok_or_else(|| self.err("a buffer of another device"))?;
+            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
+        }
+        Ok(guards)
+    }
+
     fn launch_amd(
         &self,
         exe: &AmdExecutable,
@@ -149,24 +172,7 @@ impl SimDevice {
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(self.err(format!("no device kernel {k}")));
         };
-        if bufs.len() != kernel.bufs.len() {
-            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
-        }
-        for (i, a) in bufs.iter().enumerate() {
-            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
-                return Err(
-                    self.err(format!("kernel {k} got the same buffer twice (the emulator needs distinct ones)"))
-                );
-            }
-        }
-        let mems: Vec<&SimMem> = bufs
-            .iter()
-            .map(|b| mem(b).ok_or_else(|| self.err("a buffer of another device")))
-            .collect::<Result<_, _>>()?;
-        let mut guards = Vec::with_capacity(mems.len());
-        for m in &mems {
-            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
-        }
+        let mut guards = self.lock_buffers(k, kernel, bufs)?;
         // The kernel arguments of tk's ABI: buffer addresses, sizes, the error slots, the grid.
         let g = grid(&info.launch, dims);
         let mut kernarg = Vec::new();
@@ -321,24 +327,7 @@ impl Device for SimDevice {
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(self.err(format!("no device kernel {k}")));
         };
-        if bufs.len() != kernel.bufs.len() {
-            return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
-        }
-        for (i, a) in bufs.iter().enumerate() {
-            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
-                return Err(
-                    self.err(format!("kernel {k} got the same buffer twice (the simulator needs distinct ones)"))
-                );
-            }
-        }
-        let mems: Vec<&SimMem> = bufs
-            .iter()
-            .map(|b| mem(b).ok_or_else(|| self.err("a buffer of another device")))
-            .collect::<Result<_, _>>()?;
-        let mut guards = Vec::with_capacity(mems.len());
-        for m in &mems {
-            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
-        }
+        let mut guards = self.lock_buffers(k, kernel, bufs)?;
         let mut err = vec![0u8; 32];
         let mut args: Vec<tk_sim::Arg<'_>> = guards.iter_mut().map(|g| tk_sim::Arg::Buffer(g.as_mut_slice())).collect();
         for s in &info.symbols {

@@ -923,17 +923,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                 Self::wv(w, i.dst, lane, T::B32, v)
             }
             _ => {
-                let carry_out = matches!(
-                    i.op.sem,
-                    Sem::VAddCo
-                        | Sem::VSubCo
-                        | Sem::VSubrevCo
-                        | Sem::VAddCoCi
-                        | Sem::VSubCoCi
-                        | Sem::VSubrevCoCi
-                        | Sem::VDivScale
-                        | Sem::VMadU64U32
-                );
+                let carry_out = i.op.sem.writes_sdst();
                 let mut m = 0u32;
                 for lane in 0..LANES {
                     if exec >> lane & 1 == 0 {

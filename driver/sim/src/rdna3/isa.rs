@@ -249,6 +249,23 @@ pub enum Sem {
     DsStore,
 }
 
+impl Sem {
+    /// Whether the instruction writes a lane mask to a scalar destination (the VOP3SD forms).
+    pub fn writes_sdst(self) -> bool {
+        matches!(
+            self,
+            Sem::VAddCo
+                | Sem::VSubCo
+                | Sem::VSubrevCo
+                | Sem::VAddCoCi
+                | Sem::VSubCoCi
+                | Sem::VSubrevCoCi
+                | Sem::VDivScale
+                | Sem::VMadU64U32
+        )
+    }
+}
+
 /// How a narrow load fills its register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ext {
@@ -866,17 +883,7 @@ pub fn decode(code: &[u32], i: usize) -> Result<Inst, DecodeError> {
         inst.e64 = e64;
         let w1 = word(1)?;
         inst.len = 2;
-        let sd = matches!(
-            inst.op.sem,
-            Sem::VAddCo
-                | Sem::VSubCo
-                | Sem::VSubrevCo
-                | Sem::VAddCoCi
-                | Sem::VSubCoCi
-                | Sem::VSubrevCoCi
-                | Sem::VDivScale
-                | Sem::VMadU64U32
-        );
+        let sd = inst.op.sem.writes_sdst();
         let vd = bits(w, 0, 8) as u16;
         match inst.op.sem {
             Sem::VCmp(..)
