@@ -141,6 +141,8 @@ pub struct Exec<'p, 'm> {
     pub prog: &'p [Inst],
     pub index: &'p [u32],
     pub uses: &'p [Vec<(u16, u16)>],
+    /// Where decoding stopped on an unknown word, and why.
+    pub undecoded: Option<&'p (u32, String)>,
     pub mem: &'m mut dyn Memory,
     pub budget: &'m mut u64,
 }
@@ -567,12 +569,20 @@ impl<'p, 'm> Exec<'p, 'm> {
         }
     }
 
+    /// `why`, with the word decoding stopped at when `target` lies at or beyond it.
+    fn past_the_code(&self, why: &str, target: u32) -> String {
+        match self.undecoded {
+            Some((pc, e)) if target >= *pc => format!("{why}: decoding stopped {e}"),
+            _ => why.to_string(),
+        }
+    }
+
     /// Runs `w` until it ends, reaches a barrier, or faults. Errors carry the instruction.
     pub fn run(&mut self, w: &mut Wave, g: &mut Group) -> Result<(), (usize, String)> {
         loop {
             let idx = w.pc;
             let Some(inst) = self.prog.get(idx) else {
-                return Err((idx.saturating_sub(1), "runs past the end of the code".into()));
+                return Err((idx.saturating_sub(1), self.past_the_code("runs past the end of the code", u32::MAX)));
             };
             if *self.budget == 0 {
                 return Err((
@@ -596,7 +606,8 @@ impl<'p, 'm> Exec<'p, 'm> {
         let target = i64::from(inst.pc) + 4 + i64::from(inst.imm) * 4;
         let t = usize::try_from(target / 4).ok().and_then(|t| self.index.get(t)).copied().unwrap_or(NONE);
         if t == NONE {
-            return Err(format!("branches to {target:#x}, which is not an instruction"));
+            let why = format!("branches to {target:#x}, which is not an instruction");
+            return Err(self.past_the_code(&why, u32::try_from(target).unwrap_or(0)));
         }
         w.pc = t as usize;
         Ok(())
@@ -818,6 +829,21 @@ impl<'p, 'm> Exec<'p, 'm> {
                 Some(u64::from(old))
             }
             Sem::SMovk => Some(u64::from(i.imm as u32)),
+            Sem::SMulk => {
+                let cur = w.s[i.dst as usize & 127] as i32;
+                Some(u64::from(cur.wrapping_mul(i.imm) as u32))
+            }
+            Sem::SCmovk => w.scc.then_some(u64::from(i.imm as u32)),
+            Sem::SCmpk(c, signed) => {
+                let cur = w.s[i.dst as usize & 127];
+                let (x, y) = if signed {
+                    (i128::from(cur as i32), i128::from(i.imm))
+                } else {
+                    (i128::from(cur), i128::from(i.imm as u16))
+                };
+                scc = icmp(c, x, y);
+                None
+            }
             Sem::SAddk => {
                 let cur = w.s[i.dst as usize & 127] as i32;
                 let (r, o) = cur.overflowing_add(i.imm);
@@ -1170,6 +1196,10 @@ impl<'p, 'm> Exec<'p, 'm> {
                 u64::from(s24(a32).wrapping_mul(s24(b32)) as u32)
             }
             VMulHiU32U24 => (u64::from(a32 & 0xff_ffff) * u64::from(b32 & 0xff_ffff)) >> 32,
+            VMulHiI32I24 => {
+                let s24 = |x: u32| i64::from(((x << 8) as i32) >> 8);
+                u64::from(((s24(a32) * s24(b32)) >> 32) as u32)
+            }
             VMadI64I32 => {
                 let p = i128::from(a32 as i32) * i128::from(b32 as i32) + i128::from(c as i64);
                 return Ok((p as u64, p > i128::from(i64::MAX) || p < i128::from(i64::MIN)));

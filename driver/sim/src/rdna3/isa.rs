@@ -108,6 +108,10 @@ pub enum Sem {
     SAndNot1Saveexec,
     SMovk,
     SAddk,
+    SMulk,
+    SCmovk,
+    /// `s_cmpk_*`: SCC = the register compared with the immediate (sign- or zero-extended).
+    SCmpk(Cond, bool),
     SCmp(Cond, bool),
     // Program control.
     SNop,
@@ -211,6 +215,7 @@ pub enum Sem {
     VAshrrevI16,
     VMadU32U24,
     VMulI32I24,
+    VMulHiI32I24,
     VMulHiU32U24,
     VMadI64I32,
     VCvtF16U16,
@@ -379,9 +384,30 @@ fn sop1(o: u32) -> Option<Op> {
 }
 
 fn sopk(o: u32) -> Option<Op> {
+    use Cond::*;
+    const CMPK: [(&str, Cond, bool); 12] = [
+        ("s_cmpk_eq_i32", Eq, true),
+        ("s_cmpk_lg_i32", Lg, true),
+        ("s_cmpk_gt_i32", Gt, true),
+        ("s_cmpk_ge_i32", Ge, true),
+        ("s_cmpk_lt_i32", Lt, true),
+        ("s_cmpk_le_i32", Le, true),
+        ("s_cmpk_eq_u32", Eq, false),
+        ("s_cmpk_lg_u32", Lg, false),
+        ("s_cmpk_gt_u32", Gt, false),
+        ("s_cmpk_ge_u32", Ge, false),
+        ("s_cmpk_lt_u32", Lt, false),
+        ("s_cmpk_le_u32", Le, false),
+    ];
     Some(match o {
         0 => op("s_movk_i32", Sem::SMovk, B32, I1, 0),
+        2 => op("s_cmovk_i32", Sem::SCmovk, B32, I1, 0),
+        3..=14 => {
+            let (name, c, signed) = CMPK[o as usize - 3];
+            op(name, Sem::SCmpk(c, signed), B32, I1, 0)
+        }
         15 => op("s_addk_i32", Sem::SAddk, B32, I1, 0),
+        16 => op("s_mulk_i32", Sem::SMulk, B32, I1, 0),
         _ => return None,
     })
 }
@@ -492,6 +518,7 @@ fn vop2(o: u32) -> Option<Op> {
         5 => op("v_subrev_f32", Sem::VSubrevF, F32, F1, 2),
         8 => op("v_mul_f32", Sem::VMulF, F32, F1, 2),
         9 => op("v_mul_i32_i24", Sem::VMulI32I24, B32, I1, 2),
+        10 => op("v_mul_hi_i32_i24", Sem::VMulHiI32I24, B32, I1, 2),
         11 => op("v_mul_u32_u24", Sem::VMulU32U24, B32, I1, 2),
         12 => op("v_mul_hi_u32_u24", Sem::VMulHiU32U24, B32, I1, 2),
         15 => op("v_min_f32", Sem::VMinF, F32, F1, 2),
@@ -1333,6 +1360,10 @@ mod tests {
         assert_eq!(text(&[0x8B0EC80E]), "s_and_b32 s14, s14, -8");
         // SOPK s_movk_i32 s23, 0xff6a.
         assert_eq!(text(&[0xB017FF6A]), "s_movk_i32 s23, 0xff6a");
+        // The other SOPK forms, as llvm-mc prints them: op [27:23].
+        assert_eq!(text(&[0xB80A3000]), "s_mulk_i32 s10, 0x3000");
+        assert_eq!(text(&[0xB6840000]), "s_cmpk_lt_u32 s4, 0x0");
+        assert_eq!(text(&[0xB1050009]), "s_cmovk_i32 s5, 0x9");
         // SOPP: waitcnt fields vmcnt [15:10], lgkmcnt [9:4], expcnt [2:0].
         assert_eq!(text(&[0xBF89FC07]), "s_waitcnt lgkmcnt(0)");
         assert_eq!(text(&[0xBF8704A1]), "s_delay_alu instid0(VALU_DEP_1) | instskip(SKIP_1) | instid1(SALU_CYCLE_1)");
@@ -1346,6 +1377,7 @@ mod tests {
     fn vector_formats() {
         // VOP2 v_or_b32 v16, s2, v0.
         assert_eq!(text(&[0x38200002]), "v_or_b32_e32 v16, s2, v0");
+        assert_eq!(text(&[0x140A0685]), "v_mul_hi_i32_i24_e32 v5, 5, v3");
         // VOP1 with a literal.
         assert_eq!(text(&[0x7E0E02FF, 0xFF800000]), "v_mov_b32_e32 v7, 0xff800000");
         // VOP3 compare writing EXEC.

@@ -48,6 +48,9 @@ pub struct CodeObject {
     index: Vec<u32>,
     uses: Vec<Vec<(u16, u16)>>,
     pub kernels: Vec<KernelCode>,
+    /// Where [`CodeObject::from_code`] stopped decoding on a word it does not know, and why:
+    /// reported if a wave gets there.
+    undecoded: Option<(u32, String)>,
 }
 
 /// Why a launch failed.
@@ -122,7 +125,7 @@ impl CodeObject {
                 lds_bytes: u32_at(0) as usize,
             });
         }
-        Ok(CodeObject { insts, index, uses, kernels })
+        Ok(CodeObject { insts, index, uses, kernels, undecoded: None })
     }
 
     /// A code object made of raw machine code with one kernel at its start (for tests).
@@ -134,7 +137,7 @@ impl CodeObject {
         }
         let uses = insts.iter().map(exec::uses).collect();
         kernel.entry = 0;
-        Ok(CodeObject { insts, index, uses, kernels: vec![kernel] })
+        Ok(CodeObject { insts, index, uses, kernels: vec![kernel], undecoded: None })
     }
 
     pub fn kernel(&self, name: &str) -> Option<&KernelCode> {
@@ -156,9 +159,16 @@ impl CodeObject {
     /// is reported when taken.
     pub fn from_code(code: &[u32], kernel: KernelCode) -> CodeObject {
         let mut insts = Vec::new();
+        let mut undecoded = None;
         let mut i = 0;
         while i < code.len() {
-            let Ok(inst) = decode(code, i) else { break };
+            let inst = match decode(code, i) {
+                Ok(inst) => inst,
+                Err(e) => {
+                    undecoded = Some((4 * i as u32, e.to_string()));
+                    break;
+                }
+            };
             if inst.op.name == "s_code_end" {
                 break;
             }
@@ -170,7 +180,7 @@ impl CodeObject {
             index[(x.pc / 4) as usize] = k as u32;
         }
         let uses = insts.iter().map(exec::uses).collect();
-        CodeObject { insts, index, uses, kernels: vec![KernelCode { entry: 0, ..kernel }] }
+        CodeObject { insts, index, uses, kernels: vec![KernelCode { entry: 0, ..kernel }], undecoded }
     }
 
     /// Runs `groups` workgroups of `threads` work-items of kernel `name`. `kernarg` is the address
@@ -242,6 +252,7 @@ impl CodeObject {
                         prog: &self.insts,
                         index: &self.index,
                         uses: &self.uses,
+                        undecoded: self.undecoded.as_ref(),
                         mem: &mut *mem,
                         budget: &mut budget,
                     };
@@ -356,6 +367,21 @@ mod tests {
         assert!(e.contains("unknown SOP1 opcode 255"), "{e}");
     }
 
+    #[test]
+    fn code_fetched_from_memory_names_the_word_it_could_not_decode_when_a_wave_gets_there() {
+        // s_branch 1 jumps over an unknown word to s_endpgm; decoding stopped at the unknown word.
+        let co = CodeObject::from_code(&[0xBFA00001, 0xBE80FF00, END], kernel());
+        let mut mem = Regions { regions: vec![] };
+        let e = co.launch("k", 1, 1, 0, &mut mem, 0).expect_err("faults").to_string();
+        assert!(
+            e.contains("branches to 0x8") && e.contains("decoding stopped at code offset 0x4: unknown SOP1 opcode 255"),
+            "{e}"
+        );
+        // Without a branch past it, the code before the unknown word runs.
+        let co = CodeObject::from_code(&[END, 0xBE80FF00], kernel());
+        co.launch("k", 1, 1, 0, &mut mem, 0).expect("runs");
+    }
+
     // Instruction families, one program each. The words were assembled with llvm-mc; the
     // expected values are worked out from the ISA's description of each instruction.
 
@@ -435,6 +461,33 @@ mod tests {
         // s5 = 0x12345678; s_bfe_u32 s4, s5, 0x80004 (offset 4, width 8); v_mov_b32 v2, s4.
         let body = [0xBE8500FF, 0x12345678, 0x9304FF05, 0x00080004, 0x7E040204];
         assert_eq!(lanes(&body, 1), [0x67]);
+    }
+
+    #[test]
+    fn mul24_products_sign_or_zero_extend_their_low_24_bits() {
+        // v3 = 0x800000 (-2^23 as i24), v4 = 0x7fffff (2^23 - 1).
+        let set = [0x7E0602FF, 0x0080_0000, 0x7E0802FF, 0x007F_FFFF];
+        let with = |op: &[u32]| lanes(&[&set[..], op].concat(), 1)[0];
+        // v_mul_i32_i24_e32 v2, v3, v4: the low 32 bits of -2^46 + 2^23.
+        assert_eq!(with(&[0x12040903]), 0x0080_0000);
+        // v_mul_hi_i32_i24_e32 v2, v3, v4 and its VOP3 form: the high bits, sign-extended.
+        assert_eq!(with(&[0x14040903]), 0xFFFF_C000);
+        assert_eq!(with(&[0xD50A0002, 0x00020903]), 0xFFFF_C000);
+        // v_mul_hi_u32_u24_e32 v2, v3, v4: (2^46 - 2^23) >> 32.
+        assert_eq!(with(&[0x18040903]), 0x3FFF);
+    }
+
+    #[test]
+    fn sopk_multiplies_compares_and_moves_conditionally() {
+        // s5 = s6 = 0; s_movk_i32 s4, 7; s_mulk_i32 s4, -3 (= -21);
+        // s_cmpk_lt_i32 s4, 0 (true) then s_cmovk_i32 s5, 9 (taken);
+        // s_cmpk_lt_u32 s4, 0 (false: unsigned) then s_cmovk_i32 s6, 5 (not taken).
+        let prog = [0xBE850080, 0xBE860080, 0xB0040007, 0xB804FFFD, 0xB3840000, 0xB1050009, 0xB6840000, 0xB1060005];
+        let with = |mov: u32| lanes(&[&prog[..], &[mov]].concat(), 1)[0];
+        // v_mov_b32_e32 v2, s4 / s5 / s6.
+        assert_eq!(with(0x7E040204), (-21i32) as u32);
+        assert_eq!(with(0x7E040205), 9);
+        assert_eq!(with(0x7E040206), 0);
     }
 
     #[test]
