@@ -174,13 +174,7 @@ impl Checker<'_> {
                 match (&x.kind, &y.kind) {
                     // NaN propagates: either operand NaN gives NaN.
                     (TKind::Lit(Lit::Float(a)), TKind::Lit(Lit::Float(c))) => {
-                        let v = if a.is_nan() || c.is_nan() {
-                            f64::NAN
-                        } else if max {
-                            a.max(*c)
-                        } else {
-                            a.min(*c)
-                        };
+                        let v = if max { tk_ir::interp::fmax(*a, *c) } else { tk_ir::interp::fmin(*a, *c) };
                         return Ok(self.mk_pub(TKind::Lit(Lit::Float(v)), Ty::Arr(e, shape), span));
                     }
                     (TKind::Lit(Lit::Int(a)), TKind::Lit(Lit::Int(c))) => {

@@ -474,8 +474,8 @@ fn binary(op: BinaryOp, x: &Array, y: &Array, d: DType) -> Array {
                 Div => Scalar::Float(a / b),
                 Rem => Scalar::Float(if b == 0.0 { f64::NAN } else { a - b * (a / b).floor() }),
                 Pow => Scalar::Float(a.powf(b)),
-                Min => Scalar::Float(if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }),
-                Max => Scalar::Float(if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }),
+                Min => Scalar::Float(fmin(a, b)),
+                Max => Scalar::Float(fmax(a, b)),
                 Eq => Scalar::Bool(a == b),
                 Ne => Scalar::Bool(a != b),
                 Lt => Scalar::Bool(a < b),
@@ -603,6 +603,29 @@ pub struct Acc {
     count: i64,
 }
 
+/// The contract's float maximum (docs/numerics.md): NaN if either is NaN, and -0 < +0 (Rust's
+/// `f64::max` may return either zero).
+pub fn fmax(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == b {
+        if a.is_sign_negative() { b } else { a }
+    } else {
+        a.max(b)
+    }
+}
+
+/// The contract's float minimum: NaN if either is NaN, and -0 < +0.
+pub fn fmin(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == b {
+        if a.is_sign_negative() { a } else { b }
+    } else {
+        a.min(b)
+    }
+}
+
 impl Acc {
     pub fn new(op: ReduceOp, src: DType, out: DType) -> Acc {
         Acc { op, acc: acc_dtype(src), src, out, value: None, index: -1, count: 0 }
@@ -651,8 +674,7 @@ impl Acc {
                 Scalar::Int(wrap(if self.op == ReduceOp::Sum { s + x } else { s.wrapping_mul(x) }, self.out))
             }
             (_, Some(Scalar::Float(b))) => match v {
-                Scalar::Float(x) if b.is_nan() || x.is_nan() => Scalar::Float(f64::NAN),
-                Scalar::Float(x) => Scalar::Float(if max { b.max(x) } else { b.min(x) }),
+                Scalar::Float(x) => Scalar::Float(if max { fmax(b, x) } else { fmin(b, x) }),
                 _ => Scalar::Float(b),
             },
             (_, Some(Scalar::Int(b))) => Scalar::Int(if max { b.max(as_i128(v)) } else { b.min(as_i128(v)) }),
@@ -789,4 +811,34 @@ pub fn scalar_index(s: Scalar) -> i64 {
 /// The truth value of a scalar.
 pub fn scalar_bool(s: Scalar) -> bool {
     as_bool(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits(x: f64) -> u64 {
+        x.to_bits()
+    }
+
+    #[test]
+    fn min_and_max_order_negative_zero_below_positive_zero_and_propagate_nan() {
+        for (a, b) in [(-0.0, 0.0), (0.0, -0.0)] {
+            assert_eq!(bits(fmax(a, b)), bits(0.0));
+            assert_eq!(bits(fmin(a, b)), bits(-0.0));
+        }
+        assert!(fmax(f64::NAN, 1.0).is_nan() && fmin(1.0, f64::NAN).is_nan());
+        assert_eq!((fmax(-1.0, 2.0), fmin(-1.0, 2.0)), (2.0, -1.0));
+        // Reductions too, whichever zero comes first.
+        for xs in [[-0.0, 0.0], [0.0, -0.0]] {
+            for (op, want) in [(ReduceOp::Max, 0.0), (ReduceOp::Min, -0.0)] {
+                let mut acc = Acc::new(op, DType::F32, DType::F32);
+                for x in xs {
+                    acc.push(Scalar::Float(x));
+                }
+                let Scalar::Float(got) = acc.result() else { panic!("a float") };
+                assert_eq!(bits(got), bits(want), "{op:?} of {xs:?}");
+            }
+        }
+    }
 }

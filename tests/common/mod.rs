@@ -208,6 +208,56 @@ pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
             }
         }
     }
+    float_min_max_edge_cases(device, dev.as_ref());
+}
+
+/// min and max of every pair of zeros of both signs, NaN, infinities and ones, elementwise and
+/// as reductions in either order: -0 < +0 and NaN wins, as docs/numerics.md says.
+fn float_min_max_edge_cases(device: &str, dev: &dyn tk_driver::Device) {
+    let vals = [-0.0, 0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0, -1.0];
+    let pairs: Vec<(f64, f64)> = vals.iter().flat_map(|&a| vals.iter().map(move |&b| (a, b))).collect();
+    for t in ["f32", "f64", "f16", "bf16"] {
+        let src = format!(
+            "kernel pairwise(a: {t}[n], b: {t}[n]) -> ({t}[n], {t}[n]) {{ (min(a, b), max(a, b)) }}\n\
+             kernel reduced(x: {t}[n, 2]) -> ({t}[n], {t}[n]) {{ (min(x, axis: 1), max(x, axis: 1)) }}\n"
+        );
+        let c = tk_compiler::check_source(Path::new("minmax.tk"), src);
+        assert!(c.is_ok(), "{t}: {}", c.render_plain());
+        let d = tk_ir::dtype::DType::parse(t).expect("dtype");
+        let n = pairs.len();
+        for k in &c.kernels {
+            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+            let compiled = tk_driver::compile(dev, &k.name, &g, &exact()).expect("compiles");
+            let args: Vec<Array> = if k.name == "pairwise" {
+                vec![
+                    Array::from_fn(d, vec![n], |i| Scalar::Float(pairs[i].0)),
+                    Array::from_fn(d, vec![n], |i| Scalar::Float(pairs[i].1)),
+                ]
+            } else {
+                vec![Array::from_fn(d, vec![n, 2], |i| {
+                    Scalar::Float(if i % 2 == 0 { pairs[i / 2].0 } else { pairs[i / 2].1 })
+                })]
+            };
+            let dims: HashMap<String, i64> = [("n".to_string(), n as i64)].into();
+            let want = interp::run(&g, &dims, &args).expect("runs");
+            let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+            let got = compiled.run(dev, &host, &HashMap::new()).expect("runs");
+            let got: Vec<Array> = got.iter().map(HostArray::to_interp).collect();
+            for (o, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(format!("{w:?}"), format!("{g:?}"), "{device}: {t} {} output {o}", k.name);
+            }
+            // The reference itself, on the zeros.
+            let zero = |a: &Array, i: usize| match a.at(i) {
+                Scalar::Float(x) => x.to_bits(),
+                _ => panic!("a float"),
+            };
+            // Pair 1 is (-0, +0), pair 7 is (+0, -0): min is -0 and max is +0 for both.
+            for p in [1, 7] {
+                assert_eq!(zero(&want[0], p), (-0.0f64).to_bits(), "{t} {}: min of pair {p}", k.name);
+                assert_eq!(zero(&want[1], p), 0.0f64.to_bits(), "{t} {}: max of pair {p}", k.name);
+            }
+        }
+    }
 }
 
 /// Every example under the default options (split reductions included) agrees with the
