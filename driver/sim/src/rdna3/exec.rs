@@ -813,9 +813,26 @@ impl<'p, 'm> Exec<'p, 'm> {
                 Some(u64::from(r))
             }
             Sem::SCtz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() })),
+            Sem::SClz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() })),
+            // The leading bits equal to the sign bit; -1 when all are.
+            Sem::SCls => Some(u64::from(match a32 as i32 {
+                0 | -1 => u32::MAX,
+                x if x < 0 => (!a32).leading_zeros(),
+                _ => a32.leading_zeros(),
+            })),
+            Sem::SBcnt0 => {
+                let r = (!a32).count_ones();
+                scc = r != 0;
+                Some(u64::from(r))
+            }
+            Sem::SCmov => w.scc.then_some(a),
             Sem::SBitset1 => {
                 let cur = self.sv(w, i.dst, T::B32, None) as u32;
                 Some(u64::from(cur | (1 << (a32 & 31))))
+            }
+            Sem::SBitset0 => {
+                let cur = self.sv(w, i.dst, T::B32, None) as u32;
+                Some(u64::from(cur & !(1 << (a32 & 31))))
             }
             Sem::SAndSaveexec | Sem::SOrSaveexec | Sem::SAndNot1Saveexec => {
                 let old = w.s[126];
@@ -1218,6 +1235,9 @@ impl<'p, 'm> Exec<'p, 'm> {
                 lo | hi << 16
             }
             VBcnt => u64::from(a32.count_ones().wrapping_add(b32)),
+            // x * 2^n is exact in f64 for every f32 x and every n that keeps it in range, so
+            // the one rounding is the cast.
+            VLdexp if t == T::F32 => f32b(ldexp(f64::from(bf32(a)), b32 as i32) as f32),
             VLdexp => ldexp(bf64(a), b32 as i32).to_bits(),
             VMulLo => u64::from(a32.wrapping_mul(b32)),
             VMulHiU32 => (u64::from(a32) * u64::from(b32)) >> 32,

@@ -230,7 +230,12 @@ pub enum Sem {
     SSext16,
     SAbs,
     SBcnt1,
+    SBcnt0,
     SCtz,
+    SClz,
+    SCls,
+    SCmov,
+    SBitset0,
     VPackF16,
     VBcnt,
     VLdexp,
@@ -368,8 +373,13 @@ fn sop1(o: u32) -> Option<Op> {
     Some(match o {
         0 => op("s_mov_b32", Sem::SMov, B32, I1, 1),
         1 => op("s_mov_b64", Sem::SMov, B64, L1, 1),
+        2 => op("s_cmov_b32", Sem::SCmov, B32, I1, 1),
         4 => op("s_brev_b32", Sem::SBrev, B32, I1, 1),
         8 => op("s_ctz_i32_b32", Sem::SCtz, B32, I1, 1),
+        10 => op("s_clz_i32_u32", Sem::SClz, B32, I1, 1),
+        12 => op("s_cls_i32", Sem::SCls, B32, I1, 1),
+        16 => op("s_bitset0_b32", Sem::SBitset0, B32, I1, 1),
+        22 => op("s_bcnt0_i32_b32", Sem::SBcnt0, B32, I1, 1),
         14 => op("s_sext_i32_i8", Sem::SSext8, B32, I1, 1),
         15 => op("s_sext_i32_i16", Sem::SSext16, B32, I1, 1),
         21 => op("s_abs_i32", Sem::SAbs, B32, I1, 1),
@@ -657,6 +667,7 @@ fn vop3(o: u32) -> Option<Op> {
         779 => op("v_min_u16", Sem::VMinU16, B16, [B16, B16, B16], 2),
         780 => op("v_min_i16", Sem::VMinI16, B16, [B16, B16, B16], 2),
         785 => op("v_pack_b32_f16", Sem::VPackF16, B32, H1, 2),
+        796 => op("v_ldexp_f32", Sem::VLdexp, F32, [F32, B32, B32], 2),
         798 => op("v_bcnt_u32_b32", Sem::VBcnt, B32, I3, 2),
         807 => op("v_add_f64", Sem::VAddF, F64, D1, 2),
         808 => op("v_mul_f64", Sem::VMulF, F64, D1, 2),
@@ -1364,6 +1375,9 @@ mod tests {
         assert_eq!(text(&[0xB80A3000]), "s_mulk_i32 s10, 0x3000");
         assert_eq!(text(&[0xB6840000]), "s_cmpk_lt_u32 s4, 0x0");
         assert_eq!(text(&[0xB1050009]), "s_cmovk_i32 s5, 0x9");
+        assert_eq!(text(&[0xBE980A17]), "s_clz_i32_u32 s24, s23");
+        assert_eq!(text(&[0xBE850C04]), "s_cls_i32 s5, s4");
+        assert_eq!(text(&[0xBE8502AA]), "s_cmov_b32 s5, 42");
         // SOPP: waitcnt fields vmcnt [15:10], lgkmcnt [9:4], expcnt [2:0].
         assert_eq!(text(&[0xBF89FC07]), "s_waitcnt lgkmcnt(0)");
         assert_eq!(text(&[0xBF8704A1]), "s_delay_alu instid0(VALU_DEP_1) | instskip(SKIP_1) | instid1(SALU_CYCLE_1)");
@@ -1378,6 +1392,7 @@ mod tests {
         // VOP2 v_or_b32 v16, s2, v0.
         assert_eq!(text(&[0x38200002]), "v_or_b32_e32 v16, s2, v0");
         assert_eq!(text(&[0x140A0685]), "v_mul_hi_i32_i24_e32 v5, 5, v3");
+        assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
         // VOP1 with a literal.
         assert_eq!(text(&[0x7E0E02FF, 0xFF800000]), "v_mov_b32_e32 v7, 0xff800000");
         // VOP3 compare writing EXEC.

@@ -491,6 +491,35 @@ mod tests {
     }
 
     #[test]
+    fn sop1_counts_bits_and_moves_conditionally() {
+        // v_mov_b32_e32 v2, s5 after each program.
+        let v2_of_s5 = |prog: &[u32]| lanes(&[prog, &[0x7E040205]].concat(), 1)[0];
+        // s4 = 0x00f00000; s_clz_i32_u32 s5, s4 = 8.
+        assert_eq!(v2_of_s5(&[0xBE8400FF, 0x00F0_0000, 0xBE850A04]), 8);
+        // s4 = 0xfff0ffff; s_cls_i32 s5, s4 = 12 (the leading ones).
+        assert_eq!(v2_of_s5(&[0xBE8400FF, 0xFFF0_FFFF, 0xBE850C04]), 12);
+        // s_clz_i32_u32 of 0 is -1.
+        assert_eq!(v2_of_s5(&[0xBE840080, 0xBE850A04]), u32::MAX);
+        // s_bcnt0_i32_b32 of 0xff = 24.
+        assert_eq!(v2_of_s5(&[0xBE8400FF, 0xFF, 0xBE851604]), 24);
+        // s5 = 0xff, s4 = 3; s_bitset0_b32 s5, s4 clears bit 3; s_cmp_eq_u32 s4, 3 then
+        // s_cmov_b32 s5, 42 (taken); s_cmp_eq_u32 s4, 4 then s_cmov_b32 s5, 43 (not taken).
+        let set = [0xBE8500FF, 0xFF, 0xBE840083, 0xBE851004];
+        assert_eq!(v2_of_s5(&set), 0xF7);
+        assert_eq!(v2_of_s5(&[&set[..], &[0xBF068304, 0xBE8502AA, 0xBF068404, 0xBE8502AB]].concat()), 42);
+    }
+
+    #[test]
+    fn ldexp_f32_rounds_once_into_denormals_and_overflows_to_infinity() {
+        // v3 = 1.5; v4 = n; v_ldexp_f32 v2, v3, v4.
+        let ldexp = |n: u32| lanes(&[0x7E0602FF, 0x3FC0_0000, 0x7E0802FF, n, 0xD71C0002, 0x00020903], 1)[0];
+        assert_eq!(ldexp(-3i32 as u32), 0.1875f32.to_bits());
+        // 1.5 x the smallest denormal rounds to even: 2 x it.
+        assert_eq!(ldexp(-149i32 as u32), 2);
+        assert_eq!(ldexp(128), f32::INFINITY.to_bits());
+    }
+
+    #[test]
     fn cross_lane_reads_and_writes() {
         // v_readlane_b32 s4, v0, 5 (= 5); v_writelane_b32 v2, s4, 3 writes lane 3 only.
         let body = [0xD7600004, 0x00010B00, 0xD7610002, 0x00010604];
