@@ -1,8 +1,9 @@
 //! Random programs on every device: each random expression (the compiler's differential-test
-//! generator) is compiled for the device twice, once with symbolic sizes `n` and `m` and run at
-//! several sizes, and once with the sizes written into the program as constants (the code
-//! generators fold those, and the ONNX cases showed that they reach instructions symbolic sizes
-//! never do). Every run matches the reference interpreter bit for bit under the exact options.
+//! generators: float expressions, and integer ones in every integer dtype) is compiled for the
+//! device twice, once with symbolic sizes `n` and `m` and run at several sizes, and once with the
+//! sizes written into the program as constants (the code generators fold those, and the ONNX
+//! cases showed that they reach instructions symbolic sizes never do). Every run matches the
+//! reference interpreter bit for bit under the exact options.
 //! `TK_RANDOM_PROGRAMS=500 cargo test --features amdgpu --test random_programs` searches longer.
 
 #[path = "../compiler/tests/random_exprs/mod.rs"]
@@ -14,22 +15,55 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 use tk_driver::HostArray;
+use tk_ir::dtype::DType;
+use tk_ir::graph::Scalar;
 use tk_ir::interp::{self, Array};
 
 /// Awkward sizes: empty, one, primes, and non-multiples of the vector widths.
 const SIZES: [i64; 6] = [0, 1, 2, 5, 7, 13];
 
-/// The source of kernel `main` computing `e` of shape f32[n, m] (`row`: f32[m]), with the sizes
-/// symbolic (`None`) or written in.
-fn program(e: &str, row: bool, sizes: Option<(i64, i64)>) -> String {
+/// What a random expression computes: f32[n, m] or f32[m] from `x` and `y`, or an integer
+/// dtype's [n, m] from `a` and `x`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Mat,
+    Row,
+    Int(&'static str),
+}
+
+/// The source of kernel `main` computing `e`, with the sizes symbolic (`None`) or written in.
+fn program(e: &str, kind: Kind, sizes: Option<(i64, i64)>) -> String {
     let (n, m, e) = match sizes {
         None => ("n".to_string(), "m".to_string(), e.to_string()),
         Some((n, m)) => {
             (n.to_string(), m.to_string(), e.replace("0..n", &format!("0..{n}")).replace("0..m", &format!("0..{m}")))
         }
     };
-    let out = if row { format!("f32[{m}]") } else { format!("f32[{n}, {m}]") };
-    format!("kernel main(x: f32[{n}, {m}], y: f32[{m}]) -> {out} {{ {e} }}\n")
+    match kind {
+        Kind::Mat => format!("kernel main(x: f32[{n}, {m}], y: f32[{m}]) -> f32[{n}, {m}] {{ {e} }}\n"),
+        Kind::Row => format!("kernel main(x: f32[{n}, {m}], y: f32[{m}]) -> f32[{m}] {{ {e} }}\n"),
+        Kind::Int(t) => format!("kernel main(a: {t}[{n}, {m}], x: f32[{n}, {m}]) -> {t}[{n}, {m}] {{ {e} }}\n"),
+    }
+}
+
+/// Integer arguments with the values where integer semantics bite (the dtype's extremes, -1, 0,
+/// shift amounts around the widths) among small values.
+fn with_edge_integers(args: Vec<Array>, rng: &mut common::Rng) -> Vec<Array> {
+    args.into_iter()
+        .map(|a| {
+            let Some((lo, hi)) = a.dtype.int_range().filter(|_| !a.dtype.is_float() && a.dtype != DType::Bool) else {
+                return a;
+            };
+            let edges = [lo, lo + 1, hi, hi - 1, -1, 0, 1, 7, 8, 31, 32, 63, 64];
+            Array::from_fn(a.dtype, a.shape.clone(), |_| {
+                let v = match rng.next() % 4 {
+                    0 => edges[(rng.next() % edges.len() as u64) as usize],
+                    _ => (rng.next() % 9) as i128 - 4,
+                };
+                Scalar::Int(interp::wrap(v, a.dtype))
+            })
+        })
+        .collect()
 }
 
 /// Compiles `src` for `device` and runs it at each of `runs` (n, m), comparing with the
@@ -45,7 +79,7 @@ fn agree(device: &str, src: &str, runs: &[(i64, i64)], seed: u64) -> Result<(), 
     let mut rng = common::Rng(seed | 1);
     for &(n, m) in runs {
         let dims: HashMap<String, i64> = [("n".to_string(), n), ("m".to_string(), m)].into();
-        let args = common::random_args(&g, &dims, &mut rng);
+        let args = with_edge_integers(common::random_args(&g, &dims, &mut rng), &mut rng);
         let want = interp::bind_dims(&g, &args, &HashMap::new())
             .map_err(|e| e.to_string())
             .and_then(|b| interp::run(&g, &b, &args).map_err(|e| e.message));
@@ -54,7 +88,16 @@ fn agree(device: &str, src: &str, runs: &[(i64, i64)], seed: u64) -> Result<(), 
         match (want, got) {
             (Ok(w), Ok(o)) => {
                 let o: Vec<Array> = o.iter().map(HostArray::to_interp).collect();
-                prop_assert_eq!(format!("{w:?}"), format!("{o:?}"), "{} at n = {}, m = {} on {}", src, n, m, device);
+                prop_assert_eq!(
+                    format!("{w:?}"),
+                    format!("{o:?}"),
+                    "{} at n = {}, m = {} on {} with {:?}",
+                    src,
+                    n,
+                    m,
+                    device,
+                    args
+                );
             }
             (Err(_), Err(_)) => {}
             (w, o) => prop_assert!(
@@ -73,35 +116,55 @@ fn agree(device: &str, src: &str, runs: &[(i64, i64)], seed: u64) -> Result<(), 
 }
 
 /// Both forms of a random program on `device`.
-fn both(device: &str, e: &str, row: bool, n: i64, m: i64, seed: u64) -> Result<(), TestCaseError> {
+fn both(device: &str, e: &str, kind: Kind, n: i64, m: i64, seed: u64) -> Result<(), TestCaseError> {
     let runs: Vec<(i64, i64)> = vec![(n, m), (m, n), (1, m)];
-    agree(device, &program(e, row, None), &runs, seed)?;
-    agree(device, &program(e, row, Some((n, m))), &[(n, m)], seed)
+    agree(device, &program(e, kind, None), &runs, seed)?;
+    agree(device, &program(e, kind, Some((n, m))), &[(n, m)], seed)
 }
 
-/// 24 programs per device, or `TK_RANDOM_PROGRAMS` (to search longer by hand).
+/// One random program of each kind.
+#[derive(Debug, Clone)]
+struct Programs {
+    mat: String,
+    row: String,
+    int: (&'static str, String),
+    n: i64,
+    m: i64,
+    seed: u64,
+}
+
+fn programs() -> impl Strategy<Value = Programs> {
+    let int = prop::sample::select(random_exprs::INT_DTYPES.to_vec())
+        .prop_flat_map(|t| (Just(t), random_exprs::int_mat(t, 3)));
+    let size = || prop::sample::select(SIZES.to_vec());
+    (random_exprs::mat(3), random_exprs::row(2), int, size(), size(), any::<u64>())
+        .prop_map(|(mat, row, int, n, m, seed)| Programs { mat, row, int, n, m, seed })
+}
+
+/// Every program of `p` on `device`.
+fn on(device: &str, p: &Programs) -> Result<(), TestCaseError> {
+    both(device, &p.mat, Kind::Mat, p.n, p.m, p.seed)?;
+    both(device, &p.row, Kind::Row, p.n, p.m, p.seed)?;
+    both(device, &p.int.1, Kind::Int(p.int.0), p.n, p.m, p.seed)
+}
+
+/// 24 programs of each kind per device, or `TK_RANDOM_PROGRAMS` (to search longer by hand).
 fn config() -> ProptestConfig {
     let cases = std::env::var("TK_RANDOM_PROGRAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-fn size() -> impl Strategy<Value = i64> {
-    prop::sample::select(SIZES.to_vec())
 }
 
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn random_programs_agree_on_the_cpu(e in random_exprs::mat(3), row in random_exprs::row(2), n in size(), m in size(), seed in any::<u64>()) {
-        both("cpu", &e, false, n, m, seed)?;
-        both("cpu", &row, true, n, m, seed)?;
+    fn random_programs_agree_on_the_cpu(p in programs()) {
+        on("cpu", &p)?;
     }
 
     #[test]
-    fn random_programs_agree_on_the_ptx_simulator(e in random_exprs::mat(3), row in random_exprs::row(2), n in size(), m in size(), seed in any::<u64>()) {
-        both("sim:sm_86", &e, false, n, m, seed)?;
-        both("sim:sm_86", &row, true, n, m, seed)?;
+    fn random_programs_agree_on_the_ptx_simulator(p in programs()) {
+        on("sim:sm_86", &p)?;
     }
 }
 
@@ -110,8 +173,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn random_programs_agree_on_the_rdna3_emulator(e in random_exprs::mat(3), row in random_exprs::row(2), n in size(), m in size(), seed in any::<u64>()) {
-        both("sim:gfx1100", &e, false, n, m, seed)?;
-        both("sim:gfx1100", &row, true, n, m, seed)?;
+    fn random_programs_agree_on_the_rdna3_emulator(p in programs()) {
+        on("sim:gfx1100", &p)?;
     }
 }

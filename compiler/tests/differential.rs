@@ -45,7 +45,22 @@ fn run(src: &str, n: i64, m: i64, knob_seed: u64) -> Result<(), TestCaseError> {
         Scalar::Float(((i * 7919) % 23) as f64 / 7.0 - 1.5)
     });
     let y = Array::from_fn(DType::F32, vec![m as usize], |i| Scalar::Float(((i * 104729) % 13) as f64 / 5.0 - 1.0));
-    let args = vec![x, y];
+    let args: Vec<Array> = g
+        .inputs
+        .iter()
+        .map(|(name, d, _)| match name.as_str() {
+            "x" => x.clone(),
+            "y" => y.clone(),
+            // An integer `a`: the dtype's extremes and shift amounts among small values.
+            _ => {
+                let (lo, hi) = d.int_range().expect("an integer dtype");
+                let vals = [lo, hi, -1, 0, 1, 2, 3, -3, 7, 8, 31, 32, 64, lo + 1, hi - 1];
+                Array::from_fn(*d, vec![n as usize, m as usize], |i| {
+                    Scalar::Int(interp::wrap(vals[(i * 7) % vals.len()], *d))
+                })
+            }
+        })
+        .collect();
     let b = interp::bind_dims(&g, &args, &dims).map_err(TestCaseError::fail)?;
     let want = interp::run(&g, &b, &args);
     let got = tk_ir::kernel::run_schedule(&s, &knobs, &b, &args);
@@ -63,6 +78,12 @@ proptest! {
     #[test]
     fn random_programs_agree(e in mat(3), n in prop::sample::select(vec![0i64, 1, 2, 3, 5, 7]), m in prop::sample::select(vec![0i64, 1, 2, 4, 5, 11]), seed in any::<u64>()) {
         let src = format!("kernel k(x: f32[n, m], y: f32[m]) -> f32[n, m] {{ {e} }}\n");
+        run(&src, n, m, seed)?;
+    }
+
+    #[test]
+    fn random_integer_programs_agree((t, e) in prop::sample::select(random_exprs::INT_DTYPES.to_vec()).prop_flat_map(|t| (Just(t), random_exprs::int_mat(t, 3))), n in prop::sample::select(vec![0i64, 1, 2, 3, 5, 7]), m in prop::sample::select(vec![0i64, 1, 2, 4, 5, 11]), seed in any::<u64>()) {
+        let src = format!("kernel k(a: {t}[n, m], x: f32[n, m]) -> {t}[n, m] {{ {e} }}\n");
         run(&src, n, m, seed)?;
     }
 

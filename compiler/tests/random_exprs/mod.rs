@@ -55,3 +55,46 @@ pub fn row(depth: u32) -> BoxedStrategy<String> {
     ]
     .boxed()
 }
+
+/// The integer dtypes the integer generator draws from.
+pub const INT_DTYPES: [&str; 6] = ["i8", "i16", "i32", "i64", "u8", "u32"];
+
+/// Random integer expressions of dtype `t` and shape [n, m] over `a: t[n, m]` and
+/// `x: f32[n, m]`: wrapping arithmetic, floor division and remainder (by zero included), shifts
+/// past the width, bit operations, min/max/abs, selects, sums, scans and casts both ways. Every
+/// one is defined for every input (docs/numerics.md), so any mismatch is a bug.
+pub fn int_mat(t: &'static str, depth: u32) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        Just("a".to_string()),
+        Just(format!("(x as {t})")),
+        Just(format!("([i in 0..n, j in 0..m] => a[i, j] * ((i * 3 + j) as {t}))")),
+        Just("(a >> 1)".to_string()),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    let m = move || int_mat(t, depth - 1);
+    prop_oneof![
+        leaf,
+        (m(), m()).prop_map(|(p, q)| format!("({p} + {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} - {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} * {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} / {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} % {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} << {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} >> {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("(({p} & {q}) ^ ({p} | 5))")),
+        m().prop_map(|p| format!("(!{p})")),
+        (m(), m()).prop_map(|(p, q)| format!("min({p}, {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("max({p}, {q})")),
+        m().prop_map(|p| format!("abs({p})")),
+        (m(), m(), m()).prop_map(|(c, p, q)| format!("where({c} > {p}, {p}, {q})")),
+        m().prop_map(move |p| format!("({p} - (sum({p}, axis: 1, keep: true) as {t}))")),
+        m().prop_map(|p| format!("(max({p}, axis: 0, keep: true) + {p})")),
+        m().prop_map(move |p| format!("(cumsum({p}, axis: 0) as {t})")),
+        m().prop_map(move |p| format!("((({p} as f32) * 0.75) as {t})")),
+        m().prop_map(move |p| format!("((({p} as i64) * 3 + 1) as {t})")),
+        m().prop_map(|p| format!("flip({p}, axis: 1)")),
+    ]
+    .boxed()
+}

@@ -1,7 +1,7 @@
 //! Executing RDNA3 waves: the scalar and vector register files, EXEC/VCC/SCC, scalar and global
 //! memory, LDS, barriers and `s_waitcnt` checking.
 
-use super::isa::{Cond, Enc, Ext, Inst, Sem, T};
+use super::isa::{Cond, Enc, Ext, Inst, Pk, Sem, T};
 use half::f16;
 use std::collections::VecDeque;
 
@@ -539,7 +539,7 @@ impl<'p, 'm> Exec<'p, 'm> {
             for &(s, n) in &self.uses[idx] {
                 if s < p.start + p.n && p.start < s + n {
                     // A later load may overwrite the same registers: loads of one counter return in order.
-                    let own_load = matches!(inst.op.sem, Sem::GLoad(_) | Sem::SLoad | Sem::DsLoad);
+                    let own_load = matches!(inst.op.sem, Sem::GLoad(_) | Sem::GLoadD16(..) | Sem::SLoad | Sem::DsLoad);
                     if own_load && !p.lgkm {
                         continue;
                     }
@@ -1024,6 +1024,7 @@ impl<'p, 'm> Exec<'p, 'm> {
             VCvtF32F64 => f32b(bf64(a) as f32),
             VCvtF64F32 => f64::from(bf32(a)).to_bits(),
             VCvtF32Ubyte0 => f32b(f32::from(a32 as u8)),
+            VCvtF32Ubyte(k) => f32b(f32::from((a32 >> (8 * k)) as u8)),
             VTrunc => out(fl(a).trunc()),
             VCeil => out(fl(a).ceil()),
             VFloor => out(fl(a).floor()),
@@ -1189,6 +1190,55 @@ impl<'p, 'm> Exec<'p, 'm> {
             }
             VLshlAdd => u64::from((a32 << (b32 & 31)).wrapping_add(c32)),
             VAdd3 => u64::from(a32.wrapping_add(b32).wrapping_add(c32)),
+            VMin3(sg) | VMax3(sg) | VMed3(sg) | VMinMax(sg) | VMaxMin(sg) => {
+                let w16 = t == T::B16;
+                let v = |x: u32| match (sg, w16) {
+                    (true, true) => i64::from(x as u16 as i16),
+                    (true, false) => i64::from(x as i32),
+                    (false, true) => i64::from(x as u16),
+                    (false, false) => i64::from(x),
+                };
+                let (x, y, z) = (v(a32), v(b32), v(c32));
+                let r = match i.op.sem {
+                    VMin3(_) => x.min(y).min(z),
+                    VMax3(_) => x.max(y).max(z),
+                    VMed3(_) => x.max(y).min(x.min(y).max(z)),
+                    VMinMax(_) => x.min(y).max(z),
+                    _ => x.max(y).min(z),
+                };
+                if w16 { u64::from(r as u16) } else { u64::from(r as u32) }
+            }
+            VXad => u64::from((a32 ^ b32).wrapping_add(c32)),
+            VAddLshl => u64::from(a32.wrapping_add(b32) << (c32 & 31)),
+            VAlignbyte => ((u64::from(a32) << 32 | u64::from(b32)) >> (8 * (c32 & 3))) & 0xffff_ffff,
+            VPerm => {
+                let data = u64::from(a32) << 32 | u64::from(b32);
+                let byte = |sel: u32| -> u32 {
+                    let fill = |bit: u32| if data >> bit & 1 == 1 { 0xff } else { 0 };
+                    match sel {
+                        0..=7 => (data >> (8 * sel)) as u32 & 0xff,
+                        8 => fill(15),
+                        9 => fill(31),
+                        10 => fill(47),
+                        11 => fill(63),
+                        12 => 0,
+                        _ => 0xff,
+                    }
+                };
+                u64::from((0..4).fold(0u32, |r, k| r | byte((c32 >> (8 * k)) & 0xff) << (8 * k)))
+            }
+            VMad16(sg) => {
+                let v = |x: u64| if sg { i64::from(x as u16 as i16) } else { i64::from(x as u16) };
+                let acc = if t == T::B16 {
+                    v(c)
+                } else if sg {
+                    i64::from(c32 as i32)
+                } else {
+                    i64::from(c32)
+                };
+                let r = v(a).wrapping_mul(v(b)).wrapping_add(acc);
+                if t == T::B16 { u64::from(r as u16) } else { u64::from(r as u32) }
+            }
             VLshlOr => u64::from((a32 << (b32 & 31)) | c32),
             VAndOr => u64::from((a32 & b32) | c32),
             VXor3 => u64::from(a32 ^ b32 ^ c32),
@@ -1228,6 +1278,12 @@ impl<'p, 'm> Exec<'p, 'm> {
             VCvtI32I16 => u64::from(a as i16 as i32 as u32),
             VCvtU32U16 => a & 0xffff,
             VClz => u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() }),
+            // The leading bits equal to the sign bit; -1 when all are.
+            VCls => u64::from(match a32 as i32 {
+                0 | -1 => u32::MAX,
+                x if x < 0 => (!a32).leading_zeros(),
+                _ => a32.leading_zeros(),
+            }),
             VCtz => u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() }),
             VPackF16 => {
                 let lo = if i.opsel & 1 == 1 { a >> 16 } else { a } & 0xffff;
@@ -1242,6 +1298,45 @@ impl<'p, 'm> Exec<'p, 'm> {
             VMulLo => u64::from(a32.wrapping_mul(b32)),
             VMulHiU32 => (u64::from(a32) * u64::from(b32)) >> 32,
             VMulHiI32 => (((i64::from(a32 as i32) * i64::from(b32 as i32)) >> 32) as u64) & 0xffff_ffff,
+            VPk(pk) => {
+                if i.neg != 0 || i.abs != 0 || i.clamp {
+                    return Err(format!(
+                        "{} with neg or clamp modifiers is not implemented by the emulator",
+                        i.op.name
+                    ));
+                }
+                let raw: Vec<u32> = (0..n).map(|k| self.rd(w, i.src[k], T::B32, i.lit, lane) as u32).collect();
+                // Which half of an inline constant the high half of a packed operand reads is
+                // not something tk has verified; LLVM selects the low half (op_sel_hi 0).
+                for k in 0..n {
+                    let inline = matches!(i.src[k], 128..=208 | 240..=248);
+                    if inline && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
+                        return Err(format!(
+                            "{} reads the high half of an inline constant, which the emulator does not implement",
+                            i.op.name
+                        ));
+                    }
+                }
+                let half = |k: usize, sel: u8| -> u16 { (raw[k] >> if sel >> k & 1 == 1 { 16 } else { 0 }) as u16 };
+                let one = |sel: u8| -> u16 {
+                    let (x, y) = (half(0, sel), half(1, sel));
+                    let z = if n > 2 { half(2, sel) } else { 0 };
+                    match pk {
+                        Pk::MulLo => x.wrapping_mul(y),
+                        Pk::Add => x.wrapping_add(y),
+                        Pk::Sub => x.wrapping_sub(y),
+                        Pk::Lshlrev => y << (x & 15),
+                        Pk::Lshrrev => y >> (x & 15),
+                        Pk::Ashrrev => ((y as i16) >> (x & 15)) as u16,
+                        Pk::MaxI => (x as i16).max(y as i16) as u16,
+                        Pk::MinI => (x as i16).min(y as i16) as u16,
+                        Pk::MaxU => x.max(y),
+                        Pk::MinU => x.min(y),
+                        Pk::MadU | Pk::MadI => x.wrapping_mul(y).wrapping_add(z),
+                    }
+                };
+                u64::from(u32::from(one(i.opsel)) | u32::from(one(i.opsel_hi)) << 16)
+            }
             VFmaMix | VFmaMixlo | VFmaMixhi => {
                 let raw = [self.rd(w, i.src[0], T::B32, i.lit, lane), self.rd(w, i.src[1], T::B32, i.lit, lane), {
                     self.rd(w, i.src[2], T::B32, i.lit, lane)
@@ -1283,10 +1378,14 @@ impl<'p, 'm> Exec<'p, 'm> {
 
     fn global(&mut self, w: &mut Wave, i: &Inst) -> Result<(), String> {
         let exec = w.exec();
-        let (bytes, regs) = match i.op.name {
-            "global_load_u8" | "global_load_i8" | "global_store_b8" | "global_store_d16_hi_b8" => (1, 1),
-            "global_load_u16" | "global_load_i16" | "global_store_b16" | "global_store_d16_hi_b16" => (2, 1),
-            _ => (4 * i.op.d.regs() as usize, i.op.d.regs()),
+        // The access width is in the name (the table's types do not tell bytes from halves).
+        let n = i.op.name;
+        let (bytes, regs) = if ["_u8", "_i8", "_b8"].iter().any(|x| n.ends_with(x)) {
+            (1, 1)
+        } else if ["_u16", "_i16", "_b16"].iter().any(|x| n.ends_with(x)) {
+            (2, 1)
+        } else {
+            (4 * i.op.d.regs() as usize, i.op.d.regs())
         };
         let sbase = if i.saddr == 124 { None } else { Some(self.sv(w, i.saddr, T::B64, None)) };
         for lane in 0..LANES {
@@ -1318,6 +1417,18 @@ impl<'p, 'm> Exec<'p, 'm> {
                         }
                     }
                 }
+                Sem::GLoadD16(ext, hi) => {
+                    let mut buf = [0u8; 2];
+                    self.mem.read(addr, &mut buf[..bytes]).map_err(what)?;
+                    let v = match (bytes, ext) {
+                        (1, Ext::Sign) => buf[0] as i8 as i16 as u16,
+                        (1, Ext::Zero) => u16::from(buf[0]),
+                        _ => u16::from_le_bytes(buf),
+                    };
+                    let cur = self.rd(w, i.dst, T::B32, None, lane) as u32;
+                    let new = if hi { (cur & 0xffff) | u32::from(v) << 16 } else { (cur & 0xffff_0000) | u32::from(v) };
+                    Self::wv(w, i.dst, lane, T::B32, u64::from(new))?;
+                }
                 Sem::GStore | Sem::GStoreHi => {
                     let mut buf = [0u8; 16];
                     for k in 0..regs as usize {
@@ -1345,7 +1456,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                 _ => return Err(format!("{} is not a global memory instruction", i.op.name)),
             }
         }
-        let loads = matches!(i.op.sem, Sem::GLoad(_)) || (i.op.sem == Sem::GAtomicCmpswap && i.glc);
+        let loads = matches!(i.op.sem, Sem::GLoad(_) | Sem::GLoadD16(..)) || (i.op.sem == Sem::GAtomicCmpswap && i.glc);
         if loads {
             let n = if i.op.sem == Sem::GAtomicCmpswap { 2 } else { regs };
             w.pending.push_back(Pend { lgkm: false, start: i.dst, n, pc: i.pc });
@@ -1430,7 +1541,8 @@ pub fn uses(i: &Inst) -> Vec<(u16, u16)> {
                 add(i.saddr, 2);
             }
             match i.op.sem {
-                Sem::GLoad(_) => add(i.dst, i.op.d.regs()),
+                // A d16 load also keeps (reads) the other half of its register.
+                Sem::GLoad(_) | Sem::GLoadD16(..) => add(i.dst, i.op.d.regs()),
                 Sem::GAtomicCmpswap => {
                     add(i.data, 4);
                     if i.glc {

@@ -143,6 +143,8 @@ pub enum Sem {
     VCvtF32F64,
     VCvtF64F32,
     VCvtF32Ubyte0,
+    /// Byte 1, 2 or 3 of the source as an f32.
+    VCvtF32Ubyte(u8),
     VCvtU32F64,
     VCvtF64U32,
     VTrunc,
@@ -195,6 +197,26 @@ pub enum Sem {
     VDivScale,
     VLshlAdd,
     VAdd3,
+    /// Three-operand integer min/max (`signed`): min3, max3, med3, and max(min(a, b), c) /
+    /// min(max(a, b), c).
+    VMin3(bool),
+    VMax3(bool),
+    VMed3(bool),
+    VMinMax(bool),
+    VMaxMin(bool),
+    /// (a ^ b) + c.
+    VXad,
+    /// (a + b) << c.
+    VAddLshl,
+    /// The 32 bits at byte offset c[1:0] of the 64 bits {a, b}.
+    VAlignbyte,
+    /// A byte permute of {a, b} selected by c's bytes.
+    VPerm,
+    /// a * b + c, 16-bit sources (`signed`), a 16- or 32-bit result.
+    VMad16(bool),
+    /// A packed 16-bit integer operation on both halves (VOP3P; op_sel picks each source's half
+    /// for the low result, op_sel_hi for the high one).
+    VPk(Pk),
     VLshlOr,
     VAndOr,
     VXor3,
@@ -225,6 +247,7 @@ pub enum Sem {
     VCvtI32I16,
     VCvtU32U16,
     VClz,
+    VCls,
     VCtz,
     SSext8,
     SSext16,
@@ -252,6 +275,9 @@ pub enum Sem {
     VCmpxClass,
     // Vector memory.
     GLoad(Ext),
+    /// A load of 8 or 16 bits into one half of a VGPR (`true`: the high half), keeping the
+    /// other half.
+    GLoadD16(Ext, bool),
     GStore,
     GStoreHi,
     GAtomicCmpswap,
@@ -274,6 +300,23 @@ impl Sem {
                 | Sem::VMadU64U32
         )
     }
+}
+
+/// The packed 16-bit integer operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pk {
+    MulLo,
+    Add,
+    Sub,
+    Lshlrev,
+    Lshrrev,
+    Ashrrev,
+    MaxI,
+    MinI,
+    MaxU,
+    MinU,
+    MadU,
+    MadI,
 }
 
 /// How a narrow load fills its register.
@@ -487,6 +530,9 @@ fn vop1(o: u32) -> Option<Op> {
         15 => op("v_cvt_f32_f64", Sem::VCvtF32F64, F32, D1, 1),
         16 => op("v_cvt_f64_f32", Sem::VCvtF64F32, F64, F1, 1),
         17 => op("v_cvt_f32_ubyte0", Sem::VCvtF32Ubyte0, F32, I1, 1),
+        18 => op("v_cvt_f32_ubyte1", Sem::VCvtF32Ubyte(1), F32, I1, 1),
+        19 => op("v_cvt_f32_ubyte2", Sem::VCvtF32Ubyte(2), F32, I1, 1),
+        20 => op("v_cvt_f32_ubyte3", Sem::VCvtF32Ubyte(3), F32, I1, 1),
         21 => op("v_cvt_u32_f64", Sem::VCvtU32F64, B32, D1, 1),
         22 => op("v_cvt_f64_u32", Sem::VCvtF64U32, F64, I1, 1),
         23 => op("v_trunc_f64", Sem::VTrunc, F64, D1, 1),
@@ -507,6 +553,7 @@ fn vop1(o: u32) -> Option<Op> {
         52 => op("v_sqrt_f64", Sem::VSqrt, F64, D1, 1),
         55 => op("v_not_b32", Sem::VNot, B32, I1, 1),
         57 => op("v_clz_i32_u32", Sem::VClz, B32, I1, 1),
+        59 => op("v_cls_i32", Sem::VCls, B32, I1, 1),
         58 => op("v_ctz_i32_b32", Sem::VCtz, B32, I1, 1),
         80 => op("v_cvt_f16_u16", Sem::VCvtF16U16, F16, [B16, B16, B16], 1),
         81 => op("v_cvt_f16_i16", Sem::VCvtF16I16, F16, [B16, B16, B16], 1),
@@ -641,7 +688,25 @@ fn vop3(o: u32) -> Option<Op> {
         531 => op("v_fma_f32", Sem::VFma, F32, F1, 3),
         532 => op("v_fma_f64", Sem::VFma, F64, D1, 3),
         534 => op("v_alignbit_b32", Sem::VAlignbit, B32, I3, 3),
+        535 => op("v_alignbyte_b32", Sem::VAlignbyte, B32, I3, 3),
+        538 => op("v_min3_i32", Sem::VMin3(true), B32, I3, 3),
+        539 => op("v_min3_u32", Sem::VMin3(false), B32, I3, 3),
+        541 => op("v_max3_i32", Sem::VMax3(true), B32, I3, 3),
+        542 => op("v_max3_u32", Sem::VMax3(false), B32, I3, 3),
+        544 => op("v_med3_i32", Sem::VMed3(true), B32, I3, 3),
+        545 => op("v_med3_u32", Sem::VMed3(false), B32, I3, 3),
         551 => op("v_div_fixup_f32", Sem::VDivFixup, F32, F1, 3),
+        577 => op("v_mad_u16", Sem::VMad16(false), B16, [B16, B16, B16], 3),
+        580 => op("v_perm_b32", Sem::VPerm, B32, I3, 3),
+        581 => op("v_xad_u32", Sem::VXad, B32, I3, 3),
+        583 => op("v_add_lshl_u32", Sem::VAddLshl, B32, I3, 3),
+        586 => op("v_min3_i16", Sem::VMin3(true), B16, [B16, B16, B16], 3),
+        587 => op("v_min3_u16", Sem::VMin3(false), B16, [B16, B16, B16], 3),
+        589 => op("v_max3_i16", Sem::VMax3(true), B16, [B16, B16, B16], 3),
+        590 => op("v_max3_u16", Sem::VMax3(false), B16, [B16, B16, B16], 3),
+        592 => op("v_med3_i16", Sem::VMed3(true), B16, [B16, B16, B16], 3),
+        593 => op("v_med3_u16", Sem::VMed3(false), B16, [B16, B16, B16], 3),
+        595 => op("v_mad_i16", Sem::VMad16(true), B16, [B16, B16, B16], 3),
         552 => op("v_div_fixup_f64", Sem::VDivFixup, F64, D1, 3),
         567 => op("v_div_fmas_f32", Sem::VDivFmas, F32, F1, 3),
         568 => op("v_div_fmas_f64", Sem::VDivFmas, F64, D1, 3),
@@ -652,6 +717,12 @@ fn vop3(o: u32) -> Option<Op> {
         598 => op("v_lshl_or_b32", Sem::VLshlOr, B32, I3, 3),
         599 => op("v_and_or_b32", Sem::VAndOr, B32, I3, 3),
         600 => op("v_or3_b32", Sem::VOr3, B32, I3, 3),
+        601 => op("v_mad_u32_u16", Sem::VMad16(false), B32, [B16, B16, B32], 3),
+        602 => op("v_mad_i32_i16", Sem::VMad16(true), B32, [B16, B16, B32], 3),
+        610 => op("v_maxmin_u32", Sem::VMaxMin(false), B32, I3, 3),
+        611 => op("v_minmax_u32", Sem::VMinMax(false), B32, I3, 3),
+        612 => op("v_maxmin_i32", Sem::VMaxMin(true), B32, I3, 3),
+        613 => op("v_minmax_i32", Sem::VMinMax(true), B32, I3, 3),
         764 => op("v_div_scale_f32", Sem::VDivScale, F32, F1, 3),
         765 => op("v_div_scale_f64", Sem::VDivScale, F64, D1, 3),
         766 => op("v_mad_u64_u32", Sem::VMadU64U32, B64, [B32, B32, B64], 3),
@@ -691,7 +762,22 @@ fn vop3(o: u32) -> Option<Op> {
 
 fn vop3p(o: u32) -> Option<Op> {
     const M: [T; 3] = [F32, F32, F32];
+    const P: [T; 3] = [B32, B32, B32];
     Some(match o {
+        0 => op("v_pk_mad_i16", Sem::VPk(Pk::MadI), B32, P, 3),
+        1 => op("v_pk_mul_lo_u16", Sem::VPk(Pk::MulLo), B32, P, 2),
+        2 => op("v_pk_add_i16", Sem::VPk(Pk::Add), B32, P, 2),
+        3 => op("v_pk_sub_i16", Sem::VPk(Pk::Sub), B32, P, 2),
+        4 => op("v_pk_lshlrev_b16", Sem::VPk(Pk::Lshlrev), B32, P, 2),
+        5 => op("v_pk_lshrrev_b16", Sem::VPk(Pk::Lshrrev), B32, P, 2),
+        6 => op("v_pk_ashrrev_i16", Sem::VPk(Pk::Ashrrev), B32, P, 2),
+        7 => op("v_pk_max_i16", Sem::VPk(Pk::MaxI), B32, P, 2),
+        8 => op("v_pk_min_i16", Sem::VPk(Pk::MinI), B32, P, 2),
+        9 => op("v_pk_mad_u16", Sem::VPk(Pk::MadU), B32, P, 3),
+        10 => op("v_pk_add_u16", Sem::VPk(Pk::Add), B32, P, 2),
+        11 => op("v_pk_sub_u16", Sem::VPk(Pk::Sub), B32, P, 2),
+        12 => op("v_pk_max_u16", Sem::VPk(Pk::MaxU), B32, P, 2),
+        13 => op("v_pk_min_u16", Sem::VPk(Pk::MinU), B32, P, 2),
         32 => op("v_fma_mix_f32", Sem::VFmaMix, F32, M, 3),
         33 => op("v_fma_mixlo_f16", Sem::VFmaMixlo, F16, M, 3),
         34 => op("v_fma_mixhi_f16", Sem::VFmaMixhi, F16, M, 3),
@@ -736,6 +822,12 @@ fn global(o: u32) -> Option<Op> {
         27 => op("global_store_b64", Sem::GStore, B64, L1, 0),
         28 => op("global_store_b96", Sem::GStore, B96, [B96, B96, B96], 0),
         29 => op("global_store_b128", Sem::GStore, B128, [B128, B128, B128], 0),
+        30 => op("global_load_d16_u8", Sem::GLoadD16(Ext::Zero, false), B32, [B32, B8, B32], 0),
+        31 => op("global_load_d16_i8", Sem::GLoadD16(Ext::Sign, false), B32, [B32, B8, B32], 0),
+        32 => op("global_load_d16_b16", Sem::GLoadD16(Ext::Zero, false), B32, [B32, B16, B32], 0),
+        33 => op("global_load_d16_hi_u8", Sem::GLoadD16(Ext::Zero, true), B32, [B32, B8, B32], 0),
+        34 => op("global_load_d16_hi_i8", Sem::GLoadD16(Ext::Sign, true), B32, [B32, B8, B32], 0),
+        35 => op("global_load_d16_hi_b16", Sem::GLoadD16(Ext::Zero, true), B32, [B32, B16, B32], 0),
         36 => op("global_store_d16_hi_b8", Sem::GStoreHi, B32, [B32, B8, B32], 0),
         37 => op("global_store_d16_hi_b16", Sem::GStoreHi, B32, [B32, B16, B32], 0),
         66 => op("global_atomic_cmpswap_b64", Sem::GAtomicCmpswap, B64, [B128, B128, B128], 0),
@@ -1161,7 +1253,16 @@ impl Inst {
                 let _ = write!(out, " {name}:[{}]", b.join(","));
             }
         };
-        if self.enc == Enc::Vop3p {
+        if self.enc == Enc::Vop3p && matches!(self.op.sem, Sem::VPk(_)) {
+            // Packed operations name their n sources; op_sel_hi defaults to all ones.
+            let n = self.op.n as usize;
+            let all = (1u8 << n) - 1;
+            flags(out, self.opsel & all, n, "op_sel");
+            if self.opsel_hi & all != all {
+                let b: Vec<String> = (0..n).map(|i| (self.opsel_hi >> i & 1).to_string()).collect();
+                let _ = write!(out, " op_sel_hi:[{}]", b.join(","));
+            }
+        } else if self.enc == Enc::Vop3p {
             flags(out, self.opsel, 3, "op_sel");
             flags(out, self.opsel_hi, 3, "op_sel_hi");
         } else if self.enc == Enc::Vop3 {
@@ -1307,7 +1408,7 @@ impl fmt::Display for Inst {
                 let addr = if self.saddr == 124 { reg(self.addr, 2) } else { reg(self.addr, 1) };
                 let saddr = if self.saddr == 124 { "off".to_string() } else { reg(self.saddr, 2) };
                 match self.op.sem {
-                    Sem::GLoad(_) => {
+                    Sem::GLoad(_) | Sem::GLoadD16(..) => {
                         let _ = write!(s, "{name} {}, {addr}, {saddr}", reg(self.dst, self.op.d.regs()));
                     }
                     Sem::GAtomicCmpswap if self.glc => {
@@ -1393,6 +1494,13 @@ mod tests {
         assert_eq!(text(&[0x38200002]), "v_or_b32_e32 v16, s2, v0");
         assert_eq!(text(&[0x140A0685]), "v_mul_hi_i32_i24_e32 v5, 5, v3");
         assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
+        assert_eq!(text(&[0xD6650000, 0x040E0501]), "v_minmax_i32 v0, v1, v2, v3");
+        assert_eq!(text(&[0xD6440002, 0x04160903]), "v_perm_b32 v2, v3, v4, v5");
+        assert_eq!(text(&[0x7E6E250F]), "v_cvt_f32_ubyte1_e32 v55, v15");
+        assert_eq!(text(&[0xCC064006, 0x10020881]), "v_pk_ashrrev_i16 v6, 1, v4 op_sel_hi:[0,1]");
+        assert_eq!(text(&[0xDC821FFE, 0x00000000]), "global_load_d16_b16 v0, v0, s[0:1] offset:-2");
+        assert_eq!(text(&[0xD6590002, 0x04160903]), "v_mad_u32_u16 v2, v3, v4, v5");
+        assert_eq!(text(&[0xD64A0002, 0x04160903]), "v_min3_i16 v2, v3, v4, v5");
         // VOP1 with a literal.
         assert_eq!(text(&[0x7E0E02FF, 0xFF800000]), "v_mov_b32_e32 v7, 0xff800000");
         // VOP3 compare writing EXEC.

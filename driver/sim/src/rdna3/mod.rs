@@ -520,6 +520,129 @@ mod tests {
     }
 
     #[test]
+    fn three_operand_integer_min_max_and_median() {
+        // v3 = -5, v4 = 3, v5 = 7; then OP v2, v3, v4, v5 (word 0 given, word 1 = 0x04160903).
+        let with = |w0: u32| lanes(&[0x7E0602C5, 0x7E080283, 0x7E0A0287, w0, 0x04160903], 1)[0];
+        let big = (-5i32) as u32;
+        for (name, w0, want) in [
+            ("v_min3_i32", 0xD61A0002, big),
+            ("v_min3_u32", 0xD61B0002, 3),
+            ("v_max3_i32", 0xD61D0002, 7),
+            ("v_max3_u32", 0xD61E0002, big),
+            ("v_med3_i32", 0xD6200002, 3),
+            ("v_med3_u32", 0xD6210002, 7),
+            // max(min(a, b), c) and min(max(a, b), c).
+            ("v_minmax_i32", 0xD6650002, 7),
+            ("v_minmax_u32", 0xD6630002, 7),
+            ("v_maxmin_i32", 0xD6640002, 3),
+            ("v_maxmin_u32", 0xD6620002, 7),
+        ] {
+            assert_eq!(with(w0), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn byte_permutes_alignbyte_and_fused_integer_forms() {
+        // v3 = 0x11223344, v4 = 0x55667788 (so {v3, v4} has bytes 88 77 66 55 44 33 22 11 from
+        // the bottom), v5 = the selector; then OP v2, v3, v4, v5.
+        let with = |sel: u32, w0: u32| {
+            lanes(&[0x7E0602FF, 0x1122_3344, 0x7E0802FF, 0x5566_7788, 0x7E0A02FF, sel, w0, 0x04160903], 1)[0]
+        };
+        // v_perm_b32: bytes 1, sign of byte 1 (0x77: clear), 0xff, 0x00.
+        assert_eq!(with(0x0C0D_0801, 0xD6440002), 0x00FF_0077);
+        assert_eq!(with(0x0705_0300, 0xD6440002), 0x1133_5588);
+        // v_alignbyte_b32 by 3 bytes.
+        assert_eq!(with(3, 0xD6170002), 0x2233_4455);
+        // v3 = -5, v4 = 3, v5 = 7.
+        let small = |w0: u32| lanes(&[0x7E0602C5, 0x7E080283, 0x7E0A0287, w0, 0x04160903], 1)[0];
+        assert_eq!(small(0xD6450002), u32::MAX, "v_xad_u32: (-5 ^ 3) + 7");
+        assert_eq!(small(0xD6470002), 0xFFFF_FF00, "v_add_lshl_u32: (-5 + 3) << 7");
+        assert_eq!(small(0xD6590002), 0x2FFF8, "v_mad_u32_u16: 0xfffb * 3 + 7");
+        assert_eq!(small(0xD65A0002), (-8i32) as u32, "v_mad_i32_i16");
+        // The 16-bit forms: the low half.
+        for (name, w0, want) in [
+            ("v_min3_i16", 0xD64A0002, 0xFFFB),
+            ("v_max3_u16", 0xD64E0002, 0xFFFB),
+            ("v_med3_i16", 0xD6500002, 3),
+            ("v_mad_u16", 0xD6410002, 0xFFF8),
+            ("v_mad_i16", 0xD6530002, 0xFFF8),
+        ] {
+            assert_eq!(small(w0) & 0xffff, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn d16_loads_fill_one_half_and_keep_the_other() {
+        // v2 = 0x12345678; LOAD v2, v1, s[2:3] (the buffer's first bytes: f0 be); s_waitcnt
+        // vmcnt(0); store v2.
+        let with = |w0: u32| {
+            let code = [
+                LOAD_ARG[0],
+                LOAD_ARG[1],
+                WAIT,
+                OFFSET,
+                0x7E0402FF,
+                0x1234_5678,
+                w0,
+                0x02020001,
+                0xBF8903F7,
+                STORE_V2[0],
+                STORE_V2[1],
+                END,
+            ];
+            let mut init = [0u8; 16];
+            init[..2].copy_from_slice(&[0xF0, 0xBE]);
+            let (r, buf) = run_with(&code, 1, &init);
+            r.unwrap_or_else(|e| panic!("{e}"));
+            u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])
+        };
+        assert_eq!(with(0xDC820000), 0x1234_BEF0, "global_load_d16_b16");
+        assert_eq!(with(0xDC7A0000), 0x1234_00F0, "global_load_d16_u8");
+        assert_eq!(with(0xDC8A0000), 0xFFF0_5678, "global_load_d16_hi_i8");
+        assert_eq!(with(0xDC8E0000), 0xBEF0_5678, "global_load_d16_hi_b16");
+    }
+
+    #[test]
+    fn packed_16_bit_integer_operations_work_on_both_halves() {
+        // v3 = [lo -5, hi 3], v4 = [lo 7, hi -32767]; then OP v2, v3, v4 (two words).
+        let set = [0x7E0602FF, 0x0003_FFFB, 0x7E0802FF, 0x8001_0007];
+        let with = |w: [u32; 2]| lanes(&[&set[..], &w[..]].concat(), 1)[0];
+        for (name, w, want) in [
+            ("v_pk_add_u16", [0xCC0A4002, 0x18020903], 0x8004_0002),
+            ("v_pk_sub_i16", [0xCC034002, 0x18020903], 0x8002_FFF4),
+            ("v_pk_mul_lo_u16", [0xCC014002, 0x18020903], 0x8003_FFDD),
+            ("v_pk_max_i16", [0xCC074002, 0x18020903], 0x0003_0007),
+            ("v_pk_max_u16", [0xCC0C4002, 0x18020903], 0x8001_FFFB),
+            ("v_pk_min_i16", [0xCC084002, 0x18020903], 0x8001_FFFB),
+            // Shifts: the amount is the first source's half (mod 16).
+            ("v_pk_ashrrev_i16", [0xCC064002, 0x18020903], 0xF000_0000),
+            ("v_pk_lshrrev_b16", [0xCC054002, 0x18020903], 0x1000_0000),
+            ("v_pk_lshlrev_b16", [0xCC044002, 0x18020903], 0x0008_3800),
+            // op_sel:[1,0] op_sel_hi:[0,1]: the low result adds v3's high half and v4's low one.
+            ("v_pk_add_u16 (op_sel)", [0xCC0A4802, 0x10020903], 0x7FFC_000A),
+            ("v_pk_mad_u16 v2, v3, v4, v4", [0xCC094002, 0x1C120903], 0x0004_FFE4),
+            // An inline constant's low half for both results (op_sel_hi:[0,1]), as LLVM writes it.
+            ("v_pk_ashrrev_i16 v2, 1, v4", [0xCC064002, 0x10020881], 0xC000_0003),
+        ] {
+            assert_eq!(with(w), want, "{name}");
+        }
+        // The high half of an inline constant is not something the emulator guesses.
+        let code = [&[LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET], &set[..], &[0xCC064002, 0x18020881, END]].concat();
+        let e = run(&code, 1).0.expect_err("refused").to_string();
+        assert!(e.contains("high half of an inline constant"), "{e}");
+    }
+
+    #[test]
+    fn bytes_convert_to_floats_and_leading_sign_bits_count() {
+        // v3 = 0x80c0fe01; then OP v2, v3.
+        let with = |w: u32| lanes(&[0x7E0602FF, 0x80C0_FE01, w], 1)[0];
+        assert_eq!(with(0x7E042503), 254.0f32.to_bits(), "v_cvt_f32_ubyte1");
+        assert_eq!(with(0x7E042703), 192.0f32.to_bits(), "v_cvt_f32_ubyte2");
+        assert_eq!(with(0x7E042903), 128.0f32.to_bits(), "v_cvt_f32_ubyte3");
+        assert_eq!(with(0x7E047703), 1, "v_cls_i32");
+    }
+
+    #[test]
     fn cross_lane_reads_and_writes() {
         // v_readlane_b32 s4, v0, 5 (= 5); v_writelane_b32 v2, s4, 3 writes lane 3 only.
         let body = [0xD7600004, 0x00010B00, 0xD7610002, 0x00010604];
