@@ -793,6 +793,30 @@ impl<'p, 'm> Exec<'p, 'm> {
             Sem::SMulHiU32 => Some((u64::from(a32) * u64::from(b32)) >> 32),
             Sem::SMulHiI32 => Some((((i64::from(a32 as i32) * i64::from(b32 as i32)) >> 32) as u64) & 0xffff_ffff),
             Sem::SCselect => Some(if w.scc { a } else { b }),
+            Sem::SPack(ah, bh) => {
+                let half = |x: u32, hi: bool| if hi { x >> 16 } else { x & 0xffff };
+                Some(u64::from(half(a32, ah) | half(b32, bh) << 16))
+            }
+            Sem::SLshlAdd(n) => {
+                let r = (u64::from(a32) << n) + u64::from(b32);
+                scc = r > 0xffff_ffff;
+                Some(r & 0xffff_ffff)
+            }
+            Sem::SNand | Sem::SNor | Sem::SXnor => {
+                let r = match i.op.sem {
+                    Sem::SNand => !(a32 & b32),
+                    Sem::SNor => !(a32 | b32),
+                    _ => !(a32 ^ b32),
+                };
+                scc = r != 0;
+                Some(u64::from(r))
+            }
+            Sem::SAbsdiff => {
+                let r = (i64::from(a32 as i32) - i64::from(b32 as i32)).unsigned_abs() as u32;
+                scc = r != 0;
+                Some(u64::from(r))
+            }
+            Sem::SBfm => Some(u64::from(((1u64 << (a32 & 31)) - 1) as u32) << (b32 & 31)),
             Sem::SMov => Some(a),
             Sem::SNot => {
                 let r = !a & mask;

@@ -99,6 +99,16 @@ pub enum Sem {
     SMulHiU32,
     SMulHiI32,
     SCselect,
+    /// `s_pack_{ll,lh,hh,hl}_b32_b16`: the low result half from S0's low (0) or high (1) half,
+    /// the high one from S1's.
+    SPack(bool, bool),
+    /// (S0 << n) + S1, SCC the carry.
+    SLshlAdd(u8),
+    SNand,
+    SNor,
+    SXnor,
+    SAbsdiff,
+    SBfm,
     SMov,
     SNot,
     SBrev,
@@ -407,6 +417,19 @@ fn sop2(o: u32) -> Option<Op> {
         45 => op("s_mul_hi_u32", Sem::SMulHiU32, B32, I1, 2),
         46 => op("s_mul_hi_i32", Sem::SMulHiI32, B32, I1, 2),
         48 => op("s_cselect_b32", Sem::SCselect, B32, I1, 2),
+        50 => op("s_pack_ll_b32_b16", Sem::SPack(false, false), B32, I1, 2),
+        51 => op("s_pack_lh_b32_b16", Sem::SPack(false, true), B32, I1, 2),
+        52 => op("s_pack_hh_b32_b16", Sem::SPack(true, true), B32, I1, 2),
+        53 => op("s_pack_hl_b32_b16", Sem::SPack(true, false), B32, I1, 2),
+        6 => op("s_absdiff_i32", Sem::SAbsdiff, B32, I1, 2),
+        14 => op("s_lshl1_add_u32", Sem::SLshlAdd(1), B32, I1, 2),
+        15 => op("s_lshl2_add_u32", Sem::SLshlAdd(2), B32, I1, 2),
+        16 => op("s_lshl3_add_u32", Sem::SLshlAdd(3), B32, I1, 2),
+        17 => op("s_lshl4_add_u32", Sem::SLshlAdd(4), B32, I1, 2),
+        28 => op("s_nand_b32", Sem::SNand, B32, I1, 2),
+        30 => op("s_nor_b32", Sem::SNor, B32, I1, 2),
+        32 => op("s_xnor_b32", Sem::SXnor, B32, I1, 2),
+        42 => op("s_bfm_b32", Sem::SBfm, B32, I1, 2),
         49 => op("s_cselect_b64", Sem::SCselect, B64, L1, 2),
         _ => return None,
     })
@@ -1496,6 +1519,7 @@ mod tests {
         assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
         assert_eq!(text(&[0xD6650000, 0x040E0501]), "v_minmax_i32 v0, v1, v2, v3");
         assert_eq!(text(&[0xD6440002, 0x04160903]), "v_perm_b32 v2, v3, v4, v5");
+        assert_eq!(text(&[0x99030507]), "s_pack_ll_b32_b16 s3, s7, s5");
         assert_eq!(text(&[0x7E6E250F]), "v_cvt_f32_ubyte1_e32 v55, v15");
         assert_eq!(text(&[0xCC064006, 0x10020881]), "v_pk_ashrrev_i16 v6, 1, v4 op_sel_hi:[0,1]");
         assert_eq!(text(&[0xDC821FFE, 0x00000000]), "global_load_d16_b16 v0, v0, s[0:1] offset:-2");

@@ -643,6 +643,29 @@ mod tests {
     }
 
     #[test]
+    fn sop2_packs_halves_and_fused_shift_adds() {
+        // s4 = 0x11112222, s5 = 0x33334444; OP s6, ...; v_mov_b32 v2, s6.
+        let set = [0xBE8400FF, 0x1111_2222, 0xBE8500FF, 0x3333_4444];
+        let with = |w: &[u32]| lanes(&[&set[..], w, &[0x7E040206]].concat(), 1)[0];
+        for (name, w, want) in [
+            ("s_pack_ll_b32_b16", 0x99060504, 0x4444_2222),
+            ("s_pack_lh_b32_b16", 0x99860504, 0x3333_2222),
+            ("s_pack_hh_b32_b16", 0x9A060504, 0x3333_1111),
+            ("s_pack_hl_b32_b16", 0x9A860504, 0x4444_1111),
+            ("s_lshl2_add_u32", 0x87860504, 0x7777_CCCC),
+            ("s_nand_b32", 0x8E060504, 0xEEEE_FFFF),
+            ("s_xnor_b32", 0x90060504, 0xDDDD_9999),
+            ("s_absdiff_i32 s6, s5, s4", 0x83060405, 0x2222_2222),
+            ("s_bfm_b32 s6, 5, 3", 0x95068385, 0xF8),
+        ] {
+            assert_eq!(with(&[w]), want, "{name}");
+        }
+        // s_lshl2_add_u32 s6, s5, s5 carries out: SCC = 1 (s_addc_u32 s6, 0, 0 reads it).
+        assert_eq!(with(&[0x87860505]), 0x5554);
+        assert_eq!(with(&[0x87860505, 0x82068080]), 1);
+    }
+
+    #[test]
     fn cross_lane_reads_and_writes() {
         // v_readlane_b32 s4, v0, 5 (= 5); v_writelane_b32 v2, s4, 3 writes lane 3 only.
         let body = [0xD7600004, 0x00010B00, 0xD7610002, 0x00010604];
