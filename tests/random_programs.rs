@@ -4,7 +4,8 @@
 //! sizes written into the program as constants (the code generators fold those, and the ONNX
 //! cases showed that they reach instructions symbolic sizes never do). Every run matches the
 //! reference interpreter bit for bit under the exact options.
-//! `TK_RANDOM_PROGRAMS=500 cargo test --features amdgpu --test random_programs` searches longer.
+//! `TK_RANDOM_PROGRAMS=500 TK_RANDOM_SEED=random cargo test --features amdgpu --test random_programs`
+//! searches longer and elsewhere; CI runs 24 programs per device from a fixed seed.
 
 #[path = "../compiler/tests/random_exprs/mod.rs"]
 mod random_exprs;
@@ -149,9 +150,18 @@ fn on(device: &str, p: &Programs) -> Result<(), TestCaseError> {
 }
 
 /// 24 programs of each kind per device, or `TK_RANDOM_PROGRAMS` (to search longer by hand).
+/// The programs come from a fixed seed, so a run is repeatable; `TK_RANDOM_SEED=N` picks
+/// another and `TK_RANDOM_SEED=random` a fresh one each run.
 fn config() -> ProptestConfig {
     let cases = std::env::var("TK_RANDOM_PROGRAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let rng_seed = match std::env::var("TK_RANDOM_SEED").ok().as_deref() {
+        Some("random") => proptest::test_runner::RngSeed::Random,
+        Some(v) => proptest::test_runner::RngSeed::Fixed(
+            v.parse().unwrap_or_else(|_| panic!("TK_RANDOM_SEED={v}: expected a number or `random`")),
+        ),
+        None => proptest::test_runner::RngSeed::Fixed(0x7C_2026),
+    };
+    ProptestConfig { cases, rng_seed, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {

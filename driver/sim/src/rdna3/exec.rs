@@ -1142,6 +1142,7 @@ impl<'p, 'm> Exec<'p, 'm> {
             VAnd => u64::from(a32 & b32),
             VOr => u64::from(a32 | b32),
             VXor => u64::from(a32 ^ b32),
+            VXnor => u64::from(!(a32 ^ b32)),
             VAddCoCi => {
                 let r = u64::from(a32) + u64::from(b32) + u64::from(cin(i.src[2]));
                 return Ok((r & 0xffff_ffff, r >> 32 != 0));

@@ -187,6 +187,7 @@ pub enum Sem {
     VAnd,
     VOr,
     VXor,
+    VXnor,
     VAddCoCi,
     VSubCoCi,
     VSubrevCoCi,
@@ -452,6 +453,8 @@ fn sop1(o: u32) -> Option<Op> {
         24 => op("s_bcnt1_i32_b32", Sem::SBcnt1, B32, I1, 1),
         18 => op("s_bitset1_b32", Sem::SBitset1, B32, I1, 1),
         30 => op("s_not_b32", Sem::SNot, B32, I1, 1),
+        31 => op("s_not_b64", Sem::SNot, B64, L1, 1),
+        3 => op("s_cmov_b64", Sem::SCmov, B64, L1, 1),
         32 => op("s_and_saveexec_b32", Sem::SAndSaveexec, B32, I1, 1),
         34 => op("s_or_saveexec_b32", Sem::SOrSaveexec, B32, I1, 1),
         48 => op("s_and_not1_saveexec_b32", Sem::SAndNot1Saveexec, B32, I1, 1),
@@ -613,6 +616,7 @@ fn vop2(o: u32) -> Option<Op> {
         27 => op("v_and_b32", Sem::VAnd, B32, I1, 2),
         28 => op("v_or_b32", Sem::VOr, B32, I1, 2),
         29 => op("v_xor_b32", Sem::VXor, B32, I1, 2),
+        30 => op("v_xnor_b32", Sem::VXnor, B32, I1, 2),
         32 => op("v_add_co_ci_u32", Sem::VAddCoCi, B32, I1, 3),
         33 => op("v_sub_co_ci_u32", Sem::VSubCoCi, B32, I1, 3),
         34 => op("v_subrev_co_ci_u32", Sem::VSubrevCoCi, B32, I1, 3),
@@ -1519,6 +1523,8 @@ mod tests {
         assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
         assert_eq!(text(&[0xD6650000, 0x040E0501]), "v_minmax_i32 v0, v1, v2, v3");
         assert_eq!(text(&[0xD6440002, 0x04160903]), "v_perm_b32 v2, v3, v4, v5");
+        assert_eq!(text(&[0xBE8C1F0C]), "s_not_b64 s[12:13], s[12:13]");
+        assert_eq!(text(&[0x3C1A1105]), "v_xnor_b32_e32 v13, v5, v8");
         assert_eq!(text(&[0x99030507]), "s_pack_ll_b32_b16 s3, s7, s5");
         assert_eq!(text(&[0x7E6E250F]), "v_cvt_f32_ubyte1_e32 v55, v15");
         assert_eq!(text(&[0xCC064006, 0x10020881]), "v_pk_ashrrev_i16 v6, 1, v4 op_sel_hi:[0,1]");

@@ -640,6 +640,11 @@ mod tests {
         assert_eq!(with(0x7E042703), 192.0f32.to_bits(), "v_cvt_f32_ubyte2");
         assert_eq!(with(0x7E042903), 128.0f32.to_bits(), "v_cvt_f32_ubyte3");
         assert_eq!(with(0x7E047703), 1, "v_cls_i32");
+        // v4 = 0x0f0f00ff; v_xnor_b32_e32 v2, v3, v4.
+        assert_eq!(
+            lanes(&[0x7E0602FF, 0x80C0_FE01, 0x7E0802FF, 0x0F0F_00FF, 0x3C040903], 1)[0],
+            !(0x80C0_FE01u32 ^ 0x0F0F_00FF)
+        );
     }
 
     #[test]
@@ -660,6 +665,11 @@ mod tests {
         ] {
             assert_eq!(with(&[w]), want, "{name}");
         }
+        // s_not_b64 s[6:7], s[4:5]: both words; s_cmov_b64 s[6:7], s[4:5] after a true compare.
+        let not = [0xBE861F04];
+        assert_eq!(with(&[0xBE8400FF, 0xFFFF, not[0]]), 0xFFFF_0000);
+        assert_eq!(lanes(&[&set[..], &[not[0], 0x7E040207]].concat(), 1)[0], !0x3333_4444u32);
+        assert_eq!(with(&[0xBE861F04, 0xBF060404, 0xBE860304]), 0x1111_2222);
         // s_lshl2_add_u32 s6, s5, s5 carries out: SCC = 1 (s_addc_u32 s6, 0, 0 reads it).
         assert_eq!(with(&[0x87860505]), 0x5554);
         assert_eq!(with(&[0x87860505, 0x82068080]), 1);
