@@ -823,6 +823,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                 scc = r != 0;
                 Some(r)
             }
+            Sem::SBrev if wide => Some(a.reverse_bits()),
             Sem::SBrev => Some(u64::from(a32.reverse_bits())),
             Sem::SSext8 => Some(u64::from(a32 as i8 as i32 as u32)),
             Sem::SSext16 => Some(u64::from(a32 as i16 as i32 as u32)),
@@ -832,10 +833,13 @@ impl<'p, 'm> Exec<'p, 'm> {
                 Some(u64::from(r))
             }
             Sem::SBcnt1 => {
-                let r = a32.count_ones();
+                let r = if i.op.s[0].is64() { a.count_ones() } else { a32.count_ones() };
                 scc = r != 0;
                 Some(u64::from(r))
             }
+            // The 64-bit forms (`s_ctz_i32_b64`, `s_clz_i32_u64`) count in the whole pair.
+            Sem::SCtz if i.op.s[0].is64() => Some(u64::from(if a == 0 { u32::MAX } else { a.trailing_zeros() })),
+            Sem::SClz if i.op.s[0].is64() => Some(u64::from(if a == 0 { u32::MAX } else { a.leading_zeros() })),
             Sem::SCtz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() })),
             Sem::SClz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() })),
             // The leading bits equal to the sign bit; -1 when all are.

@@ -670,6 +670,16 @@ mod tests {
         assert_eq!(with(&[0xBE8400FF, 0xFFFF, not[0]]), 0xFFFF_0000);
         assert_eq!(lanes(&[&set[..], &[not[0], 0x7E040207]].concat(), 1)[0], !0x3333_4444u32);
         assert_eq!(with(&[0xBE861F04, 0xBF060404, 0xBE860304]), 0x1111_2222);
+        // The 64-bit bit counts of s[4:5] = 0x00f00000_00000000.
+        let pair = [0xBE840080, 0xBE8500FF, 0x00F0_0000];
+        for (name, w, want) in [
+            ("s_ctz_i32_b64", 0xBE860904, 52),
+            ("s_clz_i32_u64", 0xBE860B04, 8),
+            ("s_bcnt1_i32_b64", 0xBE861904, 4),
+            ("s_brev_b64 (low word)", 0xBE860504, 0xF00),
+        ] {
+            assert_eq!(with(&[&pair[..], &[w]].concat()), want, "{name}");
+        }
         // s_lshl2_add_u32 s6, s5, s5 carries out: SCC = 1 (s_addc_u32 s6, 0, 0 reads it).
         assert_eq!(with(&[0x87860505]), 0x5554);
         assert_eq!(with(&[0x87860505, 0x82068080]), 1);
