@@ -1,9 +1,9 @@
 //! Random programs on every device: each random expression (the compiler's differential-test
-//! generators: float expressions, and integer ones in every integer dtype) is compiled for the
-//! device twice, once with symbolic sizes `n` and `m` and run at several sizes, and once with the
-//! sizes written into the program as constants (the code generators fold those, and the ONNX
-//! cases showed that they reach instructions symbolic sizes never do). Every run matches the
-//! reference interpreter bit for bit under the exact options.
+//! generators: float expressions in f32 and in f16, bf16 or f64, and integer ones in every
+//! integer dtype) is compiled for the device twice, once with symbolic sizes `n` and `m` and run
+//! at several sizes, and once with the sizes written into the program as constants (the code
+//! generators fold those, and the ONNX cases showed that they reach instructions symbolic sizes
+//! never do). Every run matches the reference interpreter bit for bit under the exact options.
 //! `TK_RANDOM_PROGRAMS=500 TK_RANDOM_SEED=random cargo test --features amdgpu --test random_programs`
 //! searches longer and elsewhere; CI runs 24 programs per device from a fixed seed.
 
@@ -30,6 +30,8 @@ enum Kind {
     Mat,
     Row,
     Int(&'static str),
+    /// A float expression in another float dtype (`f32` in the expression becomes it).
+    Float(&'static str),
 }
 
 /// The source of kernel `main` computing `e`, with the sizes symbolic (`None`) or written in.
@@ -44,6 +46,10 @@ fn program(e: &str, kind: Kind, sizes: Option<(i64, i64)>) -> String {
         Kind::Mat => format!("kernel main(x: f32[{n}, {m}], y: f32[{m}]) -> f32[{n}, {m}] {{ {e} }}\n"),
         Kind::Row => format!("kernel main(x: f32[{n}, {m}], y: f32[{m}]) -> f32[{m}] {{ {e} }}\n"),
         Kind::Int(t) => format!("kernel main(a: {t}[{n}, {m}], x: f32[{n}, {m}]) -> {t}[{n}, {m}] {{ {e} }}\n"),
+        Kind::Float(t) => {
+            let e = e.replace("f32", t);
+            format!("kernel main(x: {t}[{n}, {m}], y: {t}[{m}]) -> {t}[{n}, {m}] {{ {e} }}\n")
+        }
     }
 }
 
@@ -129,6 +135,7 @@ struct Programs {
     mat: String,
     row: String,
     int: (&'static str, String),
+    float: (&'static str, String),
     n: i64,
     m: i64,
     seed: u64,
@@ -137,16 +144,18 @@ struct Programs {
 fn programs() -> impl Strategy<Value = Programs> {
     let int = prop::sample::select(random_exprs::INT_DTYPES.to_vec())
         .prop_flat_map(|t| (Just(t), random_exprs::int_mat(t, 3)));
+    let float = (prop::sample::select(vec!["f16", "bf16", "f64"]), random_exprs::mat(2));
     let size = || prop::sample::select(SIZES.to_vec());
-    (random_exprs::mat(3), random_exprs::row(2), int, size(), size(), any::<u64>())
-        .prop_map(|(mat, row, int, n, m, seed)| Programs { mat, row, int, n, m, seed })
+    (random_exprs::mat(3), random_exprs::row(2), int, float, size(), size(), any::<u64>())
+        .prop_map(|(mat, row, int, float, n, m, seed)| Programs { mat, row, int, float, n, m, seed })
 }
 
 /// Every program of `p` on `device`.
 fn on(device: &str, p: &Programs) -> Result<(), TestCaseError> {
     both(device, &p.mat, Kind::Mat, p.n, p.m, p.seed)?;
     both(device, &p.row, Kind::Row, p.n, p.m, p.seed)?;
-    both(device, &p.int.1, Kind::Int(p.int.0), p.n, p.m, p.seed)
+    both(device, &p.int.1, Kind::Int(p.int.0), p.n, p.m, p.seed)?;
+    both(device, &p.float.1, Kind::Float(p.float.0), p.n, p.m, p.seed)
 }
 
 /// 24 programs of each kind per device, or `TK_RANDOM_PROGRAMS` (to search longer by hand).

@@ -1335,11 +1335,14 @@ impl<'p, 'm> Exec<'p, 'm> {
                     ));
                 }
                 let raw: Vec<u32> = (0..n).map(|k| self.rd(w, i.src[k], T::B32, i.lit, lane) as u32).collect();
-                // Which half of an inline constant the high half of a packed operand reads is
-                // not something tk has verified; LLVM selects the low half (op_sel_hi 0).
+                // Whether the high half of an inline constant in a packed operand is the
+                // constant again or the top of its 32-bit value is not something tk has
+                // verified. The two agree for 0 and -1; LLVM selects the low half (op_sel_hi 0)
+                // for the others.
                 for k in 0..n {
                     let inline = matches!(i.src[k], 128..=208 | 240..=248);
-                    if inline && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
+                    let ambiguous = raw[k] >> 16 != raw[k] & 0xffff;
+                    if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
                         return Err(format!(
                             "{} reads the high half of an inline constant, which the emulator does not implement",
                             i.op.name

@@ -579,6 +579,7 @@ fn vop1(o: u32) -> Option<Op> {
         43 => op("v_rcp_iflag_f32", Sem::VRcpIflag, F32, F1, 1),
         46 => op("v_rsq_f32", Sem::VRsq, F32, F1, 1),
         47 => op("v_rcp_f64", Sem::VRcp, F64, D1, 1),
+        49 => op("v_rsq_f64", Sem::VRsq, F64, D1, 1),
         51 => op("v_sqrt_f32", Sem::VSqrt, F32, F1, 1),
         52 => op("v_sqrt_f64", Sem::VSqrt, F64, D1, 1),
         55 => op("v_not_b32", Sem::VNot, B32, I1, 1),
@@ -1527,6 +1528,7 @@ mod tests {
         assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
         assert_eq!(text(&[0xD6650000, 0x040E0501]), "v_minmax_i32 v0, v1, v2, v3");
         assert_eq!(text(&[0xD6440002, 0x04160903]), "v_perm_b32 v2, v3, v4, v5");
+        assert_eq!(text(&[0x7E146308]), "v_rsq_f64_e32 v[10:11], v[8:9]");
         assert_eq!(text(&[0xBE8C1F0C]), "s_not_b64 s[12:13], s[12:13]");
         assert_eq!(text(&[0x3C1A1105]), "v_xnor_b32_e32 v13, v5, v8");
         assert_eq!(text(&[0x99030507]), "s_pack_ll_b32_b16 s3, s7, s5");

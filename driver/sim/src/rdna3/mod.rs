@@ -626,7 +626,9 @@ mod tests {
         ] {
             assert_eq!(with(w), want, "{name}");
         }
-        // The high half of an inline constant is not something the emulator guesses.
+        // v_pk_sub_i16 v2, 0, v4 (op_sel_hi default): 0 is 0 in both halves either way.
+        assert_eq!(with([0xCC034002, 0x18020880]), 0x7FFF_FFF9);
+        // The high half of an inline constant such as 1 is not something the emulator guesses.
         let code = [&[LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET], &set[..], &[0xCC064002, 0x18020881, END]].concat();
         let e = run(&code, 1).0.expect_err("refused").to_string();
         assert!(e.contains("high half of an inline constant"), "{e}");
