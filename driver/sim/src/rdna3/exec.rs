@@ -1,7 +1,7 @@
 //! Executing RDNA3 waves: the scalar and vector register files, EXEC/VCC/SCC, scalar and global
 //! memory, LDS, barriers and `s_waitcnt` checking.
 
-use super::isa::{Cond, Enc, Ext, Inst, Pk, Sem, T};
+use super::isa::{Cond, Enc, Ext, Inst, Pk, PkF, Sem, T};
 use half::f16;
 use std::collections::VecDeque;
 
@@ -1368,6 +1368,44 @@ impl<'p, 'm> Exec<'p, 'm> {
                     }
                 };
                 u64::from(u32::from(one(i.opsel)) | u32::from(one(i.opsel_hi)) << 16)
+            }
+            VPkF(pk) => {
+                if i.clamp {
+                    return Err(format!("{} with clamp is not implemented by the emulator", i.op.name));
+                }
+                // Inline float constants are f16 values here; registers hold both halves.
+                let raw: Vec<u32> = (0..n)
+                    .map(|k| {
+                        let t = if matches!(i.src[k], 240..=248) { T::F16 } else { T::B32 };
+                        self.rd(w, i.src[k], t, i.lit, lane) as u32
+                    })
+                    .collect();
+                for k in 0..n {
+                    let inline = matches!(i.src[k], 128..=208 | 240..=248);
+                    let ambiguous = raw[k] >> 16 != raw[k] & 0xffff;
+                    if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
+                        return Err(format!(
+                            "{} reads the high half of an inline constant, which the emulator does not implement",
+                            i.op.name
+                        ));
+                    }
+                }
+                // One result half: each source's selected half, negated by neg_lo (low result)
+                // or neg_hi (high result), computed exactly and rounded once to f16.
+                let one = |sel: u8, neg: u8| -> u64 {
+                    let v = |k: usize| {
+                        let x = h(u64::from(raw[k] >> if sel >> k & 1 == 1 { 16 } else { 0 }) & 0xffff);
+                        if neg >> k & 1 == 1 { -x } else { x }
+                    };
+                    match pk {
+                        PkF::Add => hb(v(0) + v(1)),
+                        PkF::Mul => hb(v(0) * v(1)),
+                        PkF::Fma => hb(v(0).mul_add(v(1), v(2))),
+                        PkF::Min => hb(minnum(v(0), v(1))),
+                        PkF::Max => hb(maxnum(v(0), v(1))),
+                    }
+                };
+                one(i.opsel, i.neg) | one(i.opsel_hi, i.abs) << 16
             }
             VFmaMix | VFmaMixlo | VFmaMixhi => {
                 let raw = [self.rd(w, i.src[0], T::B32, i.lit, lane), self.rd(w, i.src[1], T::B32, i.lit, lane), {

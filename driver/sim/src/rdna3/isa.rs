@@ -228,6 +228,8 @@ pub enum Sem {
     /// A packed 16-bit integer operation on both halves (VOP3P; op_sel picks each source's half
     /// for the low result, op_sel_hi for the high one).
     VPk(Pk),
+    /// A packed f16 operation on both halves: neg_lo/neg_hi negate each source's half.
+    VPkF(PkF),
     VLshlOr,
     VAndOr,
     VXor3,
@@ -328,6 +330,16 @@ pub enum Pk {
     MinU,
     MadU,
     MadI,
+}
+
+/// The packed f16 operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PkF {
+    Fma,
+    Add,
+    Mul,
+    Min,
+    Max,
 }
 
 /// How a narrow load fills its register.
@@ -810,6 +822,11 @@ fn vop3p(o: u32) -> Option<Op> {
         11 => op("v_pk_sub_u16", Sem::VPk(Pk::Sub), B32, P, 2),
         12 => op("v_pk_max_u16", Sem::VPk(Pk::MaxU), B32, P, 2),
         13 => op("v_pk_min_u16", Sem::VPk(Pk::MinU), B32, P, 2),
+        14 => op("v_pk_fma_f16", Sem::VPkF(PkF::Fma), B32, P, 3),
+        15 => op("v_pk_add_f16", Sem::VPkF(PkF::Add), B32, P, 2),
+        16 => op("v_pk_mul_f16", Sem::VPkF(PkF::Mul), B32, P, 2),
+        17 => op("v_pk_min_f16", Sem::VPkF(PkF::Min), B32, P, 2),
+        18 => op("v_pk_max_f16", Sem::VPkF(PkF::Max), B32, P, 2),
         32 => op("v_fma_mix_f32", Sem::VFmaMix, F32, M, 3),
         33 => op("v_fma_mixlo_f16", Sem::VFmaMixlo, F16, M, 3),
         34 => op("v_fma_mixhi_f16", Sem::VFmaMixhi, F16, M, 3),
@@ -1224,6 +1241,10 @@ impl Inst {
     }
 
     fn src_text(&self, i: usize) -> String {
+        if matches!(self.op.sem, Sem::VPk(_) | Sem::VPkF(_)) {
+            // Packed operations print their negations as neg_lo/neg_hi flags.
+            return modded(self.src[i], self.st(i), self.lit, false, false);
+        }
         modded(self.src[i], self.st(i), self.lit, self.neg >> i & 1 == 1, self.abs >> i & 1 == 1)
     }
 
@@ -1285,7 +1306,7 @@ impl Inst {
                 let _ = write!(out, " {name}:[{}]", b.join(","));
             }
         };
-        if self.enc == Enc::Vop3p && matches!(self.op.sem, Sem::VPk(_)) {
+        if self.enc == Enc::Vop3p && matches!(self.op.sem, Sem::VPk(_) | Sem::VPkF(_)) {
             // Packed operations name their n sources; op_sel_hi defaults to all ones.
             let n = self.op.n as usize;
             let all = (1u8 << n) - 1;
@@ -1294,6 +1315,8 @@ impl Inst {
                 let b: Vec<String> = (0..n).map(|i| (self.opsel_hi >> i & 1).to_string()).collect();
                 let _ = write!(out, " op_sel_hi:[{}]", b.join(","));
             }
+            flags(out, self.neg & all, n, "neg_lo");
+            flags(out, self.abs & all, n, "neg_hi");
         } else if self.enc == Enc::Vop3p {
             flags(out, self.opsel, 3, "op_sel");
             flags(out, self.opsel_hi, 3, "op_sel_hi");
@@ -1528,6 +1551,8 @@ mod tests {
         assert_eq!(text(&[0xD71C0006, 0x00020501]), "v_ldexp_f32 v6, v1, v2");
         assert_eq!(text(&[0xD6650000, 0x040E0501]), "v_minmax_i32 v0, v1, v2, v3");
         assert_eq!(text(&[0xD6440002, 0x04160903]), "v_perm_b32 v2, v3, v4, v5");
+        assert_eq!(text(&[0xCC0F4202, 0x38020903]), "v_pk_add_f16 v2, v3, v4 neg_lo:[1,0] neg_hi:[0,1]");
+        assert_eq!(text(&[0xCC104002, 0x0801E103]), "v_pk_mul_f16 v2, v3, 0.5 op_sel_hi:[1,0]");
         assert_eq!(text(&[0x7E146308]), "v_rsq_f64_e32 v[10:11], v[8:9]");
         assert_eq!(text(&[0xBE8C1F0C]), "s_not_b64 s[12:13], s[12:13]");
         assert_eq!(text(&[0x3C1A1105]), "v_xnor_b32_e32 v13, v5, v8");

@@ -688,6 +688,25 @@ mod tests {
     }
 
     #[test]
+    fn packed_f16_operations_select_and_negate_each_half() {
+        // v3 = [lo -2.0, hi 1.0], v4 = [lo 0.5, hi 2.0] (f16); then OP v2, ... (two words).
+        let set = [0x7E0602FF, 0x3C00_C000, 0x7E0802FF, 0x4000_3800];
+        let with = |w: [u32; 2]| lanes(&[&set[..], &w[..]].concat(), 1)[0];
+        for (name, w, want) in [
+            ("v_pk_add_f16", [0xCC0F4002, 0x18020903], 0x4200_BE00),
+            ("v_pk_mul_f16", [0xCC104002, 0x18020903], 0x4000_BC00),
+            ("v_pk_min_f16", [0xCC114002, 0x18020903], 0x3C00_C000),
+            ("v_pk_max_f16", [0xCC124002, 0x18020903], 0x4000_3800),
+            ("v_pk_fma_f16 v2, v3, v4, v4", [0xCC0E4002, 0x1C120903], 0x4400_B800),
+            ("v_pk_add_f16 neg_lo:[1,0] neg_hi:[0,1]", [0xCC0F4202, 0x38020903], 0xBC00_4100),
+            ("v_pk_mul_f16 v2, v3, 0.5 op_sel_hi:[1,0]", [0xCC104002, 0x0801E103], 0x3800_BC00),
+            ("v_pk_add_f16 op_sel:[1,1] op_sel_hi:[0,0]", [0xCC0F5802, 0x00020903], 0xBE00_4200),
+        ] {
+            assert_eq!(with(w), want, "{name}");
+        }
+    }
+
+    #[test]
     fn cross_lane_reads_and_writes() {
         // v_readlane_b32 s4, v0, 5 (= 5); v_writelane_b32 v2, s4, 3 writes lane 3 only.
         let body = [0xD7600004, 0x00010B00, 0xD7610002, 0x00010604];
