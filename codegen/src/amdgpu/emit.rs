@@ -331,10 +331,28 @@ impl Em {
         }
     }
 
+    /// An f32 value rounded to half, with the sign copied from the f32 value. LLVM 19 selects
+    /// `fptrunc (fmul a, b)` to `v_fma_mixlo_f16 a, b, +0`, whose result is +0 where a * b is
+    /// -0 (fixed upstream in llvm/llvm-project#214544, after LLVM 19). Rounding never changes a
+    /// sign, so taking the sign bit from the f32 value is exact and undoes that; it is integer
+    /// arithmetic, which LLVM does not see through. (An `llvm.arithmetic.fence` also keeps the
+    /// pattern apart, but LLVM 19 then fails on uniform values: "illegal VGPR to SGPR copy".)
+    fn half_with_sign(&mut self, v: &str) -> String {
+        let h = self.val(format!("fptrunc float {v} to half"));
+        let hb = self.val(format!("bitcast half {h} to i16"));
+        let mag = self.val(format!("and i16 {hb}, 32767"));
+        let vb = self.val(format!("bitcast float {v} to i32"));
+        let top = self.val(format!("lshr i32 {vb}, 16"));
+        let top = self.val(format!("trunc i32 {top} to i16"));
+        let sign = self.val(format!("and i16 {top}, -32768"));
+        let r = self.val(format!("or i16 {mag}, {sign}"));
+        self.val(format!("bitcast i16 {r} to half"))
+    }
+
     /// An f32 value rounded to f16 or bf16 (to nearest, ties to even), kept in f32.
     fn round_half(&mut self, v: &str, d: DType) -> String {
         if d == DType::F16 {
-            let h = self.val(format!("fptrunc float {v} to half"));
+            let h = self.half_with_sign(v);
             return self.val(format!("fpext half {h} to float"));
         }
         let bits = self.val(format!("bitcast float {v} to i32"));
@@ -786,7 +804,7 @@ impl Em {
     fn store(&mut self, buf: usize, index: &IExpr, v: &str, bd: DType) -> Result<(), Unsupported> {
         match bd {
             DType::F16 => {
-                let h = self.val(format!("fptrunc float {v} to half"));
+                let h = self.half_with_sign(v);
                 let a = self.gaddr(buf, index, "half")?;
                 self.line(format!("store half {h}, ptr addrspace(1) {a}, align 2"));
             }

@@ -1339,9 +1339,9 @@ impl<'p, 'm> Exec<'p, 'm> {
                 // constant again or the top of its 32-bit value is not something tk has
                 // verified. The two agree for 0 and -1; LLVM selects the low half (op_sel_hi 0)
                 // for the others.
-                for k in 0..n {
+                for (k, &r) in raw.iter().enumerate() {
                     let inline = matches!(i.src[k], 128..=208 | 240..=248);
-                    let ambiguous = raw[k] >> 16 != raw[k] & 0xffff;
+                    let ambiguous = r >> 16 != r & 0xffff;
                     if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
                         return Err(format!(
                             "{} reads the high half of an inline constant, which the emulator does not implement",
@@ -1380,9 +1380,9 @@ impl<'p, 'm> Exec<'p, 'm> {
                         self.rd(w, i.src[k], t, i.lit, lane) as u32
                     })
                     .collect();
-                for k in 0..n {
+                for (k, &r) in raw.iter().enumerate() {
                     let inline = matches!(i.src[k], 128..=208 | 240..=248);
-                    let ambiguous = raw[k] >> 16 != raw[k] & 0xffff;
+                    let ambiguous = r >> 16 != r & 0xffff;
                     if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
                         return Err(format!(
                             "{} reads the high half of an inline constant, which the emulator does not implement",
