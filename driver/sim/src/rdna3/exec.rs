@@ -1025,6 +1025,30 @@ impl<'p, 'm> Exec<'p, 'm> {
         Ok((i.dst, out))
     }
 
+    /// The 32-bit sources of a packed (VOP3P) operation in one lane; with `f16`, inline float
+    /// constants are f16 values. Whether the high half of an inline constant is the constant
+    /// again or the top of its 32-bit value is not something tk has verified; the two agree for
+    /// 0 and -1, and LLVM selects the low half (op_sel_hi 0) for the others, so anything else is
+    /// refused rather than guessed.
+    fn packed_sources(&self, w: &Wave, i: &Inst, lane: usize, f16: bool) -> Result<Vec<u32>, String> {
+        let mut raw = Vec::with_capacity(i.op.n as usize);
+        for k in 0..i.op.n as usize {
+            let float_inline = matches!(i.src[k], 240..=248);
+            let t = if f16 && float_inline { T::F16 } else { T::B32 };
+            let r = self.rd(w, i.src[k], t, i.lit, lane) as u32;
+            let inline = float_inline || matches!(i.src[k], 128..=208);
+            let ambiguous = r >> 16 != r & 0xffff;
+            if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
+                return Err(format!(
+                    "{} reads the high half of an inline constant, which the emulator does not implement",
+                    i.op.name
+                ));
+            }
+            raw.push(r);
+        }
+        Ok(raw)
+    }
+
     /// One lane of a vector ALU instruction: the result and the carry/VCC bit.
     fn lane(&self, w: &Wave, i: &Inst, lane: usize) -> Result<(u64, bool), String> {
         use Sem::*;
@@ -1334,21 +1358,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                         i.op.name
                     ));
                 }
-                let raw: Vec<u32> = (0..n).map(|k| self.rd(w, i.src[k], T::B32, i.lit, lane) as u32).collect();
-                // Whether the high half of an inline constant in a packed operand is the
-                // constant again or the top of its 32-bit value is not something tk has
-                // verified. The two agree for 0 and -1; LLVM selects the low half (op_sel_hi 0)
-                // for the others.
-                for (k, &r) in raw.iter().enumerate() {
-                    let inline = matches!(i.src[k], 128..=208 | 240..=248);
-                    let ambiguous = r >> 16 != r & 0xffff;
-                    if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
-                        return Err(format!(
-                            "{} reads the high half of an inline constant, which the emulator does not implement",
-                            i.op.name
-                        ));
-                    }
-                }
+                let raw = self.packed_sources(w, i, lane, false)?;
                 let half = |k: usize, sel: u8| -> u16 { (raw[k] >> if sel >> k & 1 == 1 { 16 } else { 0 }) as u16 };
                 let one = |sel: u8| -> u16 {
                     let (x, y) = (half(0, sel), half(1, sel));
@@ -1373,23 +1383,7 @@ impl<'p, 'm> Exec<'p, 'm> {
                 if i.clamp {
                     return Err(format!("{} with clamp is not implemented by the emulator", i.op.name));
                 }
-                // Inline float constants are f16 values here; registers hold both halves.
-                let raw: Vec<u32> = (0..n)
-                    .map(|k| {
-                        let t = if matches!(i.src[k], 240..=248) { T::F16 } else { T::B32 };
-                        self.rd(w, i.src[k], t, i.lit, lane) as u32
-                    })
-                    .collect();
-                for (k, &r) in raw.iter().enumerate() {
-                    let inline = matches!(i.src[k], 128..=208 | 240..=248);
-                    let ambiguous = r >> 16 != r & 0xffff;
-                    if inline && ambiguous && (i.opsel >> k & 1 == 1 || i.opsel_hi >> k & 1 == 1) {
-                        return Err(format!(
-                            "{} reads the high half of an inline constant, which the emulator does not implement",
-                            i.op.name
-                        ));
-                    }
-                }
+                let raw = self.packed_sources(w, i, lane, true)?;
                 // One result half: each source's selected half, negated by neg_lo (low result)
                 // or neg_hi (high result), computed exactly and rounded once to f16.
                 let one = |sel: u8, neg: u8| -> u64 {
