@@ -149,6 +149,15 @@ pub struct Exec<'p, 'm> {
 
 const NONE: u32 = u32::MAX;
 
+/// `s_cls_i32`/`v_cls_i32`: the leading bits equal to the sign bit; -1 when all are.
+fn cls(x: u32) -> u32 {
+    match x as i32 {
+        0 | -1 => u32::MAX,
+        v if v < 0 => (!x).leading_zeros(),
+        _ => x.leading_zeros(),
+    }
+}
+
 fn f32b(x: f32) -> u64 {
     u64::from(x.to_bits())
 }
@@ -842,12 +851,7 @@ impl<'p, 'm> Exec<'p, 'm> {
             Sem::SClz if i.op.s[0].is64() => Some(u64::from(if a == 0 { u32::MAX } else { a.leading_zeros() })),
             Sem::SCtz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() })),
             Sem::SClz => Some(u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() })),
-            // The leading bits equal to the sign bit; -1 when all are.
-            Sem::SCls => Some(u64::from(match a32 as i32 {
-                0 | -1 => u32::MAX,
-                x if x < 0 => (!a32).leading_zeros(),
-                _ => a32.leading_zeros(),
-            })),
+            Sem::SCls => Some(u64::from(cls(a32))),
             Sem::SBcnt0 => {
                 let r = (!a32).count_ones();
                 scc = r != 0;
@@ -1331,12 +1335,7 @@ impl<'p, 'm> Exec<'p, 'm> {
             VCvtI32I16 => u64::from(a as i16 as i32 as u32),
             VCvtU32U16 => a & 0xffff,
             VClz => u64::from(if a32 == 0 { u32::MAX } else { a32.leading_zeros() }),
-            // The leading bits equal to the sign bit; -1 when all are.
-            VCls => u64::from(match a32 as i32 {
-                0 | -1 => u32::MAX,
-                x if x < 0 => (!a32).leading_zeros(),
-                _ => a32.leading_zeros(),
-            }),
+            VCls => u64::from(cls(a32)),
             VCtz => u64::from(if a32 == 0 { u32::MAX } else { a32.trailing_zeros() }),
             VPackF16 => {
                 let lo = if i.opsel & 1 == 1 { a >> 16 } else { a } & 0xffff;
