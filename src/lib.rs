@@ -15,15 +15,15 @@
 //! assert_eq!(out[0].to_vec::<f32>().unwrap(), vec![2.5, 4.5, 6.5]);
 //! ```
 //!
-//! A program that only loads bundles can depend on the runtime crate alone (`tk-driver` with
-//! `default-features = false`), whose [`tk_driver::api`] this crate re-exports.
+//! A program that only loads bundles can depend on the runtime crate alone (`tk-runtime`), whose
+//! [`tk_runtime::api`] this crate re-exports.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use tk_driver::api::{Arg, AsArg, Bundle, Device, Entry};
-pub use tk_driver::{DType, DeviceArray, HostArray, RunError};
+pub use tk_runtime::api::{Arg, AsArg, Bundle, Device, Entry};
+pub use tk_runtime::{DType, DeviceArray, HostArray, RunError};
 
 /// A `.tk` program with errors: the diagnostics, rendered as the command line shows them.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,10 @@ pub struct Program {
 
 struct Jit(Arc<HashMap<String, tk_ir::graph::Graph>>);
 
-impl tk_driver::api::Source for Jit {
-    fn load(&self, dev: &Device, name: &str) -> Result<tk_driver::Compiled, RunError> {
+impl tk_runtime::api::Source for Jit {
+    fn load(&self, dev: &Device, name: &str) -> Result<tk_runtime::Compiled, RunError> {
         let g = self.0.get(name).ok_or_else(|| RunError::Argument { message: format!("no entry `{name}`") })?;
-        tk_driver::compile(dev.raw(), name, g, &Default::default())
+        tk_toolchain::Session::new().compile(dev.raw(), name, g)
     }
 }
 
@@ -68,15 +68,16 @@ pub fn compile_file(path: impl AsRef<Path>) -> Result<Program, CompileError> {
 }
 
 fn compile(path: &Path, src: String) -> Result<Program, CompileError> {
-    let checked = tk_compiler::check_source(path, src);
+    let session = tk_toolchain::Session::new();
+    let checked = session.check(path, src);
     if !checked.is_ok() {
         return Err(CompileError(checked.render_plain()));
     }
     let mut graphs = HashMap::new();
     let mut names = Vec::new();
     for k in &checked.kernels {
-        let g = tk_compiler::lower::lower_kernel(k).map_err(|e| CompileError(format!("kernel `{}`: {e}", k.name)))?;
-        graphs.insert(k.name.clone(), tk_ir::passes::prepare(&g));
+        let g = session.prepared(k).map_err(|e| CompileError(e.to_string()))?;
+        graphs.insert(k.name.clone(), g);
         names.push(k.name.clone());
     }
     Ok(Program { graphs: Arc::new(graphs), names })

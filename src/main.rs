@@ -237,15 +237,15 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { files } => check(&files, choice),
         Command::Emit { file, stage, entry, target, opts, fast_math, deterministic } => {
-            let target: tk_driver::target::Target = match target.parse() {
+            let target: tk_toolchain::target::Target = match target.parse() {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            let nvidia = matches!(target, tk_driver::target::Target::Nvidia(_));
-            let amd = matches!(target, tk_driver::target::Target::Amd(_));
+            let nvidia = matches!(target, tk_toolchain::target::Target::Nvidia(_));
+            let amd = matches!(target, tk_toolchain::target::Target::Amd(_));
             let mismatch = match stage {
                 Stage::Clif if nvidia || amd => Some("--stage clif is the CPU backend's: use --target cpu"),
                 Stage::Ptx | Stage::Sass if !nvidia => {
@@ -284,7 +284,7 @@ fn main() -> ExitCode {
                         out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into());
                     out.with_file_name(format!("{}.h", stem.strip_prefix("lib").unwrap_or(&stem)))
                 });
-                let opts = tk_driver::target::Options { knobs, deterministic, split: None };
+                let opts = tk_toolchain::target::Options { knobs, deterministic, split: None };
                 return ExitCode::from(build_staticlib(&files, &out, &header, opts, choice));
             }
             if header.is_some() {
@@ -297,13 +297,13 @@ fn main() -> ExitCode {
             };
             let mut targets = Vec::new();
             for t in &target {
-                match t.parse::<tk_driver::target::Target>() {
-                    Ok(tk_driver::target::Target::Cpu) if bundle => {
-                        if !targets.contains(&tk_driver::target::Target::Cpu) {
-                            targets.push(tk_driver::target::Target::Cpu)
+                match t.parse::<tk_toolchain::target::Target>() {
+                    Ok(tk_toolchain::target::Target::Cpu) if bundle => {
+                        if !targets.contains(&tk_toolchain::target::Target::Cpu) {
+                            targets.push(tk_toolchain::target::Target::Cpu)
                         }
                     }
-                    Ok(tk_driver::target::Target::Cpu) => {
+                    Ok(tk_toolchain::target::Target::Cpu) => {
                         eprintln!(
                             "error: code objects are for GPUs; the CPU compiles kernels when they run (use an sm_XX \
                              or gfx11xx target, or write a bundle with `--emit bundle`, which holds CPU code too)"
@@ -321,14 +321,14 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let opts = tk_driver::target::Options { knobs, deterministic, split: None };
+            let opts = tk_toolchain::target::Options { knobs, deterministic, split: None };
             if bundle {
                 build_bundle(&files, &targets, &out, opts, choice)
             } else {
                 build(&files, &targets, &out, verbose, opts, choice)
             }
         }
-        Command::Inspect { file } => match tk_driver::bundle::Bundle::load(&file) {
+        Command::Inspect { file } => match tk_runtime::bundle::Bundle::load(&file) {
             Ok(b) => {
                 print!("{}", b.describe());
                 exit::OK
@@ -339,7 +339,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Devices => {
-            let list = tk_driver::device::list();
+            let list = tk_runtime::device::list();
             let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);
             println!("{:<w$} TARGET", "DEVICE");
             for (name, target) in list {
@@ -386,7 +386,7 @@ fn read(path: &Path) -> Result<String, u8> {
 /// Checks one file, printing its diagnostics. Returns the checked program when it has no errors.
 fn check_one(path: &Path, choice: ColorChoice) -> Result<tk_compiler::Checked, u8> {
     let src = read(path)?;
-    let checked = tk_compiler::check_source(path, src);
+    let checked = tk_toolchain::Session::new().check(path, src);
     if !checked.diags.is_empty() {
         let mut err = StandardStream::stderr(choice);
         for d in &checked.diags {
@@ -415,15 +415,15 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
 
 /// The prepared graph of every entry of the files, with distinct names, for a bundle or a
 /// library (`what`).
-fn distinct_entries(files: &[PathBuf], what: &str, choice: ColorChoice) -> Result<Vec<tk_driver::bundle::Entry>, u8> {
-    let mut entries: Vec<tk_driver::bundle::Entry> = Vec::new();
+fn distinct_entries(files: &[PathBuf], what: &str, choice: ColorChoice) -> Result<Vec<tk_toolchain::bundle::Entry>, u8> {
+    let mut entries: Vec<tk_toolchain::bundle::Entry> = Vec::new();
     for f in files {
         let checked = check_one(f, choice)?;
         for k in &checked.kernels {
-            let graph = match tk_compiler::lower::lower_kernel(k) {
-                Ok(g) => tk_ir::passes::prepare(&g),
+            let graph = match tk_toolchain::Session::new().prepared(k) {
+                Ok(g) => g,
                 Err(e) => {
-                    eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
+                    eprintln!("error: {}: {e}", f.display());
                     return Err(exit::USER);
                 }
             };
@@ -436,18 +436,18 @@ fn distinct_entries(files: &[PathBuf], what: &str, choice: ColorChoice) -> Resul
                 );
                 return Err(exit::USER);
             }
-            entries.push(tk_driver::bundle::Entry { name: k.name.clone(), source: f.display().to_string(), graph });
+            entries.push(tk_toolchain::bundle::Entry { name: k.name.clone(), source: f.display().to_string(), graph });
         }
     }
     Ok(entries)
 }
 
 /// The exit code of a failed build.
-fn build_failed(e: tk_driver::RunError) -> u8 {
+fn build_failed(e: tk_runtime::RunError) -> u8 {
     eprintln!("error: {e}");
     match e {
-        tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
-        tk_driver::RunError::File { .. } | tk_driver::RunError::Argument { .. } => exit::USER,
+        tk_runtime::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+        tk_runtime::RunError::File { .. } | tk_runtime::RunError::Argument { .. } => exit::USER,
         _ => exit::RUNTIME,
     }
 }
@@ -457,14 +457,14 @@ fn build_staticlib(
     files: &[PathBuf],
     lib: &Path,
     header: &Path,
-    opts: tk_driver::target::Options,
+    opts: tk_toolchain::target::Options,
     choice: ColorChoice,
 ) -> u8 {
     let entries = match distinct_entries(files, "library", choice) {
         Ok(e) => e,
         Err(c) => return c,
     };
-    match tk_driver::clib::build(&entries, &opts, lib, header) {
+    match tk_toolchain::clib::build(&entries, &opts, lib, header) {
         Ok(w) => {
             println!("wrote {} and {}", w.library.display(), w.header.display());
             exit::OK
@@ -476,16 +476,16 @@ fn build_staticlib(
 /// `tk build --emit bundle`.
 fn build_bundle(
     files: &[PathBuf],
-    targets: &[tk_driver::target::Target],
+    targets: &[tk_toolchain::target::Target],
     out: &Path,
-    opts: tk_driver::target::Options,
+    opts: tk_toolchain::target::Options,
     choice: ColorChoice,
 ) -> u8 {
     let entries = match distinct_entries(files, "bundle", choice) {
         Ok(e) => e,
         Err(c) => return c,
     };
-    match tk_driver::bundle::build(&entries, targets, &opts, out) {
+    match tk_toolchain::bundle::build(&entries, targets, &opts, out) {
         Ok(w) => {
             println!(
                 "wrote {} ({} bytes): {} entr{} for {}",
@@ -504,13 +504,13 @@ fn build_bundle(
 /// `tk build`.
 fn build(
     files: &[PathBuf],
-    targets: &[tk_driver::target::Target],
+    targets: &[tk_toolchain::target::Target],
     out: &Path,
     verbose: bool,
-    opts: tk_driver::target::Options,
+    opts: tk_toolchain::target::Options,
     choice: ColorChoice,
 ) -> u8 {
-    let mut sources: Vec<tk_driver::aot::Source> = Vec::new();
+    let mut sources: Vec<tk_toolchain::aot::Source> = Vec::new();
     for f in files {
         let checked = match check_one(f, choice) {
             Ok(c) => c,
@@ -527,19 +527,17 @@ fn build(
         }
         let mut entries = Vec::new();
         for k in &checked.kernels {
-            match tk_compiler::lower::lower_kernel(k) {
-                Ok(g) => {
-                    entries.push(tk_driver::aot::Entry { name: k.name.clone(), graph: tk_ir::passes::prepare(&g) })
-                }
+            match tk_toolchain::Session::new().prepared(k) {
+                Ok(graph) => entries.push(tk_toolchain::aot::Entry { name: k.name.clone(), graph }),
                 Err(e) => {
-                    eprintln!("error: {}: kernel `{}`: {e}", f.display(), k.name);
+                    eprintln!("error: {}: {e}", f.display());
                     return exit::USER;
                 }
             }
         }
-        sources.push(tk_driver::aot::Source { path: f.clone(), stem, entries });
+        sources.push(tk_toolchain::aot::Source { path: f.clone(), stem, entries });
     }
-    match tk_driver::aot::build(&sources, targets, &opts, out) {
+    match tk_toolchain::aot::build(&sources, targets, &opts, out) {
         Ok(built) => {
             for f in &built.files {
                 println!("wrote {}", f.display());
@@ -581,8 +579,8 @@ fn build(
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                tk_driver::RunError::MissingTool { .. } => exit::MISSING_TOOL,
-                tk_driver::RunError::File { .. } => exit::USER,
+                tk_runtime::RunError::MissingTool { .. } => exit::MISSING_TOOL,
+                tk_runtime::RunError::File { .. } => exit::USER,
                 _ => exit::RUNTIME,
             }
         }
@@ -598,7 +596,7 @@ struct Flags {
 fn emit(
     file: &Path,
     stage: Stage,
-    target: tk_driver::target::Target,
+    target: tk_toolchain::target::Target,
     entry: Option<&str>,
     knobs: Option<&tk_ir::kernel::Knobs>,
     flags: Flags,
@@ -638,36 +636,33 @@ fn emit(
                 Ok(c) => c,
                 Err(c) => return c,
             };
-            let opts =
-                tk_driver::target::Options { knobs: knobs.cloned(), deterministic: flags.deterministic, split: None };
+            let session = tk_toolchain::Session::with_options(tk_toolchain::target::Options {
+                knobs: knobs.cloned(),
+                deterministic: flags.deterministic,
+                split: None,
+            });
             let mut s = String::new();
             let mut groups = Vec::new();
             for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
-                let g = match tk_compiler::lower::lower_kernel(k) {
+                let g = match session.graph(k) {
                     Ok(g) => g,
                     Err(e) => {
-                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
+                        eprintln!("error: {}: {e}", file.display());
                         return exit::USER;
                     }
                 };
                 if stage == Stage::Graph {
                     // The graph stage shows the optimised graph; later stages compile the
                     // prepared one (transcendentals decomposed into primitives).
-                    s.push_str(&tk_ir::text::print(&tk_ir::passes::optimize(&g), &k.name));
+                    s.push_str(&tk_ir::text::print(&session.optimized(&g), &k.name));
                     continue;
                 }
-                let prepared = tk_ir::passes::prepare(&g);
+                let prepared = session.prepare(&g);
                 if stage == Stage::Schedule {
-                    let g = if flags.deterministic {
-                        prepared
-                    } else {
-                        let (scalar, rows) = target.split();
-                        tk_ir::passes::split_reductions(&prepared, scalar, rows)
-                    };
-                    s.push_str(&tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &k.name));
+                    s.push_str(&session.schedule_text(&prepared, target, &k.name));
                     continue;
                 }
-                let lowered = match tk_driver::target::lower(&prepared, target, &opts) {
+                let lowered = match session.lower(&prepared, target) {
                     Ok(l) => l,
                     Err(e) => {
                         eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
@@ -690,7 +685,7 @@ fn emit(
                 }
                 for (i, kern) in lowered.kernels.iter().enumerate() {
                     if stage == Stage::Clif {
-                        match tk_codegen::cpu::clif(kern) {
+                        match session.clif(kern) {
                             Ok(t) => {
                                 let _ = writeln!(s, "; device kernel {i}");
                                 s.push_str(&t);
@@ -711,10 +706,10 @@ fn emit(
                 eprintln!("error: {} has no kernel `{e}`", file.display());
                 return exit::USER;
             }
-            if let tk_driver::target::Target::Amd(t) = target
+            if let tk_toolchain::target::Target::Amd(t) = target
                 && matches!(stage, Stage::Llvm | Stage::Gcn)
             {
-                let m = match tk_codegen::amdgpu::module(&groups, t) {
+                let m = match session.llvm(&groups, t) {
                     Ok(m) => m,
                     Err(e) => {
                         eprintln!("error: {}: {e}", file.display());
@@ -727,12 +722,12 @@ fn emit(
                 if stage == Stage::Llvm {
                     s.push_str(&m.ir);
                 } else {
-                    let gcn = tk_driver::amd::code_object(&m).and_then(|c| tk_driver::amd::disassemble(&c.hsaco, t));
+                    let gcn = session.gcn(&m, t);
                     match gcn {
                         Ok(t) => s.push_str(&t),
                         Err(e) => {
                             eprintln!("error: {e}");
-                            return if matches!(e, tk_driver::RunError::MissingTool { .. }) {
+                            return if matches!(e, tk_runtime::RunError::MissingTool { .. }) {
                                 exit::MISSING_TOOL
                             } else {
                                 exit::RUNTIME
@@ -741,10 +736,10 @@ fn emit(
                     }
                 }
             }
-            if let tk_driver::target::Target::Nvidia(t) = target
+            if let tk_toolchain::target::Target::Nvidia(t) = target
                 && matches!(stage, Stage::Ptx | Stage::Sass)
             {
-                let m = match tk_codegen::ptx::module(&groups, t) {
+                let m = match session.ptx(&groups, t) {
                     Ok(m) => m,
                     Err(e) => {
                         eprintln!("error: {}: {e}", file.display());
@@ -755,15 +750,14 @@ fn emit(
                     s.push_str("// fast-math: allowed, but the PTX backend emits no approximations yet\n");
                 }
                 if stage == Stage::Ptx {
-                    s.push_str(&m.text);
+                    s.push_str(&m);
                 } else {
-                    let sass =
-                        tk_driver::nvidia::assemble(&m.text, t).and_then(|a| tk_driver::nvidia::disassemble(&a.cubin));
+                    let sass = session.sass(&m, t);
                     match sass {
                         Ok(t) => s.push_str(&t),
                         Err(e) => {
                             eprintln!("error: {e}");
-                            return if matches!(e, tk_driver::RunError::MissingTool { .. }) {
+                            return if matches!(e, tk_runtime::RunError::MissingTool { .. }) {
                                 exit::MISSING_TOOL
                             } else {
                                 exit::RUNTIME

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use tk_driver::{Device, HostArray};
+use tk_runtime::{Device, HostArray};
 
 /// The REPL's state: definitions, variables and the device.
 pub struct Session {
@@ -105,7 +105,7 @@ impl Session {
 
     /// Checks a program; returns the checked result or the rendered diagnostics.
     fn check(&self, src: String) -> Result<tk_compiler::Checked, String> {
-        let c = tk_compiler::check_source(Path::new("<repl>"), src);
+        let c = tk_toolchain::Session::new().check(Path::new("<repl>"), src);
         if c.is_ok() { Ok(c) } else { Err(c.render_plain()) }
     }
 
@@ -153,10 +153,9 @@ impl Session {
         let src = format!("kernel {name}({}) -> {ty} {{\n    {expr}\n}}\n", params.join(", "));
         let c = self.check(self.program(&src))?;
         let k = c.kernels.iter().find(|k| k.name == name).ok_or("internal error: the expression kernel is missing")?;
-        let g = tk_compiler::lower::lower_kernel(k).map_err(|e| format!("error: {e}"))?;
-        let g = tk_ir::passes::prepare(&g);
-        let compiled = tk_driver::compile(self.device.as_ref(), &name, &g, &Default::default())
-            .map_err(|e| format!("error: {e}"))?;
+        let session = tk_toolchain::Session::new();
+        let g = session.prepared(k).map_err(|e| format!("error: {}", e.message))?;
+        let compiled = session.compile(self.device.as_ref(), &name, &g).map_err(|e| format!("error: {e}"))?;
         let t1 = Instant::now();
         let outs = compiled
             .run(self.device.as_ref(), &args, &HashMap::new())
@@ -213,7 +212,7 @@ impl Session {
                 "device" if rest.is_empty() => {
                     (format!("device: {} ({})\n", self.device.name(), self.device.target()), false)
                 }
-                "device" => match tk_driver::open(rest) {
+                "device" => match tk_runtime::open(rest) {
                     Ok(d) => {
                         self.device = d;
                         (format!("device: {rest}\n"), false)
@@ -294,15 +293,16 @@ impl Session {
         if stage == "types" {
             return tk_compiler::tast::print_types(k);
         }
-        let g = match tk_compiler::lower::lower_kernel(k) {
+        let session = tk_toolchain::Session::new();
+        let g = match session.graph(k) {
             Ok(g) => g,
-            Err(e) => return format!("error: {e}\n"),
+            Err(e) => return format!("error: {}\n", e.message),
         };
         match stage {
-            "graph" => tk_ir::text::print(&tk_ir::passes::optimize(&g), name),
+            "graph" => tk_ir::text::print(&session.optimized(&g), name),
             "schedule" | "kernel" | "clif" => {
-                let g = tk_ir::passes::prepare(&g);
-                let compiled = match tk_driver::compile(self.device.as_ref(), name, &g, &Default::default()) {
+                let g = session.prepare(&g);
+                let compiled = match session.compile(self.device.as_ref(), name, &g) {
                     Ok(c) => c,
                     Err(e) => return format!("error: {e}\n"),
                 };
@@ -312,7 +312,7 @@ impl Session {
                     _ => compiled
                         .kernels
                         .iter()
-                        .map(|k| tk_codegen::cpu::clif(k).unwrap_or_else(|e| format!("error: {e}\n")))
+                        .map(|k| session.clif(k).unwrap_or_else(|e| format!("error: {e}\n")))
                         .collect(),
                 }
             }
@@ -354,11 +354,11 @@ impl rustyline::Helper for Helper {}
 
 /// Runs the REPL: interactive with line editing on a terminal, else reading stdin line by line.
 pub fn run(device: &str) -> u8 {
-    let dev = match tk_driver::open(device) {
+    let dev = match tk_runtime::open(device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            return if matches!(e, tk_driver::RunError::Argument { .. }) {
+            return if matches!(e, tk_runtime::RunError::Argument { .. }) {
                 crate::exit::USER
             } else {
                 crate::exit::RUNTIME

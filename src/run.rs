@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use tk_compiler::diag::{Code, Diag};
-use tk_driver::array::{Random, rng};
-use tk_driver::{Device, HostArray, RunError};
+use tk_runtime::array::{Random, rng};
+use tk_runtime::{Device, HostArray, RunError};
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Op, Scalar};
@@ -128,7 +128,7 @@ pub fn parse_value(
     v: &str,
     dtype: DType,
     shape: &[Dim],
-    r: &mut tk_driver::array::ChaCha8Rng,
+    r: &mut tk_runtime::array::ChaCha8Rng,
 ) -> Result<HostArray, String> {
     let ty = || {
         let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
@@ -254,7 +254,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
             return exit::USER;
         }
     };
-    let dev = match tk_driver::open(&o.device) {
+    let dev = match tk_runtime::open(&o.device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
@@ -264,16 +264,20 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         }
     };
     let t0 = Instant::now();
-    let g = match tk_compiler::lower::lower_kernel(kernel) {
-        Ok(g) => tk_ir::passes::prepare(&g),
+    let session = tk_toolchain::Session::with_options(tk_toolchain::target::Options {
+        knobs: o.knobs.clone(),
+        deterministic: o.deterministic,
+        split: None,
+    });
+    let g = match session.prepared(kernel) {
+        Ok(g) => g,
         Err(e) => {
-            eprintln!("error: {}: kernel `{}`: {e}", o.file.display(), kernel.name);
+            eprintln!("error: {}: {e}", o.file.display());
             return exit::USER;
         }
     };
     let t_lower = t0.elapsed();
-    let copts = tk_driver::runtime::Options { knobs: o.knobs.clone(), deterministic: o.deterministic, split: None };
-    let compiled = match tk_driver::compile(dev.as_ref(), &kernel.name, &g, &copts) {
+    let compiled = match session.compile(dev.as_ref(), &kernel.name, &g) {
         Ok(c) => c,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };
@@ -388,7 +392,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
 #[allow(clippy::too_many_arguments)]
 fn bench(
     dev: &dyn Device,
-    c: &tk_driver::Compiled,
+    c: &tk_runtime::Compiled,
     g: &Graph,
     args: &[HostArray],
     explicit: &HashMap<String, i64>,
@@ -397,9 +401,9 @@ fn bench(
     choice: ColorChoice,
 ) -> u8 {
     let q = dev.queue();
-    let run = || -> Result<(Duration, Vec<tk_driver::DeviceArray>), RunError> {
-        let dargs: Vec<tk_driver::DeviceArray> =
-            args.iter().map(|a| tk_driver::DeviceArray::upload(dev, &q, a)).collect::<Result<_, _>>()?;
+    let run = || -> Result<(Duration, Vec<tk_runtime::DeviceArray>), RunError> {
+        let dargs: Vec<tk_runtime::DeviceArray> =
+            args.iter().map(|a| tk_runtime::DeviceArray::upload(dev, &q, a)).collect::<Result<_, _>>()?;
         dev.synchronize(&q)?;
         let shapes: Vec<(DType, Vec<usize>)> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();
         let dims = c.bind(&shapes, explicit)?;

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tk_codegen::amdgpu;
+use tk_codegen::llvm;
 use tk_driver::amd::{self, Descriptor};
 use tk_driver::target::{Options, Target};
 
@@ -47,7 +47,7 @@ fn can_build(test: &str) -> bool {
 }
 
 /// The LLVM module of every entry of a file, under the default options.
-fn module(path: &Path, t: amdgpu::Target) -> amdgpu::Module {
+fn module(path: &Path, t: llvm::Target) -> llvm::Module {
     let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = compile(path)
         .into_iter()
         .map(|(name, g)| {
@@ -56,7 +56,7 @@ fn module(path: &Path, t: amdgpu::Target) -> amdgpu::Module {
             (format!("{name}_"), l.kernels)
         })
         .collect();
-    amdgpu::module(&groups, t).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    llvm::module(&groups, t).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 const FAST_MATH: [&str; 8] = ["fast", "contract", "afn", "reassoc", "nnan", "ninf", "nsz", "arcp"];
@@ -76,7 +76,7 @@ fn fast_math_uses(ir: &str) -> Vec<String> {
 
 #[test]
 fn every_examples_llvm_ir_follows_the_numeric_contract() {
-    let t: amdgpu::Target = "gfx1100".parse().expect("target");
+    let t: llvm::Target = "gfx1100".parse().expect("target");
     for f in examples() {
         let m = module(&f, t);
         assert!(m.ir.contains("target triple = \"amdgcn-amd-amdhsa\""), "{}", f.display());
@@ -98,7 +98,7 @@ fn every_example_compiles_for_every_gfx11_target_within_the_kernel_abi() {
         return;
     }
     let mut built = 0;
-    for t in amdgpu::Target::ALL {
+    for t in llvm::Target::ALL {
         for f in examples() {
             let m = module(&f, t);
             let co = amd::code_object(&m).unwrap_or_else(|e| panic!("{} for {t}: {e}", f.display()));
@@ -140,7 +140,7 @@ fn the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction() {
     if !can_build("the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction") {
         return;
     }
-    let t = amdgpu::Target::ALL[0];
+    let t = llvm::Target::ALL[0];
     let (mut total, mut bad) = (0, Vec::new());
     for f in examples() {
         let co = amd::code_object(&module(&f, t)).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
@@ -171,7 +171,7 @@ fn the_optimised_ir_keeps_the_contract_and_no_private_memory() {
 fn optimised_ir_checks() {
     for f in examples() {
         let m = module(&f, "gfx1100".parse().expect("target"));
-        let ir = amdgpu::optimized_ir(&m).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let ir = llvm::optimized_ir(&m).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert!(fast_math_uses(&ir).is_empty(), "{}: {:?}", f.display(), fast_math_uses(&ir));
         assert!(!ir.contains("alloca"), "{}: every private variable became a register", f.display());
     }

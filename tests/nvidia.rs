@@ -222,7 +222,7 @@ fn cuda_devices_run_the_examples_or_say_why_not() {
 }
 
 /// A runtime that loads precompiled code (a bundle) computes each kernel's launch information
-/// from the kernel IR with `tk_ir::launch`; it must be what the PTX backend emitted.
+/// from the kernel IR with `tk_abi::launch`; it must be what the PTX backend emitted.
 #[test]
 fn the_ptx_launch_information_is_tk_irs() {
     let t = ptx::Target { sm: 86 };
@@ -231,7 +231,7 @@ fn the_ptx_launch_information_is_tk_irs() {
             let l = tk_driver::target::lower(&g, Target::Nvidia(t), &Options::default()).expect("lowers");
             let m = ptx::module(&[(String::new(), l.kernels.clone())], t).expect("PTX");
             for (k, info) in l.kernels.iter().zip(&m.kernels) {
-                let ir = tk_ir::launch::gpu_kernel(k, &info.name).expect("launch information");
+                let ir = tk_abi::launch::gpu_kernel(k, &info.name).expect("launch information");
                 assert_eq!(ir.launch, info.launch, "{name}: {}", info.name);
                 assert_eq!(ir.shared_bytes, info.shared_bytes, "{name}: {}", info.name);
                 assert_eq!(ir.symbols, info.symbols, "{name}: {}", info.name);

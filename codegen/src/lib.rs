@@ -1,7 +1,8 @@
 //! tk code generators. `cpu` compiles the kernel IR with Cranelift for the host (JIT) or any
-//! supported triple (relocatable objects); `ptx` emits PTX text for NVIDIA GPUs; `amdgpu` emits
-//! LLVM IR for AMD RDNA3 GPUs and, with the cargo feature `amdgpu`, compiles it with LLVM 19.
+//! supported triple (relocatable objects); `ptx` emits PTX text for NVIDIA GPUs; `llvm` emits
+//! LLVM IR (AMD RDNA3 today) and, with the cargo feature `amdgpu`, compiles it with LLVM 19.
+//! Launch facts and the host-function ABI come from tk-abi; the emitters never see the front end.
 
-pub mod amdgpu;
 pub mod cpu;
+pub mod llvm;
 pub mod ptx;

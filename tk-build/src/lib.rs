@@ -16,13 +16,13 @@
 //! mod kernels {
 //!     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 //! }
-//! let dev = tk_driver::open("cpu")?;
+//! let dev = tk_runtime::open("cpu")?;
 //! let y = kernels::softmax_rows(dev.as_ref(), &x)?;
 //! ```
 //!
 //! The crate itself depends on `tk-driver` with `default-features = false` (the runtime only).
 //! Each wrapper checks its arguments' dtypes and ranks and returns a typed
-//! [`tk_driver::RunError`]; the runtime then checks every dimension against the signature.
+//! [`tk_runtime::RunError`]; the runtime then checks every dimension against the signature.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Diagnostics(String),
     #[error("{0}")]
-    Build(#[from] tk_driver::RunError),
+    Build(#[from] tk_runtime::RunError),
     #[error("{0}")]
     Setup(String),
 }
@@ -94,36 +94,35 @@ impl Build {
                     .ok_or_else(|| Error::Setup("OUT_DIR is not set: call this from build.rs".into()))?,
             ),
         };
-        let mut entries: Vec<tk_driver::bundle::Entry> = Vec::new();
+        let targets: Vec<tk_toolchain::target::Target> =
+            self.targets.iter().map(|t| t.parse().map_err(Error::Setup)).collect::<Result<_, _>>()?;
+        let opts = tk_toolchain::target::Options { knobs: None, deterministic: self.deterministic, split: None };
+        let session = tk_toolchain::Session::with_options(opts.clone());
+        let mut entries: Vec<tk_toolchain::bundle::Entry> = Vec::new();
         let mut sigs = Vec::new();
         for f in &self.files {
             println!("cargo:rerun-if-changed={}", f.display());
             let src = std::fs::read_to_string(f)
                 .map_err(|e| Error::Read { path: f.display().to_string(), message: e.to_string() })?;
-            let checked = tk_compiler::check_source(f, src);
+            let checked = session.check(f, src);
             if !checked.is_ok() {
                 return Err(Error::Diagnostics(checked.render_plain()));
             }
             for k in &checked.kernels {
-                let g = tk_compiler::lower::lower_kernel(k)
-                    .map_err(|e| Error::Diagnostics(format!("{}: kernel `{}`: {e}", f.display(), k.name)))?;
-                let g = tk_ir::passes::prepare(&g);
+                let g = session.prepared(k).map_err(|e| Error::Diagnostics(format!("{}: {e}", f.display())))?;
                 if entries.iter().any(|e| e.name == k.name) {
                     return Err(Error::Setup(format!("two entries are named `{}`", k.name)));
                 }
                 sigs.push((f.display().to_string(), k.name.clone(), g.clone()));
-                entries.push(tk_driver::bundle::Entry {
+                entries.push(tk_toolchain::bundle::Entry {
                     name: k.name.clone(),
                     source: f.display().to_string(),
                     graph: g,
                 });
             }
         }
-        let targets: Vec<tk_driver::target::Target> =
-            self.targets.iter().map(|t| t.parse().map_err(Error::Setup)).collect::<Result<_, _>>()?;
-        let opts = tk_driver::target::Options { knobs: None, deterministic: self.deterministic, split: None };
         let bundle = out.join(format!("{module}.tkb"));
-        tk_driver::bundle::build(&entries, &targets, &opts, &bundle)?;
+        tk_toolchain::bundle::build(&entries, &targets, &opts, &bundle)?;
         let rs = wrappers(module, &sigs);
         std::fs::write(out.join(format!("{module}.rs")), rs)
             .map_err(|e| Error::Setup(format!("writing {module}.rs: {e}")))?;
@@ -143,7 +142,7 @@ fn ident(n: &str) -> String {
 }
 
 fn dtype_path(d: tk_ir::dtype::DType) -> String {
-    format!("tk_driver::DType::{d:?}")
+    format!("tk_runtime::DType::{d:?}")
 }
 
 /// The Rust wrappers of a bundle's entries.
@@ -160,15 +159,15 @@ use std::collections::HashMap;
 /// The bundle holding every entry's code.
 pub static BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/{module}.tkb"));
 
-fn bundle() -> Result<&'static tk_driver::bundle::Bundle, tk_driver::RunError> {{
-    static B: std::sync::OnceLock<Result<tk_driver::bundle::Bundle, tk_driver::RunError>> = std::sync::OnceLock::new();
-    B.get_or_init(|| tk_driver::bundle::Bundle::from_bytes(BUNDLE.to_vec(), "{module}.tkb")).as_ref().map_err(|e| e.clone())
+fn bundle() -> Result<&'static tk_runtime::bundle::Bundle, tk_runtime::RunError> {{
+    static B: std::sync::OnceLock<Result<tk_runtime::bundle::Bundle, tk_runtime::RunError>> = std::sync::OnceLock::new();
+    B.get_or_init(|| tk_runtime::bundle::Bundle::from_bytes(BUNDLE.to_vec(), "{module}.tkb")).as_ref().map_err(|e| e.clone())
 }}
 
-type Loaded = std::sync::Arc<tk_driver::Compiled>;
+type Loaded = std::sync::Arc<tk_runtime::Compiled>;
 
 /// An entry loaded onto a device, once per device and entry.
-fn entry(dev: &dyn tk_driver::Device, name: &str) -> Result<Loaded, tk_driver::RunError> {{
+fn entry(dev: &dyn tk_runtime::Device, name: &str) -> Result<Loaded, tk_runtime::RunError> {{
     static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), Loaded>>> = std::sync::OnceLock::new();
     let key = (dev.name(), name.to_string());
     let cache = CACHE.get_or_init(Default::default);
@@ -180,14 +179,14 @@ fn entry(dev: &dyn tk_driver::Device, name: &str) -> Result<Loaded, tk_driver::R
     Ok(c)
 }}
 
-fn poisoned() -> tk_driver::RunError {{
-    tk_driver::RunError::Argument {{ message: "a lock of the kernel cache was poisoned".into() }}
+fn poisoned() -> tk_runtime::RunError {{
+    tk_runtime::RunError::Argument {{ message: "a lock of the kernel cache was poisoned".into() }}
 }}
 
 /// Checks an argument's dtype and rank before anything runs.
-fn check(a: &tk_driver::HostArray, entry: &str, name: &str, dtype: tk_driver::DType, rank: usize) -> Result<(), tk_driver::RunError> {{
+fn check(a: &tk_runtime::HostArray, entry: &str, name: &str, dtype: tk_runtime::DType, rank: usize) -> Result<(), tk_runtime::RunError> {{
     if a.dtype != dtype || a.shape.len() != rank {{
-        return Err(tk_driver::RunError::Argument {{
+        return Err(tk_runtime::RunError::Argument {{
             message: format!("`{{entry}}` argument `{{name}}`: expected {{dtype}} of rank {{rank}}, got {{}} of shape {{:?}}", a.dtype, a.shape),
         }});
     }}
@@ -213,15 +212,15 @@ fn check(a: &tk_driver::HostArray, entry: &str, name: &str, dtype: tk_driver::DT
         if !g.dims.is_empty() {
             let _ = writeln!(s, "///\n/// The explicit dimensions {} are passed after the arrays.", g.dims.join(", "));
         }
-        let mut params = vec!["dev: &dyn tk_driver::Device".to_string()];
-        params.extend(g.inputs.iter().map(|(n, _, _)| format!("{}: &tk_driver::HostArray", ident(n))));
+        let mut params = vec!["dev: &dyn tk_runtime::Device".to_string()];
+        params.extend(g.inputs.iter().map(|(n, _, _)| format!("{}: &tk_runtime::HostArray", ident(n))));
         params.extend(g.dims.iter().map(|d| format!("{}: i64", ident(d))));
         let ret = if g.outputs.len() == 1 {
-            "tk_driver::HostArray".to_string()
+            "tk_runtime::HostArray".to_string()
         } else {
-            format!("({})", vec!["tk_driver::HostArray"; g.outputs.len()].join(", "))
+            format!("({})", vec!["tk_runtime::HostArray"; g.outputs.len()].join(", "))
         };
-        let _ = writeln!(s, "pub fn {}({}) -> Result<{ret}, tk_driver::RunError> {{", ident(name), params.join(", "));
+        let _ = writeln!(s, "pub fn {}({}) -> Result<{ret}, tk_runtime::RunError> {{", ident(name), params.join(", "));
         for (n, d, sh) in &g.inputs {
             let _ = writeln!(s, "    check({}, {name:?}, {n:?}, {}, {})?;", ident(n), dtype_path(*d), sh.len());
         }
@@ -234,11 +233,11 @@ fn check(a: &tk_driver::HostArray, entry: &str, name: &str, dtype: tk_driver::DT
             "    let mut outs = entry(dev, {name:?})?.run_refs(dev, &[{}], &explicit)?.into_iter();",
             args.join(", ")
         );
-        let take = "outs.next().ok_or_else(|| tk_driver::RunError::Argument { message: \"missing output\".into() })?";
+        let take = "outs.next().ok_or_else(|| tk_runtime::RunError::Argument { message: \"missing output\".into() })?";
         if g.outputs.len() == 1 {
             let _ = writeln!(
                 s,
-                "    outs.next().ok_or_else(|| tk_driver::RunError::Argument {{ message: \"missing output\".into() }})"
+                "    outs.next().ok_or_else(|| tk_runtime::RunError::Argument {{ message: \"missing output\".into() }})"
             );
         } else {
             let parts: Vec<&str> = vec![take; g.outputs.len()];

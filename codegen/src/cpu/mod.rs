@@ -1,7 +1,7 @@
 //! The CPU backend: kernel IR -> Cranelift IR -> machine code, in memory (JIT) or as a
 //! relocatable object, from one translation ([`translate`]).
 
-pub use tk_ir::helpers;
+pub use tk_abi::helpers;
 pub(crate) mod translate;
 mod vector;
 
@@ -30,8 +30,8 @@ pub enum CodegenError {
     Backend { kernel: String, message: String },
 }
 
-/// The signature of a compiled kernel (see the `translate` module).
-pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64) -> i32;
+/// The signature of a compiled kernel (tk-abi's CPU kernel ABI; see the `translate` module).
+pub use tk_abi::cpu::KernelFn;
 
 /// One compiled device kernel.
 pub struct CompiledKernel {
@@ -56,6 +56,15 @@ pub struct JitKernels {
 // function pointers into immutable executable memory, callable from any thread.
 unsafe impl Send for JitKernels {}
 unsafe impl Sync for JitKernels {}
+
+impl tk_abi::code::HostCode for JitKernels {
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+    fn function(&self, i: usize) -> Option<KernelFn> {
+        self.kernels.get(i).map(CompiledKernel::function)
+    }
+}
 
 impl Drop for JitKernels {
     fn drop(&mut self) {

@@ -14,7 +14,7 @@ use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-use tk_ir::launch::{has_local, parallel_chain};
+use tk_abi::launch::{has_local, parallel_chain};
 
 fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported { message: m.into() })
@@ -1396,7 +1396,7 @@ fn reg_bytes(d: DType) -> u32 {
 }
 
 fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
-    tk_ir::launch::local_threads(body).map_err(|message| Unsupported { message })
+    tk_abi::launch::local_threads(body).map_err(|message| Unsupported { message })
 }
 
 /// Translates one device kernel into an `.entry` named `name`.

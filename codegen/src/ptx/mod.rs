@@ -22,15 +22,15 @@
 mod emit;
 
 /// What the launcher needs to know about one `.entry`.
-pub use tk_ir::launch::{GpuKernel as PtxKernel, Launch};
+pub use tk_abi::launch::{GpuKernel as PtxKernel, Launch};
 
 use crate::cpu::{CheckInfo, Unsupported};
 use tk_ir::kernel::Kernel;
 
 /// An NVIDIA compile target (`sm_80` ... `sm_120`).
-pub use tk_ir::launch::NvidiaTarget as Target;
+pub use tk_abi::launch::NvidiaTarget as Target;
 /// Threads per block of an elementwise (grid-stride) kernel.
-pub use tk_ir::launch::THREADS;
+pub use tk_abi::launch::THREADS;
 
 /// A PTX module: its text and, per device kernel, what the launcher needs.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! Runs one entry of a tk bundle on a device, reading its inputs from `.npy` files and writing
-//! its outputs as `.npy` files. It depends on the tk runtime only (tk-driver without the
-//! `compile` feature): nothing is compiled, and no compiler crate is linked.
+//! its outputs as `.npy` files. It depends on the tk runtime only (tk-runtime, whose devices load
+//! code and never compile it): nothing is compiled, and no compiler crate is linked.
 //!
 //! ```sh
 //! tk build examples/saxpy.tk --target cpu -o saxpy.tkb
@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tk_driver::bundle::Bundle;
-use tk_driver::{DType, HostArray};
+use tk_runtime::bundle::Bundle;
+use tk_runtime::{DType, HostArray};
 
 const USAGE: &str = "usage: tk-bundle-runner BUNDLE.tkb ENTRY OUT_DIR [--device DEVICE] [--dim NAME=N] INPUT.npy...";
 
@@ -57,7 +57,7 @@ fn run() -> Result<(), String> {
         let d = DType::parse(dtype).ok_or_else(|| format!("input `{name}` has an unknown dtype {dtype}"))?;
         arrays.push(HostArray::read_npy(Path::new(file), d).map_err(|e| e.to_string())?);
     }
-    let dev = tk_driver::open(&device).map_err(|e| e.to_string())?;
+    let dev = tk_runtime::open(&device).map_err(|e| e.to_string())?;
     let loaded = b.load_entry(dev.as_ref(), entry).map_err(|e| e.to_string())?;
     let outputs = loaded.run(dev.as_ref(), &arrays, &dims).map_err(|e| e.to_string())?;
     let out = PathBuf::from(out);

@@ -5,14 +5,14 @@
 //! cargo run -p tk-rust-app
 //! ```
 
-use tk_driver::HostArray;
+use tk_runtime::HostArray;
 
 mod kernels {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dev = tk_driver::open(&std::env::args().nth(1).unwrap_or_else(|| "cpu".into()))?;
+    let dev = tk_runtime::open(&std::env::args().nth(1).unwrap_or_else(|| "cpu".into()))?;
     let x = HostArray::from_slice(&[2, 4], &[1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 0.5, 8.0])?;
 
     let p = kernels::softmax_rows(dev.as_ref(), &x)?;

@@ -1,0 +1,156 @@
+//! Compile targets and the part of compilation they steer: which knobs a device kernel gets by
+//! default and how long reductions are split. Every path that turns a prepared graph into
+//! device kernels (`tk run`, `tk emit`, `tk build`, the REPL, and a bundle's loader, which
+//! lowers the stored graph again and checks the digest of the kernels) goes through [`lower`].
+//! It lives in tk-abi because the runtime's bundle loader and the toolchain must lower alike.
+
+use crate::launch::{AmdTarget, NvidiaTarget};
+use std::time::{Duration, Instant};
+use tk_ir::dims::Dim;
+use tk_ir::graph::{Graph, Loc};
+use tk_ir::kernel::{Kernel, Knobs};
+use tk_ir::schedule::Schedule;
+
+/// A device kernel that cannot be lowered (the kernel IR's limits).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct LowerError {
+    pub message: String,
+    pub loc: Loc,
+}
+
+/// The threads of the CPU device's pool: `RAYON_NUM_THREADS` when set to a positive number, else
+/// the machine's available parallelism (the rule rayon's global pool follows).
+pub fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// How many partial reductions a long reduction to a scalar is split into on this machine: 16
+/// SIMD lanes per thread.
+pub fn split_lanes() -> i64 {
+    (16 * cpu_threads() as i64).clamp(16, 256)
+}
+
+/// A compile target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The host CPU (Cranelift).
+    Cpu,
+    /// An NVIDIA GPU architecture (PTX, cubins through ptxas).
+    Nvidia(NvidiaTarget),
+    /// An AMD RDNA3 processor (LLVM IR, code objects through LLVM 19 and ld.lld).
+    Amd(AmdTarget),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Cpu => f.write_str("cpu"),
+            Target::Nvidia(t) => write!(f, "{t}"),
+            Target::Amd(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        if s == "cpu" {
+            return Ok(Target::Cpu);
+        }
+        if s.starts_with("sm_") {
+            return s.parse().map(Target::Nvidia);
+        }
+        if s.starts_with("gfx") {
+            return s.parse().map(Target::Amd);
+        }
+        let nv: Vec<String> = NvidiaTarget::ALL.iter().map(|t| t.name()).collect();
+        let amd: Vec<&str> = AmdTarget::ALL.iter().map(|t| t.name).collect();
+        Err(format!("unknown target `{s}`; the targets are cpu, {}, {}", nv.join(", "), amd.join(", ")))
+    }
+}
+
+impl Target {
+    /// The default knobs of a device kernel writing an output of shape `shape`.
+    ///
+    /// CPU: the outermost axis runs in parallel and the innermost is vectorised 16 wide (four
+    /// 128-bit registers), or 8 or 4 wide when it is a small constant. GPU: every output axis is
+    /// parallel (one element per thread), nothing is vectorised, and matrix-product-like kernels
+    /// compute a 4 x 4 tile of outputs per thread.
+    pub fn default_knobs(self, shape: &[Dim]) -> Knobs {
+        match self {
+            Target::Cpu => {
+                let vector = match shape.last().map(|d| d.as_const()) {
+                    None => 1,
+                    Some(Some(c)) if c < 4 => 1,
+                    Some(Some(c)) if c < 8 => 4,
+                    Some(Some(c)) if c < 16 => 8,
+                    Some(_) => 16,
+                };
+                Knobs { parallel: shape.len().min(1), vector, ..Knobs::default() }
+            }
+            // A 4 x 4 register tile where two parallel axes enclose a reduction (matrix products).
+            Target::Nvidia(_) | Target::Amd(_) => Knobs { parallel: shape.len(), upcast: 4, ..Knobs::default() },
+        }
+    }
+
+    /// How long reductions are split (see `tk_ir::passes::split_reductions`): partials of a
+    /// reduction to a scalar, and of a reduction along rows.
+    pub fn split(self) -> (i64, i64) {
+        match self {
+            Target::Cpu => (split_lanes(), 16),
+            // Enough partials to give every SM of a large GPU some work.
+            Target::Nvidia(_) | Target::Amd(_) => (1024, 32),
+        }
+    }
+}
+
+/// Compile options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Knobs for every device kernel (the target's defaults when `None`).
+    pub knobs: Option<Knobs>,
+    /// Keep every reduction in the reference order, so results are bit-identical to the
+    /// reference interpreter (no split reductions).
+    pub deterministic: bool,
+    /// How long reductions are split (partials of a reduction to a scalar, and per row) instead
+    /// of the target's [`Target::split`]: bundles record the split they were built with, since
+    /// the CPU's depends on the build machine's cores.
+    pub split: Option<(i64, i64)>,
+}
+
+/// A prepared graph scheduled and lowered for a target.
+pub struct Lowered {
+    pub schedule: Schedule,
+    pub kernels: Vec<Kernel>,
+    /// Time spent scheduling (with the reduction splitting) and lowering.
+    pub times: (Duration, Duration),
+}
+
+/// Schedules a prepared graph (see `tk_ir::passes::prepare`) for a target and lowers every
+/// device kernel.
+pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, LowerError> {
+    let t0 = Instant::now();
+    let split;
+    let g = if opts.deterministic {
+        g
+    } else {
+        let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
+        split = tk_ir::passes::split_reductions(g, scalar, rows);
+        &split
+    };
+    let schedule = tk_ir::schedule::schedule(g);
+    let t1 = Instant::now();
+    let mut kernels = Vec::new();
+    for (i, k) in schedule.kernels.iter().enumerate() {
+        let kn = opts.knobs.clone().unwrap_or_else(|| target.default_knobs(&schedule.buffers[k.writes[0]].shape));
+        let kern =
+            tk_ir::kernel::lower(&schedule, i, &kn).map_err(|e| LowerError { message: e.message, loc: e.loc })?;
+        kernels.push(kern);
+    }
+    Ok(Lowered { schedule, kernels, times: (t1 - t0, t1.elapsed()) })
+}

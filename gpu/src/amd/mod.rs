@@ -1,0 +1,16 @@
+//! The AMD userspace driver's parts: the register and packet table shared with the simulated
+//! GPU ([`regs`]), PM4 packets ([`pm4`]), GMC page tables ([`gmc`]) and firmware lookup
+//! ([`firmware`]).
+
+pub mod firmware;
+pub mod gmc;
+pub mod pm4;
+pub mod regs;
+
+/// The VRAM BAR (source: ../shared/notes/tinygpu.md, "BAR0 = VRAM, BAR2 = doorbells (64-bit),
+/// BAR5 = MMIO registers", as Linux amdgpu maps them for gfx11).
+pub const BAR_VRAM: u8 = 0;
+/// The doorbell BAR (64-bit doorbells).
+pub const BAR_DOORBELL: u8 = 2;
+/// The register BAR.
+pub const BAR_MMIO: u8 = 5;

@@ -1,0 +1,327 @@
+//! Bundles (`.tkb`): the entries of one or more `.tk` files compiled ahead of time for several
+//! targets, in one checksummed file a program loads without compiling anything
+//! (`docs/bundle.md` specifies the format).
+//!
+//! A bundle holds, per entry, its prepared graph (the text form of the graph IR) and signature,
+//! and per target a *variant*: the options the entry was lowered with and, per entry, the device
+//! code (a relocatable object for a CPU platform, PTX and a cubin for an NVIDIA architecture)
+//! with the digest of the kernel IR it was made from. Loading an entry lowers the graph again
+//! with the variant's options (the schedule and kernel IR are deterministic), checks the digest,
+//! and loads the stored code onto the device: nothing is code-generated. Writing bundles is the
+//! toolchain's (`tk_toolchain::bundle`).
+
+use crate::device::{Code, Device};
+use crate::error::RunError;
+use crate::runtime::Compiled;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tk_abi::target::{Options, Target};
+
+/// The file's first bytes.
+pub const MAGIC: &[u8; 8] = b"TKBUNDLE";
+/// The format version this tk writes and reads.
+pub const VERSION: u32 = 1;
+/// The bytes of the header and of the trailing checksum.
+pub const HEADER: usize = 32;
+pub const TRAILER: usize = 32;
+
+/// The CPU platforms `--target cpu` builds for (Cranelift objects the loader maps).
+pub const CPU_PLATFORMS: [(&str, &str); 4] = [
+    ("cpu-x86_64-linux", "x86_64-unknown-linux-gnu"),
+    ("cpu-aarch64-linux", "aarch64-unknown-linux-gnu"),
+    ("cpu-aarch64-macos", "aarch64-apple-darwin"),
+    ("cpu-x86_64-macos", "x86_64-apple-darwin"),
+];
+
+/// The variant name of this machine's CPU (`cpu-x86_64-linux`, `cpu-aarch64-macos`, ...).
+pub fn host_cpu_variant() -> String {
+    format!("cpu-{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+pub(crate) fn bad(path: &str, message: impl Into<String>) -> RunError {
+    RunError::File { path: path.to_string(), message: message.into() }
+}
+
+/// The digest of the kernel IR a variant's code was made from (checked when loading).
+pub fn digest(kernels: &[tk_ir::kernel::Kernel]) -> String {
+    let mut h = Sha256::new();
+    for k in kernels {
+        h.update(tk_ir::kernel::print(k).as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A loaded bundle: its manifest and data, checked.
+pub struct Bundle {
+    path: String,
+    manifest: Value,
+    data: Vec<u8>,
+}
+
+/// An entry's signature, as the bundle records it.
+#[derive(Clone, Debug)]
+pub struct Signature {
+    pub name: String,
+    pub source: String,
+    /// (name, dtype, shape) of each input and output; shapes are dimension expressions.
+    pub inputs: Vec<(String, String, Vec<String>)>,
+    pub outputs: Vec<(String, String, Vec<String>)>,
+    /// Explicit dimension parameters.
+    pub dims: Vec<String>,
+}
+
+fn str_list(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+impl Bundle {
+    /// Reads and checks a bundle file.
+    pub fn load(path: &Path) -> Result<Bundle, RunError> {
+        let p = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| bad(&p, e.to_string()))?;
+        Bundle::from_bytes(bytes, &p)
+    }
+
+    /// Checks a bundle's bytes: magic, version, checksum, manifest, code ranges. `name` names it
+    /// in errors.
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Bundle, RunError> {
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(bad(name, "not a tk bundle (it does not start with TKBUNDLE)"));
+        }
+        if bytes.len() < HEADER + TRAILER {
+            return Err(bad(name, format!("the bundle is truncated ({} bytes)", bytes.len())));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let version = u32_at(8);
+        if version != VERSION {
+            return Err(bad(
+                name,
+                format!(
+                    "bundle format version {version}; this tk ({}) reads version {VERSION}: rebuild the bundle with this tk",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        let (mlen, dlen) = (u64_at(16), u64_at(24));
+        let expect = (HEADER as u64)
+            .checked_add(mlen)
+            .and_then(|x| x.checked_add(dlen))
+            .and_then(|x| x.checked_add(TRAILER as u64));
+        if expect != Some(bytes.len() as u64) {
+            return Err(bad(
+                name,
+                format!(
+                    "the bundle is truncated or has trailing bytes: the header says {expect:?} bytes, the file has {}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let body = bytes.len() - TRAILER;
+        if Sha256::digest(&bytes[..body]).as_slice() != &bytes[body..] {
+            return Err(bad(name, "the bundle is corrupt: its SHA-256 checksum does not match its contents"));
+        }
+        let mend = HEADER + mlen as usize;
+        let manifest: Value = serde_json::from_slice(&bytes[HEADER..mend])
+            .map_err(|e| bad(name, format!("the manifest is not valid JSON: {e}")))?;
+        if manifest["format"] != "tk-bundle" {
+            return Err(bad(name, "the manifest is not a tk bundle manifest"));
+        }
+        let data = bytes[mend..body].to_vec();
+        let b = Bundle { path: name.to_string(), manifest, data };
+        // Every code range lies inside the data.
+        for v in b.variants() {
+            for e in v["entries"].as_array().into_iter().flatten() {
+                for (_, r) in e["code"].as_object().into_iter().flatten() {
+                    b.blob(r)?;
+                }
+            }
+        }
+        Ok(b)
+    }
+
+    fn variants(&self) -> Vec<&Value> {
+        self.manifest["variants"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
+    }
+
+    fn blob(&self, r: &Value) -> Result<&[u8], RunError> {
+        let (Some(o), Some(l)) = (r["offset"].as_u64(), r["length"].as_u64()) else {
+            return Err(bad(&self.path, "a code range without offset and length"));
+        };
+        let end = o.checked_add(l).filter(|&e| e <= self.data.len() as u64);
+        match end {
+            Some(e) => Ok(&self.data[o as usize..e as usize]),
+            None => Err(bad(
+                &self.path,
+                format!("a code range {o}+{l} lies outside the bundle's {} data bytes", self.data.len()),
+            )),
+        }
+    }
+
+    /// The tk version that wrote the bundle.
+    pub fn tk_version(&self) -> &str {
+        self.manifest["tk"].as_str().unwrap_or("?")
+    }
+
+    /// The targets the bundle has code for (`cpu-x86_64-linux`, `sm_86`, ...).
+    pub fn targets(&self) -> Vec<String> {
+        self.variants().iter().filter_map(|v| v["target"].as_str().map(str::to_string)).collect()
+    }
+
+    /// Every entry's signature, in order.
+    pub fn entries(&self) -> Vec<Signature> {
+        let side = |v: &Value| -> Vec<(String, String, Vec<String>)> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    (
+                        x["name"].as_str().unwrap_or("").into(),
+                        x["dtype"].as_str().unwrap_or("").into(),
+                        str_list(&x["shape"]),
+                    )
+                })
+                .collect()
+        };
+        self.manifest["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| Signature {
+                name: e["name"].as_str().unwrap_or("").into(),
+                source: e["source"].as_str().unwrap_or("").into(),
+                inputs: side(&e["inputs"]),
+                outputs: side(&e["outputs"]),
+                dims: str_list(&e["dims"]),
+            })
+            .collect()
+    }
+
+    /// The variant name for a device.
+    fn variant_for(dev: &dyn Device) -> String {
+        match dev.compile_target() {
+            Target::Cpu => host_cpu_variant(),
+            t => t.to_string(),
+        }
+    }
+
+    /// Loads entry `name` onto `dev` from the variant for the device's target.
+    pub fn load_entry(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
+        let entries = self.manifest["entries"].as_array().cloned().unwrap_or_default();
+        let Some(ei) = entries.iter().position(|e| e["name"] == name) else {
+            let names: Vec<String> = self.entries().into_iter().map(|s| s.name).collect();
+            return Err(RunError::Argument {
+                message: format!("{} has no entry `{name}`; its entries are: {}", self.path, names.join(", ")),
+            });
+        };
+        let want = Bundle::variant_for(dev);
+        let Some(v) = self.variants().into_iter().find(|v| v["target"] == want.as_str()) else {
+            return Err(RunError::Argument {
+                message: format!(
+                    "{} has no code for {} (target {want}); it has code for: {}",
+                    self.path,
+                    dev.name(),
+                    self.targets().join(", ")
+                ),
+            });
+        };
+        let corrupt = |m: String| bad(&self.path, m);
+        let (graph, _) = tk_ir::text::parse(entries[ei]["graph"].as_str().unwrap_or(""))
+            .map_err(|e| corrupt(format!("entry `{name}`: its graph does not parse: {e}")))?;
+        let o = &v["options"];
+        let knobs = match o["knobs"].as_str() {
+            Some(k) => Some(k.parse().map_err(|e| corrupt(format!("knobs `{k}`: {e}")))?),
+            None => None,
+        };
+        let split = o["split"].as_array().and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_i64()?)));
+        let opts = Options { knobs, deterministic: o["deterministic"].as_bool().unwrap_or(false), split };
+        let lowered = tk_abi::target::lower(&graph, dev.compile_target(), &opts)?;
+        let ve = &v["entries"][ei];
+        if ve["digest"].as_str() != Some(digest(&lowered.kernels).as_str()) {
+            return Err(corrupt(format!(
+                "entry `{name}` was built by tk {} (build {}), whose kernels differ from this tk's ({}): rebuild the \
+                 bundle with this tk",
+                self.tk_version(),
+                self.manifest["build_id"].as_str().unwrap_or("?"),
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        let code = &ve["code"];
+        let code = if code.get("object").is_some() {
+            Code::CpuObject(self.blob(&code["object"])?)
+        } else if code.get("hsaco").is_some() {
+            Code::Hsaco(self.blob(&code["hsaco"])?)
+        } else if !dev.accepts().contains(&crate::device::CodeKind::Cubin) || code.get("cubin").is_none() {
+            let text =
+                std::str::from_utf8(self.blob(&code["ptx"])?).map_err(|_| corrupt("the PTX is not UTF-8".into()))?;
+            Code::Ptx(text)
+        } else {
+            Code::Cubin(self.blob(&code["cubin"])?)
+        };
+        Compiled::load(dev, name, lowered, code)
+    }
+
+    /// What the bundle holds, for `tk inspect`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: tk bundle, format version {VERSION}, written by tk {} (build {}), {} bytes of code, checksum ok",
+            self.path,
+            self.tk_version(),
+            self.manifest["build_id"].as_str().unwrap_or("?"),
+            self.data.len()
+        );
+        let _ = writeln!(s, "\nentries:");
+        let ty = |(n, d, sh): &(String, String, Vec<String>)| {
+            if sh.is_empty() { format!("{n}: {d}") } else { format!("{n}: {d}[{}]", sh.join(", ")) }
+        };
+        for e in self.entries() {
+            let dims = if e.dims.is_empty() { String::new() } else { format!("<{}>", e.dims.join(", ")) };
+            let ins: Vec<String> = e.inputs.iter().map(ty).collect();
+            let outs: Vec<String> = e.outputs.iter().map(ty).collect();
+            let _ = writeln!(s, "  {}{dims}({}) -> ({})    from {}", e.name, ins.join(", "), outs.join(", "), e.source);
+        }
+        let _ = writeln!(s, "\ncode:");
+        let names: Vec<String> = self.entries().into_iter().map(|e| e.name).collect();
+        for v in self.variants() {
+            let o = &v["options"];
+            let _ = writeln!(
+                s,
+                "  {}{}: {} lowering, split {}, {}{}",
+                v["target"].as_str().unwrap_or("?"),
+                v["triple"].as_str().map(|t| format!(" ({t})")).unwrap_or_default(),
+                v["lowering"].as_str().unwrap_or("?"),
+                o["split"],
+                if o["deterministic"] == true { "deterministic" } else { "default reductions" },
+                o["knobs"].as_str().map(|k| format!(", knobs {k}")).unwrap_or_default(),
+            );
+            for (i, e) in v["entries"].as_array().into_iter().flatten().enumerate() {
+                let parts: Vec<String> = e["code"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, r)| format!("{k} {} bytes", r["length"].as_u64().unwrap_or(0)))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "    {:<24} {} device kernel(s), {}",
+                    names.get(i).map_or("?", String::as_str),
+                    e["kernels"].as_u64().unwrap_or(0),
+                    parts.join(", ")
+                );
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,287 @@
+//! The CPU device: kernels compiled by the toolchain (Cranelift), loaded from an object or
+//! taken from the JIT, run on a thread pool; queues run inline.
+//!
+//! Parallelism: a kernel whose body is one parallel range is split into chunks of that range,
+//! run on rayon's pool (one worker per core). A kernel with fewer than [`PARALLEL_WORK`]
+//! iterations in all runs on the calling thread, so small launches pay no threading overhead.
+
+use crate::device::{Buffer, Code, CodeKind, Device, Event, Executable, Queue};
+use crate::error::RunError;
+use std::alloc::Layout;
+use std::any::Any;
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use tk_abi::code::HostCode;
+use tk_abi::cpu::KernelFn;
+use tk_abi::launch::KernelInfo;
+use tk_ir::dims::Dim;
+use tk_ir::kernel::{Inst, Kernel};
+
+/// How many launches so far were split over threads (all CPU devices of the process).
+static SPLIT_LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of launches that ran on several threads since the process started.
+pub fn split_launches() -> usize {
+    SPLIT_LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Below this many loop iterations (summed over the kernel), a launch runs on one thread.
+pub const PARALLEL_WORK: u64 = 1 << 15;
+
+/// Host memory of a CPU buffer: 64-byte aligned, zero-initialised.
+struct CpuMem {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the memory is plain bytes; kernels running on several threads write disjoint parts of
+// it, and the runtime orders launches (the queue is in order).
+unsafe impl Send for CpuMem {}
+unsafe impl Sync for CpuMem {}
+
+impl Drop for CpuMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `alloc` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+fn mem(b: &Buffer) -> Result<&CpuMem, RunError> {
+    b.mem.downcast_ref::<CpuMem>().ok_or(RunError::Device {
+        device: "cpu".into(),
+        message: "a buffer of another device was passed to the CPU device".into(),
+    })
+}
+
+/// The memory that holds compiled code.
+enum Owned {
+    Jit(#[allow(dead_code)] Arc<dyn HostCode>),
+    Loaded(#[allow(dead_code)] crate::loader::LoadedCode),
+}
+
+/// Compiled kernels with what the launcher needs.
+pub struct CpuExecutable {
+    _code: Owned,
+    funcs: Vec<KernelFn>,
+    infos: Vec<KernelInfo>,
+    kernels: Vec<Kernel>,
+}
+
+impl CpuExecutable {
+    /// Kernels compiled by the JIT for the same kernels.
+    pub fn from_jit(jit: &Arc<dyn HostCode>, kernels: &[Kernel]) -> Result<CpuExecutable, String> {
+        if jit.len() != kernels.len() {
+            return Err(format!("the JIT compiled {} kernels, not {}", jit.len(), kernels.len()));
+        }
+        let funcs = (0..kernels.len())
+            .map(|i| jit.function(i).ok_or_else(|| format!("the JIT has no kernel {i}")))
+            .collect::<Result<_, _>>()?;
+        let infos = kernels.iter().map(tk_abi::launch::kernel_info).collect();
+        Ok(CpuExecutable { _code: Owned::Jit(jit.clone()), funcs, infos, kernels: kernels.to_vec() })
+    }
+
+    /// Kernels from an object made by `tk_codegen::cpu::host_object` for the same kernels.
+    pub fn from_object(obj: &[u8], kernels: &[Kernel]) -> Result<CpuExecutable, crate::loader::LoadError> {
+        let code = crate::loader::load(obj, &crate::loader::resolve)?;
+        let mut funcs = Vec::new();
+        for i in 0..kernels.len() {
+            let p = code
+                .symbol(&tk_abi::cpu::symbol(i))
+                .ok_or_else(|| crate::loader::LoadError(format!("the object has no kernel {i}")))?;
+            // SAFETY: `tk_k{i}` was compiled from `kernels[i]` with the signature of `KernelFn`.
+            funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
+        }
+        let infos = kernels.iter().map(tk_abi::launch::kernel_info).collect();
+        Ok(CpuExecutable { _code: Owned::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
+    }
+}
+
+impl Executable for CpuExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
+pub struct CpuDevice {
+    target: String,
+}
+
+impl Default for CpuDevice {
+    fn default() -> CpuDevice {
+        CpuDevice::new()
+    }
+}
+
+impl CpuDevice {
+    pub fn new() -> CpuDevice {
+        CpuDevice { target: crate::bundle::host_cpu_variant() }
+    }
+}
+
+/// The number of loop iterations a kernel body runs (an estimate of its work).
+fn work(body: &[Inst], dims: &HashMap<String, i64>) -> u64 {
+    let mut total = 0u64;
+    for i in body {
+        total = total.saturating_add(match i {
+            Inst::Range { extent, body, .. } => {
+                let n = extent.eval(&|s| dims.get(s).copied()).unwrap_or(0).max(0) as u64;
+                n.saturating_mul(work(body, dims).max(1))
+            }
+            Inst::Loop { trip, body, .. } => {
+                let n = trip.eval(&|s| dims.get(s).copied()).unwrap_or(0).max(0) as u64;
+                n.saturating_mul(work(body, dims).max(1))
+            }
+            _ => 0,
+        });
+    }
+    total
+}
+
+fn eval(d: &Dim, dims: &HashMap<String, i64>) -> i64 {
+    d.eval(&|s| dims.get(s).copied()).unwrap_or(0)
+}
+
+/// Calls a compiled kernel on `[lo, hi)` of its parallel range; maps a failed check to an error.
+fn call(
+    f: KernelFn,
+    info: &KernelInfo,
+    ptrs: &[usize],
+    dvals: &[i64],
+    lo: i64,
+    hi: i64,
+    dims: &HashMap<String, i64>,
+) -> Result<(), RunError> {
+    let mut err = [0i64; 3];
+    let p: Vec<*mut u8> = ptrs.iter().map(|p| *p as *mut u8).collect();
+    // SAFETY: `p` holds one valid buffer per kernel argument, sized for the bound dimensions
+    // (the runtime allocated them from the same shapes), `dvals` one value per symbol, and `err`
+    // three writable slots: the contract of the generated code.
+    let code = unsafe { f(p.as_ptr(), dvals.as_ptr(), lo, hi, err.as_mut_ptr()) };
+    match tk_abi::check::decode_cpu(code, err, &info.checks, dims) {
+        None => Ok(()),
+        Some(c) => Err(c.into()),
+    }
+}
+
+impl Device for CpuDevice {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+    fn alloc(&self, bytes: usize) -> Result<Buffer, RunError> {
+        let size = bytes.max(64).next_multiple_of(64);
+        let layout = Layout::from_size_align(size, 64).map_err(|e| RunError::Device {
+            device: "cpu".into(),
+            message: format!("allocating {bytes} bytes: {e}"),
+        })?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).ok_or(RunError::Device {
+            device: "cpu".into(),
+            message: format!("out of memory allocating {bytes} bytes"),
+        })?;
+        Ok(Buffer::new(Arc::new(CpuMem { ptr, layout }), bytes))
+    }
+    fn queue(&self) -> Queue {
+        Queue { id: 0 }
+    }
+    fn write(&self, _q: &Queue, dst: &Buffer, src: &[u8]) -> Result<(), RunError> {
+        let m = mem(dst)?;
+        let n = src.len().min(dst.bytes());
+        // SAFETY: `m` has at least `dst.bytes()` bytes; the regions do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), m.ptr.as_ptr(), n) };
+        Ok(())
+    }
+    fn read(&self, _q: &Queue, src: &Buffer, dst: &mut [u8]) -> Result<(), RunError> {
+        let m = mem(src)?;
+        let n = dst.len().min(src.bytes());
+        // SAFETY: as in `write`.
+        unsafe { std::ptr::copy_nonoverlapping(m.ptr.as_ptr(), dst.as_mut_ptr(), n) };
+        Ok(())
+    }
+    fn copy(&self, _q: &Queue, src: &Buffer, dst: &Buffer) -> Result<(), RunError> {
+        let (s, d) = (mem(src)?, mem(dst)?);
+        let n = src.bytes().min(dst.bytes());
+        // SAFETY: both hold at least `n` bytes; `copy` allows overlap.
+        unsafe { std::ptr::copy(s.ptr.as_ptr(), d.ptr.as_ptr(), n) };
+        Ok(())
+    }
+    fn accepts(&self) -> &'static [CodeKind] {
+        &[CodeKind::Jit, CodeKind::CpuObject]
+    }
+    fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
+        let dev = |message: String| RunError::Device { device: "cpu".into(), message };
+        let e = match code {
+            Code::CpuObject(obj) => CpuExecutable::from_object(obj, kernels)
+                .map_err(|e| dev(format!("loading the kernels' object: {}", e.0)))?,
+            Code::Jit(jit) => CpuExecutable::from_jit(jit, kernels).map_err(dev)?,
+            _ => return Err(dev(format!("cannot load {} on the CPU", code.kind().describe()))),
+        };
+        Ok(Arc::new(e))
+    }
+    fn launch(
+        &self,
+        _q: &Queue,
+        exe: &Arc<dyn Executable>,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        let dev = |m: String| RunError::Device { device: "cpu".into(), message: m };
+        let exe = exe.as_any().downcast_ref::<CpuExecutable>().ok_or(dev("not a CPU executable".into()))?;
+        let (Some(&f), Some(info), Some(kernel)) = (exe.funcs.get(k), exe.infos.get(k), exe.kernels.get(k)) else {
+            return Err(dev(format!("no device kernel {k}")));
+        };
+        if bufs.len() != kernel.bufs.len() {
+            return Err(dev(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
+        }
+        let mut dvals = Vec::with_capacity(info.symbols.len());
+        for s in &info.symbols {
+            dvals.push(*dims.get(s).ok_or(dev(format!("dimension `{s}` has no value")))?);
+        }
+        let ptrs: Vec<usize> =
+            bufs.iter().map(|b| mem(b).map(|m| m.ptr.as_ptr() as usize)).collect::<Result<_, _>>()?;
+        let extent = info.parallel.as_ref().map(|d| eval(d, dims)).unwrap_or(0);
+        let threads = rayon::current_num_threads() as i64;
+        if extent < 2 || threads < 2 || work(&kernel.body, dims) < PARALLEL_WORK {
+            return call(f, info, &ptrs, &dvals, 0, i64::MAX, dims);
+        }
+        // Several chunks per thread balance uneven rows; each chunk is a contiguous block, whole
+        // vectors wide when the parallel axis is also the vectorised one.
+        let align = if kernel.bufs.iter().find(|b| b.write).is_some_and(|b| b.shape.len() == 1) {
+            i64::from(kernel.knobs.vector.max(1))
+        } else {
+            1
+        };
+        let groups = (extent + align - 1) / align;
+        let chunks = (threads * 4).min(groups);
+        SPLIT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let results: Vec<Result<(), RunError>> = {
+            use rayon::prelude::*;
+            (0..chunks)
+                .into_par_iter()
+                .map(|c| {
+                    let lo = (groups * c / chunks) * align;
+                    let hi = ((groups * (c + 1) / chunks) * align).min(extent);
+                    call(f, info, &ptrs, &dvals, lo, hi, dims)
+                })
+                .collect()
+        };
+        results.into_iter().collect()
+    }
+    fn record(&self, _q: &Queue) -> Event {
+        Event::now()
+    }
+    fn wait(&self, _e: &Event) -> Result<(), RunError> {
+        Ok(())
+    }
+    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! tk-sim: simulated GPUs that run the real machine code and check what hardware would not
+//! report.
+//!
+//! - [`ptx`]: a PTX simulator (`sim:sm_XX`).
+//! - [`rdna3`]: an RDNA3 emulator over tk-isa's instruction tables (`sim:gfx11XX`).
+//! - [`pcie`]: simulated PCIe GPUs behind tk-gpu's transport trait (`amd:sim`).
+
+pub mod pcie;
+pub mod ptx;
+pub mod rdna3;

@@ -1,0 +1,524 @@
+//! A simulated RDNA3 GPU behind the [`Transport`] trait: VRAM, doorbells and the registers tk's
+//! driver programs, and a command processor on its own thread that wakes when the queue's
+//! doorbell is written, reads the ring through the page tables, decodes the PM4 packets and runs
+//! each DISPATCH_DIRECT on the RDNA3 emulator, then performs the RELEASE_MEM write.
+//!
+//! Unknown packets, writes to registers tk does not program, doorbells of no queue, and faults of
+//! the emulated kernels are reported through [`Transport::fault`] (and stop the queue).
+
+use std::sync::atomic::AtomicU16;
+use tk_gpu::amd::gmc::{self, PAGE, Phys};
+use tk_gpu::amd::pm4::{self, Packet};
+use tk_gpu::amd::regs::*;
+use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
+use tk_gpu::transport::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// VRAM of the simulated GPU (allocated lazily by the OS as it is touched).
+pub const VRAM_BYTES: usize = 1 << 30;
+/// The doorbell and register BARs' sizes (an RX 7900 XTX, Navi 31, as `lspci -v` lists its
+/// regions: 2 MiB of doorbells at BAR 2, 1 MiB of registers at BAR 5).
+pub const DOORBELL_BAR_BYTES: u64 = 2 << 20;
+pub const MMIO_BAR_BYTES: u64 = 1 << 20;
+/// The PCI ids the simulated GPU answers with: AMD, Navi 31 (RX 7900 XTX).
+pub const VENDOR_ID: u16 = 0x1002;
+pub const DEVICE_ID: u16 = 0x744c;
+
+/// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
+type Chunk = (u64, u64, Arc<dyn HostMem>, u64);
+
+/// System memory is handed out in pieces of this size, scattered on the bus.
+pub const SYSMEM_CHUNK: u64 = 64 << 10;
+
+struct Inner {
+    vram: Mutex<Vec<u8>>,
+    sys: Mutex<Vec<Chunk>>,
+    /// The low halves of 64-bit doorbells written as two 32-bit writes.
+    db_lo: Mutex<HashMap<u64, u32>>,
+    regs: Mutex<HashMap<u32, u32>>,
+    fault: Mutex<Option<String>>,
+    /// The last doorbell value (the queue's write pointer) and whether it is new.
+    doorbell: Mutex<Option<u64>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    trips: AtomicU64,
+    seed: u64,
+    /// The PCI command register (the one writable configuration register tk uses).
+    command: AtomicU16,
+}
+
+/// The simulated GPU. Dropping it stops its command processor.
+pub struct SimGpu {
+    inner: Arc<Inner>,
+    cp: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimGpu {
+    pub fn new() -> SimGpu {
+        let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let inner = Arc::new(Inner {
+            vram: Mutex::new(vec![0; VRAM_BYTES]),
+            sys: Mutex::new(Vec::new()),
+            db_lo: Mutex::new(HashMap::new()),
+            regs: Mutex::new(HashMap::new()),
+            fault: Mutex::new(None),
+            doorbell: Mutex::new(None),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            trips: AtomicU64::new(0),
+            seed,
+            command: AtomicU16::new(0),
+        });
+        let i = inner.clone();
+        let cp = std::thread::Builder::new().name("tk-sim-cp".into()).spawn(move || command_processor(&i)).ok();
+        SimGpu { inner, cp }
+    }
+}
+
+impl SimGpu {
+    /// Makes `mem` reachable by DMA, in pieces at scattered bus addresses (as an IOMMU hands
+    /// them out), and returns the segment list.
+    pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Vec<(u64, u64)> {
+        let Ok(mut sys) = self.inner.sys.lock() else { return Vec::new() };
+        let n = (mem.len() as u64).div_ceil(SYSMEM_CHUNK);
+        let base = 0x80_0000_0000 + sys.len() as u64 * 4 * SYSMEM_CHUNK + 2 * n * SYSMEM_CHUNK;
+        let mut segs = Vec::new();
+        for k in 0..n {
+            // Backwards, with a gap after each piece.
+            let bus = base - 2 * k * SYSMEM_CHUNK;
+            let len = SYSMEM_CHUNK.min(mem.len() as u64 - k * SYSMEM_CHUNK);
+            sys.push((bus, len, mem.clone(), k * SYSMEM_CHUNK));
+            segs.push((bus, len));
+        }
+        segs
+    }
+}
+
+impl Default for SimGpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SimGpu {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+        if let Some(h) = self.cp.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn set_fault(i: &Inner, m: String) {
+    if let Ok(mut f) = i.fault.lock() {
+        f.get_or_insert(m);
+    }
+}
+
+fn vram_range(len: usize, off: u64, n: usize) -> Result<std::ops::Range<usize>, String> {
+    let s = usize::try_from(off).map_err(|_| format!("VRAM offset {off:#x}"))?;
+    if s.checked_add(n).is_none_or(|e| e > len) {
+        return Err(format!("{n} bytes at VRAM offset {off:#x} are outside the {len}-byte VRAM"));
+    }
+    Ok(s..s + n)
+}
+
+/// The simulated GPU's configuration space header: ids, command register, class code (display
+/// controller, VGA-compatible: 0x030000).
+fn config_byte(command: u16, offset: u16) -> u8 {
+    let [v0, v1] = VENDOR_ID.to_le_bytes();
+    let [d0, d1] = DEVICE_ID.to_le_bytes();
+    let [c0, c1] = command.to_le_bytes();
+    match offset {
+        0 => v0,
+        1 => v1,
+        2 => d0,
+        3 => d1,
+        4 => c0,
+        5 => c1,
+        0x0b => 0x03,
+        _ => 0,
+    }
+}
+
+impl Transport for SimGpu {
+    fn name(&self) -> String {
+        "sim".into()
+    }
+    fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        match bar {
+            BAR_MMIO => {
+                self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                let r = self.inner.regs.lock().map_err(|_| "poisoned")?;
+                Ok(r.get(&(off as u32)).copied().unwrap_or(0))
+            }
+            _ => {
+                self.read_bytes(bar, off, &mut b)?;
+                Ok(u32::from_le_bytes(b))
+            }
+        }
+    }
+    fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+        match bar {
+            BAR_DOORBELL => {
+                // A 64-bit doorbell as two writes: the high half rings it.
+                let mut lo = self.inner.db_lo.lock().map_err(|_| "poisoned")?;
+                if off.is_multiple_of(8) {
+                    lo.insert(off, v);
+                    return Ok(());
+                }
+                let l = lo.remove(&(off - 4)).unwrap_or(0);
+                drop(lo);
+                self.write64(bar, off - 4, u64::from(l) | u64::from(v) << 32)
+            }
+            BAR_MMIO => {
+                self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                let known = MMIO.iter().find(|r| u64::from(mmio_byte(**r)) == off);
+                let Some(r) = known else {
+                    let m = format!("unexpected register write: {v:#x} to register offset {off:#x}");
+                    set_fault(&self.inner, m.clone());
+                    return Err(m);
+                };
+                self.inner.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(*r), v);
+                Ok(())
+            }
+            _ => self.write_bytes(bar, off, &v.to_le_bytes()),
+        }
+    }
+    fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
+        if bar != BAR_DOORBELL {
+            return self.write_bytes(bar, off, &v.to_le_bytes());
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let ctl = self.inner.regs.lock().map_err(|_| "poisoned")?.get(&mmio_byte(CP_HQD_PQ_DOORBELL_CONTROL)).copied();
+        let ours = ctl.filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
+        if ours != Some(off) {
+            let m = format!("a doorbell write at offset {off:#x}, which no enabled queue uses");
+            set_fault(&self.inner, m.clone());
+            return Err(m);
+        }
+        *self.inner.doorbell.lock().map_err(|_| "poisoned")? = Some(v);
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+    fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
+        if bar != BAR_VRAM {
+            return Err(format!("BAR {bar} has no memory to read"));
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let v = self.inner.vram.lock().map_err(|_| "poisoned")?;
+        let r = vram_range(v.len(), off, out.len())?;
+        out.copy_from_slice(&v[r]);
+        Ok(())
+    }
+    fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
+        if bar != BAR_VRAM {
+            return Err(format!("BAR {bar} has no memory to write"));
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let mut v = self.inner.vram.lock().map_err(|_| "poisoned")?;
+        let r = vram_range(v.len(), off, src.len())?;
+        v[r].copy_from_slice(src);
+        Ok(())
+    }
+    fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
+        check_config_access(offset, width)?;
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        let command = self.inner.command.load(Ordering::Relaxed);
+        let mut b = [0u8; 4];
+        for (k, x) in b.iter_mut().take(usize::from(width)).enumerate() {
+            *x = config_byte(command, offset + k as u16);
+        }
+        Ok(u32::from_le_bytes(b))
+    }
+    fn config_write(&self, offset: u16, width: u8, value: u32) -> Result<(), String> {
+        check_config_access(offset, width)?;
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        // Read-only fields ignore writes, as on the hardware; the command register keeps them.
+        let mut command = self.inner.command.load(Ordering::Relaxed).to_le_bytes();
+        for (k, x) in value.to_le_bytes().iter().take(usize::from(width)).enumerate() {
+            match offset + k as u16 {
+                4 => command[0] = *x,
+                5 => command[1] = *x,
+                _ => {}
+            }
+        }
+        self.inner.command.store(u16::from_le_bytes(command), Ordering::Relaxed);
+        Ok(())
+    }
+    fn reset(&self) -> Result<(), String> {
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        // A function-level reset: registers, doorbells, the pending fault and the command
+        // register return to their power-on values (VRAM keeps its contents).
+        let lock = |e| format!("the simulated GPU's state lock was poisoned ({e})");
+        self.inner.regs.lock().map_err(|_| lock("registers"))?.clear();
+        self.inner.db_lo.lock().map_err(|_| lock("doorbells"))?.clear();
+        *self.inner.fault.lock().map_err(|_| lock("fault"))? = None;
+        *self.inner.doorbell.lock().map_err(|_| lock("doorbell"))? = None;
+        self.inner.command.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+    fn bar_size(&self, bar: u8) -> Result<u64, String> {
+        Ok(match bar {
+            BAR_VRAM => VRAM_BYTES as u64,
+            BAR_DOORBELL => DOORBELL_BAR_BYTES,
+            BAR_MMIO => MMIO_BAR_BYTES,
+            _ => 0,
+        })
+    }
+    fn fault(&self) -> Option<String> {
+        self.inner.fault.lock().ok().and_then(|f| f.clone())
+    }
+    fn round_trips(&self) -> u64 {
+        self.inner.trips.load(Ordering::Relaxed)
+    }
+    fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
+        let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
+        let segments = self.attach_sysmem(mem.clone());
+        Ok(SysMem { mem, segments })
+    }
+}
+
+/// VRAM seen through the page tables of VMID 0, with a translation cache.
+struct Vm<'a> {
+    vram: &'a mut [u8],
+    sys: &'a [Chunk],
+    root: u64,
+    tlb: HashMap<u64, (u64, u64)>,
+}
+
+struct Raw<'a>(&'a mut [u8]);
+
+impl Phys for Raw<'_> {
+    fn read_u64(&mut self, pa: u64) -> Result<u64, String> {
+        let r = vram_range(self.0.len(), pa, 8)?;
+        Ok(u64::from_le_bytes(self.0[r].try_into().map_err(|_| "8 bytes")?))
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) -> Result<(), String> {
+        let r = vram_range(self.0.len(), pa, 8)?;
+        self.0[r].copy_from_slice(&v.to_le_bytes());
+        Ok(())
+    }
+}
+
+impl Vm<'_> {
+    fn page(&mut self, va: u64, write: bool) -> Result<(u64, bool), String> {
+        let key = va / PAGE;
+        let (pa, flags) = match self.tlb.get(&key) {
+            Some(e) => *e,
+            None => {
+                let e = gmc::translate(&mut Raw(self.vram), self.root, key * PAGE)?;
+                self.tlb.insert(key, e);
+                e
+            }
+        };
+        let need = if write { PTE_WRITEABLE } else { PTE_READABLE };
+        if flags & need == 0 {
+            return Err(format!("virtual address {va:#x} is not {}", if write { "writeable" } else { "readable" }));
+        }
+        Ok((pa + va % PAGE, flags & PTE_SYSTEM != 0))
+    }
+
+    fn access(&mut self, va: u64, len: usize, write: bool, mut f: impl FnMut(&mut [u8], usize)) -> Result<(), String> {
+        let mut done = 0;
+        while done < len {
+            let a = va + done as u64;
+            let (pa, system) = self.page(a, write)?;
+            let n = ((PAGE - a % PAGE) as usize).min(len - done);
+            if system {
+                let (bus, _, mem, off) =
+                    self.sys.iter().find(|(b, l, _, _)| pa >= *b && pa + n as u64 <= b + l).ok_or_else(|| {
+                        format!("virtual address {a:#x} maps bus address {pa:#x}, which is no system memory")
+                    })?;
+                let o = (off + pa - bus) as usize;
+                let mut res = Err("the system memory is gone".to_string());
+                mem.with(&mut |m: &mut [u8]| {
+                    res = match m.get_mut(o..o + n) {
+                        Some(s) => {
+                            f(s, done);
+                            Ok(())
+                        }
+                        None => Err(format!("bus address {pa:#x} is past its memory")),
+                    };
+                });
+                res?;
+            } else {
+                let r = vram_range(self.vram.len(), pa, n)?;
+                f(&mut self.vram[r], done);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl crate::rdna3::Memory for Vm<'_> {
+    fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
+        self.access(addr, src.len(), true, |dst, at| dst.copy_from_slice(&src[at..at + dst.len()]))
+            .map_err(|e| format!("a write of {} bytes at {addr:#x}: {e}", src.len()))
+    }
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), String> {
+        let n = out.len();
+        self.access(addr, n, false, |src, at| out[at..at + src.len()].copy_from_slice(src))
+            .map_err(|e| format!("a read of {n} bytes at {addr:#x}: {e}"))
+    }
+}
+
+/// The command processor: one compute queue (the HQD registers), run until the GPU is dropped.
+fn command_processor(i: &Inner) {
+    let mut rptr: u64 = 0;
+    let mut sh: HashMap<u32, u32> = HashMap::new();
+    let mut dispatches: u64 = 0;
+    loop {
+        let wptr = {
+            let Ok(mut d) = i.doorbell.lock() else { return };
+            loop {
+                if i.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(w) = d.take() {
+                    break w;
+                }
+                d = match i.wake.wait(d) {
+                    Ok(d) => d,
+                    Err(_) => return,
+                };
+            }
+        };
+        if i.fault.lock().map(|f| f.is_some()).unwrap_or(true) {
+            // A faulted queue stops (the driver reports the device as lost).
+            continue;
+        }
+        if let Err(e) = run_ring(i, &mut rptr, wptr, &mut sh, &mut dispatches) {
+            set_fault(i, e);
+        }
+    }
+}
+
+fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n: &mut u64) -> Result<(), String> {
+    let reg = |r: Reg| i.regs.lock().map(|m| m.get(&mmio_byte(r)).copied().unwrap_or(0)).unwrap_or(0);
+    if reg(CP_HQD_ACTIVE) & 1 == 0 {
+        return Err("the doorbell rang for a queue that is not active (CP_HQD_ACTIVE)".into());
+    }
+    if reg(GCVM_CONTEXT0_CNTL) & VM_CONTEXT_ENABLE == 0 {
+        return Err("the queue runs in VMID 0, whose page tables are not enabled (GCVM_CONTEXT0_CNTL)".into());
+    }
+    let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
+        | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
+    let base = ((u64::from(reg(CP_HQD_PQ_BASE_HI)) << 32) | u64::from(reg(CP_HQD_PQ_BASE))) << 8;
+    let q = reg(CP_HQD_PQ_CONTROL) & PQ_CONTROL_QUEUE_SIZE_MASK;
+    if q > 24 {
+        return Err(format!("CP_HQD_PQ_CONTROL asks for a ring of 2^{} dwords", q + 1));
+    }
+    let size = 1u64 << (q + 1);
+    if wptr < *rptr || wptr - *rptr > size {
+        return Err(format!(
+            "the write pointer {wptr} is not within one ring ({size} dwords) of the read pointer {rptr}"
+        ));
+    }
+    let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
+    let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
+    let mut vm = Vm { vram: &mut vram, sys: &sys, root, tlb: HashMap::new() };
+    let mut words = Vec::with_capacity((wptr - *rptr) as usize);
+    for k in *rptr..wptr {
+        let mut b = [0u8; 4];
+        crate::rdna3::Memory::read(&mut vm, base + (k % size) * 4, &mut b)
+            .map_err(|e| format!("reading the ring: {e}"))?;
+        words.push(u32::from_le_bytes(b));
+    }
+    let packets = pm4::decode(&words).map_err(|e| format!("the ring between {rptr} and {wptr}: {e}"))?;
+    for p in packets {
+        match p {
+            Packet::Nop(_) | Packet::AcquireMem => {}
+            Packet::SetShReg { reg, values } => {
+                for (k, v) in values.iter().enumerate() {
+                    let r = reg.wrapping_add(4 * k as u32);
+                    if !known_sh(r) {
+                        return Err(format!("SET_SH_REG of register {r:#x}, which tk's driver does not program"));
+                    }
+                    sh.insert(r, *v);
+                }
+            }
+            Packet::DispatchDirect { x, y, z, initiator } => {
+                dispatch(&mut vm, sh, [x, y, z], initiator, i.seed.wrapping_add(*n))?;
+                *n += 1;
+            }
+            Packet::DmaData { src, dst, bytes } => {
+                let mut buf = vec![0u8; bytes as usize];
+                crate::rdna3::Memory::read(&mut vm, src, &mut buf).map_err(|e| format!("DMA_DATA: {e}"))?;
+                crate::rdna3::Memory::write(&mut vm, dst, &buf).map_err(|e| format!("DMA_DATA: {e}"))?;
+            }
+            Packet::ReleaseMem { addr, value } => {
+                crate::rdna3::Memory::write(&mut vm, addr, &value.to_le_bytes())
+                    .map_err(|e| format!("RELEASE_MEM: {e}"))?;
+            }
+        }
+    }
+    *rptr = wptr;
+    drop(vram);
+    i.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(CP_HQD_PQ_RPTR), wptr as u32);
+    Ok(())
+}
+
+fn known_sh(r: u32) -> bool {
+    matches!(r, COMPUTE_PGM_LO | 0xB834 | COMPUTE_PGM_RSRC1 | 0xB84C | COMPUTE_PGM_RSRC3 | COMPUTE_TMPRING_SIZE)
+        || matches!(r, COMPUTE_RESOURCE_LIMITS)
+        || (COMPUTE_START_X..COMPUTE_START_X + 12).contains(&r)
+        || (COMPUTE_NUM_THREAD_X..COMPUTE_NUM_THREAD_X + 12).contains(&r)
+        || (COMPUTE_USER_DATA_0..COMPUTE_USER_DATA_0 + 64).contains(&r)
+}
+
+fn dispatch(vm: &mut Vm<'_>, sh: &HashMap<u32, u32>, g: [u32; 3], initiator: u32, seed: u64) -> Result<(), String> {
+    let r = |a: u32| sh.get(&a).copied().unwrap_or(0);
+    if initiator & DISPATCH_COMPUTE_SHADER_EN == 0 {
+        return Err("DISPATCH_DIRECT without COMPUTE_SHADER_EN".into());
+    }
+    if initiator & DISPATCH_CS_W32_EN == 0 {
+        return Err("DISPATCH_DIRECT in wave64; the simulated GPU runs tk's wave32 kernels".into());
+    }
+    if g[1] != 1 || g[2] != 1 || r(COMPUTE_NUM_THREAD_X + 4) > 1 || r(COMPUTE_NUM_THREAD_X + 8) > 1 {
+        return Err("a dispatch in y or z; tk's kernel ABI launches in x only".into());
+    }
+    let pgm = (u64::from(r(COMPUTE_PGM_LO)) | u64::from(r(0xB834)) << 32) << 8;
+    let (rsrc1, rsrc2) = (r(COMPUTE_PGM_RSRC1), r(0xB84C));
+    // The code from the program address to the end of its mapping (at most 1 MiB).
+    let mut code = Vec::new();
+    let mut b = [0u8; 4];
+    while code.len() < 1 << 18 && crate::rdna3::Memory::read(vm, pgm + 4 * code.len() as u64, &mut b).is_ok() {
+        code.push(u32::from_le_bytes(b));
+    }
+    if code.is_empty() {
+        return Err(format!("COMPUTE_PGM points at {pgm:#x}, which is not mapped"));
+    }
+    let kernel = crate::rdna3::KernelCode {
+        name: "dispatch".into(),
+        entry: 0,
+        user_sgprs: ((rsrc2 >> 1) & 31) as u16,
+        workgroup_id_x: rsrc2 >> 7 & 1 == 1,
+        vgprs: (((rsrc1 & 63) + 1) * 8) as usize,
+        lds_bytes: (((rsrc2 >> RSRC2_LDS_SHIFT) & RSRC2_LDS_MASK) * LDS_GRANULE) as usize,
+    };
+    let co = crate::rdna3::CodeObject::from_code(&code, kernel);
+    let user: Vec<u32> = (0..16).map(|k| r(COMPUTE_USER_DATA_0 + 4 * k)).collect();
+    co.launch_with("dispatch", g[0], r(COMPUTE_NUM_THREAD_X), &user, vm, seed).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_tk_does_not_program_and_stray_doorbells_are_faults() {
+        let g = SimGpu::new();
+        let e = g.write32(BAR_MMIO, 0x40, 1).expect_err("unknown register");
+        assert!(e.contains("unexpected register write"), "{e}");
+        assert!(g.fault().is_some());
+        let g = SimGpu::new();
+        let e = g.write64(BAR_DOORBELL, 8, 1).expect_err("no queue");
+        assert!(e.contains("no enabled queue"), "{e}");
+    }
+}

@@ -1,0 +1,175 @@
+//! Writing bundles (`.tkb`; docs/bundle.md): every entry's prepared graph and, per target, the
+//! device code made from its kernels. Reading them is the runtime's (`tk_runtime::bundle`).
+
+use crate::target::{Lowered, Options, Target};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tk_ir::graph::Graph;
+use tk_runtime::RunError;
+use tk_runtime::bundle::{CPU_PLATFORMS, HEADER, MAGIC, TRAILER, VERSION, digest};
+
+fn bad(path: &str, message: impl Into<String>) -> RunError {
+    RunError::File { path: path.to_string(), message: message.into() }
+}
+
+/// One entry to put in a bundle: its name, source file and prepared graph.
+pub struct Entry {
+    pub name: String,
+    pub source: String,
+    pub graph: Graph,
+}
+
+
+fn dims_json(d: &[tk_ir::dims::Dim]) -> Value {
+    Value::Array(d.iter().map(|x| Value::String(x.to_string())).collect())
+}
+
+fn options_json(o: &Options, split: (i64, i64)) -> Value {
+    json!({
+        "deterministic": o.deterministic,
+        "knobs": o.knobs.as_ref().map(|k| k.to_string()),
+        "split": [split.0, split.1],
+    })
+}
+
+/// What was written.
+pub struct Written {
+    pub bytes: usize,
+    pub variants: Vec<String>,
+}
+
+/// Builds a bundle of `entries` for `targets` (`Target::Cpu` means every CPU platform in
+/// [`CPU_PLATFORMS`]) and writes it to `path` atomically.
+pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path) -> Result<Written, RunError> {
+    if entries.is_empty() {
+        return Err(RunError::Argument { message: "a bundle needs at least one entry".into() });
+    }
+    if targets.iter().any(|t| matches!(t, Target::Nvidia(_))) {
+        crate::tools::ptxas::find(crate::tools::ptxas::Tool::Ptxas)?;
+    }
+    if targets.iter().any(|t| matches!(t, Target::Amd(_))) {
+        crate::tools::lld::available()?;
+    }
+    let mut data: Vec<u8> = Vec::new();
+    let mut blob = |bytes: &[u8]| -> Value {
+        while !data.len().is_multiple_of(16) {
+            data.push(0);
+        }
+        let v = json!({ "offset": data.len(), "length": bytes.len() });
+        data.extend_from_slice(bytes);
+        v
+    };
+    let mut variants = Vec::new();
+    let mut names = Vec::new();
+    for t in targets {
+        let split = opts.split.unwrap_or_else(|| t.split());
+        let vopts = Options { split: Some(split), ..opts.clone() };
+        let lowered: Vec<Lowered> =
+            entries.iter().map(|e| crate::target::lower(&e.graph, *t, &vopts).map_err(RunError::from)).collect::<Result<_, _>>()?;
+        let compile_err = |m: String| RunError::Compile { message: m, loc: Default::default() };
+        match t {
+            Target::Cpu => {
+                for (variant, triple) in CPU_PLATFORMS {
+                    let mut ventries = Vec::new();
+                    for l in &lowered {
+                        let obj = tk_codegen::cpu::portable_object(&l.kernels, triple)
+                            .map_err(|e| compile_err(format!("{triple}: {e}")))?;
+                        ventries.push(json!({
+                            "kernels": l.kernels.len(),
+                            "digest": digest(&l.kernels),
+                            "code": { "object": blob(&obj) },
+                        }));
+                    }
+                    variants.push(json!({
+                        "target": variant,
+                        "triple": triple,
+                        "lowering": "cpu",
+                        "options": options_json(opts, split),
+                        "entries": ventries,
+                    }));
+                    names.push(variant.to_string());
+                }
+            }
+            Target::Nvidia(nt) => {
+                let mut ventries = Vec::new();
+                for l in &lowered {
+                    let m = tk_codegen::ptx::module(&[(String::new(), l.kernels.clone())], *nt)
+                        .map_err(|e| compile_err(e.message))?;
+                    let a = crate::tools::ptxas::assemble(&m.text, *nt)?;
+                    ventries.push(json!({
+                        "kernels": l.kernels.len(),
+                        "digest": digest(&l.kernels),
+                        "code": { "ptx": blob(m.text.as_bytes()), "cubin": blob(&a.cubin) },
+                    }));
+                }
+                variants.push(json!({
+                    "target": nt.name(),
+                    "lowering": "gpu",
+                    "options": options_json(opts, split),
+                    "entries": ventries,
+                }));
+                names.push(nt.name());
+            }
+            Target::Amd(at) => {
+                let mut ventries = Vec::new();
+                for l in &lowered {
+                    let m = tk_codegen::llvm::module(&[(String::new(), l.kernels.clone())], *at)
+                        .map_err(|e| compile_err(e.message))?;
+                    let co = crate::tools::lld::code_object(&m)?;
+                    ventries.push(json!({
+                        "kernels": l.kernels.len(),
+                        "digest": digest(&l.kernels),
+                        "code": { "llvm": blob(m.ir.as_bytes()), "hsaco": blob(&co.hsaco) },
+                    }));
+                }
+                variants.push(json!({
+                    "target": at.name,
+                    "lowering": "gpu",
+                    "options": options_json(opts, split),
+                    "entries": ventries,
+                }));
+                names.push(at.name.to_string());
+            }
+        }
+    }
+    let ejson: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let g = &e.graph;
+            json!({
+                "name": e.name,
+                "source": e.source,
+                "inputs": g.inputs.iter().map(|(n, d, s)| json!({ "name": n, "dtype": d.name(), "shape": dims_json(s) })).collect::<Vec<_>>(),
+                "outputs": g.outputs.iter().map(|(n, id)| {
+                    let node = g.node(*id);
+                    json!({ "name": n, "dtype": node.dtype.name(), "shape": dims_json(&node.shape) })
+                }).collect::<Vec<_>>(),
+                "dims": g.dims,
+                "graph": tk_ir::text::print(g, &e.name),
+            })
+        })
+        .collect();
+    let manifest = json!({
+        "format": "tk-bundle",
+        "version": VERSION,
+        "tk": env!("CARGO_PKG_VERSION"),
+        "build_id": crate::BUILD_ID,
+        "entries": ejson,
+        "variants": variants,
+    });
+    let text = serde_json::to_vec(&manifest).map_err(|e| bad(&path.display().to_string(), e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER + text.len() + data.len() + TRAILER);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&data);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    crate::aot::write_atomic(path, &out)?;
+    Ok(Written { bytes: out.len(), variants: names })
+}
+

@@ -1,0 +1,28 @@
+//! tk-toolchain: everything that compiles.
+//!
+//! - [`Session`] ([`session`]): the one pipeline entry (source -> checked program -> graph ->
+//!   prepared graph -> schedule -> kernel IR -> device code), used by the command line, the REPL,
+//!   the `tk` library facade and tk-build.
+//! - [`target`]: compile targets and their default knobs (from tk-abi).
+//! - [`codegen`]: device code for a target or a device (Cranelift objects and the JIT, PTX and
+//!   cubins, AMD code objects), and loading it onto a device.
+//! - [`tools`]: the external tools (ptxas, nvdisasm, ld.lld, llvm-objdump).
+//! - [`cache`]: the kernel cache of compiled CPU code.
+//! - [`bundle`], [`aot`], [`clib`]: bundles, per-target build directories, static libraries.
+//!
+//! Devices only load the code made here (tk-runtime); the toolchain may use the runtime, never
+//! the reverse.
+
+pub mod aot;
+pub mod bundle;
+pub mod cache;
+pub mod clib;
+pub mod codegen;
+pub mod session;
+pub mod target;
+pub mod tools;
+
+pub use session::Session;
+
+/// The build of tk: version, git commit, and a hash of the diff for dirty trees.
+pub const BUILD_ID: &str = env!("TK_BUILD_ID");

@@ -1,0 +1,146 @@
+//! The one pipeline entry: a [`Session`] takes source through every stage, source -> checked
+//! program -> graph IR -> prepared graph -> schedule -> kernel IR -> device code, and hands each
+//! stage out for printing (`tk emit`) or goes on to compile for a device. The command line, the
+//! REPL, the `tk` library facade and tk-build all compile through it, so what `tk emit` prints is
+//! what runs.
+
+use crate::target::{Lowered, Options, Target};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tk_compiler::Checked;
+use tk_compiler::tast::CheckedKernel;
+use tk_ir::graph::Graph;
+use tk_runtime::device::{Device, Executable};
+use tk_runtime::{Compiled, RunError};
+
+/// A kernel the graph lowering cannot handle yet: which kernel and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kernel `{kernel}`: {message}")]
+pub struct GraphError {
+    pub kernel: String,
+    pub message: String,
+}
+
+/// One entry ready to compile: its name, source file and prepared graph (what bundles and
+/// libraries are built from).
+pub use crate::bundle::Entry;
+
+/// A compilation session: the options every lowering uses.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    pub options: Options,
+}
+
+impl Session {
+    /// A session with the default options (the target's knobs, split reductions).
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    /// A session with the given options.
+    pub fn with_options(options: Options) -> Session {
+        Session { options }
+    }
+
+    /// Parses, loads and checks source named `path` (its `use` paths resolve relative to it).
+    pub fn check(&self, path: &Path, src: String) -> Checked {
+        tk_compiler::check_source(path, src)
+    }
+
+    /// The graph IR of a checked kernel, as lowered (before the rewrite passes).
+    pub fn graph(&self, k: &CheckedKernel) -> Result<Graph, GraphError> {
+        tk_compiler::lower::lower_kernel(k).map_err(|e| GraphError { kernel: k.name.clone(), message: e.to_string() })
+    }
+
+    /// A graph after the rewrite passes and the decomposition of transcendentals: what every
+    /// backend compiles and the reference interpreter runs.
+    pub fn prepare(&self, g: &Graph) -> Graph {
+        tk_ir::passes::prepare(g)
+    }
+
+    /// The prepared graph of a checked kernel.
+    pub fn prepared(&self, k: &CheckedKernel) -> Result<Graph, GraphError> {
+        Ok(self.prepare(&self.graph(k)?))
+    }
+
+    /// The prepared graph of every kernel of a checked file, as entries named by source.
+    pub fn entries(&self, source: &Path, checked: &Checked) -> Result<Vec<Entry>, GraphError> {
+        checked
+            .kernels
+            .iter()
+            .map(|k| {
+                Ok(Entry { name: k.name.clone(), source: source.display().to_string(), graph: self.prepared(k)? })
+            })
+            .collect()
+    }
+
+    /// The reduction splitting a target gets under this session's options: the graph that is
+    /// scheduled (the prepared graph itself when reductions are deterministic).
+    pub fn split(&self, g: &Graph, target: Target) -> Graph {
+        if self.options.deterministic {
+            return g.clone();
+        }
+        let (scalar, rows) = self.options.split.unwrap_or_else(|| target.split());
+        tk_ir::passes::split_reductions(g, scalar, rows)
+    }
+
+    /// Schedules a prepared graph for a target and lowers every device kernel.
+    pub fn lower(&self, g: &Graph, target: Target) -> Result<Lowered, RunError> {
+        Ok(crate::target::lower(g, target, &self.options)?)
+    }
+
+    /// Compiles device kernels for `dev` and loads them.
+    pub fn load(&self, dev: &dyn Device, kernels: &[tk_ir::kernel::Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        crate::codegen::compile(dev, kernels)
+    }
+
+    /// Compiles an entry's prepared graph for `dev`: schedule, kernel IR, device code, loaded.
+    pub fn compile(&self, dev: &dyn Device, name: &str, g: &Graph) -> Result<Compiled, RunError> {
+        let lowered = self.lower(g, dev.compile_target())?;
+        let t = Instant::now();
+        let exe = self.load(dev, &lowered.kernels)?;
+        Ok(Compiled::from_executable(name, lowered, exe, t.elapsed()))
+    }
+
+    /// The graph after the rewrite passes alone (what `tk emit --stage graph` shows: the
+    /// transcendentals not yet decomposed).
+    pub fn optimized(&self, g: &Graph) -> Graph {
+        tk_ir::passes::optimize(g)
+    }
+
+    /// The schedule of a prepared graph for a target, as text.
+    pub fn schedule_text(&self, g: &Graph, target: Target, name: &str) -> String {
+        tk_ir::schedule::print(&tk_ir::schedule::schedule(&self.split(g, target)), name)
+    }
+
+    /// The Cranelift IR of a device kernel, before Cranelift's optimisations.
+    pub fn clif(&self, k: &tk_ir::kernel::Kernel) -> Result<String, String> {
+        tk_codegen::cpu::clif(k).map_err(|e| e.to_string())
+    }
+
+    /// The PTX module of groups of device kernels (entries `<prefix>k<i>`).
+    pub fn ptx(&self, groups: &[(String, Vec<tk_ir::kernel::Kernel>)], t: tk_abi::launch::NvidiaTarget) -> Result<String, String> {
+        tk_codegen::ptx::module(groups, t).map(|m| m.text).map_err(|e| e.to_string())
+    }
+
+    /// The SASS ptxas makes of a PTX module (needs ptxas and nvdisasm).
+    pub fn sass(&self, ptx: &str, t: tk_abi::launch::NvidiaTarget) -> Result<String, RunError> {
+        crate::tools::ptxas::assemble(ptx, t).and_then(|a| crate::tools::ptxas::disassemble(&a.cubin))
+    }
+
+    /// The LLVM IR module of groups of device kernels for an AMD target.
+    pub fn llvm(
+        &self,
+        groups: &[(String, Vec<tk_ir::kernel::Kernel>)],
+        t: tk_abi::launch::AmdTarget,
+    ) -> Result<tk_codegen::llvm::Module, String> {
+        tk_codegen::llvm::module(groups, t).map_err(|e| e.to_string())
+    }
+
+    /// The RDNA3 disassembly of the code object of an LLVM IR module (the `amdgpu` feature,
+    /// ld.lld and llvm-objdump).
+    pub fn gcn(&self, m: &tk_codegen::llvm::Module, t: tk_abi::launch::AmdTarget) -> Result<String, RunError> {
+        crate::tools::lld::code_object(m).and_then(|c| crate::tools::lld::disassemble(&c.hsaco, t))
+    }
+}
