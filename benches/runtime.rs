@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tk_driver::cache::KernelCache;
-use tk_driver::cpu::CpuDevice;
-use tk_driver::{Device, DeviceArray, HostArray};
+use tk_runtime::devices::cpu::CpuDevice;
+use tk_runtime::{Device, DeviceArray, HostArray};
+use tk_toolchain::cache::KernelCache;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -20,7 +20,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let dev = CpuDevice::with_cache(Arc::new(KernelCache::new(false, None, tk_codegen::cpu::host_description())));
+    let dev = CpuDevice::new();
+    let session = tk_toolchain::Session::new().with_cache(Arc::new(KernelCache::new(
+        false,
+        None,
+        tk_codegen::cpu::host_description(),
+    )));
     // Compile time per device kernel, cold.
     let mut per_kernel = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir("examples")
@@ -34,12 +39,12 @@ fn main() {
     for f in &files {
         let src = std::fs::read_to_string(f).expect("readable");
         let t0 = Instant::now();
-        let c = tk_compiler::check_source(f, src);
+        let c = session.check(f, src);
         let front = t0.elapsed() / c.kernels.len().max(1) as u32;
         for k in &c.kernels {
             let t = Instant::now();
-            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-            let compiled = tk_driver::compile(&dev, &k.name, &g, &Default::default()).expect("compiles");
+            let g = session.prepared(k).expect("lowers");
+            let compiled = session.compile(&dev, &k.name, &g).expect("compiles");
             let n = compiled.kernels.len().max(1) as u32;
             per_kernel.push((t.elapsed() + front) / n);
             entries += 1;
@@ -55,15 +60,15 @@ fn main() {
     );
     // Launch overhead: saxpy on 1024 elements, resident.
     let src = "kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }\n";
-    let c = tk_compiler::check_source(Path::new("saxpy.tk"), src.to_string());
-    let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(&c.kernels[0]).expect("lowers"));
-    let compiled = tk_driver::compile(&dev, "saxpy", &g, &Default::default()).expect("compiles");
+    let c = session.check(Path::new("saxpy.tk"), src.to_string());
+    let g = session.prepared(&c.kernels[0]).expect("lowers");
+    let compiled = session.compile(&dev, "saxpy", &g).expect("compiles");
     let q = dev.queue();
-    let mut rng = tk_driver::array::rng(0);
+    let mut rng = tk_runtime::array::rng(0);
     let args = [
         HostArray::scalar(tk_ir::dtype::DType::F32, tk_ir::graph::Scalar::Float(2.0)),
-        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_driver::array::Random::Uniform, &mut rng),
-        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_driver::array::Random::Uniform, &mut rng),
+        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_runtime::array::Random::Uniform, &mut rng),
+        HostArray::random(tk_ir::dtype::DType::F32, vec![1024], tk_runtime::array::Random::Uniform, &mut rng),
     ];
     let dargs: Vec<DeviceArray> = args.iter().map(|a| DeviceArray::upload(&dev, &q, a).expect("upload")).collect();
     let shapes: Vec<_> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();

@@ -6,10 +6,10 @@
 //! `cargo run --release --example ulp_exhaustive [FUNCTION...]` (default: all).
 
 use std::collections::HashMap;
-use tk_driver::HostArray;
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Loc, Op, UnaryOp};
+use tk_runtime::HostArray;
 
 /// Inputs per launch.
 const CHUNK: u64 = 1 << 24;
@@ -42,16 +42,16 @@ fn main() {
         eprintln!("unknown function `{bad}`; the functions are {}", names.join(", "));
         std::process::exit(2);
     }
-    let dev = match tk_driver::open("cpu") {
+    let dev = match tk_runtime::open("cpu") {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(3);
         }
     };
-    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true, split: None };
+    let opts = tk_toolchain::target::Options { knobs: None, deterministic: true, split: None };
     let compile = |op: UnaryOp, d: DType| {
-        tk_driver::compile(dev.as_ref(), "f", &graph(op, d), &opts).unwrap_or_else(|e| {
+        tk_toolchain::compile(dev.as_ref(), "f", &graph(op, d), &opts).unwrap_or_else(|e| {
             eprintln!("error: compiling {op:?}: {e}");
             std::process::exit(3)
         })

@@ -415,7 +415,11 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
 
 /// The prepared graph of every entry of the files, with distinct names, for a bundle or a
 /// library (`what`).
-fn distinct_entries(files: &[PathBuf], what: &str, choice: ColorChoice) -> Result<Vec<tk_toolchain::bundle::Entry>, u8> {
+fn distinct_entries(
+    files: &[PathBuf],
+    what: &str,
+    choice: ColorChoice,
+) -> Result<Vec<tk_toolchain::bundle::Entry>, u8> {
     let mut entries: Vec<tk_toolchain::bundle::Entry> = Vec::new();
     for f in files {
         let checked = check_one(f, choice)?;

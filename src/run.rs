@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use tk_compiler::diag::{Code, Diag};
-use tk_runtime::array::{Random, rng};
-use tk_runtime::{Device, HostArray, RunError};
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Op, Scalar};
 use tk_ir::kernel::Knobs;
+use tk_runtime::array::{Random, rng};
+use tk_runtime::{Device, HostArray, RunError};
 
 pub struct RunOpts {
     pub file: PathBuf,

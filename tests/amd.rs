@@ -12,8 +12,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tk_codegen::llvm;
-use tk_driver::amd::{self, Descriptor};
-use tk_driver::target::{Options, Target};
+use tk_toolchain::target::{Options, Target};
+use tk_toolchain::tools::lld::{self, Descriptor};
 
 fn tk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
@@ -33,7 +33,7 @@ fn tmp_dir(name: &str) -> PathBuf {
 /// Whether code objects can be made here (the `amdgpu` feature and ld.lld). In CI their absence
 /// fails the test; locally the test is skipped with the reason.
 fn can_build(test: &str) -> bool {
-    match amd::available() {
+    match lld::available() {
         Ok(()) => true,
         Err(e) => {
             assert!(
@@ -51,7 +51,7 @@ fn module(path: &Path, t: llvm::Target) -> llvm::Module {
     let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = compile(path)
         .into_iter()
         .map(|(name, g)| {
-            let l = tk_driver::target::lower(&g, Target::Amd(t), &Options::default())
+            let l = tk_toolchain::target::lower(&g, Target::Amd(t), &Options::default())
                 .unwrap_or_else(|e| panic!("{}::{name}: {e}", path.display()));
             (format!("{name}_"), l.kernels)
         })
@@ -101,7 +101,7 @@ fn every_example_compiles_for_every_gfx11_target_within_the_kernel_abi() {
     for t in llvm::Target::ALL {
         for f in examples() {
             let m = module(&f, t);
-            let co = amd::code_object(&m).unwrap_or_else(|e| panic!("{} for {t}: {e}", f.display()));
+            let co = lld::code_object(&m).unwrap_or_else(|e| panic!("{} for {t}: {e}", f.display()));
             assert_eq!(&co.hsaco[..4], b"\x7fELF", "a code object is an ELF file");
             assert_eq!(co.kernels.len(), m.kernels.len(), "{} for {t}: every kernel is in the object", f.display());
             for (k, info) in co.kernels.iter().zip(&m.kernels) {
@@ -143,8 +143,8 @@ fn the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction() {
     let t = llvm::Target::ALL[0];
     let (mut total, mut bad) = (0, Vec::new());
     for f in examples() {
-        let co = amd::code_object(&module(&f, t)).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let llvm = objdump_lines(&amd::disassemble(&co.hsaco, t).unwrap_or_else(|e| panic!("objdump: {e}")));
+        let co = lld::code_object(&module(&f, t)).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let llvm = objdump_lines(&lld::disassemble(&co.hsaco, t).unwrap_or_else(|e| panic!("objdump: {e}")));
         let emu = tk_sim::rdna3::CodeObject::parse(&co.hsaco).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(emu.insts.len(), llvm.len(), "{}: instruction counts", f.display());
         for (i, l) in emu.insts.iter().zip(&llvm) {
@@ -208,7 +208,7 @@ fn tk_build_writes_a_code_object_and_prints_its_registers() {
     let o = tk(&["build", "examples/matmul.tk", "--target", "gfx1100", "-o", &d, "--verbose"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let hsaco = std::fs::read(dir.join("matmul.gfx1100.hsaco")).expect("code object written");
-    let kernels = amd::read(&hsaco).expect("a readable code object");
+    let kernels = tk_abi::amd::read_metadata(&hsaco).expect("a readable code object");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(stdout.contains("VGPRS") && stdout.contains("SGPRS"), "{stdout}");
     let k0 = kernels.iter().find(|k| k.name == "matmul_k0").expect("matmul_k0");
@@ -299,18 +299,18 @@ fn the_kernel_abi_check_names_what_a_code_object_asks_for() {
 
 #[test]
 fn corrupt_code_objects_are_errors_not_crashes() {
-    assert!(amd::read(b"not an elf").is_err());
-    assert!(amd::read(&[]).is_err());
+    assert!(tk_abi::amd::read_metadata(b"not an elf").is_err());
+    assert!(tk_abi::amd::read_metadata(&[]).is_err());
     // A host object is not an AMDGPU code object.
     let me = std::fs::read(env!("CARGO_BIN_EXE_tk")).expect("the tk binary");
-    assert!(amd::read(&me).expect_err("a host ELF").contains("AMDGPU"));
+    assert!(tk_abi::amd::read_metadata(&me).expect_err("a host ELF").contains("AMDGPU"));
     if !can_build("corrupt_code_objects_are_errors_not_crashes") {
         return;
     }
     let co =
-        amd::code_object(&module(Path::new("examples/saxpy.tk"), "gfx1100".parse().expect("target"))).expect("builds");
+        lld::code_object(&module(Path::new("examples/saxpy.tk"), "gfx1100".parse().expect("target"))).expect("builds");
     for cut in [16, co.hsaco.len() / 2, co.hsaco.len() - 1] {
-        assert!(amd::read(&co.hsaco[..cut]).is_err(), "a code object cut at {cut} bytes is rejected");
+        assert!(tk_abi::amd::read_metadata(&co.hsaco[..cut]).is_err(), "a code object cut at {cut} bytes is rejected");
     }
 }
 
@@ -379,7 +379,7 @@ fn softmax_over_the_tinygpu_server_transport_agrees_with_the_cpu() {
         return;
     }
     let path = std::env::temp_dir().join(format!("tk-amd-{}-run.sock", std::process::id()));
-    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
     softmax_agrees_with_the_cpu(&format!("amd:tinygpu={}", server.path.display()));
 }
 
@@ -390,7 +390,7 @@ fn softmax_agrees_with_the_cpu(device: &str) {
         let d = dir.display().to_string();
         let o = tk(&["run", "examples/softmax.tk", "--device", dev, "--arg", "x=rand:64x100", "--out", &d]);
         assert_eq!(o.status.code(), Some(0), "{dev}: {}", err(&o));
-        let a = tk_driver::HostArray::read_npy(&dir.join("out.npy"), tk_driver::DType::F32).expect("an output");
+        let a = tk_runtime::HostArray::read_npy(&dir.join("out.npy"), tk_runtime::DType::F32).expect("an output");
         outs.push(a);
     }
     assert_eq!(outs[0].len(), 6400);
@@ -407,7 +407,7 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
         return;
     }
     let path = std::env::temp_dir().join(format!("tk-amd-{}-tinygpu.sock", std::process::id()));
-    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
     every_example_matches_the_interpreter(&format!("amd:tinygpu={}", server.path.display()), &[5], 40);
 }
 
@@ -415,7 +415,7 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
 #[test]
 fn tk_devices_lists_a_gpu_behind_a_tinygpu_server() {
     let path = std::env::temp_dir().join(format!("tk-amd-{}-devices.sock", std::process::id()));
-    let server = tk_driver::gpu::tinygpu::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
     let o = Command::new(env!("CARGO_BIN_EXE_tk"))
         .arg("devices")
         .env("TK_TINYGPU_SOCKET", &server.path)

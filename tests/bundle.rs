@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tk_driver::HostArray;
-use tk_driver::bundle::Bundle;
+use tk_runtime::HostArray;
+use tk_runtime::bundle::Bundle;
 
 fn tk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
@@ -28,7 +28,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Whether ptxas is here (the sm_86 variant needs it); in CI it must be.
 fn have_ptxas() -> bool {
-    match tk_driver::nvidia::find(tk_driver::nvidia::Tool::Ptxas) {
+    match tk_toolchain::tools::ptxas::find(tk_toolchain::tools::ptxas::Tool::Ptxas) {
         Ok(_) => true,
         Err(e) => {
             assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas is required in CI: {e}");
@@ -40,7 +40,7 @@ fn have_ptxas() -> bool {
 
 /// Whether AMD code objects can be built here (LLVM 19 and ld.lld): required in CI.
 fn have_amd() -> bool {
-    match tk_driver::amd::available() {
+    match tk_toolchain::tools::lld::available() {
         Ok(()) => true,
         Err(e) => {
             assert!(std::env::var("CI").map_or(true, |v| v != "true"), "the AMD backend is required in CI: {e}");
@@ -90,11 +90,12 @@ fn every_example_runs_from_a_bundle_like_the_jit() {
     let mut rng = Rng(0xB0B);
     let mut ran = 0;
     for dname in devices {
-        let dev = tk_driver::open(dname).expect("device");
+        let dev = tk_runtime::open(dname).expect("device");
         for f in examples() {
             for (name, g) in compile(&f) {
                 let loaded = b.load_entry(dev.as_ref(), &name).unwrap_or_else(|e| panic!("{name} on {dname}: {e}"));
-                let jit = tk_driver::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
+                let jit =
+                    tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
                 assert_eq!(loaded.kernels.len(), jit.kernels.len(), "{name}: the same device kernels");
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 5)).collect();
                 let args = random_args(&g, &dims, &mut rng);
@@ -134,7 +135,7 @@ fn tk_inspect_shows_entries_and_targets() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("checksum ok"), "{out}");
     assert!(out.contains("saxpy(a: f32, x: f32[n], y: f32[n]) -> (out: f32[n])"), "{out}");
-    for (variant, triple) in tk_driver::bundle::CPU_PLATFORMS {
+    for (variant, triple) in tk_runtime::bundle::CPU_PLATFORMS {
         assert!(out.contains(&format!("{variant} ({triple})")), "{out}");
     }
 }
@@ -191,7 +192,7 @@ fn corrupt_bundles_are_rejected_with_a_clear_error() {
     let mut t = good.clone();
     t[pos + 1..pos + 4].copy_from_slice(b"add");
     let b = Bundle::from_bytes(reseal(t), "x.tkb").expect("the file itself is well formed");
-    let dev = tk_driver::open("cpu").expect("cpu");
+    let dev = tk_runtime::open("cpu").expect("cpu");
     let e = b.load_entry(dev.as_ref(), "saxpy").err().expect("the tampered entry is refused").to_string();
     assert!(e.contains("differ") && e.contains("rebuild"), "{e}");
 }
@@ -201,10 +202,10 @@ fn loading_reports_missing_entries_and_targets() {
     let path = tmp("missing.tkb");
     build(&["examples/saxpy.tk"], "cpu", &path);
     let b = Bundle::load(&path).expect("bundle");
-    let cpu = tk_driver::open("cpu").expect("cpu");
+    let cpu = tk_runtime::open("cpu").expect("cpu");
     let e = b.load_entry(cpu.as_ref(), "nope").err().expect("no such entry").to_string();
     assert!(e.contains("saxpy") && e.contains("daxpy"), "{e}");
-    let sim = tk_driver::open("sim:sm_86").expect("sim");
+    let sim = tk_runtime::open("sim:sm_86").expect("sim");
     let e = b.load_entry(sim.as_ref(), "saxpy").err().expect("no sm_86 code").to_string();
     assert!(e.contains("sm_86") && e.contains("cpu-"), "{e}");
     // The command line: a corrupt file is a user error naming the file.
@@ -258,10 +259,10 @@ fn a_program_without_the_compiler_runs_a_bundle() {
     let o = cargo(&["build", "-q", "-p", "tk-bundle-runner"]);
     assert!(o.status.success(), "{}", err(&o));
     let x = HostArray::random(
-        tk_driver::DType::F32,
+        tk_runtime::DType::F32,
         vec![7, 13],
-        tk_driver::array::Random::Normal,
-        &mut tk_driver::array::rng(7),
+        tk_runtime::array::Random::Normal,
+        &mut tk_runtime::array::rng(7),
     );
     let xin = tmp("x.npy");
     x.write_npy(&xin).expect("write x");
@@ -283,9 +284,9 @@ fn a_program_without_the_compiler_runs_a_bundle() {
             .output()
             .expect("the runner runs");
         assert!(r.status.success(), "{d}: {}", err(&r));
-        let got = HostArray::read_npy(&out.join("out.npy"), tk_driver::DType::F32).expect("an output");
-        let dev = tk_driver::open(d).expect("device");
-        let jit = tk_driver::compile(dev.as_ref(), "softmax_rows", &g, &Default::default()).expect("compiles");
+        let got = HostArray::read_npy(&out.join("out.npy"), tk_runtime::DType::F32).expect("an output");
+        let dev = tk_runtime::open(d).expect("device");
+        let jit = tk_toolchain::compile(dev.as_ref(), "softmax_rows", &g, &Default::default()).expect("compiles");
         let want = jit.run(dev.as_ref(), std::slice::from_ref(&x), &HashMap::new()).expect("runs");
         assert_eq!(format!("{:?}", got.to_interp()), format!("{:?}", want[0].to_interp()), "{d}");
     }
@@ -306,11 +307,11 @@ fn the_build_script_example_builds_and_runs() {
     assert!(o.status.success(), "{}", err(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     // The same entries through the JIT.
-    let dev = tk_driver::open("cpu").expect("cpu");
+    let dev = tk_runtime::open("cpu").expect("cpu");
     let kernels = compile(Path::new("examples/rust-app/kernels/stats.tk"));
     let run = |name: &str, args: &[HostArray], dims: &[(&str, i64)]| -> Vec<Vec<f32>> {
         let g = &kernels.iter().find(|(n, _)| n == name).expect("entry").1;
-        let c = tk_driver::compile(dev.as_ref(), name, g, &Default::default()).expect("compiles");
+        let c = tk_toolchain::compile(dev.as_ref(), name, g, &Default::default()).expect("compiles");
         let dims: HashMap<String, i64> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         c.run(dev.as_ref(), args, &dims).expect("runs").iter().map(|a| a.to_vec::<f32>().expect("f32")).collect()
     };

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tk_driver::cache::KernelCache;
-use tk_driver::cpu::CpuDevice;
-use tk_driver::{Device, HostArray};
 use tk_ir::kernel::Kernel;
+use tk_runtime::HostArray;
+use tk_runtime::devices::cpu::CpuDevice;
+use tk_toolchain::cache::KernelCache;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tk-cache-{}-{name}", std::process::id()));
@@ -24,8 +24,12 @@ fn kernels(src: &str, name: &str) -> (tk_ir::graph::Graph, Vec<Kernel>) {
     let s = tk_ir::schedule::schedule(&g);
     let ks = (0..s.kernels.len())
         .map(|i| {
-            tk_ir::kernel::lower(&s, i, &tk_driver::runtime::default_knobs(&s.buffers[s.kernels[i].writes[0]].shape))
-                .expect("lowers")
+            tk_ir::kernel::lower(
+                &s,
+                i,
+                &tk_toolchain::target::Target::Cpu.default_knobs(&s.buffers[s.kernels[i].writes[0]].shape),
+            )
+            .expect("lowers")
         })
         .collect();
     (g, ks)
@@ -40,9 +44,9 @@ fn host_cache(d: &Path) -> Arc<KernelCache> {
 /// Runs softmax on a device with the given cache and compares with the interpreter.
 fn softmax_is_right(cache: Arc<KernelCache>) {
     let (g, _) = kernels(SRC, "softmax");
-    let dev = CpuDevice::with_cache(cache);
-    let opts = tk_driver::runtime::Options { knobs: None, deterministic: true, split: None };
-    let c = tk_driver::compile(&dev, "softmax", &g, &opts).expect("compiles");
+    let dev = CpuDevice::new();
+    let opts = tk_toolchain::target::Options { knobs: None, deterministic: true, split: None };
+    let c = tk_toolchain::Session::with_options(opts).with_cache(cache).compile(&dev, "softmax", &g).expect("compiles");
     let x = tk_ir::interp::Array::from_fn(tk_ir::dtype::DType::F32, vec![3, 37], |i| {
         tk_ir::graph::Scalar::Float(((i * 7919) % 101) as f64 / 10.0 - 5.0)
     });
@@ -114,12 +118,12 @@ fn entries_for_another_target_or_kernel_are_not_used() {
     assert_ne!(host.key(&ks), other.key(&ks));
     assert_ne!(host.path(&host.key(&ks)), other.path(&other.key(&ks)));
     assert!(host.key(&ks).contains(&tk_codegen::cpu::host_description()));
-    assert!(host.key(&ks).contains(tk_driver::cache::BUILD_ID));
+    assert!(host.key(&ks).contains(tk_toolchain::cache::BUILD_ID));
     // An entry whose stored key differs (another target, build or kernel) is rejected even at
     // the right path: put the gather kernel's entry where softmax's belongs.
     let (_, gk) = kernels(SRC, "gather");
-    let dev = CpuDevice::with_cache(host.clone());
-    dev.compile(&gk).expect("compiles");
+    let dev = CpuDevice::new();
+    host.get_or_compile(&dev, &gk).expect("compiles");
     let gpath = host.path(&host.key(&gk)).expect("path");
     let spath = host.path(&host.key(&ks)).expect("path");
     std::fs::create_dir_all(spath.parent().expect("dir")).expect("dir");

@@ -7,7 +7,7 @@ use common::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tk_driver::HostArray;
+use tk_runtime::HostArray;
 
 fn tk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
@@ -77,11 +77,11 @@ fn the_c_example_links_against_the_library_and_prints_the_jits_results() {
     let line =
         |p: &str| out.lines().find(|l| l.starts_with(p)).unwrap_or_else(|| panic!("no {p} line:\n{out}")).to_string();
     // The same entries through the JIT (%.9g prints f32 exactly).
-    let dev = tk_driver::open("cpu").expect("cpu");
+    let dev = tk_runtime::open("cpu").expect("cpu");
     let entries = compile(Path::new("examples/c/kernels.tk"));
     let jit = |name: &str, args: &[HostArray]| -> Vec<f32> {
         let g = &entries.iter().find(|(n, _)| n == name).expect("entry").1;
-        let c = tk_driver::compile(dev.as_ref(), name, g, &Default::default()).expect("compiles");
+        let c = tk_toolchain::compile(dev.as_ref(), name, g, &Default::default()).expect("compiles");
         c.run(dev.as_ref(), args, &HashMap::new()).expect("runs")[0].to_vec::<f32>().expect("f32")
     };
     let x = HostArray::from_slice(&[2, 4], &[1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 0.5, 8.0]).expect("x");

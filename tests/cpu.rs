@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use tk_driver::HostArray;
 use tk_ir::interp::{self, Array};
+use tk_runtime::HostArray;
 
 mod common;
 use common::*;
@@ -27,7 +27,8 @@ fn every_example_cross_compiles_to_aarch64_objects() {
             let kernels: Vec<tk_ir::kernel::Kernel> = (0..s.kernels.len())
                 .map(|i| {
                     let shape = &s.buffers[s.kernels[i].writes[0]].shape;
-                    tk_ir::kernel::lower(&s, i, &tk_driver::runtime::default_knobs(shape)).expect("lowers")
+                    tk_ir::kernel::lower(&s, i, &tk_toolchain::target::Target::Cpu.default_knobs(shape))
+                        .expect("lowers")
                 })
                 .collect();
             for (triple, arch, format) in [
@@ -60,7 +61,7 @@ fn every_example_cross_compiles_to_aarch64_objects() {
 #[test]
 fn knobs_do_not_change_cpu_results() {
     use tk_ir::kernel::Knobs;
-    let dev = tk_driver::open("cpu").expect("cpu device");
+    let dev = tk_runtime::open("cpu").expect("cpu device");
     let mut rng = Rng(99);
     let mut checked = 0;
     for f in examples() {
@@ -77,8 +78,9 @@ fn knobs_do_not_change_cpu_results() {
                     group: 1,
                     upcast: 1 << (rng.next() % 3),
                 };
-                let opts = tk_driver::runtime::Options { knobs: Some(knobs.clone()), deterministic: true, split: None };
-                let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &opts)
+                let opts =
+                    tk_toolchain::target::Options { knobs: Some(knobs.clone()), deterministic: true, split: None };
+                let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &opts)
                     .unwrap_or_else(|e| panic!("{}::{name} {knobs}: {e}", f.display()));
                 let size = [3i64, 5, 17][trial];
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
@@ -107,7 +109,7 @@ fn knobs_do_not_change_cpu_results() {
 /// Launches large enough to be split over threads match the interpreter too.
 #[test]
 fn parallel_launches_match_the_interpreter() {
-    let dev = tk_driver::open("cpu").expect("cpu device");
+    let dev = tk_runtime::open("cpu").expect("cpu device");
     let mut rng = Rng(4242);
     let mut split = 0;
     for f in examples() {
@@ -127,7 +129,7 @@ fn parallel_launches_match_the_interpreter() {
                 continue;
             }
             let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
-            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &exact()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &exact()).expect("compiles");
             let args = random_args(&g, &dims, &mut rng);
             let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
             let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
@@ -148,9 +150,9 @@ fn parallel_launches_match_the_interpreter() {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if threads > 1 {
         assert!(
-            tk_driver::cpu::split_launches() >= 20,
+            tk_runtime::devices::cpu::split_launches() >= 20,
             "only {} launches ran on several threads",
-            tk_driver::cpu::split_launches()
+            tk_runtime::devices::cpu::split_launches()
         );
     }
 }
@@ -170,7 +172,7 @@ fn split_reductions_meet_the_contract() {
     let path = Path::new("split.tk");
     let c = tk_compiler::check_source(path, src.to_string());
     assert!(c.is_ok(), "{}", c.render_plain());
-    let dev = tk_driver::open("cpu").expect("cpu");
+    let dev = tk_runtime::open("cpu").expect("cpu");
     let mut rng = Rng(77);
     for k in &c.kernels {
         let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
@@ -182,7 +184,7 @@ fn split_reductions_meet_the_contract() {
         }
         assert!(split.g.node_count() > g.g.node_count(), "{}: not split", k.name);
         if k.name == "rows" {
-            let compiled = tk_driver::compile(dev.as_ref(), &k.name, &g, &Default::default()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev.as_ref(), &k.name, &g, &Default::default()).expect("compiles");
             for (b, n) in [(3i64, 1000i64), (2, 37)] {
                 let dims: HashMap<String, i64> = [("b".to_string(), b), ("n".to_string(), n)].into();
                 let args = random_args(&g, &dims, &mut rng);
@@ -202,7 +204,7 @@ fn split_reductions_meet_the_contract() {
             }
             continue;
         }
-        let compiled = tk_driver::compile(dev.as_ref(), &k.name, &g, &Default::default()).expect("compiles");
+        let compiled = tk_toolchain::compile(dev.as_ref(), &k.name, &g, &Default::default()).expect("compiles");
         for n in [0i64, 1, 31, 32, 33, 1000, 4099, 100_003] {
             let dims: HashMap<String, i64> = [("n".to_string(), n)].into();
             let args = random_args(&g, &dims, &mut rng);
@@ -248,7 +250,7 @@ fn default_options_match_the_interpreter_within_tolerance_on_the_cpu() {
 #[test]
 fn register_tiles_match_the_interpreter() {
     use tk_ir::kernel::Knobs;
-    let dev = tk_driver::open("cpu").expect("cpu device");
+    let dev = tk_runtime::open("cpu").expect("cpu device");
     let mut rng = Rng(4242);
     let mut tiled = 0;
     for (name, g) in compile(Path::new("examples/matmul.tk")) {
@@ -256,8 +258,8 @@ fn register_tiles_match_the_interpreter() {
             let s = tk_ir::schedule::schedule(&g);
             let rank = s.buffers[s.kernels[0].writes[0]].shape.len();
             let knobs = Knobs { parallel: rank, upcast: f, ..Knobs::default() };
-            let opts = tk_driver::runtime::Options { knobs: Some(knobs), deterministic: true, split: None };
-            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &opts).expect("compiles");
+            let opts = tk_toolchain::target::Options { knobs: Some(knobs), deterministic: true, split: None };
+            let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &opts).expect("compiles");
             let text = tk_ir::kernel::print(&compiled.kernels[0]);
             if text.matches("acc sum").count() >= (f * f) as usize {
                 tiled += 1;

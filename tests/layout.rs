@@ -21,11 +21,7 @@ fn tree(package: &str, extra: &[&str]) -> BTreeSet<String> {
         .expect("cargo runs");
     assert!(out.status.success(), "cargo tree -p {package} {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+    text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
 }
 
 /// The workspace crates (`tk-*` and `tk`) among `deps`.
@@ -34,8 +30,10 @@ fn tk_crates(deps: &BTreeSet<String>) -> BTreeSet<String> {
 }
 
 fn assert_none(package: &str, extra: &[&str], deps: &BTreeSet<String>, banned: &[&str]) {
-    let bad: Vec<&String> =
-        deps.iter().filter(|d| banned.iter().any(|b| d == b || (b.ends_with('*') && d.starts_with(&b[..b.len() - 1])))).collect();
+    let bad: Vec<&String> = deps
+        .iter()
+        .filter(|d| banned.iter().any(|b| d == b || (b.ends_with('*') && d.starts_with(&b[..b.len() - 1]))))
+        .collect();
     assert!(bad.is_empty(), "{package} {extra:?} must not depend on {bad:?} (docs/architecture.md)");
 }
 
@@ -176,7 +174,12 @@ fn references(text: &str, this: &str) -> Vec<String> {
             }
             for p in paths {
                 let p: Vec<&str> = p.split("::").map(str::trim).filter(|s| !s.is_empty()).collect();
-                let full: Vec<String> = base.split("::").filter(|s| !s.is_empty()).map(str::to_string).chain(p.iter().map(|s| s.to_string())).collect();
+                let full: Vec<String> = base
+                    .split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .chain(p.iter().map(|s| s.to_string()))
+                    .collect();
                 out.push(full.join("::"));
             }
         }
@@ -205,7 +208,11 @@ fn no_file_imports_a_file_that_imports_it_back() {
                 let mut probe = r.as_str();
                 loop {
                     if let Some((k, _)) = mods.get_key_value(probe) {
-                        if k != m && !k.is_empty() && !m.starts_with(&format!("{k}::")) && !k.starts_with(&format!("{m}::")) {
+                        if k != m
+                            && !k.is_empty()
+                            && !m.starts_with(&format!("{k}::"))
+                            && !k.starts_with(&format!("{m}::"))
+                        {
                             edges.entry(m.as_str()).or_default().insert(k.as_str());
                         }
                         break;

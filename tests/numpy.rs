@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tk_driver::HostArray;
 use tk_ir::dtype::DType;
+use tk_runtime::HostArray;
 
 fn fixture(name: &str) -> String {
     format!("tests/fixtures/{name}.npy")

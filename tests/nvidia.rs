@@ -8,7 +8,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tk_codegen::ptx;
-use tk_driver::target::{Options, Target};
+use tk_toolchain::target::{Options, Target};
 
 fn tk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("NO_COLOR", "1").output().expect("tk runs")
@@ -28,7 +28,7 @@ fn tmp_dir(name: &str) -> PathBuf {
 /// Whether ptxas is available. In CI (`CI=true`) a missing ptxas fails the test: scripts/setup
 /// installs it. Locally the test is skipped with the reason.
 fn have_ptxas(test: &str) -> bool {
-    match tk_driver::nvidia::find(tk_driver::nvidia::Tool::Ptxas) {
+    match tk_toolchain::tools::ptxas::find(tk_toolchain::tools::ptxas::Tool::Ptxas) {
         Ok(_) => true,
         Err(e) => {
             assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{test}: ptxas is required in CI: {e}");
@@ -43,7 +43,7 @@ fn module(path: &Path, t: ptx::Target) -> ptx::Module {
     let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = compile(path)
         .into_iter()
         .map(|(name, g)| {
-            let l = tk_driver::target::lower(&g, Target::Nvidia(t), &Options::default())
+            let l = tk_toolchain::target::lower(&g, Target::Nvidia(t), &Options::default())
                 .unwrap_or_else(|e| panic!("{}::{name}: {e}", path.display()));
             (format!("{name}_"), l.kernels)
         })
@@ -69,11 +69,11 @@ fn every_example_passes_ptxas_for_every_target() {
                     failures.push(format!("{} {t}: `{line}` breaks the numeric contract", f.display()));
                 }
             }
-            match tk_driver::nvidia::assemble(&m.text, t) {
+            match tk_toolchain::tools::ptxas::assemble(&m.text, t) {
                 Ok(a) => {
                     assert!(!a.cubin.is_empty());
                     // Every device kernel is in the cubin's report and none spills.
-                    let res = tk_driver::nvidia::resources(&a.report);
+                    let res = tk_toolchain::tools::ptxas::resources(&a.report);
                     for k in &m.kernels {
                         match res.iter().find(|r| r.0 == k.name) {
                             Some(r) if r.2 == 0 && r.3 == 0 => {}
@@ -184,7 +184,7 @@ fn ptx_snapshots() {
         let k = &c.kernels[0];
         let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
         let opts = Options { knobs: knobs.map(|k| k.parse().expect("knobs")), deterministic: true, split: None };
-        let l = tk_driver::target::lower(&g, Target::Nvidia(ptx::Target { sm: 86 }), &opts).expect("lowers");
+        let l = tk_toolchain::target::lower(&g, Target::Nvidia(ptx::Target { sm: 86 }), &opts).expect("lowers");
         let m = ptx::module(&[(format!("{}_", k.name), l.kernels)], ptx::Target { sm: 86 }).expect("ptx");
         let text = m.text.replace(env!("CARGO_PKG_VERSION"), "VERSION");
         let path = dir.join(format!("{name}.ptx"));
@@ -207,7 +207,7 @@ fn ptx_snapshots() {
 /// (`TK_REQUIRE_GPU=1` makes a missing GPU a failure, for GPU machines).
 #[test]
 fn cuda_devices_run_the_examples_or_say_why_not() {
-    if !tk_driver::cuda::driver_present() {
+    if !tk_runtime::devices::cuda::driver_present() {
         assert!(std::env::var_os("TK_REQUIRE_GPU").is_none(), "TK_REQUIRE_GPU is set but there is no NVIDIA driver");
         let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x8", "--device", "cuda:0"]);
         assert_eq!(o.status.code(), Some(3), "{}", err(&o));
@@ -228,7 +228,7 @@ fn the_ptx_launch_information_is_tk_irs() {
     let t = ptx::Target { sm: 86 };
     for f in examples() {
         for (name, g) in compile(&f) {
-            let l = tk_driver::target::lower(&g, Target::Nvidia(t), &Options::default()).expect("lowers");
+            let l = tk_toolchain::target::lower(&g, Target::Nvidia(t), &Options::default()).expect("lowers");
             let m = ptx::module(&[(String::new(), l.kernels.clone())], t).expect("PTX");
             for (k, info) in l.kernels.iter().zip(&m.kernels) {
                 let ir = tk_abi::launch::gpu_kernel(k, &info.name).expect("launch information");

@@ -15,10 +15,10 @@ mod common;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
-use tk_driver::HostArray;
 use tk_ir::dtype::DType;
 use tk_ir::graph::Scalar;
 use tk_ir::interp::{self, Array};
+use tk_runtime::HostArray;
 
 /// Awkward sizes: empty, one, primes, and non-multiples of the vector widths.
 const SIZES: [i64; 6] = [0, 1, 2, 5, 7, 13];
@@ -80,8 +80,8 @@ fn agree(device: &str, src: &str, runs: &[(i64, i64)], seed: u64) -> Result<(), 
     prop_assert!(c.is_ok(), "{}\n{}", src, c.render_plain());
     let g = tk_compiler::lower::lower_kernel(&c.kernels[0]).map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
     let g = tk_ir::passes::prepare(&g);
-    let dev = tk_driver::open(device).map_err(|e| TestCaseError::fail(format!("{device}: {e}")))?;
-    let compiled = tk_driver::compile(dev.as_ref(), "main", &g, &common::exact())
+    let dev = tk_runtime::open(device).map_err(|e| TestCaseError::fail(format!("{device}: {e}")))?;
+    let compiled = tk_toolchain::compile(dev.as_ref(), "main", &g, &common::exact())
         .map_err(|e| TestCaseError::fail(format!("{device}: {src}compile: {e}")))?;
     let mut rng = common::Rng(seed | 1);
     for &(n, m) in runs {

@@ -24,7 +24,7 @@ fn default_options_match_the_interpreter_within_tolerance_on_the_simulator() {
 
 /// Runs a hand-written device kernel (kernel IR text) on the simulator with `b = rows` and
 /// `n = len` and f32 buffers of the kernel's shapes.
-fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_driver::RunError> {
+fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_runtime::RunError> {
     use std::collections::HashMap;
     let mut k = tk_ir::kernel::parse(text).expect("the planted kernel parses");
     // Source locations are not part of the text form: give the loads one, as lowering does.
@@ -38,9 +38,9 @@ fn run_planted(text: &str, dims: &[(&str, i64)]) -> Result<(), tk_driver::RunErr
         }
     }
     mark(&mut k.body);
-    let dev = tk_driver::open(SIM).expect("simulator");
+    let dev = tk_runtime::open(SIM).expect("simulator");
     let q = dev.queue();
-    let exe = dev.compile(std::slice::from_ref(&k))?;
+    let exe = tk_toolchain::Session::new().load(dev.as_ref(), std::slice::from_ref(&k))?;
     let dims: HashMap<String, i64> = dims.iter().map(|(s, v)| (s.to_string(), *v)).collect();
     let mut bufs = Vec::new();
     for b in &k.bufs {
@@ -64,7 +64,7 @@ fn the_simulator_catches_an_out_of_bounds_read() {
                }\n\
                }\n";
     let e = run_planted(oob, &[("n", 100)]).expect_err("an out-of-bounds read must be reported");
-    assert!(matches!(e, tk_driver::RunError::Fault { .. }), "a fault (E0503): {e:?}");
+    assert!(matches!(e, tk_runtime::RunError::Fault { .. }), "a fault (E0503): {e:?}");
     assert_eq!(e.loc(), Some(LOAD_LOC), "the fault points at the faulting load's source");
     let e = e.to_string();
     eprintln!("{e}");

@@ -63,4 +63,3 @@ fn a_gpu_has_one_user_at_a_time() {
     drop(first);
     TinyGpu::connect(&s.path).expect("free again");
 }
-

@@ -206,7 +206,6 @@ pub fn read_metadata(hsaco: &[u8]) -> Result<Vec<KernelDesc>, String> {
     Ok(out)
 }
 
-
 /// One kernel of a code object: where its code starts and its descriptor.
 #[derive(Clone, Debug)]
 pub struct KernelEntry {
@@ -250,8 +249,10 @@ pub fn read_code(bytes: &[u8]) -> Result<CodeObject, String> {
     for sym in file.symbols() {
         let Ok(name) = sym.name() else { continue };
         let Some(k) = name.strip_suffix(".kd") else { continue };
-        let sec =
-            sym.section_index().and_then(|i| file.section_by_index(i).ok()).ok_or(format!("{name} is in no section"))?;
+        let sec = sym
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .ok_or(format!("{name} is in no section"))?;
         let sd = sec.data().map_err(|e| format!("{name}: {e}"))?;
         let off = sym.address().checked_sub(sec.address()).ok_or(format!("{name}: bad address"))? as usize;
         let descriptor = sd

@@ -47,13 +47,17 @@ pub fn decode(words: [i64; 4], checks: &[CheckInfo], dims: &HashMap<String, i64>
 
 /// Decodes a GPU kernel's error slots (at least [`GPU_SLOTS`] bytes; missing words read as 0).
 pub fn decode_gpu(slots: &[u8], checks: &[CheckInfo], dims: &HashMap<String, i64>) -> Option<CheckFailure> {
-    let word = |i: usize| {
-        slots.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).unwrap_or(0)
-    };
+    let word =
+        |i: usize| slots.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).unwrap_or(0);
     decode([word(0), word(1), word(2), word(3)], checks, dims)
 }
 
 /// Decodes a CPU kernel's result and its three error slots.
-pub fn decode_cpu(code: i32, slots: [i64; 3], checks: &[CheckInfo], dims: &HashMap<String, i64>) -> Option<CheckFailure> {
+pub fn decode_cpu(
+    code: i32,
+    slots: [i64; 3],
+    checks: &[CheckInfo],
+    dims: &HashMap<String, i64>,
+) -> Option<CheckFailure> {
     decode([i64::from(code), slots[0], slots[1], slots[2]], checks, dims)
 }

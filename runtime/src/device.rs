@@ -280,7 +280,11 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             {
                 let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
                 let t = tk_gpu::transport::iokit::IoKit::open().map_err(dev)?;
-                Ok(Arc::new(crate::devices::amd::AmdDevice::open(name, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])?))
+                Ok(Arc::new(crate::devices::amd::AmdDevice::open(
+                    name,
+                    Box::new(t),
+                    tk_abi::launch::AmdTarget::ALL[0],
+                )?))
             }
             #[cfg(not(target_os = "macos"))]
             Err(RunError::Device {

@@ -94,7 +94,13 @@ impl Compiled {
         codegen: Duration,
     ) -> Compiled {
         let tk_abi::target::Lowered { schedule, kernels, times: (ts, tl) } = lowered;
-        Compiled { name: name.to_string(), schedule, kernels, exe, times: CompileTimes { schedule: ts, lower: tl, codegen } }
+        Compiled {
+            name: name.to_string(),
+            schedule,
+            kernels,
+            exe,
+            times: CompileTimes { schedule: ts, lower: tl, codegen },
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tk_driver::HostArray;
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Scalar};
 use tk_ir::interp::{self, Array};
+use tk_runtime::HostArray;
 
 pub struct Rng(pub u64);
 impl Rng {
@@ -44,8 +44,8 @@ pub fn compile(path: &Path) -> Vec<(String, Graph)> {
 }
 
 /// Compile options under which every device is bit-identical to the interpreter.
-pub fn exact() -> tk_driver::runtime::Options {
-    tk_driver::runtime::Options { knobs: None, deterministic: true, split: None }
+pub fn exact() -> tk_toolchain::target::Options {
+    tk_toolchain::target::Options { knobs: None, deterministic: true, split: None }
 }
 
 pub fn symbols(g: &Graph) -> Vec<String> {
@@ -85,13 +85,13 @@ pub fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec
 /// Every example runs on `device` and matches the reference interpreter bit for bit (in the
 /// deterministic mode) on random inputs with every symbol set to each of `sizes`.
 pub fn every_example_matches_the_interpreter(device: &str, sizes: &[i64], min_runs: usize) {
-    let dev = tk_driver::open(device).expect("device");
+    let dev = tk_runtime::open(device).expect("device");
     let mut rng = Rng(0x5EED);
     let mut ran = 0;
     let mut failures = Vec::new();
     for f in examples() {
         for (name, g) in compile(&f) {
-            let compiled = match tk_driver::compile(dev.as_ref(), &name, &g, &exact()) {
+            let compiled = match tk_toolchain::compile(dev.as_ref(), &name, &g, &exact()) {
                 Ok(c) => c,
                 Err(e) => {
                     failures.push(format!("{}::{name}: compile: {e}", f.display()));
@@ -143,7 +143,7 @@ pub fn every_example_matches_the_interpreter(device: &str, sizes: &[i64], min_ru
 /// NaN, infinities and huge values) compute exactly what the interpreter computes, without
 /// trapping, in every integer dtype, scalar and vectorised.
 pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
-    let dev = tk_driver::open(device).expect("device");
+    let dev = tk_runtime::open(device).expect("device");
     for t in ["i8", "i16", "i32", "i64", "u8", "u32"] {
         let src = format!(
             "kernel ops(a: {t}[n], b: {t}[n]) -> ({t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], bool[n]) {{\n\
@@ -181,7 +181,7 @@ pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
         ];
         for k in &c.kernels {
             let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-            let compiled = tk_driver::compile(dev.as_ref(), &k.name, &g, &exact()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev.as_ref(), &k.name, &g, &exact()).expect("compiles");
             let n = ints.len();
             let args: Vec<Array> = g
                 .inputs
@@ -214,7 +214,7 @@ pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
 /// min and max of every pair of zeros of both signs, NaN, infinities and ones, elementwise and
 /// as reductions in either order: -0 < +0 and NaN wins, as docs/numerics.md says. Products too:
 /// 0 x -1 is -0 (LLVM 19 loses that sign in f16 on AMD; tk puts it back).
-fn float_min_max_edge_cases(device: &str, dev: &dyn tk_driver::Device) {
+fn float_min_max_edge_cases(device: &str, dev: &dyn tk_runtime::Device) {
     let vals = [-0.0, 0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0, -1.0];
     let pairs: Vec<(f64, f64)> = vals.iter().flat_map(|&a| vals.iter().map(move |&b| (a, b))).collect();
     for t in ["f32", "f64", "f16", "bf16"] {
@@ -229,7 +229,7 @@ fn float_min_max_edge_cases(device: &str, dev: &dyn tk_driver::Device) {
         let n = pairs.len();
         for k in &c.kernels {
             let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-            let compiled = tk_driver::compile(dev, &k.name, &g, &exact()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev, &k.name, &g, &exact()).expect("compiles");
             let args: Vec<Array> = if k.name == "pairwise" {
                 vec![
                     Array::from_fn(d, vec![n], |i| Scalar::Float(pairs[i].0)),
@@ -266,12 +266,12 @@ fn float_min_max_edge_cases(device: &str, dev: &dyn tk_driver::Device) {
 /// interpreter: exactly for integers and bools, within a reduction-reordering tolerance for
 /// floats. Sizes are not multiples of the split width.
 pub fn default_options_match_the_interpreter_within_tolerance(device: &str, sizes: &[i64], min_runs: usize) {
-    let dev = tk_driver::open(device).expect("device");
+    let dev = tk_runtime::open(device).expect("device");
     let mut rng = Rng(0xD1F);
     let mut ran = 0;
     for f in examples() {
         for (name, g) in compile(&f) {
-            let compiled = tk_driver::compile(dev.as_ref(), &name, &g, &Default::default()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("compiles");
             for &size in sizes {
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
                 let elems: i64 = g

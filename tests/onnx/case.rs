@@ -4,8 +4,8 @@
 use crate::proto::{self, AttributeProto, TensorProto};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tk_driver::HostArray;
 use tk_ir::dtype::DType;
+use tk_runtime::HostArray;
 
 /// An attribute value, as ONNX stores it.
 #[derive(Clone, Debug)]
@@ -119,7 +119,7 @@ pub fn tensor(t: &TensorProto) -> Result<Tensor, String> {
 
 fn host_array(t: &TensorProto, d: DType, shape: Vec<usize>) -> Result<HostArray, String> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("the tensor's size overflows")?;
-    let width = tk_driver::array::elem_bytes(d);
+    let width = tk_runtime::array::elem_bytes(d);
     if !t.raw_data.is_empty() || n == 0 {
         if Some(t.raw_data.len()) != n.checked_mul(width) {
             return Err(format!("raw_data holds {} bytes for {n} elements of {d}", t.raw_data.len()));

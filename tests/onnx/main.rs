@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tk_driver::{Device, HostArray};
 use tk_ir::graph::Scalar;
+use tk_runtime::{Device, HostArray};
 
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
@@ -144,7 +144,7 @@ fn try_case(c: &Case, dev: &Arc<dyn Device>) -> Result<(), String> {
     let g = tk_compiler::lower::lower_kernel(k).map_err(|e| format!("lowering: {e}"))?;
     let g = tk_ir::passes::prepare(&g);
     let compiled =
-        tk_driver::compile(dev.as_ref(), "main", &g, &Default::default()).map_err(|e| format!("compile: {e}"))?;
+        tk_toolchain::compile(dev.as_ref(), "main", &g, &Default::default()).map_err(|e| format!("compile: {e}"))?;
     let args: Vec<HostArray> = inst
         .args
         .iter()
@@ -324,7 +324,7 @@ fn onnx_node_cases_match_their_classification() {
     let listed = discover(&dir);
     assert!(listed.len() > 500, "only {} ONNX cases of the listed operators found in {}", listed.len(), dir.display());
     let list = read_list();
-    let cpu = tk_driver::open("cpu").expect("cpu device");
+    let cpu = tk_runtime::open("cpu").expect("cpu device");
     let mut results: BTreeMap<(String, String), Status> = BTreeMap::new();
     for l in &listed {
         // `_expanded` cases of several nodes are classified unsupported without running.
@@ -356,7 +356,7 @@ fn onnx_node_cases_match_their_classification() {
             .map(|d| {
                 let cases = &sim_cases;
                 scope.spawn(move || {
-                    let open = || tk_driver::open(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+                    let open = || tk_runtime::open(d).unwrap_or_else(|e| panic!("{d}: {e}"));
                     let mut dev = open();
                     let mut out = Vec::new();
                     for l in cases {

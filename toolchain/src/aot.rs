@@ -7,15 +7,15 @@
 //! Files are written atomically (to a temporary name, then renamed), so an interrupted build
 //! never leaves a truncated object behind.
 
-use tk_runtime::RunError;
 use crate::target::{Options, Target};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use tk_abi::launch::GpuKernel;
 use tk_codegen::ptx::{self, Launch};
 use tk_ir::graph::Graph;
 use tk_ir::kernel::Kernel;
-use tk_abi::launch::GpuKernel;
 use tk_ir::schedule::{BufferKind, Schedule};
+use tk_runtime::RunError;
 
 /// One entry point to build: its name and prepared graph (`tk_ir::passes::prepare`).
 pub struct Entry {

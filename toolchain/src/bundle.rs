@@ -20,7 +20,6 @@ pub struct Entry {
     pub graph: Graph,
 }
 
-
 fn dims_json(d: &[tk_ir::dims::Dim]) -> Value {
     Value::Array(d.iter().map(|x| Value::String(x.to_string())).collect())
 }
@@ -65,8 +64,10 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
     for t in targets {
         let split = opts.split.unwrap_or_else(|| t.split());
         let vopts = Options { split: Some(split), ..opts.clone() };
-        let lowered: Vec<Lowered> =
-            entries.iter().map(|e| crate::target::lower(&e.graph, *t, &vopts).map_err(RunError::from)).collect::<Result<_, _>>()?;
+        let lowered: Vec<Lowered> = entries
+            .iter()
+            .map(|e| crate::target::lower(&e.graph, *t, &vopts).map_err(RunError::from))
+            .collect::<Result<_, _>>()?;
         let compile_err = |m: String| RunError::Compile { message: m, loc: Default::default() };
         match t {
             Target::Cpu => {
@@ -172,4 +173,3 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
     crate::aot::write_atomic(path, &out)?;
     Ok(Written { bytes: out.len(), variants: names })
 }
-

@@ -10,15 +10,15 @@
 //! Where: `$TK_CACHE_DIR`, else the user cache directory (`~/.cache/tk` on Linux,
 //! `~/Library/Caches/tk` on macOS). `TK_CACHE=0` disables the cache (memory and disk).
 
-use tk_abi::code::{Code, HostCode};
-use tk_runtime::RunError;
-use tk_runtime::device::{Device, Executable};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use tk_abi::code::{Code, HostCode};
 use tk_ir::kernel::Kernel;
+use tk_runtime::RunError;
+use tk_runtime::device::{Device, Executable};
 
 /// tk's build id: version, git commit and a dirty flag (from the build script).
 pub use crate::BUILD_ID;

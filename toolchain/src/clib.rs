@@ -10,7 +10,6 @@
 //!
 //! The C compiler is `$CC`, else `cc`; the archiver `$AR`, else `ar`. Missing: exit code 4.
 
-use tk_runtime::RunError;
 use crate::target::{Options, Target};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -20,6 +19,7 @@ use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Op, ReduceOp};
 use tk_ir::schedule::BufferKind;
+use tk_runtime::RunError;
 
 /// One entry for the library (the same description as a bundle's).
 pub use crate::bundle::Entry;
@@ -321,7 +321,8 @@ pub fn build(entries: &[Entry], opts: &Options, lib: &Path, header: &Path) -> Re
         // The device kernels, in order.
         for (i, k) in l.kernels.iter().enumerate() {
             let bufs: Vec<String> = k.bufs.iter().map(|b| format!("tk__buf[{}]", b.id)).collect();
-            let syms: Vec<String> = tk_abi::launch::symbols(k).iter().map(|s| format!("tk__d_{}", c_ident(s))).collect();
+            let syms: Vec<String> =
+                tk_abi::launch::symbols(k).iter().map(|s| format!("tk__d_{}", c_ident(s))).collect();
             let _ = writeln!(
                 c,
                 "    {{\n        void *const tk__b[] = {{{}}};\n        const int64_t tk__dims[] = {{{}}};\n        int64_t tk__err[3] = {{0, 0, 0}};\n        if ({fname}_k{i}(tk__b, tk__dims, 0, INT64_MAX, tk__err) != 0) {{ tk__status = TK_ERR_INDEX; goto tk__done; }}\n    }}",

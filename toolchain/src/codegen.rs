@@ -30,10 +30,8 @@ pub fn code_for(dev: &dyn Device, kernels: &[Kernel]) -> Result<CodeBuf, RunErro
     let accepts = dev.accepts();
     match dev.compile_target() {
         Target::Cpu => {
-            let code: Arc<dyn tk_abi::code::HostCode> = Arc::new(
-                tk_codegen::cpu::jit(kernels)
-                    .map_err(|e| compile_err(e.to_string()))?,
-            );
+            let code: Arc<dyn tk_abi::code::HostCode> =
+                Arc::new(tk_codegen::cpu::jit(kernels).map_err(|e| compile_err(e.to_string()))?);
             Ok(CodeBuf::Jit(code))
         }
         Target::Nvidia(t) => {
@@ -51,11 +49,14 @@ pub fn code_for(dev: &dyn Device, kernels: &[Kernel]) -> Result<CodeBuf, RunErro
     }
 }
 
-/// Compiles device kernels for `dev` and loads them (the CPU's through the process's kernel
-/// cache).
-pub fn compile(dev: &dyn Device, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+/// Compiles device kernels for `dev` and loads them (the CPU's through a kernel cache).
+pub fn compile(
+    dev: &dyn Device,
+    kernels: &[Kernel],
+    cache: &crate::cache::KernelCache,
+) -> Result<Arc<dyn Executable>, RunError> {
     if dev.compile_target() == Target::Cpu && dev.accepts().contains(&CodeKind::CpuObject) {
-        return crate::cache::KernelCache::global().get_or_compile(dev, kernels);
+        return cache.get_or_compile(dev, kernels);
     }
     let code = code_for(dev, kernels)?;
     dev.load(kernels, code.as_code())

@@ -26,3 +26,13 @@ pub use session::Session;
 
 /// The build of tk: version, git commit, and a hash of the diff for dirty trees.
 pub const BUILD_ID: &str = env!("TK_BUILD_ID");
+
+/// Compiles an entry's prepared graph for `dev` with `opts` (a [`Session`] with those options).
+pub fn compile(
+    dev: &dyn tk_runtime::Device,
+    name: &str,
+    g: &tk_ir::graph::Graph,
+    opts: &target::Options,
+) -> Result<tk_runtime::Compiled, tk_runtime::RunError> {
+    Session::with_options(opts.clone()).compile(dev, name, g)
+}

@@ -26,10 +26,18 @@ pub struct GraphError {
 /// libraries are built from).
 pub use crate::bundle::Entry;
 
-/// A compilation session: the options every lowering uses.
-#[derive(Clone, Debug, Default)]
+/// A compilation session: the options every lowering uses, and the kernel cache CPU code goes
+/// through (the process's, configured from the environment, unless one is given).
+#[derive(Clone, Default)]
 pub struct Session {
     pub options: Options,
+    cache: Option<Arc<crate::cache::KernelCache>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("options", &self.options).field("own_cache", &self.cache.is_some()).finish()
+    }
 }
 
 impl Session {
@@ -40,7 +48,13 @@ impl Session {
 
     /// A session with the given options.
     pub fn with_options(options: Options) -> Session {
-        Session { options }
+        Session { options, cache: None }
+    }
+
+    /// This session with its own kernel cache for CPU code.
+    pub fn with_cache(mut self, cache: Arc<crate::cache::KernelCache>) -> Session {
+        self.cache = Some(cache);
+        self
     }
 
     /// Parses, loads and checks source named `path` (its `use` paths resolve relative to it).
@@ -69,9 +83,7 @@ impl Session {
         checked
             .kernels
             .iter()
-            .map(|k| {
-                Ok(Entry { name: k.name.clone(), source: source.display().to_string(), graph: self.prepared(k)? })
-            })
+            .map(|k| Ok(Entry { name: k.name.clone(), source: source.display().to_string(), graph: self.prepared(k)? }))
             .collect()
     }
 
@@ -92,7 +104,8 @@ impl Session {
 
     /// Compiles device kernels for `dev` and loads them.
     pub fn load(&self, dev: &dyn Device, kernels: &[tk_ir::kernel::Kernel]) -> Result<Arc<dyn Executable>, RunError> {
-        crate::codegen::compile(dev, kernels)
+        let cache = self.cache.clone().unwrap_or_else(crate::cache::KernelCache::global);
+        crate::codegen::compile(dev, kernels, &cache)
     }
 
     /// Compiles an entry's prepared graph for `dev`: schedule, kernel IR, device code, loaded.
@@ -120,7 +133,11 @@ impl Session {
     }
 
     /// The PTX module of groups of device kernels (entries `<prefix>k<i>`).
-    pub fn ptx(&self, groups: &[(String, Vec<tk_ir::kernel::Kernel>)], t: tk_abi::launch::NvidiaTarget) -> Result<String, String> {
+    pub fn ptx(
+        &self,
+        groups: &[(String, Vec<tk_ir::kernel::Kernel>)],
+        t: tk_abi::launch::NvidiaTarget,
+    ) -> Result<String, String> {
         tk_codegen::ptx::module(groups, t).map(|m| m.text).map_err(|e| e.to_string())
     }
 

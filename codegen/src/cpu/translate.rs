@@ -19,12 +19,12 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
+pub use tk_abi::launch::{CheckInfo, KernelInfo, kernel_info, parallel_range, symbols};
+pub(crate) use tk_abi::launch::{collect_checks, collect_dims};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-pub use tk_abi::launch::{CheckInfo, KernelInfo, kernel_info, parallel_range, symbols};
-pub(crate) use tk_abi::launch::{collect_checks, collect_dims};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

@@ -10,11 +10,11 @@ use crate::cpu::Unsupported;
 use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
+use tk_abi::launch::{has_local, parallel_chain};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-use tk_abi::launch::{has_local, parallel_chain};
 
 fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported { message: m.into() })

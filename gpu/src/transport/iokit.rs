@@ -13,8 +13,8 @@ use super::*;
 use io_kit_sys::ret::kIOReturnSuccess;
 use io_kit_sys::types::{io_connect_t, kIOMapAnywhere};
 use io_kit_sys::{
-    IOConnectCallScalarMethod, IOConnectMapMemory64, IOObjectRelease, IOServiceClose, IOServiceGetMatchingService, IOServiceNameMatching,
-    IOServiceOpen,
+    IOConnectCallScalarMethod, IOConnectMapMemory64, IOObjectRelease, IOServiceClose, IOServiceGetMatchingService,
+    IOServiceNameMatching, IOServiceOpen,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

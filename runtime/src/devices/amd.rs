@@ -6,19 +6,19 @@
 //! 3), never a hang. `amd:sim` is tk-sim's simulated GPU (`tk_sim::pcie::amd`).
 
 use crate::device::{Buffer, Code, CodeKind, Device, Event, Executable, Queue};
-use tk_gpu::amd::gmc::{self, PAGE, Phys};
-use tk_gpu::amd::pm4::Packet;
-use tk_gpu::amd::regs::*;
-use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
-use tk_gpu::transport::*;
 use crate::error::RunError;
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tk_ir::kernel::Kernel;
 use tk_abi::launch::{AmdTarget, GpuKernel};
+use tk_gpu::amd::gmc::{self, PAGE, Phys};
+use tk_gpu::amd::pm4::Packet;
+use tk_gpu::amd::regs::*;
+use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
+use tk_gpu::transport::*;
+use tk_ir::kernel::Kernel;
 
 /// Where VRAM offset 0 appears in the GPU's virtual address space.
 pub const VA_BASE: u64 = 0x1000_0000_0000;

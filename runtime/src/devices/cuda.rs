@@ -13,8 +13,8 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tk_ir::kernel::Kernel;
 use tk_abi::launch::{GpuKernel as PtxKernel, Launch, NvidiaTarget};
+use tk_ir::kernel::Kernel;
 
 /// Most blocks of one launch (kernels loop over the rest of their range).
 

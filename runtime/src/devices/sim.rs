@@ -13,9 +13,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tk_ir::kernel::Kernel;
 use tk_abi::grid::{Grid, SIM_MAX_BLOCKS};
 use tk_abi::launch::{AmdTarget, GpuKernel as PtxKernel, Launch, NvidiaTarget};
+use tk_ir::kernel::Kernel;
 
 struct SimMem(Mutex<Vec<u8>>);
 
@@ -103,8 +103,6 @@ impl SimDevice {
 fn mem(b: &Buffer) -> Option<&SimMem> {
     b.mem.downcast_ref::<SimMem>()
 }
-
-
 
 /// The grid of a simulated launch (the simulators run every block, so fewer of them).
 pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::ptx::Grid {
@@ -289,7 +287,8 @@ impl Device for SimDevice {
         };
         let mut guards = self.lock_buffers(k, kernel, bufs)?;
         let mut err = vec![0u8; tk_abi::check::GPU_SLOTS];
-        let mut args: Vec<tk_sim::ptx::Arg<'_>> = guards.iter_mut().map(|g| tk_sim::ptx::Arg::Buffer(g.as_mut_slice())).collect();
+        let mut args: Vec<tk_sim::ptx::Arg<'_>> =
+            guards.iter_mut().map(|g| tk_sim::ptx::Arg::Buffer(g.as_mut_slice())).collect();
         for s in &info.symbols {
             let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
             args.push(tk_sim::ptx::Arg::Int(v));

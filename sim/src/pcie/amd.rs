@@ -6,15 +6,15 @@
 //! Unknown packets, writes to registers tk does not program, doorbells of no queue, and faults of
 //! the emulated kernels are reported through [`Transport::fault`] (and stop the queue).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU16;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use tk_gpu::amd::gmc::{self, PAGE, Phys};
 use tk_gpu::amd::pm4::{self, Packet};
 use tk_gpu::amd::regs::*;
 use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
 use tk_gpu::transport::*;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 
 /// VRAM of the simulated GPU (allocated lazily by the OS as it is touched).
 pub const VRAM_BYTES: usize = 1 << 30;

@@ -72,8 +72,7 @@ impl CodeObject {
     /// its whole `.text`.
     pub fn parse(bytes: &[u8]) -> Result<CodeObject, EmuError> {
         let obj = tk_abi::amd::read_code(bytes).map_err(EmuError::Object)?;
-        let code: Vec<u32> =
-            obj.text.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let code: Vec<u32> = obj.text.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let insts = decode_all(&code)?;
         let mut index = vec![u32::MAX; code.len() + 1];
         for (k, i) in insts.iter().enumerate() {
@@ -82,11 +81,9 @@ impl CodeObject {
         let uses = insts.iter().map(exec::uses).collect();
         let mut kernels = Vec::new();
         for k in &obj.kernels {
-            let entry = index
-                .get((k.offset / 4) as usize)
-                .copied()
-                .filter(|&i| i != u32::MAX)
-                .ok_or_else(|| EmuError::Object(format!("{}: the kernel's code is not at an instruction of .text", k.name)))?;
+            let entry = index.get((k.offset / 4) as usize).copied().filter(|&i| i != u32::MAX).ok_or_else(|| {
+                EmuError::Object(format!("{}: the kernel's code is not at an instruction of .text", k.name))
+            })?;
             let d = &k.descriptor;
             let (rsrc1, rsrc2) = (d.compute_pgm_rsrc1, d.compute_pgm_rsrc2);
             kernels.push(KernelCode {

@@ -6,11 +6,11 @@
 //! llvm-objdump (for `tk emit --stage gcn`) through `TK_OBJDUMP`, then `llvm-objdump-19` or
 //! `llvm-objdump`. `scripts/setup` installs both (Debian's lld-19 and llvm-19).
 
-use tk_runtime::RunError;
 use crate::tools::{tempdir, write};
 use std::path::PathBuf;
 use std::process::Command;
 use tk_codegen::llvm;
+use tk_runtime::RunError;
 
 /// An LLVM command-line tool.
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +141,8 @@ pub fn code_object(m: &llvm::Module) -> Result<CodeObject, RunError> {
     let obj = llvm_object(m)?;
     let hsaco = link(&obj)?;
     let bad = |message: String| RunError::Compile { message, loc: Default::default() };
-    let kernels = tk_abi::amd::read_metadata(&hsaco).map_err(|e| bad(format!("the code object LLVM made for {}: {e}", m.target)))?;
+    let kernels = tk_abi::amd::read_metadata(&hsaco)
+        .map_err(|e| bad(format!("the code object LLVM made for {}: {e}", m.target)))?;
     for k in &kernels {
         k.descriptor.check_abi(&k.name).map_err(bad)?;
         if k.scratch_bytes > 0 {

@@ -5,11 +5,11 @@
 //! NVIDIA's PyPI wheels (they run without a GPU). On macOS there is no ptxas: Mac users build
 //! cubins ahead of time on Linux, or ship PTX for the driver to compile.
 
-use tk_runtime::RunError;
 use super::{tempdir, write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tk_codegen::ptx;
+use tk_runtime::RunError;
 
 /// An NVIDIA command-line tool.
 #[derive(Clone, Copy, Debug)]
@@ -192,4 +192,3 @@ pub fn resources(report: &str) -> Vec<(String, u32, u32, u32, u32)> {
     }
     out
 }
-
