@@ -246,7 +246,7 @@ fn a_program_without_the_compiler_runs_a_bundle() {
     let tree = cargo(&["tree", "-p", "tk-bundle-runner", "-e", "normal", "--prefix", "none"]);
     assert!(tree.status.success(), "{}", err(&tree));
     let tree = String::from_utf8_lossy(&tree.stdout).into_owned();
-    assert!(tree.contains("tk-driver"), "{tree}");
+    assert!(tree.contains("tk-runtime"), "{tree}");
     for forbidden in ["tk-compiler", "tk-codegen", "cranelift", "llvm-sys", "inkwell", "tk-stdlib", "lalrpop"] {
         assert!(!tree.contains(forbidden), "the runtime-only program depends on {forbidden}:\n{tree}");
     }
@@ -298,7 +298,7 @@ fn a_program_without_the_compiler_runs_a_bundle() {
 fn the_build_script_example_builds_and_runs() {
     let tree = cargo(&["tree", "-p", "tk-rust-app", "-e", "normal", "--prefix", "none"]);
     let tree = String::from_utf8_lossy(&tree.stdout).into_owned();
-    assert!(tree.contains("tk-driver") && !tree.contains("tk-compiler") && !tree.contains("cranelift"), "{tree}");
+    assert!(tree.contains("tk-runtime") && !tree.contains("tk-compiler") && !tree.contains("cranelift"), "{tree}");
     let o = Command::new(env!("CARGO"))
         .args(["run", "-q", "-p", "tk-rust-app"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
