@@ -111,7 +111,7 @@ fn every_example_compiles_for_every_gfx11_target_within_the_kernel_abi() {
                 assert_eq!((k.scratch_bytes, k.vgpr_spills), (0, 0), "{} on {t}: no scratch or VGPR spills", k.name);
                 // The descriptor agrees with the metadata, and the kernarg segment is the ABI's.
                 assert_eq!(k.descriptor.group_segment_fixed_size, k.lds_bytes, "{}", k.name);
-                assert_eq!(u64::from(k.lds_bytes), info.lds_bytes, "{}: LDS as declared", k.name);
+                assert_eq!(u64::from(k.lds_bytes), info.shared_bytes, "{}: LDS as declared", k.name);
                 let bufs =
                     m.ir.lines()
                         .find(|l| l.contains(&format!("@\"{}\"(", info.name)))

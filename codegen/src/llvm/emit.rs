@@ -1436,7 +1436,12 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
          \"amdgpu-no-workitem-id-z\" \"amdgpu-no-workgroup-id-y\" \"amdgpu-no-workgroup-id-z\" \"target-features\"=\"+wavefrontsize32\" }}",
         threads.max(32)
     );
-    let info =
-        AmdKernel { name: name.to_string(), symbols, checks: crate::cpu::kernel_info(k).checks, launch, lds_bytes };
+    let info = AmdKernel {
+        name: name.to_string(),
+        symbols,
+        checks: crate::cpu::kernel_info(k).checks,
+        launch,
+        shared_bytes: lds_bytes,
+    };
     Ok((s, info, e.decls))
 }

@@ -49,18 +49,9 @@ pub const DATA_LAYOUT: &str = "e-p:64:64-p1:64:64-p2:32:32-p3:32:32-p4:64:64-p5:
 p8:128:128-p9:192:256:256:32-i64:64-v16:16-v24:32-v32:32-v48:64-v96:128-v192:256-v256:256-v512:512-v1024:1024-\
 v2048:2048-n32:64-S32-A5-G1-ni:7:8:9";
 
-/// What the launcher needs to know about one kernel of a module.
-#[derive(Clone, Debug)]
-pub struct AmdKernel {
-    /// The kernel's symbol (its descriptor is `{name}.kd`).
-    pub name: String,
-    /// Dimension symbols passed as i64 kernel arguments after the buffers, in order.
-    pub symbols: Vec<String>,
-    pub checks: Vec<CheckInfo>,
-    pub launch: Launch,
-    /// Bytes of LDS (workgroup memory) the kernel declares.
-    pub lds_bytes: u64,
-}
+/// What the launcher needs to know about one kernel of a module (tk-abi's launch facts; the
+/// kernel's descriptor is `{name}.kd`, its LDS bytes `shared_bytes`).
+pub use tk_abi::launch::GpuKernel as AmdKernel;
 
 /// An LLVM IR module for an AMD target and, per kernel, what the launcher needs.
 #[derive(Clone, Debug)]

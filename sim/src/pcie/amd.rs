@@ -521,4 +521,29 @@ mod tests {
         let e = g.write64(BAR_DOORBELL, 8, 1).expect_err("no queue");
         assert!(e.contains("no enabled queue"), "{e}");
     }
+
+    #[test]
+    fn configuration_space_bar_sizes_and_reset() {
+        let g = SimGpu::new();
+        assert_eq!(g.config_read(0, 2).expect("vendor"), u32::from(VENDOR_ID));
+        assert_eq!(g.config_read(0, 4).expect("ids"), u32::from(VENDOR_ID) | u32::from(DEVICE_ID) << 16);
+        assert_eq!(g.config_read(0x0b, 1).expect("class"), 0x03);
+        // The command register keeps what is written; read-only fields ignore writes.
+        g.config_write(4, 2, 0x6).expect("command");
+        g.config_write(0, 2, 0xffff).expect("read-only");
+        assert_eq!(g.config_read(4, 2).expect("command"), 0x6);
+        assert_eq!(g.config_read(0, 2).expect("vendor"), u32::from(VENDOR_ID));
+        assert!(g.config_read(1, 2).expect_err("unaligned").contains("aligned"));
+        assert!(g.config_read(0, 3).expect_err("width").contains("1, 2 or 4"));
+        assert!(g.config_read(0xffe, 4).is_err());
+        assert_eq!(g.bar_size(BAR_VRAM).expect("vram"), VRAM_BYTES as u64);
+        assert_eq!(g.bar_size(BAR_MMIO).expect("mmio"), MMIO_BAR_BYTES);
+        assert_eq!(g.bar_size(1).expect("no such BAR"), 0);
+        // A reset clears a pending fault and the command register.
+        assert!(g.write32(BAR_MMIO, 0x40, 1).is_err());
+        assert!(g.fault().is_some());
+        g.reset().expect("reset");
+        assert!(g.fault().is_none());
+        assert_eq!(g.config_read(4, 2).expect("command"), 0);
+    }
 }

@@ -9,7 +9,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tk_gpu::transport::tinygpu::{MAP_SYSMEM_FD, MMIO_READ, MMIO_WRITE, Mapped, PING, PROBE, REQUEST, RESPONSE};
+use tk_gpu::transport::tinygpu::{
+    CFG_READ, CFG_WRITE, MAP_BAR, MAP_SYSMEM_FD, MMIO_READ, MMIO_WRITE, Mapped, PING, PROBE, REQUEST, RESET, RESPONSE,
+};
 use tk_gpu::transport::{HostMem, Transport};
 
 /// A fake TinyGPU server: the protocol in front of a simulated GPU, on its own thread.
@@ -72,13 +74,17 @@ fn serve(mut s: UnixStream) {
     while s.read_exact(&mut req).is_ok() {
         let w = |o: usize| u64::from_le_bytes(req[o..o + 8].try_into().unwrap_or([0; 8]));
         let bar = u32::from_le_bytes([req[5], req[6], req[7], req[8]]) as u8;
-        let (a0, a1) = (w(9), w(17));
+        let (a0, a1, a2) = (w(9), w(17), w(25));
         let r = match req[0] {
             PING => gpu.fault().map_or(Ok((0, 0)), |f| Err(format!("the GPU faulted: {f}"))),
             // AMD, Navi 31 (RX 7900 XTX).
             PROBE => Ok((0x1002, 0x744c)),
             MMIO_READ => gpu.read32(bar, a0).map(|v| (u64::from(v), 0)),
             MMIO_WRITE => gpu.write32(bar, a0, a1 as u32).map(|_| (0, 0)),
+            MAP_BAR => gpu.bar_size(bar).map(|n| (n, 0)),
+            CFG_READ => gpu.config_read(a0 as u16, a1 as u8).map(|v| (u64::from(v), 0)),
+            CFG_WRITE => gpu.config_write(a0 as u16, a1 as u8, a2 as u32).map(|_| (0, 0)),
+            RESET => gpu.reset().map(|_| (0, 0)),
             MAP_SYSMEM_FD => match share(&gpu, a0) {
                 Ok((fd, map)) => {
                     keep.push(map);
