@@ -252,15 +252,6 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
                         }),
                     );
                     m.kernels
-                        .into_iter()
-                        .map(|k| GpuKernel {
-                            name: k.name,
-                            symbols: k.symbols,
-                            checks: k.checks,
-                            launch: k.launch,
-                            shared_bytes: k.lds_bytes,
-                        })
-                        .collect()
                 }
                 Target::Cpu => Vec::new(),
             };

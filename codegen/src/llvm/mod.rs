@@ -33,7 +33,7 @@ pub use crate::ptx::Launch;
 #[cfg(feature = "amdgpu")]
 pub use compile::{object, optimized_ir};
 
-use crate::cpu::{CheckInfo, Unsupported};
+use crate::cpu::Unsupported;
 use tk_ir::kernel::Kernel;
 
 /// An AMD compile target (gfx1100, gfx1101, gfx1102).
