@@ -194,6 +194,21 @@ fn parent(m: &str) -> String {
     }
 }
 
+/// Pairs that import each other today. Each is to be removed by the splits issue 16 still lists
+/// (check.rs into check/, kernel.rs and upcast.rs, the device registry out of device.rs); until
+/// then they are known, and any other pair fails the test.
+const KNOWN_CYCLES: [&str; 9] = [
+    "codegen: cpu::translate <-> cpu::vector",
+    "compiler: builtins <-> check",
+    "compiler: check <-> load",
+    "compiler: lexer <-> parser",
+    "ir: kernel <-> upcast",
+    "runtime: device <-> devices::amd",
+    "runtime: device <-> devices::cpu",
+    "runtime: device <-> devices::cuda",
+    "runtime: device <-> devices::sim",
+];
+
 #[test]
 fn no_file_imports_a_file_that_imports_it_back() {
     let mut cycles = Vec::new();
@@ -232,7 +247,11 @@ fn no_file_imports_a_file_that_imports_it_back() {
             }
         }
     }
-    assert!(cycles.is_empty(), "files that import each other: {cycles:#?}");
+    let new: Vec<&String> = cycles.iter().filter(|c| !KNOWN_CYCLES.contains(&c.as_str())).collect();
+    assert!(new.is_empty(), "files that import each other: {new:#?}");
+    // A known pair that is gone must leave the list, so the list only shrinks.
+    let gone: Vec<&&str> = KNOWN_CYCLES.iter().filter(|k| !cycles.iter().any(|c| c == *k)).collect();
+    assert!(gone.is_empty(), "no longer cycles, remove them from KNOWN_CYCLES: {gone:?}");
 }
 
 #[test]

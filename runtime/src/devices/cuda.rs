@@ -16,8 +16,6 @@ use std::time::Duration;
 use tk_abi::launch::{GpuKernel as PtxKernel, Launch, NvidiaTarget};
 use tk_ir::kernel::Kernel;
 
-/// Most blocks of one launch (kernels loop over the rest of their range).
-
 /// Whether the NVIDIA driver library can be loaded.
 pub fn driver_present() -> bool {
     // SAFETY: only tries to load the library; no driver call is made.
@@ -299,6 +297,11 @@ impl Device for CudaDevice {
     }
 }
 
+/// The launch information of kernels `k{i}` of a PTX module made from `kernels`.
+pub(crate) fn gpu_infos(kernels: &[Kernel]) -> Result<Vec<tk_abi::launch::GpuKernel>, RunError> {
+    tk_abi::launch::module_kernels(kernels).map_err(|(message, loc)| RunError::Compile { message, loc })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,9 +346,4 @@ mod tests {
         let b = Launch::Blocks { extent: Some(Dim::constant(1 << 40)), threads: 64 };
         assert_eq!(grid(&b, &dims), (tk_abi::grid::GPU_MAX_BLOCKS as u32, 64));
     }
-}
-
-/// The launch information of kernels `k{i}` of a PTX module made from `kernels`.
-pub(crate) fn gpu_infos(kernels: &[Kernel]) -> Result<Vec<tk_abi::launch::GpuKernel>, RunError> {
-    tk_abi::launch::module_kernels(kernels).map_err(|(message, loc)| RunError::Compile { message, loc })
 }
