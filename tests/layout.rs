@@ -15,7 +15,7 @@ fn root() -> PathBuf {
 fn tree(package: &str, extra: &[&str]) -> BTreeSet<String> {
     let out = Command::new(env!("CARGO"))
         .current_dir(root())
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-f", "{p}", "-p", package])
+        .args(["tree", "-e", "normal", "--prefix", "none", "-f", "{p}", "-p", package])
         .args(extra)
         .output()
         .expect("cargo runs");
