@@ -131,19 +131,21 @@ pub struct Lowered {
     pub times: (Duration, Duration),
 }
 
+/// The graph that is scheduled: long reductions split as the options (else the target) say, or
+/// the prepared graph itself when reductions are deterministic.
+pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::Cow<'g, Graph> {
+    if opts.deterministic {
+        return std::borrow::Cow::Borrowed(g);
+    }
+    let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
+    std::borrow::Cow::Owned(tk_ir::passes::split_reductions(g, scalar, rows))
+}
+
 /// Schedules a prepared graph (see `tk_ir::passes::prepare`) for a target and lowers every
 /// device kernel.
 pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, LowerError> {
     let t0 = Instant::now();
-    let split;
-    let g = if opts.deterministic {
-        g
-    } else {
-        let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
-        split = tk_ir::passes::split_reductions(g, scalar, rows);
-        &split
-    };
-    let schedule = tk_ir::schedule::schedule(g);
+    let schedule = tk_ir::schedule::schedule(&split(g, target, opts));
     let t1 = Instant::now();
     let mut kernels = Vec::new();
     for (i, k) in schedule.kernels.iter().enumerate() {

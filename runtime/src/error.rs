@@ -48,6 +48,13 @@ impl RunError {
     }
 }
 
+impl RunError {
+    /// The result of a launch whose error slots were decoded: the failed check's error, if any.
+    pub fn check(failure: Option<tk_abi::check::CheckFailure>) -> Result<(), RunError> {
+        failure.map_or(Ok(()), |c| Err(c.into()))
+    }
+}
+
 impl From<tk_abi::check::CheckFailure> for RunError {
     fn from(c: tk_abi::check::CheckFailure) -> RunError {
         RunError::OutOfRange { value: c.value, lo: c.lo, hi: c.hi, loc: c.loc }

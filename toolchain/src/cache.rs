@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use tk_abi::code::{Code, HostCode};
+use tk_abi::code::Code;
 use tk_ir::kernel::Kernel;
 use tk_runtime::RunError;
 use tk_runtime::device::{Device, Executable};
@@ -123,10 +123,7 @@ impl KernelCache {
     pub fn get_or_compile(&self, dev: &dyn Device, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
         let compile_err =
             |e: tk_codegen::cpu::CodegenError| RunError::Compile { message: e.to_string(), loc: Default::default() };
-        let jit = |kernels: &[Kernel]| -> Result<Arc<dyn Executable>, RunError> {
-            let code: Arc<dyn HostCode> = Arc::new(tk_codegen::cpu::jit(kernels).map_err(compile_err)?);
-            dev.load(kernels, Code::Jit(&code))
-        };
+        let jit = |kernels: &[Kernel]| dev.load(kernels, Code::Jit(&jit(kernels)?));
         if !self.enabled || !self.target_is_host() {
             self.stats.compiled.fetch_add(1, Ordering::Relaxed);
             return jit(kernels);
@@ -194,4 +191,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+/// Device kernels compiled by the JIT into this process's memory (what the cache compiles when it
+/// keeps nothing, and the CPU's code when no cache is wanted).
+pub fn jit(kernels: &[Kernel]) -> Result<Arc<dyn tk_abi::code::HostCode>, RunError> {
+    Ok(Arc::new(
+        tk_codegen::cpu::jit(kernels)
+            .map_err(|e| RunError::Compile { message: e.to_string(), loc: Default::default() })?,
+    ))
 }

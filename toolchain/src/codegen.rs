@@ -29,11 +29,7 @@ pub fn hsaco(kernels: &[Kernel], t: tk_abi::launch::AmdTarget) -> Result<Vec<u8>
 pub fn code_for(dev: &dyn Device, kernels: &[Kernel]) -> Result<CodeBuf, RunError> {
     let accepts = dev.accepts();
     match dev.compile_target() {
-        Target::Cpu => {
-            let code: Arc<dyn tk_abi::code::HostCode> =
-                Arc::new(tk_codegen::cpu::jit(kernels).map_err(|e| compile_err(e.to_string()))?);
-            Ok(CodeBuf::Jit(code))
-        }
+        Target::Cpu => Ok(CodeBuf::Jit(crate::cache::jit(kernels)?)),
         Target::Nvidia(t) => {
             let m = ptx(kernels, t)?;
             if accepts.first() == Some(&CodeKind::Cubin) {

@@ -87,16 +87,6 @@ impl Session {
             .collect()
     }
 
-    /// The reduction splitting a target gets under this session's options: the graph that is
-    /// scheduled (the prepared graph itself when reductions are deterministic).
-    pub fn split(&self, g: &Graph, target: Target) -> Graph {
-        if self.options.deterministic {
-            return g.clone();
-        }
-        let (scalar, rows) = self.options.split.unwrap_or_else(|| target.split());
-        tk_ir::passes::split_reductions(g, scalar, rows)
-    }
-
     /// Schedules a prepared graph for a target and lowers every device kernel.
     pub fn lower(&self, g: &Graph, target: Target) -> Result<Lowered, RunError> {
         Ok(crate::target::lower(g, target, &self.options)?)
@@ -124,7 +114,7 @@ impl Session {
 
     /// The schedule of a prepared graph for a target, as text.
     pub fn schedule_text(&self, g: &Graph, target: Target, name: &str) -> String {
-        tk_ir::schedule::print(&tk_ir::schedule::schedule(&self.split(g, target)), name)
+        tk_ir::schedule::print(&tk_ir::schedule::schedule(&crate::target::split(g, target, &self.options)), name)
     }
 
     /// The Cranelift IR of a device kernel, before Cranelift's optimisations.

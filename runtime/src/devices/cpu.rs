@@ -161,10 +161,7 @@ fn call(
     // (the runtime allocated them from the same shapes), `dvals` one value per symbol, and `err`
     // three writable slots: the contract of the generated code.
     let code = unsafe { f(p.as_ptr(), dvals.as_ptr(), lo, hi, err.as_mut_ptr()) };
-    match tk_abi::check::decode_cpu(code, err, &info.checks, dims) {
-        None => Ok(()),
-        Some(c) => Err(c.into()),
-    }
+    RunError::check(tk_abi::check::decode_cpu(code, err, &info.checks, dims))
 }
 
 impl Device for CpuDevice {

@@ -274,10 +274,7 @@ impl Device for CudaDevice {
         // Failed checks are reported at the launch that made them.
         let e = s.clone_dtoh(&errs).map_err(|e| self.err(e.to_string()))?;
         s.synchronize().map_err(|e| self.err(e.to_string()))?;
-        match tk_abi::check::decode([e[0], e[1], e[2], e[3]], &info.checks, dims) {
-            None => Ok(()),
-            Some(c) => Err(c.into()),
-        }
+        RunError::check(tk_abi::check::decode([e[0], e[1], e[2], e[3]], &info.checks, dims))
     }
     fn record(&self, q: &Queue) -> Event {
         let ev = self

@@ -189,7 +189,7 @@ impl SimDevice {
             }
         })?;
         drop(memory);
-        check_errors(&err, info, dims)
+        RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }
 }
 
@@ -306,7 +306,7 @@ impl Device for SimDevice {
             RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
         })?;
         drop(args);
-        check_errors(&err, info, dims)
+        RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }
     fn record(&self, _q: &Queue) -> Event {
         Event::now()
@@ -316,13 +316,5 @@ impl Device for SimDevice {
     }
     fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
         Ok(())
-    }
-}
-
-/// Turns the error slots a kernel wrote into the failed check's error.
-pub(crate) fn check_errors(err: &[u8], info: &PtxKernel, dims: &HashMap<String, i64>) -> Result<(), RunError> {
-    match tk_abi::check::decode_gpu(err, &info.checks, dims) {
-        None => Ok(()),
-        Some(c) => Err(c.into()),
     }
 }
