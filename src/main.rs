@@ -1,7 +1,6 @@
 //! `tk`: the command line of the tk kernel language.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -339,7 +338,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Devices => {
-            let list = tk_runtime::device::list();
+            let list = tk_runtime::devices::list();
             let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);
             println!("{:<w$} TARGET", "DEVICE");
             for (name, target) in list {
@@ -645,132 +644,41 @@ fn emit(
                 deterministic: flags.deterministic,
                 split: None,
             });
-            let mut s = String::new();
-            let mut groups = Vec::new();
-            for k in checked.kernels.iter().filter(|k| entry.is_none_or(|e| e == k.name)) {
-                let g = match session.graph(k) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", file.display());
-                        return exit::USER;
-                    }
-                };
-                if stage == Stage::Graph {
-                    // The graph stage shows the optimised graph; later stages compile the
-                    // prepared one (transcendentals decomposed into primitives).
-                    s.push_str(&tk_ir::text::print(&session.optimized(&g), &k.name));
-                    continue;
+            use tk_toolchain::emit::{EmitError, Notes, Stage as S};
+            let stage = match stage {
+                Stage::Graph => S::Graph,
+                Stage::Schedule => S::Schedule,
+                Stage::Kernel => S::Kernel,
+                Stage::Clif => S::Clif,
+                Stage::Ptx => S::Ptx,
+                Stage::Sass => S::Sass,
+                Stage::Llvm => S::Llvm,
+                // Gcn (ast and types are the arms above).
+                _ => S::Gcn,
+            };
+            match session.emit(&checked, stage, target, entry, Notes { fast_math: flags.fast_math }) {
+                Ok(s) => s,
+                Err(EmitError::Kernel { kernel, message, internal }) => {
+                    eprintln!("error: {}: kernel `{kernel}`: {message}", file.display());
+                    return if internal { exit::RUNTIME } else { exit::USER };
                 }
-                let prepared = session.prepare(&g);
-                if stage == Stage::Schedule {
-                    s.push_str(&session.schedule_text(&prepared, target, &k.name));
-                    continue;
+                Err(EmitError::NoEntry(e)) => {
+                    eprintln!("error: {} has no kernel `{e}`", file.display());
+                    return exit::USER;
                 }
-                let lowered = match session.lower(&prepared, target) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
-                        return exit::USER;
-                    }
-                };
-                if matches!(stage, Stage::Ptx | Stage::Sass | Stage::Llvm | Stage::Gcn) {
-                    groups.push((format!("{}_", k.name), lowered.kernels));
-                    continue;
+                Err(EmitError::Module(e)) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return exit::USER;
                 }
-                let _ = writeln!(s, "// entry {}: {} device kernel(s)", k.name, lowered.kernels.len());
-                if flags.fast_math {
-                    let _ = writeln!(
-                        s,
-                        "// fast-math: contraction and hardware approximations allowed; results may differ between devices"
-                    );
-                }
-                if flags.deterministic {
-                    let _ = writeln!(s, "// deterministic: every reduction runs in the reference order");
-                }
-                for (i, kern) in lowered.kernels.iter().enumerate() {
-                    if stage == Stage::Clif {
-                        match session.clif(kern) {
-                            Ok(t) => {
-                                let _ = writeln!(s, "; device kernel {i}");
-                                s.push_str(&t);
-                            }
-                            Err(e) => {
-                                eprintln!("error: {}: kernel `{}`: {e}", file.display(), k.name);
-                                return exit::RUNTIME;
-                            }
-                        }
+                Err(EmitError::Tool(e)) => {
+                    eprintln!("error: {e}");
+                    return if matches!(e, tk_runtime::RunError::MissingTool { .. }) {
+                        exit::MISSING_TOOL
                     } else {
-                        s.push_str(&tk_ir::kernel::print(kern));
-                    }
+                        exit::RUNTIME
+                    };
                 }
             }
-            if let Some(e) = entry
-                && !checked.kernels.iter().any(|k| k.name == e)
-            {
-                eprintln!("error: {} has no kernel `{e}`", file.display());
-                return exit::USER;
-            }
-            if let tk_toolchain::target::Target::Amd(t) = target
-                && matches!(stage, Stage::Llvm | Stage::Gcn)
-            {
-                let m = match session.llvm(&groups, t) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", file.display());
-                        return exit::USER;
-                    }
-                };
-                if flags.fast_math {
-                    s.push_str("; fast-math: allowed, but the AMD backend emits no fast-math flags yet\n");
-                }
-                if stage == Stage::Llvm {
-                    s.push_str(&m.ir);
-                } else {
-                    let gcn = session.gcn(&m, t);
-                    match gcn {
-                        Ok(t) => s.push_str(&t),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return if matches!(e, tk_runtime::RunError::MissingTool { .. }) {
-                                exit::MISSING_TOOL
-                            } else {
-                                exit::RUNTIME
-                            };
-                        }
-                    }
-                }
-            }
-            if let tk_toolchain::target::Target::Nvidia(t) = target
-                && matches!(stage, Stage::Ptx | Stage::Sass)
-            {
-                let m = match session.ptx(&groups, t) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", file.display());
-                        return exit::USER;
-                    }
-                };
-                if flags.fast_math {
-                    s.push_str("// fast-math: allowed, but the PTX backend emits no approximations yet\n");
-                }
-                if stage == Stage::Ptx {
-                    s.push_str(&m);
-                } else {
-                    let sass = session.sass(&m, t);
-                    match sass {
-                        Ok(t) => s.push_str(&t),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return if matches!(e, tk_runtime::RunError::MissingTool { .. }) {
-                                exit::MISSING_TOOL
-                            } else {
-                                exit::RUNTIME
-                            };
-                        }
-                    }
-                }
-            }
-            s
         }
         Stage::Types => {
             let checked = match check_one(file, choice) {

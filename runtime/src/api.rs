@@ -41,7 +41,7 @@ pub struct Device {
 impl Device {
     /// Opens a device by name.
     pub fn open(name: &str) -> Result<Device, RunError> {
-        Ok(Device { inner: crate::device::open(name)? })
+        Ok(Device { inner: crate::devices::open(name)? })
     }
     /// The device's name.
     pub fn name(&self) -> String {

@@ -1,5 +1,5 @@
 //! tk-runtime: devices that load compiled code and run it, and everything around them: the
-//! [`device::Device`] interface and the device registry ([`device::open`], [`device::list`]),
+//! [`device::Device`] interface and the device registry ([`devices::open`], [`devices::list`]),
 //! the devices ([`devices`]: the CPU, CUDA, the simulated GPUs behind feature `sim`, and the
 //! userspace AMD driver's `amd:*` on top of tk-gpu), the execution of an entry's schedule
 //! ([`runtime`]), host arrays and `.npy` files ([`array`]), bundle reading ([`bundle`]), the
@@ -18,7 +18,8 @@ pub mod loader;
 pub mod runtime;
 
 pub use array::HostArray;
-pub use device::{Code, Device, open};
+pub use device::{Code, Device};
+pub use devices::{list, open};
 pub use error::RunError;
 pub use runtime::{Compiled, DeviceArray};
 pub use tk_abi::target::{Options, Target};

@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod cache;
 pub mod clib;
 pub mod codegen;
+pub mod emit;
 pub mod session;
 pub mod target;
 pub mod tools;

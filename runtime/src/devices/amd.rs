@@ -501,10 +501,7 @@ impl Device for AmdDevice {
         })?;
         let mut err = [0u8; tk_abi::check::GPU_SLOTS];
         self.d.sys_read(SYS_ERRORS, &mut err);
-        match tk_abi::check::decode_gpu(&err, &info.checks, dims) {
-            None => Ok(()),
-            Some(c) => Err(c.into()),
-        }
+        RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }
     fn record(&self, _q: &Queue) -> Event {
         Event::now()
@@ -600,7 +597,7 @@ mod tests {
     #[cfg(not(target_os = "macos"))]
     #[test]
     fn the_iokit_transport_is_macos_only() {
-        let e = crate::device::open("amd:iokit").err().expect("not here");
+        let e = crate::devices::open("amd:iokit").err().expect("not here");
         assert!(e.to_string().contains("macOS only"), "{e}");
     }
 

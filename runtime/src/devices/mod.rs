@@ -1,8 +1,168 @@
 //! The devices: [`cpu`] (the default), [`cuda`] (NVIDIA GPUs through libcuda), [`sim`] (the
-//! simulated GPUs, feature `sim`) and [`amd`] (tk's userspace AMD driver, on tk-gpu).
+//! simulated GPUs, feature `sim`) and [`amd`] (tk's userspace AMD driver, on tk-gpu); and the
+//! device registry: [`open`] a device by name, [`list`] this machine's.
 
 pub mod amd;
 pub mod cpu;
 pub mod cuda;
 #[cfg(feature = "sim")]
 pub mod sim;
+
+use crate::device::Device;
+use crate::error::RunError;
+use std::sync::Arc;
+
+/// The devices this machine has: (name, compile target). Simulated GPUs are always there
+/// (`sim:sm_86` is listed; any NVIDIA target works). NVIDIA GPUs are listed when the driver is
+/// installed; otherwise a line says that there is none.
+pub fn list() -> Vec<(String, String)> {
+    let cpu = cpu::CpuDevice::new();
+    let mut v = vec![(cpu.name(), cpu.target())];
+    #[cfg(feature = "sim")]
+    {
+        let sim = sim::SimDevice::new(tk_abi::launch::NvidiaTarget { sm: 86 });
+        let amd = sim::SimDevice::amd(tk_abi::launch::AmdTarget::ALL[0]);
+        v.extend([
+            (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
+            (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
+            ("amd:sim".into(), "gfx1100 (simulated PCIe GPU: page tables, PM4 queue, RDNA3 emulator)".into()),
+        ]);
+    }
+    v.extend(amd_gpus());
+    if !cuda::driver_present() {
+        v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
+        return v;
+    }
+    let mut n = 0;
+    while let Ok(d) = cuda::CudaDevice::open(n) {
+        v.push((d.name(), d.target()));
+        n += 1;
+    }
+    if n == 0 {
+        v.push(("cuda:-".into(), "none: the NVIDIA driver reports no usable GPU".into()));
+    }
+    v
+}
+
+/// The AMD GPUs this machine can see: a TinyGPU server named by `TK_TINYGPU_SOCKET`, and on Linux
+/// the AMD display controllers on the PCI bus (which tk cannot bring up yet).
+fn amd_gpus() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    #[cfg(unix)]
+    if let Ok(p) = std::env::var("TK_TINYGPU_SOCKET") {
+        let name = format!("amd:tinygpu={p}");
+        let what = tk_gpu::transport::tinygpu::TinyGpu::connect(std::path::Path::new(&p))
+            .and_then(|t| t.probe())
+            .map(|(vendor, id)| format!("PCI {vendor:04x}:{id:04x} through the TinyGPU server"))
+            .unwrap_or_else(|e| format!("unreachable: {e}"));
+        v.push((name, what));
+    }
+    if let Ok(dir) = std::fs::read_dir("/sys/bus/pci/devices") {
+        for e in dir.flatten() {
+            let read =
+                |f: &str| std::fs::read_to_string(e.path().join(f)).map(|s| s.trim().to_string()).unwrap_or_default();
+            if read("vendor") == "0x1002" && read("class").starts_with("0x03") {
+                v.push((
+                    format!("amd:pci={}", e.file_name().to_string_lossy()),
+                    format!(
+                        "PCI 1002:{}: not supported yet (a cold GPU needs the bring-up of docs/driver.md)",
+                        read("device").trim_start_matches("0x")
+                    ),
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// Why `amd:pci=ADDRESS` cannot be opened: the firmware it would need (when missing), then the
+/// bring-up tk does not have yet.
+fn open_pci(name: &str) -> String {
+    let addr = &name["amd:pci=".len()..];
+    let sys = std::path::Path::new("/sys/bus/pci/devices").join(addr);
+    let id = std::fs::read_to_string(sys.join("device"))
+        .ok()
+        .and_then(|s| u16::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok());
+    let Some(id) = id else {
+        return format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)");
+    };
+    let fw = tk_gpu::amd::firmware::dir();
+    let firmware = match tk_gpu::amd::firmware::locate(&fw, id) {
+        Ok(_) => format!("its firmware is in {}", fw.display()),
+        Err(e) => e,
+    };
+    format!(
+        "not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and the compute queue setup are \
+         planned in docs/driver.md; {firmware}); a GPU behind TinyGPU.app is `amd:tinygpu=SOCKET`"
+    )
+}
+
+/// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
+/// that exists by name but cannot be used here (no driver, no such GPU) is a
+/// [`RunError::Device`].
+pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
+    let bad = |m: String| RunError::Argument { message: format!("device `{name}`: {m}") };
+    match name {
+        "cpu" => Ok(Arc::new(cpu::CpuDevice::new())),
+        #[cfg(feature = "sim")]
+        n if n.starts_with("sim:") => {
+            let hint = "a simulated device is sim:<GPU target>, e.g. sim:sm_86 or sim:gfx1100";
+            let t = &n["sim:".len()..];
+            if t.starts_with("gfx") {
+                let t = t.parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
+                return Ok(Arc::new(sim::SimDevice::amd(t)));
+            }
+            let t = t.parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
+            Ok(Arc::new(sim::SimDevice::new(t)))
+        }
+        #[cfg(not(feature = "sim"))]
+        n if n.starts_with("sim:") || n == "amd:sim" => Err(RunError::Device {
+            device: n.to_string(),
+            message: "this build of the tk runtime has no simulated devices (its cargo feature `sim` is off)".into(),
+        }),
+        n if n.starts_with("cuda:") => {
+            let k: usize = n["cuda:".len()..]
+                .parse()
+                .map_err(|_| bad("expected cuda:N with N a GPU number (cuda:0 is the first)".into()))?;
+            Ok(Arc::new(cuda::CudaDevice::open(k)?))
+        }
+        #[cfg(feature = "sim")]
+        "amd:sim" => Ok(Arc::new(amd::AmdDevice::open_sim()?)),
+        #[cfg(unix)]
+        n if n.starts_with("amd:tinygpu=") => {
+            let path = std::path::Path::new(&n["amd:tinygpu=".len()..]);
+            let dev = |m: String| RunError::Device { device: n.to_string(), message: m };
+            let t = tk_gpu::transport::tinygpu::TinyGpu::connect(path).map_err(dev)?;
+            let (vendor, id) = t.probe().map_err(dev)?;
+            if vendor != 0x1002 {
+                return Err(dev(format!("the server's GPU is vendor {vendor:#06x} device {id:#06x}, not AMD")));
+            }
+            Ok(Arc::new(amd::AmdDevice::open(n, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])?))
+        }
+        "amd:iokit" => {
+            #[cfg(target_os = "macos")]
+            {
+                let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
+                let t = tk_gpu::transport::iokit::IoKit::open().map_err(dev)?;
+                Ok(Arc::new(amd::AmdDevice::open(name, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])?))
+            }
+            #[cfg(not(target_os = "macos"))]
+            Err(RunError::Device {
+                device: name.to_string(),
+                message: "the IOKit transport (the TinyGPU DriverKit extension) exists on macOS only".into(),
+            })
+        }
+        n if n.starts_with("amd:pci=") => Err(RunError::Device { device: n.to_string(), message: open_pci(n) }),
+        n if n.starts_with("amd:") => Err(RunError::Device {
+            device: n.to_string(),
+            message: "unknown AMD device; AMD devices are `amd:sim` (the simulated GPU), `amd:tinygpu=SOCKET` (a GPU \
+                      behind a TinyGPU.app server) and `amd:pci=ADDRESS`; `tk devices` lists this machine's"
+                .into(),
+        }),
+        _ => Err(bad(
+            "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \
+                      `amd:N` (`tk devices` lists this machine's)"
+                .into(),
+        )),
+    }
+}
