@@ -7,6 +7,7 @@
 //! (`scripts/test` builds with `--features amdgpu`); locally a test without them says so and
 //! skips.
 
+#[macro_use]
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -316,26 +317,7 @@ fn corrupt_code_objects_are_errors_not_crashes() {
 
 const EMU: &str = "sim:gfx1100";
 
-#[test]
-fn every_example_matches_the_interpreter_on_the_rdna3_emulator() {
-    if can_build("every_example_matches_the_interpreter_on_the_rdna3_emulator") {
-        every_example_matches_the_interpreter(EMU, &[0, 1, 2, 3, 5, 7, 13, 17], 300);
-    }
-}
-
-#[test]
-fn integer_and_cast_edge_cases_match_the_interpreter_on_the_rdna3_emulator() {
-    if can_build("integer_and_cast_edge_cases_match_the_interpreter_on_the_rdna3_emulator") {
-        integer_and_cast_edge_cases_match_the_interpreter(EMU);
-    }
-}
-
-#[test]
-fn default_options_match_the_interpreter_within_tolerance_on_the_rdna3_emulator() {
-    if can_build("default_options_match_the_interpreter_within_tolerance_on_the_rdna3_emulator") {
-        default_options_match_the_interpreter_within_tolerance(EMU, &[1, 5, 33], 100);
-    }
-}
+device_suite!(rdna3_emulator, EMU);
 
 #[test]
 fn tk_run_on_the_rdna3_emulator_agrees_with_the_cpu_for_every_example() {
@@ -348,12 +330,8 @@ fn tk_run_on_the_rdna3_emulator_agrees_with_the_cpu_for_every_example() {
 /// PCIe GPU, whose command processor runs the kernels on the RDNA3 emulator.
 const DRIVER: &str = "amd:sim";
 
-#[test]
-fn every_example_matches_the_interpreter_through_the_driver_on_the_simulated_gpu() {
-    if can_build("every_example_matches_the_interpreter_through_the_driver_on_the_simulated_gpu") {
-        every_example_matches_the_interpreter(DRIVER, &[5], 40);
-    }
-}
+// Every launch goes through the page tables, the PM4 queue and the command processor: fewer runs.
+device_suite!(driver, DRIVER, sizes: [5], runs: 40, tolerance: [5], runs: 20);
 
 #[test]
 fn tk_run_through_the_driver_agrees_with_the_cpu_for_every_example() {

@@ -7,13 +7,11 @@ use std::path::Path;
 use tk_ir::interp::{self, Array};
 use tk_runtime::HostArray;
 
+#[macro_use]
 mod common;
 use common::*;
 
-#[test]
-fn every_example_matches_the_interpreter_on_the_cpu() {
-    every_example_matches_the_interpreter("cpu", &[0, 1, 2, 3, 5, 7, 13, 17], 300);
-}
+device_suite!(suite, "cpu", sizes: [0, 1, 2, 3, 5, 7, 13, 17], runs: 300, tolerance: [1, 5, 33, 67], runs: 150);
 
 /// Every example compiles for the Mac (aarch64-apple-darwin) and for aarch64 Linux to a
 /// relocatable object whose symbols are the device kernels, from the same translation as the JIT.
@@ -227,22 +225,6 @@ fn split_reductions_meet_the_contract() {
             }
         }
     }
-}
-
-/// Integer and float edge cases (division by zero, MIN / -1, shifts past the width, casts of
-/// NaN, infinities and huge values) compute exactly what the interpreter computes, without
-/// trapping, in every integer dtype, scalar and vectorised.
-#[test]
-fn integer_and_cast_edge_cases_match_the_interpreter_on_the_cpu() {
-    integer_and_cast_edge_cases_match_the_interpreter("cpu");
-}
-
-/// Every example under the default options (split reductions included) agrees with the
-/// interpreter: exactly for integers and bools, within a reduction-reordering tolerance for
-/// floats. Sizes are not multiples of the split width.
-#[test]
-fn default_options_match_the_interpreter_within_tolerance_on_the_cpu() {
-    default_options_match_the_interpreter_within_tolerance("cpu", &[1, 5, 33, 67], 150);
 }
 
 /// Register tiles (`upcast`) of matrix products compute exactly the untiled results, for sizes

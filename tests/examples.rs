@@ -75,7 +75,7 @@ kernel half_acts(x: f16[n]) -> f16[n] { sigmoid(gelu(x)) }
 #[test]
 fn every_language_feature_is_exercised() {
     let mut text = String::new();
-    for dir in ["examples", "stdlib/std", "tests/types"] {
+    for dir in ["examples", "stdlib/std", "tests/filetests/types"] {
         for f in tk_files(dir) {
             text.push_str(&std::fs::read_to_string(f).expect("readable"));
             text.push('\n');

@@ -1,7 +1,6 @@
 //! The NVIDIA toolchain end to end: every example's PTX passes ptxas for every target, `tk build`
 //! writes cubins and a manifest, `tk run --device sim:sm_86` agrees with the CPU through the
-//! command line, and the PTX of a few kernels is pinned by snapshots
-//! (`TK_BLESS=1 cargo test --test nvidia` re-blesses them after an intended change).
+//! command line (the PTX of a few kernels is pinned by the file tests, tests/filetests/ptx).
 
 mod common;
 use common::*;
@@ -167,41 +166,6 @@ fn tk_run_on_the_simulator_agrees_with_the_cpu_for_every_example() {
 
 /// Snapshots of the PTX of a few kernels: an elementwise kernel, a reduction with checks, a
 /// workgroup reduction, f16 arithmetic.
-#[test]
-fn ptx_snapshots() {
-    let cases = [
-        ("saxpy", "kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }\n", None),
-        ("rowsum_group", "kernel rowsum(x: f32[b, n]) -> f32[b] { sum(x, axis: 1) }\n", Some("group=8")),
-        ("gather", "kernel gather(t: f32[v, d], ids: i32[n]) -> f32[n, d] { [i, j] => t[ids[i], j] }\n", None),
-        ("half", "kernel h(x: f16[n], y: bf16[n]) -> f16[n] { x * 2.0 + y as f16 }\n", None),
-    ];
-    let bless = std::env::var_os("TK_BLESS").is_some();
-    let dir = Path::new("tests/snapshots/ptx");
-    let mut failures = Vec::new();
-    for (name, src, knobs) in cases {
-        let c = tk_compiler::check_source(Path::new(&format!("{name}.tk")), src.to_string());
-        assert!(c.is_ok(), "{}", c.render_plain());
-        let k = &c.kernels[0];
-        let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-        let opts = Options { knobs: knobs.map(|k| k.parse().expect("knobs")), deterministic: true, split: None };
-        let l = tk_toolchain::target::lower(&g, Target::Nvidia(ptx::Target { sm: 86 }), &opts).expect("lowers");
-        let m = ptx::module(&[(format!("{}_", k.name), l.kernels)], ptx::Target { sm: 86 }).expect("ptx");
-        let text = m.text.replace(env!("CARGO_PKG_VERSION"), "VERSION");
-        let path = dir.join(format!("{name}.ptx"));
-        if bless {
-            std::fs::create_dir_all(dir).expect("snapshot dir");
-            std::fs::write(&path, &text).expect("write snapshot");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(want) if want == text => {}
-            Ok(_) => failures.push(format!("{} changed (TK_BLESS=1 to accept)", path.display())),
-            Err(_) => failures.push(format!("{} is missing (TK_BLESS=1 to create)", path.display())),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
 /// Without an NVIDIA driver, `cuda:0` fails with a clear message and exit code 3; `tk devices`
 /// says there is no GPU. With a driver, every example matches the interpreter on the GPU
 /// (`TK_REQUIRE_GPU=1` makes a missing GPU a failure, for GPU machines).

@@ -1,6 +1,10 @@
 //! Helpers shared by the device tests: the examples, their prepared graphs, random arguments
 //! with awkward values, and a small deterministic generator.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+pub mod random;
+#[path = "../../compiler/tests/random_exprs/mod.rs"]
+pub mod random_exprs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -393,4 +397,96 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(compared >= 40, "only {compared} entries compared");
+}
+
+/// Every device with a `device_suite!`. The ONNX harness (tests/onnx) runs its cases on each, and
+/// each suite checks that its device is listed here.
+pub const SUITE_DEVICES: [&str; 4] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim"];
+
+/// Whether this build can compile for `device`: the AMD devices need code objects (the `amdgpu`
+/// feature and ld.lld). In CI (`CI=true`) their absence fails the test; locally the test is
+/// skipped with the reason.
+pub fn device_ready(device: &str, test: &str) -> bool {
+    if !(device.starts_with("amd:") || device.contains("gfx")) {
+        return true;
+    }
+    match tk_toolchain::tools::lld::available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{test} on {device}: AMD code objects are required in CI: {e}"
+            );
+            eprintln!("skipping {test} on {device}: {e}");
+            false
+        }
+    }
+}
+
+/// The differential suite of a device, as a module of tests: every example against the reference
+/// interpreter bit for bit at awkward sizes, the integer, cast and min/max edge cases, the
+/// default options (split reductions) within tolerance, and random programs. A new device gets
+/// it with one line (`device_suite!(name, "device");`, after `#[macro_use] mod common;`), plus its
+/// name in [`SUITE_DEVICES`] for the ONNX cases (a test of the suite checks that it is there).
+/// The long form sets the example sizes and runs, and the sizes and runs of the tolerance test.
+macro_rules! device_suite {
+    ($module:ident, $device:expr) => {
+        device_suite!($module, $device, sizes: [0, 1, 2, 3, 5, 7, 13, 17], runs: 300, tolerance: [1, 5, 33], runs: 100);
+    };
+    ($module:ident, $device:expr, sizes: [$($s:expr),*], runs: $runs:expr, tolerance: [$($t:expr),*], runs: $truns:expr) => {
+        mod $module {
+            use super::common;
+
+            const DEVICE: &str = {
+                // The device may be named by a constant of the file that invokes the suite.
+                #[allow(unused_imports)]
+                use super::*;
+                $device
+            };
+
+            fn ready(test: &str) -> bool {
+                common::device_ready(DEVICE, test)
+            }
+
+            #[test]
+            fn has_the_onnx_cases() {
+                assert!(
+                    common::SUITE_DEVICES.contains(&DEVICE),
+                    "add {DEVICE} to common::SUITE_DEVICES so that the ONNX cases run on it"
+                );
+            }
+
+            #[test]
+            fn every_example_matches_the_interpreter() {
+                if ready("every_example_matches_the_interpreter") {
+                    common::every_example_matches_the_interpreter(DEVICE, &[$($s),*], $runs);
+                }
+            }
+
+            #[test]
+            fn integer_and_cast_edge_cases_match_the_interpreter() {
+                if ready("integer_and_cast_edge_cases_match_the_interpreter") {
+                    common::integer_and_cast_edge_cases_match_the_interpreter(DEVICE);
+                }
+            }
+
+            #[test]
+            fn default_options_match_the_interpreter_within_tolerance() {
+                if ready("default_options_match_the_interpreter_within_tolerance") {
+                    common::default_options_match_the_interpreter_within_tolerance(DEVICE, &[$($t),*], $truns);
+                }
+            }
+
+            proptest::proptest! {
+                #![proptest_config(common::random::config())]
+
+                #[test]
+                fn random_programs_match_the_interpreter(p in common::random::programs()) {
+                    if ready("random_programs_match_the_interpreter") {
+                        common::random::on(DEVICE, &p)?;
+                    }
+                }
+            }
+        }
+    };
 }

@@ -12,6 +12,8 @@
 //! The cases come from `scripts/setup` (into `.tools/onnx-1.22.0/node`) or `TK_ONNX_DATA`.
 
 mod case;
+#[path = "../common/mod.rs"]
+mod common;
 mod ops;
 mod proto;
 
@@ -27,9 +29,12 @@ const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
 const LIST: &str = "tests/onnx/expected.txt";
 const TABLE: &str = "docs/conformance.md";
-/// The simulated GPU devices: the PTX simulator, the RDNA3 emulator, and the userspace driver on
+/// The devices besides the CPU (the reference): every device with a `device_suite!`
+/// (`common::SUITE_DEVICES`): the PTX simulator, the RDNA3 emulator, and the userspace driver on
 /// its simulated PCIe GPU. Each runs every case the CPU supports.
-const SIM_DEVICES: &[&str] = &["sim:sm_86", "sim:gfx1100", "amd:sim"];
+fn sim_devices() -> impl Iterator<Item = &'static str> + Clone {
+    common::SUITE_DEVICES.iter().copied().filter(|d| *d != "cpu")
+}
 
 /// Whether this build can compile for `dev`: the AMD devices need LLVM (the `amdgpu` feature).
 fn can_compile_for(dev: &str) -> bool {
@@ -243,14 +248,13 @@ fn table(listed: &[Listed], results: &BTreeMap<(String, String), Status>) -> Str
     let _ = writeln!(
         s,
         "| Operator | Cases | cpu pass | cpu known-fail | unsupported | {} | `_expanded` cases (pass) |",
-        SIM_DEVICES.iter().map(|d| format!("`{d}` (pass / run)")).collect::<Vec<_>>().join(" | ")
+        sim_devices().map(|d| format!("`{d}` (pass / run)")).collect::<Vec<_>>().join(" | ")
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|{}---:|", "---:|".repeat(SIM_DEVICES.len()));
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|{}---:|", "---:|".repeat(sim_devices().count()));
     for op in ops::OPS {
         let of = |l: &Listed| l.op == *op && !l.expanded;
         let cases = listed.iter().filter(|l| of(l)).count();
-        let sims: Vec<String> = SIM_DEVICES
-            .iter()
+        let sims: Vec<String> = sim_devices()
             .map(|d| {
                 let run = listed
                     .iter()
@@ -277,8 +281,7 @@ fn table(listed: &[Listed], results: &BTreeMap<(String, String), Status>) -> Str
         total_pass,
         count(&|l| !l.expanded, "cpu", "known-fail"),
         count(&|l| !l.expanded, "cpu", "unsupported"),
-        SIM_DEVICES
-            .iter()
+        sim_devices()
             .map(|d| {
                 let run = listed.iter().filter(|l| results.contains_key(&(l.case.name.clone(), d.to_string()))).count();
                 format!("{} / {run}", count(&|_| true, d, "pass"))
@@ -336,9 +339,9 @@ fn onnx_node_cases_match_their_classification() {
         .filter(|l| !l.expanded && !matches!(results[&(l.case.name.clone(), "cpu".into())], Status::Unsupported(_)))
         .collect();
     let mut sims = Vec::new();
-    for d in SIM_DEVICES {
+    for d in sim_devices() {
         if can_compile_for(d) {
-            sims.push(*d);
+            sims.push(d);
             continue;
         }
         let msg = format!("{d} needs LLVM 19: build the test with `--features amdgpu` (scripts/onnx does)");
