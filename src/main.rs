@@ -207,6 +207,9 @@ enum Stage {
     Schedule,
     /// The loop-level kernel IR of every device kernel.
     Kernel,
+    /// The kernel IR after legalization for the target (`--target`): what its code generator
+    /// receives, with the numeric rules it lacks written out.
+    Legal,
     /// The Cranelift IR of every device kernel (the CPU backend's input).
     Clif,
     /// The PTX module of the file's device kernels (NVIDIA targets).
@@ -630,6 +633,7 @@ fn emit(
         Stage::Graph
         | Stage::Schedule
         | Stage::Kernel
+        | Stage::Legal
         | Stage::Clif
         | Stage::Ptx
         | Stage::Sass
@@ -649,6 +653,7 @@ fn emit(
                 Stage::Graph => S::Graph,
                 Stage::Schedule => S::Schedule,
                 Stage::Kernel => S::Kernel,
+                Stage::Legal => S::Legal,
                 Stage::Clif => S::Clif,
                 Stage::Ptx => S::Ptx,
                 Stage::Sass => S::Sass,

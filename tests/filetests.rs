@@ -3,7 +3,8 @@
 //! intended change with `TK_BLESS=1 cargo test --test filetests` (and read the diff).
 //!
 //! Directives are whole-line comments anywhere in the file:
-//! - `// stage: S`: for source, `types`, `graph`, `schedule`, `kernel`, `clif`, `ptx` or `llvm`
+//! - `// stage: S`: for source, `types`, `graph`, `schedule`, `kernel`, `legal`, `clif`, `ptx` or
+//!   `llvm`
 //!   (the text `tk emit --stage S` prints, through the toolchain's Session); for graph IR,
 //!   `optimize`, `decompose` or `schedule`;
 //! - `// target: T`: the compile target (default `cpu`);
@@ -89,6 +90,7 @@ fn run(path: &Path, text: &str) -> Result<String, String> {
         "graph" => Stage::Graph,
         "schedule" => Stage::Schedule,
         "kernel" => Stage::Kernel,
+        "legal" => Stage::Legal,
         "clif" => Stage::Clif,
         "ptx" => Stage::Ptx,
         "llvm" => Stage::Llvm,
@@ -136,7 +138,7 @@ fn filetests() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // Every stage the runner knows has cases.
-    for s in ["types", "graph", "schedule", "kernel", "clif", "ptx", "llvm", "optimize", "decompose"] {
+    for s in ["types", "graph", "schedule", "kernel", "legal", "clif", "ptx", "llvm", "optimize", "decompose"] {
         assert!(stages.contains(s), "no file test of stage `{s}`");
     }
 }

@@ -97,6 +97,12 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// Truncating integer division, the machine instruction (legalized kernel IR only: the
+    /// legalize pass writes `Div` with it, and guarantees a divisor that is neither 0 nor -1 where
+    /// the dividend could be the dtype's minimum). Defined as 0 for a zero divisor.
+    DivTrunc,
+    /// The remainder of [`BinaryOp::DivTrunc`] (the dividend's sign), 0 for a zero divisor.
+    RemTrunc,
 }
 
 impl BinaryOp {

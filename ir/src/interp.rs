@@ -482,7 +482,7 @@ fn binary(op: BinaryOp, x: &Array, y: &Array, d: DType) -> Array {
                 Le => Scalar::Bool(a <= b),
                 Gt => Scalar::Bool(a > b),
                 Ge => Scalar::Bool(a >= b),
-                And | Or | Xor | Shl | Shr => Scalar::Float(f64::NAN),
+                And | Or | Xor | Shl | Shr | DivTrunc | RemTrunc => Scalar::Float(f64::NAN),
             },
             (Scalar::Int(a), Scalar::Int(b)) => {
                 let bits = i128::from(src.bits());
@@ -492,6 +492,8 @@ fn binary(op: BinaryOp, x: &Array, y: &Array, d: DType) -> Array {
                     Mul => Scalar::Int(wrap(a.wrapping_mul(b), src)),
                     Div => Scalar::Int(floor_div(a, b)),
                     Rem => Scalar::Int(floor_mod(a, b)),
+                    DivTrunc => Scalar::Int(if b == 0 { 0 } else { a / b }),
+                    RemTrunc => Scalar::Int(if b == 0 { 0 } else { a % b }),
                     Pow => {
                         let mut r: i128 = 1;
                         if b < 0 {

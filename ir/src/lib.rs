@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod graph;
 pub mod interp;
 pub mod kernel;
+pub mod legalize;
 pub mod passes;
 pub mod schedule;
 pub mod text;

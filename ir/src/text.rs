@@ -418,6 +418,8 @@ pub(crate) const BINARY: &[BinaryOp] = &[
     BinaryOp::Le,
     BinaryOp::Gt,
     BinaryOp::Ge,
+    BinaryOp::DivTrunc,
+    BinaryOp::RemTrunc,
 ];
 /// Every reduction, for parsing names.
 pub(crate) const REDUCE: &[ReduceOp] =

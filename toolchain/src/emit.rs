@@ -1,5 +1,6 @@
 //! The text of a compiler stage for a checked file, as `tk emit --stage ...` prints it and the
-//! file tests (`tests/filetests.rs`) check it: the graph IR, the schedule, the kernel IR, the
+//! file tests (`tests/filetests.rs`) check it: the graph IR, the schedule, the kernel IR (before
+//! and after legalization), the
 //! Cranelift IR, the PTX module and its SASS, the LLVM IR module and its RDNA3 disassembly.
 
 use crate::Session;
@@ -17,6 +18,8 @@ pub enum Stage {
     Schedule,
     /// The loop-level kernel IR of every device kernel.
     Kernel,
+    /// The kernel IR after legalization for the target: what its emitter receives.
+    Legal,
     /// The Cranelift IR of every device kernel (CPU).
     Clif,
     /// The PTX module (NVIDIA).
@@ -101,6 +104,8 @@ impl Session {
                     let t = self.clif(kern).map_err(|e| kernel_err(e, true))?;
                     let _ = writeln!(s, "; device kernel {i}");
                     s.push_str(&t);
+                } else if stage == Stage::Legal {
+                    s.push_str(&tk_ir::kernel::print(&tk_codegen::common::Backend::of(target).legal(kern)));
                 } else {
                     s.push_str(&tk_ir::kernel::print(kern));
                 }

@@ -122,6 +122,8 @@ fn define<M: Module>(
     name: &str,
     want_text: bool,
 ) -> Result<(FuncId, KernelInfo, String), CodegenError> {
+    let legal = crate::common::Backend::Cranelift.legal(k);
+    let k = &legal;
     let backend = |message: String| CodegenError::Backend { kernel: k.name.clone(), message };
     let ptr = m.target_config().pointer_type();
     let mut ctx = m.make_context();

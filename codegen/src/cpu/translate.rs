@@ -687,35 +687,13 @@ impl Tr<'_, '_> {
                     self.b.ins().select(oob, zero, v)
                 }
             }
-            Div | Rem => {
-                if signed {
-                    let (q, r, b0, m1, zero) = self.safe_sdivrem(a, b, ty);
-                    // Floor: when r != 0 and r, b have different signs, q -= 1 and r += b.
-                    let rnz = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
-                    let x = self.b.ins().bxor(r, b);
-                    let diff = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
-                    let fix = self.b.ins().band(rnz, diff);
-                    if op == Div {
-                        let q1 = self.b.ins().iadd_imm_s(q, -1);
-                        let q2 = self.b.ins().select(fix, q1, q);
-                        let negx = self.b.ins().ineg(a);
-                        let q3 = self.b.ins().select(m1, negx, q2);
-                        self.b.ins().select(b0, zero, q3)
-                    } else {
-                        let r1 = self.b.ins().iadd(r, b);
-                        let r2 = self.b.ins().select(fix, r1, r);
-                        let r3 = self.b.ins().select(m1, zero, r2);
-                        self.b.ins().select(b0, zero, r3)
-                    }
-                } else {
-                    let zero = self.b.ins().iconst(ty, 0);
-                    let one = self.b.ins().iconst(ty, 1);
-                    let b0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
-                    let safe = self.b.ins().select(b0, one, b);
-                    let v = if op == Div { self.b.ins().udiv(a, safe) } else { self.b.ins().urem(a, safe) };
-                    self.b.ins().select(b0, zero, v)
-                }
-            }
+            // The legalize pass made the divisor safe (never 0, never -1 for a signed dtype), so
+            // these never trap.
+            DivTrunc if signed => self.b.ins().sdiv(a, b),
+            DivTrunc => self.b.ins().udiv(a, b),
+            RemTrunc if signed => self.b.ins().srem(a, b),
+            RemTrunc => self.b.ins().urem(a, b),
+            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
             Pow => {
                 let x = self.index_of(a, t);
                 let y = self.index_of(b, t);

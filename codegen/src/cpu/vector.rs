@@ -767,7 +767,16 @@ fn simd_op_ok(op: &Op, ts: &[DType], d: DType) -> bool {
                         | BinaryOp::Min
                         | BinaryOp::Max
                 ),
-                _ => !matches!(b, BinaryOp::Div | BinaryOp::Rem | BinaryOp::Pow | BinaryOp::Shl | BinaryOp::Shr),
+                _ => !matches!(
+                    b,
+                    BinaryOp::Div
+                        | BinaryOp::Rem
+                        | BinaryOp::DivTrunc
+                        | BinaryOp::RemTrunc
+                        | BinaryOp::Pow
+                        | BinaryOp::Shl
+                        | BinaryOp::Shr
+                ),
             }
         }
         Op::Unary(u) => {

@@ -679,33 +679,10 @@ impl Em {
                     self.select(&oob, it, "0", &s)
                 }
             }
-            Div | Rem => {
-                if signed {
-                    let (q, rm, b0, m1) = self.safe_divrem(a, b, it);
-                    // Floor: where r != 0 and r, b differ in sign, q -= 1 and r += b.
-                    let rnz = self.val(format!("icmp ne {it} {rm}, 0"));
-                    let x = self.val(format!("xor {it} {rm}, {b}"));
-                    let diff = self.val(format!("icmp slt {it} {x}, 0"));
-                    let fix = self.val(format!("and i1 {rnz}, {diff}"));
-                    let r = if op == Div {
-                        let q1 = self.val(format!("add {it} {q}, -1"));
-                        let r = self.select(&fix, it, &q1, &q);
-                        let negx = self.val(format!("sub {it} 0, {a}"));
-                        self.select(&m1, it, &negx, &r)
-                    } else {
-                        let r1 = self.val(format!("add {it} {rm}, {b}"));
-                        let r = self.select(&fix, it, &r1, &rm);
-                        self.select(&m1, it, "0", &r)
-                    };
-                    self.select(&b0, it, "0", &r)
-                } else {
-                    let b0 = self.val(format!("icmp eq {it} {b}, 0"));
-                    let safe = self.select(&b0, it, "1", b);
-                    let o = if op == Div { "udiv" } else { "urem" };
-                    let r = self.val(format!("{o} {it} {a}, {safe}"));
-                    self.select(&b0, it, "0", &r)
-                }
-            }
+            // The legalize pass made the divisor safe (never 0, never -1 for a signed dtype).
+            DivTrunc => self.val(format!("{} {it} {a}, {b}", if signed { "sdiv" } else { "udiv" })),
+            RemTrunc => self.val(format!("{} {it} {a}, {b}", if signed { "srem" } else { "urem" })),
+            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
             Pow => {
                 let x = self.index_of(a, t);
                 let y = self.index_of(b, bt);
@@ -1283,6 +1260,8 @@ fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
 /// attribute group. Returns the function and its LDS declarations, the launch information and
 /// the intrinsic declarations it uses.
 pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel, BTreeSet<String>), Unsupported> {
+    let legal = crate::common::Backend::Llvm.legal(k);
+    let k = &legal;
     let symbols = crate::cpu::symbols(k);
     let mut dtypes = Vec::new();
     reg_dtypes(&k.body, &mut dtypes);

@@ -745,42 +745,10 @@ impl Em {
                     self.line(format!("selp.b{w} {r}, 0, {r}, {oob}"));
                 }
             }
-            Div | Rem => {
-                if signed {
-                    let (q, rm, b0, m1) = self.safe_divrem(a, b, &it, c);
-                    // Floor: when r != 0 and r, b have different signs, q -= 1 and r += b.
-                    let rnz = self.tmp(Cls::Pred);
-                    self.line(format!("setp.ne.{it} {rnz}, {rm}, 0"));
-                    let x = self.tmp(c);
-                    self.line(format!("xor.b{w} {x}, {rm}, {b}"));
-                    let diff = self.tmp(Cls::Pred);
-                    self.line(format!("setp.lt.{it} {diff}, {x}, 0"));
-                    let fix = self.tmp(Cls::Pred);
-                    self.line(format!("and.pred {fix}, {rnz}, {diff}"));
-                    if op == Div {
-                        let q1 = self.tmp(c);
-                        self.line(format!("add.s{w} {q1}, {q}, -1"));
-                        self.line(format!("selp.b{w} {r}, {q1}, {q}, {fix}"));
-                        let negx = self.tmp(c);
-                        self.line(format!("neg.s{w} {negx}, {a}"));
-                        self.line(format!("selp.b{w} {r}, {negx}, {r}, {m1}"));
-                    } else {
-                        let r1 = self.tmp(c);
-                        self.line(format!("add.s{w} {r1}, {rm}, {b}"));
-                        self.line(format!("selp.b{w} {r}, {r1}, {rm}, {fix}"));
-                        self.line(format!("selp.b{w} {r}, 0, {r}, {m1}"));
-                    }
-                    self.line(format!("selp.b{w} {r}, 0, {r}, {b0}"));
-                } else {
-                    let b0 = self.tmp(Cls::Pred);
-                    self.line(format!("setp.eq.{it} {b0}, {b}, 0"));
-                    let safe = self.tmp(c);
-                    self.line(format!("selp.b{w} {safe}, 1, {b}, {b0}"));
-                    let o = if op == Div { "div" } else { "rem" };
-                    self.line(format!("{o}.{it} {r}, {a}, {safe}"));
-                    self.line(format!("selp.b{w} {r}, 0, {r}, {b0}"));
-                }
-            }
+            // The legalize pass made the divisor safe (never 0, never -1 for a signed dtype).
+            DivTrunc => self.line(format!("div.{it} {r}, {a}, {b}")),
+            RemTrunc => self.line(format!("rem.{it} {r}, {a}, {b}")),
+            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
             Pow => {
                 let x = self.index_of(a, t);
                 let y = self.index_of(b, t);
@@ -1401,6 +1369,8 @@ fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
 
 /// Translates one device kernel into an `.entry` named `name`.
 pub fn kernel(k: &Kernel, name: &str) -> Result<(String, PtxKernel), Unsupported> {
+    let legal = crate::common::Backend::Ptx.legal(k);
+    let k = &legal;
     let symbols = crate::cpu::symbols(k);
     let mut dtypes = Vec::new();
     reg_dtypes(&k.body, &mut dtypes);
