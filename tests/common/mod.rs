@@ -346,7 +346,15 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
             }
             let mut outs = Vec::new();
             for dev in ["cpu", device] {
-                let dir = tmp_dir(&format!("{}-{}-{}", k.name, dev.replace(':', "_"), compared));
+                // Named after the compared device too: tests of several devices run at once in
+                // one process, and their CPU runs must not share (and delete) a directory.
+                let dir = tmp_dir(&format!(
+                    "{}-{}-vs-{}-{}",
+                    k.name,
+                    dev.replace(':', "_"),
+                    device.replace([':', '/', '='], "_"),
+                    compared
+                ));
                 let mut a = args.clone();
                 a.extend(["--device".into(), dev.into(), "--out".into(), dir.display().to_string()]);
                 let refs: Vec<&str> = a.iter().map(String::as_str).collect();
