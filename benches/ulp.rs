@@ -21,7 +21,7 @@ fn graph(op: UnaryOp, d: DType) -> Graph {
     let x = g.add(Op::Input(0), d, vec![n.clone()], vec![], Loc::default());
     let y = g.add(Op::Unary(op), d, vec![n], vec![x], Loc::default());
     g.outputs.push(("y".into(), y));
-    tk_ir::passes::prepare(&g)
+    tk_ir::graph::passes::prepare(&g)
 }
 
 fn main() {
@@ -112,7 +112,7 @@ fn main() {
                     continue;
                 }
                 count += 1;
-                let e = tk_ir::decompose::ulp_error_f32(got[0].get_f64(i) as f32, want[i]);
+                let e = tk_ir::graph::decompose::ulp_error_f32(got[0].get_f64(i) as f32, want[i]);
                 if e > worst || e.is_nan() {
                     worst = e;
                     at = x;

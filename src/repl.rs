@@ -299,7 +299,7 @@ impl Session {
             Err(e) => return format!("error: {}\n", e.message),
         };
         match stage {
-            "graph" => tk_ir::text::print(&session.optimized(&g), name),
+            "graph" => tk_ir::graph::text::print(&session.optimized(&g), name),
             "schedule" | "kernel" | "clif" => {
                 let g = session.prepare(&g);
                 let compiled = match session.compile(self.device.as_ref(), name, &g) {

@@ -20,7 +20,7 @@ fn kernels(src: &str, name: &str) -> (tk_ir::graph::Graph, Vec<Kernel>) {
     let c = tk_compiler::check_source(Path::new("k.tk"), src.to_string());
     assert!(c.is_ok(), "{}", c.render_plain());
     let k = c.kernels.iter().find(|k| k.name == name).expect("kernel");
-    let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+    let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
     let s = tk_ir::schedule::schedule(&g);
     let ks = (0..s.kernels.len())
         .map(|i| {
@@ -47,11 +47,11 @@ fn softmax_is_right(cache: Arc<KernelCache>) {
     let dev = CpuDevice::new();
     let opts = tk_toolchain::target::Options { knobs: None, deterministic: true, split: None };
     let c = tk_toolchain::Session::with_options(opts).with_cache(cache).compile(&dev, "softmax", &g).expect("compiles");
-    let x = tk_ir::interp::Array::from_fn(tk_ir::dtype::DType::F32, vec![3, 37], |i| {
+    let x = tk_ir::graph::interp::Array::from_fn(tk_ir::dtype::DType::F32, vec![3, 37], |i| {
         tk_ir::graph::Scalar::Float(((i * 7919) % 101) as f64 / 10.0 - 5.0)
     });
-    let dims = tk_ir::interp::bind_dims(&g, std::slice::from_ref(&x), &HashMap::new()).expect("binds");
-    let want = tk_ir::interp::run(&g, &dims, std::slice::from_ref(&x)).expect("runs");
+    let dims = tk_ir::graph::interp::bind_dims(&g, std::slice::from_ref(&x), &HashMap::new()).expect("binds");
+    let want = tk_ir::graph::interp::run(&g, &dims, std::slice::from_ref(&x)).expect("runs");
     let got = c.run(&dev, &[HostArray::from_interp(&x)], &HashMap::new()).expect("runs");
     assert_eq!(format!("{:?}", want[0]), format!("{:?}", got[0].to_interp()));
 }

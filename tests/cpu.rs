@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use tk_ir::interp::{self, Array};
+use tk_ir::graph::interp::{self, Array};
 use tk_runtime::HostArray;
 
 #[macro_use]
@@ -173,8 +173,8 @@ fn split_reductions_meet_the_contract() {
     let dev = tk_runtime::open("cpu").expect("cpu");
     let mut rng = Rng(77);
     for k in &c.kernels {
-        let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-        let split = tk_ir::passes::split_reductions(&g, 32, 16);
+        let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+        let split = tk_ir::graph::passes::split_reductions(&g, 32, 16);
         if k.name == "mm" {
             // The reduction reads columns of `b`: strided, so it is not split.
             assert_eq!(split.g.node_count(), g.g.node_count(), "a matrix product was split");

@@ -48,10 +48,10 @@ fn directive<'t>(text: &'t str, name: &str) -> Option<&'t str> {
 fn run(path: &Path, text: &str) -> Result<String, String> {
     let stage = directive(text, "stage").ok_or("no `// stage:` directive")?;
     if path.extension().is_some_and(|x| x == "graph") {
-        let (g, name) = tk_ir::text::parse(text).map_err(|e| e.to_string())?;
+        let (g, name) = tk_ir::graph::text::parse(text).map_err(|e| e.to_string())?;
         return match stage {
-            "optimize" => Ok(tk_ir::text::print(&tk_ir::passes::optimize(&g), &name)),
-            "decompose" => Ok(tk_ir::text::print(&tk_ir::decompose::decompose(&g), &name)),
+            "optimize" => Ok(tk_ir::graph::text::print(&tk_ir::graph::passes::optimize(&g), &name)),
+            "decompose" => Ok(tk_ir::graph::text::print(&tk_ir::graph::decompose::decompose(&g), &name)),
             "schedule" => Ok(tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &name)),
             other => Err(format!("unknown graph stage `{other}` (optimize, decompose, schedule)")),
         };

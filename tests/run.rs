@@ -52,10 +52,10 @@ fn softmax_runs_and_rows_sum_to_one() {
 #[test]
 fn npy_and_scalar_arguments_and_named_outputs() {
     let dir = tmp_dir("saxpy");
-    let x = HostArray::from_interp(&tk_ir::interp::Array::from_fn(DType::F32, vec![5], |i| {
+    let x = HostArray::from_interp(&tk_ir::graph::interp::Array::from_fn(DType::F32, vec![5], |i| {
         tk_ir::graph::Scalar::Float(i as f64)
     }));
-    let y = HostArray::from_interp(&tk_ir::interp::Array::from_fn(DType::F32, vec![5], |_| {
+    let y = HostArray::from_interp(&tk_ir::graph::interp::Array::from_fn(DType::F32, vec![5], |_| {
         tk_ir::graph::Scalar::Float(10.0)
     }));
     x.write_npy(&dir.join("x.npy")).expect("write x");

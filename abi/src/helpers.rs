@@ -45,7 +45,7 @@ pub extern "C" fn tk_tanh(x: f64) -> f64 {
     x.tanh()
 }
 pub extern "C" fn tk_erf(x: f64) -> f64 {
-    tk_ir::interp::erf(x)
+    tk_ir::graph::interp::erf(x)
 }
 pub extern "C" fn tk_pow(x: f64, y: f64) -> f64 {
     x.powf(y)
@@ -55,8 +55,8 @@ pub extern "C" fn tk_pow(x: f64, y: f64) -> f64 {
 pub extern "C" fn tk_ipow(a: i64, b: i64, d: u32) -> i64 {
     let dt = DType::ALL.get(d as usize).copied().unwrap_or(DType::I64);
     let args = [(tk_ir::graph::Scalar::Int(i128::from(a)), dt), (tk_ir::graph::Scalar::Int(i128::from(b)), dt)];
-    let r = tk_ir::interp::scalar_op(&tk_ir::graph::Op::Binary(tk_ir::graph::BinaryOp::Pow), &args, dt);
-    tk_ir::interp::scalar_index(r)
+    let r = tk_ir::graph::interp::scalar_op(&tk_ir::graph::Op::Binary(tk_ir::graph::BinaryOp::Pow), &args, dt);
+    tk_ir::graph::interp::scalar_index(r)
 }
 
 /// The index of a dtype in [`DType::ALL`], passed to [`tk_ipow`].

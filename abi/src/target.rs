@@ -98,7 +98,7 @@ impl Target {
         }
     }
 
-    /// How long reductions are split (see `tk_ir::passes::split_reductions`): partials of a
+    /// How long reductions are split (see `tk_ir::graph::passes::split_reductions`): partials of a
     /// reduction to a scalar, and of a reduction along rows.
     pub fn split(self) -> (i64, i64) {
         match self {
@@ -138,10 +138,10 @@ pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::C
         return std::borrow::Cow::Borrowed(g);
     }
     let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
-    std::borrow::Cow::Owned(tk_ir::passes::split_reductions(g, scalar, rows))
+    std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(g, scalar, rows))
 }
 
-/// Schedules a prepared graph (see `tk_ir::passes::prepare`) for a target and lowers every
+/// Schedules a prepared graph (see `tk_ir::graph::passes::prepare`) for a target and lowers every
 /// device kernel.
 pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, LowerError> {
     let t0 = Instant::now();

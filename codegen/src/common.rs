@@ -1,9 +1,9 @@
 //! What the code generators share: each backend's capabilities, which decide what the kernel
-//! IR's legalize pass (`tk_ir::legalize`) rewrites before an emitter sees a kernel.
+//! IR's legalize pass (`tk_ir::kernel::legalize`) rewrites before an emitter sees a kernel.
 
 use tk_abi::target::Target;
 use tk_ir::kernel::Kernel;
-use tk_ir::legalize::Caps;
+use tk_ir::kernel::legalize::Caps;
 
 /// The code generators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,6 @@ impl Backend {
 
     /// A kernel as this backend's emitter receives it: legalized.
     pub fn legal(self, k: &Kernel) -> Kernel {
-        tk_ir::legalize::legalize(k, self.caps())
+        tk_ir::kernel::legalize::legalize(k, self.caps())
     }
 }

@@ -174,7 +174,8 @@ impl Checker<'_> {
                 match (&x.kind, &y.kind) {
                     // NaN propagates: either operand NaN gives NaN.
                     (TKind::Lit(Lit::Float(a)), TKind::Lit(Lit::Float(c))) => {
-                        let v = if max { tk_ir::interp::fmax(*a, *c) } else { tk_ir::interp::fmin(*a, *c) };
+                        let v =
+                            if max { tk_ir::graph::interp::fmax(*a, *c) } else { tk_ir::graph::interp::fmin(*a, *c) };
                         return Ok(self.mk_pub(TKind::Lit(Lit::Float(v)), Ty::Arr(e, shape), span));
                     }
                     (TKind::Lit(Lit::Int(a)), TKind::Lit(Lit::Int(c))) => {

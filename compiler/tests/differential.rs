@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use tk_compiler::types::DType;
 use tk_ir::graph::Scalar;
-use tk_ir::interp::{self, Array};
+use tk_ir::graph::interp::{self, Array};
 use tk_ir::kernel::Knobs;
 
 fn run(src: &str, n: i64, m: i64, knob_seed: u64) -> Result<(), TestCaseError> {
     let c = tk_compiler::check_source(Path::new("random.tk"), src.to_string());
     prop_assert!(c.is_ok(), "{}\n{}", src, c.render_plain());
     let g = tk_compiler::lower::lower_kernel(&c.kernels[0]).map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
-    let g = tk_ir::passes::prepare(&g);
+    let g = tk_ir::graph::passes::prepare(&g);
     let s = tk_ir::schedule::schedule(&g);
     let mut seed = knob_seed | 1;
     let mut next = || {

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tk_compiler::dims::Dim;
 use tk_compiler::types::DType;
+use tk_ir::graph::interp::{self, Array, Data};
 use tk_ir::graph::{Graph, Scalar};
-use tk_ir::interp::{self, Array, Data};
 
 /// A small deterministic generator (xorshift) for test inputs.
 struct Rng(u64);
@@ -308,11 +308,11 @@ fn graph_text_round_trips_and_reinterprets_identically() {
     for f in examples() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
-            let text = tk_ir::text::print(&g, &name);
+            let text = tk_ir::graph::text::print(&g, &name);
             let (g2, name2) =
-                tk_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
+                tk_ir::graph::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
             assert_eq!(name2, name);
-            assert_eq!(tk_ir::text::print(&g2, &name), text, "{}::{name}", f.display());
+            assert_eq!(tk_ir::graph::text::print(&g2, &name), text, "{}::{name}", f.display());
             let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 5)).collect();
             let args = random_args(&g, &dims, &mut rng);
             let b = interp::bind_dims(&g, &args, &dims).expect("binds");
@@ -339,9 +339,9 @@ fn optimization_preserves_results() {
     for f in examples() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
-            let o = tk_ir::passes::optimize(&g);
-            let text = tk_ir::text::print(&o, &name);
-            tk_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
+            let o = tk_ir::graph::passes::optimize(&g);
+            let text = tk_ir::graph::text::print(&o, &name);
+            tk_ir::graph::text::parse(&text).unwrap_or_else(|e| panic!("{}::{name}: {e}\n{text}", f.display()));
             assert!(o.g.node_count() <= g.g.node_count(), "{}::{name} grew", f.display());
             for size in [1i64, 4, 6] {
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
@@ -372,8 +372,8 @@ fn views_compose_and_identities_disappear() {
                kernel fl(x: f32[n]) -> f32[n] { flip(flip(x, axis: 0), axis: 0) }\n\
                kernel cf(x: f32[n]) -> f32[n] { x + (2.0 * 3.0 - 1.0) }\n";
     for (name, g) in compile(Path::new("v.tk"), src) {
-        let o = tk_ir::passes::optimize(&g);
-        let text = tk_ir::text::print(&o, &name);
+        let o = tk_ir::graph::passes::optimize(&g);
+        let text = tk_ir::graph::text::print(&o, &name);
         match name.as_str() {
             // Everything folds away: the output is the input.
             "tt" | "fl" => assert_eq!(o.g.node_count(), 1, "{text}"),
@@ -386,7 +386,7 @@ fn views_compose_and_identities_disappear() {
 fn schedule_of(src: &str, kernel: &str) -> tk_ir::schedule::Schedule {
     let graphs = compile(Path::new("s.tk"), src);
     let (_, g) = graphs.into_iter().find(|(n, _)| n == kernel).expect("kernel");
-    tk_ir::schedule::schedule(&tk_ir::passes::optimize(&g))
+    tk_ir::schedule::schedule(&tk_ir::graph::passes::optimize(&g))
 }
 
 #[test]
@@ -420,7 +420,7 @@ fn schedules_of_examples() {
     for f in examples() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
-            let o = tk_ir::passes::optimize(&g);
+            let o = tk_ir::graph::passes::optimize(&g);
             let s = tk_ir::schedule::schedule(&o);
             table.push_str(&format!(
                 "{}::{name} {}\n",
@@ -470,7 +470,7 @@ fn kernel_ir_matches_graph_interpreter() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
             // The oracle is the reference interpreter on the prepared (decomposed) graph.
-            let g = tk_ir::passes::prepare(&g);
+            let g = tk_ir::graph::passes::prepare(&g);
             let s = tk_ir::schedule::schedule(&g);
             let ranks: Vec<usize> = s.kernels.iter().map(|k| s.buffers[k.writes[0]].shape.len()).collect();
             for trial in 0..21 {
@@ -548,7 +548,7 @@ fn kernel_ir_text_round_trips() {
     for f in examples() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
-            let g = tk_ir::passes::prepare(&g);
+            let g = tk_ir::graph::passes::prepare(&g);
             let s = tk_ir::schedule::schedule(&g);
             let mut kernels = Vec::new();
             for k in 0..s.kernels.len() {
@@ -612,7 +612,7 @@ fn grouped_reductions_agree_within_the_contract() {
     for f in examples() {
         let src = std::fs::read_to_string(&f).expect("readable");
         for (name, g) in compile(&f, &src) {
-            let g = tk_ir::passes::prepare(&g);
+            let g = tk_ir::graph::passes::prepare(&g);
             let s = tk_ir::schedule::schedule(&g);
             for (size, group) in [(5i64, 2u32), (13, 8), (7, 4)] {
                 let knobs: Vec<Knobs> =

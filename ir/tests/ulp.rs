@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
+use tk_ir::graph::interp::{self, Array, Data};
 use tk_ir::graph::*;
-use tk_ir::interp::{self, Array, Data};
 
 struct Rng(u64);
 impl Rng {
@@ -30,11 +30,11 @@ fn eval(op: UnaryOp, xs: &[f32]) -> Vec<f32> {
     let x = g.add(Op::Input(0), DType::F32, vec![n.clone()], vec![], Loc::default());
     let y = g.add(Op::Unary(op), DType::F32, vec![n], vec![x], Loc::default());
     g.outputs.push(("y".into(), y));
-    let g = tk_ir::decompose::decompose(&g);
+    let g = tk_ir::graph::decompose::decompose(&g);
     // The decomposed graph contains no transcendental any more.
     for id in g.topo() {
         if let Op::Unary(u) = g.node(id).op {
-            assert!(!tk_ir::decompose::decomposed(u), "{u:?} left in the graph");
+            assert!(!tk_ir::graph::decompose::decomposed(u), "{u:?} left in the graph");
         }
     }
     let arr = Array::from_fn(DType::F32, vec![xs.len()], |i| Scalar::Float(f64::from(xs[i])));
@@ -95,7 +95,7 @@ fn measure(op: UnaryOp, xs: &[f32]) -> (f64, f32) {
     let ys = eval(op, xs);
     let mut worst = (0.0, 0.0f32);
     for (&x, &y) in xs.iter().zip(&ys) {
-        let e = tk_ir::decompose::ulp_error_f32(y, reference(op, f64::from(x)));
+        let e = tk_ir::graph::decompose::ulp_error_f32(y, reference(op, f64::from(x)));
         if e > worst.0 || e.is_nan() {
             worst = (e, x);
         }
@@ -190,7 +190,7 @@ fn eval_pow(xs: &[f32], ys: &[f32]) -> Vec<f32> {
     let y = g.add(Op::Input(1), DType::F32, vec![n.clone()], vec![], Loc::default());
     let p = g.add(Op::Binary(BinaryOp::Pow), DType::F32, vec![n], vec![x, y], Loc::default());
     g.outputs.push(("p".into(), p));
-    let g = tk_ir::decompose::decompose(&g);
+    let g = tk_ir::graph::decompose::decompose(&g);
     for id in g.topo() {
         assert!(!matches!(g.node(id).op, Op::Binary(BinaryOp::Pow)), "pow left in the graph");
     }
@@ -232,7 +232,7 @@ fn pow_accuracy_and_special_cases() {
     let mut worst = (0.0f64, 0.0f32, 0.0f32);
     for i in 0..xs.len() {
         let want = f64::from(xs[i]).powf(f64::from(ys[i]));
-        let e = tk_ir::decompose::ulp_error_f32(got[i], want);
+        let e = tk_ir::graph::decompose::ulp_error_f32(got[i], want);
         if e > worst.0 || e.is_nan() {
             worst = (e, xs[i], ys[i]);
         }
@@ -254,10 +254,10 @@ fn eval64(op: Op, args: &[Vec<f64>]) -> Vec<f64> {
     }
     let y = g.add(op, DType::F64, vec![n], ins, Loc::default());
     g.outputs.push(("y".into(), y));
-    let g = tk_ir::decompose::decompose(&g);
+    let g = tk_ir::graph::decompose::decompose(&g);
     for id in g.topo() {
         match g.node(id).op {
-            Op::Unary(u) => assert!(!tk_ir::decompose::decomposed(u), "{u:?} left in the f64 graph"),
+            Op::Unary(u) => assert!(!tk_ir::graph::decompose::decomposed(u), "{u:?} left in the f64 graph"),
             Op::Binary(BinaryOp::Pow) => panic!("pow left in the f64 graph"),
             _ => {}
         }

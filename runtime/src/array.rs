@@ -8,7 +8,7 @@ use rand_distr::{Distribution, StandardNormal};
 use std::path::Path;
 use tk_ir::dtype::DType;
 use tk_ir::graph::Scalar;
-use tk_ir::interp::{Array, Data};
+use tk_ir::graph::interp::{Array, Data};
 
 /// An array in host memory: elements in row-major order, little-endian, in the dtype's storage
 /// format (f16 and bf16 as their 16 bits, bool as one byte 0 or 1).
@@ -72,7 +72,7 @@ impl HostArray {
     /// Sets element `i`, converting (rounding floats, wrapping integers) to the dtype.
     pub fn set(&mut self, i: usize, v: Scalar) {
         let b = elem_bytes(self.dtype);
-        let v = tk_ir::interp::scalar_to(v, self.dtype);
+        let v = tk_ir::graph::interp::scalar_to(v, self.dtype);
         let bytes: Vec<u8> = match (self.dtype, v) {
             (DType::F32, Scalar::Float(f)) => (f as f32).to_le_bytes().to_vec(),
             (DType::F64, Scalar::Float(f)) => f.to_le_bytes().to_vec(),

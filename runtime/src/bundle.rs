@@ -235,7 +235,7 @@ impl Bundle {
             });
         };
         let corrupt = |m: String| bad(&self.path, m);
-        let (graph, _) = tk_ir::text::parse(entries[ei]["graph"].as_str().unwrap_or(""))
+        let (graph, _) = tk_ir::graph::text::parse(entries[ei]["graph"].as_str().unwrap_or(""))
             .map_err(|e| corrupt(format!("entry `{name}`: its graph does not parse: {e}")))?;
         let o = &v["options"];
         let knobs = match o["knobs"].as_str() {

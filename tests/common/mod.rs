@@ -9,8 +9,8 @@ pub mod random_exprs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tk_ir::dtype::DType;
+use tk_ir::graph::interp::{self, Array};
 use tk_ir::graph::{Graph, Scalar};
-use tk_ir::interp::{self, Array};
 use tk_runtime::HostArray;
 
 pub struct Rng(pub u64);
@@ -42,7 +42,7 @@ pub fn compile(path: &Path) -> Vec<(String, Graph)> {
         .iter()
         .map(|k| {
             let g = tk_compiler::lower::lower_kernel(k).unwrap_or_else(|e| panic!("{}: {e}", k.name));
-            (k.name.clone(), tk_ir::passes::prepare(&g))
+            (k.name.clone(), tk_ir::graph::passes::prepare(&g))
         })
         .collect()
 }
@@ -161,7 +161,7 @@ pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
         let (lo, hi) = d.int_range().expect("int");
         let ints: Vec<i128> = vec![lo, lo + 1, -1, 0, 1, 2, 7, 8, 31, 32, 63, 64, hi - 1, hi, 5, -3, 100, -100]
             .into_iter()
-            .map(|v| tk_ir::interp::wrap(v, d))
+            .map(|v| tk_ir::graph::interp::wrap(v, d))
             .collect();
         let floats = [
             f64::NAN,
@@ -184,7 +184,7 @@ pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
             -1e10,
         ];
         for k in &c.kernels {
-            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+            let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
             let compiled = tk_toolchain::compile(dev.as_ref(), &k.name, &g, &exact()).expect("compiles");
             let n = ints.len();
             let args: Vec<Array> = g
@@ -232,7 +232,7 @@ fn float_min_max_edge_cases(device: &str, dev: &dyn tk_runtime::Device) {
         let d = tk_ir::dtype::DType::parse(t).expect("dtype");
         let n = pairs.len();
         for k in &c.kernels {
-            let g = tk_ir::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+            let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
             let compiled = tk_toolchain::compile(dev, &k.name, &g, &exact()).expect("compiles");
             let args: Vec<Array> = if k.name == "pairwise" {
                 vec![

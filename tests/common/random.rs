@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tk_ir::dtype::DType;
 use tk_ir::graph::Scalar;
-use tk_ir::interp::{self, Array};
+use tk_ir::graph::interp::{self, Array};
 use tk_runtime::HostArray;
 
 /// Awkward sizes: empty, one, primes, and non-multiples of the vector widths.

@@ -147,7 +147,7 @@ fn try_case(c: &Case, dev: &Arc<dyn Device>) -> Result<(), String> {
     }
     let k = checked.kernels.iter().find(|k| k.name == "main").ok_or("the template has no kernel `main`")?;
     let g = tk_compiler::lower::lower_kernel(k).map_err(|e| format!("lowering: {e}"))?;
-    let g = tk_ir::passes::prepare(&g);
+    let g = tk_ir::graph::passes::prepare(&g);
     let compiled =
         tk_toolchain::compile(dev.as_ref(), "main", &g, &Default::default()).map_err(|e| format!("compile: {e}"))?;
     let args: Vec<HostArray> = inst

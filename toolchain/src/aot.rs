@@ -17,7 +17,7 @@ use tk_ir::kernel::Kernel;
 use tk_ir::schedule::{BufferKind, Schedule};
 use tk_runtime::RunError;
 
-/// One entry point to build: its name and prepared graph (`tk_ir::passes::prepare`).
+/// One entry point to build: its name and prepared graph (`tk_ir::graph::passes::prepare`).
 pub struct Entry {
     pub name: String,
     pub graph: Graph,

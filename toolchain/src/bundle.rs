@@ -147,7 +147,7 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
                     json!({ "name": n, "dtype": node.dtype.name(), "shape": dims_json(&node.shape) })
                 }).collect::<Vec<_>>(),
                 "dims": g.dims,
-                "graph": tk_ir::text::print(g, &e.name),
+                "graph": tk_ir::graph::text::print(g, &e.name),
             })
         })
         .collect();

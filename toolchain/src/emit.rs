@@ -76,7 +76,7 @@ impl Session {
             if stage == Stage::Graph {
                 // The graph stage shows the optimised graph; later stages compile the prepared
                 // one (transcendentals decomposed into primitives).
-                s.push_str(&tk_ir::text::print(&self.optimized(&g), &k.name));
+                s.push_str(&tk_ir::graph::text::print(&self.optimized(&g), &k.name));
                 continue;
             }
             let prepared = self.prepare(&g);

@@ -70,7 +70,7 @@ impl Session {
     /// A graph after the rewrite passes and the decomposition of transcendentals: what every
     /// backend compiles and the reference interpreter runs.
     pub fn prepare(&self, g: &Graph) -> Graph {
-        tk_ir::passes::prepare(g)
+        tk_ir::graph::passes::prepare(g)
     }
 
     /// The prepared graph of a checked kernel.
@@ -109,7 +109,7 @@ impl Session {
     /// The graph after the rewrite passes alone (what `tk emit --stage graph` shows: the
     /// transcendentals not yet decomposed).
     pub fn optimized(&self, g: &Graph) -> Graph {
-        tk_ir::passes::optimize(g)
+        tk_ir::graph::passes::optimize(g)
     }
 
     /// The schedule of a prepared graph for a target, as text.

@@ -466,7 +466,7 @@ impl Tr<'_, '_> {
     }
 
     fn constant(&mut self, s: Scalar, d: DType) -> Value {
-        let s = tk_ir::interp::scalar_to(s, d);
+        let s = tk_ir::graph::interp::scalar_to(s, d);
         match (s, d) {
             (Scalar::Float(f), DType::F32) => self.b.ins().f32const(f as f32),
             (Scalar::Float(f), _) => self.b.ins().f64const(f),

@@ -447,7 +447,7 @@ impl Em {
     }
 
     fn constant(&mut self, s: Scalar, d: DType) -> String {
-        let s = tk_ir::interp::scalar_to(s, d);
+        let s = tk_ir::graph::interp::scalar_to(s, d);
         match (s, rty(d)) {
             (Scalar::Float(f), "float") => f32_lit(f as f32),
             (Scalar::Float(f), _) => f64_lit(f),

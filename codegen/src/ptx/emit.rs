@@ -466,7 +466,7 @@ impl Em {
     }
 
     fn constant(&mut self, dst: &str, s: Scalar, d: DType) {
-        let s = tk_ir::interp::scalar_to(s, d);
+        let s = tk_ir::graph::interp::scalar_to(s, d);
         match (s, cls(d)) {
             (Scalar::Float(f), Cls::F32) => self.line(format!("mov.f32 {dst}, {}", f32_lit(f as f32))),
             (Scalar::Float(f), _) => self.line(format!("mov.f64 {dst}, {}", f64_lit(f))),

@@ -137,7 +137,7 @@ impl Emit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::wrap;
+    use crate::graph::interp::wrap;
 
     /// Every pair of values of every 8-bit dtype, and edge values of the wider ones, give the
     /// same quotient and remainder through the legalized form as through `Div` and `Rem`.
@@ -166,8 +166,11 @@ mod tests {
                 assert!(l.body.len() > 1, "{t}: legalized");
                 for &a in &vals {
                     for &b in &vals {
-                        let want =
-                            crate::interp::scalar_op(&Op::Binary(op), &[(Scalar::Int(a), t), (Scalar::Int(b), t)], t);
+                        let want = crate::graph::interp::scalar_op(
+                            &Op::Binary(op),
+                            &[(Scalar::Int(a), t), (Scalar::Int(b), t)],
+                            t,
+                        );
                         let got = run(&l.body, l.regs, &[(0, a), (1, b)], t)[2];
                         assert_eq!(want, Scalar::Int(wrap(got, t)), "{t}: {a} {op:?} {b}");
                     }
@@ -187,7 +190,7 @@ mod tests {
                 Inst::Const { dst, value, dtype } => r[*dst] = (*value, *dtype),
                 Inst::Alu { dst, op, args, dtype } => {
                     let a: Vec<(Scalar, DType)> = args.iter().map(|x| r[*x]).collect();
-                    r[*dst] = (crate::interp::scalar_op(op, &a, *dtype), *dtype);
+                    r[*dst] = (crate::graph::interp::scalar_op(op, &a, *dtype), *dtype);
                 }
                 other => panic!("unexpected {other:?}"),
             }

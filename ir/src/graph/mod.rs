@@ -11,6 +11,11 @@ use crate::dtype::DType;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::fmt;
 
+pub mod decompose;
+pub mod interp;
+pub mod passes;
+pub mod text;
+
 pub type NodeId = NodeIndex<u32>;
 
 /// A source location: file number and byte range (see tk-compiler's SourceMap).

@@ -11,14 +11,14 @@
 
 use crate::dims::Dim;
 use crate::dtype::DType;
+use crate::graph::interp::{self, Array};
 use crate::graph::*;
-use crate::interp::{self, Array};
 use std::collections::HashMap;
 
 /// The graph every backend compiles: optimised, transcendentals decomposed into primitives
-/// (crate::decompose), optimised again. The reference interpreter on this graph is the oracle.
+/// (crate::graph::decompose), optimised again. The reference interpreter on this graph is the oracle.
 pub fn prepare(g: &Graph) -> Graph {
-    optimize(&crate::decompose::decompose(&optimize(g)))
+    optimize(&crate::graph::decompose::decompose(&optimize(g)))
 }
 
 /// Runs every pass until nothing changes (at most a few rounds).
@@ -26,7 +26,7 @@ pub fn optimize(g: &Graph) -> Graph {
     let mut cur = g.clone();
     for _ in 0..4 {
         let next = cse(&compose_views(&simplify(&cur)));
-        if crate::text::print(&next, "g") == crate::text::print(&cur, "g") {
+        if crate::graph::text::print(&next, "g") == crate::graph::text::print(&cur, "g") {
             return next;
         }
         cur = next;

@@ -19,8 +19,8 @@
 
 use crate::dims::Dim;
 use crate::dtype::DType;
+use crate::graph::interp::{self, Array, InterpError};
 use crate::graph::*;
-use crate::interp::{self, Array, InterpError};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
@@ -73,7 +73,7 @@ fn is_heavy(op: &Op) -> bool {
     matches!(op, Op::Reduce { .. } | Op::Scan { .. } | Op::Loop { .. })
 }
 
-/// Schedules a graph (run [`crate::passes::optimize`] first for the best result).
+/// Schedules a graph (run [`crate::graph::passes::optimize`] first for the best result).
 pub fn schedule(g: &Graph) -> Schedule {
     let order = g.topo();
     let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -374,7 +374,7 @@ fn plan_memory(buffers: &mut [Buffer], kernels: &[DeviceKernel]) -> usize {
 /// and the device kernels, which refer to the graph's nodes by number.
 pub fn print(s: &Schedule, name: &str) -> String {
     let g = &s.graph;
-    let mut out = crate::text::print(g, name);
+    let mut out = crate::graph::text::print(g, name);
     let _ = writeln!(
         out,
         "schedule {name}: {} device kernel{}",
@@ -409,13 +409,13 @@ pub fn print(s: &Schedule, name: &str) -> String {
 }
 
 /// Parses the text form of a schedule.
-pub fn parse(text: &str) -> Result<(Schedule, String), crate::text::ParseError> {
-    let perr = |line: usize, m: &str| crate::text::ParseError { line, message: m.to_string() };
+pub fn parse(text: &str) -> Result<(Schedule, String), crate::graph::text::ParseError> {
+    let perr = |line: usize, m: &str| crate::graph::text::ParseError { line, message: m.to_string() };
     let start = text.find("\nschedule ").ok_or_else(|| perr(0, "missing `schedule` section"))? + 1;
     let first_line = text[..start].lines().count() + 1;
-    let (graph, name) = crate::text::parse(&text[..start])?;
+    let (graph, name) = crate::graph::text::parse(&text[..start])?;
     let order = graph.topo();
-    let node = |w: &str, ln: usize| -> Result<NodeId, crate::text::ParseError> {
+    let node = |w: &str, ln: usize| -> Result<NodeId, crate::graph::text::ParseError> {
         let k: usize = w.trim().trim_start_matches('%').parse().map_err(|_| perr(ln, "bad node reference"))?;
         order.get(k).copied().ok_or_else(|| perr(ln, "node reference out of range"))
     };
@@ -428,7 +428,7 @@ pub fn parse(text: &str) -> Result<(Schedule, String), crate::text::ParseError> 
             .filter(|x| !x.is_empty())
             .collect()
     };
-    let buf = |w: &str, ln: usize| -> Result<usize, crate::text::ParseError> {
+    let buf = |w: &str, ln: usize| -> Result<usize, crate::graph::text::ParseError> {
         w.trim_start_matches('b').parse().map_err(|_| perr(ln, "bad buffer"))
     };
     let mut buffers = Vec::new();

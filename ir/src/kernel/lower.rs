@@ -1,0 +1,534 @@
+//! Lowering one device kernel of a schedule to the kernel IR.
+
+use super::simplify::simplify_indices;
+use super::*;
+use crate::dims::Dim;
+use crate::dtype::DType;
+use crate::schedule::Schedule;
+use std::collections::HashMap;
+
+/// A loop body being emitted: its graph, the iteration register, the carried registers, the
+/// element coordinates (as a key) and the outer nodes its captured inputs stand for.
+type Body<'s> = (&'s Graph, usize, Vec<usize>, String, Vec<NodeId>);
+
+struct Builder<'s> {
+    s: &'s Schedule,
+    blocks: Vec<Vec<Inst>>,
+    memo: Vec<HashMap<String, usize>>,
+    regs: usize,
+    vars: usize,
+    /// Buffer id -> kernel argument index.
+    args: HashMap<usize, usize>,
+    /// Node -> buffer id, for values the kernel reads from memory.
+    read_nodes: HashMap<NodeId, usize>,
+    /// Per loop body being emitted: (graph, iteration reg, carried regs, element coordinates).
+    bodies: Vec<Body<'s>>,
+    group: u32,
+    locals: usize,
+}
+
+fn coords_key(c: &[IExpr]) -> String {
+    c.iter().map(|e| format!("{e}")).collect::<Vec<_>>().join(",")
+}
+
+fn subst(e: &IExpr, coords: &[IExpr], data: &[usize]) -> IExpr {
+    match e {
+        IExpr::Coord(k) => coords.get(*k).cloned().unwrap_or(IExpr::c(0)),
+        IExpr::Dim(d) => IExpr::Dim(d.clone()),
+        IExpr::Data(k) => IExpr::Data(data.get(*k).copied().unwrap_or(0)),
+        IExpr::Add(a, b) => IExpr::sum(subst(a, coords, data), subst(b, coords, data)),
+        IExpr::Mul(a, b) => IExpr::product(subst(a, coords, data), subst(b, coords, data)),
+        IExpr::Div(a, b) => IExpr::Div(Box::new(subst(a, coords, data)), Box::new(subst(b, coords, data))),
+        IExpr::Mod(a, b) => IExpr::Mod(Box::new(subst(a, coords, data)), Box::new(subst(b, coords, data))),
+    }
+}
+
+/// Row-major linear index of `coords` in `shape`.
+fn linear(coords: &[IExpr], shape: &[Dim]) -> IExpr {
+    let mut acc = IExpr::c(0);
+    for (i, c) in coords.iter().enumerate() {
+        let stride = shape[i + 1..].iter().fold(Dim::constant(1), |a, b| a.mul(b));
+        acc = IExpr::sum(acc, IExpr::product(c.clone(), IExpr::Dim(stride)));
+    }
+    acc.simplified()
+}
+
+impl<'s> Builder<'s> {
+    fn reg(&mut self) -> usize {
+        self.regs += 1;
+        self.regs - 1
+    }
+    fn push(&mut self, i: Inst) {
+        if let Some(b) = self.blocks.last_mut() {
+            b.push(i);
+        }
+    }
+    fn open(&mut self) {
+        self.blocks.push(Vec::new());
+        self.memo.push(HashMap::new());
+    }
+    fn close(&mut self) -> Vec<Inst> {
+        self.memo.pop();
+        self.blocks.pop().unwrap_or_default()
+    }
+    fn lookup(&self, key: &str) -> Option<usize> {
+        self.memo.iter().rev().find_map(|m| m.get(key).copied())
+    }
+    fn constant(&mut self, value: Scalar, dtype: DType) -> usize {
+        let dst = self.reg();
+        self.push(Inst::Const { dst, value, dtype });
+        dst
+    }
+    fn alu(&mut self, op: Op, args: Vec<usize>, dtype: DType) -> usize {
+        let dst = self.reg();
+        self.push(Inst::Alu { dst, op, args, dtype });
+        dst
+    }
+    fn index_value(&mut self, expr: IExpr) -> usize {
+        let dst = self.reg();
+        self.push(Inst::Index { dst, expr });
+        dst
+    }
+    fn and(&mut self, a: Option<usize>, b: usize) -> usize {
+        match a {
+            None => b,
+            Some(a) => self.alu(Op::Binary(BinaryOp::And), vec![a, b], DType::Bool),
+        }
+    }
+    /// `lo <= e < hi` as a bool register.
+    fn in_range(&mut self, e: &IExpr, lo: &Dim, hi: &Dim) -> usize {
+        let v = self.index_value(e.clone());
+        let l = self.index_value(IExpr::Dim(lo.clone()));
+        let h = self.index_value(IExpr::Dim(hi.clone()));
+        let a = self.alu(Op::Binary(BinaryOp::Ge), vec![v, l], DType::Bool);
+        let b = self.alu(Op::Binary(BinaryOp::Lt), vec![v, h], DType::Bool);
+        self.alu(Op::Binary(BinaryOp::And), vec![a, b], DType::Bool)
+    }
+
+    /// Emits code for the value of node `id` of graph `g` at `coords`, where `pred` holds.
+    fn emit(&mut self, g: &'s Graph, id: NodeId, coords: &[IExpr], pred: Option<usize>) -> Result<usize, KernelError> {
+        let key = format!("{:p}:{}:{}:{:?}", g as *const Graph, id.index(), coords_key(coords), pred);
+        if let Some(r) = self.lookup(&key) {
+            return Ok(r);
+        }
+        let r = self.emit_inner(g, id, coords, pred)?;
+        if let Some(m) = self.memo.last_mut() {
+            m.insert(key, r);
+        }
+        Ok(r)
+    }
+
+    fn emit_inner(
+        &mut self,
+        g: &'s Graph,
+        id: NodeId,
+        coords: &[IExpr],
+        pred: Option<usize>,
+    ) -> Result<usize, KernelError> {
+        let n = g.node(id);
+        let top = std::ptr::eq(g, &self.s.graph);
+        if top && let Some(&b) = self.read_nodes.get(&id) {
+            let buf = self.args[&b];
+            let dst = self.reg();
+            let index = linear(coords, &n.shape);
+            self.push(Inst::Load { dst, buf, index, pred, fill: Scalar::zero(n.dtype), dtype: n.dtype, loc: n.loc });
+            return Ok(dst);
+        }
+        match &n.op {
+            Op::Input(k) => {
+                // Inside a loop body: the iteration, a carried value, or a captured outer value.
+                let Some((_, iter, carried, elem, captured)) =
+                    self.bodies.iter().rev().find(|b| std::ptr::eq(b.0, g)).cloned()
+                else {
+                    return Err(KernelError { message: "an input that is not a kernel buffer".into(), loc: n.loc });
+                };
+                if *k == 0 {
+                    return Ok(iter);
+                }
+                if *k <= carried.len() {
+                    if coords_key(coords) != elem {
+                        return Err(KernelError {
+                            message: "a loop body that reads its carried values at other positions is not supported by the kernel IR yet".into(),
+                            loc: n.loc,
+                        });
+                    }
+                    return Ok(carried[*k - 1]);
+                }
+                let outer_node = captured[*k - 1 - carried.len()];
+                let outer_graph = self.outer_graph_of(g);
+                self.emit(outer_graph, outer_node, coords, pred)
+            }
+            Op::Const(s) => Ok(self.constant(*s, n.dtype)),
+            Op::Size(d) => Ok(self.index_value(IExpr::Dim(d.clone()))),
+            Op::Iota { axis, offset } => {
+                let e = IExpr::sum(coords.get(*axis).cloned().unwrap_or(IExpr::c(0)), IExpr::Dim(offset.clone()))
+                    .simplified();
+                let v = self.index_value(e);
+                Ok(if n.dtype == DType::I64 { v } else { self.alu(Op::Cast, vec![v], n.dtype) })
+            }
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma => {
+                let mut args = Vec::new();
+                for a in &n.args {
+                    args.push(self.emit(g, *a, coords, pred)?);
+                }
+                Ok(self.alu(n.op.clone(), args, n.dtype))
+            }
+            Op::Index { map, guards, fill } => {
+                let mut data = Vec::new();
+                for a in &n.args[1..] {
+                    data.push(self.emit(g, *a, coords, pred)?);
+                }
+                let mut p = pred;
+                let mut fills = false;
+                for gd in guards {
+                    let e = subst(&gd.expr, coords, &data).simplified();
+                    match gd.on_invalid {
+                        OnInvalid::Fill => {
+                            let c = self.in_range(&e, &gd.lo, &gd.hi);
+                            p = Some(self.and(p, c));
+                            fills = true;
+                        }
+                        OnInvalid::Error => {
+                            let v = self.index_value(e);
+                            self.push(Inst::Check {
+                                value: v,
+                                lo: gd.lo.clone(),
+                                hi: gd.hi.clone(),
+                                pred: p,
+                                loc: n.loc,
+                            });
+                        }
+                    }
+                }
+                let src_coords: Vec<IExpr> = map.iter().map(|m| subst(m, coords, &data).simplified()).collect();
+                let v = self.emit(g, n.args[0], &src_coords, p)?;
+                if fills {
+                    let f = self.constant(*fill, n.dtype);
+                    let c = p.unwrap_or(f);
+                    Ok(self.alu(Op::Where, vec![c, v, f], n.dtype))
+                } else {
+                    Ok(v)
+                }
+            }
+            Op::Reduce { op, axes }
+                if self.group > 1 && axes.len() == 1 && !matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) =>
+            {
+                self.grouped_reduce(g, id, *op, axes[0], coords, pred)
+            }
+            Op::Reduce { op, axes } => {
+                let src = g.node(n.args[0]);
+                let acc = self.reg();
+                self.push(Inst::AccNew { acc, op: *op, src: src.dtype, dtype: n.dtype });
+                // Full source coordinates: kept axes from `coords`, reduced axes from new ranges.
+                let mut full = Vec::new();
+                let mut ki = 0;
+                let mut vars = Vec::new();
+                for k in 0..src.shape.len() {
+                    if axes.contains(&k) {
+                        let v = self.vars;
+                        self.vars += 1;
+                        vars.push((v, src.shape[k].clone()));
+                        full.push(IExpr::Coord(v));
+                    } else {
+                        full.push(coords.get(ki).cloned().unwrap_or(IExpr::c(0)));
+                        ki += 1;
+                    }
+                }
+                // Nested ranges, innermost last (row-major order, as the interpreter reduces).
+                let mut opened = 0;
+                for _ in &vars {
+                    self.open();
+                    opened += 1;
+                }
+                let v = self.emit(g, n.args[0], &full, pred)?;
+                self.push(Inst::AccPush { acc, value: v, pred: None });
+                for (var, extent) in vars.into_iter().rev() {
+                    let body = self.close();
+                    opened -= 1;
+                    self.push(Inst::Range { var, extent, kind: RangeKind::Reduce, body });
+                }
+                let _ = opened;
+                let dst = self.reg();
+                self.push(Inst::AccGet { dst, acc });
+                Ok(dst)
+            }
+            Op::Proj(k) => {
+                let lp = n.args[0];
+                let regs = self.emit_loop(g, lp, coords, pred)?;
+                regs.get(*k).copied().ok_or(KernelError { message: "loop output out of range".into(), loc: n.loc })
+            }
+            Op::Scan { .. } | Op::Loop { .. } => Err(KernelError {
+                message: "a scan or loop value used inside another computation is not supported by the kernel IR yet"
+                    .into(),
+                loc: n.loc,
+            }),
+        }
+    }
+
+    /// A reduction over one axis shared by `group` threads of a workgroup: thread t reduces the
+    /// elements t, t + G, t + 2G, ... into a partial result in local memory; after a barrier, the
+    /// partials are combined in thread order.
+    fn grouped_reduce(
+        &mut self,
+        g: &'s Graph,
+        id: NodeId,
+        op: ReduceOp,
+        axis: usize,
+        coords: &[IExpr],
+        pred: Option<usize>,
+    ) -> Result<usize, KernelError> {
+        let n = g.node(id);
+        let src = g.node(n.args[0]);
+        let gsz = i64::from(self.group);
+        let extent = src.shape[axis].clone();
+        // Partials stay in the accumulator dtype (f32 for f16/bf16) until the final result.
+        let accd = match src.dtype {
+            DType::F16 | DType::Bf16 => DType::F32,
+            d => d,
+        };
+        let lbuf = self.locals;
+        self.locals += 1;
+        self.push(Inst::LocalAlloc { buf: lbuf, dtype: accd, size: Dim::constant(gsz) });
+        let t = self.vars;
+        let r = self.vars + 1;
+        self.vars += 2;
+        self.open();
+        let acc = self.reg();
+        self.push(Inst::AccNew { acc, op, src: src.dtype, dtype: accd });
+        self.open();
+        let elem = IExpr::sum(IExpr::product(IExpr::Coord(r), IExpr::c(gsz)), IExpr::Coord(t)).simplified();
+        let v = self.index_value(elem.clone());
+        let hi = self.index_value(IExpr::Dim(extent.clone()));
+        let inside = self.alu(Op::Binary(BinaryOp::Lt), vec![v, hi], DType::Bool);
+        let p = self.and(pred, inside);
+        let mut full = Vec::new();
+        let mut ki = 0;
+        for k in 0..src.shape.len() {
+            if k == axis {
+                full.push(elem.clone());
+            } else {
+                full.push(coords.get(ki).cloned().unwrap_or(IExpr::c(0)));
+                ki += 1;
+            }
+        }
+        let v = self.emit(g, n.args[0], &full, Some(p))?;
+        self.push(Inst::AccPush { acc, value: v, pred: Some(p) });
+        let body = self.close();
+        let trips = extent.add_const(gsz - 1).floor_div(gsz).unwrap_or_default();
+        self.push(Inst::Range { var: r, extent: trips, kind: RangeKind::Reduce, body });
+        let partial = self.reg();
+        self.push(Inst::AccGet { dst: partial, acc });
+        self.push(Inst::LocalStore { buf: lbuf, index: IExpr::Coord(t), value: partial });
+        self.push(Inst::Barrier);
+        let tbody = self.close();
+        self.push(Inst::Range { var: t, extent: Dim::constant(gsz), kind: RangeKind::Local, body: tbody });
+        let acc2 = self.reg();
+        self.push(Inst::AccNew { acc: acc2, op, src: accd, dtype: n.dtype });
+        let u = self.vars;
+        self.vars += 1;
+        self.open();
+        let pv = self.reg();
+        self.push(Inst::LocalLoad { dst: pv, buf: lbuf, index: IExpr::Coord(u), dtype: accd });
+        self.push(Inst::AccPush { acc: acc2, value: pv, pred: None });
+        let body = self.close();
+        self.push(Inst::Range { var: u, extent: Dim::constant(gsz), kind: RangeKind::Sequential, body });
+        let dst = self.reg();
+        self.push(Inst::AccGet { dst, acc: acc2 });
+        Ok(dst)
+    }
+
+    /// The graph enclosing loop body `g`: the previous body, or the schedule's graph.
+    fn outer_graph_of(&self, g: &Graph) -> &'s Graph {
+        let pos = self.bodies.iter().rposition(|b| std::ptr::eq(b.0, g)).unwrap_or(0);
+        if pos == 0 { &self.s.graph } else { self.bodies[pos - 1].0 }
+    }
+
+    fn emit_loop(
+        &mut self,
+        g: &'s Graph,
+        lp: NodeId,
+        coords: &[IExpr],
+        pred: Option<usize>,
+    ) -> Result<Vec<usize>, KernelError> {
+        let key = format!("loop:{:p}:{}:{}", g as *const Graph, lp.index(), coords_key(coords));
+        if let Some(r) = self.lookup(&key) {
+            // Registers of one loop are consecutive.
+            let n = match &g.node(lp).op {
+                Op::Loop { carried, .. } => *carried,
+                _ => 0,
+            };
+            return Ok((r..r + n).collect());
+        }
+        let n = g.node(lp);
+        let Op::Loop { lo, trip, carried, has_exit, body } = &n.op else {
+            return Err(KernelError { message: "projection of a non-loop".into(), loc: n.loc });
+        };
+        let mut inits = Vec::new();
+        for a in &n.args[..*carried] {
+            inits.push(self.emit(g, *a, coords, pred)?);
+        }
+        let regs: Vec<usize> = (0..*carried).map(|_| self.reg()).collect();
+        let first = regs.first().copied().unwrap_or(0);
+        for (r, i) in regs.iter().zip(&inits) {
+            self.push(Inst::Copy { dst: *r, src: *i });
+        }
+        let iter = self.reg();
+        let captured: Vec<NodeId> = n.args[*carried..].to_vec();
+        let body_ref: &'s Graph = body;
+        self.bodies.push((body_ref, iter, regs.clone(), coords_key(coords), captured));
+        self.open();
+        let mut next = Vec::new();
+        let mut outs: Vec<NodeId> = body_ref.outputs.iter().map(|(_, id)| *id).collect();
+        let exits = if *has_exit { outs.split_off(*carried) } else { Vec::new() };
+        for o in &outs {
+            next.push(self.emit(body_ref, *o, coords, pred)?);
+        }
+        let exit = match exits.first() {
+            Some(e) => Some(self.emit(body_ref, *e, coords, pred)?),
+            None => None,
+        };
+        let insts = self.close();
+        self.bodies.pop();
+        self.push(Inst::Loop {
+            lo: lo.clone(),
+            trip: trip.clone(),
+            iter,
+            carried: regs.clone(),
+            body: insts,
+            next,
+            exit,
+        });
+        if let Some(m) = self.memo.last_mut() {
+            m.insert(key, first);
+        }
+        Ok(regs)
+    }
+}
+
+/// Lowers device kernel `k` of a schedule to the kernel IR with the given knobs.
+pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelError> {
+    let kern = &s.kernels[k];
+    let g = &s.graph;
+    let mut b = Builder {
+        s,
+        blocks: vec![Vec::new()],
+        memo: vec![HashMap::new()],
+        regs: 0,
+        vars: 0,
+        args: HashMap::new(),
+        read_nodes: HashMap::new(),
+        bodies: Vec::new(),
+        group: knobs.group,
+        locals: 0,
+    };
+    let mut bufs = Vec::new();
+    for &id in kern.reads.iter().chain(&kern.writes) {
+        let buf = &s.buffers[id];
+        b.args.insert(id, bufs.len());
+        bufs.push(KBuf { id, dtype: buf.dtype, shape: buf.shape.clone(), write: kern.writes.contains(&id) });
+    }
+    for &id in &kern.reads {
+        b.read_nodes.insert(s.buffers[id].node, id);
+    }
+    let roots: Vec<NodeId> = kern.writes.iter().map(|w| s.buffers[*w].node).collect();
+    let loc = roots.first().map(|r| g.node(*r).loc).unwrap_or_default();
+    let shape = roots.first().map(|r| g.node(*r).shape.clone()).unwrap_or_default();
+    if roots.iter().any(|r| g.node(*r).shape != shape) {
+        return Err(KernelError { message: "a kernel whose outputs have different shapes".into(), loc });
+    }
+    knobs.valid_for(shape.len()).map_err(|m| KernelError { message: format!("invalid knobs: {m}"), loc })?;
+    // A scan kernel: sequential over the scan axis with a running accumulator.
+    let scan = roots.iter().find_map(|r| match g.node(*r).op {
+        Op::Scan { op, axis } => Some((*r, op, axis)),
+        _ => None,
+    });
+    let rank = shape.len();
+    let mut out_vars = Vec::new();
+    for _ in 0..rank {
+        out_vars.push(b.vars);
+        b.vars += 1;
+    }
+    let coords: Vec<IExpr> = out_vars.iter().map(|v| IExpr::Coord(*v)).collect();
+    // Open one block per output range, outermost first.
+    for _ in 0..rank {
+        b.open();
+    }
+    match scan {
+        Some((root, op, axis)) => {
+            // The scan axis's range is innermost and sequential; the accumulator lives outside it.
+            // Re-open: close the innermost block for the scan axis and build it by hand.
+            let src = g.node(root).args[0];
+            let acc = b.reg();
+            let inner = b.close();
+            let mut body_coords = coords.clone();
+            body_coords[axis] = IExpr::Coord(out_vars[axis]);
+            b.push(Inst::AccNew { acc, op, src: g.node(src).dtype, dtype: g.node(root).dtype });
+            b.open();
+            let v = b.emit(g, src, &body_coords, None)?;
+            b.push(Inst::AccPush { acc, value: v, pred: None });
+            let r = b.reg();
+            b.push(Inst::AccGet { dst: r, acc });
+            let wb = b.args[&kern.writes[0]];
+            let loc = g.node(root).loc;
+            b.push(Inst::Store { buf: wb, index: linear(&body_coords, &shape), value: r, pred: None, loc });
+            let body = b.close();
+            let _ = inner;
+            b.push(Inst::Range { var: out_vars[axis], extent: shape[axis].clone(), kind: RangeKind::Sequential, body });
+            // Close the remaining output ranges (all but the scan axis).
+            let mut order: Vec<usize> = (0..rank).filter(|a| *a != axis).collect();
+            order.reverse();
+            for a in order {
+                let body = b.close();
+                let kind = if a < knobs.parallel { RangeKind::Global } else { RangeKind::Sequential };
+                b.push(Inst::Range { var: out_vars[a], extent: shape[a].clone(), kind, body });
+            }
+        }
+        None => {
+            for (w, r) in kern.writes.iter().zip(&roots) {
+                let v = b.emit(g, *r, &coords, None)?;
+                let buf = b.args[w];
+                let loc = g.node(*r).loc;
+                b.push(Inst::Store { buf, index: linear(&coords, &shape), value: v, pred: None, loc });
+            }
+            for a in (0..rank).rev() {
+                let body = b.close();
+                let kind = if a < knobs.parallel {
+                    RangeKind::Global
+                } else if a == rank - 1 && knobs.vector > 1 {
+                    RangeKind::Vectorized(knobs.vector)
+                } else {
+                    RangeKind::Sequential
+                };
+                b.push(Inst::Range { var: out_vars[a], extent: shape[a].clone(), kind, body });
+            }
+        }
+    }
+    let mut body = b.blocks.pop().unwrap_or_default();
+    simplify_indices(&mut body, &mut HashMap::new());
+    let mut regs = b.regs;
+    if knobs.upcast > 1
+        && let Some(tiled) = crate::kernel::upcast::upcast(&body, knobs.upcast, &mut regs, &mut b.vars)
+    {
+        body = tiled;
+        simplify_indices(&mut body, &mut HashMap::new());
+    }
+    if knobs.unroll > 1 {
+        mark_unroll(&mut body, knobs.unroll);
+    }
+    Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc })
+}
+
+fn mark_unroll(body: &mut [Inst], f: u32) {
+    for i in body {
+        match i {
+            Inst::Range { kind, body, .. } => {
+                if *kind == RangeKind::Reduce {
+                    *kind = RangeKind::Unrolled(f);
+                }
+                mark_unroll(body, f);
+            }
+            Inst::Loop { body, .. } => mark_unroll(body, f),
+            _ => {}
+        }
+    }
+}
