@@ -96,7 +96,7 @@ impl Checker<'_> {
                 Some(k) => {
                     if !kw_names.contains(&k.name.as_str()) {
                         let mut help = format!("`{name}` takes ({})", describe(pos_names, kw_names));
-                        if let Some(s) = crate::check::suggest(&k.name, kw_names.iter().copied()) {
+                        if let Some(s) = crate::diag::suggest(&k.name, kw_names.iter().copied()) {
                             help = format!("did you mean `{s}`?");
                         }
                         return Err(self.err_at(

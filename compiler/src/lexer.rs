@@ -248,7 +248,15 @@ impl<'s> Lexer<'s> {
 }
 
 /// Lexer items never fail: errors are collected on the side.
-pub type Spanned<'s> = Result<(usize, Tok<'s>, usize), crate::parser::UserError>;
+/// Errors raised from the parser's grammar actions; the token stream carries the same error type,
+/// as lalrpop requires.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserError {
+    TooDeep(crate::ast::Span),
+    BadUse(crate::ast::Span, String),
+}
+
+pub type Spanned<'s> = Result<(usize, Tok<'s>, usize), UserError>;
 
 impl<'s> Iterator for Lexer<'s> {
     type Item = Spanned<'s>;

@@ -250,7 +250,7 @@ impl Loader {
                         format!("`{name}` is not defined in `{}`", segs.join("::")),
                     )
                     .label("not found in this module");
-                    if let Some(s) = crate::check::suggest(&name, candidates.iter().map(|s| s.as_str())) {
+                    if let Some(s) = crate::diag::suggest(&name, candidates.iter().map(|s| s.as_str())) {
                         d = d.help(format!("did you mean `{s}`?"));
                     } else {
                         let list: Vec<&str> = candidates.iter().map(|s| s.as_str()).collect();

@@ -4,7 +4,7 @@
 
 use crate::ast::*;
 use crate::diag::{Code, Diag, FileId};
-use crate::lexer::{LexErrorKind, Lexer, Tok};
+use crate::lexer::{LexErrorKind, Lexer, Tok, UserError};
 use lalrpop_util::{ParseError, lalrpop_mod};
 
 lalrpop_mod!(
@@ -14,13 +14,6 @@ lalrpop_mod!(
 
 /// The largest source file the front end accepts (documented in docs/language.md).
 pub const MAX_SOURCE_BYTES: usize = 64 << 20;
-
-/// Errors raised from grammar actions.
-#[derive(Clone, Debug, PartialEq)]
-pub enum UserError {
-    TooDeep(Span),
-    BadUse(Span, String),
-}
 
 type PErr<'s> = ParseError<usize, Tok<'s>, UserError>;
 

@@ -3,7 +3,6 @@
 
 pub use tk_abi::helpers;
 pub(crate) mod translate;
-mod vector;
 
 pub use translate::{CheckInfo, KernelInfo, Unsupported, acc_value_dtype, kernel_info, symbols};
 

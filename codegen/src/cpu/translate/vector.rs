@@ -10,7 +10,7 @@
 //! also unrolls it `w` times). Either way each lane computes exactly what the scalar loop
 //! computes for its iteration, in the same order, so results are bit-identical.
 
-use super::translate::{Tr, Unsupported, reg_type};
+use super::{Tr, Unsupported, reg_type};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::Variable;
@@ -189,7 +189,7 @@ impl Tr<'_, '_> {
         let mut decls = Vec::new();
         collect_accs(body, &mut decls);
         for (acc, op, src, out) in decls {
-            let vd = super::translate::acc_value_dtype(op, src, out);
+            let vd = super::acc_value_dtype(op, src, out);
             let ok = w.is_multiple_of(LANES)
                 && matches!(op, ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Max | ReduceOp::Min)
                 && matches!(vd, DType::F32 | DType::I32 | DType::U32)
@@ -357,7 +357,7 @@ impl Tr<'_, '_> {
             Inst::AccNew { acc, op, src, dtype }
                 if self.vec.as_ref().is_some_and(|s| s.simd_accs.contains_key(acc)) =>
             {
-                let vd = super::translate::acc_value_dtype(*op, *src, *dtype);
+                let vd = super::acc_value_dtype(*op, *src, *dtype);
                 self.simd_acc_new(*acc, *op, vd);
                 return Ok(());
             }

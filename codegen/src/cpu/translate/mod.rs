@@ -12,6 +12,8 @@
 //! the reference interpreter does); integers in their width; bool as I8 holding 0 or 1.
 
 use super::helpers::dtype_code;
+
+mod vector;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     AbiParam, Block, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
@@ -160,7 +162,7 @@ pub(super) struct Tr<'a, 'f> {
     pub(super) top: bool,
     pub(super) buf_dtypes: Vec<DType>,
     /// The vectorised range being emitted (see the `vector` module).
-    pub(super) vec: Option<super::vector::VecState>,
+    pub(super) vec: Option<vector::VecState>,
     /// The lane being emitted, in the lane mode of a vectorised range.
     pub(super) lane: Option<usize>,
     /// SIMD accumulators: operation, value dtype, element count.
