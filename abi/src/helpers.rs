@@ -3,8 +3,6 @@
 //! what the reference interpreter computes. They live in tk-ir, not in the code generator, so
 //! that a runtime that loads precompiled objects resolves them without it.
 
-use tk_ir::dtype::DType;
-
 pub extern "C" fn tk_round_f16(x: f64) -> f64 {
     half::f16::from_f64(x).to_f64()
 }
@@ -47,23 +45,6 @@ pub extern "C" fn tk_tanh(x: f64) -> f64 {
 pub extern "C" fn tk_erf(x: f64) -> f64 {
     tk_ir::graph::interp::erf(x)
 }
-pub extern "C" fn tk_pow(x: f64, y: f64) -> f64 {
-    x.powf(y)
-}
-
-/// `a ** b` for integers of the dtype with code `d` (see [`dtype_code`]), wrapping.
-pub extern "C" fn tk_ipow(a: i64, b: i64, d: u32) -> i64 {
-    let dt = DType::ALL.get(d as usize).copied().unwrap_or(DType::I64);
-    let args = [(tk_ir::graph::Scalar::Int(i128::from(a)), dt), (tk_ir::graph::Scalar::Int(i128::from(b)), dt)];
-    let r = tk_ir::graph::interp::scalar_op(&tk_ir::graph::Op::Binary(tk_ir::graph::BinaryOp::Pow), &args, dt);
-    tk_ir::graph::interp::scalar_index(r)
-}
-
-/// The index of a dtype in [`DType::ALL`], passed to [`tk_ipow`].
-pub fn dtype_code(d: DType) -> u32 {
-    DType::ALL.iter().position(|x| *x == d).unwrap_or(0) as u32
-}
-
 /// The helpers by name, with their parameter and result kinds: `f` f64, `i` i64, `u` u32.
 pub const HELPERS: &[(&str, &str, char)] = &[
     ("tk_round_f16", "f", 'f'),
@@ -80,8 +61,6 @@ pub const HELPERS: &[(&str, &str, char)] = &[
     ("tk_cos", "f", 'f'),
     ("tk_tanh", "f", 'f'),
     ("tk_erf", "f", 'f'),
-    ("tk_pow", "ff", 'f'),
-    ("tk_ipow", "iiu", 'i'),
 ];
 
 /// The address of a helper, for the JIT's symbol table.
@@ -101,8 +80,6 @@ pub fn address(name: &str) -> Option<*const u8> {
         "tk_cos" => tk_cos as *const u8,
         "tk_tanh" => tk_tanh as *const u8,
         "tk_erf" => tk_erf as *const u8,
-        "tk_pow" => tk_pow as *const u8,
-        "tk_ipow" => tk_ipow as *const u8,
         _ => return None,
     })
 }

@@ -154,33 +154,6 @@ fn helper_c(name: &str) -> Option<&'static str> {
         "tk_cos" => "double tk_cos(double x) { return cos(x); }",
         "tk_tanh" => "double tk_tanh(double x) { return tanh(x); }",
         "tk_erf" => "double tk_erf(double x) { return erf(x); }",
-        "tk_pow" => "double tk_pow(double x, double y) { return pow(x, y); }",
-        // Wrapping integer power in the dtype with code `d` (tk_abi::helpers::dtype_code: the
-        // order of DType::ALL); negative exponents: 1 ** -n = 1, (-1) ** -n = +-1, else 0.
-        "tk_ipow" => {
-            r#"int64_t tk_ipow(int64_t a, int64_t b, uint32_t d) {
-    uint64_t r = 1, base = (uint64_t)a;
-    if (b < 0) {
-        if (a == 1) r = 1;
-        else if (a == -1) r = (b % 2 == 0) ? 1 : (uint64_t)-1;
-        else r = 0;
-    } else {
-        for (int64_t e = b; e > 0; e >>= 1) {
-            if (e & 1) r *= base;
-            base *= base;
-        }
-    }
-    switch (d) {
-    case 4: return (int8_t)r;
-    case 5: return (int16_t)r;
-    case 6: return (int32_t)r;
-    case 8: return (uint8_t)r;
-    case 9: return (uint32_t)r;
-    case 10: return r != 0;
-    default: return (int64_t)r;
-    }
-}"#
-        }
         _ => return None,
     })
 }

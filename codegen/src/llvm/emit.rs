@@ -8,6 +8,7 @@
 //! narrower integers and bool in `i32`, kept sign- or zero-extended (bool is 0 or 1).
 
 use super::{AmdKernel, Launch, THREADS};
+use crate::common::{decomposed, legalized};
 use crate::cpu::Unsupported;
 use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
 use std::collections::{BTreeSet, HashMap};
@@ -486,16 +487,12 @@ impl Em {
                 if !d.is_float() {
                     return unsupported(format!("fma on {d}"));
                 }
-                let v: Vec<String> = (0..3).map(|i| self.convert(&vals[i], ts[i], d)).collect();
                 if is_half(d) {
-                    let w: Vec<String> = v.iter().map(|x| self.widen_f64(x, d)).collect();
-                    let r =
-                        self.call("double", "llvm.fma.f64", &[("double", &w[0]), ("double", &w[1]), ("double", &w[2])]);
-                    self.round_f64_half(&r, d)
-                } else {
-                    let (t, s) = if d == DType::F64 { ("double", "f64") } else { ("float", "f32") };
-                    self.call(t, &format!("llvm.fma.{s}"), &[(t, &v[0]), (t, &v[1]), (t, &v[2])])
+                    return unsupported(legalized(&format!("fma on {d}")));
                 }
+                let v: Vec<String> = (0..3).map(|i| self.convert(&vals[i], ts[i], d)).collect();
+                let (t, s) = if d == DType::F64 { ("double", "f64") } else { ("float", "f32") };
+                self.call(t, &format!("llvm.fma.{s}"), &[(t, &v[0]), (t, &v[1]), (t, &v[2])])
             }
             Op::Unary(u) => self.unary(*u, &vals[0], ts[0], d)?,
             Op::Binary(b) => {
@@ -551,13 +548,8 @@ impl Em {
             UnaryOp::Floor => self.call(ft, &format!("llvm.floor.{s}"), &[(ft, x)]),
             UnaryOp::Ceil => self.call(ft, &format!("llvm.ceil.{s}"), &[(ft, x)]),
             UnaryOp::Round => self.call(ft, &format!("llvm.roundeven.{s}"), &[(ft, x)]),
-            UnaryOp::Sqrt => {
-                let r = self.call(ft, &format!("llvm.sqrt.{s}"), &[(ft, x)]);
-                if is_half(t) {
-                    return Ok(self.round_half(&r, t));
-                }
-                r
-            }
+            UnaryOp::Sqrt if is_half(t) => return unsupported(legalized(&format!("sqrt on {t}"))),
+            UnaryOp::Sqrt => self.call(ft, &format!("llvm.sqrt.{s}"), &[(ft, x)]),
             UnaryOp::Rsqrt => {
                 let w = self.widen_f64(x, t);
                 let s = self.call("double", "llvm.sqrt.f64", &[("double", &w)]);
@@ -612,28 +604,18 @@ impl Em {
                 return Ok(self.bool_of(&p));
             }
             return Ok(match op {
-                Add | Sub | Mul | Div => {
+                Add | Sub | Mul | Div if !is_half(t) => {
                     let o = match op {
                         Add => "fadd",
                         Sub => "fsub",
                         Mul => "fmul",
                         _ => "fdiv",
                     };
-                    let r = self.val(format!("{o} {ft} {a}, {b}"));
-                    if is_half(t) { self.round_half(&r, t) } else { r }
+                    self.val(format!("{o} {ft} {a}, {b}"))
                 }
                 Min | Max => self.fminmax(a, b, t, op == Max),
-                Rem => {
-                    let (x, y) = (self.widen_f64(a, t), self.widen_f64(b, t));
-                    let q = self.val(format!("fdiv double {x}, {y}"));
-                    let q = self.call("double", "llvm.floor.f64", &[("double", &q)]);
-                    let q = self.val(format!("fmul double {y}, {q}"));
-                    let q = self.val(format!("fsub double {x}, {q}"));
-                    let z = self.val(format!("fcmp oeq double {y}, 0.0"));
-                    let q = self.select(&z, "double", &f64_lit(f64::NAN), &q);
-                    self.round_from_f64(&q, t)
-                }
-                Pow => return unsupported(format!("pow on {t}: f64 pow is not decomposed yet")),
+                Add | Sub | Mul | Div | Rem => return unsupported(legalized(&format!("{op:?} on {t}"))),
+                Pow => return unsupported(decomposed(t)),
                 _ => return unsupported(format!("{op:?} on {t}")),
             });
         }
@@ -682,61 +664,9 @@ impl Em {
             // The legalize pass made the divisor safe (never 0, never -1 for a signed dtype).
             DivTrunc => self.val(format!("{} {it} {a}, {b}", if signed { "sdiv" } else { "udiv" })),
             RemTrunc => self.val(format!("{} {it} {a}, {b}", if signed { "srem" } else { "urem" })),
-            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
-            Pow => {
-                let x = self.index_of(a, t);
-                let y = self.index_of(b, bt);
-                let p = self.ipow(&x, &y);
-                if it == "i64" { p } else { self.val(format!("trunc i64 {p} to i32")) }
-            }
+            Div | Rem | Pow => return unsupported(legalized(&format!("{op:?} on {t}"))),
         };
         Ok(self.normalize(&r, t))
-    }
-
-    /// `x ** y` of i64 values with wrapping multiplication, and the interpreter's rule for
-    /// negative exponents (1 ** -n = 1, (-1) ** -n = +-1, anything else 0).
-    fn ipow(&mut self, x: &str, y: &str) -> String {
-        self.nval += 1;
-        let n = self.nval;
-        let (r, base, e) = (
-            self.slot(&format!("pr{n}"), "i64"),
-            self.slot(&format!("pb{n}"), "i64"),
-            self.slot(&format!("pe{n}"), "i64"),
-        );
-        self.set(&r, "i64", "1");
-        self.set(&base, "i64", x);
-        self.set(&e, "i64", y);
-        let (lneg, lloop, lbody, ldone) = (self.new_label(), self.new_label(), self.new_label(), self.new_label());
-        let neg = self.val(format!("icmp slt i64 {y}, 0"));
-        self.cbr(&neg, &lneg, &lloop);
-        self.label(&lloop);
-        let ev = self.get(&e, "i64");
-        let stop = self.val(format!("icmp sle i64 {ev}, 0"));
-        self.cbr(&stop, &ldone, &lbody);
-        self.label(&lbody);
-        let (rv, bv, ev) = (self.get(&r, "i64"), self.get(&base, "i64"), self.get(&e, "i64"));
-        let bit = self.val(format!("and i64 {ev}, 1"));
-        let odd = self.val(format!("icmp ne i64 {bit}, 0"));
-        let m = self.val(format!("mul i64 {rv}, {bv}"));
-        let rn = self.select(&odd, "i64", &m, &rv);
-        self.set(&r, "i64", &rn);
-        let b2 = self.val(format!("mul i64 {bv}, {bv}"));
-        self.set(&base, "i64", &b2);
-        let e2 = self.val(format!("ashr i64 {ev}, 1"));
-        self.set(&e, "i64", &e2);
-        self.br(&lloop);
-        self.label(&lneg);
-        let one = self.val(format!("icmp eq i64 {x}, 1"));
-        let mone = self.val(format!("icmp eq i64 {x}, -1"));
-        let b2 = self.val(format!("and i64 {y}, 1"));
-        let even = self.val(format!("icmp eq i64 {b2}, 0"));
-        let s = self.select(&even, "i64", "1", "-1");
-        let v = self.select(&mone, "i64", &s, "0");
-        let v = self.select(&one, "i64", "1", &v);
-        self.set(&r, "i64", &v);
-        self.br(&ldone);
-        self.label(&ldone);
-        self.get(&r, "i64")
     }
 
     /// The pointer to element `index` of global buffer `buf`, of element type `ety`.

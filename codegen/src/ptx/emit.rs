@@ -6,6 +6,7 @@
 //! are `.b64` (`%i{var}`). Temporaries are numbered `%t{n}` and predicates `%p{n}`.
 
 use super::{Launch, PtxKernel};
+use crate::common::{decomposed, legalized};
 use crate::cpu::Unsupported;
 use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
 use std::collections::{HashMap, HashSet};
@@ -541,14 +542,9 @@ impl Em {
                     return unsupported(format!("fma on {d}"));
                 }
                 if is_half(d) {
-                    let w: Vec<String> = (0..3).map(|i| self.widen_f64(&vals[i], ts[i])).collect();
-                    let r = self.tmp(Cls::F64);
-                    self.line(format!("fma.rn.f64 {r}, {}, {}, {}", w[0], w[1], w[2]));
-                    let v = self.round_f64_half(&r, d);
-                    mv(self, &v);
-                } else {
-                    self.line(format!("fma.rn.{} {dst}, {}, {}, {}", ty(d), vals[0], vals[1], vals[2]));
+                    return unsupported(legalized(&format!("fma on {d}")));
                 }
+                self.line(format!("fma.rn.{} {dst}, {}, {}, {}", ty(d), vals[0], vals[1], vals[2]));
             }
             Op::Unary(u) => {
                 let v = self.unary(*u, &vals[0], ts[0], d)?;
@@ -602,12 +598,8 @@ impl Em {
             UnaryOp::Floor => self.line(format!("cvt.rmi.{ft}.{ft} {r}, {x}")),
             UnaryOp::Ceil => self.line(format!("cvt.rpi.{ft}.{ft} {r}, {x}")),
             UnaryOp::Round => self.line(format!("cvt.rni.{ft}.{ft} {r}, {x}")),
-            UnaryOp::Sqrt => {
-                self.line(format!("sqrt.rn.{ft} {r}, {x}"));
-                if is_half(t) {
-                    return Ok(self.round_half(&r, t));
-                }
-            }
+            UnaryOp::Sqrt if is_half(t) => return unsupported(legalized(&format!("sqrt on {t}"))),
+            UnaryOp::Sqrt => self.line(format!("sqrt.rn.{ft} {r}, {x}")),
             UnaryOp::Rsqrt => {
                 let w = self.widen_f64(x, t);
                 let s = self.tmp(Cls::F64);
@@ -667,7 +659,7 @@ impl Em {
             }
             let r = self.tmp(cls(t));
             match op {
-                Add | Sub | Mul | Div => {
+                Add | Sub | Mul | Div if !is_half(t) => {
                     let o = match op {
                         Add => "add",
                         Sub => "sub",
@@ -675,24 +667,9 @@ impl Em {
                         _ => "div",
                     };
                     self.line(format!("{o}.rn.{ft} {r}, {a}, {b}"));
-                    if is_half(t) {
-                        return Ok(self.round_half(&r, t));
-                    }
                 }
-                Min | Max => self.fminmax(&r, a, b, t, op == Max),
-                Rem => {
-                    let (x, y) = (self.widen_f64(a, t), self.widen_f64(b, t));
-                    let q = self.tmp(Cls::F64);
-                    self.line(format!("div.rn.f64 {q}, {x}, {y}"));
-                    self.line(format!("cvt.rmi.f64.f64 {q}, {q}"));
-                    self.line(format!("mul.rn.f64 {q}, {y}, {q}"));
-                    self.line(format!("sub.rn.f64 {q}, {x}, {q}"));
-                    let z = self.tmp(Cls::Pred);
-                    self.line(format!("setp.eq.f64 {z}, {y}, {}", f64_lit(0.0)));
-                    self.line(format!("selp.f64 {q}, {}, {q}, {z}", f64_lit(f64::NAN)));
-                    return Ok(self.round_from_f64(&q, t));
-                }
-                Pow => return unsupported(format!("pow on {t}: f64 pow is not decomposed yet")),
+                Add | Sub | Mul | Div | Min | Max | Rem => return unsupported(legalized(&format!("{op:?} on {t}"))),
+                Pow => return unsupported(decomposed(t)),
                 _ => return unsupported(format!("{op:?} on {t}")),
             }
             return Ok(r);
@@ -748,66 +725,11 @@ impl Em {
             // The legalize pass made the divisor safe (never 0, never -1 for a signed dtype).
             DivTrunc => self.line(format!("div.{it} {r}, {a}, {b}")),
             RemTrunc => self.line(format!("rem.{it} {r}, {a}, {b}")),
-            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
-            Pow => {
-                let x = self.index_of(a, t);
-                let y = self.index_of(b, t);
-                let p = self.ipow(&x, &y);
-                if c == Cls::B64 {
-                    self.line(format!("mov.b64 {r}, {p}"));
-                } else {
-                    self.line(format!("cvt.u32.u64 {r}, {p}"));
-                }
-            }
+            Div | Rem | Pow => return unsupported(legalized(&format!("{op:?} on {t}"))),
         }
         let _ = bits;
         self.normalize(&r, t);
         Ok(r)
-    }
-
-    /// `x ** y` of i64 values with wrapping multiplication (the caller truncates to the dtype,
-    /// which commutes with wrapping), and the interpreter's rule for negative exponents.
-    fn ipow(&mut self, x: &str, y: &str) -> String {
-        let r = self.tmp(Cls::B64);
-        let base = self.tmp(Cls::B64);
-        let e = self.tmp(Cls::B64);
-        let (lneg, lloop, ldone) = (self.new_label(), self.new_label(), self.new_label());
-        self.line(format!("mov.b64 {r}, 1"));
-        self.line(format!("mov.b64 {base}, {x}"));
-        self.line(format!("mov.b64 {e}, {y}"));
-        let neg = self.tmp(Cls::Pred);
-        self.line(format!("setp.lt.s64 {neg}, {e}, 0"));
-        self.line(format!("@{neg} bra {lneg}"));
-        self.label(&lloop);
-        let stop = self.tmp(Cls::Pred);
-        self.line(format!("setp.le.s64 {stop}, {e}, 0"));
-        self.line(format!("@{stop} bra {ldone}"));
-        let bit = self.tmp(Cls::B64);
-        self.line(format!("and.b64 {bit}, {e}, 1"));
-        let odd = self.tmp(Cls::Pred);
-        self.line(format!("setp.ne.s64 {odd}, {bit}, 0"));
-        let m = self.tmp(Cls::B64);
-        self.line(format!("mul.lo.s64 {m}, {r}, {base}"));
-        self.line(format!("selp.b64 {r}, {m}, {r}, {odd}"));
-        self.line(format!("mul.lo.s64 {base}, {base}, {base}"));
-        self.line(format!("shr.s64 {e}, {e}, 1"));
-        self.line(format!("bra {lloop}"));
-        self.label(&lneg);
-        // 1 ** -n = 1; (-1) ** -n = +-1; anything else ** -n = 0.
-        let one = self.tmp(Cls::Pred);
-        self.line(format!("setp.eq.s64 {one}, {x}, 1"));
-        let mone = self.tmp(Cls::Pred);
-        self.line(format!("setp.eq.s64 {mone}, {x}, -1"));
-        let b2 = self.tmp(Cls::B64);
-        self.line(format!("and.b64 {b2}, {e}, 1"));
-        let even = self.tmp(Cls::Pred);
-        self.line(format!("setp.eq.s64 {even}, {b2}, 0"));
-        let s = self.tmp(Cls::B64);
-        self.line(format!("selp.b64 {s}, 1, -1, {even}"));
-        self.line(format!("selp.b64 {r}, {s}, 0, {mone}"));
-        self.line(format!("selp.b64 {r}, 1, {r}, {one}"));
-        self.label(&ldone);
-        r
     }
 
     /// The address of element `index` of kernel buffer `buf`.

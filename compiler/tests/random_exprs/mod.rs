@@ -1,6 +1,6 @@
 //! Random tk expressions over `x: f32[n, m]` and `y: f32[m]`, for property tests: shared by the
 //! compiler's differential tests (graph against kernel interpreter) and the root package's
-//! `tests/random_programs.rs` (every device against the interpreter). Comprehensions range over
+//! `tests/common/random.rs` (every device of `device_suite!` against the interpreter). Comprehensions range over
 //! `0..n` and `0..m`, so a caller can substitute concrete sizes for the two symbols.
 
 use proptest::prelude::*;
@@ -33,6 +33,9 @@ pub fn mat(depth: u32) -> BoxedStrategy<String> {
         m().prop_map(|a| format!("transpose(transpose({a}))")),
         m().prop_map(|a| format!("cumsum({a}, axis: 1)")),
         m().prop_map(|a| format!("max({a}, 0.25)")),
+        (m(), m()).prop_map(|(a, b)| format!("min({a}, {b})")),
+        (m(), m()).prop_map(|(a, b)| format!("max({a}, -{b})")),
+        (m(), m()).prop_map(|(a, b)| format!("({a} % {b})")),
         m().prop_map(|a| format!("({a} @ transpose({a}) @ {a})")),
     ]
     .boxed()
@@ -61,7 +64,7 @@ pub const INT_DTYPES: [&str; 6] = ["i8", "i16", "i32", "i64", "u8", "u32"];
 
 /// Random integer expressions of dtype `t` and shape [n, m] over `a: t[n, m]` and
 /// `x: f32[n, m]`: wrapping arithmetic, floor division and remainder (by zero included), shifts
-/// past the width, bit operations, min/max/abs, selects, sums, scans and casts both ways. Every
+/// past the width, powers (negative exponents included), bit operations, min/max/abs, selects, sums, scans and casts both ways. Every
 /// one is defined for every input (docs/numerics.md), so any mismatch is a bug.
 pub fn int_mat(t: &'static str, depth: u32) -> BoxedStrategy<String> {
     let leaf = prop_oneof![
@@ -81,6 +84,8 @@ pub fn int_mat(t: &'static str, depth: u32) -> BoxedStrategy<String> {
         (m(), m()).prop_map(|(p, q)| format!("({p} * {q})")),
         (m(), m()).prop_map(|(p, q)| format!("({p} / {q})")),
         (m(), m()).prop_map(|(p, q)| format!("({p} % {q})")),
+        (m(), m()).prop_map(|(p, q)| format!("({p} ** {q})")),
+        m().prop_map(|p| format!("({p} ** 3)")),
         (m(), m()).prop_map(|(p, q)| format!("({p} << {q})")),
         (m(), m()).prop_map(|(p, q)| format!("({p} >> {q})")),
         (m(), m()).prop_map(|(p, q)| format!("(({p} & {q}) ^ ({p} | 5))")),

@@ -11,7 +11,7 @@
 //! values are exact in f64 and every operation on them is computed in f64 and rounded once, as
 //! the reference interpreter does); integers in their width; bool as I8 holding 0 or 1.
 
-use super::helpers::dtype_code;
+use crate::common::{decomposed, legalized};
 
 mod vector;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -507,12 +507,10 @@ impl Tr<'_, '_> {
                 if !d.is_float() {
                     return unsupported(format!("fma on {d}"));
                 }
-                if matches!(d, DType::F32 | DType::F64) {
-                    self.b.ins().fma(vals[0], vals[1], vals[2])
-                } else {
-                    let r = self.b.ins().fma(vals[0], vals[1], vals[2]);
-                    self.round_f64(r, d)
+                if !matches!(d, DType::F32 | DType::F64) {
+                    return unsupported(legalized(&format!("fma on {d}")));
                 }
+                self.b.ins().fma(vals[0], vals[1], vals[2])
             }
             Op::Unary(u) => self.unary(*u, vals[0], ts[0], d)?,
             Op::Binary(bop) => self.binary(*bop, vals[0], vals[1], ts[0], d)?,
@@ -546,10 +544,10 @@ impl Tr<'_, '_> {
             UnaryOp::Floor => self.b.ins().floor(x),
             UnaryOp::Ceil => self.b.ins().ceil(x),
             UnaryOp::Round => self.b.ins().nearest(x),
-            UnaryOp::Sqrt => {
-                let s = self.b.ins().sqrt(x);
-                if matches!(t, DType::F16 | DType::Bf16) { self.round_f64(s, t) } else { s }
+            UnaryOp::Sqrt if matches!(t, DType::F16 | DType::Bf16) => {
+                return unsupported(legalized(&format!("sqrt on {t}")));
             }
+            UnaryOp::Sqrt => self.b.ins().sqrt(x),
             UnaryOp::Not => return unsupported(format!("not on {t}")),
             UnaryOp::Rsqrt => {
                 let w = self.as_f64(x, t);
@@ -608,34 +606,14 @@ impl Tr<'_, '_> {
             }
             let half = matches!(t, DType::F16 | DType::Bf16);
             let r = match op {
-                Add | Sub | Mul | Div => {
-                    let r = match op {
-                        Add => self.b.ins().fadd(a, b),
-                        Sub => self.b.ins().fsub(a, b),
-                        Mul => self.b.ins().fmul(a, b),
-                        _ => self.b.ins().fdiv(a, b),
-                    };
-                    if half { self.round_f64(r, t) } else { r }
-                }
+                Add if !half => self.b.ins().fadd(a, b),
+                Sub if !half => self.b.ins().fsub(a, b),
+                Mul if !half => self.b.ins().fmul(a, b),
+                Div if !half => self.b.ins().fdiv(a, b),
                 Min => self.b.ins().fmin(a, b),
                 Max => self.b.ins().fmax(a, b),
-                Rem => {
-                    let (x, y) = (self.as_f64(a, t), self.as_f64(b, t));
-                    let q = self.b.ins().fdiv(x, y);
-                    let q = self.b.ins().floor(q);
-                    let p = self.b.ins().fmul(y, q);
-                    let r = self.b.ins().fsub(x, p);
-                    let z = self.b.ins().f64const(0.0);
-                    let nan = self.b.ins().f64const(f64::NAN);
-                    let is0 = self.b.ins().fcmp(FloatCC::Equal, y, z);
-                    let r = self.b.ins().select(is0, nan, r);
-                    self.round_f64(r, t)
-                }
-                Pow => {
-                    let (x, y) = (self.as_f64(a, t), self.as_f64(b, t));
-                    let r = self.call("tk_pow", &[x, y]);
-                    self.round_f64(r, t)
-                }
+                Add | Sub | Mul | Div | Rem => return unsupported(legalized(&format!("{op:?} on {t}"))),
+                Pow => return unsupported(decomposed(t)),
                 _ => return unsupported(format!("{op:?} on {t}")),
             };
             let _ = d;
@@ -695,14 +673,7 @@ impl Tr<'_, '_> {
             DivTrunc => self.b.ins().udiv(a, b),
             RemTrunc if signed => self.b.ins().srem(a, b),
             RemTrunc => self.b.ins().urem(a, b),
-            Div | Rem => return unsupported(format!("{op:?} on {t}: integer division is legalized first")),
-            Pow => {
-                let x = self.index_of(a, t);
-                let y = self.index_of(b, t);
-                let code = self.b.ins().iconst(types::I32, i64::from(dtype_code(t)));
-                let r = self.call("tk_ipow", &[x, y, code]);
-                if ty == types::I64 { r } else { self.b.ins().ireduce(ty, r) }
-            }
+            Div | Rem | Pow => return unsupported(legalized(&format!("{op:?} on {t}"))),
         };
         let _ = d;
         Ok(r)
