@@ -4,7 +4,8 @@
 pub use tk_abi::helpers;
 pub(crate) mod translate;
 
-pub use translate::{CheckInfo, KernelInfo, Unsupported, acc_value_dtype, kernel_info, symbols};
+pub use crate::common::{Unsupported, acc_value_dtype};
+pub use translate::{CheckInfo, KernelInfo, kernel_info, symbols};
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};

@@ -8,20 +8,17 @@
 //! narrower integers and bool in `i32`, kept sign- or zero-extended (bool is 0 or 1).
 
 use super::{AmdKernel, Launch, THREADS};
-use crate::common::{decomposed, legalized};
-use crate::cpu::Unsupported;
-use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
+use crate::common::Unsupported;
+use crate::common::{decomposed, legalized, unsupported};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
+use tk_abi::launch::{collect_checks, collect_dims};
 use tk_abi::launch::{has_local, parallel_chain};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
+use tk_ir::kernel::reg_dtypes;
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-
-fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
-    Err(Unsupported { message: m.into() })
-}
 
 /// The LLVM type of a dtype's register.
 fn rty(d: DType) -> &'static str {
@@ -874,7 +871,7 @@ impl Em {
                 Ok(())
             }
             Inst::AccNew { acc, op, src, dtype } => {
-                let vd = crate::cpu::acc_value_dtype(*op, *src, *dtype);
+                let vd = crate::common::acc_value_dtype(*op, *src, *dtype);
                 if *src == DType::Bool && !matches!(op, ReduceOp::Sum | ReduceOp::Prod) {
                     return unsupported(format!("{op:?} over bool"));
                 }
@@ -1192,7 +1189,7 @@ fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
 pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel, BTreeSet<String>), Unsupported> {
     let legal = crate::common::Backend::Llvm.legal(k);
     let k = &legal;
-    let symbols = crate::cpu::symbols(k);
+    let symbols = tk_abi::launch::symbols(k);
     let mut dtypes = Vec::new();
     reg_dtypes(&k.body, &mut dtypes);
     let local = has_local(&k.body);
@@ -1348,7 +1345,7 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
     let info = AmdKernel {
         name: name.to_string(),
         symbols,
-        checks: crate::cpu::kernel_info(k).checks,
+        checks: tk_abi::launch::kernel_info(k).checks,
         launch,
         shared_bytes: lds_bytes,
     };

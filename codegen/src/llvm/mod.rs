@@ -33,7 +33,7 @@ pub use crate::ptx::Launch;
 #[cfg(feature = "amdgpu")]
 pub use compile::{object, optimized_ir};
 
-use crate::cpu::Unsupported;
+use crate::common::Unsupported;
 use tk_ir::kernel::Kernel;
 
 /// An AMD compile target (gfx1100, gfx1101, gfx1102).
@@ -89,5 +89,5 @@ pub fn module(groups: &[(String, Vec<Kernel>)], target: Target) -> Result<Module
 
 /// The dimension symbols a kernel takes as arguments, in order.
 pub fn symbols(k: &Kernel) -> Vec<String> {
-    crate::cpu::symbols(k)
+    tk_abi::launch::symbols(k)
 }

@@ -6,20 +6,17 @@
 //! are `.b64` (`%i{var}`). Temporaries are numbered `%t{n}` and predicates `%p{n}`.
 
 use super::{Launch, PtxKernel};
-use crate::common::{decomposed, legalized};
-use crate::cpu::Unsupported;
-use crate::cpu::translate::{collect_checks, collect_dims, reg_dtypes};
+use crate::common::Unsupported;
+use crate::common::{decomposed, legalized, unsupported};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
+use tk_abi::launch::{collect_checks, collect_dims};
 use tk_abi::launch::{has_local, parallel_chain};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
+use tk_ir::kernel::reg_dtypes;
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-
-fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
-    Err(Unsupported { message: m.into() })
-}
 
 /// Register classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -936,7 +933,7 @@ impl Em {
                 self.alu(&r, op, args, *dtype)
             }
             Inst::AccNew { acc, op, src, dtype } => {
-                let vd = crate::cpu::acc_value_dtype(*op, *src, *dtype);
+                let vd = crate::common::acc_value_dtype(*op, *src, *dtype);
                 if *src == DType::Bool && !matches!(op, ReduceOp::Sum | ReduceOp::Prod) {
                     return unsupported(format!("{op:?} over bool"));
                 }
@@ -1293,7 +1290,7 @@ fn local_threads(body: &[Inst]) -> Result<u32, Unsupported> {
 pub fn kernel(k: &Kernel, name: &str) -> Result<(String, PtxKernel), Unsupported> {
     let legal = crate::common::Backend::Ptx.legal(k);
     let k = &legal;
-    let symbols = crate::cpu::symbols(k);
+    let symbols = tk_abi::launch::symbols(k);
     let mut dtypes = Vec::new();
     reg_dtypes(&k.body, &mut dtypes);
     let local = has_local(&k.body);
@@ -1468,7 +1465,12 @@ pub fn kernel(k: &Kernel, name: &str) -> Result<(String, PtxKernel), Unsupported
     s.push('\n');
     s.push_str(&e.out);
     s.push_str("$Ldone:\n\tret;\n}\n");
-    let info =
-        PtxKernel { name: name.to_string(), symbols, checks: crate::cpu::kernel_info(k).checks, launch, shared_bytes };
+    let info = PtxKernel {
+        name: name.to_string(),
+        symbols,
+        checks: tk_abi::launch::kernel_info(k).checks,
+        launch,
+        shared_bytes,
+    };
     Ok((s, info))
 }

@@ -24,7 +24,8 @@ mod emit;
 /// What the launcher needs to know about one `.entry`.
 pub use tk_abi::launch::{GpuKernel as PtxKernel, Launch};
 
-use crate::cpu::{CheckInfo, Unsupported};
+use crate::common::Unsupported;
+use tk_abi::launch::CheckInfo;
 use tk_ir::kernel::Kernel;
 
 /// An NVIDIA compile target (`sm_80` ... `sm_120`).
@@ -63,10 +64,10 @@ pub fn module(groups: &[(String, Vec<Kernel>)], target: Target) -> Result<Module
 
 /// The checks of a kernel in the order their numbers count (shared with the CPU backend).
 pub fn checks(k: &Kernel) -> Vec<CheckInfo> {
-    crate::cpu::kernel_info(k).checks
+    tk_abi::launch::kernel_info(k).checks
 }
 
 /// The symbols a kernel takes as parameters, in order.
 pub fn symbols(k: &Kernel) -> Vec<String> {
-    crate::cpu::symbols(k)
+    tk_abi::launch::symbols(k)
 }

@@ -56,61 +56,15 @@ pub struct Caps {
 
 /// The legalized form of a kernel for a target with `caps`.
 pub fn legalize(k: &Kernel, caps: Caps) -> Kernel {
-    let mut dtypes = HashMap::new();
-    let mut accs = HashMap::new();
-    collect_dtypes(&k.body, &mut dtypes, &mut accs);
+    let mut known = Vec::new();
+    crate::kernel::reg_dtypes(&k.body, &mut known);
+    let dtypes = known.iter().enumerate().filter_map(|(r, d)| Some((r, (*d)?))).collect();
     let mut out = k.clone();
     let mut regs = k.regs;
     let mut cx = Cx { caps, regs: &mut regs, dtypes };
     out.body = cx.body(&k.body);
     out.regs = regs;
     out
-}
-
-/// The dtype of every register an instruction defines.
-fn collect_dtypes(insts: &[Inst], d: &mut HashMap<usize, DType>, accs: &mut HashMap<usize, DType>) {
-    for i in insts {
-        match i {
-            Inst::Range { body, .. } => collect_dtypes(body, d, accs),
-            Inst::Loop { iter, body, .. } => {
-                d.insert(*iter, DType::I64);
-                collect_dtypes(body, d, accs);
-            }
-            Inst::Const { dst, dtype, .. }
-            | Inst::Load { dst, dtype, .. }
-            | Inst::Alu { dst, dtype, .. }
-            | Inst::LocalLoad { dst, dtype, .. } => {
-                d.insert(*dst, *dtype);
-            }
-            Inst::Index { dst, .. } => {
-                d.insert(*dst, DType::I64);
-            }
-            Inst::AccNew { acc, dtype, .. } => {
-                accs.insert(*acc, *dtype);
-            }
-            Inst::AccGet { dst, acc } => {
-                if let Some(t) = accs.get(acc) {
-                    d.insert(*dst, *t);
-                }
-            }
-            Inst::Copy { dst, src } => {
-                if let Some(t) = d.get(src).copied() {
-                    d.insert(*dst, t);
-                }
-            }
-            Inst::Mma { d: ds, dtype, .. } => {
-                for r in ds {
-                    d.insert(*r, *dtype);
-                }
-            }
-            Inst::Store { .. }
-            | Inst::Check { .. }
-            | Inst::AccPush { .. }
-            | Inst::LocalAlloc { .. }
-            | Inst::LocalStore { .. }
-            | Inst::Barrier => {}
-        }
-    }
 }
 
 fn is_int(d: DType) -> bool {

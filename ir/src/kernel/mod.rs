@@ -268,3 +268,43 @@ pub struct KernelError {
     pub message: String,
     pub loc: Loc,
 }
+
+/// The dtype every register (and accumulator: they share the numbering) of `body` holds, by
+/// register number.
+pub fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
+    let set = |t: &mut Vec<Option<DType>>, r: usize, d: DType| {
+        if t.len() <= r {
+            t.resize(r + 1, None);
+        }
+        t[r] = Some(d);
+    };
+    for i in body {
+        match i {
+            Inst::Range { body, .. } => reg_dtypes(body, t),
+            Inst::Const { dst, dtype, .. }
+            | Inst::Load { dst, dtype, .. }
+            | Inst::Alu { dst, dtype, .. }
+            | Inst::LocalLoad { dst, dtype, .. } => set(t, *dst, *dtype),
+            Inst::Index { dst, .. } => set(t, *dst, DType::I64),
+            Inst::AccNew { acc, dtype, .. } => set(t, *acc, *dtype),
+            Inst::AccGet { dst, acc } => {
+                let d = t.get(*acc).copied().flatten().unwrap_or(DType::I64);
+                set(t, *dst, d)
+            }
+            Inst::Copy { dst, src } => {
+                let d = t.get(*src).copied().flatten().unwrap_or(DType::I64);
+                set(t, *dst, d)
+            }
+            Inst::Loop { iter, body, .. } => {
+                set(t, *iter, DType::I64);
+                reg_dtypes(body, t)
+            }
+            Inst::Mma { d, dtype, .. } => {
+                for r in d {
+                    set(t, *r, *dtype)
+                }
+            }
+            _ => {}
+        }
+    }
+}

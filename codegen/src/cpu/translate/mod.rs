@@ -8,10 +8,11 @@
 //! order) failed; then `err` holds the offending value and the bounds.
 //!
 //! Values live in registers of these types: f32 as F32; f64, f16 and bf16 as F64 (f16 and bf16
-//! values are exact in f64 and every operation on them is computed in f64 and rounded once, as
-//! the reference interpreter does); integers in their width; bool as I8 holding 0 or 1.
+//! values are exact in f64; their arithmetic arrives legalized as f32 operations and a cast,
+//! which rounds through a host helper); integers in their width; bool as I8 holding 0 or 1.
 
-use crate::common::{decomposed, legalized};
+use crate::common::{Unsupported, acc_value_dtype, decomposed, legalized, unsupported};
+use tk_ir::kernel::reg_dtypes;
 
 mod vector;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -27,16 +28,6 @@ use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
 use tk_ir::graph::{BinaryOp, IExpr, Op, ReduceOp, Scalar, UnaryOp};
 use tk_ir::kernel::{Inst, Kernel, RangeKind};
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct Unsupported {
-    pub message: String,
-}
-
-fn unsupported<T>(m: impl Into<String>) -> Result<T, Unsupported> {
-    Err(Unsupported { message: m.into() })
-}
 
 /// Columns per block of a blocked matrix-product-like kernel (see `Inst::Range` in `inst`).
 const BLOCK: i64 = 64;
@@ -80,54 +71,6 @@ pub fn helper_signature(sig: &mut Signature, params: &str, ret: char) {
         sig.params.push(AbiParam::new(t(c)));
     }
     sig.returns.push(AbiParam::new(t(ret)));
-}
-
-/// The dtype every register holds.
-pub(crate) fn reg_dtypes(body: &[Inst], t: &mut Vec<Option<DType>>) {
-    let set = |t: &mut Vec<Option<DType>>, r: usize, d: DType| {
-        if t.len() <= r {
-            t.resize(r + 1, None);
-        }
-        t[r] = Some(d);
-    };
-    for i in body {
-        match i {
-            Inst::Range { body, .. } => reg_dtypes(body, t),
-            Inst::Const { dst, dtype, .. }
-            | Inst::Load { dst, dtype, .. }
-            | Inst::Alu { dst, dtype, .. }
-            | Inst::LocalLoad { dst, dtype, .. } => set(t, *dst, *dtype),
-            Inst::Index { dst, .. } => set(t, *dst, DType::I64),
-            Inst::AccNew { acc, dtype, .. } => set(t, *acc, *dtype),
-            Inst::AccGet { dst, acc } => {
-                let d = t.get(*acc).copied().flatten().unwrap_or(DType::I64);
-                set(t, *dst, d)
-            }
-            Inst::Copy { dst, src } => {
-                let d = t.get(*src).copied().flatten().unwrap_or(DType::I64);
-                set(t, *dst, d)
-            }
-            Inst::Loop { iter, body, .. } => {
-                set(t, *iter, DType::I64);
-                reg_dtypes(body, t)
-            }
-            Inst::Mma { d, dtype, .. } => {
-                for r in d {
-                    set(t, *r, *dtype)
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The accumulation dtype of a reduction's running value.
-pub fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
-    let widen = |d: DType| if matches!(d, DType::F16 | DType::Bf16) { DType::F32 } else { d };
-    match op {
-        ReduceOp::Sum | ReduceOp::Prod if !src.is_float() => out,
-        _ => widen(src),
-    }
 }
 
 pub(super) struct AccVars {

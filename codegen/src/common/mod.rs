@@ -1,7 +1,14 @@
 //! What the code generators share: each backend's capabilities, which decide what the kernel
-//! IR's legalize pass (`tk_ir::kernel::legalize`) rewrites before an emitter sees a kernel.
+//! IR's legalize pass (`tk_ir::kernel::legalize`) rewrites before an emitter sees a kernel; the
+//! error an emitter reports (`error`); and the accumulator dtypes every backend uses.
 
 use tk_abi::target::Target;
+use tk_ir::dtype::DType;
+use tk_ir::graph::ReduceOp;
+
+mod error;
+pub use error::Unsupported;
+pub(crate) use error::{decomposed, legalized, unsupported};
 use tk_ir::kernel::Kernel;
 use tk_ir::kernel::legalize::Caps;
 
@@ -46,13 +53,11 @@ impl Backend {
     }
 }
 
-/// The message for an operation an emitter never receives because the legalize pass rewrote it
-/// (reaching one is a bug in the pass or its capability table).
-pub(crate) fn legalized(what: &str) -> String {
-    format!("{what} reached the emitter: the legalize pass rewrites it first (tk_ir::kernel::legalize)")
-}
-
-/// The message for a float power, which the graph passes decompose before any code generator.
-pub(crate) fn decomposed(t: tk_ir::dtype::DType) -> String {
-    format!("pow on {t} reached the emitter: the graph passes decompose it first (tk_ir::graph::decompose)")
+/// The accumulation dtype of a reduction's running value.
+pub fn acc_value_dtype(op: ReduceOp, src: DType, out: DType) -> DType {
+    let widen = |d: DType| if matches!(d, DType::F16 | DType::Bf16) { DType::F32 } else { d };
+    match op {
+        ReduceOp::Sum | ReduceOp::Prod if !src.is_float() => out,
+        _ => widen(src),
+    }
 }
