@@ -2,12 +2,18 @@
 //!
 //! - [`transport`]: one PCIe function as the driver sees it (the vendor-neutral trait), and its
 //!   implementations: the TinyGPU.app socket and, on macOS, the TinyGPU DriverKit extension.
-//! - [`amd`]: the AMD driver's register and packet tables (shared with the simulated GPU), PM4
-//!   packets, GMC page tables and firmware lookup.
+//! - [`queue`]: what every vendor's driver offers for running work (a command queue with a
+//!   fence, waits with a timeout) and the errors a GPU raises; [`memory`]: the VRAM allocator.
+//! - [`amd`]: the AMD driver ([`amd::device::AmdGpu`]: page tables, VRAM, the PM4 queue, DMA,
+//!   dispatch) and its register and packet tables (shared with the simulated GPU), PM4 packets,
+//!   GMC page tables and firmware lookup.
 //!
-//! The `amd:*` device that the runtime opens is built on these (tk-runtime's `devices::amd`);
+//! The `amd:*` device that the runtime opens is a thin layer over these (tk-runtime's
+//! `devices::amd`);
 //! the simulated PCIe GPUs that answer through the same transport trait are in tk-sim.
 //! docs/driver.md describes the design and what is not built yet.
 
 pub mod amd;
+pub mod memory;
+pub mod queue;
 pub mod transport;

@@ -1,7 +1,9 @@
-//! The AMD userspace driver's parts: the register and packet table shared with the simulated
-//! GPU ([`regs`]), PM4 packets ([`pm4`]), GMC page tables ([`gmc`]) and firmware lookup
-//! ([`firmware`]).
+//! The AMD userspace driver: the device set up for compute ([`device`]: page tables, VRAM, the
+//! PM4 queue and its fence, DMA, dispatch) and its parts: the register and packet table shared
+//! with the simulated GPU ([`regs`]), PM4 packets ([`pm4`]), GMC page tables ([`gmc`]) and
+//! firmware lookup ([`firmware`]).
 
+pub mod device;
 pub mod firmware;
 pub mod gmc;
 pub mod pm4;
