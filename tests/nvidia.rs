@@ -2,6 +2,7 @@
 //! writes cubins and a manifest, `tk run --device sim:sm_86` agrees with the CPU through the
 //! command line (the PTX of a few kernels is pinned by the file tests, tests/filetests/ptx).
 
+#[macro_use]
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -164,25 +165,23 @@ fn tk_run_on_the_simulator_agrees_with_the_cpu_for_every_example() {
     tk_run_agrees_with_the_cpu_for_every_example(env!("CARGO_BIN_EXE_tk"), "sim:sm_86");
 }
 
-/// Snapshots of the PTX of a few kernels: an elementwise kernel, a reduction with checks, a
-/// workgroup reduction, f16 arithmetic.
-/// Without an NVIDIA driver, `cuda:0` fails with a clear message and exit code 3; `tk devices`
-/// says there is no GPU. With a driver, every example matches the interpreter on the GPU
-/// (`TK_REQUIRE_GPU=1` makes a missing GPU a failure, for GPU machines).
+// The whole differential suite on the first NVIDIA GPU, where there is one (skipped, saying so,
+// elsewhere; `TK_REQUIRE_GPU=1` makes a missing GPU a failure, for GPU machines).
+device_suite!(cuda, "cuda:0", sizes: [0, 1, 2, 3, 5, 7, 13, 17], runs: 300, tolerance: [1, 5, 33, 67], runs: 150);
+
+/// Without an NVIDIA driver, `cuda:0` fails with a clear message and exit code 3, and `tk devices`
+/// says there is no GPU.
 #[test]
-fn cuda_devices_run_the_examples_or_say_why_not() {
-    if !tk_runtime::devices::cuda::driver_present() {
-        assert!(std::env::var_os("TK_REQUIRE_GPU").is_none(), "TK_REQUIRE_GPU is set but there is no NVIDIA driver");
-        let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x8", "--device", "cuda:0"]);
-        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
-        assert!(err(&o).contains("no NVIDIA driver") && err(&o).contains("sim:sm_86"), "{}", err(&o));
-        let o = tk(&["devices"]);
-        assert!(String::from_utf8_lossy(&o.stdout).contains("no NVIDIA driver"));
-        eprintln!("cuda_devices_run_the_examples_or_say_why_not: no NVIDIA driver here; the GPU part did not run");
+fn without_a_driver_cuda_devices_say_why_not() {
+    if tk_runtime::devices::cuda::driver_present() {
+        eprintln!("without_a_driver_cuda_devices_say_why_not: there is an NVIDIA driver here; nothing to check");
         return;
     }
-    every_example_matches_the_interpreter("cuda:0", &[0, 1, 2, 3, 5, 7, 13, 17], 300);
-    default_options_match_the_interpreter_within_tolerance("cuda:0", &[1, 5, 33, 67], 150);
+    let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x8", "--device", "cuda:0"]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("no NVIDIA driver") && err(&o).contains("sim:sm_86"), "{}", err(&o));
+    let o = tk(&["devices"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no NVIDIA driver"));
 }
 
 /// A runtime that loads precompiled code (a bundle) computes each kernel's launch information

@@ -407,14 +407,32 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
     assert!(compared >= 40, "only {compared} entries compared");
 }
 
-/// Every device with a `device_suite!`. The ONNX harness (tests/onnx) runs its cases on each, and
-/// each suite checks that its device is listed here.
+/// Every device with a `device_suite!` that runs everywhere. The ONNX harness (tests/onnx) runs
+/// its cases on each and lists them in docs/conformance.md; each suite checks that its device is
+/// listed here or in [`HARDWARE_SUITE_DEVICES`].
 pub const SUITE_DEVICES: [&str; 4] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim"];
 
-/// Whether this build can compile for `device`: the AMD devices need code objects (the `amdgpu`
-/// feature and ld.lld). In CI (`CI=true`) their absence fails the test; locally the test is
-/// skipped with the reason.
+/// Devices with a `device_suite!` that need hardware (an NVIDIA GPU and its driver): their suites
+/// and the ONNX cases run where the hardware is and are skipped, saying so, elsewhere;
+/// `TK_REQUIRE_GPU=1` (on GPU machines) makes a missing GPU a failure.
+pub const HARDWARE_SUITE_DEVICES: [&str; 1] = ["cuda:0"];
+
+/// Whether `device` can run here and this build can compile for it: the AMD devices need code
+/// objects (the `amdgpu` feature and ld.lld), and in CI (`CI=true`) their absence fails the test;
+/// the CUDA devices need an NVIDIA driver, and without one (as on every CI machine) the test is
+/// skipped unless `TK_REQUIRE_GPU` is set. A skip prints the reason.
 pub fn device_ready(device: &str, test: &str) -> bool {
+    if device.starts_with("cuda") {
+        if tk_runtime::devices::cuda::driver_present() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("TK_REQUIRE_GPU").is_none(),
+            "{test} on {device}: TK_REQUIRE_GPU is set but there is no NVIDIA driver"
+        );
+        eprintln!("skipping {test} on {device}: no NVIDIA driver here");
+        return false;
+    }
     if !(device.starts_with("amd:") || device.contains("gfx")) {
         return true;
     }
@@ -459,8 +477,8 @@ macro_rules! device_suite {
             #[test]
             fn has_the_onnx_cases() {
                 assert!(
-                    common::SUITE_DEVICES.contains(&DEVICE),
-                    "add {DEVICE} to common::SUITE_DEVICES so that the ONNX cases run on it"
+                    common::SUITE_DEVICES.contains(&DEVICE) || common::HARDWARE_SUITE_DEVICES.contains(&DEVICE),
+                    "add {DEVICE} to common::SUITE_DEVICES (or HARDWARE_SUITE_DEVICES) so that the ONNX cases run on it"
                 );
             }
 

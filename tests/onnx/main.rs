@@ -499,3 +499,36 @@ mod harness {
         assert!(compare(&i(7), &i(8)).is_err());
     }
 }
+
+/// On the devices that need hardware (`common::HARDWARE_SUITE_DEVICES`: an NVIDIA GPU), where it
+/// is present, every case that passes on the CPU passes too. They are not columns of the
+/// conformance table, which every machine can reproduce.
+#[test]
+fn onnx_cases_that_pass_on_the_cpu_pass_on_hardware_devices() {
+    let test = "onnx_cases_that_pass_on_the_cpu_pass_on_hardware_devices";
+    let devices: Vec<&str> =
+        common::HARDWARE_SUITE_DEVICES.iter().copied().filter(|d| common::device_ready(d, test)).collect();
+    if devices.is_empty() {
+        return;
+    }
+    let Some(dir) = data_dir() else {
+        panic!(
+            "the ONNX 1.22.0 node cases are missing (.tools/onnx-1.22.0/node): run scripts/setup, or set TK_ONNX_DATA"
+        );
+    };
+    let cpu = tk_runtime::open("cpu").expect("cpu device");
+    let passing: Vec<Listed> =
+        discover(&dir).into_iter().filter(|l| !l.expanded && run_case(&l.case, &cpu) == Status::Pass).collect();
+    let mut failures = Vec::new();
+    for d in devices {
+        let mut dev = tk_runtime::open(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+        for l in &passing {
+            let st = run_case(&l.case, &dev);
+            if st != Status::Pass {
+                failures.push(format!("{} on {d}: {}", l.case.name, st.text()));
+                dev = tk_runtime::open(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
