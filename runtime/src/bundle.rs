@@ -43,9 +43,14 @@ pub(crate) fn bad(path: &str, message: impl Into<String>) -> RunError {
     RunError::File { path: path.to_string(), message: message.into() }
 }
 
-/// The digest of the kernel IR a variant's code was made from (checked when loading).
+/// The digest of the kernel IR a variant's code was made from (checked when loading), and of the
+/// host helpers CPU code may call (`tk_abi::helpers::HELPERS`): code from a tk whose helpers
+/// differ, e.g. before the legalize pass took over the integer power, is rebuilt, not loaded.
 pub fn digest(kernels: &[tk_ir::kernel::Kernel]) -> String {
     let mut h = Sha256::new();
+    for (name, params, ret) in tk_abi::helpers::HELPERS {
+        h.update(format!("{name}({params}) -> {ret};").as_bytes());
+    }
     for k in kernels {
         h.update(tk_ir::kernel::print(k).as_bytes());
     }

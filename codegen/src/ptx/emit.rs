@@ -474,30 +474,6 @@ impl Em {
         }
     }
 
-    /// `dst = a < b ? a : b` (or max) with NaN propagation and -0 < +0, as Cranelift's
-    /// `fmin`/`fmax` compute it.
-    fn fminmax(&mut self, dst: &str, a: &str, b: &str, d: DType, max: bool) {
-        let (t, w, bc) = if cls(d) == Cls::F64 { ("f64", "b64", Cls::B64) } else { ("f32", "b32", Cls::B32) };
-        let p = self.tmp(Cls::Pred);
-        self.line(format!("setp.{}.{t} {p}, {a}, {b}", if max { "gt" } else { "lt" }));
-        let r = self.tmp(cls(d));
-        self.line(format!("selp.{t} {r}, {a}, {b}, {p}"));
-        // Equal values: the same bits, or zeros of both signs (or: -0 wins; and: +0 wins).
-        let eq = self.tmp(Cls::Pred);
-        self.line(format!("setp.eq.{t} {eq}, {a}, {b}"));
-        let (ab, bb) = (self.tmp(bc), self.tmp(bc));
-        self.line(format!("mov.{w} {ab}, {a}"));
-        self.line(format!("mov.{w} {bb}, {b}"));
-        self.line(format!("{}.{w} {ab}, {ab}, {bb}", if max { "and" } else { "or" }));
-        let z = self.tmp(cls(d));
-        self.line(format!("mov.{w} {z}, {ab}"));
-        self.line(format!("selp.{t} {r}, {z}, {r}, {eq}"));
-        let nan = self.tmp(Cls::Pred);
-        self.line(format!("setp.nan.{t} {nan}, {a}, {b}"));
-        let lit = if t == "f64" { f64_lit(f64::NAN) } else { f32_lit(f32::NAN) };
-        self.line(format!("selp.{t} {dst}, {lit}, {r}, {nan}"));
-    }
-
     fn alu(&mut self, dst: &str, op: &Op, args: &[usize], d: DType) -> Result<(), Unsupported> {
         let vals: Vec<String> = args.iter().map(|r| self.reg(*r)).collect();
         let ts: Vec<DType> = args.iter().map(|r| self.dtype(*r)).collect();
@@ -1218,12 +1194,9 @@ impl Em {
             ReduceOp::Max | ReduceOp::Min => {
                 let max = op == ReduceOp::Max;
                 if vd.is_float() {
-                    let t = self.tmp(cls(vd));
-                    self.fminmax(&t, &var, &x, vd, max);
-                    self.line(format!("mov.{} {var}, {t}", mov_suffix(vd)));
-                } else {
-                    self.line(format!("{}.{} {var}, {var}, {x}", if max { "max" } else { "min" }, ty(vd)));
+                    return unsupported(legalized(&format!("a {op:?} accumulator of {vd}")));
                 }
+                self.line(format!("{}.{} {var}, {var}, {x}", if max { "max" } else { "min" }, ty(vd)));
             }
             ReduceOp::ArgMax | ReduceOp::ArgMin => {
                 let max = op == ReduceOp::ArgMax;

@@ -239,16 +239,33 @@ impl AmdGpu {
         let mut st = self.d.state()?;
         let pa = st.heap.alloc(bytes).ok_or(GpuError::OutOfMemory(bytes))?;
         let root = st.root;
+        let mut tables_full = false;
+        let mut failed = None;
         for p in (0..bytes.max(1)).step_by(PAGE as usize) {
             let mut alloc = || -> Result<u64, String> {
-                let p = st.heap.alloc(PAGE).ok_or("VRAM is full")?;
+                let Some(p) = st.heap.alloc(PAGE) else {
+                    tables_full = true;
+                    return Err("no VRAM is left for page tables".into());
+                };
                 t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
                 Ok(p)
             };
-            gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, flags, &mut alloc)
-                .map_err(|m| self.note(GpuError::Link(m)))?;
+            if let Err(m) = gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, flags, &mut alloc) {
+                failed = Some((p, m));
+                break;
+            }
         }
-        Ok(Vram { pa, bytes, dev: Arc::downgrade(&self.d) })
+        let Some((done, m)) = failed else { return Ok(Vram { pa, bytes, dev: Arc::downgrade(&self.d) }) };
+        if !tables_full {
+            // The transport failed: the device is gone.
+            return Err(self.note(GpuError::Link(m)));
+        }
+        // Out of VRAM for page tables: undo this allocation; the device stays usable.
+        for p in (0..done).step_by(PAGE as usize) {
+            let _ = gmc::unmap(&mut Bar(t), root, VA_BASE + pa + p);
+        }
+        st.heap.release(pa, bytes);
+        Err(GpuError::OutOfMemory(bytes))
     }
 
     /// Copies host bytes to GPU memory at `va`: through the staging area, by the command

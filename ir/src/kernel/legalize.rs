@@ -7,10 +7,10 @@
 //!   dtype's minimum divided by -1 wraps): `Div`/`Rem` on integers become the machine's
 //!   truncating division ([`BinaryOp::DivTrunc`], [`BinaryOp::RemTrunc`]) on a divisor made safe
 //!   (never 0, never -1 for signed dtypes), corrected to the floor with compares and selects.
-//! - `narrow_float`: f16 and bf16 results are correctly rounded. Add, sub, mul, div and sqrt are
-//!   computed in f32 and rounded by a cast (exact: f32 carries more than twice their precision
-//!   plus two bits, so the double rounding is innocuous); fma is computed in f64 (one rounding of
-//!   the exact result) and rounded by a cast.
+//! - `narrow_float`: f16 and bf16 results are rounded as the interpreter rounds them. Add, sub,
+//!   mul, div and sqrt are computed in f32 and rounded by a cast (the correctly rounded result:
+//!   f32's 24 bits are at least twice their precision plus two, so the double rounding is
+//!   innocuous); fma is computed in f64 and rounded by a cast, as the interpreter defines it.
 //! - `float_rem`: the float remainder has the divisor's sign, `a - b * floor(a / b)` in f64, and
 //!   a zero divisor gives NaN; then a cast rounds to the dtype.
 //! - `int_pow`: an integer power is square-and-multiply in a loop of at most `bits` trips,
@@ -18,12 +18,13 @@
 //!   exponent's parity) and 0 otherwise.
 //! - `nan_minmax`: float min and max propagate NaN and order -0 below +0: compares and selects,
 //!   with the zeros and NaNs (where the compare cannot decide) resolved by an addition, since
-//!   `+0 + -0 = +0` and `NaN + x = NaN` (min negates around it).
+//!   `+0 + -0 = +0` and `NaN + x = NaN` (min negates around it). A float max or min accumulator
+//!   becomes a register (its own number) that starts at -inf (+inf) and is updated with that
+//!   operation, as the interpreter's accumulator computes it.
 //!
-//! What stays with the emitters, because the kernel IR has no other way to say it: the
-//! combining step of accumulators (`AccPush` on a max or min accumulator uses the same NaN rule),
-//! the rounding inside `Mma`, and conversions (`Cast`), which are the primitives the rules above
-//! are written in. No target lacks a 64-bit operation today (PTX, LLVM and Cranelift all have
+//! What stays with the emitters, because the kernel IR has no other way to say it: the rounding
+//! inside `Mma`, and conversions (`Cast`), which are the primitives the rules above are written
+//! in. No target lacks a 64-bit operation today (PTX, LLVM and Cranelift all have
 //! them), so there is no rule for that yet.
 //!
 //! `tk emit --stage kernel` prints the kernel IR before legalization, `--stage legal` after. The
@@ -32,7 +33,7 @@
 
 use crate::dims::Dim;
 use crate::dtype::DType;
-use crate::graph::{BinaryOp, Op, Scalar, UnaryOp};
+use crate::graph::{BinaryOp, Op, ReduceOp, Scalar, UnaryOp};
 use crate::kernel::{Inst, Kernel};
 use std::collections::HashMap;
 
@@ -61,7 +62,7 @@ pub fn legalize(k: &Kernel, caps: Caps) -> Kernel {
     let dtypes = known.iter().enumerate().filter_map(|(r, d)| Some((r, (*d)?))).collect();
     let mut out = k.clone();
     let mut regs = k.regs;
-    let mut cx = Cx { caps, regs: &mut regs, dtypes };
+    let mut cx = Cx { caps, regs: &mut regs, dtypes, accs: HashMap::new() };
     out.body = cx.body(&k.body);
     out.regs = regs;
     out
@@ -79,6 +80,9 @@ struct Cx<'a> {
     caps: Caps,
     regs: &'a mut usize,
     dtypes: HashMap<usize, DType>,
+    /// Float max and min accumulators rewritten into registers (`nan_minmax`): whether max, and
+    /// the running value's dtype (f32 for f16 and bf16 sources).
+    accs: HashMap<usize, (bool, DType)>,
 }
 
 impl Cx<'_> {
@@ -114,6 +118,44 @@ impl Cx<'_> {
                     out.push(Inst::Alu { dst, op, args, dtype });
                 }
             }
+            Inst::AccNew { acc, op: op @ (ReduceOp::Max | ReduceOp::Min), src, dtype }
+                if !self.caps.nan_minmax && src.is_float() =>
+            {
+                // The running value lives in register `acc` (accumulators and registers share
+                // the numbering), starting at the identity; an empty max is -inf.
+                let vd = if is_half(src) { DType::F32 } else { src };
+                let max = op == ReduceOp::Max;
+                self.accs.insert(acc, (max, vd));
+                self.dtypes.insert(acc, vd);
+                let _ = dtype;
+                let init = if max { f64::NEG_INFINITY } else { f64::INFINITY };
+                out.push(Inst::Const { dst: acc, value: Scalar::Float(init), dtype: vd });
+            }
+            Inst::AccPush { acc, value, pred } if self.accs.contains_key(&acc) => {
+                let (max, vd) = self.accs[&acc];
+                let tv = self.dtype(value, vd);
+                let mut e = Emit { cx: self, out: Vec::new() };
+                let x = e.to(value, tv, vd);
+                let m = e.bin(if max { BinaryOp::Max } else { BinaryOp::Min }, acc, x, vd);
+                let v = match pred {
+                    Some(p) => e.select(p, m, acc, vd),
+                    None => m,
+                };
+                e.out.push(Inst::Copy { dst: acc, src: v });
+                let written = std::mem::take(&mut e.out);
+                for w in written {
+                    self.inst(w, out);
+                }
+            }
+            Inst::AccGet { dst, acc } if self.accs.contains_key(&acc) => {
+                let (_, vd) = self.accs[&acc];
+                let t = self.dtype(dst, vd);
+                if t == vd {
+                    out.push(Inst::Copy { dst, src: acc });
+                } else {
+                    out.push(Inst::Alu { dst, op: Op::Cast, args: vec![acc], dtype: t });
+                }
+            }
             other => out.push(other),
         }
     }
@@ -144,21 +186,23 @@ impl Emit<'_, '_> {
                 self.float_rem(dst, a, b, d);
             }
             Op::Binary(BinaryOp::Pow) if !caps.int_pow && is_int(d) => {
-                let (a, b) = (self.to(args[0], ts[0], d), self.to(args[1], ts[1], d));
-                self.int_pow(dst, a, b, d);
+                let a = self.to(args[0], ts[0], d);
+                // The exponent keeps its own value (and dtype), as the interpreter reads it.
+                let (e, te) = if is_int(ts[1]) { (args[1], ts[1]) } else { (self.to(args[1], ts[1], d), d) };
+                self.int_pow(dst, a, e, d, te);
             }
             Op::Binary(op @ (BinaryOp::Min | BinaryOp::Max)) if !caps.nan_minmax && d.is_float() => {
                 let (a, b) = (self.to(args[0], ts[0], d), self.to(args[1], ts[1], d));
                 self.fminmax(dst, *op == BinaryOp::Max, a, b, d);
             }
             Op::Binary(op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div))
-                if !caps.narrow_float && is_half(d) =>
+                if !caps.narrow_float && (is_half(d) || (d.is_float() && ts.iter().any(|t| is_half(*t)))) =>
             {
                 let (a, b) = (self.to(args[0], ts[0], DType::F32), self.to(args[1], ts[1], DType::F32));
                 let v = self.bin(*op, a, b, DType::F32);
                 self.alu_to(dst, Op::Cast, vec![v], d);
             }
-            Op::Unary(UnaryOp::Sqrt) if !caps.narrow_float && is_half(d) => {
+            Op::Unary(UnaryOp::Sqrt) if !caps.narrow_float && (is_half(d) || (d.is_float() && is_half(ts[0]))) => {
                 let a = self.to(args[0], ts[0], DType::F32);
                 let v = self.alu(Op::Unary(UnaryOp::Sqrt), vec![a], DType::F32);
                 self.alu_to(dst, Op::Cast, vec![v], d);
@@ -269,33 +313,34 @@ impl Emit<'_, '_> {
         }
     }
 
-    /// `dst = a ** e` in dtype `t`, wrapping: square-and-multiply over the exponent's bits in a
-    /// loop that stops when no bit is left, and the language's rule for negative exponents.
-    fn int_pow(&mut self, dst: usize, a: usize, e: usize, t: DType) {
+    /// `dst = a ** e` in dtype `t`, wrapping, for an exponent of integer dtype `te`:
+    /// square-and-multiply over the exponent's bits in a loop that stops when no bit is left, and
+    /// the language's rule for negative exponents.
+    fn int_pow(&mut self, dst: usize, a: usize, e: usize, t: DType, te: DType) {
         let zero = self.int(0, t);
         let one = self.int(1, t);
-        let signed = t.is_signed_int();
-        let neg = if signed { Some(self.bin(BinaryOp::Lt, e, zero, DType::Bool)) } else { None };
+        let (ezero, eone) = if te == t { (zero, one) } else { (self.int(0, te), self.int(1, te)) };
+        let neg = if te.is_signed_int() { Some(self.bin(BinaryOp::Lt, e, ezero, DType::Bool)) } else { None };
         let e0 = match neg {
-            Some(n) => self.select(n, zero, e, t),
+            Some(n) => self.select(n, ezero, e, te),
             None => e,
         };
         // Carried: result, base, the exponent's remaining bits.
-        let (r, b, ev) = (self.copy(one, t), self.copy(a, t), self.copy(e0, t));
+        let (r, b, ev) = (self.copy(one, t), self.copy(a, t), self.copy(e0, te));
         let iter = self.reg();
         self.cx.dtypes.insert(iter, DType::I64);
         let outer = std::mem::take(&mut self.out);
-        let done = self.bin(BinaryOp::Eq, ev, zero, DType::Bool);
-        let bit = self.bin(BinaryOp::And, ev, one, t);
-        let odd = self.bin(BinaryOp::Ne, bit, zero, DType::Bool);
+        let done = self.bin(BinaryOp::Eq, ev, ezero, DType::Bool);
+        let bit = self.bin(BinaryOp::And, ev, eone, te);
+        let odd = self.bin(BinaryOp::Ne, bit, ezero, DType::Bool);
         let m = self.bin(BinaryOp::Mul, r, b, t);
         let r2 = self.select(odd, m, r, t);
         let b2 = self.bin(BinaryOp::Mul, b, b, t);
-        let e2 = self.bin(BinaryOp::Shr, ev, one, t);
+        let e2 = self.bin(BinaryOp::Shr, ev, eone, te);
         let body = std::mem::replace(&mut self.out, outer);
         self.out.push(Inst::Loop {
             lo: Dim::constant(0),
-            trip: Dim::constant(i64::from(t.bits())),
+            trip: Dim::constant(i64::from(te.bits())),
             iter,
             carried: vec![r, b, ev],
             body,
@@ -311,8 +356,8 @@ impl Emit<'_, '_> {
         let minus_one = self.int(-1, t);
         let is1 = self.bin(BinaryOp::Eq, a, one, DType::Bool);
         let ism1 = self.bin(BinaryOp::Eq, a, minus_one, DType::Bool);
-        let low = self.bin(BinaryOp::And, e, one, t);
-        let even = self.bin(BinaryOp::Eq, low, zero, DType::Bool);
+        let low = self.bin(BinaryOp::And, e, eone, te);
+        let even = self.bin(BinaryOp::Eq, low, ezero, DType::Bool);
         let sign = self.select(even, one, minus_one, t);
         let v = self.select(ism1, sign, zero, t);
         let v = self.select(is1, one, v, t);
@@ -499,6 +544,85 @@ mod tests {
                         let (want, got) = both(&Op::Fma, &[a, b, c].map(Scalar::Float), t);
                         assert!(same(want, got), "{t}: fma {a:e} {b:e} {c:e}: {want:?}, legalized {got:?}");
                     }
+                }
+            }
+        }
+    }
+
+    /// An exponent of another integer dtype keeps its value (the interpreter does not wrap it to
+    /// the base's dtype).
+    #[test]
+    fn an_exponent_of_another_dtype_keeps_its_value() {
+        for (t, te) in [(DType::I8, DType::I64), (DType::U8, DType::I32), (DType::I32, DType::U8)] {
+            let (Some((alo, ahi)), Some((elo, ehi))) = (t.int_range(), te.int_range()) else { continue };
+            for a in [-3i128, -1, 0, 1, 2, 3, 7].into_iter().filter(|a| (alo..=ahi).contains(a)) {
+                for e in [-300i128, -3, -2, 0, 1, 2, 5, 9, 255, 300].into_iter().filter(|e| (elo..=ehi).contains(e)) {
+                    // The operands are constants, so the pass knows their dtypes, as in a kernel.
+                    let k = Kernel {
+                        name: "k".into(),
+                        bufs: vec![],
+                        body: vec![
+                            Inst::Const { dst: 0, value: Scalar::Int(a), dtype: t },
+                            Inst::Const { dst: 1, value: Scalar::Int(e), dtype: te },
+                            Inst::Alu { dst: 2, op: Op::Binary(BinaryOp::Pow), args: vec![0, 1], dtype: t },
+                        ],
+                        regs: 3,
+                        knobs: Default::default(),
+                        loc: Default::default(),
+                    };
+                    let l = legalize(&k, Caps::default());
+                    assert!(l.body.len() > 3);
+                    let want = scalar_op(&Op::Binary(BinaryOp::Pow), &[(Scalar::Int(a), t), (Scalar::Int(e), te)], t);
+                    let mut r = vec![(Scalar::Int(0), DType::I64); l.regs];
+                    run(&l.body, &mut r);
+                    assert!(same(want, r[2].0), "{t} {a} ** {te} {e}: {want:?}, legalized {:?}", r[2].0);
+                }
+            }
+        }
+    }
+
+    /// Float max and min accumulators become a register updated with the legalized operation,
+    /// starting at the identity, and give what the interpreter's accumulator gives (an empty
+    /// reduction included), with predicated pushes.
+    #[test]
+    fn float_max_and_min_accumulators_match_the_reference_accumulator() {
+        use crate::graph::interp::Acc;
+        let vals = float_values();
+        for t in [DType::F16, DType::Bf16, DType::F32, DType::F64] {
+            for op in [ReduceOp::Max, ReduceOp::Min] {
+                for n in [0usize, 1, 2, 7, vals.len()] {
+                    // r0 = value, r1 = pred; acc 2; result r3.
+                    let mut body = vec![Inst::AccNew { acc: 2, op, src: t, dtype: t }];
+                    let mut reference = Acc::new(op, t, t);
+                    for (i, v) in vals.iter().take(n).enumerate() {
+                        let v = scalar_to(Scalar::Float(*v), t);
+                        let on = i % 3 != 1;
+                        body.push(Inst::Const { dst: 0, value: v, dtype: t });
+                        body.push(Inst::Const { dst: 1, value: Scalar::Bool(on), dtype: DType::Bool });
+                        body.push(Inst::AccPush { acc: 2, value: 0, pred: Some(1) });
+                        if on {
+                            reference.push(v);
+                        }
+                    }
+                    body.push(Inst::AccGet { dst: 3, acc: 2 });
+                    let k = Kernel {
+                        name: "k".into(),
+                        bufs: vec![],
+                        body,
+                        regs: 4,
+                        knobs: Default::default(),
+                        loc: Default::default(),
+                    };
+                    let l = legalize(&k, Caps::default());
+                    let accs = |b: &[Inst]| {
+                        b.iter().filter(|i| matches!(i, Inst::AccNew { .. } | Inst::AccPush { .. })).count()
+                    };
+                    assert_eq!(accs(&l.body), 0, "{t} {op:?}: legalized");
+                    assert_eq!(accs(&legalize(&k, Caps { nan_minmax: true, ..Caps::default() }).body), n + 1);
+                    let mut r = vec![(Scalar::Int(0), DType::I64); l.regs];
+                    run(&l.body, &mut r);
+                    let want = scalar_to(reference.result(), t);
+                    assert!(same(want, r[3].0), "{t} {op:?} of {n}: {want:?}, legalized {:?}", r[3].0);
                 }
             }
         }

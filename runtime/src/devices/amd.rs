@@ -298,6 +298,19 @@ mod tests {
         assert!(free(&dev) + 4 * PAGE >= before, "{} vs {before}", free(&dev));
     }
 
+    #[test]
+    fn no_vram_left_for_page_tables_is_out_of_memory_and_the_device_stays_usable() {
+        let dev = AmdDevice::open_sim().expect("opens");
+        let free = dev.gpu.free_vram();
+        // All free VRAM as one buffer leaves no page for the tables that map it.
+        let e = dev.alloc(free as usize).err().expect("no room for its page tables");
+        assert!(e.to_string().contains("out of VRAM"), "{e}");
+        assert_eq!(dev.gpu.free_vram(), free, "the allocation was undone");
+        let q = dev.queue();
+        let b = dev.alloc(100).expect("the device is still usable");
+        dev.write(&q, &b, &[7; 100]).expect("write");
+    }
+
     #[cfg(not(target_os = "macos"))]
     #[test]
     fn the_iokit_transport_is_macos_only() {
