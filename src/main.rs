@@ -6,15 +6,46 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
+/// `print!` for the command line's results: a closed stdout (`tk emit ... | head -1`) ends the
+/// process quietly (exit 0) instead of panicking; another write error is reported (exit 3).
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::write_stdout(format_args!($($t)*))
+    };
+}
+
+/// `println!` with the behaviour of [`out!`].
+macro_rules! outln {
+    () => {
+        out!("\n")
+    };
+    ($($t:tt)*) => {
+        out!("{}\n", format_args!($($t)*))
+    };
+}
+
 mod repl;
 mod run;
+
+/// Writes to stdout; see [`out!`].
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::OK));
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(i32::from(exit::RUNTIME));
+    }
+}
 
 /// Exit codes, the same for every command (documented in the README).
 mod exit {
     pub const OK: u8 = 0;
     /// An error in the user's program or data.
     pub const USER: u8 = 1;
-    // 2: usage errors, reported by clap.
+    /// A usage error: a bad command line (clap reports its own with this code too).
+    pub const USAGE: u8 = 2;
     /// A runtime or device failure.
     pub const RUNTIME: u8 = 3;
     /// A required external tool is missing.
@@ -106,13 +137,18 @@ enum Command {
         /// The device to run on (`tk devices` lists them).
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Run N more times after a warm-up, with the arguments resident on the device, and print
-        /// the median time, GB/s and GFLOP/s.
-        #[arg(long, value_name = "N")]
+        /// Run N more times (N >= 1) after a warm-up, with the arguments resident on the device,
+        /// and print the minimum, median and maximum time, with GB/s and GFLOP/s at the median.
+        #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         bench: Option<usize>,
-        /// Print the time of each compile stage and of the run.
+        /// Print the time of every phase: parse, check, lower, schedule, codegen (marked when the
+        /// kernel cache had the code), argument generation, the run and the output.
         #[arg(long)]
         time: bool,
+        /// How to print results: `short` elides the middle of arrays of more than 1000 elements
+        /// (as numpy does), `full` prints every element.
+        #[arg(long, value_enum, default_value_t = run::Print::Short)]
+        print: run::Print,
         /// Seed of the random arguments.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -124,10 +160,11 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
     },
-    /// Compile .tk files ahead of time into GPU code objects: for each file and target,
-    /// DIR/<stem>.<target>.ptx and .cubin (NVIDIA) or .ll and .hsaco (AMD), holding every
-    /// device kernel of every entry, plus DIR/manifest.json describing entries, device kernels,
-    /// parameters and launch geometry.
+    /// Compile .tk files ahead of time: GPU code objects (for each file and target,
+    /// DIR/<stem>.<target>.ptx and .cubin (NVIDIA) or .ll and .hsaco (AMD), plus
+    /// DIR/manifest.json describing entries, device kernels, parameters and launch geometry), a
+    /// bundle (`-o FILE.tkb`: CPU and GPU code in one checksummed file a program loads without
+    /// compiling), or a static library with a C header (`--emit staticlib`, CPU).
     #[command(after_help = "NVIDIA: ptxas is found through TK_PTXAS, then PATH, then the project's .tools/venv \
         (scripts/setup installs it). There is no ptxas for macOS: build cubins on Linux.\n\
         AMD: tk must be built with the `amdgpu` feature (LLVM 19); ld.lld is found through TK_LLD, then PATH \
@@ -140,8 +177,8 @@ enum Command {
         /// The .tk files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Comma-separated GPU targets: NVIDIA sm_80, sm_86, sm_89, sm_90, sm_120; AMD gfx1100,
-        /// gfx1101, gfx1102.
+        /// Comma-separated targets: `cpu` (bundles and static libraries), NVIDIA sm_80, sm_86,
+        /// sm_89, sm_90, sm_120; AMD gfx1100, gfx1101, gfx1102.
         #[arg(long, value_delimiter = ',', required = true)]
         target: Vec<String>,
         /// The output: a directory (created when missing) for code objects, or a file for
@@ -266,10 +303,10 @@ fn main() -> ExitCode {
             let flags = Flags { fast_math, deterministic };
             emit(&file, stage, target, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
-        Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts, deterministic } => {
+        Command::Run { file, entry, args, dims, out, device, bench, time, seed, opts, deterministic, print } => {
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
             run::run(
-                run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs, deterministic },
+                run::RunOpts { file, entry, args, dims, out, device, bench, time, seed, knobs, deterministic, print },
                 choice,
             )
         }
@@ -332,7 +369,7 @@ fn main() -> ExitCode {
         }
         Command::Inspect { file } => match tk_runtime::bundle::Bundle::load(&file) {
             Ok(b) => {
-                print!("{}", b.describe());
+                out!("{}", b.describe());
                 exit::OK
             }
             Err(e) => {
@@ -343,9 +380,9 @@ fn main() -> ExitCode {
         Command::Devices => {
             let list = tk_runtime::devices::list();
             let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);
-            println!("{:<w$} TARGET", "DEVICE");
+            outln!("{:<w$} TARGET", "DEVICE");
             for (name, target) in list {
-                println!("{name:<w$} {target}");
+                outln!("{name:<w$} {target}");
             }
             exit::OK
         }
@@ -407,7 +444,7 @@ fn check(files: &[PathBuf], choice: ColorChoice) -> u8 {
         match check_one(f, choice) {
             Ok(c) => {
                 let n = c.kernels.len();
-                println!("{}: ok ({n} kernel{})", f.display(), if n == 1 { "" } else { "s" });
+                outln!("{}: ok ({n} kernel{})", f.display(), if n == 1 { "" } else { "s" });
             }
             Err(c) => code = code.max(c),
         }
@@ -472,7 +509,7 @@ fn build_staticlib(
     };
     match tk_toolchain::clib::build(&entries, &opts, lib, header) {
         Ok(w) => {
-            println!("wrote {} and {}", w.library.display(), w.header.display());
+            outln!("wrote {} and {}", w.library.display(), w.header.display());
             exit::OK
         }
         Err(e) => build_failed(e),
@@ -493,7 +530,7 @@ fn build_bundle(
     };
     match tk_toolchain::bundle::build(&entries, targets, &opts, out) {
         Ok(w) => {
-            println!(
+            outln!(
                 "wrote {} ({} bytes): {} entr{} for {}",
                 out.display(),
                 w.bytes,
@@ -546,27 +583,45 @@ fn build(
     match tk_toolchain::aot::build(&sources, targets, &opts, out) {
         Ok(built) => {
             for f in &built.files {
-                println!("wrote {}", f.display());
+                outln!("wrote {}", f.display());
             }
             if verbose && !built.resources.is_empty() {
-                println!(
+                outln!(
                     "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
-                    "TARGET", "KERNEL", "REGISTERS", "SPILL STORES", "SPILL LOADS", "SHARED BYTES"
+                    "TARGET",
+                    "KERNEL",
+                    "REGISTERS",
+                    "SPILL STORES",
+                    "SPILL LOADS",
+                    "SHARED BYTES"
                 );
                 for r in &built.resources {
-                    println!(
+                    outln!(
                         "{:<8} {:<32} {:>9} {:>12} {:>11} {:>12}",
-                        r.target, r.kernel, r.registers, r.spill_stores, r.spill_loads, r.shared_bytes
+                        r.target,
+                        r.kernel,
+                        r.registers,
+                        r.spill_stores,
+                        r.spill_loads,
+                        r.shared_bytes
                     );
                 }
             }
             if verbose && !built.amd.is_empty() {
-                println!(
+                outln!(
                     "{:<14} {:<32} {:>5} {:>5} {:>6} {:>6} {:>9} {:>13} {:>4}",
-                    "TARGET", "KERNEL", "VGPRS", "SGPRS", "VSPILL", "SSPILL", "LDS BYTES", "SCRATCH BYTES", "WAVE"
+                    "TARGET",
+                    "KERNEL",
+                    "VGPRS",
+                    "SGPRS",
+                    "VSPILL",
+                    "SSPILL",
+                    "LDS BYTES",
+                    "SCRATCH BYTES",
+                    "WAVE"
                 );
                 for (t, k) in &built.amd {
-                    println!(
+                    outln!(
                         "{:<14} {:<32} {:>5} {:>5} {:>6} {:>6} {:>9} {:>13} {:>4}",
                         t,
                         k.name,
@@ -708,6 +763,6 @@ fn emit(
             s
         }
     };
-    print!("{out}");
+    out!("{out}");
     exit::OK
 }

@@ -18,19 +18,23 @@ pub struct Session {
     vars: BTreeMap<String, HostArray>,
     device: Arc<dyn Device>,
     counter: usize,
+    print: crate::run::Print,
 }
 
 const HELP: &str = "\
-Enter an item (fn, kernel, use, const) to define it, `let NAME = EXPR` to bind an array, or an
-expression to evaluate it. Lines with unclosed brackets continue on the next line.
+Enter an item (fn, kernel, use, const) to define it (defining a name again replaces it),
+`let NAME = EXPR` to bind an array, or an expression to evaluate it (its value is then `_`).
+Lines with unclosed brackets continue on the next line.
 
 Commands:
   :type EXPR          the type of an expression
-  :emit STAGE NAME    print a compiler stage (ast, types, graph, schedule, kernel, clif) of kernel NAME
+  :emit STAGE NAME    print a compiler stage (types, graph, schedule, kernel, clif) of kernel NAME
   :time EXPR          evaluate and print the compile and run times
   :load FILE          load the items of a .tk file
+  :reset              forget every definition and variable
   :device NAME        switch device (`tk devices` lists them)
   :vars               list the variables
+  :print full|short   print every element of results, or elide the middle of large ones (default)
   :help               this text
   :quit               leave (also Ctrl-D)
 
@@ -43,6 +47,12 @@ Example:
 fn is_item(s: &str) -> bool {
     let first = s.split_whitespace().next().unwrap_or("");
     matches!(first, "fn" | "kernel" | "use" | "const" | "pub")
+}
+
+/// The names an input defines (`fn NAME`, `kernel NAME`, `const NAME`).
+fn item_names(s: &str) -> Vec<String> {
+    let w = idents(s);
+    w.windows(2).filter(|p| matches!(p[0], "fn" | "kernel" | "const")).map(|p| p[1].to_string()).collect()
 }
 
 fn idents(s: &str) -> Vec<&str> {
@@ -73,13 +83,13 @@ pub fn complete(s: &str) -> bool {
 
 impl Session {
     pub fn new(device: Arc<dyn Device>) -> Session {
-        Session { defs: Vec::new(), vars: BTreeMap::new(), device, counter: 0 }
+        Session { defs: Vec::new(), vars: BTreeMap::new(), device, counter: 0, print: crate::run::Print::Short }
     }
 
     /// Names for tab completion: builtins, commands, defined items and variables.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = tk_compiler::load::BUILTINS.iter().map(|s| s.to_string()).collect();
-        for c in [":type", ":emit", ":time", ":load", ":device", ":vars", ":help", ":quit"] {
+        for c in [":type", ":emit", ":time", ":load", ":reset", ":device", ":vars", ":print", ":help", ":quit"] {
             v.push(c.to_string());
         }
         for d in &self.defs {
@@ -171,11 +181,11 @@ impl Session {
         Ok((outs, times))
     }
 
-    fn show(values: &[HostArray], name: &str) -> String {
+    fn show(&self, values: &[HostArray], name: &str) -> String {
         if values.len() == 1 {
-            return crate::run::summary(name, &values[0]);
+            return crate::run::show(name, &values[0], self.print);
         }
-        values.iter().enumerate().map(|(i, v)| crate::run::summary(&format!("{name}.{i}"), v)).collect()
+        values.iter().enumerate().map(|(i, v)| crate::run::show(&format!("{name}.{i}"), v, self.print)).collect()
     }
 
     /// Handles one complete input; returns what to print (errors included) and whether to quit.
@@ -190,6 +200,17 @@ impl Session {
             return match c {
                 "q" | "quit" | "exit" => (String::new(), true),
                 "help" | "h" => (HELP.to_string(), false),
+                "print" => match rest {
+                    "full" => {
+                        self.print = crate::run::Print::Full;
+                        ("results print every element\n".to_string(), false)
+                    }
+                    "short" => {
+                        self.print = crate::run::Print::Short;
+                        ("results of more than 1000 elements print their ends only\n".to_string(), false)
+                    }
+                    _ => ("error: :print full or :print short\n".to_string(), false),
+                },
                 "vars" => {
                     let v: Vec<String> = self
                         .vars
@@ -205,8 +226,16 @@ impl Session {
                     Ok(t) => (format!("{t}\n"), false),
                     Err(e) => (e, false),
                 },
+                "time" if rest.is_empty() => {
+                    ("error: :time EXPR times an expression, e.g. `:time x * x`\n".into(), false)
+                }
+                "reset" => {
+                    self.defs.clear();
+                    self.vars.clear();
+                    ("forgot every definition and variable\n".to_string(), false)
+                }
                 "time" => match self.eval(rest) {
-                    Ok((v, t)) => (format!("{}{t}\n", Self::show(&v, "_")), false),
+                    Ok((v, t)) => (format!("{}{t}\n", self.show(&v, "_")), false),
                     Err(e) => (e, false),
                 },
                 "device" if rest.is_empty() => {
@@ -244,14 +273,26 @@ impl Session {
             };
         }
         if is_item(line) {
-            self.defs.push(line.to_string());
-            return match self.check(self.program("")) {
-                Ok(_) => (String::new(), false),
-                Err(e) => {
-                    self.defs.pop();
-                    (e, false)
-                }
+            // Defining a name again replaces the earlier definition (when that was one item).
+            let names = item_names(line);
+            let before = self.defs.clone();
+            self.defs.retain(|d| {
+                let old = item_names(d);
+                !(old.len() == 1 && names.contains(&old[0]))
+            });
+            // `use` and `const` need no `;` at the prompt, as `let` does not.
+            let first = line.split_whitespace().next().unwrap_or("");
+            let line = if matches!(first, "use" | "const") && !line.ends_with(';') {
+                format!("{line};")
+            } else {
+                line.to_string()
             };
+            self.defs.push(line);
+            if let Err(e) = self.check(self.program("")) {
+                self.defs = before;
+                return (e, false);
+            }
+            return (String::new(), false);
         }
         // `let NAME = EXPR` binds; anything else is an expression.
         if let Some(rest) = line.strip_prefix("let ")
@@ -266,7 +307,7 @@ impl Session {
             return match self.eval(expr.trim().trim_end_matches(';')) {
                 Ok((mut v, _)) if v.len() == 1 => {
                     let a = v.remove(0);
-                    let out = crate::run::summary(name, &a);
+                    let out = crate::run::show(name, &a, self.print);
                     self.vars.insert(name.to_string(), a);
                     (out, false)
                 }
@@ -275,19 +316,41 @@ impl Session {
             };
         }
         match self.eval(line.trim_end_matches(';')) {
-            Ok((v, _)) => (Self::show(&v, "_"), false),
+            Ok((v, _)) => {
+                let out = self.show(&v, "_");
+                // The value of the last expression is `_` (when it is one array).
+                if let [a] = v.as_slice() {
+                    self.vars.insert("_".to_string(), a.clone());
+                }
+                (out, false)
+            }
             Err(e) => (e, false),
         }
     }
 
     fn emit(&mut self, stage: &str, name: &str) -> String {
+        const STAGES: [&str; 5] = ["types", "graph", "schedule", "kernel", "clif"];
+        if !STAGES.contains(&stage) {
+            return format!(
+                "error: unknown stage `{stage}`; the stages are {} (other stages and targets: `tk emit FILE --stage \
+                 ... --target ...`)\n",
+                STAGES.join(", ")
+            );
+        }
         let src = self.program("");
         let c = match self.check(src) {
             Ok(c) => c,
             Err(e) => return e,
         };
         let Some(k) = c.kernels.iter().find(|k| k.name == name) else {
-            let names: Vec<&str> = c.kernels.iter().map(|k| k.name.as_str()).collect();
+            let names: Vec<&str> =
+                c.kernels.iter().map(|k| k.name.as_str()).filter(|n| !n.starts_with("__repl")).collect();
+            if names.is_empty() {
+                return format!(
+                    "error: no kernel `{name}`: :emit shows the kernels defined in this session, and there are none \
+                     yet (wrap a fn in one: `kernel k(x: f32[n]) -> f32[n] {{ {name}(x) }}`)\n"
+                );
+            }
             return format!("error: no kernel `{name}`; the kernels are: {}\n", names.join(", "));
         };
         if stage == "types" {
@@ -378,7 +441,7 @@ pub fn run(device: &str) -> u8 {
             }
             let (out, quit) = s.handle(&pending);
             pending.clear();
-            print!("{out}");
+            out!("{out}");
             if quit {
                 break;
             }
@@ -398,13 +461,13 @@ pub fn run(device: &str) -> u8 {
     if let Some(h) = &history {
         let _ = ed.load_history(h);
     }
-    println!("tk {} REPL on {} (:help for help, Ctrl-D to leave)", env!("CARGO_PKG_VERSION"), device);
+    outln!("tk {} REPL on {} (:help for help, Ctrl-D to leave)", env!("CARGO_PKG_VERSION"), device);
     loop {
         ed.set_helper(Some(Helper { names: s.names() }));
         match ed.readline("tk> ") {
             Ok(line) => {
                 let (out, quit) = s.handle(&line);
-                print!("{out}");
+                out!("{out}");
                 if quit {
                     break;
                 }

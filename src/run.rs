@@ -27,6 +27,15 @@ pub struct RunOpts {
     pub seed: u64,
     pub knobs: Option<Knobs>,
     pub deterministic: bool,
+    pub print: Print,
+}
+
+/// How results print: `short` elides the middle of large arrays as numpy does, `full` prints
+/// every element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Print {
+    Short,
+    Full,
 }
 
 fn ms(d: Duration) -> String {
@@ -129,30 +138,32 @@ pub fn parse_value(
     dtype: DType,
     shape: &[Dim],
     r: &mut tk_runtime::array::ChaCha8Rng,
-) -> Result<HostArray, String> {
+) -> Result<HostArray, ArgError> {
     let ty = || {
         let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
         format!("{dtype}[{}]", s.join(", "))
     };
     for (prefix, dist) in [("rand:", Random::Uniform), ("randn:", Random::Normal)] {
         if let Some(d) = v.strip_prefix(prefix) {
-            let dims = parse_dims(d).map_err(|e| format!("argument `{name}`: {e}"))?;
-            return Ok(HostArray::random(dtype, dims, dist, r));
+            let dims = parse_dims(d).map_err(|e| usage(format!("argument `{name}`: {e}")))?;
+            return HostArray::try_random(dtype, dims, dist, r)
+                .map_err(|e| ArgError { code: exit::USER, message: format!("argument `{name}`: {e}") });
         }
     }
     if v.ends_with(".npy") || Path::new(v).is_file() {
-        return HostArray::read_npy(Path::new(v), dtype).map_err(|e| format!("argument `{name}`: {e}"));
+        return HostArray::read_npy(Path::new(v), dtype)
+            .map_err(|e| ArgError { code: exit::USER, message: format!("argument `{name}`: {e}") });
     }
     match parse_scalar(v, dtype) {
         Some(s) if shape.is_empty() => Ok(HostArray::scalar(dtype, s)),
-        Some(_) => Err(format!(
+        Some(_) => Err(usage(format!(
             "argument `{name}` is {}; a scalar fits only a rank-0 parameter: pass a .npy file or rand:DIMS",
             ty()
-        )),
-        None => Err(format!(
+        ))),
+        None => Err(usage(format!(
             "argument `{name}`: `{v}` is not a .npy file, rand:DIMS, randn:DIMS or a {dtype} literal (it is {})",
             ty()
-        )),
+        ))),
     }
 }
 
@@ -188,15 +199,111 @@ fn fmt_value(a: &HostArray, i: usize) -> String {
     }
 }
 
-/// A short summary of an output: type, first values, min/max/mean.
-pub fn summary(name: &str, a: &HostArray) -> String {
+/// Arrays with more elements than this print with the middle of each axis elided (numpy's
+/// default threshold), showing [`EDGE`] items at each end.
+const THRESHOLD: usize = 1000;
+const EDGE: usize = 3;
+/// Lines of values wrap at this width, as numpy's do.
+const LINE_WIDTH: usize = 75;
+
+/// The values of an array laid out by shape, as numpy prints them: a matrix as rows, a scalar
+/// as one value, and with `short` the middle of each long axis elided with `...`.
+pub fn format_array(a: &HostArray, print: Print) -> String {
+    if a.shape.is_empty() {
+        return fmt_value(a, 0);
+    }
+    let elide = print == Print::Short && a.len() > THRESHOLD;
+    // The indices shown along an axis of length n (None: the `...` marker).
+    let shown = |n: usize| -> Vec<Option<usize>> {
+        if elide && n > 2 * EDGE {
+            (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
+        } else {
+            (0..n).map(Some).collect()
+        }
+    };
+    // Every shown value, so that columns align.
+    let mut strides = vec![1usize; a.shape.len()];
+    for k in (0..a.shape.len() - 1).rev() {
+        strides[k] = strides[k + 1] * a.shape[k + 1];
+    }
+    fn walk(
+        a: &HostArray,
+        axis: usize,
+        at: usize,
+        strides: &[usize],
+        shown: &dyn Fn(usize) -> Vec<Option<usize>>,
+        out: &mut Vec<String>,
+    ) {
+        for i in shown(a.shape[axis]).into_iter().flatten() {
+            if axis + 1 == a.shape.len() {
+                out.push(fmt_value(a, at + i));
+            } else {
+                walk(a, axis + 1, at + i * strides[axis], strides, shown, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(a, 0, 0, &strides, &shown, &mut all);
+    let width = all.iter().map(|v| v.len()).max().unwrap_or(0);
+    fn block(
+        a: &HostArray,
+        axis: usize,
+        at: usize,
+        strides: &[usize],
+        shown: &dyn Fn(usize) -> Vec<Option<usize>>,
+        width: usize,
+    ) -> String {
+        let rank = a.shape.len();
+        let items: Vec<String> = shown(a.shape[axis])
+            .into_iter()
+            .map(|i| match i {
+                None => "...".to_string(),
+                Some(i) if axis + 1 == rank => format!("{:>width$}", fmt_value(a, at + i)),
+                Some(i) => block(a, axis + 1, at + i * strides[axis], strides, shown, width),
+            })
+            .collect();
+        if axis + 1 == rank {
+            // One line, wrapped at numpy's 75 columns under the bracket.
+            let mut lines = vec![String::new()];
+            for (k, it) in items.iter().enumerate() {
+                let piece = if k + 1 < items.len() { format!("{it},") } else { it.clone() };
+                let cur = lines.last_mut().expect("a line");
+                if !cur.is_empty() && axis + 2 + cur.len() + piece.len() > LINE_WIDTH {
+                    lines.push(piece);
+                    continue;
+                }
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&piece);
+            }
+            return format!("[{}]", lines.join(&format!("\n{}", " ".repeat(axis + 1))));
+        }
+        let sep = {
+            // Rows on their own lines, indented under the bracket; blank lines between blocks
+            // of higher rank, as numpy prints them.
+            format!(",{}{}", "\n".repeat(rank - axis - 1), " ".repeat(axis + 1))
+        };
+        format!("[{}]", items.join(&sep))
+    }
+    block(a, 0, 0, &strides, &shown, width)
+}
+
+/// An output: its name and type, its values by shape (see [`format_array`]), and for arrays of
+/// several elements min, max and mean (or the count of true values).
+pub fn show(name: &str, a: &HostArray, print: Print) -> String {
     let mut s = String::new();
     let dims: Vec<String> = a.shape.iter().map(|d| d.to_string()).collect();
     let _ = writeln!(s, "{name}: {}[{}]", a.dtype, dims.join(", "));
+    for line in format_array(a, print).lines() {
+        if line.is_empty() {
+            s.push('\n');
+        } else {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     let n = a.len();
-    let shown: Vec<String> = (0..n.min(8)).map(|i| fmt_value(a, i)).collect();
-    let _ = writeln!(s, "  [{}{}]", shown.join(", "), if n > 8 { ", ..." } else { "" });
-    if n > 0 {
+    if n > 1 {
         if a.dtype == DType::Bool {
             let t = (0..n).filter(|i| a.get_f64(*i) != 0.0).count();
             let _ = writeln!(s, "  true: {t} of {n}");
@@ -225,7 +332,80 @@ pub fn summary(name: &str, a: &HostArray) -> String {
     s
 }
 
+/// A bad argument: a usage error (the command line's shape) or an error in the data it names.
+pub struct ArgError {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(message: String) -> ArgError {
+    ArgError { code: exit::USAGE, message }
+}
+
+/// Whether `path` is a tk bundle (by its magic bytes).
+fn is_bundle(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == tk_runtime::bundle::MAGIC
+}
+
+/// The `--dim NAME=N` values: integers, at least 0, each name once (usage errors otherwise).
+fn explicit_dims(dims: &[String]) -> Result<HashMap<String, i64>, String> {
+    let mut explicit = HashMap::new();
+    for d in dims {
+        let (k, v) = split_kv(d, "dim")?;
+        let n = v.parse::<i64>().map_err(|_| format!("--dim {d}: `{v}` is not an integer"))?;
+        if n < 0 {
+            return Err(format!("--dim {d}: a dimension is a size, at least 0"));
+        }
+        if explicit.insert(k.to_string(), n).is_some() {
+            return Err(format!("--dim {k} is given twice"));
+        }
+    }
+    Ok(explicit)
+}
+
+/// The arguments of `g`'s parameters from `--arg NAME=VALUE` flags, in parameter order (so
+/// `--seed` gives the same values whatever the order of the flags).
+fn arguments(name: &str, g: &Graph, given_args: &[String], seed: u64) -> Result<Vec<HostArray>, ArgError> {
+    let mut given: HashMap<&str, &str> = HashMap::new();
+    for a in given_args {
+        let (k, v) = split_kv(a, "arg").map_err(usage)?;
+        if !g.inputs.iter().any(|i| i.0 == k) {
+            let ps: Vec<&str> = g.inputs.iter().map(|i| i.0.as_str()).collect();
+            return Err(usage(format!("`{name}` has no parameter `{k}`; its parameters are: {}", ps.join(", "))));
+        }
+        if given.insert(k, v).is_some() {
+            return Err(usage(format!("argument `{k}` is given twice")));
+        }
+    }
+    let mut r = rng(seed);
+    let mut args = Vec::new();
+    for (pname, dtype, shape) in &g.inputs {
+        let Some(v) = given.get(pname.as_str()) else {
+            let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            return Err(usage(format!(
+                "missing argument `{pname}` ({dtype}[{}]): pass --arg {pname}=VALUE, where VALUE is a .npy file, a \
+                 scalar, rand:DIMS or randn:DIMS (e.g. rand:4x8)",
+                s.join(", ")
+            )));
+        };
+        args.push(parse_value(pname, v, *dtype, shape, &mut r)?);
+    }
+    Ok(args)
+}
+
 pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
+    if is_bundle(&o.file) {
+        eprintln!(
+            "error: {} is a tk bundle (made by `tk build --emit bundle`); `tk run` compiles .tk source. `tk inspect {}` \
+             shows its entries; programs run them through the bundle API (tk_runtime::bundle::Bundle, see \
+             docs/architecture.md)",
+            o.file.display(),
+            o.file.display()
+        );
+        return exit::USAGE;
+    }
     let checked = match crate::check_one(&o.file, choice) {
         Ok(c) => c,
         Err(c) => return c,
@@ -236,7 +416,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
             Some(k) => k,
             None => {
                 eprintln!("error: {} has no kernel `{e}`; its kernels are: {}", o.file.display(), names.join(", "));
-                return exit::USER;
+                return exit::USAGE;
             }
         },
         (None, [k]) => k,
@@ -251,16 +431,24 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
                 names.len(),
                 names.join(", ")
             );
-            return exit::USER;
+            return exit::USAGE;
+        }
+    };
+    // The command line is checked before anything is compiled.
+    let explicit = match explicit_dims(&o.dims) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
         }
     };
     let dev = match tk_runtime::open(&o.device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            // A name that is no device is the user's error; a device that cannot be used here
-            // (no driver) is a device failure.
-            return if matches!(e, RunError::Argument { .. }) { exit::USER } else { exit::RUNTIME };
+            // A name that is no device is a usage error; a device that cannot be used here (no
+            // driver) is a device failure.
+            return if matches!(e, RunError::Argument { .. }) { exit::USAGE } else { exit::RUNTIME };
         }
     };
     let t0 = Instant::now();
@@ -277,76 +465,42 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         }
     };
     let t_lower = t0.elapsed();
+    let stats = &tk_toolchain::cache::KernelCache::global().stats;
+    let hits = |s: &tk_toolchain::cache::Stats| {
+        (
+            s.memory_hits.load(std::sync::atomic::Ordering::Relaxed),
+            s.disk_hits.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let before = hits(stats);
     let compiled = match session.compile(dev.as_ref(), &kernel.name, &g) {
         Ok(c) => c,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };
-    // Arguments, in parameter order (so `--seed` gives the same values whatever the order of
-    // the --arg flags).
-    let mut given: HashMap<&str, &str> = HashMap::new();
-    for a in &o.args {
-        match split_kv(a, "arg") {
-            Ok((k, v)) => {
-                if !g.inputs.iter().any(|i| i.0 == k) {
-                    let ps: Vec<&str> = g.inputs.iter().map(|i| i.0.as_str()).collect();
-                    eprintln!(
-                        "error[E0500]: `{}` has no parameter `{k}`; its parameters are: {}",
-                        kernel.name,
-                        ps.join(", ")
-                    );
-                    return exit::USER;
-                }
-                if given.insert(k, v).is_some() {
-                    eprintln!("error[E0500]: argument `{k}` is given twice");
-                    return exit::USER;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USER;
-            }
+    let after = hits(stats);
+    let cached = if after.0 > before.0 {
+        " (cache hit: memory)"
+    } else if after.1 > before.1 {
+        " (cache hit: disk)"
+    } else {
+        ""
+    };
+    let t_args = Instant::now();
+    let args = match arguments(&kernel.name, &g, &o.args, o.seed) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error[E0500]: {}", e.message);
+            return e.code;
         }
-    }
-    let mut r = rng(o.seed);
-    let mut args = Vec::new();
-    for (name, dtype, shape) in &g.inputs {
-        let Some(v) = given.get(name.as_str()) else {
-            let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-            eprintln!(
-                "error[E0500]: missing argument `{name}` ({dtype}[{}]): pass --arg {name}=VALUE, where VALUE is a .npy \
-                 file, a scalar, rand:DIMS or randn:DIMS (e.g. rand:4x8)",
-                s.join(", ")
-            );
-            return exit::USER;
-        };
-        match parse_value(name, v, *dtype, shape, &mut r) {
-            Ok(a) => args.push(a),
-            Err(e) => {
-                eprintln!("error[E0500]: {e}");
-                return exit::USER;
-            }
-        }
-    }
-    let mut explicit = HashMap::new();
-    for d in &o.dims {
-        match split_kv(d, "dim").and_then(|(k, v)| {
-            v.parse::<i64>().map(|n| (k, n)).map_err(|_| format!("--dim {d}: `{v}` is not an integer"))
-        }) {
-            Ok((k, n)) => {
-                explicit.insert(k.to_string(), n);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USER;
-            }
-        }
-    }
+    };
+    let t_args = t_args.elapsed();
     let t1 = Instant::now();
     let outs = match compiled.run(dev.as_ref(), &args, &explicit) {
         Ok(o) => o,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };
     let t_run = t1.elapsed();
+    let t_out = Instant::now();
     let out_names: Vec<String> = compiled.outputs().into_iter().map(|o| o.0).collect();
     match &o.out {
         Some(dir) => {
@@ -360,19 +514,21 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
                     eprintln!("error: {e}");
                     return exit::USER;
                 }
-                println!("wrote {}", p.display());
+                outln!("wrote {}", p.display());
             }
         }
         None => {
             for (n, a) in out_names.iter().zip(&outs) {
-                print!("{}", summary(n, a));
+                out!("{}", show(n, a, o.print));
             }
         }
     }
+    let t_out = t_out.elapsed();
     if o.time {
         let ct = &compiled.times;
-        println!(
-            "time: parse {}, check {}, lower {}, schedule {}, codegen {} ({} device kernel{}), run {}",
+        outln!(
+            "time: parse {}, check {}, lower {}, schedule {}, codegen {}{cached} ({} device kernel{}), arguments {}, \
+             run {}, output {}; total {}",
             ms(checked.parse_time),
             ms(checked.check_time),
             ms(t_lower + ct.lower),
@@ -380,7 +536,10 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
             ms(ct.codegen),
             compiled.kernels.len(),
             if compiled.kernels.len() == 1 { "" } else { "s" },
-            ms(t_run)
+            ms(t_args),
+            ms(t_run),
+            ms(t_out),
+            ms(checked.parse_time + checked.check_time + t0.elapsed())
         );
     }
     if let Some(n) = o.bench {
@@ -401,7 +560,7 @@ fn bench(
     choice: ColorChoice,
 ) -> u8 {
     let q = dev.queue();
-    let run = || -> Result<(Duration, Vec<tk_runtime::DeviceArray>), RunError> {
+    let run = || -> Result<(Vec<Duration>, Vec<tk_runtime::DeviceArray>), RunError> {
         let dargs: Vec<tk_runtime::DeviceArray> =
             args.iter().map(|a| tk_runtime::DeviceArray::upload(dev, &q, a)).collect::<Result<_, _>>()?;
         dev.synchronize(&q)?;
@@ -420,20 +579,24 @@ fn bench(
             }
         }
         times.sort();
-        Ok((times[times.len() / 2], outs))
+        Ok((times, outs))
     };
-    let (median, outs) = match run() {
+    let (times, outs) = match run() {
         Ok(x) => x,
         Err(e) => return report(&e, sources, choice),
     };
+    let median = times[times.len() / 2];
     let bytes: usize =
         args.iter().map(|a| a.data.len()).sum::<usize>() + outs.iter().map(|o| o.buffer.bytes()).sum::<usize>();
     let shapes: Vec<(DType, Vec<usize>)> = args.iter().map(|a| (a.dtype, a.shape.clone())).collect();
     let dims = c.bind(&shapes, explicit).unwrap_or_default();
     let secs = median.as_secs_f64().max(1e-12);
-    println!(
-        "bench: {n} runs, median {}, {:.2} GB/s, {:.2} GFLOP/s",
+    outln!(
+        "bench: {n} run{}: min {}, median {}, max {}; at the median {:.2} GB/s, {:.2} GFLOP/s",
+        if n == 1 { "" } else { "s" },
+        ms(times[0]),
         ms(median),
+        ms(times[times.len() - 1]),
         bytes as f64 / secs / 1e9,
         flops(g, &dims) / secs / 1e9
     );

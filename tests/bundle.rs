@@ -214,6 +214,17 @@ fn loading_reports_missing_entries_and_targets() {
     let o = tk(&["inspect", &bad.display().to_string()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("bad.tkb") && err(&o).contains("truncated"), "{}", err(&o));
+    // A bundle cut short says so in words, not as a Rust value.
+    let good = std::fs::read(&path).expect("read");
+    std::fs::write(&bad, &good[..good.len() - 100]).expect("write");
+    let o = tk(&["inspect", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("the bundle is truncated: the header says"), "{}", err(&o));
+    assert!(!err(&o).contains("Some("), "{}", err(&o));
+    // `tk run` on a bundle says what it is and what to do instead of "not UTF-8".
+    let o = tk(&["run", &path.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("is a tk bundle") && err(&o).contains("tk inspect"), "{}", err(&o));
 }
 
 /// A bundle holds AMD code objects where the AMD backend is built in.

@@ -91,6 +91,30 @@ fn missing_and_binary_files_exit_1() {
     assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
 }
 
+/// Output into a pipe that is closed (`tk emit ... | head -1`) ends tk quietly: no panic, no
+/// "Broken pipe" message, exit 0.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &["emit", "examples/attention.tk", "--stage", "ptx", "--target", "sm_86"][..],
+        &["run", "examples/softmax.tk", "--arg", "x=rand:64x64", "--print", "full"][..],
+        &["devices"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tk"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tk starts");
+        // The reader goes away before tk writes anything.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("tk ends");
+        let e = stderr(&o);
+        assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{args:?}: {e}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+    }
+}
+
 #[test]
 fn help_documents_every_command() {
     let o = tk(&["--help"]);
@@ -101,6 +125,10 @@ fn help_documents_every_command() {
     let o = tk(&["emit", "--help"]);
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("--stage") && s.contains("types"), "{s}");
+    // `tk build` builds bundles and static libraries for the CPU too.
+    let o = tk(&["build", "--help"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("`cpu`") && s.contains("bundle") && s.contains("static library"), "{s}");
 }
 
 #[test]

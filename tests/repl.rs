@@ -29,10 +29,61 @@ fn definitions_variables_and_expressions() {
          sum(y)\n",
     );
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("x: f32[10]\n  [0, 1, 2, 3, 4, 5, 6, 7, ...]"), "{out}");
-    assert!(out.contains("_: f32[10]\n  [0, 3, 6, 9, 12, 15, 18, 21, ...]\n  min 0  max 27"), "{out}");
+    assert!(out.contains("x: f32[10]\n  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"), "{out}");
+    assert!(out.contains("_: f32[10]\n  [ 0,  3,  6,  9, 12, 15, 18, 21, 24, 27]\n  min 0  max 27"), "{out}");
     assert!(out.contains("y: f32[3]\n  [4, 6, 8]"), "{out}");
-    assert!(out.contains("_: f32[]\n  [18]"), "{out}");
+    // A scalar is one value.
+    assert!(out.contains("_: f32[]\n  18\n"), "{out}");
+}
+
+#[test]
+fn redefinition_reset_and_the_last_value() {
+    let (out, err, code) = repl(
+        "kernel f(x: f32[n]) -> f32[n] { x + 1.0 }\n\
+         kernel f(x: f32[n]) -> f32[n] { x + 2.0 }\n\
+         let x = arange(3) as f32\n\
+         f(x)\n\
+         _ * 10.0\n\
+         use std::nn::{softmax}\n\
+         softmax(x)\n\
+         :time\n\
+         :emit ast f\n\
+         :reset\n\
+         x\n\
+         :emit kernel softmax\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // The second `f` replaced the first.
+    assert!(!out.contains("E0102") && out.contains("_: f32[3]\n  [2, 3, 4]"), "{out}");
+    // `_` is the last value.
+    assert!(out.contains("_: f32[3]\n  [20, 30, 40]"), "{out}");
+    // `use` without `;` works.
+    assert!(!out.contains("expected `;`") && out.contains("min 0.09"), "{out}");
+    assert!(out.contains("error: :time EXPR times an expression"), "{out}");
+    assert!(out.contains("unknown stage `ast`; the stages are types, graph"), "{out}");
+    assert!(out.contains("forgot every definition and variable"), "{out}");
+    assert!(out.contains("cannot find") && out.contains("`x`"), "after :reset x is gone:\n{out}");
+    assert!(out.contains("no kernel `softmax`: :emit shows the kernels defined in this session"), "{out}");
+}
+
+#[test]
+fn results_print_short_or_full() {
+    let (out, err, code) = repl(
+        "let z = arange(2000) as f32
+:print full
+z
+:print short
+z
+:print sometimes
+",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let blocks: Vec<&str> = out.split("_: f32[2000]").collect();
+    assert_eq!(blocks.len(), 3, "{out}");
+    assert!(out.starts_with("z: f32[2000]\n  [   0,    1,    2, ..., 1997, 1998, 1999]"), "{out}");
+    assert!(!blocks[1].contains("...") && blocks[1].contains(" 1000,"), "{out}");
+    assert!(blocks[2].contains("..."), "{out}");
+    assert!(out.contains("error: :print full or :print short"), "{out}");
 }
 
 #[test]
@@ -91,5 +142,5 @@ fn repl_runs_on_the_simulated_gpu() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("device: cpu ("), "{out}");
     assert!(out.contains("device: sim:sm_86 (sm_86 (simulated PTX))"), "{out}");
-    assert!(out.contains("_: f32[5]\n  [0, 3, 6, 9, 12]"), "{out}");
+    assert!(out.contains("_: f32[5]\n  [ 0,  3,  6,  9, 12]"), "{out}");
 }

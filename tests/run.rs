@@ -113,51 +113,130 @@ fn time_and_bench_lines() {
     for stage in ["parse", "check", "lower", "schedule", "codegen", "run"] {
         assert!(time.contains(stage), "{time}");
     }
-    let bench = s.lines().find(|l| l.starts_with("bench: 3 runs, median ")).expect("a bench line");
+    for phase in ["arguments", "output", "total"] {
+        assert!(time.contains(phase), "{time}");
+    }
+    let bench = s.lines().find(|l| l.starts_with("bench: 3 runs: min ")).expect("a bench line");
+    assert!(bench.contains("median") && bench.contains("max"), "{bench}");
     assert!(bench.contains("GB/s") && bench.contains("GFLOP/s"), "{bench}");
+    // Zero timed runs is a usage error, not "1 runs".
+    let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x4", "--bench", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    // The second compile of the same kernel in one process would hit the memory cache; across
+    // processes the disk cache answers, and --time says so.
+    let cache = tmp_dir("cache");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_tk"))
+            .args(["run", "examples/softmax.tk", "--arg", "x=rand:4x4", "--time"])
+            .env("TK_CACHE_DIR", &cache)
+            .output()
+            .expect("tk runs")
+    };
+    let first = out(&run());
+    let second = out(&run());
+    assert!(!first.contains("cache hit"), "{first}");
+    assert!(second.contains("(cache hit: disk)"), "{second}");
+}
+
+#[test]
+fn results_print_by_shape_and_large_ones_elided() {
+    let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "n=3"]);
+    assert!(
+        out(&o).contains("out: f32[3, 3]\n  [[1, 0, 0],\n   [0, 1, 0],\n   [0, 0, 1]]\n  min 0  max 1"),
+        "{}",
+        out(&o)
+    );
+    // 40 x 40 = 1600 elements: three rows and columns at each end, as numpy shows them.
+    let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "n=40"]);
+    let s = out(&o);
+    assert!(s.contains("  [[1, 0, 0, ..., 0, 0, 0],\n   [0, 1, 0, ..., 0, 0, 0],"), "{s}");
+    assert!(s.contains("\n   ...,\n"), "{s}");
+    assert_eq!(s.lines().count(), 9, "{s}");
+    // --print full prints every element.
+    let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "n=40", "--print", "full"]);
+    let s = out(&o);
+    assert!(!s.contains("..."), "{s}");
+    let lines: Vec<&str> = s.lines().collect();
+    let body = &lines[1..lines.len() - 1];
+    assert_eq!(body.iter().map(|l| l.matches('1').count()).sum::<usize>(), 40, "{s}");
+    assert!(body.iter().all(|l| l.len() <= 77), "rows wrap at numpy's width:\n{s}");
 }
 
 #[test]
 fn explicit_dimensions() {
     let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "n=3"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    assert!(out(&o).contains("out: f32[3, 3]\n  [1, 0, 0, 0, 1, 0, 0, 0, ...]\n  min 0  max 1"), "{}", out(&o));
     let o = tk(&["run", "examples/creation.tk", "-k", "identity"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("needs a value for its dimension parameter `n`"), "{}", err(&o));
     let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "m=3"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("has no dimension parameter `m`"), "{}", err(&o));
+    // The command line's own mistakes are usage errors, found before anything runs.
+    for (dims, want) in [
+        (&["--dim", "n=abc"][..], "`abc` is not an integer"),
+        (&["--dim", "n=-3"][..], "--dim n=-3: a dimension is a size, at least 0"),
+        (&["--dim", "n=3", "--dim", "n=4"][..], "--dim n is given twice"),
+        (&["--dim", "n"][..], "expected NAME=VALUE"),
+    ] {
+        let o = tk(&[&["run", "examples/creation.tk", "-k", "identity"][..], dims].concat());
+        assert_eq!(o.status.code(), Some(2), "{dims:?}: {}", err(&o));
+        assert!(err(&o).contains(want), "{dims:?}: {}", err(&o));
+    }
 }
 
 #[test]
 fn argument_errors_name_the_argument() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["run", "examples/softmax.tk"], "missing argument `x` (f32[b, n]): pass --arg x=VALUE"),
-        (&["run", "examples/softmax.tk", "--arg", "y=rand:2x2"], "has no parameter `y`; its parameters are: x"),
+    // Exit code 2 for a bad command line, 1 for bad data (README: exit codes).
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["run", "examples/softmax.tk"], 2, "missing argument `x` (f32[b, n]): pass --arg x=VALUE"),
+        (&["run", "examples/softmax.tk", "--arg", "y=rand:2x2"], 2, "has no parameter `y`; its parameters are: x"),
         (
             &["run", "examples/softmax.tk", "--arg", "x=rand:4"],
+            1,
             "argument `x`: expected f32[b, n] (rank 2), got f32[4] (rank 1)",
         ),
-        (&["run", "examples/softmax.tk", "--arg", "x=1.5"], "a scalar fits only a rank-0 parameter"),
-        (&["run", "examples/softmax.tk", "--arg", "x=rand:4xq"], "`q` is not a size"),
+        (&["run", "examples/softmax.tk", "--arg", "x=1.5"], 2, "a scalar fits only a rank-0 parameter"),
+        (&["run", "examples/softmax.tk", "--arg", "x=rand:4xq"], 2, "`q` is not a size"),
         (
             &["run", "examples/softmax.tk", "--arg", "x=hello"],
+            2,
             "`hello` is not a .npy file, rand:DIMS, randn:DIMS or a f32 literal",
         ),
-        (&["run", "examples/softmax.tk", "--arg", "x=rand:2x2", "--arg", "x=rand:2x2"], "argument `x` is given twice"),
-        (&["run", "examples/softmax.tk", "--arg", "x=missing.npy"], "missing.npy"),
+        (&["run", "examples/softmax.tk", "--arg", "x"], 2, "--arg `x`: expected NAME=VALUE"),
+        (
+            &["run", "examples/softmax.tk", "--arg", "x=rand:2x2", "--arg", "x=rand:2x2"],
+            2,
+            "argument `x` is given twice",
+        ),
+        (&["run", "examples/softmax.tk", "--arg", "x=missing.npy"], 1, "missing.npy"),
         (
             &["run", "examples/matmul.tk", "-k", "matmul_loops", "--arg", "a=rand:2x3", "--arg", "b=rand:4x5"],
+            1,
             "argument `b`: dimension `k` is 4 here but 3 in an earlier argument",
         ),
-        (&["run", "examples/matmul.tk"], "has 4 kernels (matmul, matmul_loops, linear, bmm); choose one with -k ENTRY"),
-        (&["run", "examples/matmul.tk", "-k", "nope"], "has no kernel `nope`"),
-        (&["run", "examples/softmax.tk", "--arg", "x=rand:2x2", "--device", "tpu:0"], "unknown device"),
+        (
+            &["run", "examples/matmul.tk"],
+            2,
+            "has 4 kernels (matmul, matmul_loops, linear, bmm); choose one with -k ENTRY",
+        ),
+        (&["run", "examples/matmul.tk", "-k", "nope"], 2, "has no kernel `nope`"),
+        (&["run", "examples/softmax.tk", "--arg", "x=rand:2x2", "--device", "gpu"], 2, "unknown device"),
+        // Sizes are checked before anything is allocated.
+        (
+            &["run", "examples/softmax.tk", "--arg", "x=randn:1000000000000x1000000000000"],
+            1,
+            "more bytes than this machine can address",
+        ),
+        (
+            &["run", "examples/softmax.tk", "--arg", "x=randn:1000000x1000000"],
+            1,
+            "more memory than this machine can give",
+        ),
     ];
-    for (args, want) in cases {
+    for (args, code, want) in cases {
         let o = tk(args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", err(&o));
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", err(&o));
         assert!(err(&o).contains(want), "{args:?}: expected `{want}` in:\n{}", err(&o));
         assert!(!err(&o).contains("panicked"), "{}", err(&o));
     }
@@ -173,6 +252,32 @@ fn argument_errors_name_the_argument() {
         "{}",
         err(&o)
     );
+    // Fortran-order files are read (transposed into tk's row-major order).
+    let mut header = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for v in [0f32, 3.0, 1.0, 4.0, 2.0, 5.0] {
+        npy.extend_from_slice(&v.to_le_bytes());
+    }
+    let f = dir.join("fortran.npy");
+    std::fs::write(&f, npy).expect("write");
+    let a = HostArray::read_npy(&f, DType::F32).expect("a Fortran-order file reads");
+    assert_eq!((0..6).map(|i| a.get_f64(i)).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    // An .npz archive and a safetensors file are refused with what to do instead.
+    let npz = dir.join("x.npz");
+    std::fs::write(&npz, b"PK\x03\x04rest of a zip").expect("write");
+    let o = tk(&["run", "examples/softmax.tk", "--arg", &format!("x={}", npz.display())]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains(".npz archive") && err(&o).contains("np.save"), "{}", err(&o));
+    let st = dir.join("x.safetensors");
+    std::fs::write(&st, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"x\": {}}").expect("write");
+    let o = tk(&["run", "examples/softmax.tk", "--arg", &format!("x={}", st.display())]);
+    assert!(err(&o).contains("safetensors"), "{}", err(&o));
     // A corrupt .npy is an error, not a panic.
     let bad = tmp_file(&dir, "bad.npy", "\u{93}NUMPY garbage");
     let o = tk(&["run", "examples/softmax.tk", "--arg", &format!("x={bad}")]);

@@ -29,6 +29,23 @@ impl HostArray {
         let n: usize = shape.iter().product();
         HostArray { dtype, shape, data: vec![0; n * elem_bytes(dtype)] }
     }
+
+    /// Zeros, or an error saying why an array of this size cannot be made (its size overflows,
+    /// or this machine cannot allocate it), checked before any allocation.
+    pub fn try_zeros(dtype: DType, shape: Vec<usize>) -> Result<HostArray, String> {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let what = || format!("an array of {dtype}[{}]", dims.join(", "));
+        let n = shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
+        let Some(bytes) = n.and_then(|n| n.checked_mul(elem_bytes(dtype))) else {
+            return Err(format!("{} has more bytes than this machine can address", what()));
+        };
+        let mut data = Vec::new();
+        if data.try_reserve_exact(bytes).is_err() {
+            return Err(format!("{} needs {}, more memory than this machine can give", what(), human_bytes(bytes)));
+        }
+        data.resize(bytes, 0);
+        Ok(HostArray { dtype, shape, data })
+    }
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -113,7 +130,22 @@ impl HostArray {
 
     /// Random elements (see [`Random`]).
     pub fn random(dtype: DType, shape: Vec<usize>, dist: Random, rng: &mut ChaCha8Rng) -> HostArray {
-        let mut h = HostArray::zeros(dtype, shape);
+        let h = HostArray::zeros(dtype, shape);
+        h.fill_random(dist, rng)
+    }
+
+    /// Random elements, or an error when the array cannot be allocated (see [`HostArray::try_zeros`]).
+    pub fn try_random(
+        dtype: DType,
+        shape: Vec<usize>,
+        dist: Random,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<HostArray, String> {
+        Ok(HostArray::try_zeros(dtype, shape)?.fill_random(dist, rng))
+    }
+
+    fn fill_random(self, dist: Random, rng: &mut ChaCha8Rng) -> HostArray {
+        let (dtype, mut h) = (self.dtype, self);
         for i in 0..h.len() {
             let v = if dtype.is_float() {
                 Scalar::Float(match dist {
@@ -135,14 +167,13 @@ impl HostArray {
     /// numpy having no bf16).
     pub fn read_npy(path: &Path, dtype: DType) -> Result<HostArray, RunError> {
         let io = |e: std::io::Error| RunError::File { path: path.display().to_string(), message: e.to_string() };
+        let bad = |m: String| RunError::File { path: path.display().to_string(), message: m };
         let bytes = std::fs::read(path).map_err(io)?;
-        let npy = npyz::NpyFile::new(&bytes[..]).map_err(io)?;
-        if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
-            return Err(RunError::File {
-                path: path.display().to_string(),
-                message: "the array is in Fortran order; save it with np.ascontiguousarray first".into(),
-            });
+        if !bytes.starts_with(b"\x93NUMPY") {
+            return Err(bad(not_npy(&bytes)));
         }
+        let npy = npyz::NpyFile::new(&bytes[..]).map_err(io)?;
+        let fortran = npy.order() == npyz::Order::Fortran && npy.shape().len() > 1;
         let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
         let found = npy.dtype().descr().trim_matches('\'').to_string();
         let want = npy_descr(dtype);
@@ -170,16 +201,37 @@ impl HostArray {
                 ),
             });
         }
-        let mut h = HostArray::zeros(dtype, shape);
+        let mut h = HostArray::try_zeros(dtype, shape.clone()).map_err(&bad)?;
         let n = h.len();
+        if bytes.len() < n.saturating_mul(elem_bytes(file_dtype.unwrap_or(dtype))) {
+            return Err(bad(format!("truncated data: the header says {n} elements; the file is shorter")));
+        }
+        // A Fortran-order file lists the elements with the first index fastest: element k of the
+        // file is element `row_major(k)` of the array.
+        // Row-major strides: axis a steps over the product of the later axes.
+        let mut strides = vec![1usize; shape.len()];
+        for a in (0..shape.len().saturating_sub(1)).rev() {
+            strides[a] = strides[a + 1] * shape[a + 1];
+        }
+        let row_major = |k: usize| -> usize {
+            if !fortran {
+                return k;
+            }
+            let (mut rest, mut at) = (k, 0);
+            for (d, s) in shape.iter().zip(&strides) {
+                at += (rest % d) * s;
+                rest /= d;
+            }
+            at
+        };
         macro_rules! fill {
             ($t:ty, $conv:expr) => {{
                 let v: Vec<$t> = npy.into_vec::<$t>().map_err(io)?;
                 if v.len() != n {
-                    return Err(RunError::File { path: path.display().to_string(), message: "truncated data".into() });
+                    return Err(bad("truncated data".into()));
                 }
-                for (i, x) in v.into_iter().enumerate() {
-                    h.set(i, $conv(x));
+                for (k, x) in v.into_iter().enumerate() {
+                    h.set(row_major(k), $conv(x));
                 }
             }};
         }
@@ -372,4 +424,36 @@ impl HostArray {
         let w = elem_bytes(self.dtype);
         Ok(self.data.chunks_exact(w).map(T::read).collect())
     }
+}
+
+/// Why a file that does not start with numpy's magic is not read, naming what it looks like.
+fn not_npy(bytes: &[u8]) -> String {
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return "an .npz archive (np.savez) holds several arrays; tk reads one array per .npy file: \
+                save the one you need with np.save('x.npy', np.load(FILE)['x'])"
+            .into();
+    }
+    if bytes.len() >= 9 && bytes[8] == b'{' {
+        return "a safetensors file; tk reads .npy files: convert the tensor with numpy \
+                (safetensors.numpy.load_file(FILE)['x'], then np.save)"
+            .into();
+    }
+    if bytes.starts_with(MAGIC_BUNDLE) {
+        return "a tk bundle (.tkb), not an array".into();
+    }
+    "not a .npy file (it does not start with numpy's magic bytes): save arrays with np.save".into()
+}
+
+const MAGIC_BUNDLE: &[u8] = b"TKBUNDLE";
+
+/// A byte count for people: 1.5 GiB.
+pub fn human_bytes(n: usize) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", units[u]) }
 }

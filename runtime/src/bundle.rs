@@ -123,12 +123,18 @@ impl Bundle {
             .and_then(|x| x.checked_add(dlen))
             .and_then(|x| x.checked_add(TRAILER as u64));
         if expect != Some(bytes.len() as u64) {
+            let said = match expect {
+                Some(n) => format!("the header says {n} bytes"),
+                None => "the header's sizes overflow".to_string(),
+            };
+            let what = match expect {
+                Some(n) if n > bytes.len() as u64 => "truncated",
+                Some(_) => "followed by trailing bytes",
+                None => "corrupt",
+            };
             return Err(bad(
                 name,
-                format!(
-                    "the bundle is truncated or has trailing bytes: the header says {expect:?} bytes, the file has {}",
-                    bytes.len()
-                ),
+                format!("the bundle is {what}: {said}, the file has {}; build it again", bytes.len()),
             ));
         }
         let body = bytes.len() - TRAILER;
