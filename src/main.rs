@@ -402,15 +402,29 @@ fn parse_opts(opts: Option<&str>) -> Result<Option<tk_ir::kernel::Knobs>, ()> {
     }
 }
 
+/// Diagnostics shown per file; the rest are counted (as rustc stops at its error limit).
+const MAX_SHOWN_ERRORS: usize = 50;
+
 fn read(path: &Path) -> Result<String, u8> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => Ok(s),
             Err(e) => {
+                // The place of the first bad byte, as an editor shows it.
+                let at = e.utf8_error().valid_up_to();
+                let valid = String::from_utf8_lossy(&e.as_bytes()[..at]);
+                let line = valid.matches('\n').count() + 1;
+                let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let what = if tk_runtime::bundle::MAGIC.as_slice() == e.as_bytes().get(..8).unwrap_or(&[]) {
+                    " (it is a tk bundle: `tk inspect` shows it)"
+                } else {
+                    ""
+                };
                 eprintln!(
-                    "error: {}: not UTF-8 text (invalid byte at offset {})",
+                    "error: {}:{line}:{col}: not UTF-8 text: byte {:#04x} at offset {at} does not start a UTF-8 \
+                     character{what}; tk source files are UTF-8",
                     path.display(),
-                    e.utf8_error().valid_up_to()
+                    e.as_bytes()[at]
                 );
                 Err(exit::USER)
             }
@@ -428,10 +442,13 @@ fn check_one(path: &Path, choice: ColorChoice) -> Result<tk_compiler::Checked, u
     let checked = tk_toolchain::Session::new().check(path, src);
     if !checked.diags.is_empty() {
         let mut err = StandardStream::stderr(choice);
-        for d in &checked.diags {
+        for d in checked.diags.iter().take(MAX_SHOWN_ERRORS) {
             let _ = d.render_to(&checked.program.sources, &mut err);
         }
         let n = checked.diags.len();
+        if n > MAX_SHOWN_ERRORS {
+            let _ = writeln!(err, "error: {} more errors not shown", n - MAX_SHOWN_ERRORS);
+        }
         let _ = writeln!(err, "error: {}: {n} error{} found", path.display(), if n == 1 { "" } else { "s" });
         return Err(exit::USER);
     }

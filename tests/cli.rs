@@ -91,6 +91,50 @@ fn missing_and_binary_files_exit_1() {
     assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
 }
 
+/// No input makes `tk check` slow or its output large: a 200,000-character line is shown clipped
+/// around the error, 800 KB of random tokens report at most 50 diagnostics (the rest counted),
+/// and a flat chain of 30,000 `+` gets a message about chains.
+#[test]
+fn diagnostics_stay_small_and_fast() {
+    let chain = format!("kernel k(x: f32[n]) -> f32[n] {{ {} + y }}\n", vec!["x"; 30_000].join(" + "));
+    let mut line = "kernel k(x: f32[n]) -> f32[n] { x }".to_string();
+    line.push_str(&" ".repeat(100_000));
+    line.push_str("let oops = ;");
+    line.push_str(&" ".repeat(100_000));
+    let mut seed = 7u64;
+    let toks =
+        ["x", "+", "(", ")", "[", "]", "kernel", "fn", "{", "}", ";", "1.0", "let", "=", "->", "f32", "@", ",", "$"];
+    let random: Vec<&str> = (0..150_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            toks[(seed >> 33) as usize % toks.len()]
+        })
+        .collect();
+    for (name, src, want) in [
+        ("chain.tk", chain, "a chain of more than 256 `+` operations"),
+        ("line.tk", line, "a window around the place is shown"),
+        ("random.tk", random.join(" "), "more errors not shown"),
+    ] {
+        let p = tmp_file(name, &src);
+        let t = std::time::Instant::now();
+        let o = tk(&["check", p.to_str().expect("utf8 path")]);
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{name}: {:?}", t.elapsed());
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(o.stderr.len() < 100_000, "{name}: {} bytes of diagnostics", o.stderr.len());
+        assert!(stderr(&o).contains(want), "{name}: {}", stderr(&o));
+    }
+}
+
+/// A file that is not UTF-8 is reported at the line and column of its first bad byte.
+#[test]
+fn a_non_utf8_file_names_the_place() {
+    let p = tmp_file("latin1.tk", "");
+    std::fs::write(&p, b"kernel k(x: f32[n]) -> f32[n] {\n    x // caf\xe9\n}\n").expect("write");
+    let o = tk(&["check", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("latin1.tk:2:13: not UTF-8 text: byte 0xe9"), "{}", stderr(&o));
+}
+
 /// Output into a pipe that is closed (`tk emit ... | head -1`) ends tk quietly: no panic, no
 /// "Broken pipe" message, exit 0.
 #[test]

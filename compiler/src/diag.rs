@@ -5,7 +5,13 @@ use crate::ast::Span;
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label, LabelStyle};
 use codespan_reporting::files::SimpleFiles;
 use codespan_reporting::term;
+use std::fmt::Write as _;
 use std::ops::Range;
+
+/// Source lines longer than this are shown clipped to a window around the place.
+const LONG_LINE: usize = 240;
+/// The bytes of a long line shown around a span.
+const WINDOW: usize = 120;
 
 /// A source file known to the compiler.
 pub type FileId = usize;
@@ -196,6 +202,9 @@ impl Diag {
 
     /// Renders without color (for tests and files).
     pub fn render_plain(&self, files: &SourceMap) -> String {
+        if self.has_long_line(files) {
+            return self.render_clipped(files);
+        }
         let config = term::Config::default();
         term::emit_into_string(&config, &files.files, &self.to_codespan(files))
             .unwrap_or_else(|e| format!("error[{}]: {} ({e})\n", self.code.as_str(), self.message))
@@ -203,8 +212,79 @@ impl Diag {
 
     /// Renders to a terminal stream, in color when the stream supports it.
     pub fn render_to(&self, files: &SourceMap, out: &mut dyn term::termcolor::WriteColor) -> std::io::Result<()> {
+        if self.has_long_line(files) {
+            return out.write_all(self.render_clipped(files).as_bytes());
+        }
         let config = term::Config::default();
         term::emit_to_write_style(out, &config, &files.files, &self.to_codespan(files)).map_err(std::io::Error::other)
+    }
+
+    /// The lines the labels point into, as (file, byte range of the line).
+    fn label_lines(&self, files: &SourceMap) -> Vec<(FileId, Range<usize>, Span, String)> {
+        let mut v = vec![(self.file, self.span, self.label.clone())];
+        v.extend(self.secondary.iter().cloned());
+        v.into_iter()
+            .map(|(f, span, label)| {
+                let src = files.source(f);
+                let lo = (span.lo as usize).min(src.len());
+                let start = src[..lo].rfind('\n').map_or(0, |i| i + 1);
+                let end = src[lo..].find('\n').map_or(src.len(), |i| lo + i);
+                (f, start..end, span, label)
+            })
+            .collect()
+    }
+
+    fn has_long_line(&self, files: &SourceMap) -> bool {
+        self.label_lines(files).iter().any(|(_, r, _, _)| r.len() > LONG_LINE)
+    }
+
+    /// A diagnostic whose source lines are too long to show whole: each label's line is shown
+    /// clipped to a window around its span (as rustc does), so the output stays small.
+    fn render_clipped(&self, files: &SourceMap) -> String {
+        let mut s = format!("error[{}]: {}\n", self.code.as_str(), self.message);
+        for (k, (f, line, span, label)) in self.label_lines(files).into_iter().enumerate() {
+            let src = files.source(f);
+            let lo = (span.lo as usize).clamp(line.start, line.end);
+            let hi = (span.hi as usize).clamp(lo, line.end);
+            let line_no = src[..line.start].matches('\n').count() + 1;
+            let col = src[line.start..lo].chars().count() + 1;
+            // A window of about WINDOW bytes around the span, on character boundaries.
+            let floor = |mut i: usize| {
+                while !src.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let from = floor(lo.saturating_sub(WINDOW / 2).max(line.start));
+            // At most WINDOW bytes of the span itself, then context.
+            let span_end = hi.max(lo + 1).min(lo + WINDOW);
+            let to = floor((span_end + WINDOW / 2).min(line.end).max(from));
+            let shown_hi = hi.min(to).max(lo);
+            let pre = if from > line.start { "..." } else { "" };
+            let post = if to < line.end { "..." } else { "" };
+            let text = src[from..to].replace('\t', " ");
+            // The layout of codespan's rendering, which the other diagnostics use.
+            let arrow = if k == 0 { "┌─" } else { "·" };
+            let num = line_no.to_string();
+            let gutter = " ".repeat(num.len());
+            let _ = writeln!(s, "{gutter} {arrow} {}:{line_no}:{col}", files.name(f));
+            let _ = writeln!(s, "{gutter} │");
+            let _ = writeln!(s, "{num} │ {pre}{text}{post}");
+            let pad = pre.len() + src[from..lo].chars().count();
+            let carets = src[lo..shown_hi].chars().count().max(1);
+            let mark = if k == 0 { "^" } else { "-" };
+            let _ = writeln!(s, "{gutter} │ {}{} {label}", " ".repeat(pad), mark.repeat(carets));
+            let _ = writeln!(s, "{gutter} │");
+        }
+        if let Some(h) = &self.help {
+            let _ = writeln!(s, "  = help: {h}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "  = note: {n}");
+        }
+        let _ = writeln!(s, "  = note: the line is long; a window around the place is shown");
+        s.push('\n');
+        s
     }
 }
 

@@ -253,6 +253,8 @@ impl<'s> Lexer<'s> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum UserError {
     TooDeep(crate::ast::Span),
+    /// Too deep because of a long chain of one operator (`a + b + c + ...`), named.
+    LongChain(crate::ast::Span, &'static str),
     BadUse(crate::ast::Span, String),
 }
 

@@ -21,6 +21,12 @@ type PErr<'s> = ParseError<usize, Tok<'s>, UserError>;
 pub fn mk<'s>(kind: ExprKind, l: usize, r: usize) -> Result<Box<Expr>, PErr<'s>> {
     let e = Expr::new(kind, Span::new(l, r));
     if e.depth > MAX_NESTING {
+        // A chain of one operator nests each application in the next, although it reads flat.
+        if let ExprKind::Binary(op, a, _) = &e.kind
+            && matches!(&a.kind, ExprKind::Binary(inner, _, _) if inner == op)
+        {
+            return Err(ParseError::User { error: UserError::LongChain(e.span, op.symbol()) });
+        }
         return Err(ParseError::User { error: UserError::TooDeep(e.span) });
     }
     Ok(Box::new(e))
@@ -114,6 +120,18 @@ fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
         )
         .label("this expression is too deeply nested")
         .help("split the expression with `let` bindings"),
+        ParseError::User { error: UserError::LongChain(span, op) } => Diag::new(
+            Code::TooDeep,
+            file,
+            Span::new(span.lo as usize, (span.lo as usize + 1).min(span.hi as usize)),
+            format!("a chain of more than {MAX_NESTING} `{op}` operations"),
+        )
+        .label("the chain starts here")
+        .help(format!(
+            "each `{op}` of a chain like `a {op} b {op} c {op} ...` nests the ones before it, and expressions nest at \
+             most {MAX_NESTING} levels: reduce an array instead (`sum`, `prod`, `max` over a stacked or indexed array) \
+             or split the chain with `let` bindings"
+        )),
         ParseError::User { error: UserError::BadUse(span, m) } => {
             Diag::new(Code::BadUse, file, span, "malformed `use` declaration")
                 .label(m)

@@ -239,6 +239,26 @@ proptest! {
     ]), 0..80)) {
         let _ = tk_compiler::check_source(Path::new("soup.tk"), toks.join(" "));
     }
+
+    /// Every diagnostic renders, and stays small however long its source line: the same token
+    /// soup on one line padded to thousands of characters, or over many lines, or with tabs and
+    /// multi-byte characters around the error.
+    #[test]
+    fn diagnostics_render_small_for_any_line_length(
+        toks in prop::collection::vec(prop::sample::select(vec![
+            "kernel", "k", "(", ")", "x", ":", "f32[n]", "->", "{", "}", "+", ";", "let", "=", "é", "\t", "∑", "1.0",
+        ]), 0..60),
+        pad in 0usize..5000,
+        newlines in any::<bool>(),
+    ) {
+        let sep = if newlines { "\n" } else { " " };
+        let src = format!("{}{}{}", " ".repeat(pad), toks.join(sep), "é".repeat(pad / 2));
+        let c = tk_compiler::check_source(Path::new("long.tk"), src);
+        for d in &c.diags {
+            let r = d.render_plain(&c.program.sources);
+            prop_assert!(r.len() < 4000, "{} bytes:\n{r}", r.len());
+        }
+    }
 }
 
 /// Mutations of every example (a token dropped, duplicated or swapped) never panic the front end.

@@ -1,5 +1,6 @@
-//! Fuzzes the whole front end (lexer, parser, loader, checker) with arbitrary input, and checks
-//! that printing a parsed program and parsing it again gives the same tree.
+//! Fuzzes the whole front end (lexer, parser, loader, checker, diagnostic renderer) with
+//! arbitrary input, and checks that printing a parsed program and parsing it again gives the same
+//! tree.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,5 +15,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(d2.is_empty(), "printed program does not parse:\n{printed}");
         assert_eq!(again, module, "round trip changed the program:\n{printed}");
     }
-    let _ = tk_compiler::check_source(Path::new("fuzz.tk"), src);
+    // Every diagnostic renders (the renderer clips long lines; none may panic).
+    let c = tk_compiler::check_source(Path::new("fuzz.tk"), src);
+    for d in &c.diags {
+        let _ = d.render_plain(&c.program.sources);
+    }
 });
