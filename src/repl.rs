@@ -19,6 +19,8 @@ pub struct Session {
     device: Arc<dyn Device>,
     counter: usize,
     print: crate::run::Print,
+    /// The generator of `rand`, `randn` and `randint` (`:seed N` restarts it).
+    rng: tk_runtime::array::ChaCha8Rng,
 }
 
 const HELP: &str = "\
@@ -26,11 +28,17 @@ Enter an item (fn, kernel, use, const) to define it (defining a name again repla
 `let NAME = EXPR` to bind an array, or an expression to evaluate it (its value is then `_`).
 Lines with unclosed brackets continue on the next line.
 
+In the REPL, rand(SHAPE) (uniform in [0, 1)), randn(SHAPE) (standard normal) and
+randint(LO, HI, SHAPE) (i32 in [LO, HI)) make random arrays; SHAPE is a size or a tuple of sizes.
+
 Commands:
   :type EXPR          the type of an expression
   :emit STAGE NAME    print a compiler stage (types, graph, schedule, kernel, clif) of kernel NAME
   :time EXPR          evaluate and print the compile and run times
-  :load FILE          load the items of a .tk file
+  :load FILE          load the items of a .tk file, or bind a .npy file to its name (`:load x.npy` binds x)
+  :load NAME FILE     bind a .npy file to NAME
+  :save NAME FILE     write variable NAME to a .npy file
+  :seed N             restart the generator of rand, randn and randint
   :reset              forget every definition and variable
   :device NAME        switch device (`tk devices` lists them)
   :vars               list the variables
@@ -47,6 +55,26 @@ Example:
 fn is_item(s: &str) -> bool {
     let first = s.split_whitespace().next().unwrap_or("");
     matches!(first, "fn" | "kernel" | "use" | "const" | "pub")
+}
+
+/// Splits at the commas outside brackets.
+fn split_top(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !s[start..].trim().is_empty() || !out.is_empty() {
+        out.push(&s[start..]);
+    }
+    out
 }
 
 /// The names an input defines (`fn NAME`, `kernel NAME`, `const NAME`).
@@ -83,13 +111,23 @@ pub fn complete(s: &str) -> bool {
 
 impl Session {
     pub fn new(device: Arc<dyn Device>) -> Session {
-        Session { defs: Vec::new(), vars: BTreeMap::new(), device, counter: 0, print: crate::run::Print::Short }
+        Session {
+            defs: Vec::new(),
+            vars: BTreeMap::new(),
+            device,
+            counter: 0,
+            print: crate::run::Print::Short,
+            rng: tk_runtime::array::rng(0),
+        }
     }
 
     /// Names for tab completion: builtins, commands, defined items and variables.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = tk_compiler::load::BUILTINS.iter().map(|s| s.to_string()).collect();
-        for c in [":type", ":emit", ":time", ":load", ":reset", ":device", ":vars", ":print", ":help", ":quit"] {
+        for c in [
+            ":type", ":emit", ":time", ":load", ":save", ":seed", ":reset", ":device", ":vars", ":print", ":help",
+            ":quit",
+        ] {
             v.push(c.to_string());
         }
         for d in &self.defs {
@@ -143,7 +181,8 @@ impl Session {
     pub fn type_of(&mut self, expr: &str) -> Result<String, String> {
         let (params, _) = self.params(expr);
         let probe =
-            format!("kernel __repl_type({}) -> bool {{\n    let __value = {expr};\n    true\n}}\n", params.join(", "));
+            // The expression on lines of its own, so that a diagnostic shows what the user typed.
+            format!("kernel __repl_type({}) -> bool {{\n    let __value =\n{expr}\n;\n    true\n}}\n", params.join(", "));
         let c = self.check(self.program(&probe))?;
         c.kernels
             .iter()
@@ -155,12 +194,109 @@ impl Session {
 
     /// Evaluates an expression: its values (one per tuple element) and compile/run times.
     pub fn eval(&mut self, expr: &str) -> Result<(Vec<HostArray>, String), String> {
+        let (expr, temps) = self.expand_random(expr)?;
+        let r = self.eval_expanded(&expr);
+        for t in temps {
+            self.vars.remove(&t);
+        }
+        r
+    }
+
+    /// Replaces each `rand(SHAPE)`, `randn(SHAPE)` and `randint(LO, HI, SHAPE)` of an expression
+    /// by a temporary variable holding such an array; returns the expression and the temporaries.
+    fn expand_random(&mut self, expr: &str) -> Result<(String, Vec<String>), String> {
+        let mut out = String::new();
+        let mut temps = Vec::new();
+        let mut rest = expr;
+        loop {
+            let found = ["randint(", "randn(", "rand("]
+                .iter()
+                .filter_map(|f| {
+                    rest.match_indices(f)
+                        .find(|(i, _)| {
+                            rest[..*i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+                        })
+                        .map(|(i, _)| (i, *f))
+                })
+                .min_by_key(|(i, f)| (*i, std::cmp::Reverse(f.len())));
+            let Some((at, f)) = found else { break };
+            let open = at + f.len();
+            let mut depth = 1;
+            let mut close = None;
+            for (k, c) in rest[open..].char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = Some(open + k);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let close = close.ok_or_else(|| format!("error: `{}` has no closing `)`\n", &f[..f.len() - 1]))?;
+            let args = split_top(&rest[open..close]);
+            let name = &f[..f.len() - 1];
+            let a = self.random_array(name, &args)?;
+            self.counter += 1;
+            let t = format!("__rand{}", self.counter);
+            self.vars.insert(t.clone(), a);
+            out.push_str(&rest[..at]);
+            out.push_str(&t);
+            temps.push(t);
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Ok((out, temps))
+    }
+
+    fn random_array(&mut self, f: &str, args: &[&str]) -> Result<HostArray, String> {
+        let usage = || {
+            format!(
+                "error: {f}: write {}\n",
+                if f == "randint" {
+                    "randint(LO, HI, SHAPE), e.g. randint(0, 10, (4, 8))"
+                } else {
+                    "rand(SHAPE), e.g. rand((4, 8)) or rand(16)"
+                }
+            )
+        };
+        let shape = |s: &str| -> Option<Vec<usize>> {
+            let s = s.trim();
+            let inner = s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).unwrap_or(s);
+            inner.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse::<usize>().ok()).collect()
+        };
+        let too_big = |e: String| format!("error: {f}: {e}\n");
+        match (f, args) {
+            ("rand" | "randn", [s]) => {
+                let dims = shape(s).ok_or_else(usage)?;
+                let dist =
+                    if f == "rand" { tk_runtime::array::Random::Uniform } else { tk_runtime::array::Random::Normal };
+                HostArray::try_random(tk_ir::dtype::DType::F32, dims, dist, &mut self.rng).map_err(too_big)
+            }
+            ("randint", [lo, hi, s]) => {
+                let (Ok(lo), Ok(hi)) = (lo.trim().parse::<i32>(), hi.trim().parse::<i32>()) else {
+                    return Err(usage());
+                };
+                if lo >= hi {
+                    return Err(format!("error: randint({lo}, {hi}, ...): LO must be below HI\n"));
+                }
+                let dims = shape(s).ok_or_else(usage)?;
+                HostArray::try_randint(lo, hi, dims, &mut self.rng).map_err(too_big)
+            }
+            _ => Err(usage()),
+        }
+    }
+
+    fn eval_expanded(&mut self, expr: &str) -> Result<(Vec<HostArray>, String), String> {
         let t0 = Instant::now();
         let ty = self.type_of(expr)?;
         let (params, args) = self.params(expr);
         self.counter += 1;
         let name = format!("__repl{}", self.counter);
-        let src = format!("kernel {name}({}) -> {ty} {{\n    {expr}\n}}\n", params.join(", "));
+        let src = format!("kernel {name}({}) -> {ty} {{\n{expr}\n}}\n", params.join(", "));
         let c = self.check(self.program(&src))?;
         let k = c.kernels.iter().find(|k| k.name == name).ok_or("internal error: the expression kernel is missing")?;
         let session = tk_toolchain::Session::new();
@@ -248,8 +384,48 @@ impl Session {
                     }
                     Err(e) => (format!("error: {e}\n"), false),
                 },
+                "seed" => match rest.parse::<u64>() {
+                    Ok(n) => {
+                        self.rng = tk_runtime::array::rng(n);
+                        (format!("seed {n}\n"), false)
+                    }
+                    Err(_) => ("error: :seed N takes a non-negative integer\n".into(), false),
+                },
+                "save" => {
+                    let (name, file) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    match self.vars.get(name) {
+                        None => (format!("error: no variable `{name}`; :vars lists them\n"), false),
+                        Some(_) if file.trim().is_empty() => ("error: :save NAME FILE.npy\n".into(), false),
+                        Some(a) => match a.write_npy(Path::new(file.trim())) {
+                            Ok(()) => (format!("wrote {}\n", file.trim()), false),
+                            Err(e) => (format!("error: {e}\n"), false),
+                        },
+                    }
+                }
+                "load" if rest.ends_with(".npy") || rest.split_whitespace().count() == 2 => {
+                    let (name, file) = match rest.split_once(char::is_whitespace) {
+                        Some((n, f)) => (n.to_string(), f.trim()),
+                        None => {
+                            let stem = Path::new(rest).file_stem().map(|s| s.to_string_lossy().into_owned());
+                            (stem.unwrap_or_default(), rest)
+                        }
+                    };
+                    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                        return (format!("error: `{name}` is not a variable name: use :load NAME {file}\n"), false);
+                    }
+                    match HostArray::read_npy_any(Path::new(file)) {
+                        Ok(a) => {
+                            let out = crate::run::show(&name, &a, self.print);
+                            self.vars.insert(name, a);
+                            (out, false)
+                        }
+                        Err(e) => (format!("error: {e}\n"), false),
+                    }
+                }
                 "load" => match std::fs::read_to_string(rest) {
                     Ok(src) => {
+                        // Checked alone first, so that its diagnostics name the file.
+                        let alone = tk_toolchain::Session::new().check(Path::new(rest), src.clone());
                         let before = self.defs.len();
                         self.defs.push(src);
                         match self.check(self.program("")) {
@@ -259,7 +435,7 @@ impl Session {
                             }
                             Err(e) => {
                                 self.defs.truncate(before);
-                                (e, false)
+                                (if alone.is_ok() { e } else { alone.render_plain() }, false)
                             }
                         }
                     }

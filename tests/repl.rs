@@ -67,6 +67,45 @@ fn redefinition_reset_and_the_last_value() {
 }
 
 #[test]
+fn data_in_and_out_and_random_arrays() {
+    let dir = std::env::temp_dir().join(format!("tk-repl-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let a = dir.join("a.npy");
+    let input = format!(
+        ":seed 3\nlet a = randn((2, 3))\nlet b = randint(0, 10, 5)\nrand(4) * 0.0 + 1.0\n:save a {a}\n:load {a}\n\
+         :load c {a}\na == c\n:seed 3\nrandn((2, 3))\nrandint(5, 1, 3)\n:load {dir}/none.npy\n",
+        a = a.display(),
+        dir = dir.display()
+    );
+    let (out, err, code) = repl(&input);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("a: f32[2, 3]\n  [["), "{out}");
+    assert!(out.contains("b: i32[5]"), "{out}");
+    assert!(out.contains("_: f32[4]\n  [1, 1, 1, 1]"), "{out}");
+    assert!(out.contains(&format!("wrote {}", a.display())), "{out}");
+    assert!(out.contains("c: f32[2, 3]"), "{out}");
+    assert!(out.contains("_: bool[2, 3]\n  [[true, true, true],\n   [true, true, true]]"), "{out}");
+    // :seed restarts the generator: the same values again.
+    let first = out.split("a: f32[2, 3]").nth(1).expect("a").lines().take(3).collect::<Vec<_>>().join("\n");
+    let again = out.split("_: f32[2, 3]").nth(1).expect("again").lines().take(3).collect::<Vec<_>>().join("\n");
+    assert_eq!(first, again, "{out}");
+    assert!(out.contains("LO must be below HI"), "{out}");
+    assert!(out.contains("none.npy"), "{out}");
+}
+
+#[test]
+fn errors_show_what_was_typed_and_name_loaded_files() {
+    let dir = std::env::temp_dir().join(format!("tk-repl-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.tk");
+    std::fs::write(&bad, "kernel b(x: f32[n]) -> f32[n] { x + true }\n").expect("write");
+    let (out, _, code) = repl(&format!("let x = arange(3) as f32\nx + m\n:load {}\n", bad.display()));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("│ x + m\n") && !out.contains("__value"), "{out}");
+    assert!(out.contains(&format!("┌─ {}:1:33", bad.display())), "{out}");
+}
+
+#[test]
 fn results_print_short_or_full() {
     let (out, err, code) = repl(
         "let z = arange(2000) as f32

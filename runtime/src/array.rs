@@ -144,6 +144,16 @@ impl HostArray {
         Ok(HostArray::try_zeros(dtype, shape)?.fill_random(dist, rng))
     }
 
+    /// i32 elements uniform in `[lo, hi)` (`lo < hi`), or an error when the array cannot be
+    /// allocated.
+    pub fn try_randint(lo: i32, hi: i32, shape: Vec<usize>, rng: &mut ChaCha8Rng) -> Result<HostArray, String> {
+        let mut h = HostArray::try_zeros(DType::I32, shape)?;
+        for i in 0..h.len() {
+            h.set(i, Scalar::Int(i128::from(rng.random_range(lo..hi.max(lo + 1)))));
+        }
+        Ok(h)
+    }
+
     fn fill_random(self, dist: Random, rng: &mut ChaCha8Rng) -> HostArray {
         let (dtype, mut h) = (self.dtype, self);
         for i in 0..h.len() {
@@ -161,6 +171,26 @@ impl HostArray {
             h.set(i, v);
         }
         h
+    }
+
+    /// Reads a `.npy` file with the dtype it holds.
+    pub fn read_npy_any(path: &Path) -> Result<HostArray, RunError> {
+        let bad = |m: String| RunError::File { path: path.display().to_string(), message: m };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if !bytes.starts_with(b"\x93NUMPY") {
+            return Err(bad(not_npy(&bytes)));
+        }
+        let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
+        let descr = npy.dtype().descr().trim_matches('\'').to_string();
+        let d = DType::ALL
+            .iter()
+            .copied()
+            .find(|d| {
+                *d != DType::Bf16
+                    && npy_descr(*d).trim_start_matches(['<', '|']) == descr.trim_start_matches(['<', '|', '='])
+            })
+            .ok_or_else(|| bad(format!("holds {descr}, a dtype tk does not have")))?;
+        HostArray::read_npy(path, d)
     }
 
     /// Reads a `.npy` file holding an array of `dtype` (bf16 arrays are read from float32 files,
