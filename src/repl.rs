@@ -139,6 +139,13 @@ impl Session {
             }
         }
         v.extend(self.vars.keys().cloned());
+        // The standard library's fns (completing one reminds of its name; `use` imports it) and
+        // the keywords that start an input.
+        v.extend(tk_stdlib::items().into_iter().map(|i| i.name));
+        v.extend(
+            ["kernel", "fn", "let", "use", "const", "std::nn::", "std::math::", "std::linalg::"].map(String::from),
+        );
+        v.retain(|n| !n.starts_with("__"));
         v.sort();
         v.dedup();
         v
@@ -598,7 +605,7 @@ pub fn run(device: &str) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             return if matches!(e, tk_runtime::RunError::Argument { .. }) {
-                crate::exit::USER
+                crate::exit::USAGE
             } else {
                 crate::exit::RUNTIME
             };
@@ -659,4 +666,26 @@ pub fn run(device: &str) -> u8 {
         let _ = ed.save_history(h);
     }
     crate::exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustyline::completion::Completer;
+
+    #[test]
+    fn tab_completes_builtins_stdlib_fns_commands_and_variables() {
+        let mut s = Session::new(tk_runtime::open("cpu").expect("cpu"));
+        let _ = s.handle("let logits = arange(4) as f32");
+        let h = Helper { names: s.names() };
+        let history = rustyline::history::DefaultHistory::new();
+        let ctx = rustyline::Context::new(&history);
+        let complete = |line: &str| h.complete(line, line.len(), &ctx).expect("completes");
+        assert!(complete("let y = sof").1.contains(&"softmax".to_string()));
+        assert_eq!(complete("let y = sof").0, 8, "the word starts after the space");
+        assert!(complete("exp(log").1.contains(&"logits".to_string()));
+        assert!(complete(":pr").1.contains(&":print".to_string()));
+        assert!(complete("tan").1.contains(&"tanh".to_string()));
+        assert!(complete("__").1.is_empty(), "internal names are not offered");
+    }
 }

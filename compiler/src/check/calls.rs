@@ -53,11 +53,7 @@ impl<'p> Checker<'p> {
             .label("not a builtin or a visible fn");
         let mut cands: Vec<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
         cands.extend(self.visible_names(m));
-        if let Some(s) = suggest(&f.name, cands.iter().map(|s| s.as_str())) {
-            d = d.help(format!("did you mean `{s}`?"));
-        } else {
-            d = d.help("import it with `use`, e.g. `use std::nn::{relu};`, or define it with `fn`");
-        }
+        d = d.help(unknown_fn_help(&f.name, &cands));
         Err(self.err(d))
     }
 
@@ -332,5 +328,24 @@ pub(super) fn clone_kind(r: &R) -> TKind {
             }),
             0,
         ),
+    }
+}
+
+/// The help for a call of an unknown fn: the standard module that defines it, else the closest
+/// visible name, else how to import or define one.
+pub(super) fn unknown_fn_help(name: &str, candidates: &[String]) -> String {
+    if let Some(m) = tk_stdlib::defining_module(name) {
+        return format!("`{name}` is in the standard library: import it with `use std::{m}::{{{name}}};`");
+    }
+    let stdlib: Vec<String> = tk_stdlib::items().into_iter().map(|i| i.name).collect();
+    match suggest(name, candidates.iter().chain(&stdlib).map(|s| s.as_str())) {
+        Some(s) if !candidates.contains(&s) => {
+            let m = tk_stdlib::defining_module(&s).unwrap_or("nn");
+            format!("did you mean `{s}`? It is in the standard library: `use std::{m}::{{{s}}};`")
+        }
+        Some(s) => format!("did you mean `{s}`?"),
+        None => "import it with `use std::MODULE::{NAME};` (docs/stdlib.md lists the standard fns), or define it \
+                 with `fn`"
+            .into(),
     }
 }

@@ -289,10 +289,7 @@ impl NameWalk<'_, '_> {
                         format!("cannot find function `{}`", f.name),
                     )
                     .label("not a builtin or a visible fn");
-                    d = match suggest(&f.name, cands.iter().map(|s| s.as_str())) {
-                        Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help("import it with `use`, e.g. `use std::nn::{relu};`, or define it with `fn`"),
-                    };
+                    d = d.help(super::calls::unknown_fn_help(&f.name, &cands));
                     self.checker.diags.push(d);
                 }
                 let _ = &self.fn_name;
