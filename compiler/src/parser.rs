@@ -83,7 +83,8 @@ fn describe_expected(expected: &[String]) -> String {
     }
 }
 
-fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
+fn parse_error_diag(file: FileId, src: &str, err: PErr<'_>) -> Diag {
+    let src_len = src.len();
     match err {
         ParseError::InvalidToken { location } => {
             Diag::new(Code::InvalidChar, file, Span::new(location, location + 1), "invalid token")
@@ -103,7 +104,8 @@ fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
             let exp = describe_expected(&expected);
             let mut d = Diag::new(Code::UnexpectedToken, file, Span::new(l, r), format!("unexpected {tok}"))
                 .label(if exp.is_empty() { "unexpected here".to_string() } else { exp.clone() });
-            if let Some(h) = syntax_hint(&tok, &expected) {
+            let before = src.get(..l).unwrap_or("").trim_end();
+            if let Some(h) = syntax_hint(&tok, &expected, before) {
                 d = d.help(h);
             }
             d
@@ -140,10 +142,22 @@ fn parse_error_diag(file: FileId, src_len: usize, err: PErr<'_>) -> Diag {
     }
 }
 
-fn syntax_hint(tok: &Tok<'_>, expected: &[String]) -> Option<String> {
+/// A hint for an unexpected token, from the token, what was expected and the source before it.
+fn syntax_hint(tok: &Tok<'_>, expected: &[String], before: &str) -> Option<String> {
     let exp = |s: &str| expected.iter().any(|e| e.trim_matches('"') == s);
     match tok {
+        // `y[0] = 1.0`: an assignment into an array.
+        Tok::Eq if before.ends_with(']') => Some(
+            "arrays are values: tk has no assignment into an array. Build the new array instead, e.g. \
+             `let y2 = where(arange(n) == 0, 1.0, y);` (`==` compares)"
+                .into(),
+        ),
         Tok::Eq if exp("==") => Some("use `==` to compare; `=` only appears in `let` and defaults".into()),
+        Tok::If => Some(
+            "tk has no `if`: choose elementwise with `where(cond, a, b)`, e.g. `where(x > 0.0, x, 0.0)` (`if` only \
+             appears in a loop's `break if`)"
+                .into(),
+        ),
         Tok::Semi if exp("}") => Some("a block ends with its value, without `;`: `{ let y = f(x); y * 2.0 }`".into()),
         Tok::RBrace if exp(";") => Some("a `let` statement ends with `;`".into()),
         Tok::Ident(_) | Tok::Int(_) | Tok::Float(_) if exp(",") && exp(")") => {
@@ -184,7 +198,22 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
                     let d = Diag::new(Code::InvalidChar, file, span, msg).label(label);
                     match first {
                         '#' => d.help("comments start with `//`"),
-                        '.' => d.help("a float literal needs digits after the dot: `2.0`"),
+                        '.' => {
+                            // `x.sum()`: a method call.
+                            let prev = src[..e.start].chars().next_back();
+                            let method: String =
+                                src[e.end..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                            if prev.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ')' || c == ']')
+                                && method.chars().next().is_some_and(|c| c.is_alphabetic())
+                            {
+                                d.help(format!(
+                                    "tk has no methods: pass the value as the first argument, `{method}(x)` instead \
+                                     of `x.{method}()`"
+                                ))
+                            } else {
+                                d.help("a float literal needs digits after the dot: `2.0`")
+                            }
+                        }
                         '\'' | '"' => d.help("tk has no string or character literals"),
                         '?' => d.help("tk has no `?` operator; use `where(cond, a, b)`"),
                         _ => d,
@@ -209,12 +238,12 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diag>) {
     let module = match result {
         Ok(m) => m,
         Err(e) => {
-            diags.push(parse_error_diag(file, src.len(), e));
+            diags.push(parse_error_diag(file, src, e));
             Module::default()
         }
     };
     for r in recovered {
-        diags.push(parse_error_diag(file, src.len(), r.error));
+        diags.push(parse_error_diag(file, src, r.error));
     }
     diags.sort_by_key(|d| (d.span.lo, d.span.hi));
     // An invalid character often also produces a syntax error at the same place: keep one.
@@ -234,11 +263,11 @@ pub fn parse_expr(file: FileId, src: &str) -> Result<Expr, Vec<Diag>> {
     match result {
         Ok(e) if diags.is_empty() && recovered.is_empty() => Ok(*e),
         Ok(_) => {
-            diags.extend(recovered.into_iter().map(|r| parse_error_diag(file, src.len(), r.error)));
+            diags.extend(recovered.into_iter().map(|r| parse_error_diag(file, src, r.error)));
             Err(diags)
         }
         Err(e) => {
-            diags.push(parse_error_diag(file, src.len(), e));
+            diags.push(parse_error_diag(file, src, e));
             Err(diags)
         }
     }
