@@ -172,6 +172,13 @@ fn explicit_dimensions() {
     let o = tk(&["run", "examples/creation.tk", "-k", "identity", "--dim", "m=3"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("has no dimension parameter `m`"), "{}", err(&o));
+    // A dimension no argument binds alone says how to give it.
+    let dir = tmp_dir("dh");
+    let src = tmp_file(&dir, "dh.tk", "kernel k<dh>(x: f32[4 * dh]) -> f32[4 * dh] { x * 2.0 }\n");
+    let o = tk(&["run", &src, "--arg", "x=rand:8"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("give `dh` a value (`--dim dh=N`"), "{}", err(&o));
+    assert_eq!(tk(&["run", &src, "--arg", "x=rand:8", "--dim", "dh=2"]).status.code(), Some(0));
     // The command line's own mistakes are usage errors, found before anything runs.
     for (dims, want) in [
         (&["--dim", "n=abc"][..], "`abc` is not an integer"),

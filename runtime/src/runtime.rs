@@ -223,8 +223,14 @@ impl Compiled {
                         )));
                     }
                     None => {
+                        let free: Vec<String> =
+                            d.symbols().into_iter().filter(|s| !env.contains_key(s.as_str())).collect();
                         return Err(arg(format!(
-                            "argument `{name}`: dimension `{d}` cannot be bound from the arguments"
+                            "argument `{name}`: dimension `{d}` cannot be bound from the arguments: give {} a \
+                             value (`--dim {}=N` on the command line, or a dimension argument in the embedding API), \
+                             or pass an argument whose shape has it alone",
+                            free.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and "),
+                            free.first().map(String::as_str).unwrap_or("NAME")
                         )));
                     }
                 }

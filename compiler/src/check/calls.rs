@@ -195,6 +195,7 @@ impl<'p> Checker<'p> {
         let caller_file = self.file();
         let file = self.prog.modules[dm].file;
         let mark = self.diags.len();
+        let first_arg = args.first().and_then(|a| a.as_ref()).map(|a| (a.file, a.span));
         self.frames.push(Frame { module: dm, file, scopes: vec![vec![]] });
         let saved_lets = std::mem::take(&mut self.lets);
         let r = (|| {
@@ -300,6 +301,43 @@ impl<'p> Checker<'p> {
         })();
         self.lets = saved_lets;
         self.frames.pop();
+        // An error inside the standard library is the call's: report it at the user's call, with
+        // the place in the library as context, and never suggest editing the library.
+        let is_std = |f: FileId| self.prog.sources.name(f).starts_with("<std>");
+        if r.is_err()
+            && self.diags.len() > mark
+            && is_std(file)
+            && !is_std(caller_file)
+            && let Some(d) = self.diags.last_mut()
+            && d.file == file
+        {
+            let fname = &item.name.name;
+            let module = tk_stdlib::defining_module(fname).unwrap_or("");
+            let arg = first_arg
+                .and_then(|(f, s)| self.prog.sources.source(f).get(s.lo as usize..s.hi as usize))
+                .unwrap_or("x")
+                .to_string();
+            let help = if d.code == Code::NeedsFloat {
+                format!("`{fname}` computes in floats: cast the argument, e.g. `{fname}({arg} as f32)`")
+            } else {
+                format!(
+                    "check the arguments against `std::{module}::{fname}` (docs/stdlib.md lists its signature and \
+                     what it does)"
+                )
+            };
+            let inner = std::mem::replace(
+                d,
+                Diag::new(
+                    d.code,
+                    caller_file,
+                    call_span,
+                    format!("this call of `{fname}` fails inside it: {}", d.message),
+                )
+                .help(help),
+            );
+            let label = if inner.label.is_empty() { "here".to_string() } else { inner.label.clone() };
+            d.secondary.push((inner.file, inner.span, format!("inside `{fname}` (std::{module}): {label}")));
+        }
         if (r.is_err() && self.diags.len() > mark && caller_file != file
             || (r.is_err() && self.inline_stack.len() > 1 && self.diags.len() > mark))
             && let Some(d) = self.diags.last_mut()
