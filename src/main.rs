@@ -99,7 +99,12 @@ enum Command {
         /// `gfx1102`).
         #[arg(long, default_value = "cpu")]
         target: String,
-        /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4,vector=4`.
+        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
+        /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
+        /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
+        /// (`group` reorders float sums within docs/numerics.md); docs/architecture.md, "Kernel
+        /// IR", explains each. `tk emit --stage kernel` shows the defaults.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
         /// Allow contraction and hardware approximations (docs/numerics.md); results may then
@@ -152,7 +157,12 @@ enum Command {
         /// Seed of the random arguments.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Optimisation knobs for every device kernel, e.g. `parallel=1,unroll=4`.
+        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
+        /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
+        /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
+        /// (`group` reorders float sums within docs/numerics.md); docs/architecture.md, "Kernel
+        /// IR", explains each. `tk emit --stage kernel` shows the defaults.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
         /// Keep every reduction in the reference order: results are bit-identical to the
@@ -198,7 +208,12 @@ enum Command {
         /// ptxas -v, or from the AMD code object's metadata).
         #[arg(short, long)]
         verbose: bool,
-        /// Optimisation knobs for every device kernel, e.g. `parallel=2`.
+        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
+        /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
+        /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
+        /// (`group` reorders float sums within docs/numerics.md); docs/architecture.md, "Kernel
+        /// IR", explains each. `tk emit --stage kernel` shows the defaults.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
         /// Keep every reduction in the reference order (bit-identical to the interpreter).
@@ -300,6 +315,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let Ok(knobs) = parse_opts(opts.as_deref()) else { return ExitCode::from(2) };
+            warn_knobs(knobs.as_ref(), target);
             let flags = Flags { fast_math, deterministic };
             emit(&file, stage, target, entry.as_deref(), knobs.as_ref(), flags, choice)
         }
@@ -388,6 +404,21 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Warns about knobs that the target cannot use well (they never change results).
+fn warn_knobs(knobs: Option<&tk_ir::kernel::Knobs>, target: tk_toolchain::target::Target) {
+    if let Some(k) = knobs
+        && k.upcast > 1
+        && target == tk_toolchain::target::Target::Cpu
+    {
+        eprintln!(
+            "warning: --opts upcast={} tiles outputs in registers, which pays on GPUs; the CPU backend vectorises \
+             and blocks matrix products itself, and a tile defeats that (often several times slower): leave upcast \
+             out on the CPU",
+            k.upcast
+        );
+    }
 }
 
 /// `--opts KNOBS`, reporting a bad value (a usage error).

@@ -332,6 +332,18 @@ pub fn show(name: &str, a: &HostArray, print: Print) -> String {
     s
 }
 
+/// A spinner with the elapsed time on stderr while long work runs (a compile, a run on a
+/// simulator): drawn only on a terminal, nothing when stderr is piped or redirected.
+pub fn progress(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    bar
+}
+
 /// A bad argument: a usage error (the command line's shape) or an error in the data it names.
 pub struct ArgError {
     pub code: u8,
@@ -451,6 +463,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
             return if matches!(e, RunError::Argument { .. }) { exit::USAGE } else { exit::RUNTIME };
         }
     };
+    crate::warn_knobs(o.knobs.as_ref(), dev.compile_target());
     let t0 = Instant::now();
     let session = tk_toolchain::Session::with_options(tk_toolchain::target::Options {
         knobs: o.knobs.clone(),
@@ -473,7 +486,10 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         )
     };
     let before = hits(stats);
-    let compiled = match session.compile(dev.as_ref(), &kernel.name, &g) {
+    let spinner = progress(format!("compiling `{}` for {}", kernel.name, o.device));
+    let compiled = session.compile(dev.as_ref(), &kernel.name, &g);
+    spinner.finish_and_clear();
+    let compiled = match compiled {
         Ok(c) => c,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };
@@ -495,7 +511,10 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
     };
     let t_args = t_args.elapsed();
     let t1 = Instant::now();
-    let outs = match compiled.run(dev.as_ref(), &args, &explicit) {
+    let spinner = progress(format!("running `{}` on {}", kernel.name, o.device));
+    let outs = compiled.run(dev.as_ref(), &args, &explicit);
+    spinner.finish_and_clear();
+    let outs = match outs {
         Ok(o) => o,
         Err(e) => return report(&e, &checked.program.sources, choice),
     };

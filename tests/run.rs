@@ -321,3 +321,25 @@ fn runtime_errors_point_at_the_source() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("error[E0502]"), "{}", err(&o));
 }
+
+/// Knobs are documented in `tk run --help`, and one the target cannot use well warns.
+#[test]
+fn knobs_are_documented_and_harmful_ones_warn() {
+    let args = ["run", "examples/matmul.tk", "-k", "matmul", "--arg", "a=rand:4x4", "--arg", "b=rand:4x4"];
+    let o = tk(&[&args[..], &["--opts", "upcast=4"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("warning: --opts upcast=4") && err(&o).contains("leave upcast out on the CPU"),
+        "{}",
+        err(&o)
+    );
+    let o = tk(&[&args[..], &["--opts", "upcast=4", "--device", "sim:sm_86"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(!err(&o).contains("warning"), "{}", err(&o));
+    // The progress spinner is for terminals: a piped stderr stays empty.
+    assert!(err(&o).is_empty(), "{}", err(&o));
+    let help = out(&tk(&["run", "--help"]));
+    for knob in ["parallel=P", "unroll=U", "vector=V", "group=G", "upcast=F"] {
+        assert!(help.contains(knob), "{help}");
+    }
+}
