@@ -261,7 +261,19 @@ impl Checker<'_> {
                             shape_str(&shape),
                             shape_str(x.shape_of())
                         ),
-                        Some("the number of elements must stay the same"),
+                        Some(&if format!("{total}{new_total}").contains('/') {
+                            format!(
+                                "the counts must be equal for every size, and `{new_total}` equals `{total}` only when \
+                                 its division is exact, which tk cannot prove: give the quotient its own dimension \
+                                 (declare the input with it, e.g. `f32[t, 3 * H * dh]` for `d / H`, and reshape to \
+                                 `(t, 3, H, dh)`)"
+                            )
+                        } else {
+                            format!(
+                                "the number of elements must stay the same for every size: `{total}` and \
+                                 `{new_total}` differ; write the new shape from the input's dimensions"
+                            )
+                        }),
                     ));
                 }
                 let e = self.elem_pub(&x)?;

@@ -106,9 +106,17 @@ impl<'p> Checker<'p> {
                             _ => match as_dim(&v) {
                                 Some(d) => Ok(d),
                                 None => Err(s.err(
-                                    s.diag(Code::NotConstant, b.span, "slice bounds must be known before the kernel runs")
-                                        .label(format!("this is a run-time value of type {}", v.ty))
-                                        .help("use integer constants and dimensions; for data-dependent windows use a comprehension"),
+                                    s.diag(
+                                        Code::NotConstant,
+                                        b.span,
+                                        "slice bounds must be known before the kernel runs",
+                                    )
+                                    .label(format!("this is a run-time value of type {}", v.ty))
+                                    .help(
+                                        "a slice's bounds are sizes fixed before the kernel runs; for a window \
+                                             that starts at an index, add an index for the offset: \
+                                             `[i, r in 0..3] => x[i + r]` instead of `x[i:i+3]`",
+                                    ),
                                 )),
                             },
                         }

@@ -78,7 +78,15 @@ impl<'p> Checker<'p> {
                             )
                             .label("no declared result shape to take it from")
                             .help(format!(
-                                "annotate the binding (`let y: f32[n, m] = ...`) or give a range: `[{} in 0..n]`",
+                                "annotate the binding with the comprehension's rank (`let y: f32[{}] = ...`) or give \
+                                 a range: `[{} in 0..n]`",
+                                ["n", "m", "k", "l", "p", "q"]
+                                    .iter()
+                                    .cycle()
+                                    .take(bs.len())
+                                    .copied()
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
                                 b.name.name
                             )),
                         ));
