@@ -555,7 +555,10 @@ fn build_staticlib(
         Ok(e) => e,
         Err(c) => return c,
     };
-    match tk_toolchain::clib::build(&entries, &opts, lib, header) {
+    let spinner = run::progress(format!("building {}", lib.display()));
+    let built = tk_toolchain::clib::build(&entries, &opts, lib, header);
+    spinner.finish_and_clear();
+    match built {
         Ok(w) => {
             outln!("wrote {} and {}", w.library.display(), w.header.display());
             exit::OK
@@ -576,7 +579,10 @@ fn build_bundle(
         Ok(e) => e,
         Err(c) => return c,
     };
-    match tk_toolchain::bundle::build(&entries, targets, &opts, out) {
+    let spinner = run::progress(format!("building {} for {} target(s)", out.display(), targets.len()));
+    let built = tk_toolchain::bundle::build(&entries, targets, &opts, out);
+    spinner.finish_and_clear();
+    match built {
         Ok(w) => {
             outln!(
                 "wrote {} ({} bytes): {} entr{} for {}",
@@ -628,7 +634,10 @@ fn build(
         }
         sources.push(tk_toolchain::aot::Source { path: f.clone(), stem, entries });
     }
-    match tk_toolchain::aot::build(&sources, targets, &opts, out) {
+    let spinner = run::progress(format!("building {} file(s) for {} target(s)", sources.len(), targets.len()));
+    let built = tk_toolchain::aot::build(&sources, targets, &opts, out);
+    spinner.finish_and_clear();
+    match built {
         Ok(built) => {
             for f in &built.files {
                 outln!("wrote {}", f.display());

@@ -240,6 +240,13 @@ fn argument_errors_name_the_argument() {
             1,
             "more memory than this machine can give",
         ),
+        // Outputs sized by --dim too: an impossible size is an error, not an overflow.
+        (
+            &["run", "examples/creation.tk", "-k", "identity", "--dim", "n=100000000000"],
+            1,
+            "more bytes than this machine can address",
+        ),
+        (&["run", "examples/creation.tk", "-k", "identity", "--dim", "n=1000000000"], 3, "out of memory allocating"),
     ];
     for (args, code, want) in cases {
         let o = tk(args);

@@ -353,11 +353,22 @@ impl Compiled {
         let size = |shape: &[Dim]| -> Vec<usize> {
             shape.iter().map(|d| d.eval(&|x| dims.get(x).copied()).unwrap_or(0).max(0) as usize).collect()
         };
+        // The bytes of a buffer of this shape, checked: sizes come from the caller's dimensions.
+        let bytes = |b: &BufferOf<'_>| -> Result<usize, RunError> {
+            let shape = size(b.0);
+            shape.iter().try_fold(elem_bytes(b.1), |a, d| a.checked_mul(*d)).ok_or_else(|| RunError::Argument {
+                message: format!(
+                    "a buffer of {}[{}] has more bytes than this machine can address (check the dimensions given)",
+                    b.1,
+                    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+        };
         // Temporary slots: one buffer each, as large as the largest temporary placed there.
         let mut slot_bytes: HashMap<usize, usize> = HashMap::new();
         for b in &s.buffers {
             if let BufferKind::Temp { slot } = b.kind {
-                let n: usize = size(&b.shape).iter().product::<usize>() * elem_bytes(b.dtype);
+                let n = bytes(&(&b.shape, b.dtype))?;
                 let e = slot_bytes.entry(slot).or_insert(0);
                 *e = (*e).max(n);
             }
@@ -373,7 +384,7 @@ impl Compiled {
                 BufferKind::Input(k) => args.get(k).cloned(),
                 BufferKind::Output(k) if given.is_some_and(|g| k < g.len()) => given.map(|g| g[k].clone()),
                 BufferKind::Output(_) => {
-                    let n: usize = shape.iter().product::<usize>() * elem_bytes(b.dtype);
+                    let n = bytes(&(&b.shape, b.dtype))?;
                     Some(DeviceArray { dtype: b.dtype, shape, buffer: dev.alloc(n)? })
                 }
                 BufferKind::Temp { slot } => {
@@ -419,3 +430,6 @@ impl Compiled {
         Ok(outs)
     }
 }
+
+/// A buffer's symbolic shape and dtype.
+type BufferOf<'a> = (&'a [Dim], DType);
