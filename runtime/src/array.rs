@@ -190,15 +190,21 @@ impl HostArray {
                     && npy_descr(*d).trim_start_matches(['<', '|']) == descr.trim_start_matches(['<', '|', '='])
             })
             .ok_or_else(|| bad(format!("holds {descr}, a dtype tk does not have")))?;
-        HostArray::read_npy(path, d)
+        HostArray::from_npy_bytes(path, bytes, d)
     }
 
     /// Reads a `.npy` file holding an array of `dtype` (bf16 arrays are read from float32 files,
     /// numpy having no bf16).
     pub fn read_npy(path: &Path, dtype: DType) -> Result<HostArray, RunError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| RunError::File { path: path.display().to_string(), message: e.to_string() })?;
+        HostArray::from_npy_bytes(path, bytes, dtype)
+    }
+
+    /// The array of a `.npy` file's bytes (`path` names it in errors).
+    fn from_npy_bytes(path: &Path, bytes: Vec<u8>, dtype: DType) -> Result<HostArray, RunError> {
         let io = |e: std::io::Error| RunError::File { path: path.display().to_string(), message: e.to_string() };
         let bad = |m: String| RunError::File { path: path.display().to_string(), message: m };
-        let bytes = std::fs::read(path).map_err(io)?;
         if !bytes.starts_with(b"\x93NUMPY") {
             return Err(bad(not_npy(&bytes)));
         }
@@ -468,13 +474,11 @@ fn not_npy(bytes: &[u8]) -> String {
                 (safetensors.numpy.load_file(FILE)['x'], then np.save)"
             .into();
     }
-    if bytes.starts_with(MAGIC_BUNDLE) {
+    if bytes.starts_with(crate::bundle::MAGIC) {
         return "a tk bundle (.tkb), not an array".into();
     }
     "not a .npy file (it does not start with numpy's magic bytes): save arrays with np.save".into()
 }
-
-const MAGIC_BUNDLE: &[u8] = b"TKBUNDLE";
 
 /// A byte count for people: 1.5 GiB.
 pub fn human_bytes(n: usize) -> String {
