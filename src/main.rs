@@ -50,6 +50,8 @@ mod exit {
     pub const RUNTIME: u8 = 3;
     /// A required external tool is missing.
     pub const MISSING_TOOL: u8 = 4;
+    /// The run was interrupted (Ctrl-C; 128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Parser)]
@@ -59,7 +61,8 @@ mod exit {
     about = "tk: a kernel-compiling array language",
     long_about = "tk compiles kernels written in the .tk array language.\n\n\
         Exit codes: 0 ok, 1 error in the program or its data, 2 usage error, \
-        3 runtime or device failure, 4 a required external tool is missing."
+        3 runtime or device failure, 4 a required external tool is missing, \
+        130 interrupted (Ctrl-C)."
 )]
 struct Cli {
     /// When to color diagnostics: `auto` colors when stderr is a terminal and NO_COLOR is unset.

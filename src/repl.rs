@@ -44,7 +44,7 @@ Commands:
   :vars               list the variables
   :print full|short   print every element of results, or elide the middle of large ones (default)
   :help               this text
-  :quit               leave (also Ctrl-D)
+  :quit               leave (also Ctrl-D; Ctrl-C stops a run, not the session)
 
 Example:
   let x = arange(10) as f32
@@ -333,6 +333,9 @@ impl Session {
 
     /// Handles one complete input; returns what to print (errors included) and whether to quit.
     pub fn handle(&mut self, input: &str) -> (String, bool) {
+        // A Ctrl-C pressed before this command (at the prompt, or after the last run ended) is
+        // not for it.
+        tk_abi::interrupt::clear();
         let line = input.trim();
         if line.is_empty() {
             return (String::new(), false);
@@ -598,6 +601,27 @@ impl rustyline::validate::Validator for Helper {
 }
 impl rustyline::Helper for Helper {}
 
+/// Makes Ctrl-C (SIGINT) interrupt the run in progress instead of ending the process: the
+/// devices stop at their next check ([`tk_abi::interrupt`]) and the command reports that it was
+/// interrupted. A second Ctrl-C before the first is taken (a device that does not check, such as
+/// a real GPU's queue) ends the process, with the shell's status for an interrupt.
+fn catch_interrupts() {
+    #[cfg(unix)]
+    {
+        let handler = || {
+            if tk_abi::interrupt::requested() {
+                signal_hook::low_level::exit(i32::from(crate::exit::INTERRUPTED));
+            }
+            tk_abi::interrupt::request();
+        };
+        // SAFETY: the handler only loads and stores an atomic, or calls `_exit`: both
+        // async-signal-safe.
+        if let Err(e) = unsafe { signal_hook::low_level::register(signal_hook::consts::SIGINT, handler) } {
+            eprintln!("warning: Ctrl-C will end the session, not only the run: {e}");
+        }
+    }
+}
+
 /// Runs the REPL: interactive with line editing on a terminal, else reading stdin line by line.
 pub fn run(device: &str) -> u8 {
     let dev = match tk_runtime::open(device) {
@@ -612,6 +636,7 @@ pub fn run(device: &str) -> u8 {
         }
     };
     let mut s = Session::new(dev);
+    catch_interrupts();
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         let mut pending = String::new();
@@ -625,6 +650,10 @@ pub fn run(device: &str) -> u8 {
             let (out, quit) = s.handle(&pending);
             pending.clear();
             out!("{out}");
+            // A script has no prompt to come back to: an interrupt ends it, as a shell's would.
+            if tk_abi::interrupt::requested() {
+                return crate::exit::INTERRUPTED;
+            }
             if quit {
                 break;
             }

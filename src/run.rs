@@ -42,6 +42,9 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// What an interrupted run prints.
+pub const INTERRUPTED: &str = "interrupted: the run stopped before it finished; nothing was assigned";
+
 /// Renders a run-time error, pointing at the source when it has a location.
 pub fn report(e: &RunError, sources: &tk_compiler::diag::SourceMap, choice: ColorChoice) -> u8 {
     let (code, label, status) = match e {
@@ -57,6 +60,10 @@ pub fn report(e: &RunError, sources: &tk_compiler::diag::SourceMap, choice: Colo
         RunError::Compile { .. } | RunError::Device { .. } | RunError::Tool { .. } => {
             eprintln!("error: {e}");
             return exit::RUNTIME;
+        }
+        RunError::Interrupted => {
+            eprintln!("{INTERRUPTED}");
+            return exit::INTERRUPTED;
         }
     };
     match e.loc() {
@@ -82,6 +89,7 @@ pub fn render_plain(e: &RunError, sources: &tk_compiler::diag::SourceMap) -> Str
         RunError::Compile { .. } | RunError::Device { .. } | RunError::Tool { .. } | RunError::MissingTool { .. } => {
             return format!("error: {e}\n");
         }
+        RunError::Interrupted => return format!("{INTERRUPTED}\n"),
     };
     match e.loc() {
         Some(loc) if sources.files.get(loc.file as usize).is_ok() && loc.hi > 0 => {
@@ -333,14 +341,39 @@ pub fn show(name: &str, a: &HostArray, print: Print) -> String {
 }
 
 /// A spinner with the elapsed time on stderr while long work runs (a compile, a run on a
-/// simulator): drawn only on a terminal, nothing when stderr is piped or redirected.
+/// simulator, a build), which becomes a bar with the percentage done once the work reports its
+/// progress ([`tk_abi::progress`]): drawn only on a terminal, nothing when stderr is piped or
+/// redirected.
 pub fn progress(message: String) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    tk_abi::progress::reset();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(1000), indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
         bar.set_style(style);
     }
     bar.set_message(message);
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    // Once the work reports its steps (device kernels, blocks, files and targets), the spinner
+    // becomes a bar.
+    if !bar.is_hidden() {
+        let b = bar.clone();
+        std::thread::spawn(move || {
+            let mut styled = false;
+            while !b.is_finished() {
+                if let Some(f) = tk_abi::progress::fraction() {
+                    if !styled {
+                        if let Ok(style) = indicatif::ProgressStyle::with_template(
+                            "{spinner} {msg} [{bar:30}] {percent:>3}% ({elapsed})",
+                        ) {
+                            b.set_style(style.progress_chars("=> "));
+                        }
+                        styled = true;
+                    }
+                    b.set_position((f * 1000.0) as u64);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+    }
     bar
 }
 

@@ -183,3 +183,64 @@ fn repl_runs_on_the_simulated_gpu() {
     assert!(out.contains("device: sim:sm_86 (sm_86 (simulated PTX))"), "{out}");
     assert!(out.contains("_: f32[5]\n  [ 0,  3,  6,  9, 12]"), "{out}");
 }
+
+/// Ctrl-C (SIGINT) during a long run stops the run, not the process at once: the run reports that
+/// it was interrupted, and a script (input that is not a terminal) then ends with status 130. An
+/// interactive session goes back to the prompt instead (`Session::handle` clears the request).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_interrupts_the_run() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .arg("repl")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tk repl starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Once a first result prints, the handler is installed.
+    stdin.write_all(b":device sim:sm_86\nlet a = rand((1024, 1024))\n").expect("write");
+    let seen = |rx: &std::sync::mpsc::Receiver<String>, what: &str| {
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut all = String::new();
+        while let Ok(l) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            all.push_str(&l);
+            all.push('\n');
+            if l.contains(what) {
+                return all;
+            }
+        }
+        panic!("no `{what}` in the REPL's output:\n{all}");
+    };
+    seen(&rx, "a: f32[1024, 1024]");
+    // A 1024^3 matmul on the PTX simulator runs for minutes.
+    let started = Instant::now();
+    stdin.write_all(b"a @ a\n").expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    let out = seen(&rx, "interrupted");
+    assert!(out.contains("nothing was assigned"), "{out}");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the REPL did not end after the interrupt");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "a script ends with the shell's status for an interrupt");
+    assert!(started.elapsed() < Duration::from_secs(30), "the run stopped at the interrupt: {:?}", started.elapsed());
+}

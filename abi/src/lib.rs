@@ -10,6 +10,8 @@
 //! - [`check`]: the error slots a failed bounds check fills, and what they mean.
 //! - [`grid`]: the grid a GPU kernel is launched with.
 //! - [`amd`]: AMD kernel arguments, the kernel descriptor and the code-object reader.
+//! - [`interrupt`]: the process's request to stop the work in progress (Ctrl-C).
+//! - [`progress`]: how far the work in progress has got, for a progress bar.
 //!
 //! tk-abi depends on tk-ir alone, so the code generators, the toolchain, the runtime and the
 //! simulators can all use it.
@@ -20,5 +22,7 @@ pub mod code;
 pub mod cpu;
 pub mod grid;
 pub mod helpers;
+pub mod interrupt;
 pub mod launch;
+pub mod progress;
 pub mod target;

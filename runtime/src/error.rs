@@ -33,6 +33,10 @@ pub enum RunError {
     /// A device failure.
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
+    /// The host asked the run to stop ([`tk_abi::interrupt`], Ctrl-C in the REPL). The outputs
+    /// are incomplete; the inputs and the device are as they were.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl RunError {

@@ -394,6 +394,11 @@ impl Compiled {
             bufs.push(arr);
         }
         for (i, kern) in self.kernels.iter().enumerate() {
+            // A stop asked for between kernels ends the run here (the inputs are untouched).
+            if tk_abi::interrupt::requested() {
+                return Err(RunError::Interrupted);
+            }
+            tk_abi::progress::step(i, self.kernels.len());
             let mut kb = Vec::with_capacity(kern.bufs.len());
             for b in &kern.bufs {
                 match bufs.get(b.id).cloned().flatten() {

@@ -178,7 +178,7 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
         message: format!("{}: {}", src.path.display(), e.message),
         loc: Default::default(),
     };
-    for src in sources {
+    for (si, src) in sources.iter().enumerate() {
         // The kernels do not depend on the GPU: lower once per entry.
         let mut groups = Vec::new();
         let mut lowered = Vec::new();
@@ -190,6 +190,7 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
         let mut objects = serde_json::Map::new();
         let mut entries = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
+            tk_abi::progress::step(si * targets.len() + ti, sources.len() * targets.len());
             let mut write_file = |name: String, data: &[u8]| -> Result<String, RunError> {
                 write_atomic(&out.join(&name), data)?;
                 files.push(out.join(&name));

@@ -61,7 +61,8 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
     };
     let mut variants = Vec::new();
     let mut names = Vec::new();
-    for t in targets {
+    for (ti, t) in targets.iter().enumerate() {
+        tk_abi::progress::step(ti, targets.len());
         let split = opts.split.unwrap_or_else(|| t.split());
         let vopts = Options { split: Some(split), ..opts.clone() };
         let lowered: Vec<Lowered> = entries

@@ -4,6 +4,8 @@
 //! Parallelism: a kernel whose body is one parallel range is split into chunks of that range,
 //! run on rayon's pool (one worker per core). A kernel with fewer than [`PARALLEL_WORK`]
 //! iterations in all runs on the calling thread, so small launches pay no threading overhead.
+//! A chunk that has not started when the host asks to stop ([`tk_abi::interrupt`]) is skipped
+//! and the launch ends with [`RunError::Interrupted`].
 
 use crate::device::{Buffer, Code, CodeKind, Device, Event, Executable, Queue};
 use crate::error::RunError;
@@ -247,7 +249,10 @@ impl Device for CpuDevice {
         let extent = info.parallel.as_ref().map(|d| eval(d, dims)).unwrap_or(0);
         let threads = rayon::current_num_threads() as i64;
         if extent < 2 || threads < 2 || work(&kernel.body, dims) < PARALLEL_WORK {
-            return call(f, info, &ptrs, &dvals, 0, i64::MAX, dims);
+            tk_abi::progress::units(1);
+            let r = call(f, info, &ptrs, &dvals, 0, i64::MAX, dims);
+            tk_abi::progress::advance(1);
+            return r;
         }
         // Several chunks per thread balance uneven rows; each chunk is a contiguous block, whole
         // vectors wide when the parallel axis is also the vectorised one.
@@ -259,14 +264,20 @@ impl Device for CpuDevice {
         let groups = (extent + align - 1) / align;
         let chunks = (threads * 4).min(groups);
         SPLIT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tk_abi::progress::units(chunks as u64);
         let results: Vec<Result<(), RunError>> = {
             use rayon::prelude::*;
             (0..chunks)
                 .into_par_iter()
                 .map(|c| {
+                    if tk_abi::interrupt::requested() {
+                        return Err(RunError::Interrupted);
+                    }
                     let lo = (groups * c / chunks) * align;
                     let hi = ((groups * (c + 1) / chunks) * align).min(extent);
-                    call(f, info, &ptrs, &dvals, lo, hi, dims)
+                    let r = call(f, info, &ptrs, &dvals, lo, hi, dims);
+                    tk_abi::progress::advance(1);
+                    r
                 })
                 .collect()
         };

@@ -182,6 +182,9 @@ impl SimDevice {
         let mut memory = tk_sim::rdna3::Regions { regions };
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
         exe.code.launch(&info.name, g.blocks, g.threads, AMD_KERNARG_ADDRESS, &mut memory, seed).map_err(|e| {
+            if let tk_sim::rdna3::EmuError::Interrupted(_) = e {
+                return RunError::Interrupted;
+            }
             RunError::Fault {
                 device: self.name(),
                 message: format!("{e} (device kernel {k}; the device kernel computes the expression shown)"),
@@ -247,7 +250,8 @@ impl Device for SimDevice {
     }
     fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
         if let (SimTarget::Amd(_), Code::Hsaco(bytes)) = (self.target, code) {
-            let code = tk_sim::rdna3::CodeObject::parse(bytes).map_err(|e| self.err(e.to_string()))?;
+            let mut code = tk_sim::rdna3::CodeObject::parse(bytes).map_err(|e| self.err(e.to_string()))?;
+            code.host_driven = true;
             let infos: Vec<PtxKernel> = kernels
                 .iter()
                 .map(|k| {
@@ -267,7 +271,8 @@ impl Device for SimDevice {
         };
         // The launch information comes from the kernels; the code is the bundle's.
         let infos = super::cuda::gpu_infos(kernels)?;
-        let module = tk_sim::ptx::Module::parse(text).map_err(|e| self.err(format!("decoding the PTX: {e}")))?;
+        let mut module = tk_sim::ptx::Module::parse(text).map_err(|e| self.err(format!("decoding the PTX: {e}")))?;
+        module.host_driven = true;
         Ok(Arc::new(SimExecutable { module, ptx: text.to_string(), infos, kernels: kernels.to_vec() }))
     }
     fn launch(
@@ -297,6 +302,9 @@ impl Device for SimDevice {
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
         exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
             // The access's own source when the PTX marks it, else the kernel's.
+            if let tk_sim::ptx::SimError::Interrupted { .. } = e {
+                return RunError::Interrupted;
+            }
             let (loc, what) = match &e {
                 tk_sim::ptx::SimError::Fault { loc: Some((file, lo, hi)), .. } => {
                     (tk_ir::graph::Loc { file: *file, lo: *lo, hi: *hi }, "the access is in the expression shown")

@@ -57,6 +57,9 @@ pub enum SimError {
     Fault { kernel: String, block: u32, thread: u32, line: u32, message: String, loc: Option<(u32, u32, u32)> },
     #[error("kernel `{kernel}`: {message}")]
     Launch { kernel: String, message: String },
+    /// The host asked the run to stop ([`tk_abi::interrupt`]).
+    #[error("kernel `{kernel}`: interrupted")]
+    Interrupted { kernel: String },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,6 +132,9 @@ impl Module {
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut steps = 0u64;
+        if self.host_driven {
+            tk_abi::progress::units(u64::from(grid.blocks));
+        }
         for b in 0..grid.blocks {
             let mut block = Block {
                 f,
@@ -144,6 +150,9 @@ impl Module {
             let warps = grid.threads.div_ceil(32) as usize;
             let mut order: Vec<usize> = (0..warps).collect();
             loop {
+                if self.host_driven && tk_abi::interrupt::requested() {
+                    return Err(SimError::Interrupted { kernel: name.into() });
+                }
                 order.shuffle(&mut rng);
                 let mut ran = false;
                 for &w in &order {
@@ -199,6 +208,9 @@ impl Module {
                     }
                 }
                 block.epoch += 1;
+            }
+            if self.host_driven {
+                tk_abi::progress::advance(1);
             }
         }
         Ok(steps)

@@ -209,6 +209,11 @@ pub struct Func {
 #[derive(Clone, Debug)]
 pub struct Module {
     pub funcs: Vec<Func>,
+    /// Whether the host runs the launches directly (the `sim:*` devices): then a launch stops at
+    /// the host's interrupt ([`tk_abi::interrupt`]) between rounds of warps and reports the
+    /// blocks it has run ([`tk_abi::progress`]). Not inside a simulated PCIe GPU: hardware does
+    /// neither.
+    pub host_driven: bool,
 }
 
 /// A decoding error: the PTX line and what is wrong.
@@ -343,7 +348,7 @@ impl Module {
         if cur.is_some() {
             return err(text.lines().count() as u32, "unterminated function");
         }
-        Ok(Module { funcs })
+        Ok(Module { funcs, host_driven: false })
     }
 }
 

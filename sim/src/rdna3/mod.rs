@@ -52,6 +52,11 @@ pub struct CodeObject {
     /// Where [`CodeObject::from_code`] stopped decoding on a word it does not know, and why:
     /// reported if a wave gets there.
     undecoded: Option<(u32, String)>,
+    /// Whether the host runs the launches directly (the `sim:*` devices): then a launch stops at
+    /// the host's interrupt ([`tk_abi::interrupt`]) between rounds of warps and reports the
+    /// blocks it has run ([`tk_abi::progress`]). Not inside a simulated PCIe GPU: hardware does
+    /// neither.
+    pub host_driven: bool,
 }
 
 /// Why a launch failed.
@@ -65,6 +70,9 @@ pub enum EmuError {
     NoKernel(String),
     #[error("kernel `{kernel}`, workgroup {group}, wave {wave}, at {pc:#x} `{inst}`: {message}")]
     Fault { kernel: String, group: u32, wave: u32, pc: u32, inst: String, message: String },
+    /// The host asked the run to stop ([`tk_abi::interrupt`]).
+    #[error("kernel `{0}`: interrupted")]
+    Interrupted(String),
 }
 
 impl CodeObject {
@@ -96,7 +104,7 @@ impl CodeObject {
                 lds_bytes: d.group_segment_fixed_size as usize,
             });
         }
-        Ok(CodeObject { insts, index, uses, kernels, undecoded: None })
+        Ok(CodeObject { insts, index, uses, kernels, undecoded: None, host_driven: false })
     }
 
     /// A code object made of raw machine code with one kernel at its start (for tests).
@@ -108,7 +116,7 @@ impl CodeObject {
         }
         let uses = insts.iter().map(exec::uses).collect();
         kernel.entry = 0;
-        Ok(CodeObject { insts, index, uses, kernels: vec![kernel], undecoded: None })
+        Ok(CodeObject { insts, index, uses, kernels: vec![kernel], undecoded: None, host_driven: false })
     }
 
     pub fn kernel(&self, name: &str) -> Option<&KernelCode> {
@@ -151,7 +159,14 @@ impl CodeObject {
             index[(x.pc / 4) as usize] = k as u32;
         }
         let uses = insts.iter().map(exec::uses).collect();
-        CodeObject { insts, index, uses, kernels: vec![KernelCode { entry: 0, ..kernel }], undecoded }
+        CodeObject {
+            insts,
+            index,
+            uses,
+            kernels: vec![KernelCode { entry: 0, ..kernel }],
+            undecoded,
+            host_driven: false,
+        }
     }
 
     /// Runs `groups` workgroups of `threads` work-items of kernel `name`. `kernarg` is the address
@@ -184,6 +199,9 @@ impl CodeObject {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut budget = MAX_STEPS;
         let nwaves = threads.div_ceil(LANES as u32).max(1);
+        if self.host_driven {
+            tk_abi::progress::units(u64::from(groups));
+        }
         for group in 0..groups {
             let mut g = Group {
                 lds: vec![0; k.lds_bytes],
@@ -211,6 +229,9 @@ impl CodeObject {
                 .collect();
             let mut order: Vec<usize> = (0..waves.len()).collect();
             loop {
+                if self.host_driven && tk_abi::interrupt::requested() {
+                    return Err(EmuError::Interrupted(name.into()));
+                }
                 order.shuffle(&mut rng);
                 let mut ran = false;
                 for &wi in &order {
@@ -245,6 +266,9 @@ impl CodeObject {
                     }
                     g.phase += 1;
                 }
+            }
+            if self.host_driven {
+                tk_abi::progress::advance(1);
             }
         }
         Ok(())
@@ -299,6 +323,29 @@ mod tests {
         r.expect("runs");
         let got: Vec<u32> = buf.chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         assert_eq!(got, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn an_host_driven_launch_stops_at_the_hosts_request() {
+        // The only test of this binary that makes a code object host_driven: the request is
+        // process-wide, and the others' launches do not look at it.
+        let code = [LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, STORE[0], STORE[1], END];
+        let mut co = CodeObject::from_words(&code, kernel()).expect("decodes");
+        co.host_driven = true;
+        let mut buf = vec![0u8; 16];
+        let mut args = 0x1000u64.to_le_bytes().to_vec();
+        args.resize(64, 0);
+        let mut mem = Regions {
+            regions: vec![
+                Region { base: 0x1000, data: &mut buf, name: "buffer 0".into(), writable: true },
+                Region { base: 0x100, data: &mut args, name: "the kernel arguments".into(), writable: false },
+            ],
+        };
+        tk_abi::interrupt::request();
+        let r = co.launch("k", 1, 4, 0x100, &mut mem, 0);
+        tk_abi::interrupt::clear();
+        assert!(matches!(r, Err(EmuError::Interrupted(_))), "{r:?}");
+        co.launch("k", 1, 4, 0x100, &mut mem, 0).expect("runs once cleared");
     }
 
     #[test]
