@@ -25,10 +25,28 @@ use std::sync::Arc;
 pub use tk_runtime::api::{Arg, AsArg, Bundle, Device, Entry};
 pub use tk_runtime::{DType, DeviceArray, HostArray, RunError};
 
-/// A `.tk` program with errors: the diagnostics, rendered as the command line shows them.
+/// A `.tk` program with errors: the diagnostics, rendered as the command line shows them, and
+/// where the first one points.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CompileError(pub String);
+#[error("{rendered}")]
+pub struct CompileError {
+    /// Every diagnostic, rendered without color.
+    pub rendered: String,
+    /// The first error's code (`E0100`), when the error is a diagnostic.
+    pub code: Option<String>,
+    /// The file the first error is in (the name given to [`compile_named`], or the path).
+    pub file: String,
+    /// The 1-based line and column of the first error (0 when it has no place, such as an
+    /// unreadable file).
+    pub line: usize,
+    pub column: usize,
+}
+
+impl CompileError {
+    fn plain(file: &Path, message: String) -> CompileError {
+        CompileError { rendered: message, code: None, file: file.display().to_string(), line: 0, column: 0 }
+    }
+}
 
 /// A checked `.tk` program whose entries compile when first called on a device.
 pub struct Program {
@@ -55,6 +73,17 @@ pub fn compile_str(src: &str) -> Result<Program, CompileError> {
     compile(Path::new("<string>"), src.to_string())
 }
 
+/// Checks `.tk` source named `name` in diagnostics (its `use` paths resolve relative to the
+/// current directory).
+///
+/// ```
+/// let e = tk::compile_named("kernel k(x: f32[n]) -> f32[n] {\n    x + y\n}", "model.tk").err().unwrap();
+/// assert_eq!((e.code.as_deref(), e.file.as_str(), e.line, e.column), (Some("E0100"), "model.tk", 2, 9));
+/// ```
+pub fn compile_named(src: &str, name: &str) -> Result<Program, CompileError> {
+    compile(Path::new(name), src.to_string())
+}
+
 /// Checks a `.tk` file (its `use` paths resolve relative to it).
 ///
 /// ```
@@ -63,7 +92,8 @@ pub fn compile_str(src: &str) -> Result<Program, CompileError> {
 /// ```
 pub fn compile_file(path: impl AsRef<Path>) -> Result<Program, CompileError> {
     let path = path.as_ref();
-    let src = std::fs::read_to_string(path).map_err(|e| CompileError(format!("{}: {e}", path.display())))?;
+    let src =
+        std::fs::read_to_string(path).map_err(|e| CompileError::plain(path, format!("{}: {e}", path.display())))?;
     compile(path, src)
 }
 
@@ -71,12 +101,21 @@ fn compile(path: &Path, src: String) -> Result<Program, CompileError> {
     let session = tk_toolchain::Session::new();
     let checked = session.check(path, src);
     if !checked.is_ok() {
-        return Err(CompileError(checked.render_plain()));
+        let first = checked.diags.first();
+        let place = first.and_then(|d| d.location(&checked.program.sources));
+        let (file, line, column) = place.unwrap_or_else(|| (path.display().to_string(), 0, 0));
+        return Err(CompileError {
+            rendered: checked.render_plain(),
+            code: first.map(|d| d.code.as_str().to_string()),
+            file,
+            line,
+            column,
+        });
     }
     let mut graphs = HashMap::new();
     let mut names = Vec::new();
     for k in &checked.kernels {
-        let g = session.prepared(k).map_err(|e| CompileError(e.to_string()))?;
+        let g = session.prepared(k).map_err(|e| CompileError::plain(path, e.to_string()))?;
         graphs.insert(k.name.clone(), g);
         names.push(k.name.clone());
     }
@@ -87,6 +126,32 @@ impl Program {
     /// The entry points, in source order.
     pub fn entries(&self) -> Vec<&str> {
         self.names.iter().map(String::as_str).collect()
+    }
+    /// Every entry's signature (as a bundle lists them), in source order.
+    ///
+    /// ```
+    /// let p = tk::compile_str("kernel k<h>(x: f32[n]) -> f32[n, h] { [i, j] => x[i] }").unwrap();
+    /// let s = &p.signatures()[0];
+    /// assert_eq!(s.inputs, vec![("x".to_string(), "f32".to_string(), vec!["n".to_string()])]);
+    /// assert_eq!((s.outputs[0].2.clone(), s.dims.clone()), (vec!["n".to_string(), "h".to_string()], vec!["h".to_string()]));
+    /// ```
+    pub fn signatures(&self) -> Vec<tk_runtime::bundle::Signature> {
+        let dims = |s: &[tk_ir::dims::Dim]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        self.names
+            .iter()
+            .filter_map(|n| self.graphs.get(n).map(|g| (n, g)))
+            .map(|(name, g)| tk_runtime::bundle::Signature {
+                name: name.clone(),
+                source: String::new(),
+                inputs: g.inputs.iter().map(|(n, d, s)| (n.clone(), d.name().to_string(), dims(s))).collect(),
+                outputs: g
+                    .outputs
+                    .iter()
+                    .map(|(n, id)| (n.clone(), g.node(*id).dtype.name().to_string(), dims(&g.node(*id).shape)))
+                    .collect(),
+                dims: g.dims.clone(),
+            })
+            .collect()
     }
     /// The entry named `name`, compiled for each device the first time it is called there.
     ///

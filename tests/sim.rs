@@ -88,3 +88,24 @@ fn the_simulator_catches_a_missing_barrier() {
     assert!(e.contains("tk_l0[byte"), "the report names the local buffer: {e}");
     run_planted(&racy.replace("BARRIER", "barrier\n"), &[("b", 3)]).expect("with the barrier the kernel is correct");
 }
+
+/// One device array passed for two inputs (`saxpy(a, x, x)` with `x` resident) runs on both
+/// simulators as on the CPU: the simulated memory reads a copy for the second.
+#[test]
+fn the_same_resident_array_for_two_inputs() {
+    use tk::{AsArg, Device, HostArray};
+    let p = tk::compile_str("kernel saxpy(a: f32, x: f32[n], y: f32[n]) -> f32[n] { a * x + y }").expect("checks");
+    let a = HostArray::from_slice(&[], &[2.0f32]).expect("a");
+    for name in ["cpu", SIM, "sim:gfx1100"] {
+        if !common::device_ready(name, "the_same_resident_array_for_two_inputs") {
+            continue;
+        }
+        let dev = Device::open(name).expect("device");
+        let x = dev.upload(&HostArray::from_slice(&[3], &[1.0f32, 2.0, 3.0]).expect("x")).expect("uploads");
+        let out = p
+            .entry("saxpy")
+            .and_then(|e| e.call(&dev, &[a.as_arg(), x.as_arg(), x.as_arg()]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out[0].to_vec::<f32>().expect("f32"), vec![3.0, 6.0, 9.0], "{name}");
+    }
+}

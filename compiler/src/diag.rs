@@ -158,6 +158,16 @@ impl Diag {
             notes: Vec::new(),
         }
     }
+    /// Where the diagnostic points: the file's name, and the 1-based line and column (in
+    /// characters) of the start of its span.
+    pub fn location(&self, sources: &SourceMap) -> Option<(String, usize, usize)> {
+        use codespan_reporting::files::Files;
+        let name = sources.files.name(self.file).ok()?;
+        let lo = self.span.lo as usize;
+        let line = sources.files.line_index(self.file, lo).ok()?;
+        let column = sources.files.column_number(self.file, line, lo).ok()?;
+        Some((name, line + 1, column))
+    }
     pub fn label(mut self, l: impl Into<String>) -> Diag {
         self.label = l.into();
         self

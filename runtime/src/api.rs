@@ -66,6 +66,33 @@ impl Device {
         self.inner.synchronize(&q)?;
         Ok(d)
     }
+    /// An array over host memory the caller owns, without a copy, on a device whose kernels
+    /// read host memory (the CPU); `Ok(None)` on other devices (upload a copy there). `owner`
+    /// lives as long as the array (and every output that is not a copy of it).
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads of the array's bytes (its elements in row-major order, little
+    /// endian) for as long as `owner` lives, and nothing writes them while the array is used.
+    pub unsafe fn wrap_host(
+        &self,
+        ptr: std::ptr::NonNull<u8>,
+        dtype: crate::DType,
+        shape: Vec<usize>,
+        owner: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<Option<DeviceArray>, RunError> {
+        let bytes =
+            shape.iter().try_fold(crate::array::elem_bytes(dtype), |a, d| a.checked_mul(*d)).ok_or_else(|| {
+                RunError::Argument { message: format!("an array of {dtype} with shape {shape:?} has too many bytes") }
+            })?;
+        // SAFETY: the caller's promise, for exactly these bytes.
+        let buffer = unsafe { self.inner.wrap_host(ptr, bytes, owner) };
+        Ok(buffer.map(|buffer| DeviceArray { dtype, shape, buffer }))
+    }
+    /// Where a device array's elements are in host memory, on a device whose memory is host
+    /// memory (the CPU): valid while the array lives. `None` elsewhere (download a copy).
+    pub fn host_ptr(&self, a: &DeviceArray) -> Option<std::ptr::NonNull<u8>> {
+        self.inner.host_ptr(&a.buffer)
+    }
     /// Copies a device array back to the host.
     pub fn download(&self, a: &DeviceArray) -> Result<HostArray, RunError> {
         let q = self.inner.queue();

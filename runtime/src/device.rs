@@ -146,4 +146,25 @@ pub trait Device: Send + Sync {
     fn wait(&self, e: &Event) -> Result<(), RunError>;
     /// Waits until all work on a queue has completed.
     fn synchronize(&self, q: &Queue) -> Result<(), RunError>;
+    /// A buffer over host memory that the caller owns, without a copy, on a device whose
+    /// kernels read host memory (the CPU); `None` on other devices. `owner` is kept alive as
+    /// long as the buffer (a numpy array, for the Python package).
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads and writes of `bytes` bytes for as long as `owner` lives, and
+    /// nothing else writes the memory while the device uses it. (Kernels never write their
+    /// inputs: an input buffer is only read.)
+    unsafe fn wrap_host(
+        &self,
+        _ptr: std::ptr::NonNull<u8>,
+        _bytes: usize,
+        _owner: Box<dyn Any + Send + Sync>,
+    ) -> Option<Buffer> {
+        None
+    }
+    /// The host address of a buffer's memory on a device whose memory is host memory (the
+    /// CPU); `None` elsewhere.
+    fn host_ptr(&self, _b: &Buffer) -> Option<std::ptr::NonNull<u8>> {
+        None
+    }
 }

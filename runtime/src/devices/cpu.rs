@@ -31,10 +31,16 @@ pub fn split_launches() -> usize {
 /// Below this many loop iterations (summed over the kernel), a launch runs on one thread.
 pub const PARALLEL_WORK: u64 = 1 << 15;
 
-/// Host memory of a CPU buffer: 64-byte aligned, zero-initialised.
+/// Host memory of a CPU buffer: allocated by the device (64-byte aligned, zero-initialised), or
+/// the caller's (`Device::wrap_host`), kept alive by its owner.
 struct CpuMem {
     ptr: NonNull<u8>,
-    layout: Layout,
+    kind: MemKind,
+}
+
+enum MemKind {
+    Allocated(Layout),
+    Borrowed(#[allow(dead_code)] Box<dyn Any + Send + Sync>),
 }
 
 // SAFETY: the memory is plain bytes; kernels running on several threads write disjoint parts of
@@ -44,8 +50,10 @@ unsafe impl Sync for CpuMem {}
 
 impl Drop for CpuMem {
     fn drop(&mut self) {
-        // SAFETY: allocated in `alloc` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        if let MemKind::Allocated(layout) = self.kind {
+            // SAFETY: allocated in `alloc` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        }
     }
 }
 
@@ -185,7 +193,7 @@ impl Device for CpuDevice {
             device: "cpu".into(),
             message: format!("out of memory allocating {bytes} bytes"),
         })?;
-        Ok(Buffer::new(Arc::new(CpuMem { ptr, layout }), bytes))
+        Ok(Buffer::new(Arc::new(CpuMem { ptr, kind: MemKind::Allocated(layout) }), bytes))
     }
     fn queue(&self) -> Queue {
         Queue { id: 0 }
@@ -291,5 +299,11 @@ impl Device for CpuDevice {
     }
     fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
         Ok(())
+    }
+    unsafe fn wrap_host(&self, ptr: NonNull<u8>, bytes: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Buffer> {
+        Some(Buffer::new(Arc::new(CpuMem { ptr, kind: MemKind::Borrowed(owner) }), bytes))
+    }
+    fn host_ptr(&self, b: &Buffer) -> Option<NonNull<u8>> {
+        mem(b).ok().map(|m| m.ptr)
     }
 }

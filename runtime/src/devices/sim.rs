@@ -19,6 +19,22 @@ use tk_ir::kernel::Kernel;
 
 struct SimMem(Mutex<Vec<u8>>);
 
+/// A buffer's memory during a launch: locked, or a copy of another argument's (see
+/// `lock_buffers`).
+enum Held<'b> {
+    Locked(std::sync::MutexGuard<'b, Vec<u8>>),
+    Copy(Vec<u8>),
+}
+
+impl Held<'_> {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self {
+            Held::Locked(g) => g.as_mut_slice(),
+            Held::Copy(v) => v.as_mut_slice(),
+        }
+    }
+}
+
 /// Kernels compiled to PTX and decoded for the simulator.
 pub struct SimExecutable {
     module: tk_sim::ptx::Module,
@@ -112,26 +128,29 @@ pub fn grid(launch: &Launch, dims: &HashMap<String, i64>) -> tk_sim::ptx::Grid {
 
 impl SimDevice {
     /// Checks a launch's buffers (the kernel's count, distinct, this device's) and locks them.
-    fn lock_buffers<'b>(
-        &self,
-        k: usize,
-        kernel: &Kernel,
-        bufs: &'b [Buffer],
-    ) -> Result<Vec<std::sync::MutexGuard<'b, Vec<u8>>>, RunError> {
+    fn lock_buffers<'b>(&self, k: usize, kernel: &Kernel, bufs: &'b [Buffer]) -> Result<Vec<Held<'b>>, RunError> {
         if bufs.len() != kernel.bufs.len() {
             return Err(self.err(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
         }
-        let mut guards = Vec::with_capacity(bufs.len());
+        let mut held: Vec<Held<'b>> = Vec::with_capacity(bufs.len());
         for (i, a) in bufs.iter().enumerate() {
-            if bufs[..i].iter().any(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
-                return Err(
-                    self.err(format!("kernel {k} got the same buffer twice (the simulated GPU needs distinct ones)"))
-                );
+            // The same array passed for two inputs (`f(x, x)`): the simulated memory gives each
+            // buffer its own range, so the second one reads a copy. Kernels never write their
+            // inputs; a buffer that is written must be distinct.
+            if let Some(j) = bufs[..i].iter().position(|b| Arc::ptr_eq(&a.mem, &b.mem)) {
+                if kernel.bufs[i].write || kernel.bufs[j].write {
+                    return Err(self.err(format!(
+                        "kernel {k} got the same buffer for buffers {j} and {i}, and writes one of them"
+                    )));
+                }
+                let copy = held[j].as_mut_slice().to_vec();
+                held.push(Held::Copy(copy));
+                continue;
             }
             let m = mem(a).ok_or_else(|| self.err("a buffer of another device"))?;
-            guards.push(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?);
+            held.push(Held::Locked(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?));
         }
-        Ok(guards)
+        Ok(held)
     }
 
     fn launch_amd(
