@@ -122,9 +122,13 @@ enum Command {
     #[command(after_help = "ARGUMENT VALUES:\n  \
         FILE.npy       an array saved by numpy (np.save); its dtype must match the parameter's\n  \
         3.5, -2, true  a scalar literal, for a rank-0 parameter\n  \
-        rand:DIMS      random values, e.g. rand:1024x1024 (floats uniform in [0, 1), integers\n                 \
-        uniform in [-100, 100], bools true with p = 0.5)\n  \
-        randn:DIMS     floats from the standard normal distribution\n\n\
+        rand:DIMS      random values, e.g. rand:1024x1024: floats uniform in [0, 1); signed\n                 \
+        integers uniform in [-100, 100], unsigned ones (u8, u32) in [0, 100]; bools\n                 \
+        true with p = 0.5\n  \
+        randn:DIMS     floats from the standard normal distribution\n  \
+        randint:LO:HI:DIMS\n                 \
+        integers uniform in [LO, HI), e.g. randint:0:1000:64 for ids of a\n                 \
+        1000-row table (any integer or float parameter; the range must fit its dtype)\n\n\
         Random values come from ChaCha8 seeded with --seed, drawn in parameter order.\n\n\
         EXAMPLE:\n  tk run examples/softmax.tk --arg x=rand:4x8")]
     Run {

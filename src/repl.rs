@@ -124,6 +124,7 @@ impl Session {
     /// Names for tab completion: builtins, commands, defined items and variables.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = tk_compiler::load::BUILTINS.iter().map(|s| s.to_string()).collect();
+        v.extend(tk_compiler::load::BUILTIN_CONSTS.iter().map(|(c, _)| c.to_string()));
         for c in [
             ":type", ":emit", ":time", ":load", ":save", ":seed", ":reset", ":device", ":vars", ":print", ":help",
             ":quit",
@@ -291,7 +292,8 @@ impl Session {
                     return Err(format!("error: randint({lo}, {hi}, ...): LO must be below HI\n"));
                 }
                 let dims = shape(s).ok_or_else(usage)?;
-                HostArray::try_randint(lo, hi, dims, &mut self.rng).map_err(too_big)
+                HostArray::try_randint(tk_ir::dtype::DType::I32, i64::from(lo), i64::from(hi), dims, &mut self.rng)
+                    .map_err(too_big)
             }
             _ => Err(usage()),
         }

@@ -139,7 +139,8 @@ fn parse_scalar(v: &str, d: DType) -> Option<Scalar> {
     (lo..=hi).contains(&i).then_some(Scalar::Int(i))
 }
 
-/// One argument's value: a `.npy` file, `rand:DIMS`, `randn:DIMS` or a scalar literal.
+/// One argument's value: a `.npy` file, `rand:DIMS`, `randn:DIMS`, `randint:LO:HI:DIMS` or a
+/// scalar literal.
 pub fn parse_value(
     name: &str,
     v: &str,
@@ -151,6 +152,19 @@ pub fn parse_value(
         let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
         format!("{dtype}[{}]", s.join(", "))
     };
+    if let Some(rest) = v.strip_prefix("randint:") {
+        let form = || usage(format!("argument `{name}`: `{v}`: expected randint:LO:HI:DIMS, e.g. randint:0:1000:64"));
+        let mut parts = rest.splitn(3, ':');
+        let (Some(lo), Some(hi), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(form());
+        };
+        let (Ok(lo), Ok(hi)) = (lo.trim().parse::<i64>(), hi.trim().parse::<i64>()) else {
+            return Err(form());
+        };
+        let dims = parse_dims(d).map_err(|e| usage(format!("argument `{name}`: {e}")))?;
+        return HostArray::try_randint(dtype, lo, hi, dims, r)
+            .map_err(|e| usage(format!("argument `{name}` ({}): {e}", ty())));
+    }
     for (prefix, dist) in [("rand:", Random::Uniform), ("randn:", Random::Normal)] {
         if let Some(d) = v.strip_prefix(prefix) {
             let dims = parse_dims(d).map_err(|e| usage(format!("argument `{name}`: {e}")))?;
@@ -169,7 +183,7 @@ pub fn parse_value(
             ty()
         ))),
         None => Err(usage(format!(
-            "argument `{name}`: `{v}` is not a .npy file, rand:DIMS, randn:DIMS or a {dtype} literal (it is {})",
+            "argument `{name}`: `{v}` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS or a {dtype} literal (it is {})",
             ty()
         ))),
     }
@@ -200,6 +214,8 @@ fn flops(g: &Graph, dims: &HashMap<String, i64>) -> f64 {
 
 fn fmt_value(a: &HostArray, i: usize) -> String {
     match a.get(i) {
+        // numpy's spelling (Rust's is `NaN`).
+        Scalar::Float(v) if v.is_nan() => "nan".to_string(),
         Scalar::Float(v) if a.dtype == DType::F64 => format!("{v}"),
         Scalar::Float(v) => format!("{}", v as f32),
         Scalar::Int(v) => format!("{v}"),
@@ -431,7 +447,7 @@ fn arguments(name: &str, g: &Graph, given_args: &[String], seed: u64) -> Result<
             let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
             return Err(usage(format!(
                 "missing argument `{pname}` ({dtype}[{}]): pass --arg {pname}=VALUE, where VALUE is a .npy file, a \
-                 scalar, rand:DIMS or randn:DIMS (e.g. rand:4x8)",
+                 scalar, rand:DIMS, randn:DIMS or randint:LO:HI:DIMS (e.g. rand:4x8)",
                 s.join(", ")
             )));
         };

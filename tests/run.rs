@@ -208,7 +208,23 @@ fn argument_errors_name_the_argument() {
         (
             &["run", "examples/softmax.tk", "--arg", "x=hello"],
             2,
-            "`hello` is not a .npy file, rand:DIMS, randn:DIMS or a f32 literal",
+            "`hello` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS or a f32 literal",
+        ),
+        (&["run", "examples/softmax.tk", "--arg", "x=randint:5:2:3x3"], 2, "randint 5..2 is empty"),
+        (&["run", "examples/softmax.tk", "--arg", "x=randint:0:9"], 2, "expected randint:LO:HI:DIMS"),
+        (
+            &[
+                "run",
+                "examples/embedding.tk",
+                "-k",
+                "embed",
+                "--arg",
+                "table=rand:4x2",
+                "--arg",
+                "ids=randint:0:3000000000:5",
+            ],
+            2,
+            "randint 0..3000000000 does not fit in i32",
         ),
         (&["run", "examples/softmax.tk", "--arg", "x"], 2, "--arg `x`: expected NAME=VALUE"),
         (
@@ -254,6 +270,19 @@ fn argument_errors_name_the_argument() {
         assert!(err(&o).contains(want), "{args:?}: expected `{want}` in:\n{}", err(&o));
         assert!(!err(&o).contains("panicked"), "{}", err(&o));
     }
+    // randint: ids for an embedding lookup, all in range (rand: would give negative ones).
+    let o = tk(&[
+        "run",
+        "examples/embedding.tk",
+        "-k",
+        "embed",
+        "--arg",
+        "table=rand:10x2",
+        "--arg",
+        "ids=randint:0:10:50",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("out: f32[50, 2]"));
     // Argument errors carry E0500.
     assert!(err(&tk(&["run", "examples/softmax.tk"])).contains("error[E0500]"));
     // A .npy of the wrong dtype says how to convert it.

@@ -43,6 +43,10 @@ impl Key {
     }
 }
 
+/// The builtin constants: `inf` and `nan` are float literals that take the float dtype of their
+/// context, like `1.5`. Items may not reuse these names either.
+pub const BUILTIN_CONSTS: &[(&str, f64)] = &[("inf", f64::INFINITY), ("nan", f64::NAN)];
+
 /// Names the language reserves for builtins; items may not reuse them.
 pub const BUILTINS: &[&str] = &[
     "exp",
@@ -116,7 +120,7 @@ impl Loader {
                 Item::Const(c) => &c.name,
                 Item::Fn(f) => &f.name,
             };
-            if BUILTINS.contains(&name.name.as_str()) {
+            if BUILTINS.contains(&name.name.as_str()) || BUILTIN_CONSTS.iter().any(|(c, _)| *c == name.name) {
                 self.prog.diags.push(
                     Diag::new(Code::ShadowsBuiltin, file, name.span, format!("`{}` is a builtin", name.name))
                         .label("a builtin has this name")

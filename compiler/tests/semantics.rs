@@ -101,3 +101,18 @@ fn integer_powers_of_negative_floats_are_exact() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn inf_and_nan_are_float_literals_of_any_float_dtype() {
+    assert_eq!(fold("f32", "-inf"), Lit::Float(f64::NEG_INFINITY));
+    assert_eq!(fold("f16", "inf"), Lit::Float(f64::INFINITY));
+    assert_eq!(fold("f32", "-1.0 / 0.0"), Lit::Float(f64::NEG_INFINITY), "division by zero folds to IEEE's value");
+    assert!(matches!(fold("bf16", "nan"), Lit::Float(v) if v.is_nan()));
+    assert_eq!(fold("bool", "nan == nan"), Lit::Bool(false));
+    assert_eq!(fold("bool", "-inf < -3.0e38"), Lit::Bool(true));
+    assert_eq!(fold("i32", "inf as i32"), Lit::Int(i64::from(i32::MAX) as i128));
+    // A finite literal past the dtype's range is still an error; a local may shadow `inf`.
+    let c = tk_compiler::check_source(Path::new("big.tk"), "kernel k() -> f32 { 1.0e39 }\n".to_string());
+    assert!(c.render_plain().contains("E0202"), "{}", c.render_plain());
+    assert_eq!(fold("f32", "{ let inf = 2.0; inf * 3.0 }"), Lit::Float(6.0));
+}

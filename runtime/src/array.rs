@@ -144,12 +144,31 @@ impl HostArray {
         Ok(HostArray::try_zeros(dtype, shape)?.fill_random(dist, rng))
     }
 
-    /// i32 elements uniform in `[lo, hi)` (`lo < hi`), or an error when the array cannot be
-    /// allocated.
-    pub fn try_randint(lo: i32, hi: i32, shape: Vec<usize>, rng: &mut ChaCha8Rng) -> Result<HostArray, String> {
-        let mut h = HostArray::try_zeros(DType::I32, shape)?;
+    /// Integers uniform in `[lo, hi)` as elements of `dtype` (an integer or float dtype), or an
+    /// error saying why not: an empty range, bounds outside the dtype, or an array that cannot
+    /// be allocated.
+    pub fn try_randint(
+        dtype: DType,
+        lo: i64,
+        hi: i64,
+        shape: Vec<usize>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<HostArray, String> {
+        if lo >= hi {
+            return Err(format!("randint {lo}..{hi} is empty: LO must be below HI"));
+        }
+        if dtype == DType::Bool {
+            return Err("randint makes integers; a bool parameter takes rand:DIMS".into());
+        }
+        if let Some((min, max)) = dtype.int_range()
+            && (i128::from(lo) < min || i128::from(hi) - 1 > max)
+        {
+            return Err(format!("randint {lo}..{hi} does not fit in {dtype} ({min} ..= {max})"));
+        }
+        let mut h = HostArray::try_zeros(dtype, shape)?;
         for i in 0..h.len() {
-            h.set(i, Scalar::Int(i128::from(rng.random_range(lo..hi.max(lo + 1)))));
+            let v = rng.random_range(lo..hi);
+            h.set(i, if dtype.is_float() { Scalar::Float(v as f64) } else { Scalar::Int(i128::from(v)) });
         }
         Ok(h)
     }

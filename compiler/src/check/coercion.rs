@@ -100,7 +100,9 @@ impl<'p> Checker<'p> {
             Lit::Int(v) if d.is_float() => self.lit_to(Lit::Float(v as f64), d, span),
             Lit::Float(v) if d.is_float() => {
                 let max = d.float_max().unwrap_or(f64::MAX);
-                if v.abs() > max * (1.0 + 2f64.powi(-11)) {
+                // `inf`, `nan` and what folding makes of them (`-1.0 / 0.0`) are every float
+                // dtype's; a finite value past the dtype's largest is an error.
+                if v.is_finite() && v.abs() > max * (1.0 + 2f64.powi(-11)) {
                     return Err(self.err(
                         self.diag(Code::LiteralOutOfRange, span, format!("literal `{v:?}` is out of range for {d}"))
                             .label(format!("the largest finite {d} is {max:e}")),

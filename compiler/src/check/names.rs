@@ -157,6 +157,9 @@ impl<'p> Checker<'p> {
             }
             _ => {}
         }
+        if let Some((_, v)) = crate::load::BUILTIN_CONSTS.iter().find(|(c, _)| *c == n.name) {
+            return Ok(self.mk(TKind::Lit(Lit::Float(*v)), Ty::scalar(Elem::FloatLit), n.span));
+        }
         if BUILTINS.contains(&n.name.as_str()) || is_dtype_name(&n.name) {
             let what = if is_dtype_name(&n.name) { "a dtype" } else { "a builtin function" };
             return Err(self.err(
@@ -250,6 +253,7 @@ impl NameWalk<'_, '_> {
                 let ok = self.known(&n.name)
                     || self.checker.find_item(self.mid, &n.name).is_some()
                     || BUILTINS.contains(&n.name.as_str())
+                    || crate::load::BUILTIN_CONSTS.iter().any(|(c, _)| *c == n.name)
                     || is_dtype_name(&n.name);
                 if !ok {
                     let mut cands: Vec<String> = self.scopes.iter().flatten().cloned().collect();
