@@ -185,8 +185,19 @@ impl<'p> Checker<'p> {
                 Ok((a, b, eb))
             }
             (Elem::IntLit, Elem::FloatLit) | (Elem::FloatLit, Elem::IntLit) => Ok((a, b, Elem::FloatLit)),
+            // An index value (index variables, dimensions, and integer arithmetic on them, all
+            // i64) meets another integer dtype: that operand widens to i64, which loses nothing
+            // (`arange(n) == i`, `ids[k] + i`). Other i64 values do not convert implicitly.
+            (Elem::D(DType::I64), Elem::D(y)) if y.is_int() && is_index_value(&a) => {
+                let b = self.cast(b, DType::I64, span)?;
+                Ok((a, b, ea))
+            }
+            (Elem::D(x), Elem::D(DType::I64)) if x.is_int() && is_index_value(&b) => {
+                let a = self.cast(a, DType::I64, span)?;
+                Ok((a, b, eb))
+            }
             (Elem::D(x), Elem::D(y)) => {
-                let is_index = |r: &R| matches!(r.kind, TKind::Var(_) | TKind::Dim(_));
+                let is_index = is_index_value;
                 let (to, from_side) = if is_index(&a) && !is_index(&b) {
                     (y, "left")
                 } else if (is_index(&b) && !is_index(&a)) || (x.is_float() && !y.is_float()) {
@@ -409,6 +420,20 @@ impl<'p> Checker<'p> {
         }
         let shape = a.shape_of().to_vec();
         Ok(self.mk(TKind::Cast(d, a), Ty::Arr(Elem::D(d), shape), span))
+    }
+}
+
+/// Whether an i64 expression is an index value: an index variable, a dimension, or `+ - *` of
+/// them and integer literals.
+fn is_index_value(r: &R) -> bool {
+    match &r.kind {
+        TKind::Var(_) | TKind::Dim(_) => true,
+        TKind::Unary(UnOp::Neg, x) => is_index_value(x),
+        TKind::Binary(BinOp::Add | BinOp::Sub | BinOp::Mul, x, y) => {
+            let leaf = |e: &R| is_index_value(e) || matches!(e.kind, TKind::Lit(Lit::Int(_)));
+            leaf(x) && leaf(y) && (is_index_value(x) || is_index_value(y))
+        }
+        _ => false,
     }
 }
 
