@@ -301,7 +301,9 @@ impl Session {
 
     fn eval_expanded(&mut self, expr: &str) -> Result<(Vec<HostArray>, String), String> {
         let t0 = Instant::now();
-        let ty = self.type_of(expr)?;
+        // A literal alone (`2`, `0.5`) is untyped; as a value it takes the language's default
+        // dtypes, i32 and f32 (docs/language.md 6.2).
+        let ty = self.type_of(expr)?.replace("{integer}", "i32").replace("{float}", "f32");
         let (params, args) = self.params(expr);
         self.counter += 1;
         let name = format!("__repl{}", self.counter);

@@ -244,3 +244,21 @@ fn ctrl_c_interrupts_the_run() {
     assert_eq!(status.code(), Some(130), "a script ends with the shell's status for an interrupt");
     assert!(started.elapsed() < Duration::from_secs(30), "the run stopped at the interrupt: {:?}", started.elapsed());
 }
+
+#[test]
+fn kernels_with_explicit_dimensions_are_called_with_them_by_name() {
+    let (out, err, code) =
+        repl("kernel fill<n>(v: f32) -> f32[n] { full(n, v) }\nfill(2.5, n: 3)\nfill(1.0)\nfill(0.5, n: 2 + 1)\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("_: f32[3]\n  [2.5, 2.5, 2.5]"), "{out}");
+    assert!(out.contains("error[E0409]: `fill` needs its dimension `n` at the call"), "{out}");
+    assert!(out.contains("_: f32[3]\n  [0.5, 0.5, 0.5]"), "{out}");
+}
+
+#[test]
+fn a_literal_alone_is_a_value_of_the_default_dtype() {
+    let (out, err, code) = repl("let k = 2\nk * 3\n0.5\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("k: i32[]\n  2\n") && out.contains("_: i32[]\n  6\n"), "{out}");
+    assert!(out.contains("_: f32[]\n  0.5\n") && !out.contains("error"), "{out}");
+}

@@ -123,7 +123,7 @@ codes! {
     InlineTooDeep = "E0406": "inlining too deep",
     LoopCarriedType = "E0407": "loop changes a carried value's type",
     TwoBreaks = "E0408": "more than one `break if`",
-    ExplicitDimCall = "E0409": "kernel with explicit dimensions called as a function",
+    ExplicitDimCall = "E0409": "explicit dimension not given at a call",
     KindParam = "E0410": "compile-time parameter kind in a kernel",
 
     ArgMismatch = "E0500": "argument does not match the kernel's signature",

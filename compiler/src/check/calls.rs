@@ -65,18 +65,50 @@ impl<'p> Checker<'p> {
         f: &ast::Ident,
         span: Span,
     ) -> Res<R> {
-        if !item.dims.is_empty() {
-            return Err(self.err(
-                self.diag(
-                    Code::ExplicitDimCall,
-                    f.span,
-                    format!("`{}` has explicit dimension parameters and cannot be called here", f.name),
-                )
-                .label("called as a function")
-                .secondary(self.prog.modules[dm].file, item.name.span, "declared with `<...>` dimensions")
-                .help("move its body into a `fn` that takes the sizes from its arguments, and call that"),
-            ));
+        // Explicit dimensions (`kernel hist<nb>(...)`) are given by name at the call, like other
+        // compile-time arguments: `hist(v, nb: 5)`. Their values are dimension expressions of the
+        // caller (integer constants, its dimensions, `+ - * /` of them).
+        let is_dim = |a: &ast::Arg| a.name.as_ref().is_some_and(|k| item.dims.iter().any(|d| d.name == k.name));
+        let mut dims: Vec<(String, Dim)> = Vec::new();
+        for d in &item.dims {
+            let given: Vec<&ast::Arg> =
+                list.iter().filter(|a| a.name.as_ref().is_some_and(|k| k.name == d.name)).collect();
+            let Some(a) = given.first() else {
+                let shown: Vec<String> = item.dims.iter().map(|d| format!("{}: N", d.name)).collect();
+                return Err(self.err(
+                    self.diag(
+                        Code::ExplicitDimCall,
+                        f.span,
+                        format!("`{}` needs its dimension `{}` at the call", f.name, d.name),
+                    )
+                    .label(format!("`{}` is not given", d.name))
+                    .secondary(self.prog.modules[dm].file, d.span, "an explicit dimension, declared here")
+                    .help(format!(
+                        "no argument's shape gives it: pass it by name, e.g. `{}(..., {})`",
+                        f.name,
+                        shown.join(", ")
+                    )),
+                ));
+            };
+            if let Some(again) = given.get(1).and_then(|a| a.name.as_ref()) {
+                return Err(self.err(
+                    self.diag(Code::DuplicateKeyword, again.span, format!("`{}` is given twice", d.name))
+                        .label("given again here"),
+                ));
+            }
+            let v = self.dim_of(&a.value)?;
+            if let Some(c) = v.as_const()
+                && c < 0
+            {
+                return Err(self.err(
+                    self.diag(Code::BadDim, a.value.span, format!("dimension `{}` is {c}", d.name))
+                        .label("a size cannot be negative"),
+                ));
+            }
+            dims.push((d.name.clone(), v));
         }
+        let list: Vec<ast::Arg> = list.iter().filter(|a| !is_dim(a)).cloned().collect();
+        let list = &list[..];
         if self.inline_stack.iter().any(|(m, n)| *m == dm && *n == item.name.name) {
             // Recursion is reported by the name pass; stop here quietly.
             if !self.reported_recursion.contains(&format!("{dm}:{}", item.name.name)) {
@@ -179,7 +211,7 @@ impl<'p> Checker<'p> {
             }
         }
         self.inline_stack.push((dm, item.name.name.clone()));
-        let r = self.inline_fn(dm, item, vals, f.span);
+        let r = self.inline_fn(dm, item, &dims, vals, f.span);
         self.inline_stack.pop();
         r.map(|r| Rc::new(TExpr { kind: clone_kind(&r), ty: r.ty.clone(), file: self.file(), span })).or(Err(Reported))
     }
@@ -189,6 +221,7 @@ impl<'p> Checker<'p> {
         &mut self,
         dm: ModId,
         item: &'p ast::FnItem,
+        dims: &[(String, Dim)],
         args: Vec<Option<R>>,
         call_span: Span,
     ) -> Res<R> {
@@ -198,6 +231,9 @@ impl<'p> Checker<'p> {
         let first_arg = args.first().and_then(|a| a.as_ref()).map(|a| (a.file, a.span));
         self.frames.push(Frame { module: dm, file, scopes: vec![vec![]] });
         let saved_lets = std::mem::take(&mut self.lets);
+        for (name, d) in dims {
+            self.bind(name, Binding::Dim(d.clone()));
+        }
         let r = (|| {
             for (p, a) in item.params.iter().zip(args) {
                 let v = match a {

@@ -259,7 +259,8 @@ impl<'p> Checker<'p> {
                     }
                 }
             }
-            self.inline_fn(mid, f, args.into_iter().map(Some).collect(), f.name.span).map(|_| ())
+            let dims: Vec<(String, Dim)> = f.dims.iter().map(|d| (d.name.clone(), Dim::sym(&d.name))).collect();
+            self.inline_fn(mid, f, &dims, args.into_iter().map(Some).collect(), f.name.span).map(|_| ())
         })();
         self.inline_stack.pop();
         self.frames.pop();
