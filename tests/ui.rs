@@ -32,7 +32,8 @@ fn ui() {
     assert!(files.len() >= 60, "expected at least 60 UI cases, found {}", files.len());
     for path in &files {
         let src = std::fs::read_to_string(path).expect("readable");
-        let checked = tk_compiler::check_source(path, src.clone());
+        // Through the toolchain's check, as `tk check` does (it adds E0411 for the later stages).
+        let checked = tk_toolchain::Session::new().check(path, src.clone());
         let got = checked.render_plain();
         let codes: Vec<&str> = checked.diags.iter().map(|d| d.code.as_str()).collect();
         let want = expected_codes(&src);

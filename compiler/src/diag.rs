@@ -125,6 +125,7 @@ codes! {
     TwoBreaks = "E0408": "more than one `break if`",
     ExplicitDimCall = "E0409": "explicit dimension not given at a call",
     KindParam = "E0410": "compile-time parameter kind in a kernel",
+    Unsupported = "E0411": "not supported by the compiler yet",
 
     ArgMismatch = "E0500": "argument does not match the kernel's signature",
     IndexOutOfRange = "E0501": "index out of range at run time",

@@ -183,7 +183,10 @@ pub fn build(sources: &[Source], targets: &[Target], opts: &Options, out: &Path)
         let mut groups = Vec::new();
         let mut lowered = Vec::new();
         for e in &src.entries {
-            let l = crate::target::lower(&e.graph, first, opts)?;
+            let l = crate::target::lower(&e.graph, first, opts).map_err(|err| RunError::Compile {
+                message: format!("{}: entry `{}`: {}", src.path.display(), e.name, err.message),
+                loc: err.loc,
+            })?;
             groups.push((format!("{}_", e.name), l.kernels.clone()));
             lowered.push((e.name.clone(), l));
         }

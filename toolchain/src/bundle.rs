@@ -67,7 +67,12 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
         let vopts = Options { split: Some(split), ..opts.clone() };
         let lowered: Vec<Lowered> = entries
             .iter()
-            .map(|e| crate::target::lower(&e.graph, *t, &vopts).map_err(RunError::from))
+            .map(|e| {
+                crate::target::lower(&e.graph, *t, &vopts).map_err(|err| RunError::Compile {
+                    message: format!("entry `{}` for {t}: {}", e.name, err.message),
+                    loc: err.loc,
+                })
+            })
             .collect::<Result<_, _>>()?;
         let compile_err = |m: String| RunError::Compile { message: m, loc: Default::default() };
         match t {

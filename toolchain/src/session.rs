@@ -20,6 +20,8 @@ use tk_runtime::{Compiled, RunError};
 pub struct GraphError {
     pub kernel: String,
     pub message: String,
+    /// Where in the source (default when unknown).
+    pub loc: tk_ir::graph::Loc,
 }
 
 /// One entry ready to compile: its name, source file and prepared graph (what bundles and
@@ -58,13 +60,55 @@ impl Session {
     }
 
     /// Parses, loads and checks source named `path` (its `use` paths resolve relative to it).
+    ///
+    /// Every kernel the checker accepts is then lowered as far as the kernel IR (for the CPU, with
+    /// this session's options), so that a construct the later stages cannot handle yet is an
+    /// error here, E0411 at its place, and never a failure of `tk run` or `tk build` later.
     pub fn check(&self, path: &Path, src: String) -> Checked {
-        tk_compiler::check_source(path, src)
+        let mut checked = tk_compiler::check_source(path, src);
+        if !checked.is_ok() {
+            return checked;
+        }
+        let mut diags = Vec::new();
+        for k in &checked.kernels {
+            let (message, loc) = match self.prepared(k) {
+                Ok(g) => match crate::target::lower(&g, Target::Cpu, &self.options) {
+                    Ok(_) => continue,
+                    Err(e) => (e.message, e.loc),
+                },
+                Err(e) => (e.message, e.loc),
+            };
+            let known = loc.hi > 0 && checked.program.sources.files.get(loc.file as usize).is_ok();
+            let (file, span) = if known {
+                (loc.file as usize, tk_compiler::ast::Span { lo: loc.lo, hi: loc.hi })
+            } else {
+                (k.file, k.span)
+            };
+            diags.push(
+                tk_compiler::diag::Diag::new(
+                    tk_compiler::diag::Code::Unsupported,
+                    file,
+                    span,
+                    format!("kernel `{}`: {message}", k.name),
+                )
+                .label("tk cannot compile this yet")
+                .help("write it another way (docs/errors.md#e0411 lists the known limits), or report the program"),
+            );
+        }
+        if !diags.is_empty() {
+            checked.diags = diags;
+            checked.kernels.clear();
+        }
+        checked
     }
 
     /// The graph IR of a checked kernel, as lowered (before the rewrite passes).
     pub fn graph(&self, k: &CheckedKernel) -> Result<Graph, GraphError> {
-        tk_compiler::lower::lower_kernel(k).map_err(|e| GraphError { kernel: k.name.clone(), message: e.to_string() })
+        tk_compiler::lower::lower_kernel(k).map_err(|e| GraphError {
+            kernel: k.name.clone(),
+            message: e.message,
+            loc: e.loc,
+        })
     }
 
     /// A graph after the rewrite passes and the decomposition of transcendentals: what every

@@ -148,7 +148,10 @@ impl<'s> Builder<'s> {
                 if *k <= carried.len() {
                     if coords_key(coords) != elem {
                         return Err(KernelError {
-                            message: "a loop body that reads its carried values at other positions is not supported by the kernel IR yet".into(),
+                            message: "a loop body that reads a carried value at another position than the element it computes (a carried \
+                                      scalar next to a carried array, or a carried array read at a shifted index) is not supported \
+                                      yet: each element of a loop's carried values must evolve on its own"
+                                .into(),
                             loc: n.loc,
                         });
                     }
