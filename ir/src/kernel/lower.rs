@@ -146,11 +146,13 @@ impl<'s> Builder<'s> {
                     return Ok(iter);
                 }
                 if *k <= carried.len() {
-                    if coords_key(coords) != elem {
+                    // A carried scalar is the same at every position: each element's copy of the
+                    // loop computes it alike (it can read no other element's values).
+                    if coords_key(coords) != elem && !n.shape.is_empty() {
                         return Err(KernelError {
-                            message: "a loop body that reads a carried value at another position than the element it computes (a carried \
-                                      scalar next to a carried array, or a carried array read at a shifted index) is not supported \
-                                      yet: each element of a loop's carried values must evolve on its own"
+                            message: "a loop body that reads a carried array at another position than the element it computes (here \
+                                      a shifted or gathered index) is not supported yet: each element of a carried array must \
+                                      evolve on its own (carried scalars may be read anywhere)"
                                 .into(),
                             loc: n.loc,
                         });
@@ -366,9 +368,25 @@ impl<'s> Builder<'s> {
         let Op::Loop { lo, trip, carried, has_exit, body } = &n.op else {
             return Err(KernelError { message: "projection of a non-loop".into(), loc: n.loc });
         };
+        // Each carried value at the loop's coordinates: a scalar at none; a value of another rank
+        // (not needed by this copy of the loop: reading it would need other positions) is not
+        // computed and keeps its register.
+        let at = |rank: usize| -> Option<Vec<IExpr>> {
+            if rank == coords.len() {
+                Some(coords.to_vec())
+            } else if rank == 0 {
+                Some(Vec::new())
+            } else {
+                None
+            }
+        };
         let mut inits = Vec::new();
         for a in &n.args[..*carried] {
-            inits.push(self.emit(g, *a, coords, pred)?);
+            let init = g.node(*a);
+            inits.push(match at(init.shape.len()) {
+                Some(c) => self.emit(g, *a, &c, pred)?,
+                None => self.constant(Scalar::zero(init.dtype), init.dtype),
+            });
         }
         let regs: Vec<usize> = (0..*carried).map(|_| self.reg()).collect();
         let first = regs.first().copied().unwrap_or(0);
@@ -383,11 +401,17 @@ impl<'s> Builder<'s> {
         let mut next = Vec::new();
         let mut outs: Vec<NodeId> = body_ref.outputs.iter().map(|(_, id)| *id).collect();
         let exits = if *has_exit { outs.split_off(*carried) } else { Vec::new() };
-        for o in &outs {
-            next.push(self.emit(body_ref, *o, coords, pred)?);
+        for (o, r) in outs.iter().zip(&regs) {
+            next.push(match at(body_ref.node(*o).shape.len()) {
+                Some(c) => self.emit(body_ref, *o, &c, pred)?,
+                None => *r,
+            });
         }
         let exit = match exits.first() {
-            Some(e) => Some(self.emit(body_ref, *e, coords, pred)?),
+            Some(e) => {
+                let c = at(body_ref.node(*e).shape.len()).unwrap_or_else(|| coords.to_vec());
+                Some(self.emit(body_ref, *e, &c, pred)?)
+            }
             None => None,
         };
         let insts = self.close();
