@@ -256,6 +256,8 @@ pub enum ExprKind {
     Call(Ident, CallArgs),
     Index(Box<Expr>, Vec<IndexItem>),
     Tuple(Vec<Expr>),
+    /// `[1.0, 2.0, 3.0]`, nested for higher ranks: an array literal (at least one element).
+    Array(Vec<Expr>),
     Block(Block),
     /// `[i, j] => body` or `[i in 0..n] => body`.
     Comprehension(Vec<Binder>, Box<Expr>),
@@ -350,7 +352,7 @@ impl Expr {
                     }
                 }
             }
-            ExprKind::Tuple(es) => out.extend(es.iter()),
+            ExprKind::Tuple(es) | ExprKind::Array(es) => out.extend(es.iter()),
             ExprKind::Block(b) => block_children(b, &mut out),
             ExprKind::Loop { range, carried, body, .. } => {
                 out.push(&*range.lo);

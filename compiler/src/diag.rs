@@ -113,6 +113,7 @@ codes! {
     BadSlice = "E0315": "invalid slice",
     BadPad = "E0316": "invalid padding",
     BadShape = "E0317": "invalid shape argument",
+    ArrayLiteralSize = "E0318": "array literal too large",
 
     OutputCount = "E0400": "wrong number of kernel outputs",
     BreakOutsideLoop = "E0401": "`break if` outside a loop body",

@@ -256,6 +256,9 @@ pub enum UserError {
     /// Too deep because of a long chain of one operator (`a + b + c + ...`), named.
     LongChain(crate::ast::Span, &'static str),
     BadUse(crate::ast::Span, String),
+    /// A bracketed list that is neither a comprehension head nor an array literal: the place and
+    /// what is wrong.
+    BadBracket(crate::ast::Span, &'static str, &'static str),
 }
 
 pub type Spanned<'s> = Result<(usize, Tok<'s>, usize), UserError>;

@@ -32,6 +32,56 @@ pub fn mk<'s>(kind: ExprKind, l: usize, r: usize) -> Result<Box<Expr>, PErr<'s>>
     Ok(Box::new(e))
 }
 
+/// One item of `[...]`: an expression (an array literal's element, or a comprehension's index
+/// name) or `i in lo..hi` (a comprehension's index with its range).
+pub enum BracketItem {
+    Expr(Box<Expr>),
+    Binder(Binder),
+}
+
+/// `[items] => body`: the items must be index names, each with an optional range.
+pub fn comprehension<'s>(items: Vec<BracketItem>, body: Box<Expr>, l: usize, r: usize) -> Result<Box<Expr>, PErr<'s>> {
+    let mut bs = Vec::with_capacity(items.len());
+    for it in items {
+        bs.push(match it {
+            BracketItem::Binder(b) => b,
+            BracketItem::Expr(e) => match e.kind {
+                ExprKind::Name(name) => Binder { name, range: None },
+                _ => {
+                    return Err(ParseError::User {
+                        error: UserError::BadBracket(
+                            e.span,
+                            "a comprehension's head lists index names",
+                            "write `[i, j] => ...` or `[i in 0..n] => ...`; an array literal has no `=>`",
+                        ),
+                    });
+                }
+            },
+        });
+    }
+    mk(ExprKind::Comprehension(bs, body), l, r)
+}
+
+/// `[a, b, c]`: an array literal; its items are expressions.
+pub fn array<'s>(items: Vec<BracketItem>, l: usize, r: usize) -> Result<Box<Expr>, PErr<'s>> {
+    let mut es = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            BracketItem::Expr(e) => es.push(*e),
+            BracketItem::Binder(b) => {
+                return Err(ParseError::User {
+                    error: UserError::BadBracket(
+                        b.name.span,
+                        "`in` inside brackets belongs to a comprehension's head",
+                        "a comprehension needs `=> body` after its head: `[i in 0..n] => x[i]`",
+                    ),
+                });
+            }
+        }
+    }
+    mk(ExprKind::Array(es), l, r)
+}
+
 type UseSeg = (Option<Ident>, Option<Vec<Ident>>, Span);
 
 /// Validates the segments of a `use` declaration.
@@ -134,6 +184,9 @@ fn parse_error_diag(file: FileId, src: &str, err: PErr<'_>) -> Diag {
              most {MAX_NESTING} levels: reduce an array instead (`sum`, `prod`, `max` over a stacked or indexed array) \
              or split the chain with `let` bindings"
         )),
+        ParseError::User { error: UserError::BadBracket(span, m, help) } => {
+            Diag::new(Code::UnexpectedToken, file, span, m).label("here").help(help)
+        }
         ParseError::User { error: UserError::BadUse(span, m) } => {
             Diag::new(Code::BadUse, file, span, "malformed `use` declaration")
                 .label(m)

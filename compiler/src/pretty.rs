@@ -331,6 +331,11 @@ impl Printer {
                 }
                 self.out.push(')');
             }
+            ExprKind::Array(es) => {
+                self.out.push('[');
+                self.list(es);
+                self.out.push(']');
+            }
             ExprKind::Block(b) => self.block(b),
             ExprKind::Comprehension(bs, body) => {
                 self.out.push('[');

@@ -105,6 +105,7 @@ fn expr() -> impl Strategy<Value = Expr> {
             (x.clone(), prop::collection::vec(item, 0..4))
                 .prop_map(|(a, items)| e(ExprKind::Index(Box::new(a), items))),
             prop::collection::vec(x.clone(), 0..4).prop_map(|v| e(ExprKind::Tuple(v))),
+            prop::collection::vec(x.clone(), 1..4).prop_map(|v| e(ExprKind::Array(v))),
             block(x.clone()).prop_map(|b| e(ExprKind::Block(b))),
             (prop::collection::vec(binder, 1..3), x.clone())
                 .prop_map(|(b, body)| e(ExprKind::Comprehension(b, Box::new(body)))),
@@ -168,6 +169,7 @@ fn kinds(m: &Module, out: &mut std::collections::BTreeSet<&'static str>) {
             ExprKind::Call(_, CallArgs::Reduce(..)) => "reduce",
             ExprKind::Index(..) => "index",
             ExprKind::Tuple(_) => "tuple",
+            ExprKind::Array(_) => "array",
             ExprKind::Block(_) => "block",
             ExprKind::Comprehension(..) => "comprehension",
             ExprKind::Loop { .. } => "loop",
@@ -322,6 +324,7 @@ fn generator_covers_every_node_kind() {
         "reduce",
         "index",
         "tuple",
+        "array",
         "block",
         "comprehension",
         "loop",

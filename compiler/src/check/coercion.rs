@@ -74,6 +74,7 @@ impl<'p> Checker<'p> {
             TKind::Binary(op, a, b) if !op.is_comparison() && !matches!(op, BinOp::Shl | BinOp::Shr) => {
                 TKind::Binary(*op, self.coerce(a.clone(), d, span)?, self.coerce(b.clone(), d, span)?)
             }
+            TKind::Comprehension(vars, body) => TKind::Comprehension(vars.clone(), self.coerce(body.clone(), d, span)?),
             TKind::Builtin(name, args, attrs) if *name == "where" => TKind::Builtin(
                 name,
                 vec![args[0].clone(), self.coerce(args[1].clone(), d, span)?, self.coerce(args[2].clone(), d, span)?],

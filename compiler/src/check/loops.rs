@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The most scalar elements an array literal may have (each is one select per element computed).
+const MAX_ARRAY_LITERAL: usize = 1024;
+
 impl<'p> Checker<'p> {
     pub(super) fn range_of(&mut self, r: &ast::RangeExpr) -> Res<(Dim, Dim)> {
         let lo = self.elab(&r.lo, None)?;
@@ -29,6 +32,132 @@ impl<'p> Checker<'p> {
         self.vars.insert(id, (lo.clone(), hi));
         let r = self.mk(TKind::Var(id), Ty::scalar(Elem::D(DType::I64)), name.span);
         (IVar { id, name: name.name.clone(), lo, extent }, r)
+    }
+
+    /// An array literal `[a, b, c]`, nested for higher ranks: its elements are scalars (any
+    /// scalar expression), all of one dtype by the rules of operators (literals adapt, and an
+    /// all-literal array stays a literal that takes its context's dtype). It becomes a
+    /// comprehension whose body selects element `k` at row-major position `k`.
+    pub(super) fn array_literal(&mut self, es: &[ast::Expr], span: Span) -> Res<R> {
+        let mut leaves: Vec<&ast::Expr> = Vec::new();
+        let shape = self.literal_shape(es, span, &mut leaves)?;
+        if leaves.len() > MAX_ARRAY_LITERAL {
+            return Err(self.err(
+                self.diag(
+                    Code::ArrayLiteralSize,
+                    span,
+                    format!("an array literal of {} elements; the most is {MAX_ARRAY_LITERAL}", leaves.len()),
+                )
+                .label("too many elements")
+                .help("pass data this large as an argument (a .npy file with `tk run --arg`, an array from the host)"),
+            ));
+        }
+        let mut vals = Vec::with_capacity(leaves.len());
+        for l in &leaves {
+            let v = self.elab(l, None)?;
+            if let Ty::Tuple(_) = v.ty {
+                return Err(self.err(
+                    self.diag(Code::TupleAsArray, l.span, "a tuple inside an array literal")
+                        .label("not a scalar")
+                        .help("an array literal's elements are scalars, or array literals for more axes"),
+                ));
+            }
+            if !v.shape_of().is_empty() {
+                return Err(self.err(
+                    self.diag(Code::JoinShape, l.span, "an array inside an array literal")
+                        .label(format!("this is {}, not a scalar", v.ty))
+                        .help("an array literal's elements are scalars or array literals; join arrays with `stack(a, b)` or `cat(a, b)`"),
+                ));
+            }
+            vals.push(v);
+        }
+        // The common element type, as operators find it.
+        let mut rep = vals[0].clone();
+        for v in &vals[1..] {
+            let (a, b, _) = self.unify(rep.clone(), v.clone(), v.span)?;
+            rep = if self.elem(&a)?.is_weak() { b } else { a };
+        }
+        let elem = self.elem(&rep)?;
+        let mut leaves_t = Vec::with_capacity(vals.len());
+        for v in vals {
+            leaves_t.push(match elem {
+                Elem::D(d) => self.coerce(v, d, span)?,
+                Elem::FloatLit => match &v.kind {
+                    TKind::Lit(Lit::Int(i)) => {
+                        self.mk(TKind::Lit(Lit::Float(*i as f64)), Ty::scalar(Elem::FloatLit), v.span)
+                    }
+                    _ => v,
+                },
+                _ => v,
+            });
+        }
+        // One index variable per axis; the row-major position selects the element.
+        let mut ivars = Vec::with_capacity(shape.len());
+        let mut pos: Option<R> = None;
+        for (axis, n) in shape.iter().enumerate() {
+            let name = ast::Ident::new(&format!("__axis{axis}"), span);
+            let (iv, var) = self.new_ivar(&name, Dim::constant(0), Dim::constant(*n as i64));
+            ivars.push(iv);
+            let stride: usize = shape[axis + 1..].iter().product();
+            let lit = self.mk(TKind::Lit(Lit::Int(stride as i128)), Ty::scalar(Elem::IntLit), span);
+            let term = self.binary(BinOp::Mul, var, lit, span)?;
+            pos = Some(match pos {
+                None => term,
+                Some(p) => self.binary(BinOp::Add, p, term, span)?,
+            });
+        }
+        let pos = pos.ok_or(Reported)?;
+        let mut body = leaves_t.pop().ok_or(Reported)?;
+        for (k, leaf) in leaves_t.into_iter().enumerate().rev() {
+            let at = self.mk(TKind::Lit(Lit::Int(k as i128)), Ty::scalar(Elem::IntLit), span);
+            let cond = self.binary(BinOp::Eq, pos.clone(), at, span)?;
+            body = self.mk(TKind::Builtin("where", vec![cond, leaf, body], Attrs::default()), Ty::scalar(elem), span);
+        }
+        let dims = shape.iter().map(|n| Dim::constant(*n as i64)).collect();
+        Ok(self.mk(TKind::Comprehension(ivars, body), Ty::Arr(elem, dims), span))
+    }
+
+    /// The shape of a (nested) array literal, and its scalar elements in row-major order.
+    fn literal_shape<'e>(
+        &mut self,
+        es: &'e [ast::Expr],
+        span: Span,
+        leaves: &mut Vec<&'e ast::Expr>,
+    ) -> Res<Vec<usize>> {
+        let nested = es.iter().filter(|e| matches!(e.kind, ExprKind::Array(_))).count();
+        if nested == 0 {
+            leaves.extend(es.iter());
+            return Ok(vec![es.len()]);
+        }
+        if nested != es.len() {
+            let odd = es.iter().find(|e| !matches!(e.kind, ExprKind::Array(_))).map_or(span, |e| e.span);
+            return Err(self.err(
+                self.diag(Code::JoinShape, odd, "an array literal mixes scalars and nested arrays")
+                    .label("a scalar among rows")
+                    .help("every element of a nested literal is a row of the same length: `[[1, 2], [3, 4]]`"),
+            ));
+        }
+        let mut inner: Option<(Vec<usize>, Span)> = None;
+        for e in es {
+            let ExprKind::Array(items) = &e.kind else { continue };
+            let s = self.literal_shape(items, e.span, leaves)?;
+            match &inner {
+                None => inner = Some((s, e.span)),
+                Some((first, first_span)) if *first != s => {
+                    let dims = |v: &[usize]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                    return Err(self.err(
+                        self.diag(Code::JoinShape, e.span, "the rows of an array literal differ in shape")
+                            .label(format!("this row has shape [{}]", dims(&s)))
+                            .secondary(self.file(), *first_span, format!("the first has shape [{}]", dims(first)))
+                            .help("every row of a nested literal has the same shape"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let mut shape = vec![es.len()];
+        shape.extend(inner.map(|(s, _)| s).unwrap_or_default());
+        Ok(shape)
     }
 
     pub(super) fn comprehension(

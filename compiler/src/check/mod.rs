@@ -247,6 +247,7 @@ impl<'p> Checker<'p> {
                 let ty = Ty::Tuple(v.iter().map(|r| r.ty.clone()).collect());
                 Ok(self.mk(TKind::Tuple(v), ty, span))
             }
+            ExprKind::Array(es) => self.array_literal(es, span),
             ExprKind::Block(b) => self.elab_block(b, expected),
             ExprKind::Comprehension(bs, body) => self.comprehension(bs, body, span, expected),
             ExprKind::Loop { var, range, carried, body } => self.elab_loop(var, range, carried, body, span),
