@@ -262,3 +262,22 @@ fn a_literal_alone_is_a_value_of_the_default_dtype() {
     assert!(out.contains("k: i32[]\n  2\n") && out.contains("_: i32[]\n  6\n"), "{out}");
     assert!(out.contains("_: f32[]\n  0.5\n") && !out.contains("error"), "{out}");
 }
+
+#[test]
+fn array_literals_and_scatter_add() {
+    let (out, err, code) = repl(
+        "scatter_add([1, 2, 3, 4], [0, 2, 2, 7], 3)\n\
+         scatter_add([[1.5, 1], [2, 2], [0.25, 3]], [1, 1, -1], 2)\n\
+         let h = arange(3) as f16\n\
+         h * [0.5, 1, 2]\n\
+         [[1, 2], [3]]\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // Index 7 is outside 0..3 and is dropped; the two rows sent to 2 add up.
+    assert!(out.contains("_: i32[3]\n  [1, 0, 5]"), "{out}");
+    // A mixed literal is a float literal; index -1 is dropped.
+    assert!(out.contains("_: f32[2, 2]\n  [[  0,   0],\n   [3.5,   3]]"), "{out}");
+    // An all-literal array takes its context's dtype.
+    assert!(out.contains("_: f16[3]\n  [0, 1, 4]"), "{out}");
+    assert!(out.contains("error[E0313]: the rows of an array literal differ in shape"), "{out}");
+}

@@ -32,6 +32,7 @@ fn signature(name: &str, npos: usize) -> (&'static [&'static str], &'static [&'s
         "zeros" | "ones" => (&["shape"], &["dtype"], false),
         "full" => (&["shape", "value"], &["dtype"], false),
         "arange" => (&["start", "stop", "step"], &["dtype"], false),
+        "scatter_add" => (&["values", "indices", "size"], &[], false),
         _ => (&[], &[], false),
     }
 }
@@ -200,6 +201,7 @@ impl Checker<'_> {
                 Ok(self.mk_pub(TKind::Builtin(name, vec![x, y], Attrs::default()), Ty::Arr(e, shape), span))
             }
             "where" => self.where_(&b, span),
+            "scatter_add" => self.scatter_add(&b, span),
             n if REDUCE.contains(&n) => self.reduce(name, &b, span),
             "cumsum" | "cumprod" => {
                 let x = self.elab_arr(b.pos[0])?;
@@ -631,6 +633,96 @@ impl Checker<'_> {
         let s1 = self.broadcast_pub(&x, &y, span)?;
         let shape = self.broadcast_shapes_pub(c.shape_of(), &s1, span)?;
         Ok(self.mk_pub(TKind::Builtin("where", vec![c, x, y], Attrs::default()), Ty::Arr(e, shape), span))
+    }
+
+    /// `scatter_add(values, indices, size)`: row k of `values` (its first axis) is added into row
+    /// `indices[k]` of a result with `size` rows; other indices are dropped. Each result row is
+    /// the sum, in k order, of the rows sent to it (the order a `sum` reduces in).
+    fn scatter_add(&mut self, b: &Bound<'_>, span: Span) -> Res<R> {
+        let v = self.elab_arr(b.pos[0])?;
+        let v = self.weak_default(v)?;
+        let idx = self.elab_arr(b.pos[1])?;
+        let size: Vec<Dim> = self.shape_arg(b.pos[2], false)?.into_iter().flatten().collect();
+        let [size] = size.as_slice() else {
+            return Err(self.err_at(
+                Code::BadShape,
+                b.pos[2].span,
+                "`size` of `scatter_add` is one dimension, the number of result rows",
+                "not one size",
+                Some("e.g. `scatter_add(values, ids, nb)`"),
+            ));
+        };
+        let vs = v.shape_of().to_vec();
+        let Some(rows) = vs.first().cloned() else {
+            return Err(self.err_at(
+                Code::AxisOutOfRange,
+                v.span,
+                "`scatter_add` needs values of rank 1 or more (a row per index)",
+                "a scalar",
+                None,
+            ));
+        };
+        let Elem::D(d) = self.elem_pub(&v)? else { return Err(Reported) };
+        if d == DType::Bool {
+            return Err(self.err_at(
+                Code::OpNotSupported,
+                v.span,
+                "`scatter_add` adds numbers, not bools",
+                "bool values",
+                Some("cast them: `(mask as i32)` counts the true ones"),
+            ));
+        }
+        let ie = self.elem_pub(&idx)?;
+        if !ie.is_int() {
+            return Err(self.err_at(
+                Code::IndexNotInt,
+                idx.span,
+                format!("the indices of `scatter_add` must be integers, found {}", idx.ty),
+                "not integers",
+                None,
+            ));
+        }
+        let idx = self.weak_default(idx)?;
+        if idx.shape_of() != std::slice::from_ref(&rows) {
+            return Err(self.err_at(
+                Code::Broadcast,
+                idx.span,
+                format!(
+                    "`scatter_add` takes one index per row of `values`: `values` has shape {}, the indices {}",
+                    shape_str(&vs),
+                    shape_str(idx.shape_of())
+                ),
+                "one index per row needed",
+                None,
+            ));
+        }
+        let (j_iv, j) = self.new_ivar_pub("__row", span, size.clone());
+        let mut ivars = vec![j_iv];
+        let mut rest = Vec::new();
+        for (a, ext) in vs[1..].iter().enumerate() {
+            let (iv, r) = self.new_ivar_pub(&format!("__col{a}"), span, ext.clone());
+            ivars.push(iv);
+            rest.push(r);
+        }
+        let (k_iv, k) = self.new_ivar_pub("__k", span, rows.clone());
+        let ity = Ty::scalar(self.elem_pub(&idx)?);
+        let id_k = self.mk_pub(TKind::Index(idx, vec![TIndex::Select(k.clone(), Bounds::Proven)]), ity, span);
+        let cond = self.binary_pub(crate::ast::BinOp::Eq, id_k, j, span)?;
+        let mut sel = vec![TIndex::Select(k, Bounds::Proven)];
+        sel.extend(rest.into_iter().map(|r| TIndex::Select(r, Bounds::Proven)));
+        let row = self.mk_pub(TKind::Index(v, sel), Ty::scalar(Elem::D(d)), span);
+        let zero = self.mk_pub(
+            TKind::Lit(if d.is_float() { Lit::Float(0.0) } else { Lit::Int(0) }),
+            Ty::scalar(Elem::D(d)),
+            span,
+        );
+        let body =
+            self.mk_pub(TKind::Builtin("where", vec![cond, row, zero], Attrs::default()), Ty::scalar(Elem::D(d)), span);
+        let rd = d.sum_result();
+        let sum = self.mk_pub(TKind::Reduce("sum", vec![k_iv], body), Ty::scalar(Elem::D(rd)), span);
+        let mut shape = vec![size.clone()];
+        shape.extend(vs[1..].iter().cloned());
+        Ok(self.mk_pub(TKind::Comprehension(ivars, sum), Ty::Arr(Elem::D(rd), shape), span))
     }
 
     fn reduce(&mut self, name: &'static str, b: &Bound<'_>, span: Span) -> Res<R> {

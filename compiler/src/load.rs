@@ -67,6 +67,7 @@ pub const BUILTINS: &[&str] = &[
     "min",
     "max",
     "where",
+    "scatter_add",
     "sum",
     "prod",
     "mean",

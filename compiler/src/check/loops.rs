@@ -74,8 +74,8 @@ impl<'p> Checker<'p> {
         // The common element type, as operators find it.
         let mut rep = vals[0].clone();
         for v in &vals[1..] {
-            let (a, b, _) = self.unify(rep.clone(), v.clone(), v.span)?;
-            rep = if self.elem(&a)?.is_weak() { b } else { a };
+            let (a, b, e) = self.unify(rep.clone(), v.clone(), v.span)?;
+            rep = if self.elem(&a)? == e { a } else { b };
         }
         let elem = self.elem(&rep)?;
         let mut leaves_t = Vec::with_capacity(vals.len());
