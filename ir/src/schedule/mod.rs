@@ -166,10 +166,15 @@ pub fn schedule(g: &Graph) -> Schedule {
     for (root, nodes) in roots.iter().zip(groups) {
         let rn = g.node(*root);
         let target = if let Op::Proj(_) = rn.op {
-            // All results of one loop come from one kernel.
+            // The results of one loop that have one shape come from one kernel; a result of
+            // another shape (a carried scalar next to a carried array) gets its own kernel, which
+            // runs its own copy of the loop (each element's copy computes the carried scalars).
             let lp = rn.args[0];
             (0..merged_roots.len()).find(|k| {
-                merged_roots[*k].iter().any(|r| matches!(g.node(*r).op, Op::Proj(_)) && g.node(*r).args[0] == lp)
+                merged_roots[*k].iter().any(|r| {
+                    let r = g.node(*r);
+                    matches!(r.op, Op::Proj(_)) && r.args[0] == lp && r.shape == rn.shape
+                })
             })
         } else if matches!(rn.op, Op::Reduce { .. }) {
             // Kernels whose outputs this group reads.
