@@ -696,33 +696,11 @@ impl Checker<'_> {
                 None,
             ));
         }
-        let (j_iv, j) = self.new_ivar_pub("__row", span, size.clone());
-        let mut ivars = vec![j_iv];
-        let mut rest = Vec::new();
-        for (a, ext) in vs[1..].iter().enumerate() {
-            let (iv, r) = self.new_ivar_pub(&format!("__col{a}"), span, ext.clone());
-            ivars.push(iv);
-            rest.push(r);
-        }
-        let (k_iv, k) = self.new_ivar_pub("__k", span, rows.clone());
-        let ity = Ty::scalar(self.elem_pub(&idx)?);
-        let id_k = self.mk_pub(TKind::Index(idx, vec![TIndex::Select(k.clone(), Bounds::Proven)]), ity, span);
-        let cond = self.binary_pub(crate::ast::BinOp::Eq, id_k, j, span)?;
-        let mut sel = vec![TIndex::Select(k, Bounds::Proven)];
-        sel.extend(rest.into_iter().map(|r| TIndex::Select(r, Bounds::Proven)));
-        let row = self.mk_pub(TKind::Index(v, sel), Ty::scalar(Elem::D(d)), span);
-        let zero = self.mk_pub(
-            TKind::Lit(if d.is_float() { Lit::Float(0.0) } else { Lit::Int(0) }),
-            Ty::scalar(Elem::D(d)),
-            span,
-        );
-        let body =
-            self.mk_pub(TKind::Builtin("where", vec![cond, row, zero], Attrs::default()), Ty::scalar(Elem::D(d)), span);
         let rd = d.sum_result();
-        let sum = self.mk_pub(TKind::Reduce("sum", vec![k_iv], body), Ty::scalar(Elem::D(rd)), span);
         let mut shape = vec![size.clone()];
         shape.extend(vs[1..].iter().cloned());
-        Ok(self.mk_pub(TKind::Comprehension(ivars, sum), Ty::Arr(Elem::D(rd), shape), span))
+        let attrs = Attrs { shape: vec![size.clone()], ..Attrs::default() };
+        Ok(self.mk_pub(TKind::Builtin("scatter_add", vec![v, idx], attrs), Ty::Arr(Elem::D(rd), shape), span))
     }
 
     fn reduce(&mut self, name: &'static str, b: &Bound<'_>, span: Span) -> Res<R> {

@@ -628,6 +628,21 @@ impl Lowerer {
                 let n = self.add(Op::Scan { op, axis: nv + attrs.axes[0] }, d, shape, vec![x.node], l);
                 Lv { node: n, vars: x.vars.clone() }
             }
+            "scatter_add" => {
+                // In the accumulator's dtype (f32 for f16 and bf16, as `sum`), narrowed once at
+                // the end.
+                let (v, idx) = (self.one(&args[0])?, self.one(&args[1])?);
+                let vars = self.union(&v.vars, &idx.vars);
+                let (vs, is) = (self.vshape(&v), self.vshape(&idx));
+                let acc = tk_ir::graph::interp::acc_dtype(d);
+                let v = self.cast(&v, acc, l);
+                let x = self.align(&v, &vars, &vs, l);
+                let y = self.align(&idx, &vars, &is, l);
+                let mut shape = self.space_shape(&vars);
+                shape.extend(vshape.iter().cloned());
+                let n = self.add(Op::ScatterAdd { batch: vars.len() }, acc, shape, vec![x, y], l);
+                self.cast(&Lv { node: n, vars }, d, l)
+            }
             "reshape" => {
                 let x = self.one(&args[0])?;
                 let xs = self.vshape(&x);

@@ -379,12 +379,6 @@ impl Checker<'_> {
     pub(crate) fn broadcast_shapes_pub(&mut self, a: &[Dim], b: &[Dim], span: Span) -> Res<Vec<Dim>> {
         self.broadcast_shapes(a, b, span, None)
     }
-    pub(crate) fn new_ivar_pub(&mut self, name: &str, span: Span, extent: Dim) -> (IVar, R) {
-        self.new_ivar(&ast::Ident::new(name, span), Dim::constant(0), extent)
-    }
-    pub(crate) fn binary_pub(&mut self, op: BinOp, a: R, b: R, span: Span) -> Res<R> {
-        self.binary(op, a, b, span)
-    }
     pub(crate) fn dtype_of_pub(&mut self, n: &ast::Ident) -> Res<DType> {
         self.dtype_of(n)
     }

@@ -256,6 +256,7 @@ impl Interp<'_> {
                 one(reduce(*op, a[0], axes, d, &shape))
             }
             Op::Scan { op, axis } => one(scan(*op, a[0], *axis, d)),
+            Op::ScatterAdd { batch } => one(scatter_add(a[0], a[1], *batch, d, &shape)),
             Op::Index { map, guards, fill } => self.index(n, a, map, guards, *fill, shape).map(|x| vec![x]),
             Op::Proj(k) => match vals[n.args[0].index()].get(*k) {
                 Some(x) => one(x.clone()),
@@ -584,7 +585,8 @@ fn fma(a: &Array, b: &Array, c: &Array, d: DType) -> Array {
 }
 
 /// The accumulator dtype of a reduction: f32 for f16/bf16.
-fn acc_dtype(d: DType) -> DType {
+/// The dtype a sum of `d` accumulates in.
+pub fn acc_dtype(d: DType) -> DType {
     match d {
         DType::F16 | DType::Bf16 => DType::F32,
         d => d,
@@ -735,6 +737,36 @@ fn reduce(op: ReduceOp, x: &Array, axes: &[usize], d: DType, out_shape: &[usize]
         }
         acc.result()
     })
+}
+
+/// `out[b, indices[b, k], r] += values[b, k, r]` for k in order, from zero; indices outside the
+/// result's rows are dropped.
+fn scatter_add(values: &Array, indices: &Array, batch: usize, d: DType, out_shape: &[usize]) -> Array {
+    let mut out = Array::from_fn(d, out_shape.to_vec(), |_| Scalar::zero(d));
+    let n = values.shape.get(batch).copied().unwrap_or(0);
+    let size = out_shape.get(batch).copied().unwrap_or(0);
+    let outer: usize = values.shape[..batch.min(values.shape.len())].iter().product();
+    let inner: usize = values.shape.get(batch + 1..).map_or(1, |s| s.iter().product());
+    let add = Op::Binary(BinaryOp::Add);
+    for b in 0..outer {
+        for k in 0..n {
+            let j = as_i128(indices.get(b * n + k));
+            let Ok(j) = usize::try_from(j) else { continue };
+            if j >= size {
+                continue;
+            }
+            for r in 0..inner {
+                let o = (b * size + j) * inner + r;
+                let s = scalar_op(&add, &[(out.get(o), d), (values.get((b * n + k) * inner + r), d)], d);
+                match (&mut out.data, s) {
+                    (Data::F(v), s) => v[o] = as_f64(s),
+                    (Data::I(v), s) => v[o] = as_i128(s),
+                    (Data::B(v), s) => v[o] = as_bool(s),
+                }
+            }
+        }
+    }
+    out
 }
 
 fn scan(op: ReduceOp, x: &Array, axis: usize, d: DType) -> Array {

@@ -392,6 +392,13 @@ pub enum Op {
         guards: Vec<Guard>,
         fill: Scalar,
     },
+    /// `scatter_add`: arguments `values` of shape `[B.., n, R..]` (`batch` leading axes) and
+    /// integer `indices` of shape `[B.., n]`; the result `[B.., size, R..]` starts at zero and,
+    /// for k in 0..n in order, adds `values[b, k, r]` into row `indices[b, k]` (rounded to the
+    /// node's dtype at each step, integers wrapping); indices outside `0..size` are dropped.
+    ScatterAdd {
+        batch: usize,
+    },
     /// A size as an i64 scalar.
     Size(Dim),
     /// Output `k` of a multi-output node (a loop).

@@ -78,6 +78,7 @@ fn print_into(g: &Graph, name: &str, indent: usize, out: &mut String) {
                 )
             }
             Op::Scan { op, axis } => format!("scan {} {axis}", format!("{op:?}").to_lowercase()),
+            Op::ScatterAdd { batch } => format!("scatter_add {batch}"),
             Op::Proj(k) => format!("proj {k}"),
             Op::Index { map, guards, fill } => {
                 let m: Vec<String> = map.iter().map(iexpr_str).collect();
@@ -490,6 +491,7 @@ fn parse_node(
                 .collect::<Result<_, _>>()?,
         },
         "scan" => Op::Scan { op: parse_name(word(1)?, REDUCE, ln)?, axis: usize_at(2)? },
+        "scatter_add" => Op::ScatterAdd { batch: usize_at(1)? },
         "index" => {
             let map = split_top(word(1)?.trim_start_matches('[').trim_end_matches(']'), ',')
                 .into_iter()

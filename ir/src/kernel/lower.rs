@@ -150,10 +150,7 @@ impl<'s> Builder<'s> {
                     // loop computes it alike (it can read no other element's values).
                     if coords_key(coords) != elem && !n.shape.is_empty() {
                         return Err(KernelError {
-                            message: "a loop body that reads a carried array at another position than the element it computes (here \
-                                      a shifted or gathered index) is not supported yet: each element of a carried array must \
-                                      evolve on its own (carried scalars may be read anywhere)"
-                                .into(),
+                            message: LIMIT_SHIFTED_CARRIED.into(),
                             loc: n.loc,
                         });
                     }
@@ -262,9 +259,12 @@ impl<'s> Builder<'s> {
                 let regs = self.emit_loop(g, lp, coords, pred)?;
                 regs.get(*k).copied().ok_or(KernelError { message: "loop output out of range".into(), loc: n.loc })
             }
+            Op::ScatterAdd { .. } => Err(KernelError {
+                message: LIMIT_SCATTER_IN_LOOP.into(),
+                loc: n.loc,
+            }),
             Op::Scan { .. } | Op::Loop { .. } => Err(KernelError {
-                message: "a scan or loop value used inside another computation is not supported by the kernel IR yet"
-                    .into(),
+                message: LIMIT_NESTED_SCAN.into(),
                 loc: n.loc,
             }),
         }
@@ -464,6 +464,11 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
         return Err(KernelError { message: "a kernel whose outputs have different shapes".into(), loc });
     }
     knobs.valid_for(shape.len()).map_err(|m| KernelError { message: format!("invalid knobs: {m}"), loc })?;
+    if let [root] = roots.as_slice()
+        && let Op::ScatterAdd { batch } = g.node(*root).op
+    {
+        return scatter_kernel(b, k, bufs, *root, batch, &shape, knobs, loc);
+    }
     // A scan kernel: sequential over the scan axis with a running accumulator.
     let scan = roots.iter().find_map(|r| match g.node(*r).op {
         Op::Scan { op, axis } => Some((*r, op, axis)),
@@ -544,6 +549,86 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
     }
     Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc })
 }
+
+/// A `scatter_add` kernel: one thread per column (the batch and trailing axes; the leading
+/// `knobs.parallel` of them run in parallel) zeroes its column, then adds the rows in order of k,
+/// so every device computes the interpreter's sums bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn scatter_kernel(
+    mut b: Builder<'_>,
+    k: usize,
+    bufs: Vec<KBuf>,
+    root: NodeId,
+    batch: usize,
+    shape: &[Dim],
+    knobs: &Knobs,
+    loc: Loc,
+) -> Result<Kernel, KernelError> {
+    let g = &b.s.graph;
+    let n = g.node(root);
+    let (values, indices) = (n.args[0], n.args[1]);
+    let rows = g.node(values).shape.get(batch).cloned().unwrap_or_default();
+    let size = shape.get(batch).cloned().unwrap_or_default();
+    let d = n.dtype;
+    let out = bufs.iter().position(|kb| kb.write).unwrap_or(0);
+    // Output coordinates: one variable per axis; the row axis's is the zeroing range's.
+    let vars: Vec<usize> = (0..shape.len())
+        .map(|_| {
+            b.vars += 1;
+            b.vars - 1
+        })
+        .collect();
+    let columns: Vec<usize> = (0..shape.len()).filter(|a| *a != batch).collect();
+    let parallel = knobs.parallel.min(columns.len());
+    let kvar = b.vars;
+    b.vars += 1;
+    for _ in &columns {
+        b.open();
+    }
+    let coords: Vec<IExpr> = vars.iter().map(|v| IExpr::Coord(*v)).collect();
+    // Zero the column.
+    b.open();
+    let zero = b.constant(Scalar::zero(d), d);
+    b.push(Inst::Store { buf: out, index: linear(&coords, shape), value: zero, pred: None, loc });
+    let body = b.close();
+    b.push(Inst::Range { var: vars[batch], extent: size.clone(), kind: RangeKind::Sequential, body });
+    // Add the rows in order.
+    b.open();
+    let mut at = coords.clone();
+    at[batch] = IExpr::Coord(kvar);
+    let id = b.emit(g, indices, &at[..=batch], None)?;
+    let id = if g.node(indices).dtype == DType::I64 { id } else { b.alu(Op::Cast, vec![id], DType::I64) };
+    let ok = b.in_range(&IExpr::Data(id), &Dim::constant(0), &size);
+    let v = b.emit(g, values, &at, None)?;
+    let mut dst = coords.clone();
+    dst[batch] = IExpr::Data(id);
+    let index = linear(&dst, shape);
+    let old = b.reg();
+    b.push(Inst::Load { dst: old, buf: out, index: index.clone(), pred: Some(ok), fill: Scalar::zero(d), dtype: d, loc });
+    let sum = b.alu(Op::Binary(BinaryOp::Add), vec![old, v], d);
+    b.push(Inst::Store { buf: out, index, value: sum, pred: Some(ok), loc });
+    let body = b.close();
+    b.push(Inst::Range { var: kvar, extent: rows, kind: RangeKind::Sequential, body });
+    for (i, a) in columns.iter().enumerate().rev() {
+        let body = b.close();
+        let kind = if i < parallel { RangeKind::Global } else { RangeKind::Sequential };
+        b.push(Inst::Range { var: vars[*a], extent: shape[*a].clone(), kind, body });
+    }
+    let mut body = b.blocks.pop().unwrap_or_default();
+    simplify_indices(&mut body, &mut HashMap::new());
+    let knobs = Knobs { parallel, ..Knobs::default() };
+    Ok(Kernel { name: format!("k{k}"), bufs, body, regs: b.regs, knobs, loc })
+}
+
+/// The kernel IR's limits: constructs `tk check` accepts that no kernel can compute yet. Each is
+/// reported as E0411 at the construct (docs/errors.md lists them; tests/ui has a case for each).
+pub const LIMITS: &[&str] = &[LIMIT_SHIFTED_CARRIED, LIMIT_NESTED_SCAN, LIMIT_SCATTER_IN_LOOP];
+const LIMIT_SHIFTED_CARRIED: &str = "a loop body that reads a carried array at another position than the element it computes \
+     (here a shifted or gathered index) is not supported yet: each element of a carried array must evolve on its own \
+     (carried scalars may be read anywhere)";
+const LIMIT_NESTED_SCAN: &str = "a scan or loop value used inside another computation is not supported by the kernel IR yet";
+const LIMIT_SCATTER_IN_LOOP: &str =
+    "`scatter_add` inside a loop body is not supported yet: compute it before or after the loop";
 
 fn mark_unroll(body: &mut [Inst], f: u32) {
     for i in body {

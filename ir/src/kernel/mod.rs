@@ -19,7 +19,7 @@ mod text;
 pub mod upcast;
 
 pub use interp::{run_kernels, run_schedule};
-pub use lower::lower;
+pub use lower::{LIMITS, lower};
 pub use text::{parse, print};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

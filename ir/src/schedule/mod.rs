@@ -70,7 +70,7 @@ fn users(g: &Graph) -> HashMap<NodeId, Vec<NodeId>> {
 }
 
 fn is_heavy(op: &Op) -> bool {
-    matches!(op, Op::Reduce { .. } | Op::Scan { .. } | Op::Loop { .. })
+    matches!(op, Op::Reduce { .. } | Op::Scan { .. } | Op::Loop { .. } | Op::ScatterAdd { .. })
 }
 
 /// Schedules a graph (run [`crate::graph::passes::optimize`] first for the best result).
@@ -87,7 +87,7 @@ pub fn schedule(g: &Graph) -> Schedule {
             Op::Input(_) => false,
             _ if outputs.contains(&id) => true,
             Op::Reduce { .. } => us.iter().any(|u| matches!(g.node(*u).op, Op::Reduce { .. })),
-            Op::Scan { .. } => true,
+            Op::Scan { .. } | Op::ScatterAdd { .. } => true,
             // A loop is computed by the kernel that writes its results (its projections).
             Op::Loop { .. } => false,
             Op::Proj(_) => true,
@@ -197,7 +197,7 @@ pub fn schedule(g: &Graph) -> Schedule {
                     .iter()
                     .all(|r| matches!(g.node(*r).op, Op::Reduce { .. }) && g.node(*r).shape == rn.shape)
             })
-        } else if !matches!(rn.op, Op::Scan { .. } | Op::Loop { .. }) {
+        } else if !matches!(rn.op, Op::Scan { .. } | Op::Loop { .. } | Op::ScatterAdd { .. }) {
             // Rule 5 (horizontal fusion): an elementwise result joins the latest kernel when that
             // kernel's results have the same shape (it reads nothing from a later kernel: there is
             // none yet).
@@ -205,7 +205,10 @@ pub fn schedule(g: &Graph) -> Schedule {
             last.filter(|k| {
                 merged_roots[*k]
                     .iter()
-                    .all(|r| !matches!(g.node(*r).op, Op::Scan { .. } | Op::Proj(_)) && g.node(*r).shape == rn.shape)
+                    .all(|r| {
+                    !matches!(g.node(*r).op, Op::Scan { .. } | Op::Proj(_) | Op::ScatterAdd { .. })
+                        && g.node(*r).shape == rn.shape
+                })
             })
         } else {
             None
