@@ -96,3 +96,33 @@ fn oversized_file() {
     let codes: Vec<&str> = checked.diags.iter().map(|d| d.code.as_str()).collect();
     assert_eq!(codes, ["E0008"]);
 }
+
+/// Every limit of the kernel IR (tk_ir::kernel::LIMITS) is a located checker error: a UI case
+/// `e0411_limit_*.tk` reports it with its message, and docs/errors.md lists as many limits.
+#[test]
+fn every_kernel_ir_limit_is_a_located_check_error() {
+    let cases: Vec<PathBuf> = ui_files()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("e0411_limit_")))
+        .collect();
+    let mut missing = Vec::new();
+    for limit in tk_ir::kernel::LIMITS {
+        let found = cases.iter().any(|path| {
+            let src = std::fs::read_to_string(path).expect("readable");
+            let checked = tk_toolchain::Session::new().check(path, src);
+            checked.diags.iter().any(|d| {
+                d.code.as_str() == "E0411"
+                    && d.message.contains(limit)
+                    && d.location(&checked.program.sources).is_some_and(|(_, line, _)| line > 1)
+            })
+        });
+        if !found {
+            missing.push(*limit);
+        }
+    }
+    assert!(missing.is_empty(), "kernel-IR limits with no located UI case (tests/ui/e0411_limit_*.tk): {missing:#?}");
+    let docs = std::fs::read_to_string("docs/errors.md").expect("docs/errors.md exists");
+    let section = docs.split("## E0411").nth(1).and_then(|s| s.split("Example:").next()).unwrap_or("");
+    let listed = section.lines().filter(|l| l.starts_with("- ")).count();
+    assert_eq!(listed, tk_ir::kernel::LIMITS.len(), "docs/errors.md#e0411 lists {listed} limits: {section}");
+}

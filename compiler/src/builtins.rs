@@ -81,6 +81,11 @@ impl Checker<'_> {
             match &a.name {
                 None => {
                     if !variadic && b.pos.len() >= pos_names.len() {
+                        let mut help = format!("its arguments are ({})", describe(pos_names, kw_names));
+                        if pos_names.contains(&"shape") {
+                            // numpy's habit: `zeros(v, d)` for `zeros((v, d))`.
+                            help = format!("{help}; a shape of several dimensions is one tuple, as in `zeros((a, b))`");
+                        }
                         return Err(self.err_at(
                             Code::ArgCount,
                             a.value.span,
@@ -89,7 +94,7 @@ impl Checker<'_> {
                                 crate::check::plural(pos_names.len(), "positional argument")
                             ),
                             "extra argument",
-                            Some(&format!("its arguments are ({})", describe(pos_names, kw_names))),
+                            Some(&help),
                         ));
                     }
                     b.pos.push(&a.value);

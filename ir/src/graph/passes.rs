@@ -7,6 +7,8 @@
 //!   same dtype, `where` on a constant);
 //! - view composition: an Index of an Index becomes one Index;
 //! - common subexpression elimination;
+//! - loop-invariant hoisting: heavy work in a loop body that reads no carried value (a scan, a
+//!   scatter, a reduction of captured arrays) is computed once before the loop and captured;
 //! - dead code removal (only what the outputs need is kept).
 
 use crate::dims::Dim;
@@ -25,7 +27,7 @@ pub fn prepare(g: &Graph) -> Graph {
 pub fn optimize(g: &Graph) -> Graph {
     let mut cur = g.clone();
     for _ in 0..4 {
-        let next = cse(&compose_views(&simplify(&cur)));
+        let next = cse(&compose_views(&simplify(&hoist(&cur))));
         if crate::graph::text::print(&next, "g") == crate::graph::text::print(&cur, "g") {
             return next;
         }
@@ -70,6 +72,95 @@ fn live_nodes(g: &Graph) -> Vec<bool> {
         }
     }
     live
+}
+
+/// Loop-invariant hoisting: in each loop body, the values that depend on no carried value and no
+/// iteration number, contain heavy work (a reduction, scan, scatter or loop) and no checked
+/// access (whose error the loop might never reach), and are used by the step's other values,
+/// are computed once before the loop and passed in as captured values.
+pub fn hoist(g: &Graph) -> Graph {
+    rebuild(g, |out, n| {
+        let Op::Loop { lo, trip, carried, has_exit, body } = &n.op else { return None };
+        let (body, extra) = hoist_body(out, body, *carried, &n.args)?;
+        let mut args = n.args.clone();
+        args.extend(extra);
+        let op = Op::Loop {
+            lo: lo.clone(),
+            trip: trip.clone(),
+            carried: *carried,
+            has_exit: *has_exit,
+            body: Box::new(body),
+        };
+        Some(out.add(op, n.dtype, n.shape.clone(), args, n.loc))
+    })
+}
+
+/// The body with its hoistable values replaced by new captured inputs, and those values built
+/// in `out` (None when there is nothing to hoist).
+fn hoist_body(out: &mut Graph, body: &Graph, carried: usize, args: &[NodeId]) -> Option<(Graph, Vec<NodeId>)> {
+    let order = body.topo();
+    let count = body.g.node_count();
+    let (mut invariant, mut heavy) = (vec![false; count], vec![false; count]);
+    for &id in &order {
+        let n = body.node(id);
+        let checked =
+            matches!(&n.op, Op::Index { guards, .. } if guards.iter().any(|gd| gd.on_invalid == OnInvalid::Error));
+        invariant[id.index()] = match n.op {
+            Op::Input(k) => k > carried,
+            _ => !checked && n.args.iter().all(|a| invariant[a.index()]),
+        };
+        heavy[id.index()] =
+            matches!(n.op, Op::Reduce { .. } | Op::Scan { .. } | Op::ScatterAdd { .. } | Op::Loop { .. })
+                || n.args.iter().any(|a| heavy[a.index()]);
+    }
+    let outputs: Vec<NodeId> = body.outputs.iter().map(|(_, id)| *id).collect();
+    let hoisted: Vec<NodeId> = order
+        .iter()
+        .copied()
+        .filter(|id| {
+            invariant[id.index()]
+                && heavy[id.index()]
+                && !matches!(body.node(*id).op, Op::Proj(_) | Op::Loop { .. })
+                && (outputs.contains(id)
+                    || body.g.neighbors_directed(*id, petgraph::Direction::Outgoing).any(|u| !invariant[u.index()]))
+        })
+        .collect();
+    if hoisted.is_empty() {
+        return None;
+    }
+    // Build the hoisted values before the loop: a captured input is the loop's argument.
+    let mut outer: HashMap<NodeId, NodeId> = HashMap::new();
+    for &id in &order {
+        if !invariant[id.index()] {
+            continue;
+        }
+        let n = body.node(id);
+        let new = match n.op {
+            Op::Input(k) => args[k - 1],
+            _ => {
+                let a = n.args.iter().map(|a| outer[a]).collect();
+                out.add(n.op.clone(), n.dtype, n.shape.clone(), a, n.loc)
+            }
+        };
+        outer.insert(id, new);
+    }
+    // The body reads them as new captured inputs.
+    let mut nb = Graph { inputs: body.inputs.clone(), dims: body.dims.clone(), ..Graph::default() };
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for &id in &order {
+        let n = body.node(id);
+        let new = if hoisted.contains(&id) {
+            let k = nb.inputs.len();
+            nb.inputs.push((format!("capture{k}"), n.dtype, n.shape.clone()));
+            nb.add(Op::Input(k), n.dtype, n.shape.clone(), vec![], n.loc)
+        } else {
+            let a = n.args.iter().map(|a| map[a]).collect();
+            nb.add(n.op.clone(), n.dtype, n.shape.clone(), a, n.loc)
+        };
+        map.insert(id, new);
+    }
+    nb.outputs = body.outputs.iter().map(|(name, id)| (name.clone(), map[id])).collect();
+    Some((dce(&nb), hoisted.iter().map(|id| outer[id]).collect()))
 }
 
 /// Dead code removal alone.

@@ -149,10 +149,7 @@ impl<'s> Builder<'s> {
                     // A carried scalar is the same at every position: each element's copy of the
                     // loop computes it alike (it can read no other element's values).
                     if coords_key(coords) != elem && !n.shape.is_empty() {
-                        return Err(KernelError {
-                            message: LIMIT_SHIFTED_CARRIED.into(),
-                            loc: n.loc,
-                        });
+                        return Err(KernelError { message: LIMIT_SHIFTED_CARRIED.into(), loc: n.loc });
                     }
                     return Ok(carried[*k - 1]);
                 }
@@ -259,14 +256,11 @@ impl<'s> Builder<'s> {
                 let regs = self.emit_loop(g, lp, coords, pred)?;
                 regs.get(*k).copied().ok_or(KernelError { message: "loop output out of range".into(), loc: n.loc })
             }
-            Op::ScatterAdd { .. } => Err(KernelError {
-                message: LIMIT_SCATTER_IN_LOOP.into(),
-                loc: n.loc,
-            }),
-            Op::Scan { .. } | Op::Loop { .. } => Err(KernelError {
-                message: LIMIT_NESTED_SCAN.into(),
-                loc: n.loc,
-            }),
+            Op::ScatterAdd { .. } => Err(KernelError { message: LIMIT_SCATTER_IN_LOOP.into(), loc: n.loc }),
+            Op::Scan { .. } => Err(KernelError { message: LIMIT_SCAN_IN_LOOP.into(), loc: n.loc }),
+            Op::Loop { .. } => {
+                Err(KernelError { message: "internal: a loop read other than through its results".into(), loc: n.loc })
+            }
         }
     }
 
@@ -604,7 +598,15 @@ fn scatter_kernel(
     dst[batch] = IExpr::Data(id);
     let index = linear(&dst, shape);
     let old = b.reg();
-    b.push(Inst::Load { dst: old, buf: out, index: index.clone(), pred: Some(ok), fill: Scalar::zero(d), dtype: d, loc });
+    b.push(Inst::Load {
+        dst: old,
+        buf: out,
+        index: index.clone(),
+        pred: Some(ok),
+        fill: Scalar::zero(d),
+        dtype: d,
+        loc,
+    });
     let sum = b.alu(Op::Binary(BinaryOp::Add), vec![old, v], d);
     b.push(Inst::Store { buf: out, index, value: sum, pred: Some(ok), loc });
     let body = b.close();
@@ -622,13 +624,14 @@ fn scatter_kernel(
 
 /// The kernel IR's limits: constructs `tk check` accepts that no kernel can compute yet. Each is
 /// reported as E0411 at the construct (docs/errors.md lists them; tests/ui has a case for each).
-pub const LIMITS: &[&str] = &[LIMIT_SHIFTED_CARRIED, LIMIT_NESTED_SCAN, LIMIT_SCATTER_IN_LOOP];
+pub const LIMITS: &[&str] = &[LIMIT_SHIFTED_CARRIED, LIMIT_SCAN_IN_LOOP, LIMIT_SCATTER_IN_LOOP];
 const LIMIT_SHIFTED_CARRIED: &str = "a loop body that reads a carried array at another position than the element it computes \
      (here a shifted or gathered index) is not supported yet: each element of a carried array must evolve on its own \
      (carried scalars may be read anywhere)";
-const LIMIT_NESTED_SCAN: &str = "a scan or loop value used inside another computation is not supported by the kernel IR yet";
-const LIMIT_SCATTER_IN_LOOP: &str =
-    "`scatter_add` inside a loop body is not supported yet: compute it before or after the loop";
+const LIMIT_SCAN_IN_LOOP: &str = "a scan (`cumsum`, `cumprod`) of values that the steps of a loop change is not supported \
+     yet: scan before or after the loop (a scan of values the loop does not change is computed once, before it)";
+const LIMIT_SCATTER_IN_LOOP: &str = "`scatter_add` of values or indices that the steps of a loop change is not supported yet: \
+     scatter before or after the loop (a scatter of values the loop does not change is computed once, before it)";
 
 fn mark_unroll(body: &mut [Inst], f: u32) {
     for i in body {

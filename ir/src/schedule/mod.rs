@@ -203,9 +203,7 @@ pub fn schedule(g: &Graph) -> Schedule {
             // none yet).
             let last = merged_roots.len().checked_sub(1);
             last.filter(|k| {
-                merged_roots[*k]
-                    .iter()
-                    .all(|r| {
+                merged_roots[*k].iter().all(|r| {
                     !matches!(g.node(*r).op, Op::Scan { .. } | Op::Proj(_) | Op::ScatterAdd { .. })
                         && g.node(*r).shape == rn.shape
                 })
