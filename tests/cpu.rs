@@ -259,3 +259,53 @@ fn register_tiles_match_the_interpreter() {
     }
     assert!(tiled >= 9, "only {tiled} entries were tiled");
 }
+
+/// Every example's CPU code from a bundle (a relocatable object for this machine, linked by the
+/// runtime's own loader) computes what the JIT's code does. In process, so that it also runs
+/// under qemu for aarch64 (scripts/test-aarch64), where the loader's aarch64 relocations run.
+#[test]
+fn every_example_runs_from_a_cpu_bundle_through_the_loader() {
+    let mut entries = Vec::new();
+    let mut graphs = Vec::new();
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            entries.push(tk_toolchain::bundle::Entry {
+                name: name.clone(),
+                source: f.display().to_string(),
+                graph: g.clone(),
+            });
+            graphs.push((name, g));
+        }
+    }
+    let path = std::env::temp_dir().join(format!("tk-cpu-loader-{}.tkb", std::process::id()));
+    let opts = tk_toolchain::target::Options::default();
+    tk_toolchain::bundle::build(&entries, &[tk_toolchain::target::Target::Cpu], &opts, &path)
+        .expect("the bundle builds");
+    let b = tk_runtime::bundle::Bundle::load(&path).expect("the bundle loads");
+    let _ = std::fs::remove_file(&path);
+    let dev = tk_runtime::open("cpu").expect("cpu");
+    let mut rng = Rng(0x10AD);
+    let mut ran = 0;
+    for (name, g) in &graphs {
+        let loaded = b.load_entry(dev.as_ref(), name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let jit = tk_toolchain::compile(dev.as_ref(), name, g, &opts).expect("the JIT compiles");
+        for size in [1, 5, 7] {
+            let dims: HashMap<String, i64> = symbols(g).into_iter().map(|s| (s, size)).collect();
+            let host: Vec<HostArray> = random_args(g, &dims, &mut rng).iter().map(HostArray::from_interp).collect();
+            let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+            match (loaded.run(dev.as_ref(), &host, &explicit), jit.run(dev.as_ref(), &host, &explicit)) {
+                // NaNs of any sign and payload are equal (the bundle's baseline-ISA code may make
+                // another NaN than the JIT's).
+                (Ok(a), Ok(j)) => {
+                    let a: Vec<Array> = a.iter().map(HostArray::to_interp).collect();
+                    let j: Vec<Array> = j.iter().map(HostArray::to_interp).collect();
+                    assert_eq!(format!("{a:?}"), format!("{j:?}"), "{name} at size {size}");
+                }
+                (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} at size {size}"),
+                (a, j) => panic!("{name} at size {size}: bundle {:?}, JIT {:?}", a.err(), j.err()),
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 200, "only {ran} runs");
+}
