@@ -21,6 +21,7 @@ fn signature(name: &str, npos: usize) -> (&'static [&'static str], &'static [&'s
         "min" | "max" if npos == 2 => (&["a", "b"], &[], false),
         n if REDUCE.contains(&n) => (&["x"], &["axis", "keep"], false),
         "pow" => (&["a", "b"], &[], false),
+        "fma" => (&["a", "b", "c"], &[], false),
         "where" => (&["cond", "a", "b"], &[], false),
         "cumsum" | "cumprod" => (&["x"], &["axis"], false),
         "reshape" | "expand" | "broadcast_to" => (&["x", "shape"], &[], false),
@@ -204,6 +205,23 @@ impl Checker<'_> {
                 let shape = self.broadcast_pub(&x, &y, span)?;
                 let e = self.elem_pub(&x)?;
                 Ok(self.mk_pub(TKind::Builtin(name, vec![x, y], Attrs::default()), Ty::Arr(e, shape), span))
+            }
+            "fma" => {
+                // `a * b + c` rounded once, in the dtype of the three.
+                let x = self.elab_arr(b.pos[0])?;
+                let y = self.elab_arr(b.pos[1])?;
+                let z = self.elab_arr(b.pos[2])?;
+                let (x, y, _) = self.unify_pub(x, y, span)?;
+                let (x, z, _) = self.unify_pub(x, z, span)?;
+                let x = self.need_float(name, x)?;
+                let (y, z) = match self.elem_pub(&x)? {
+                    Elem::D(d) => (self.coerce_pub(y, d, span)?, self.coerce_pub(z, d, span)?),
+                    _ => (y, z),
+                };
+                let s1 = self.broadcast_pub(&x, &y, span)?;
+                let shape = self.broadcast_shapes_pub(&s1, z.shape_of(), span)?;
+                let e = self.elem_pub(&x)?;
+                Ok(self.mk_pub(TKind::Builtin(name, vec![x, y, z], Attrs::default()), Ty::Arr(e, shape), span))
             }
             "where" => self.where_(&b, span),
             "scatter_add" => self.scatter_add(&b, span),

@@ -64,6 +64,7 @@ pub const BUILTINS: &[&str] = &[
     "round",
     "abs",
     "pow",
+    "fma",
     "min",
     "max",
     "where",

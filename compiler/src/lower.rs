@@ -560,6 +560,21 @@ impl Lowerer {
                 let (x, y) = (self.one(&args[0])?, self.one(&args[1])?);
                 self.binary(BinaryOp::Pow, &x, &y, vshape, d, l)
             }
+            "fma" => {
+                // f16 and bf16: an f32 fma, then one narrowing (docs/numerics.md).
+                let wide = tk_ir::graph::interp::acc_dtype(d);
+                let mut v = Vec::new();
+                for a in args {
+                    let x = self.one(a)?;
+                    v.push(self.cast(&x, wide, l));
+                }
+                let vars = self.union(&self.union(&v[0].vars, &v[1].vars), &v[2].vars);
+                let nodes: Vec<NodeId> = v.iter().map(|x| self.align(x, &vars, vshape, l)).collect();
+                let mut shape = self.space_shape(&vars);
+                shape.extend(vshape.iter().cloned());
+                let n = self.add(Op::Fma, wide, shape, nodes, l);
+                self.cast(&Lv { node: n, vars }, d, l)
+            }
             "where" => {
                 let (c, x, y) = (self.one(&args[0])?, self.one(&args[1])?, self.one(&args[2])?);
                 self.where_(&c, &x, &y, vshape, d, l)
