@@ -4,15 +4,20 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn repl(input: &str) -> (String, String, Option<i32>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tk"))
+/// `tk repl` with its three streams piped.
+fn spawn_repl() -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tk"))
         .arg("repl")
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("tk repl starts");
+        .expect("tk repl starts")
+}
+
+fn repl(input: &str) -> (String, String, Option<i32>) {
+    let mut child = spawn_repl();
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let o = child.wait_with_output().expect("tk repl ends");
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
@@ -192,14 +197,7 @@ fn repl_runs_on_the_simulated_gpu() {
 fn ctrl_c_interrupts_the_run() {
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tk"))
-        .arg("repl")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tk repl starts");
+    let mut child = spawn_repl();
     let mut stdin = child.stdin.take().expect("stdin");
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("stdout");
