@@ -122,6 +122,8 @@ enum Command {
     #[command(after_help = "ARGUMENT VALUES:\n  \
         FILE.npy       an array saved by numpy (np.save); its dtype must match the parameter's\n  \
         3.5, -2, true  a scalar literal, for a rank-0 parameter\n  \
+        [1, 5, 2]      a list literal, nested for higher ranks ('[[1, 2], [3, 4]]'; quote it\n                 \
+        for the shell); elements are scalar literals, nan and inf included\n  \
         rand:DIMS      random values, e.g. rand:1024x1024: floats uniform in [0, 1); signed\n                 \
         integers uniform in [-100, 100], unsigned ones (u8, u32) in [0, 100]; bools\n                 \
         true with p = 0.5\n  \

@@ -139,8 +139,90 @@ fn parse_scalar(v: &str, d: DType) -> Option<Scalar> {
     (lo..=hi).contains(&i).then_some(Scalar::Int(i))
 }
 
-/// One argument's value: a `.npy` file, `rand:DIMS`, `randn:DIMS`, `randint:LO:HI:DIMS` or a
-/// scalar literal.
+/// A nested list literal, `[[1, 2], [3, 4]]`: its shape and its elements in row-major order
+/// (each still text), or what is wrong with it.
+fn parse_list(v: &str) -> Result<(Vec<usize>, Vec<String>), String> {
+    /// The list starting at `s[*at]` (a `[`) at nesting `depth`; `leaf` is the depth of the
+    /// scalars once one is seen (every one must be at the same depth).
+    fn items<'a>(
+        s: &'a str,
+        at: &mut usize,
+        depth: usize,
+        shape: &mut Vec<Option<usize>>,
+        leaf: &mut Option<usize>,
+        out: &mut Vec<&'a str>,
+    ) -> Result<(), String> {
+        if leaf.is_some_and(|l| l < depth) {
+            return Err("rows of different depths".into());
+        }
+        if depth >= 32 {
+            return Err("more than 32 nested lists".into());
+        }
+        // At `[`.
+        *at += 1;
+        if shape.len() <= depth {
+            shape.push(None);
+        }
+        let mut count = 0;
+        loop {
+            let rest = &s[*at..];
+            let skipped = rest.len() - rest.trim_start().len();
+            *at += skipped;
+            match s[*at..].chars().next() {
+                None => return Err("a `[` without its `]`".into()),
+                Some(']') if count == 0 => {
+                    *at += 1;
+                    break;
+                }
+                Some('[') => items(s, at, depth + 1, shape, leaf, out)?,
+                Some(_) => {
+                    let end = s[*at..].find([',', ']']).map_or(s.len(), |k| *at + k);
+                    let tok = s[*at..end].trim();
+                    if tok.is_empty() || tok.contains('[') {
+                        return Err(format!("an empty or malformed element at byte {}", *at));
+                    }
+                    if *leaf.get_or_insert(depth) != depth {
+                        return Err("rows of different depths".into());
+                    }
+                    out.push(tok);
+                    *at = end;
+                }
+            }
+            count += 1;
+            let rest = &s[*at..];
+            *at += rest.len() - rest.trim_start().len();
+            match s[*at..].chars().next() {
+                Some(',') => *at += 1,
+                Some(']') => {
+                    *at += 1;
+                    break;
+                }
+                _ => return Err(format!("expected `,` or `]` at byte {}", *at)),
+            }
+        }
+        match shape[depth] {
+            Some(n) if n != count => Err(format!("ragged rows: {n} and {count} elements")),
+            _ => {
+                shape[depth] = Some(count);
+                Ok(())
+            }
+        }
+    }
+    let s = v.trim();
+    let (mut at, mut shape, mut out) = (0usize, Vec::new(), Vec::new());
+    items(s, &mut at, 0, &mut shape, &mut None, &mut out)?;
+    if at != s.len() {
+        return Err(format!("text after the closing `]`: `{}`", &s[at..]));
+    }
+    let shape: Vec<usize> = shape.into_iter().map(|d| d.unwrap_or(0)).collect();
+    if shape.iter().product::<usize>() != out.len() {
+        return Err("rows of different depths".into());
+    }
+    Ok((shape, out.into_iter().map(str::to_string).collect()))
+}
+
+/// One argument's value: a `.npy` file, `rand:DIMS`, `randn:DIMS`, `randint:LO:HI:DIMS`, a
+/// list literal or a scalar literal.
 pub fn parse_value(
     name: &str,
     v: &str,
@@ -172,6 +254,21 @@ pub fn parse_value(
                 .map_err(|e| ArgError { code: exit::USER, message: format!("argument `{name}`: {e}") });
         }
     }
+    if v.trim_start().starts_with('[') {
+        let (dims, elems) = parse_list(v).map_err(|e| {
+            let shown: String = v.chars().take(60).collect();
+            let more = if shown.len() < v.len() { "..." } else { "" };
+            usage(format!("argument `{name}`: `{shown}{more}`: {e}"))
+        })?;
+        let mut h = HostArray::try_zeros(dtype, dims).map_err(|e| usage(format!("argument `{name}`: {e}")))?;
+        for (i, e) in elems.iter().enumerate() {
+            let s = parse_scalar(e, dtype).ok_or_else(|| {
+                usage(format!("argument `{name}`: element {i}, `{e}`, is not a {dtype} value (it is {})", ty()))
+            })?;
+            h.set(i, s);
+        }
+        return Ok(h);
+    }
     if v.ends_with(".npy") || Path::new(v).is_file() {
         return HostArray::read_npy(Path::new(v), dtype)
             .map_err(|e| ArgError { code: exit::USER, message: format!("argument `{name}`: {e}") });
@@ -183,7 +280,7 @@ pub fn parse_value(
             ty()
         ))),
         None => Err(usage(format!(
-            "argument `{name}`: `{v}` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS or a {dtype} literal (it is {})",
+            "argument `{name}`: `{v}` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS, a list like [1, 2, 3] or a {dtype} literal (it is {})",
             ty()
         ))),
     }
@@ -205,7 +302,7 @@ fn flops(g: &Graph, dims: &HashMap<String, i64>) -> f64 {
         total += match &n.op {
             Op::Unary(_) | Op::Binary(_) => count(&n.shape),
             Op::Fma => 2.0 * count(&n.shape),
-            Op::Reduce { .. } | Op::Scan { .. } => count(&g.node(n.args[0]).shape),
+            Op::Reduce { .. } | Op::Scan { .. } | Op::ScatterAdd { .. } => count(&g.node(n.args[0]).shape),
             _ => 0.0,
         };
     }

@@ -208,7 +208,7 @@ fn argument_errors_name_the_argument() {
         (
             &["run", "examples/softmax.tk", "--arg", "x=hello"],
             2,
-            "`hello` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS or a f32 literal",
+            "`hello` is not a .npy file, rand:DIMS, randn:DIMS, randint:LO:HI:DIMS, a list like [1, 2, 3] or a f32 literal",
         ),
         (&["run", "examples/softmax.tk", "--arg", "x=randint:5:2:3x3"], 2, "randint 5..2 is empty"),
         (&["run", "examples/softmax.tk", "--arg", "x=randint:0:9"], 2, "expected randint:LO:HI:DIMS"),
@@ -378,4 +378,35 @@ fn knobs_are_documented_and_harmful_ones_warn() {
     for knob in ["parallel=P", "unroll=U", "vector=V", "group=G", "upcast=F"] {
         assert!(help.contains(knob), "{help}");
     }
+}
+
+/// `--arg x=[...]`: list literals, nested for higher ranks, with located errors for malformed ones.
+#[test]
+fn list_literal_arguments() {
+    let o = tk(&["run", "examples/cumsum.tk", "-k", "running_max", "--arg", "x=[1, 5, 2, 7, 3]"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[1, 5, 5, 7, 7]"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = tk(&["run", "examples/cumsum.tk", "-k", "running_total", "--arg", "x=[[1, 2], [3, 4]]"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("[[1, 3],\n   [3, 7]]"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for (v, want) in [
+        ("x=[[1, 2], [3]]", "ragged rows"),
+        ("x=[[1, 2], [3, [4]]]", "rows of different depths"),
+        ("x=[1, 2", "expected `,` or `]`"),
+        ("x=[1,, 2]", "malformed element"),
+        ("x=[1, 2] x", "text after the closing `]`"),
+        ("x=[1, two]", "element 1, `two`, is not a f32 value"),
+    ] {
+        let o = tk(&["run", "examples/cumsum.tk", "-k", "running_max", "--arg", v]);
+        assert_eq!(o.status.code(), Some(2), "{v}: {}", err(&o));
+        assert!(err(&o).contains(want), "{v}: expected `{want}` in {}", err(&o));
+    }
+    let deep = format!("x={}", "[".repeat(10_000));
+    let o = tk(&["run", "examples/cumsum.tk", "-k", "running_max", "--arg", &deep]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("more than 32 nested lists"), "{}", err(&o));
 }
