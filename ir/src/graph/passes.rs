@@ -84,6 +84,7 @@ pub fn hoist(g: &Graph) -> Graph {
         let (body, extra) = hoist_body(out, body, *carried, &n.args)?;
         let mut args = n.args.clone();
         args.extend(extra);
+        let (body, args) = prune_captures(&body, *carried, &args);
         let op = Op::Loop {
             lo: lo.clone(),
             trip: trip.clone(),
@@ -161,6 +162,47 @@ fn hoist_body(out: &mut Graph, body: &Graph, carried: usize, args: &[NodeId]) ->
     }
     nb.outputs = body.outputs.iter().map(|(name, id)| (name.clone(), map[id])).collect();
     Some((dce(&nb), hoisted.iter().map(|id| outer[id]).collect()))
+}
+
+/// Drops the captured inputs a loop body no longer reads (after hoisting), with their loop
+/// arguments, so that the loop's kernel does not read their buffers.
+fn prune_captures(body: &Graph, carried: usize, args: &[NodeId]) -> (Graph, Vec<NodeId>) {
+    let mut used = vec![false; body.inputs.len()];
+    for n in body.g.node_weights() {
+        if let Op::Input(k) = n.op
+            && let Some(u) = used.get_mut(k)
+        {
+            *u = true;
+        }
+    }
+    // New number of each input: the iteration and carried values keep theirs.
+    let mut renumber: Vec<Option<usize>> = vec![None; body.inputs.len()];
+    let mut inputs = Vec::new();
+    let mut new_args: Vec<NodeId> = args[..carried.min(args.len())].to_vec();
+    for (k, input) in body.inputs.iter().enumerate() {
+        if k <= carried || used[k] {
+            renumber[k] = Some(inputs.len());
+            if k > carried {
+                inputs.push((format!("capture{}", inputs.len()), input.1, input.2.clone()));
+                new_args.push(args[k - 1]);
+            } else {
+                inputs.push(input.clone());
+            }
+        }
+    }
+    let mut nb = Graph { inputs, dims: body.dims.clone(), ..Graph::default() };
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for id in body.topo() {
+        let n = body.node(id);
+        let op = match n.op {
+            Op::Input(k) => Op::Input(renumber[k].unwrap_or(k)),
+            ref op => op.clone(),
+        };
+        let a = n.args.iter().map(|a| map[a]).collect();
+        map.insert(id, nb.add(op, n.dtype, n.shape.clone(), a, n.loc));
+    }
+    nb.outputs = body.outputs.iter().map(|(name, id)| (name.clone(), map[id])).collect();
+    (nb, new_args)
 }
 
 /// Dead code removal alone.
