@@ -119,6 +119,7 @@ fn time_and_bench_lines() {
     let bench = s.lines().find(|l| l.starts_with("bench: 3 runs: min ")).expect("a bench line");
     assert!(bench.contains("median") && bench.contains("max"), "{bench}");
     assert!(bench.contains("GB/s") && bench.contains("GFLOP/s"), "{bench}");
+    bench_script_reads(bench);
     // Zero timed runs is a usage error, not "1 runs".
     let o = tk(&["run", "examples/softmax.tk", "--arg", "x=rand:4x4", "--bench", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
@@ -409,4 +410,25 @@ fn list_literal_arguments() {
     let o = tk(&["run", "examples/cumsum.tk", "-k", "running_max", "--arg", &deep]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("more than 32 nested lists"), "{}", err(&o));
+}
+
+/// scripts/bench_cpu reads tk's `bench:` line with its own parser: a change to the line's format
+/// must not break the benchmark script silently (it once did).
+fn bench_script_reads(bench: &str) {
+    let probe = "import json, sys\nfrom importlib.machinery import SourceFileLoader\n\
+                 m = SourceFileLoader('bench_cpu', 'scripts/bench_cpu').load_module()\n\
+                 print(json.dumps(m.parse_bench(sys.argv[1])))";
+    let o = match Command::new("python3").args(["-c", probe, bench]).output() {
+        Ok(o) => o,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: the bench script's parser needs python3 ({e})");
+            return;
+        }
+        Err(e) => panic!("python3 is needed to check scripts/bench_cpu's parser: {e}"),
+    };
+    assert!(o.status.success(), "{}", err(&o));
+    let parsed = out(&o);
+    for key in ["\"runs\": 3", "\"median_ms\": ", "\"gbs\": ", "\"gflops\": "] {
+        assert!(parsed.contains(key), "bench_cpu read {bench:?} as {parsed}");
+    }
 }
