@@ -10,7 +10,7 @@ use tk_compiler::codespan_reporting::term::termcolor::{ColorChoice, StandardStre
 use tk_compiler::diag::{Code, Diag};
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
-use tk_ir::graph::{Graph, Op, Scalar};
+use tk_ir::graph::{Graph, Op, ReduceOp, Scalar};
 use tk_ir::kernel::Knobs;
 use tk_runtime::array::{Random, rng};
 use tk_runtime::{Device, HostArray, RunError};
@@ -302,6 +302,8 @@ fn flops(g: &Graph, dims: &HashMap<String, i64>) -> f64 {
         total += match &n.op {
             Op::Unary(_) | Op::Binary(_) => count(&n.shape),
             Op::Fma => 2.0 * count(&n.shape),
+            // A contraction multiplies and adds once per element.
+            Op::Reduce { op: ReduceOp::Dot, .. } => 2.0 * count(&g.node(n.args[0]).shape),
             Op::Reduce { .. } | Op::Scan { .. } | Op::ScatterAdd { .. } => count(&g.node(n.args[0]).shape),
             _ => 0.0,
         };

@@ -243,7 +243,8 @@ fn register_tiles_match_the_interpreter() {
             let opts = tk_toolchain::target::Options { knobs: Some(knobs), deterministic: true, split: None };
             let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &opts).expect("compiles");
             let text = tk_ir::kernel::print(&compiled.kernels[0]);
-            if text.matches("acc sum").count() >= (f * f) as usize {
+            // Matrix products contract to `reduce dot` (sums of fused products).
+            if text.matches("acc dot").count() >= (f * f) as usize {
                 tiled += 1;
             }
             for size in [1i64, 3, 5, 6, 9] {

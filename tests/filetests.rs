@@ -52,8 +52,9 @@ fn run(path: &Path, text: &str) -> Result<String, String> {
         return match stage {
             "optimize" => Ok(tk_ir::graph::text::print(&tk_ir::graph::passes::optimize(&g), &name)),
             "decompose" => Ok(tk_ir::graph::text::print(&tk_ir::graph::decompose::decompose(&g), &name)),
+            "contract" => Ok(tk_ir::graph::text::print(&tk_ir::graph::passes::contract(&g), &name)),
             "schedule" => Ok(tk_ir::schedule::print(&tk_ir::schedule::schedule(&g), &name)),
-            other => Err(format!("unknown graph stage `{other}` (optimize, decompose, schedule)")),
+            other => Err(format!("unknown graph stage `{other}` (optimize, decompose, contract, schedule)")),
         };
     }
     let target: Target = directive(text, "target").unwrap_or("cpu").parse()?;

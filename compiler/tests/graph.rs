@@ -561,7 +561,7 @@ fn kernel_ir_text_round_trips() {
         for (name, g) in compile(&f, &src) {
             let g = tk_ir::graph::passes::prepare(&g);
             let s = tk_ir::schedule::schedule(&g);
-            let mut kernels = Vec::new();
+            let (mut kernels, mut lowered) = (Vec::new(), Vec::new());
             for k in 0..s.kernels.len() {
                 let knobs = tk_ir::kernel::Knobs { parallel: 0, unroll: 2, vector: 1, group: 4, upcast: 1 };
                 let kern = tk_ir::kernel::lower(&s, k, &knobs).expect("lowers");
@@ -570,12 +570,15 @@ fn kernel_ir_text_round_trips() {
                     tk_ir::kernel::parse(&text).unwrap_or_else(|e| panic!("{}::{name} k{k}: {e}\n{text}", f.display()));
                 assert_eq!(tk_ir::kernel::print(&back), text, "{}::{name} k{k}", f.display());
                 kernels.push(back);
+                lowered.push(kern);
                 n += 1;
             }
             let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 4)).collect();
             let args = random_args(&g, &dims, &mut rng);
             let b = interp::bind_dims(&g, &args, &dims).expect("binds");
-            let want = interp::run(&g, &b, &args);
+            // Against the kernels as lowered: grouped reductions of products (`reduce dot`) sum
+            // rounded partials, which the graph interpreter's single order does not.
+            let want = tk_ir::kernel::run_kernels(&s, &lowered, &b, &args);
             let got = tk_ir::kernel::run_kernels(&s, &kernels, &b, &args);
             match (want, got) {
                 (Ok(a), Ok(c)) => assert_eq!(format!("{a:?}"), format!("{c:?}"), "{}::{name}", f.display()),
@@ -683,4 +686,27 @@ fn mma_op_parses_and_accumulates_in_order() {
     let s = tk_ir::schedule::schedule(&g);
     let got = tk_ir::kernel::run_kernels(&s, &[k], &HashMap::new(), &[]).expect("runs");
     assert_eq!(floats(&got[0])[..2], [7.5, 10.0]);
+}
+
+/// A contraction's arity is checked when the text is read: `reduce dot` takes two arrays, every
+/// other reduction one, and no scan contracts. The error names the line.
+#[test]
+fn graph_text_checks_contraction_arity() {
+    let head = "graph k\n  input a: f32[n]\n  %0 = input 0 : f32[n] @0:0..1\n";
+    for (line, want) in [
+        ("  %1 = reduce dot [0] %0 : f32[] @0:0..1", "`reduce dot` takes 2 argument(s), not 1"),
+        ("  %1 = reduce sum [0] %0 %0 : f32[] @0:0..1", "`reduce sum` takes 1 argument(s), not 2"),
+        ("  %1 = scan dot 0 %0 %0 : f32[n] @0:0..1", "a scan cannot be a contraction"),
+    ] {
+        let text = format!("{head}{line}\n  output out = %1\nend\n");
+        let e = tk_ir::graph::text::parse(&text).expect_err(line);
+        assert_eq!(e.line, 4, "{line}: {e}");
+        assert!(e.message.contains(want), "{line}: {e}");
+    }
+    let ok = format!("{head}  %1 = reduce dot [0] %0 %0 : f32[] @0:0..1\n  output out = %1\nend\n");
+    let (g, _) = tk_ir::graph::text::parse(&ok).expect("a two-argument contraction parses");
+    let x = Array::from_fn(DType::F32, vec![3], |i| Scalar::Float([1.5, -2.0, 0.25][i]));
+    let dims: HashMap<String, i64> = [("n".to_string(), 3)].into();
+    let got = interp::run(&g, &dims, &[x]).expect("runs");
+    assert_eq!(got[0].at(0), Scalar::Float(1.5 * 1.5 + 4.0 + 0.0625));
 }

@@ -879,8 +879,8 @@ impl Em {
                 let count = self.slot(&format!("ac{acc}"), "i64");
                 let index = self.slot(&format!("ax{acc}"), "i64");
                 let init = match op {
-                    ReduceOp::Sum if vd.is_float() => Scalar::Float(-0.0),
-                    ReduceOp::Sum => Scalar::Int(0),
+                    ReduceOp::Sum | ReduceOp::Dot if vd.is_float() => Scalar::Float(-0.0),
+                    ReduceOp::Sum | ReduceOp::Dot => Scalar::Int(0),
                     ReduceOp::Prod if vd.is_float() => Scalar::Float(1.0),
                     ReduceOp::Prod => Scalar::Int(1),
                     ReduceOp::Max | ReduceOp::Min if vd.is_float() => {
@@ -899,10 +899,10 @@ impl Em {
                 self.accs.insert(*acc, Acc { op: *op, src: *src, vd, value, count, index });
                 Ok(())
             }
-            Inst::AccPush { acc, value, pred } => {
+            Inst::AccPush { acc, value, by, pred } => {
                 let p = pred.map(|p| self.pred_of(p));
-                let (acc, value) = (*acc, *value);
-                self.when(p, |e| e.push(acc, value))
+                let (acc, value, by) = (*acc, *value, *by);
+                self.when(p, |e| e.push(acc, value, by))
             }
             Inst::AccGet { dst, acc } => {
                 let Some(a) = self.accs.get(acc) else { return unsupported("result of an unknown accumulator") };
@@ -915,7 +915,7 @@ impl Em {
                     }
                     _ => {
                         let mut v = self.get(&value, rty(vd));
-                        if op == ReduceOp::Sum && vd.is_float() {
+                        if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && vd.is_float() {
                             // An empty sum is +0.0 (the running value starts at -0.0).
                             let c = self.get(&count, "i64");
                             let empty = self.val(format!("icmp eq i64 {c}, 0"));
@@ -1113,7 +1113,7 @@ impl Em {
         r
     }
 
-    fn push(&mut self, acc: usize, value: usize) -> Result<(), Unsupported> {
+    fn push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
         let Some(a) = self.accs.get(&acc) else { return unsupported("push to an unknown accumulator") };
         let (op, src, vd, slot, count, index) = (a.op, a.src, a.vd, a.value.clone(), a.count.clone(), a.index.clone());
         let t = rty(vd);
@@ -1122,6 +1122,25 @@ impl Em {
         let x = self.convert(&x, xd, vd);
         let cur = self.get(&slot, t);
         match op {
+            // A contraction: one llvm.fma (f16 and bf16 products are exact in the f32
+            // accumulator).
+            ReduceOp::Dot => {
+                let Some(by) = by else { return unsupported("a contraction push without its factor") };
+                let yd = self.dtype(by);
+                let y = self.reg(by);
+                let y = self.convert(&y, yd, vd);
+                let n = match vd {
+                    DType::F32 => self.call(t, "llvm.fma.f32", &[(t, &x), (t, &y), (t, &cur)]),
+                    DType::F64 => self.call(t, "llvm.fma.f64", &[(t, &x), (t, &y), (t, &cur)]),
+                    d if d.is_float() => return unsupported(legalized(&format!("a contraction in {d}"))),
+                    _ => {
+                        let m = self.val(format!("mul {t} {x}, {y}"));
+                        let r = self.val(format!("add {t} {cur}, {m}"));
+                        self.normalize(&r, vd)
+                    }
+                };
+                self.set(&slot, t, &n);
+            }
             ReduceOp::Sum | ReduceOp::Prod => {
                 let n = if vd.is_float() {
                     let o = if op == ReduceOp::Sum { "fadd" } else { "fmul" };

@@ -920,8 +920,8 @@ impl Em {
                 self.declare(&count, Cls::B64);
                 self.declare(&index, Cls::B64);
                 let init = match op {
-                    ReduceOp::Sum if vd.is_float() => Scalar::Float(-0.0),
-                    ReduceOp::Sum => Scalar::Int(0),
+                    ReduceOp::Sum | ReduceOp::Dot if vd.is_float() => Scalar::Float(-0.0),
+                    ReduceOp::Sum | ReduceOp::Dot => Scalar::Int(0),
                     ReduceOp::Prod if vd.is_float() => Scalar::Float(1.0),
                     ReduceOp::Prod => Scalar::Int(1),
                     ReduceOp::Max | ReduceOp::Min if vd.is_float() => {
@@ -939,10 +939,10 @@ impl Em {
                 self.accs.insert(*acc, Acc { op: *op, src: *src, vd, value, count, index });
                 Ok(())
             }
-            Inst::AccPush { acc, value, pred } => {
+            Inst::AccPush { acc, value, by, pred } => {
                 let p = pred.map(|p| self.pred_of(p));
-                let (acc, value) = (*acc, *value);
-                self.when(p, |e| e.push(acc, value))
+                let (acc, value, by) = (*acc, *value, *by);
+                self.when(p, |e| e.push(acc, value, by))
             }
             Inst::AccGet { dst, acc } => {
                 let Some(a) = self.accs.get(acc) else { return unsupported("result of an unknown accumulator") };
@@ -953,7 +953,7 @@ impl Em {
                     ReduceOp::ArgMax | ReduceOp::ArgMin => self.convert(&index, DType::I64, out),
                     _ => {
                         let mut v = value.clone();
-                        if op == ReduceOp::Sum && vd.is_float() {
+                        if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && vd.is_float() {
                             // An empty sum is +0.0 (the running value starts at -0.0).
                             let empty = self.tmp(Cls::Pred);
                             self.line(format!("setp.eq.s64 {empty}, {count}, 0"));
@@ -1172,13 +1172,28 @@ impl Em {
         Ok(())
     }
 
-    fn push(&mut self, acc: usize, value: usize) -> Result<(), Unsupported> {
+    fn push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
         let Some(a) = self.accs.get(&acc) else { return unsupported("push to an unknown accumulator") };
         let (op, src, vd, var, count, index) = (a.op, a.src, a.vd, a.value.clone(), a.count.clone(), a.index.clone());
         let xd = self.dtype(value);
         let x = self.reg(value);
         let x = self.convert(&x, xd, vd);
         match op {
+            // A contraction: one fma.rn (f16 and bf16 products are exact in the f32 accumulator).
+            ReduceOp::Dot => {
+                let Some(by) = by else { return unsupported("a contraction push without its factor") };
+                let yd = self.dtype(by);
+                let y = self.reg(by);
+                let y = self.convert(&y, yd, vd);
+                match cls(vd) {
+                    Cls::F32 | Cls::F64 => self.line(format!("fma.rn.{} {var}, {x}, {y}, {var}", ty(vd))),
+                    c => {
+                        let w = if c == Cls::B64 { "64" } else { "32" };
+                        self.line(format!("mad.lo.s{w} {var}, {x}, {y}, {var}"));
+                        self.normalize(&var, vd);
+                    }
+                }
+            }
             ReduceOp::Sum | ReduceOp::Prod => {
                 let o = if op == ReduceOp::Sum { "add" } else { "mul" };
                 match cls(vd) {

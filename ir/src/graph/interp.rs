@@ -253,7 +253,10 @@ impl Interp<'_> {
                 if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && empty && shape.iter().product::<usize>() > 0 {
                     return err(n.loc, "argmax/argmin over an empty axis");
                 }
-                one(reduce(*op, a[0], axes, d, &shape))
+                if a.len() != op.arity() || a.iter().any(|x| x.shape != a[0].shape) {
+                    return err(n.loc, format!("internal: a `{op:?}` reduction of {} arrays", a.len()));
+                }
+                one(reduce(*op, a[0], a.get(1).copied(), axes, d, &shape))
             }
             Op::Scan { op, axis } => one(scan(*op, a[0], *axis, d)),
             Op::ScatterAdd { batch } => one(scatter_add(a[0], a[1], *batch, d, &shape)),
@@ -669,13 +672,13 @@ impl Acc {
                 Scalar::Float(x) => Scalar::Float(round(x, self.acc)),
                 v => v,
             },
-            (ReduceOp::Sum | ReduceOp::Prod, Some(Scalar::Float(s))) => {
+            (ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Dot, Some(Scalar::Float(s))) => {
                 let x = as_f64(v);
-                Scalar::Float(round(if self.op == ReduceOp::Sum { s + x } else { s * x }, self.acc))
+                Scalar::Float(round(if self.op == ReduceOp::Prod { s * x } else { s + x }, self.acc))
             }
-            (ReduceOp::Sum | ReduceOp::Prod, Some(Scalar::Int(s))) => {
+            (ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Dot, Some(Scalar::Int(s))) => {
                 let x = as_i128(v);
-                Scalar::Int(wrap(if self.op == ReduceOp::Sum { s + x } else { s.wrapping_mul(x) }, self.out))
+                Scalar::Int(wrap(if self.op == ReduceOp::Prod { s.wrapping_mul(x) } else { s + x }, self.out))
             }
             (_, Some(Scalar::Float(b))) => match v {
                 Scalar::Float(x) => Scalar::Float(if max { fmax(b, x) } else { fmin(b, x) }),
@@ -686,12 +689,39 @@ impl Acc {
         });
     }
 
+    /// One step of a contraction ([`ReduceOp::Dot`]): `acc = fma(a, b, acc)`, the exact product
+    /// plus the running value rounded once to the accumulator dtype (f32 for f16 and bf16, whose
+    /// products are exact in f32). The first step rounds the product alone (an fma onto -0.0).
+    /// Integers (a contraction is only made of floats, but the text form can say otherwise)
+    /// wrap, as a product and a sum would.
+    pub fn push_product(&mut self, a: Scalar, b: Scalar) {
+        self.count += 1;
+        self.value = Some(match (a, b) {
+            (Scalar::Float(_), _) | (_, Scalar::Float(_)) => {
+                let (x, y) = (as_f64(a), as_f64(b));
+                let z = match self.value {
+                    Some(s) => as_f64(s),
+                    None => -0.0,
+                };
+                Scalar::Float(match self.acc {
+                    DType::F32 => f64::from((x as f32).mul_add(y as f32, z as f32)),
+                    d => round(x.mul_add(y, z), d),
+                })
+            }
+            _ => {
+                let p = as_i128(a).wrapping_mul(as_i128(b));
+                let s = self.value.map_or(0, as_i128);
+                Scalar::Int(wrap(s.wrapping_add(p), self.out))
+            }
+        });
+    }
+
     /// The current result (for scans, after every element).
     pub fn result(&self) -> Scalar {
         match (self.op, self.value) {
             (ReduceOp::ArgMax | ReduceOp::ArgMin, _) => Scalar::Int(i128::from(self.index)),
             (_, Some(v)) => v,
-            (ReduceOp::Sum, None) => {
+            (ReduceOp::Sum | ReduceOp::Dot, None) => {
                 if self.acc.is_float() {
                     Scalar::Float(0.0)
                 } else {
@@ -717,7 +747,8 @@ impl Acc {
     }
 }
 
-fn reduce(op: ReduceOp, x: &Array, axes: &[usize], d: DType, out_shape: &[usize]) -> Array {
+/// `op` over `axes` of `x`; a contraction ([`ReduceOp::Dot`]) multiplies by `y`, of `x`'s shape.
+fn reduce(op: ReduceOp, x: &Array, y: Option<&Array>, axes: &[usize], d: DType, out_shape: &[usize]) -> Array {
     let xs = &x.shape;
     let red: Vec<usize> = axes.to_vec();
     let keep: Vec<usize> = (0..xs.len()).filter(|k| !red.contains(k)).collect();
@@ -733,7 +764,10 @@ fn reduce(op: ReduceOp, x: &Array, axes: &[usize], d: DType, out_shape: &[usize]
         for r in 0..red_n {
             unravel(r, &red_shape, &mut rc);
             let i = base + red.iter().zip(rc.iter()).map(|(&k, &c)| c as usize * st[k]).sum::<usize>();
-            acc.push(x.get(i));
+            match y {
+                Some(y) => acc.push_product(x.get(i), y.get(i)),
+                None => acc.push(x.get(i)),
+            }
         }
         acc.result()
     })

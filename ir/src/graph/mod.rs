@@ -126,6 +126,27 @@ pub enum ReduceOp {
     ArgMax,
     /// Index of the first minimum (NaN counts as the minimum), as i64.
     ArgMin,
+    /// A contraction: the sum of the products of its two arguments (float dtypes), accumulated
+    /// with fused multiply-add, `acc = fma(a[i], b[i], acc)` in the reduction's order, one
+    /// rounding per step (docs/numerics.md). The prepare passes write every float `sum` of a
+    /// product as one ([`crate::graph::passes::contract`]); its partial results are combined by
+    /// `Sum`. In the kernel IR its accumulator takes pushes of two values.
+    Dot,
+}
+
+impl ReduceOp {
+    /// The reduction that combines partial results of this one (a split or grouped reduction).
+    pub fn combine(self) -> ReduceOp {
+        match self {
+            ReduceOp::Dot => ReduceOp::Sum,
+            op => op,
+        }
+    }
+
+    /// How many arguments a reduction node of this op has (a contraction reads two arrays).
+    pub fn arity(self) -> usize {
+        if self == ReduceOp::Dot { 2 } else { 1 }
+    }
 }
 
 /// A symbolic integer expression over the output coordinates of an [`Op::Index`].

@@ -20,7 +20,34 @@ use std::collections::HashMap;
 /// The graph every backend compiles: optimised, transcendentals decomposed into primitives
 /// (crate::graph::decompose), optimised again. The reference interpreter on this graph is the oracle.
 pub fn prepare(g: &Graph) -> Graph {
-    optimize(&crate::graph::decompose::decompose(&optimize(g)))
+    optimize(&contract(&crate::graph::decompose::decompose(&optimize(g))))
+}
+
+/// The numeric contract's one decision about fused multiply-add (docs/numerics.md): a float
+/// `sum` whose summand is a product, `reduce sum (binary mul a b)`, becomes a contraction
+/// `reduce dot a b` that accumulates `acc = fma(a, b, acc)`, one rounding per step. Matrix
+/// products, dot products and `sum(r in ..: a[..] * b[..])` are such sums. The reference
+/// interpreter and every backend run the prepared graph, so they all compute the same
+/// operations. Nothing else is contracted: an elementwise `a * b + c` keeps its two roundings.
+/// Runs inside loop bodies too.
+pub fn contract(g: &Graph) -> Graph {
+    rebuild(g, |out, n| {
+        if let Op::Loop { body, .. } = &n.op {
+            let mut op = n.op.clone();
+            if let Op::Loop { body: b, .. } = &mut op {
+                **b = contract(body);
+            }
+            return Some(out.add(op, n.dtype, n.shape.clone(), n.args.clone(), n.loc));
+        }
+        let Op::Reduce { op: ReduceOp::Sum, axes } = &n.op else { return None };
+        let m = out.node(n.args[0]);
+        if !m.dtype.is_float() || !matches!(m.op, Op::Binary(BinaryOp::Mul)) {
+            return None;
+        }
+        let (a, b) = (m.args[0], m.args[1]);
+        let op = Op::Reduce { op: ReduceOp::Dot, axes: axes.clone() };
+        Some(out.add(op, n.dtype, n.shape.clone(), vec![a, b], n.loc))
+    })
 }
 
 /// Runs every pass until nothing changes (at most a few rounds).
@@ -381,13 +408,16 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
         let x = n.args[0];
         let src = out.node(x).clone();
         let r = src.shape.len();
-        if !matches!(op, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min) || r == 0 || axes.as_slice() != [r - 1] {
+        if !matches!(op, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min | ReduceOp::Dot)
+            || r == 0
+            || axes.as_slice() != [r - 1]
+        {
             return None;
         }
         let lanes = if r == 1 { scalar_lanes } else { row_lanes };
         // Only where every element read along the axis is contiguous in memory (or the same
         // for the whole axis): a matrix product's column reads would become strided partials.
-        if !contiguous_along(out, x, r - 1, 0) {
+        if !n.args.iter().all(|a| contiguous_along(out, *a, r - 1, 0)) {
             return None;
         }
         if lanes < 2 || src.shape[r - 1].as_const().is_some_and(|c| c < lanes * 16) {
@@ -399,30 +429,49 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
         let main = rows.mul(&Dim::constant(lanes));
         let rem = len.sub(&main);
         // Partials keep the accumulator's precision (f32 for f16 and bf16).
-        let pd =
-            if *op == ReduceOp::Sum && matches!(src.dtype, DType::F16 | DType::Bf16) { DType::F32 } else { n.dtype };
+        let pd = if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && matches!(src.dtype, DType::F16 | DType::Bf16) {
+            DType::F32
+        } else {
+            n.dtype
+        };
         let keep: Vec<IExpr> = (0..r - 1).map(IExpr::Coord).collect();
         let mut map = keep.clone();
         map.push(IExpr::sum(IExpr::product(IExpr::Coord(r - 1), IExpr::c(lanes)), IExpr::Coord(r)));
-        let view = Op::Index { map, guards: vec![], fill: Scalar::zero(src.dtype) };
         let mut vshape = outer.clone();
         vshape.push(rows);
         vshape.push(Dim::constant(lanes));
-        let y = out.add(view, src.dtype, vshape, vec![x], n.loc);
+        // Every argument (a contraction has two) is viewed the same way.
+        let ys: Vec<NodeId> = n
+            .args
+            .iter()
+            .map(|&a| {
+                let d = out.node(a).dtype;
+                let view = Op::Index { map: map.clone(), guards: vec![], fill: Scalar::zero(d) };
+                out.add(view, d, vshape.clone(), vec![a], n.loc)
+            })
+            .collect();
         let red = Op::Reduce { op: *op, axes: vec![r - 1] };
         let mut pshape = outer.clone();
         pshape.push(Dim::constant(lanes));
-        let p = out.add(red.clone(), pd, pshape, vec![y], n.loc);
-        let a = out.add(red.clone(), pd, outer.clone(), vec![p], n.loc);
+        let p = out.add(red.clone(), pd, pshape, ys, n.loc);
+        // The partials combine as a plain sum (a contraction's partials are sums already).
+        let a = out.add(Op::Reduce { op: op.combine(), axes: vec![r - 1] }, pd, outer.clone(), vec![p], n.loc);
         let mut tmap = keep;
         tmap.push(IExpr::sum(IExpr::Coord(r - 1), IExpr::Dim(main)));
-        let tail = Op::Index { map: tmap, guards: vec![], fill: Scalar::zero(src.dtype) };
         let mut tshape = outer.clone();
         tshape.push(rem);
-        let tv = out.add(tail, src.dtype, tshape, vec![x], n.loc);
-        let t = out.add(red, pd, outer.clone(), vec![tv], n.loc);
+        let tvs: Vec<NodeId> = n
+            .args
+            .iter()
+            .map(|&a| {
+                let d = out.node(a).dtype;
+                let tail = Op::Index { map: tmap.clone(), guards: vec![], fill: Scalar::zero(d) };
+                out.add(tail, d, tshape.clone(), vec![a], n.loc)
+            })
+            .collect();
+        let t = out.add(red, pd, outer.clone(), tvs, n.loc);
         let combine = match op {
-            ReduceOp::Sum => BinaryOp::Add,
+            ReduceOp::Sum | ReduceOp::Dot => BinaryOp::Add,
             ReduceOp::Max => BinaryOp::Max,
             _ => BinaryOp::Min,
         };

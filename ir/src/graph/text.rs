@@ -424,7 +424,7 @@ pub(crate) const BINARY: &[BinaryOp] = &[
 ];
 /// Every reduction, for parsing names.
 pub(crate) const REDUCE: &[ReduceOp] =
-    &[ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin];
+    &[ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Dot];
 
 fn parse_node(
     line: &str,
@@ -546,5 +546,13 @@ fn parse_node(
         }
         w => return perr(ln, format!("unknown operation `{w}`")),
     };
+    match &op {
+        Op::Reduce { op: r, .. } if args.len() != r.arity() => {
+            let name = format!("{r:?}").to_lowercase();
+            return perr(ln, format!("`reduce {name}` takes {} argument(s), not {}", r.arity(), args.len()));
+        }
+        Op::Scan { op: ReduceOp::Dot, .. } => return perr(ln, "a scan cannot be a contraction (`dot`)"),
+        _ => {}
+    }
     Ok(g.add(op, dtype, shape, args, loc))
 }

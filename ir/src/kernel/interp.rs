@@ -232,13 +232,17 @@ impl Machine<'_> {
                     self.accs.insert(*acc, Acc::new(*op, *src, *dtype));
                     self.types[*acc] = *dtype;
                 }
-                Inst::AccPush { acc, value, pred } => {
+                Inst::AccPush { acc, value, by, pred } => {
                     if !self.pred(pred) {
                         continue;
                     }
                     let v = self.regs[*value];
+                    let w = by.map(|b| self.regs[b]);
                     if let Some(a) = self.accs.get_mut(acc) {
-                        a.push(v);
+                        match w {
+                            Some(w) => a.push_product(v, w),
+                            None => a.push(v),
+                        }
                     }
                 }
                 Inst::AccGet { dst, acc } => {

@@ -131,7 +131,7 @@ impl Cx<'_> {
                 let init = if max { f64::NEG_INFINITY } else { f64::INFINITY };
                 out.push(Inst::Const { dst: acc, value: Scalar::Float(init), dtype: vd });
             }
-            Inst::AccPush { acc, value, pred } if self.accs.contains_key(&acc) => {
+            Inst::AccPush { acc, value, pred, .. } if self.accs.contains_key(&acc) => {
                 let (max, vd) = self.accs[&acc];
                 let tv = self.dtype(value, vd);
                 let mut e = Emit { cx: self, out: Vec::new() };
@@ -599,7 +599,7 @@ mod tests {
                         let on = i % 3 != 1;
                         body.push(Inst::Const { dst: 0, value: v, dtype: t });
                         body.push(Inst::Const { dst: 1, value: Scalar::Bool(on), dtype: DType::Bool });
-                        body.push(Inst::AccPush { acc: 2, value: 0, pred: Some(1) });
+                        body.push(Inst::AccPush { acc: 2, value: 0, by: None, pred: Some(1) });
                         if on {
                             reference.push(v);
                         }

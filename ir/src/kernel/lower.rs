@@ -240,7 +240,11 @@ impl<'s> Builder<'s> {
                     opened += 1;
                 }
                 let v = self.emit(g, n.args[0], &full, pred)?;
-                self.push(Inst::AccPush { acc, value: v, pred: None });
+                let by = match n.args.get(1) {
+                    Some(&b) if *op == ReduceOp::Dot => Some(self.emit(g, b, &full, pred)?),
+                    _ => None,
+                };
+                self.push(Inst::AccPush { acc, value: v, by, pred: None });
                 for (var, extent) in vars.into_iter().rev() {
                     let body = self.close();
                     opened -= 1;
@@ -311,7 +315,11 @@ impl<'s> Builder<'s> {
             }
         }
         let v = self.emit(g, n.args[0], &full, Some(p))?;
-        self.push(Inst::AccPush { acc, value: v, pred: Some(p) });
+        let by = match n.args.get(1) {
+            Some(&b) if op == ReduceOp::Dot => Some(self.emit(g, b, &full, Some(p))?),
+            _ => None,
+        };
+        self.push(Inst::AccPush { acc, value: v, by, pred: Some(p) });
         let body = self.close();
         let trips = extent.add_const(gsz - 1).floor_div(gsz).unwrap_or_default();
         self.push(Inst::Range { var: r, extent: trips, kind: RangeKind::Reduce, body });
@@ -322,13 +330,14 @@ impl<'s> Builder<'s> {
         let tbody = self.close();
         self.push(Inst::Range { var: t, extent: Dim::constant(gsz), kind: RangeKind::Local, body: tbody });
         let acc2 = self.reg();
-        self.push(Inst::AccNew { acc: acc2, op, src: accd, dtype: n.dtype });
+        // The partials combine as a plain sum for a contraction.
+        self.push(Inst::AccNew { acc: acc2, op: op.combine(), src: accd, dtype: n.dtype });
         let u = self.vars;
         self.vars += 1;
         self.open();
         let pv = self.reg();
         self.push(Inst::LocalLoad { dst: pv, buf: lbuf, index: IExpr::Coord(u), dtype: accd });
-        self.push(Inst::AccPush { acc: acc2, value: pv, pred: None });
+        self.push(Inst::AccPush { acc: acc2, value: pv, by: None, pred: None });
         let body = self.close();
         self.push(Inst::Range { var: u, extent: Dim::constant(gsz), kind: RangeKind::Sequential, body });
         let dst = self.reg();
@@ -491,7 +500,7 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
             b.push(Inst::AccNew { acc, op, src: g.node(src).dtype, dtype: g.node(root).dtype });
             b.open();
             let v = b.emit(g, src, &body_coords, None)?;
-            b.push(Inst::AccPush { acc, value: v, pred: None });
+            b.push(Inst::AccPush { acc, value: v, by: None, pred: None });
             let r = b.reg();
             b.push(Inst::AccGet { dst: r, acc });
             let wb = b.args[&kern.writes[0]];

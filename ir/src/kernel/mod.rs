@@ -90,10 +90,13 @@ pub enum Inst {
         src: DType,
         dtype: DType,
     },
-    /// Adds `value` to the accumulator (only where `pred` holds).
+    /// Adds `value` to the accumulator (only where `pred` holds). A contraction's accumulator
+    /// (`ReduceOp::Dot`) takes the product `value * by` with one rounding: `acc = fma(value, by,
+    /// acc)`; `by` is `None` for every other accumulator.
     AccPush {
         acc: usize,
         value: usize,
+        by: Option<usize>,
         pred: Option<usize>,
     },
     AccGet {

@@ -71,10 +71,13 @@ fn print_block(body: &[Inst], ind: usize, out: &mut String) {
             Inst::AccNew { acc, op, src, dtype } => {
                 writeln!(out, "{pad}r{acc} = acc {} {src} -> {dtype}", format!("{op:?}").to_lowercase())
             }
-            Inst::AccPush { acc, value, pred } => match pred {
-                Some(p) => writeln!(out, "{pad}accumulate r{acc} += r{value} if r{p}"),
-                None => writeln!(out, "{pad}accumulate r{acc} += r{value}"),
-            },
+            Inst::AccPush { acc, value, by, pred } => {
+                let by = by.map(|b| format!(" * r{b}")).unwrap_or_default();
+                match pred {
+                    Some(p) => writeln!(out, "{pad}accumulate r{acc} += r{value}{by} if r{p}"),
+                    None => writeln!(out, "{pad}accumulate r{acc} += r{value}{by}"),
+                }
+            }
             Inst::LocalAlloc { buf, dtype, size } => writeln!(out, "{pad}local l{buf}: {dtype}[<{size}>]"),
             Inst::LocalLoad { dst, buf, index, dtype } => {
                 writeln!(out, "{pad}r{dst} = load l{buf}[{}] : {dtype}", ix(index))
@@ -260,7 +263,11 @@ fn parse_block(
                 Some((v, p)) => (v, Some(reg(p, ln, maxreg)?)),
                 None => (v, None),
             };
-            out.push(Inst::AccPush { acc: reg(a, ln, maxreg)?, value: reg(v, ln, maxreg)?, pred });
+            let (v, by) = match v.split_once(" * ") {
+                Some((v, b)) => (v, Some(reg(b, ln, maxreg)?)),
+                None => (v, None),
+            };
+            out.push(Inst::AccPush { acc: reg(a, ln, maxreg)?, value: reg(v, ln, maxreg)?, by, pred });
         } else if l == "barrier" {
             out.push(Inst::Barrier);
         } else if let Some(rest) = l.strip_prefix("local l") {

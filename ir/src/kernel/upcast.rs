@@ -148,9 +148,12 @@ impl Tiler {
                     Inst::AccNew { acc, op, src, dtype } => {
                         Inst::AccNew { acc: *acc, op: *op, src: *src, dtype: *dtype }
                     }
-                    Inst::AccPush { acc, value, pred } => {
-                        Inst::AccPush { acc: rn(acc), value: rn(value), pred: pred.as_ref().map(rn) }
-                    }
+                    Inst::AccPush { acc, value, by, pred } => Inst::AccPush {
+                        acc: rn(acc),
+                        value: rn(value),
+                        by: by.as_ref().map(rn),
+                        pred: pred.as_ref().map(rn),
+                    },
                     Inst::AccGet { dst, acc } => Inst::AccGet { dst: *dst, acc: rn(acc) },
                     Inst::Check { value, lo, hi, pred, loc } => Inst::Check {
                         value: rn(value),

@@ -909,8 +909,8 @@ impl Tr<'_, '_> {
                     return unsupported(format!("{op:?} over bool"));
                 }
                 let init = match op {
-                    ReduceOp::Sum if vd.is_float() => self.float_const(-0.0, vd),
-                    ReduceOp::Sum => self.constant(Scalar::Int(0), vd),
+                    ReduceOp::Sum | ReduceOp::Dot if vd.is_float() => self.float_const(-0.0, vd),
+                    ReduceOp::Sum | ReduceOp::Dot => self.constant(Scalar::Int(0), vd),
                     ReduceOp::Prod if vd.is_float() => self.float_const(1.0, vd),
                     ReduceOp::Prod => self.constant(Scalar::Int(1), vd),
                     ReduceOp::Max | ReduceOp::Min if vd.is_float() => {
@@ -934,9 +934,9 @@ impl Tr<'_, '_> {
                 self.accs.insert(key, AccVars { op: *op, src: *src, vd, value, count, index });
                 Ok(())
             }
-            Inst::AccPush { acc, value, pred } => {
-                let (acc, value) = (*acc, *value);
-                self.guarded(*pred, |s| s.push(acc, value))
+            Inst::AccPush { acc, value, by, pred } => {
+                let (acc, value, by) = (*acc, *value, *by);
+                self.guarded(*pred, |s| s.push(acc, value, by))
             }
             Inst::AccGet { dst, acc } => {
                 let Some(a) = self.accs.get(&self.acc_key(*acc)) else {
@@ -951,7 +951,7 @@ impl Tr<'_, '_> {
                     }
                     _ => {
                         let mut v = self.b.use_var(value);
-                        if op == ReduceOp::Sum && vd.is_float() {
+                        if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && vd.is_float() {
                             // An empty sum is +0.0 (the running value starts at -0.0).
                             let c = self.b.use_var(count);
                             let z = self.float_const(0.0, vd);
@@ -1090,7 +1090,7 @@ impl Tr<'_, '_> {
         self.buf_dtypes.get(buf).copied().unwrap_or(DType::F32)
     }
 
-    fn push(&mut self, acc: usize, value: usize) -> Result<(), Unsupported> {
+    fn push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
         let Some(a) = self.accs.get(&self.acc_key(acc)) else { return unsupported("push to an unknown accumulator") };
         let (op, src, vd, var, count, index) = (a.op, a.src, a.vd, a.value, a.count, a.index);
         let xd = self.dtype(value);
@@ -1098,6 +1098,21 @@ impl Tr<'_, '_> {
         let cur = self.b.use_var(var);
         let cnt = self.b.use_var(count);
         let next = match op {
+            // A contraction: one fma (f16 and bf16 products are exact in the f32 accumulator).
+            ReduceOp::Dot => {
+                let Some(by) = by else { return unsupported("a contraction push without its factor") };
+                let (yd, y) = (self.dtype(by), self.get(by));
+                let x = self.convert(x, xd, vd);
+                let y = self.convert(y, yd, vd);
+                match vd {
+                    DType::F32 | DType::F64 => self.b.ins().fma(x, y, cur),
+                    d if d.is_float() => return unsupported(legalized(&format!("a contraction in {d}"))),
+                    _ => {
+                        let p = self.b.ins().imul(x, y);
+                        self.b.ins().iadd(cur, p)
+                    }
+                }
+            }
             ReduceOp::Sum | ReduceOp::Prod => {
                 let x = self.convert(x, xd, vd);
                 match (op, vd.is_float()) {

@@ -90,7 +90,8 @@ fn coefficient(e: &IExpr, var: usize, varying: &HashSet<usize>) -> Option<i64> {
 
 /// Which registers of a vectorised body are varying; `None` when the body cannot be vectorised.
 /// An accumulator push: (accumulator, predicate, value).
-type Push = (usize, Option<usize>, usize);
+/// An accumulator push: the accumulator, its predicate, the value and a contraction's factor.
+type Push = (usize, Option<usize>, usize, Option<usize>);
 
 fn varying_regs(body: &[Inst], var: usize) -> Option<(HashSet<usize>, Vec<Push>)> {
     let mut v = HashSet::new();
@@ -105,12 +106,7 @@ fn varying_regs(body: &[Inst], var: usize) -> Option<(HashSet<usize>, Vec<Push>)
     }
 }
 
-fn scan(
-    body: &[Inst],
-    var: usize,
-    v: &mut HashSet<usize>,
-    pushes: &mut Vec<(usize, Option<usize>, usize)>,
-) -> Option<()> {
+fn scan(body: &[Inst], var: usize, v: &mut HashSet<usize>, pushes: &mut Vec<Push>) -> Option<()> {
     for i in body {
         match i {
             Inst::Range { body, .. } => scan(body, var, v, pushes)?,
@@ -133,7 +129,7 @@ fn scan(
             Inst::AccNew { acc, .. } => {
                 v.insert(*acc);
             }
-            Inst::AccPush { acc, value, pred } => pushes.push((*acc, *pred, *value)),
+            Inst::AccPush { acc, value, by, pred } => pushes.push((*acc, *pred, *value, *by)),
             Inst::AccGet { dst, acc } => {
                 if v.contains(acc) {
                     v.insert(*dst);
@@ -190,10 +186,18 @@ impl Tr<'_, '_> {
         collect_accs(body, &mut decls);
         for (acc, op, src, out) in decls {
             let vd = super::acc_value_dtype(op, src, out);
+            // A contraction's lanes need the vector fma (else its pushes run per lane).
+            let dot = op == ReduceOp::Dot;
             let ok = w.is_multiple_of(LANES)
-                && matches!(op, ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Max | ReduceOp::Min)
+                && (matches!(op, ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Max | ReduceOp::Min)
+                    || (dot && self.simd_fma && vd == DType::F32))
                 && matches!(vd, DType::F32 | DType::I32 | DType::U32)
-                && pushes.iter().filter(|p| p.0 == acc).all(|p| p.1.is_none() && self.dtype(p.2) == vd);
+                && pushes.iter().filter(|p| p.0 == acc).all(|p| {
+                    p.1.is_none()
+                        && self.dtype(p.2) == vd
+                        && p.3.is_some() == dot
+                        && p.3.is_none_or(|b| self.dtype(b) == vd)
+                });
             if ok {
                 simd_accs.insert(acc, vd);
             }
@@ -361,8 +365,10 @@ impl Tr<'_, '_> {
                 self.simd_acc_new(*acc, *op, vd);
                 return Ok(());
             }
-            Inst::AccPush { acc, value, .. } if self.vec.as_ref().is_some_and(|s| s.simd_accs.contains_key(acc)) => {
-                return self.simd_acc_push(*acc, *value);
+            Inst::AccPush { acc, value, by, .. }
+                if self.vec.as_ref().is_some_and(|s| s.simd_accs.contains_key(acc)) =>
+            {
+                return self.simd_acc_push(*acc, *value, *by);
             }
             Inst::AccGet { dst, acc } if self.vec.as_ref().is_some_and(|s| s.simd_accs.contains_key(acc)) => {
                 return self.simd_acc_get(*dst, *acc);
@@ -648,7 +654,7 @@ impl Tr<'_, '_> {
     fn simd_acc_new(&mut self, acc: usize, op: ReduceOp, vd: DType) {
         let n = self.vec.as_ref().map_or(1, |s| s.w / LANES);
         let init = match (op, vd) {
-            (ReduceOp::Sum, DType::F32) => self.b.ins().f32const(-0.0),
+            (ReduceOp::Sum | ReduceOp::Dot, DType::F32) => self.b.ins().f32const(-0.0),
             (ReduceOp::Prod, DType::F32) => self.b.ins().f32const(1.0),
             (ReduceOp::Max, DType::F32) => self.b.ins().f32const(f32::NEG_INFINITY),
             (ReduceOp::Min, DType::F32) => self.b.ins().f32const(f32::INFINITY),
@@ -670,16 +676,21 @@ impl Tr<'_, '_> {
         self.simd_acc_meta.insert(acc, (op, vd, count));
     }
 
-    fn simd_acc_push(&mut self, acc: usize, value: usize) -> Result<(), Unsupported> {
+    fn simd_acc_push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
         let Some(&(op, vd, count)) = self.simd_acc_meta.get(&acc) else {
             return Err(Unsupported { message: "push to an unknown accumulator".into() });
         };
         let xs = self.parts(value);
+        let ys = by.map(|b| self.parts(b));
         for (p, x) in xs.into_iter().enumerate() {
             let pv = self.part_var(acc, p);
             let cur = self.b.use_var(pv);
             let signed = vd == DType::I32;
             let next = match (op, vd) {
+                (ReduceOp::Dot, _) => match ys.as_ref().and_then(|ys| ys.get(p)) {
+                    Some(&y) => self.b.ins().fma(x, y, cur),
+                    None => return Err(Unsupported { message: "a contraction push without its factor".into() }),
+                },
                 (ReduceOp::Sum, DType::F32) => self.b.ins().fadd(cur, x),
                 (ReduceOp::Prod, DType::F32) => self.b.ins().fmul(cur, x),
                 (ReduceOp::Max, DType::F32) => self.b.ins().fmax(cur, x),
@@ -709,7 +720,7 @@ impl Tr<'_, '_> {
         for p in 0..n {
             let pv = self.part_var(acc, p);
             let mut v = self.b.use_var(pv);
-            if op == ReduceOp::Sum && vd == DType::F32 {
+            if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && vd == DType::F32 {
                 let c = self.b.use_var(count);
                 let empty = self.b.ins().icmp_imm_s(IntCC::Equal, c, 0);
                 let z = self.b.ins().f32const(0.0);
