@@ -174,8 +174,8 @@ enum Command {
         /// IR", explains each. `tk emit --stage kernel` shows the defaults.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
-        /// Keep every reduction in the reference order: results are bit-identical to the
-        /// reference interpreter (and to every device), at some cost in speed.
+        /// Keep every reduction and scatter in the reference order: results are bit-identical
+        /// to the reference interpreter (and to every device), at some cost in speed.
         #[arg(long)]
         deterministic: bool,
     },
@@ -225,7 +225,8 @@ enum Command {
         /// IR", explains each. `tk emit --stage kernel` shows the defaults.
         #[arg(long, value_name = "KNOBS")]
         opts: Option<String>,
-        /// Keep every reduction in the reference order (bit-identical to the interpreter).
+        /// Keep every reduction and scatter in the reference order (bit-identical to the
+        /// interpreter).
         #[arg(long)]
         deterministic: bool,
     },

@@ -52,6 +52,7 @@ pub fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
             Inst::Index { expr, .. } => ix(expr, out),
             Inst::Load { index, .. }
             | Inst::Store { index, .. }
+            | Inst::AtomicAdd { index, .. }
             | Inst::LocalLoad { index, .. }
             | Inst::LocalStore { index, .. } => ix(index, out),
             Inst::Check { lo, hi, .. } => {

@@ -115,7 +115,7 @@ pub struct Options {
     /// Knobs for every device kernel (the target's defaults when `None`).
     pub knobs: Option<Knobs>,
     /// Keep every reduction in the reference order, so results are bit-identical to the
-    /// reference interpreter (no split reductions).
+    /// reference interpreter (no split reductions, no atomic scatters).
     pub deterministic: bool,
     /// How long reductions are split (partials of a reduction to a scalar, and per row) instead
     /// of the target's [`Target::split`]: bundles record the split they were built with, since
@@ -150,9 +150,18 @@ pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, Lower
     let mut kernels = Vec::new();
     for (i, k) in schedule.kernels.iter().enumerate() {
         let kn = opts.knobs.clone().unwrap_or_else(|| target.default_knobs(&schedule.buffers[k.writes[0]].shape));
-        let kern =
-            tk_ir::kernel::lower(&schedule, i, &kn).map_err(|e| LowerError { message: e.message, loc: e.loc })?;
-        kernels.push(kern);
+        let err = |e: tk_ir::kernel::KernelError| LowerError { message: e.message, loc: e.loc };
+        // GPUs add a scatter's rows with atomics, except where every sum must keep its order.
+        if target != Target::Cpu && !opts.deterministic {
+            kernels.extend(tk_ir::kernel::lower_atomic(&schedule, i, &kn).map_err(err)?);
+        } else {
+            kernels.push(tk_ir::kernel::lower(&schedule, i, &kn).map_err(err)?);
+        }
+    }
+    // Device kernel `i` is the entry `k{i}` of the module (see `launch::module_kernels`); a
+    // scatter's atomic form adds a kernel, so names follow positions, not schedule kernels.
+    for (i, k) in kernels.iter_mut().enumerate() {
+        k.name = format!("k{i}");
     }
     Ok(Lowered { schedule, kernels, times: (t1 - t0, t1.elapsed()) })
 }

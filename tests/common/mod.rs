@@ -207,6 +207,91 @@ pub fn contractions_round_once(device: &str) {
     }
 }
 
+/// `scatter_add` on many colliding rows, in the default mode (atomic adds on GPUs) and in the
+/// deterministic one: integer results are exact, float ones within the bound of a reordered sum
+/// (docs/numerics.md) by default and bit-identical to the interpreter when deterministic.
+pub fn scatter_add_is_exact_for_integers(device: &str) {
+    let dev = tk_runtime::open(device).expect("device");
+    let src = "kernel hist<nb>(ids: i32[n]) -> i32[nb] { scatter_add(ones(n, dtype: i32), ids, nb) }\n\
+               kernel hist64<nb>(ids: i64[n]) -> i64[nb] { scatter_add(ones(n, dtype: i64) * 3000000000, ids, nb) }\n\
+               kernel counts<nb>(v: u32[n, d], ids: i32[n]) -> u32[nb, d] { scatter_add(v, ids, nb) }\n\
+               kernel wsum<nb>(w: f32[n, d], ids: i64[n]) -> f32[nb, d] { scatter_add(w, ids, nb) }\n\
+               kernel wsum64<nb>(w: f64[n], ids: i32[n]) -> f64[nb] { scatter_add(w, ids, nb) }\n";
+    let c = tk_compiler::check_source(Path::new("scatter.tk"), src.to_string());
+    assert!(c.is_ok(), "{}", c.render_plain());
+    let mut rng = Rng(0x5CA7);
+    for k in &c.kernels {
+        let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
+        for (deterministic, options) in [(false, Default::default()), (true, exact())] {
+            let compiled = tk_toolchain::compile(dev.as_ref(), &k.name, &g, &options).expect("compiles");
+            for (n, d, nb) in [(0, 1, 3), (1, 1, 1), (7, 3, 5), (300, 1, 37), (1000, 2, 4)] {
+                let dims: HashMap<String, i64> =
+                    [("n".to_string(), n), ("d".to_string(), d), ("nb".to_string(), nb)].into();
+                let mut args = random_args(&g, &dims, &mut rng);
+                // Ids in -2..nb + 2: most rows collide, a few fall outside and are dropped.
+                let last = args.len() - 1;
+                args[last] = Array::from_fn(args[last].dtype, vec![n as usize], |_| {
+                    Scalar::Int((rng.next() % (nb as u64 + 4)) as i128 - 2)
+                });
+                let explicit: HashMap<String, i64> = [("nb".to_string(), nb)].into();
+                let bound = interp::bind_dims(&g, &args, &explicit).expect("binds");
+                let want = HostArray::from_interp(&interp::run(&g, &bound, &args).expect("runs")[0]);
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let mut got = compiled.run(dev.as_ref(), &host, &explicit).expect("runs");
+                // Run twice more into one output array holding garbage: every run starts from
+                // zero, whatever the array held.
+                let q = dev.queue();
+                let dargs: Vec<tk_runtime::DeviceArray> = host
+                    .iter()
+                    .map(|a| tk_runtime::DeviceArray::upload(dev.as_ref(), &q, a))
+                    .collect::<Result<_, _>>()
+                    .expect("uploads");
+                let shapes: Vec<(DType, Vec<usize>)> = host.iter().map(|a| (a.dtype, a.shape.clone())).collect();
+                let all = compiled.bind(&shapes, &explicit).expect("binds");
+                let garbage =
+                    HostArray::from_interp(&Array::from_fn(want.dtype, want.shape.clone(), |_| Scalar::Int(7)));
+                let out = tk_runtime::DeviceArray::upload(dev.as_ref(), &q, &garbage).expect("uploads");
+                for _ in 0..2 {
+                    compiled.launch_into(dev.as_ref(), &q, &dargs, &all, std::slice::from_ref(&out)).expect("runs");
+                }
+                let again = out.download(dev.as_ref(), &q).expect("downloads");
+                dev.synchronize(&q).expect("synchronizes");
+                if deterministic || want.dtype.is_int() {
+                    assert_eq!(
+                        (0..want.len()).map(|i| again.get_f64(i).to_bits()).collect::<Vec<_>>(),
+                        (0..want.len()).map(|i| got[0].get_f64(i).to_bits()).collect::<Vec<_>>(),
+                        "{device}: {} n={n} d={d} nb={nb}: a run into an array that held other values",
+                        k.name
+                    );
+                }
+                got.push(again);
+                // A reordered float sum of n terms is within n * eps * (the sum of magnitudes).
+                let magnitudes: f64 = (0..host[0].len()).map(|i| host[0].get_f64(i).abs()).sum();
+                for (i, o) in (0..want.len()).flat_map(|i| [(i, 0), (i, 1)]) {
+                    let (a, b) = (want.get_f64(i), got[o].get_f64(i));
+                    let tolerance = if !deterministic && want.dtype.is_float() {
+                        let eps = if want.dtype == DType::F32 { 2f64.powi(-23) } else { 2f64.powi(-52) };
+                        n as f64 * eps * magnitudes
+                    } else {
+                        0.0
+                    };
+                    // Integers compare exactly (|values| < 2^53); a reordered float sum that
+                    // overflows (the inputs hold 1e30s and infinities) may end in either
+                    // infinity or NaN.
+                    let ok = a.to_bits() == b.to_bits()
+                        || (a - b).abs() <= tolerance
+                        || (tolerance > 0.0 && !a.is_finite() && !b.is_finite());
+                    assert!(
+                        ok,
+                        "{device}: {} n={n} d={d} nb={nb} deterministic={deterministic}: element {i} is {b}, the interpreter says {a}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Integer and float edge cases (division by zero, MIN / -1, shifts past the width, casts of
 /// NaN, infinities and huge values) compute exactly what the interpreter computes, without
 /// trapping, in every integer dtype, scalar and vectorised.
@@ -567,6 +652,13 @@ macro_rules! device_suite {
             fn contractions_round_once() {
                 if ready("contractions_round_once") {
                     common::contractions_round_once(DEVICE);
+                }
+            }
+
+            #[test]
+            fn scatter_add_is_exact_for_integers() {
+                if ready("scatter_add_is_exact_for_integers") {
+                    common::scatter_add_is_exact_for_integers(DEVICE);
                 }
             }
 

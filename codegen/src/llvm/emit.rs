@@ -864,6 +864,38 @@ impl Em {
                     e.store(buf, index, &v, bd)
                 })
             }
+            Inst::AtomicAdd { buf, index, value, pred, .. } => {
+                let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
+                let mut guard = pred.map(|p| self.pred_of(p));
+                if self.mode == Mode::Blocks && !self.in_local {
+                    // Code outside local ranges runs in every work-item: one adds.
+                    let t0 = self.tid0.clone();
+                    guard = Some(match guard {
+                        None => t0,
+                        Some(g) => self.val(format!("and i1 {g}, {t0}")),
+                    });
+                }
+                let (buf, value) = (*buf, *value);
+                self.when(guard, |e| {
+                    let vd = e.dtype(value);
+                    let v = e.reg(value);
+                    let v = e.convert(&v, vd, bd);
+                    // Float adds round like `fadd` (gfx11 has no f64 atomic add and LLVM expands
+                    // both float forms into compare-and-swap loops).
+                    let op = match bd {
+                        DType::I32 | DType::U32 | DType::I64 => "add",
+                        DType::F32 | DType::F64 => "fadd",
+                        d => return unsupported(format!("an atomic add of {d}")),
+                    };
+                    let t = rty(bd);
+                    let a = e.gaddr(buf, index, t)?;
+                    let align = bd.bits() / 8;
+                    e.val(format!(
+                        "atomicrmw {op} ptr addrspace(1) {a}, {t} {v} syncscope(\"agent\") monotonic, align {align}"
+                    ));
+                    Ok(())
+                })
+            }
             Inst::Alu { dst, op, args, dtype } => {
                 let v = self.alu(op, args, *dtype)?;
                 let v = self.convert(&v, *dtype, self.dtype(*dst));

@@ -223,6 +223,21 @@ impl Machine<'_> {
                         b.set(i as usize, v);
                     }
                 }
+                Inst::AtomicAdd { buf, index, value, pred, .. } => {
+                    if self.pred(pred) {
+                        let i = self.ix(index);
+                        let (v, d) = (self.regs[*value], self.types[*value]);
+                        let b = &mut bufs[*buf];
+                        if i < 0 || i as usize >= b.len() {
+                            return Err(InterpError {
+                                message: format!("atomic add to element {i} of a buffer of {} elements", b.len()),
+                                loc: Loc::default(),
+                            });
+                        }
+                        let sum = interp::scalar_op(&Op::Binary(BinaryOp::Add), &[(b.at(i as usize), d), (v, d)], d);
+                        b.set(i as usize, sum);
+                    }
+                }
                 Inst::Alu { dst, op, args, dtype } => {
                     let a: Vec<(Scalar, DType)> = args.iter().map(|r| (self.regs[*r], self.types[*r])).collect();
                     self.regs[*dst] = interp::scalar_op(op, &a, *dtype);

@@ -435,8 +435,28 @@ impl<'s> Builder<'s> {
     }
 }
 
-/// Lowers device kernel `k` of a schedule to the kernel IR with the given knobs.
+/// Lowers device kernel `k` of a schedule to the kernel IR with the given knobs. A `scatter_add`
+/// becomes one kernel that adds the rows in order (the reference order, on any device).
 pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelError> {
+    let mut ks = lower_impl(s, k, knobs, false)?;
+    ks.pop().ok_or_else(|| KernelError { message: "a kernel lowered to nothing".into(), loc: Loc::default() })
+}
+
+/// Like [`lower`], for a GPU outside `--deterministic`: a `scatter_add` whose result dtype has
+/// atomic adds ([`atomic_dtype`]) becomes two kernels, one zeroing the result and one thread per
+/// row of values adding it in with [`Inst::AtomicAdd`]. Integer results are the same as in
+/// order; float sums are added in an unspecified order (the bound of docs/numerics.md).
+pub fn lower_atomic(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Vec<Kernel>, KernelError> {
+    lower_impl(s, k, knobs, true)
+}
+
+/// The result dtypes a GPU adds atomically: 32- and 64-bit integers and floats (f16 and bf16
+/// scatters accumulate in f32 and keep the ordered kernel).
+pub fn atomic_dtype(d: DType) -> bool {
+    matches!(d, DType::I32 | DType::U32 | DType::I64 | DType::F32 | DType::F64)
+}
+
+fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec<Kernel>, KernelError> {
     let kern = &s.kernels[k];
     let g = &s.graph;
     let mut b = Builder {
@@ -470,7 +490,10 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
     if let [root] = roots.as_slice()
         && let Op::ScatterAdd { batch } = g.node(*root).op
     {
-        return scatter_kernel(b, k, bufs, *root, batch, &shape, knobs, loc);
+        if atomic && atomic_dtype(g.node(*root).dtype) {
+            return atomic_scatter_kernels(b, k, bufs, *root, batch, &shape, knobs, loc);
+        }
+        return scatter_kernel(b, k, bufs, *root, batch, &shape, knobs, loc).map(|k| vec![k]);
     }
     // A scan kernel: sequential over the scan axis with a running accumulator.
     let scan = roots.iter().find_map(|r| match g.node(*r).op {
@@ -550,7 +573,7 @@ pub fn lower(s: &Schedule, k: usize, knobs: &Knobs) -> Result<Kernel, KernelErro
     if knobs.unroll > 1 {
         mark_unroll(&mut body, knobs.unroll);
     }
-    Ok(Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc })
+    Ok(vec![Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc }])
 }
 
 /// A `scatter_add` kernel: one thread per column (the batch and trailing axes; the leading
@@ -629,6 +652,83 @@ fn scatter_kernel(
     simplify_indices(&mut body, &mut HashMap::new());
     let knobs = Knobs { parallel, ..Knobs::default() };
     Ok(Kernel { name: format!("k{k}"), bufs, body, regs: b.regs, knobs, loc })
+}
+
+/// A `scatter_add` on a GPU: a kernel that zeroes the result, then one that runs a thread per
+/// element of `values` (its leading `knobs.parallel` axes in parallel) and adds it atomically
+/// into the row its index names (indices outside `0..size` are dropped, as in order).
+#[allow(clippy::too_many_arguments)]
+fn atomic_scatter_kernels(
+    mut b: Builder<'_>,
+    k: usize,
+    bufs: Vec<KBuf>,
+    root: NodeId,
+    batch: usize,
+    shape: &[Dim],
+    knobs: &Knobs,
+    loc: Loc,
+) -> Result<Vec<Kernel>, KernelError> {
+    let g = &b.s.graph;
+    let n = g.node(root);
+    let (values, indices) = (n.args[0], n.args[1]);
+    let vshape = g.node(values).shape.clone();
+    let d = n.dtype;
+    let Some(out) = bufs.iter().position(|kb| kb.write) else {
+        return Err(KernelError { message: "a scatter kernel without an output".into(), loc });
+    };
+    let size = shape.get(batch).cloned().unwrap_or_default();
+    // The zeroing kernel: the result buffer only.
+    let zero = {
+        let coords: Vec<IExpr> = (0..shape.len()).map(IExpr::Coord).collect();
+        let mut body = vec![
+            Inst::Const { dst: 0, value: Scalar::zero(d), dtype: d },
+            Inst::Store { buf: 0, index: linear(&coords, shape), value: 0, pred: None, loc },
+        ];
+        let parallel = knobs.parallel.min(shape.len());
+        for a in (0..shape.len()).rev() {
+            let kind = if a < parallel { RangeKind::Global } else { RangeKind::Sequential };
+            body = vec![Inst::Range { var: a, extent: shape[a].clone(), kind, body }];
+        }
+        simplify_indices(&mut body, &mut HashMap::new());
+        Kernel {
+            name: format!("k{k}"),
+            bufs: vec![bufs[out].clone()],
+            body,
+            regs: 1,
+            knobs: Knobs { parallel, ..Knobs::default() },
+            loc,
+        }
+    };
+    // The adding kernel: one range per axis of `values`.
+    let vars: Vec<usize> = (0..vshape.len())
+        .map(|_| {
+            b.vars += 1;
+            b.vars - 1
+        })
+        .collect();
+    for _ in &vars {
+        b.open();
+    }
+    let coords: Vec<IExpr> = vars.iter().map(|v| IExpr::Coord(*v)).collect();
+    let id = b.emit(g, indices, &coords[..=batch], None)?;
+    let id = if g.node(indices).dtype == DType::I64 { id } else { b.alu(Op::Cast, vec![id], DType::I64) };
+    let ok = b.in_range(&IExpr::Data(id), &Dim::constant(0), &size);
+    let v = b.emit(g, values, &coords, None)?;
+    let v = if g.node(values).dtype == d { v } else { b.alu(Op::Cast, vec![v], d) };
+    let mut dst = coords.clone();
+    dst[batch] = IExpr::Data(id);
+    b.push(Inst::AtomicAdd { buf: out, index: linear(&dst, shape), value: v, pred: Some(ok), loc });
+    let parallel = knobs.parallel.min(vars.len());
+    for (a, var) in vars.iter().enumerate().rev() {
+        let body = b.close();
+        let kind = if a < parallel { RangeKind::Global } else { RangeKind::Sequential };
+        b.push(Inst::Range { var: *var, extent: vshape[a].clone(), kind, body });
+    }
+    let mut body = b.blocks.pop().unwrap_or_default();
+    simplify_indices(&mut body, &mut HashMap::new());
+    let add =
+        Kernel { name: format!("k{k}"), bufs, body, regs: b.regs, knobs: Knobs { parallel, ..Knobs::default() }, loc };
+    Ok(vec![zero, add])
 }
 
 /// The kernel IR's limits: constructs `tk check` accepts that no kernel can compute yet. Each is

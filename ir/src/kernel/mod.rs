@@ -19,7 +19,7 @@ mod text;
 pub mod upcast;
 
 pub use interp::{run_kernels, run_schedule};
-pub use lower::{LIMITS, lower};
+pub use lower::{LIMITS, atomic_dtype, lower, lower_atomic};
 pub use text::{parse, print};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,17 @@ pub enum Inst {
         loc: Loc,
     },
     Store {
+        buf: usize,
+        index: IExpr,
+        value: usize,
+        pred: Option<usize>,
+        loc: Loc,
+    },
+    /// `buf[index] += value` as one atomic read-modify-write (only where `pred` holds): threads
+    /// that add to the same element do so in an unspecified order. `value` has the buffer's dtype
+    /// (i32, u32, i64, f32 or f64); a float addition rounds like `Binary(Add)`. Only GPU kernels
+    /// use it (see `lower_atomic`).
+    AtomicAdd {
         buf: usize,
         index: IExpr,
         value: usize,

@@ -17,6 +17,7 @@ pub(super) fn simplify_indices(body: &mut [Inst], ranges: &mut HashMap<usize, Di
             Inst::Index { expr, .. }
             | Inst::Load { index: expr, .. }
             | Inst::Store { index: expr, .. }
+            | Inst::AtomicAdd { index: expr, .. }
             | Inst::LocalLoad { index: expr, .. }
             | Inst::LocalStore { index: expr, .. } => {
                 *expr = expr.simplified_in(&|k| ranges.get(&k).cloned());

@@ -55,6 +55,10 @@ fn print_block(body: &[Inst], ind: usize, out: &mut String) {
                 Some(p) => writeln!(out, "{pad}store a{buf}[{}] = r{value} if r{p}", ix(index)),
                 None => writeln!(out, "{pad}store a{buf}[{}] = r{value}", ix(index)),
             },
+            Inst::AtomicAdd { buf, index, value, pred, .. } => match pred {
+                Some(p) => writeln!(out, "{pad}atomic a{buf}[{}] += r{value} if r{p}", ix(index)),
+                None => writeln!(out, "{pad}atomic a{buf}[{}] += r{value}", ix(index)),
+            },
             Inst::Alu { dst, op, args, dtype } => {
                 let name = match op {
                     Op::Unary(u) => format!("{u:?}").to_lowercase(),
@@ -257,6 +261,16 @@ fn parse_block(
                 None => (reg(val, ln, maxreg)?, None),
             };
             out.push(Inst::Store { buf, index, value: v, pred, loc: Loc::default() });
+        } else if let Some(rest) = l.strip_prefix("atomic a") {
+            let (target, val) = rest.split_once(" += ").ok_or_else(|| perr("expected `atomic aN[...] += rM`"))?;
+            let (buf, idx) = target.split_once('[').ok_or_else(|| perr("expected `[`"))?;
+            let buf: usize = buf.parse().map_err(|_| perr("bad buffer"))?;
+            let index = kix(idx.trim_end_matches(']'), ln, maxreg)?;
+            let (v, pred) = match val.split_once(" if ") {
+                Some((v, p)) => (reg(v, ln, maxreg)?, Some(reg(p, ln, maxreg)?)),
+                None => (reg(val, ln, maxreg)?, None),
+            };
+            out.push(Inst::AtomicAdd { buf, index, value: v, pred, loc: Loc::default() });
         } else if let Some(rest) = l.strip_prefix("accumulate ") {
             let (a, v) = rest.split_once(" += ").ok_or_else(|| perr("expected `+=`"))?;
             let (v, pred) = match v.split_once(" if ") {

@@ -34,7 +34,7 @@ fn replicable(body: &[Inst]) -> bool {
     body.iter().all(|i| match i {
         Inst::Range { kind, body, .. } => !matches!(kind, RangeKind::Local | RangeKind::Global) && replicable(body),
         Inst::Loop { .. } | Inst::LocalAlloc { .. } | Inst::LocalLoad { .. } | Inst::LocalStore { .. } => false,
-        Inst::Barrier | Inst::Mma { .. } => false,
+        Inst::Barrier | Inst::Mma { .. } | Inst::AtomicAdd { .. } => false,
         _ => true,
     })
 }

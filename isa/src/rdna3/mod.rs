@@ -293,7 +293,10 @@ pub enum Sem {
     GLoadD16(Ext, bool),
     GStore,
     GStoreHi,
+    /// Compare-and-swap of `d`'s width: data holds the new value, then the compared one.
     GAtomicCmpswap,
+    /// Integer add of `d`'s width (wrapping).
+    GAtomicAdd,
     DsLoad,
     DsStore,
 }
@@ -879,7 +882,11 @@ fn global(o: u32) -> Option<Op> {
         35 => op("global_load_d16_hi_b16", Sem::GLoadD16(Ext::Zero, true), B32, [B32, B16, B32], 0),
         36 => op("global_store_d16_hi_b8", Sem::GStoreHi, B32, [B32, B8, B32], 0),
         37 => op("global_store_d16_hi_b16", Sem::GStoreHi, B32, [B32, B16, B32], 0),
+        // Atomics: opcodes and encodings as `llc-19 -mcpu=gfx1100 -show-mc-encoding` prints them.
+        52 => op("global_atomic_cmpswap_b32", Sem::GAtomicCmpswap, B32, L1, 0),
+        53 => op("global_atomic_add_u32", Sem::GAtomicAdd, B32, I1, 0),
         66 => op("global_atomic_cmpswap_b64", Sem::GAtomicCmpswap, B64, [B128, B128, B128], 0),
+        67 => op("global_atomic_add_u64", Sem::GAtomicAdd, B64, L1, 0),
         _ => return None,
     })
 }
@@ -1466,11 +1473,15 @@ impl fmt::Display for Inst {
                     Sem::GLoad(_) | Sem::GLoadD16(..) => {
                         let _ = write!(s, "{name} {}, {addr}, {saddr}", reg(self.dst, self.op.d.regs()));
                     }
-                    Sem::GAtomicCmpswap if self.glc => {
-                        let _ = write!(s, "{name} {}, {addr}, {}, {saddr}", reg(self.dst, 2), reg(self.data, 4));
-                    }
-                    Sem::GAtomicCmpswap => {
-                        let _ = write!(s, "{name} {addr}, {}, {saddr}", reg(self.data, 4));
+                    Sem::GAtomicCmpswap | Sem::GAtomicAdd => {
+                        let d = self.op.d.regs();
+                        let data = if self.op.sem == Sem::GAtomicCmpswap { 2 * d } else { d };
+                        if self.glc {
+                            let _ = write!(s, "{name} {}, ", reg(self.dst, d));
+                        } else {
+                            let _ = write!(s, "{name} ");
+                        }
+                        let _ = write!(s, "{addr}, {}, {saddr}", reg(self.data, data));
                     }
                     _ => {
                         let _ = write!(s, "{name} {addr}, {}, {saddr}", reg(self.data, self.op.d.regs()));
@@ -1577,6 +1588,10 @@ mod tests {
         assert_eq!(text(&[0xD5100003, 0x20010109]), "v_max_f32_e64 v3, -v9, 0");
         // GLOBAL: 13-bit signed offset, saddr 124 = off.
         assert_eq!(text(&[0xDC521FF8, 0x337C000D]), "global_load_b32 v51, v[13:14], off offset:-8");
+        // Atomics, as llvm-objdump-19 prints llc-19's code for gfx1100.
+        assert_eq!(text(&[0xDCD60000, 0x007C0005]), "global_atomic_add_u32 v[5:6], v0, off");
+        assert_eq!(text(&[0xDD0E0000, 0x007C0705]), "global_atomic_add_u64 v[5:6], v[7:8], off");
+        assert_eq!(text(&[0xDCD24000, 0x047C0402]), "global_atomic_cmpswap_b32 v4, v[2:3], v[4:5], off glc");
         assert_eq!(text(&[0xDC520000, 0x07060003]), "global_load_b32 v7, v3, s[6:7]");
         assert_eq!(text(&[0xDD0A4000, 0x00301213]), "global_atomic_cmpswap_b64 v[0:1], v19, v[18:21], s[48:49] glc");
         // f64 literal: the high word.

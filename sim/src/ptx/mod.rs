@@ -458,6 +458,16 @@ impl Block<'_> {
                     }
                     continue;
                 }
+                Op::RedAdd(ty) => {
+                    let n = ty.bytes();
+                    let Some(Opnd::Mem(r, off)) = a.first() else { return fault(inst, "unsupported atomic operand") };
+                    let addr = t.regs[*r as usize].wrapping_add(*off as u64);
+                    let v = src(1);
+                    let s = Self::global(mem, addr, n, inst)?;
+                    let sum = trunc(le(s).wrapping_add(v), ty);
+                    s.copy_from_slice(&sum.to_le_bytes()[..n as usize]);
+                    continue;
+                }
                 Op::AtomCas(ty) => {
                     let n = ty.bytes();
                     let Some(Opnd::Mem(r, off)) = a.get(1) else { return fault(inst, "unsupported atomic operand") };
@@ -681,4 +691,34 @@ fn cvt(d: Ty, s: Ty, rnd: Rnd, x: u64) -> u64 {
     }
     // Integer to integer: wrap to the destination (the source was sign- or zero-extended).
     trunc(v as u64, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(body: &str) -> String {
+        format!(
+            ".version 7.0\n.target sm_86\n.address_size 64\n.visible .entry k(\n.param .u64 p\n)\n{{\n\
+             .reg .b64 %rd0;\n.reg .b32 %r0;\nld.param.u64 %rd0, [p];\nmov.u32 %r0, %tid.x;\n{body}\nret;\n}}\n"
+        )
+    }
+
+    #[test]
+    fn integer_atomic_adds_of_every_thread_all_land() {
+        let m = Module::parse(&kernel("red.global.add.u32 [%rd0], %r0;")).expect("parses");
+        let mut buf = 5u32.to_le_bytes().to_vec();
+        buf.extend_from_slice(&[0xff; 4]);
+        let mut args = [Arg::Buffer(&mut buf)];
+        m.launch("k", Grid { blocks: 3, threads: 64 }, &mut args, 7).expect("runs");
+        assert_eq!(&buf[..4], &(5 + 3 * (0..64).sum::<u32>()).to_le_bytes());
+        assert_eq!(&buf[4..], &[0xff; 4], "the next word is untouched");
+    }
+
+    #[test]
+    fn float_reductions_are_refused() {
+        // PTX's float atomics flush subnormals, which the simulator does not model.
+        let e = Module::parse(&kernel("red.global.add.f32 [%rd0], %r0;")).err().expect("refused");
+        assert!(e.to_string().contains("only integer atomic adds"), "{e}");
+    }
 }

@@ -174,6 +174,8 @@ pub enum Op {
     Ld(Space, Ty),
     St(Space, Ty),
     AtomCas(Ty),
+    /// `red.global.add` of an integer type (no result).
+    RedAdd(Ty),
     Bra(usize),
     Bar,
     Ret,
@@ -565,6 +567,11 @@ impl FuncBuilder {
                         if name == "ld" { Op::Ld(space, t) } else { Op::St(space, t) }
                     }
                     "atom" if has("cas") && has("global") => Op::AtomCas(need_ty(last_ty)?),
+                    "red" if has("add") && has("global") => match need_ty(last_ty)? {
+                        t @ (Ty::U32 | Ty::S32 | Ty::U64 | Ty::S64) => Op::RedAdd(t),
+                        // Float atomics flush subnormals (PTX ISA, atom/red): not modelled, so refused.
+                        t => return err(ln, format!("`{opcode}`: only integer atomic adds are supported ({t:?})")),
+                    },
                     _ => return err(ln, format!("unsupported instruction `{opcode}`")),
                 }
             }

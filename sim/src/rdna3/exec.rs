@@ -1503,25 +1503,37 @@ impl<'p, 'm> Exec<'p, 'm> {
                     }
                     self.mem.write(addr, &buf[..bytes]).map_err(what)?;
                 }
-                Sem::GAtomicCmpswap => {
-                    let src = self.rd(w, i.data, T::B64, None, lane);
-                    let cmp = self.rd(w, i.data + 2, T::B64, None, lane);
+                Sem::GAtomicCmpswap | Sem::GAtomicAdd => {
+                    // Atomics need natural alignment (a misaligned one faults on the GPU).
+                    if addr % bytes as u64 != 0 {
+                        return Err(what(format!("{} at {addr:#x} is not aligned to {bytes} bytes", i.op.name)));
+                    }
+                    let t = if bytes == 8 { T::B64 } else { T::B32 };
+                    let mask = if bytes == 8 { u64::MAX } else { u64::from(u32::MAX) };
                     let mut buf = [0u8; 8];
-                    self.mem.read(addr, &mut buf).map_err(what)?;
+                    self.mem.read(addr, &mut buf[..bytes]).map_err(what)?;
                     let old = u64::from_le_bytes(buf);
-                    if old == cmp {
-                        self.mem.write(addr, &src.to_le_bytes()).map_err(what)?;
+                    let data = self.rd(w, i.data, t, None, lane);
+                    let new = if i.op.sem == Sem::GAtomicAdd {
+                        Some(old.wrapping_add(data) & mask)
+                    } else {
+                        let cmp = self.rd(w, i.data + regs, t, None, lane);
+                        (old == cmp).then_some(data)
+                    };
+                    if let Some(new) = new {
+                        self.mem.write(addr, &new.to_le_bytes()[..bytes]).map_err(what)?;
                     }
                     if i.glc {
-                        Self::wv(w, i.dst, lane, T::B64, old)?;
+                        Self::wv(w, i.dst, lane, t, old)?;
                     }
                 }
                 _ => return Err(format!("{} is not a global memory instruction", i.op.name)),
             }
         }
-        let loads = matches!(i.op.sem, Sem::GLoad(_) | Sem::GLoadD16(..)) || (i.op.sem == Sem::GAtomicCmpswap && i.glc);
+        let atomic = matches!(i.op.sem, Sem::GAtomicCmpswap | Sem::GAtomicAdd);
+        let loads = matches!(i.op.sem, Sem::GLoad(_) | Sem::GLoadD16(..)) || (atomic && i.glc);
         if loads {
-            let n = if i.op.sem == Sem::GAtomicCmpswap { 2 } else { regs };
+            let n = regs;
             w.pending.push_back(Pend { lgkm: false, start: i.dst, n, pc: i.pc });
         }
         Ok(())
@@ -1606,10 +1618,11 @@ pub fn uses(i: &Inst) -> Vec<(u16, u16)> {
             match i.op.sem {
                 // A d16 load also keeps (reads) the other half of its register.
                 Sem::GLoad(_) | Sem::GLoadD16(..) => add(i.dst, i.op.d.regs()),
-                Sem::GAtomicCmpswap => {
-                    add(i.data, 4);
+                Sem::GAtomicCmpswap | Sem::GAtomicAdd => {
+                    let d = i.op.d.regs();
+                    add(i.data, if i.op.sem == Sem::GAtomicCmpswap { 2 * d } else { d });
                     if i.glc {
-                        add(i.dst, 2);
+                        add(i.dst, d);
                     }
                 }
                 _ => add(i.data, i.op.d.regs()),

@@ -767,6 +767,21 @@ mod tests {
     }
 
     #[test]
+    fn atomic_adds_of_every_lane_all_land() {
+        // v3 = 0; global_atomic_add_u32 v3, v0, s[2:3]: 32 lanes add their ids to one word.
+        let code = [LOAD_ARG[0], LOAD_ARG[1], WAIT, 0x7E060280, 0xDCD60000, 0x00020003, END];
+        let (r, buf) = run_with(&code, 32, &[1, 0, 0, 0, 7, 0, 0, 0]);
+        r.expect("runs");
+        assert_eq!(&buf[..4], &(1 + (0..32).sum::<u32>()).to_le_bytes());
+        assert_eq!(&buf[4..8], &7u32.to_le_bytes());
+        // At byte 2 (v3 = 2) the add is misaligned: the GPU faults, so the emulator does.
+        let code = [LOAD_ARG[0], LOAD_ARG[1], WAIT, 0x7E060282, 0xDCD60000, 0x00020003, END];
+        let (r, _) = run_with(&code, 1, &[0; 8]);
+        let e = r.expect_err("misaligned").to_string();
+        assert!(e.contains("not aligned to 4 bytes"), "{e}");
+    }
+
+    #[test]
     fn atomic_compare_and_swap_returns_the_old_value() {
         // memory = 5; v4 = 9 (new), v6 = 5 (compare);
         // global_atomic_cmpswap_b64 v[2:3], v1, v[4:7], s[2:3] glc; s_waitcnt vmcnt(0);

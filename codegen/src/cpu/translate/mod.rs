@@ -1062,6 +1062,8 @@ impl Tr<'_, '_> {
                 Ok(())
             }
             Inst::Barrier => Ok(()),
+            // The CPU lowers `scatter_add` in order (`tk_ir::kernel::lower`); atomics are for GPUs.
+            Inst::AtomicAdd { .. } => unsupported("an atomic add (the CPU adds a scatter's rows in order)"),
             Inst::Mma { d, a, b, c, m, n, k, dtype } => {
                 let mut out = Vec::with_capacity(m * n);
                 for i in 0..*m {

@@ -146,7 +146,8 @@ fn scan(body: &[Inst], var: usize, v: &mut HashSet<usize>, pushes: &mut Vec<Push
             | Inst::LocalLoad { .. }
             | Inst::LocalStore { .. }
             | Inst::Barrier
-            | Inst::Mma { .. } => return None,
+            | Inst::Mma { .. }
+            | Inst::AtomicAdd { .. } => return None,
         }
     }
     Some(())
