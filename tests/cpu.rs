@@ -174,7 +174,8 @@ fn split_reductions_meet_the_contract() {
     let mut rng = Rng(77);
     for k in &c.kernels {
         let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-        let split = tk_ir::graph::passes::split_reductions(&g, 32, 16);
+        let split =
+            tk_ir::graph::passes::split_reductions(&g, &tk_ir::graph::passes::Split { chunks: 2, lanes: 16, rows: 16 });
         if k.name == "mm" {
             // The reduction reads columns of `b`: strided, so it is not split.
             assert_eq!(split.g.node_count(), g.g.node_count(), "a matrix product was split");

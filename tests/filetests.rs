@@ -10,7 +10,8 @@
 //! - `// target: T`: the compile target (default `cpu`);
 //! - `// knobs: K`: the knobs of every device kernel (`--opts`);
 //! - `// deterministic`: every reduction in the reference order (`--deterministic`);
-//! - `// split: S,R`: how long reductions are split (the CPU's default depends on the cores);
+//! - `// split: C,L,R`: how long reductions are split: chunks and lanes of a reduction to a
+//!   scalar, partials per row (the CPU's default depends on the cores);
 //! - `// entry: NAME`: only this kernel;
 //! - `// arch: A`: only on hosts of this architecture (the CLIF names the host's calling
 //!   convention); elsewhere the case is skipped with a message.
@@ -64,8 +65,10 @@ fn run(path: &Path, text: &str) -> Result<String, String> {
     };
     let split = match directive(text, "split") {
         Some(s) => {
-            let (a, b) = s.split_once(',').ok_or("split: S,R")?;
-            Some((a.trim().parse().map_err(|_| "split: S,R")?, b.trim().parse().map_err(|_| "split: S,R")?))
+            let v: Vec<i64> =
+                s.split(',').map(|x| x.trim().parse().map_err(|_| "split: C,L,R")).collect::<Result<_, _>>()?;
+            let [chunks, lanes, rows] = v[..] else { return Err("split: C,L,R".into()) };
+            Some(tk_toolchain::target::Split { chunks, lanes, rows })
         }
         None => None,
     };

@@ -29,11 +29,7 @@ pub fn cpu_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// How many partial reductions a long reduction to a scalar is split into on this machine: 16
-/// SIMD lanes per thread.
-pub fn split_lanes() -> i64 {
-    (16 * cpu_threads() as i64).clamp(16, 256)
-}
+pub use tk_ir::graph::passes::Split;
 
 /// A compile target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,13 +94,14 @@ impl Target {
         }
     }
 
-    /// How long reductions are split (see `tk_ir::graph::passes::split_reductions`): partials of a
-    /// reduction to a scalar, and of a reduction along rows.
-    pub fn split(self) -> (i64, i64) {
+    /// How long reductions are split (see `tk_ir::graph::passes::split_reductions`).
+    pub fn split(self) -> Split {
         match self {
-            Target::Cpu => (split_lanes(), 16),
-            // Enough partials to give every SM of a large GPU some work.
-            Target::Nvidia(_) | Target::Amd(_) => (1024, 32),
+            // A contiguous chunk per thread of the pool, 16 SIMD lanes each.
+            Target::Cpu => Split { chunks: cpu_threads().clamp(1, 16) as i64, lanes: 16, rows: 16 },
+            // Enough partials to give every SM of a large GPU some work; neighbouring threads
+            // read neighbouring elements.
+            Target::Nvidia(_) | Target::Amd(_) => Split { chunks: 1, lanes: 1024, rows: 32 },
         }
     }
 }
@@ -117,10 +114,9 @@ pub struct Options {
     /// Keep every reduction in the reference order, so results are bit-identical to the
     /// reference interpreter (no split reductions, no atomic scatters).
     pub deterministic: bool,
-    /// How long reductions are split (partials of a reduction to a scalar, and per row) instead
-    /// of the target's [`Target::split`]: bundles record the split they were built with, since
-    /// the CPU's depends on the build machine's cores.
-    pub split: Option<(i64, i64)>,
+    /// How long reductions are split instead of the target's [`Target::split`]: bundles record
+    /// the split they were built with, since the CPU's depends on the build machine's cores.
+    pub split: Option<Split>,
 }
 
 /// A prepared graph scheduled and lowered for a target.
@@ -137,8 +133,8 @@ pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::C
     if opts.deterministic {
         return std::borrow::Cow::Borrowed(g);
     }
-    let (scalar, rows) = opts.split.unwrap_or_else(|| target.split());
-    std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(g, scalar, rows))
+    let split = opts.split.unwrap_or_else(|| target.split());
+    std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(g, &split))
 }
 
 /// Schedules a prepared graph (see `tk_ir::graph::passes::prepare`) for a target and lowers every

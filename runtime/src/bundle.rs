@@ -16,7 +16,7 @@ use crate::runtime::Compiled;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use tk_abi::target::{Options, Target};
+use tk_abi::target::{Options, Split, Target};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 8] = b"TKBUNDLE";
@@ -253,7 +253,15 @@ impl Bundle {
             Some(k) => Some(k.parse().map_err(|e| corrupt(format!("knobs `{k}`: {e}")))?),
             None => None,
         };
-        let split = o["split"].as_array().and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_i64()?)));
+        // `[chunks, lanes, rows]`; bundles before chunks wrote `[lanes, rows]` (one chunk).
+        let split = o["split"].as_array().and_then(|a| {
+            let v: Vec<i64> = a.iter().map(|x| x.as_i64()).collect::<Option<_>>()?;
+            match v.as_slice() {
+                [lanes, rows] => Some(Split { chunks: 1, lanes: *lanes, rows: *rows }),
+                [chunks, lanes, rows] => Some(Split { chunks: *chunks, lanes: *lanes, rows: *rows }),
+                _ => None,
+            }
+        });
         let opts = Options { knobs, deterministic: o["deterministic"].as_bool().unwrap_or(false), split };
         let lowered = tk_abi::target::lower(&graph, dev.compile_target(), &opts)?;
         let ve = &v["entries"][ei];

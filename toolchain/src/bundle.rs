@@ -1,7 +1,7 @@
 //! Writing bundles (`.tkb`; docs/bundle.md): every entry's prepared graph and, per target, the
 //! device code made from its kernels. Reading them is the runtime's (`tk_runtime::bundle`).
 
-use crate::target::{Lowered, Options, Target};
+use crate::target::{Lowered, Options, Split, Target};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -24,11 +24,13 @@ fn dims_json(d: &[tk_ir::dims::Dim]) -> Value {
     Value::Array(d.iter().map(|x| Value::String(x.to_string())).collect())
 }
 
-fn options_json(o: &Options, split: (i64, i64)) -> Value {
+/// The options a variant was built with; `split` is `[chunks, lanes, rows]` (older bundles wrote
+/// `[lanes, rows]`, which reads as one chunk).
+fn options_json(o: &Options, split: Split) -> Value {
     json!({
         "deterministic": o.deterministic,
         "knobs": o.knobs.as_ref().map(|k| k.to_string()),
-        "split": [split.0, split.1],
+        "split": [split.chunks, split.lanes, split.rows],
     })
 }
 

@@ -394,15 +394,27 @@ pub fn compose_views(g: &Graph) -> Graph {
     })
 }
 
+/// How [`split_reductions`] splits: a reduction to a scalar into `chunks` contiguous chunks of
+/// `lanes` interleaved partials each (one chunk per thread on a CPU, so each thread streams its
+/// own memory; a GPU takes one chunk of many lanes, so neighbouring threads read neighbouring
+/// elements), and a reduction along rows into `rows` interleaved partials per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub chunks: i64,
+    pub lanes: i64,
+    pub rows: i64,
+}
+
 /// Splits reductions over a long last axis (`sum(x)` of an `x: f32[n]`, `max(x, axis: 1)` of an
-/// `x: f32[b, n]`) into partial reductions over interleaved elements (element `i` of the axis
-/// goes to partial `i mod k`), a reduction of the partials, and a sequential reduction of the
-/// last `n mod k` elements. Partials are independent and read contiguous memory, so a backend
-/// runs them in SIMD lanes and, for a reduction to a scalar, on several threads. `k` is
-/// `scalar_lanes` for reductions to a scalar and `row_lanes` otherwise. max and min are exact in
-/// any order; sums change order (docs/numerics.md bounds the difference). With
+/// `x: f32[b, n]`) into partial reductions, a reduction of the partials, and a sequential
+/// reduction of the elements left over. Along a row, element `i` goes to partial `i mod k` (`k`
+/// = `split.rows`). A reduction to a scalar takes `chunks x lanes` partials: the first
+/// `chunks * lanes * m` elements (`m = n / (chunks * lanes)`) form `chunks` contiguous runs, and
+/// element `j` of a run goes to lane `j mod lanes` of its chunk. Partials are independent and
+/// read contiguous memory, so a backend runs them in SIMD lanes and on several threads. max and
+/// min are exact in any order; sums change order (docs/numerics.md bounds the difference). With
 /// `--deterministic` this pass does not run.
-pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
+pub fn split_reductions(g: &Graph, split: &Split) -> Graph {
     rebuild(g, |out, n| {
         let Op::Reduce { op, axes } = &n.op else { return None };
         let x = n.args[0];
@@ -414,19 +426,21 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
         {
             return None;
         }
-        let lanes = if r == 1 { scalar_lanes } else { row_lanes };
+        // Chunks are for reductions to a scalar only (rows already spread over threads).
+        let (chunks, lanes) = if r == 1 { (split.chunks.max(1), split.lanes) } else { (1, split.rows) };
+        let partials = chunks.checked_mul(lanes)?;
         // Only where every element read along the axis is contiguous in memory (or the same
         // for the whole axis): a matrix product's column reads would become strided partials.
         if !n.args.iter().all(|a| contiguous_along(out, *a, r - 1, 0)) {
             return None;
         }
-        if lanes < 2 || src.shape[r - 1].as_const().is_some_and(|c| c < lanes * 16) {
+        if lanes < 2 || src.shape[r - 1].as_const().is_some_and(|c| c < partials * 16) {
             return None;
         }
         let outer: Vec<Dim> = src.shape[..r - 1].to_vec();
         let len = src.shape[r - 1].clone();
-        let rows = len.floor_div(lanes)?;
-        let main = rows.mul(&Dim::constant(lanes));
+        let rows = len.floor_div(partials)?;
+        let main = rows.mul(&Dim::constant(partials));
         let rem = len.sub(&main);
         // Partials keep the accumulator's precision (f32 for f16 and bf16).
         let pd = if matches!(op, ReduceOp::Sum | ReduceOp::Dot) && matches!(src.dtype, DType::F16 | DType::Bf16) {
@@ -436,8 +450,25 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
         };
         let keep: Vec<IExpr> = (0..r - 1).map(IExpr::Coord).collect();
         let mut map = keep.clone();
-        map.push(IExpr::sum(IExpr::product(IExpr::Coord(r - 1), IExpr::c(lanes)), IExpr::Coord(r)));
         let mut vshape = outer.clone();
+        // The view: [outer.., rows, lanes], or [chunks, rows, lanes] with chunk c at c * rows * lanes.
+        let (red_axis, pshape) = if chunks > 1 {
+            let run = rows.mul(&Dim::constant(lanes));
+            map.push(IExpr::sum(
+                IExpr::sum(
+                    IExpr::product(IExpr::Coord(0), IExpr::Dim(run)),
+                    IExpr::product(IExpr::Coord(1), IExpr::c(lanes)),
+                ),
+                IExpr::Coord(2),
+            ));
+            vshape.push(Dim::constant(chunks));
+            (1, vec![Dim::constant(chunks), Dim::constant(lanes)])
+        } else {
+            map.push(IExpr::sum(IExpr::product(IExpr::Coord(r - 1), IExpr::c(lanes)), IExpr::Coord(r)));
+            let mut p = outer.clone();
+            p.push(Dim::constant(lanes));
+            (r - 1, p)
+        };
         vshape.push(rows);
         vshape.push(Dim::constant(lanes));
         // Every argument (a contraction has two) is viewed the same way.
@@ -450,12 +481,11 @@ pub fn split_reductions(g: &Graph, scalar_lanes: i64, row_lanes: i64) -> Graph {
                 out.add(view, d, vshape.clone(), vec![a], n.loc)
             })
             .collect();
-        let red = Op::Reduce { op: *op, axes: vec![r - 1] };
-        let mut pshape = outer.clone();
-        pshape.push(Dim::constant(lanes));
-        let p = out.add(red.clone(), pd, pshape, ys, n.loc);
+        let p = out.add(Op::Reduce { op: *op, axes: vec![red_axis] }, pd, pshape, ys, n.loc);
         // The partials combine as a plain sum (a contraction's partials are sums already).
-        let a = out.add(Op::Reduce { op: op.combine(), axes: vec![r - 1] }, pd, outer.clone(), vec![p], n.loc);
+        let paxes = if chunks > 1 { vec![0, 1] } else { vec![r - 1] };
+        let a = out.add(Op::Reduce { op: op.combine(), axes: paxes }, pd, outer.clone(), vec![p], n.loc);
+        let red = Op::Reduce { op: *op, axes: vec![r - 1] };
         let mut tmap = keep;
         tmap.push(IExpr::sum(IExpr::Coord(r - 1), IExpr::Dim(main)));
         let mut tshape = outer.clone();
