@@ -7,7 +7,7 @@
 use crate::launch::{AmdTarget, NvidiaTarget};
 use std::time::{Duration, Instant};
 use tk_ir::dims::Dim;
-use tk_ir::graph::{Graph, Loc};
+use tk_ir::graph::{Graph, Loc, Op, ReduceOp};
 use tk_ir::kernel::{Kernel, Knobs};
 use tk_ir::schedule::Schedule;
 
@@ -94,6 +94,24 @@ impl Target {
         }
     }
 
+    /// The knobs of device kernel `k` of a schedule: [`Target::default_knobs`] of its output
+    /// shape, except that on the CPU a contraction (a matrix product: `reduce dot`) whose rows
+    /// have 32 elements or more vectorises 32 lanes, eight 4-lane accumulators per broadcast
+    /// element of the left operand (measured on 1024^3 f32: 48 ms against 87 ms with 16 lanes;
+    /// 64 lanes run out of registers on x86_64). Results are unchanged: each output element
+    /// still accumulates in k order.
+    pub fn kernel_knobs(self, s: &Schedule, k: usize) -> Knobs {
+        let Some(&w) = s.kernels.get(k).and_then(|kern| kern.writes.first()) else { return Knobs::default() };
+        let shape = &s.buffers[w].shape;
+        let mut kn = self.default_knobs(shape);
+        let contraction = matches!(s.graph.node(s.buffers[w].node).op, Op::Reduce { op: ReduceOp::Dot, .. });
+        let wide = shape.last().is_some_and(|d| d.as_const().is_none_or(|c| c >= 32));
+        if self == Target::Cpu && contraction && wide && kn.vector == 16 {
+            kn.vector = 32;
+        }
+        kn
+    }
+
     /// How long reductions are split (see `tk_ir::graph::passes::split_reductions`).
     pub fn split(self) -> Split {
         match self {
@@ -130,11 +148,17 @@ pub struct Lowered {
 /// The graph that is scheduled: long reductions split as the options (else the target) say, or
 /// the prepared graph itself when reductions are deterministic.
 pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::Cow<'g, Graph> {
+    // The CPU vectorises a product's output rows: an operand read across them is packed first.
+    let g = if target == Target::Cpu {
+        std::borrow::Cow::Owned(tk_ir::graph::passes::pack_transposed(g))
+    } else {
+        std::borrow::Cow::Borrowed(g)
+    };
     if opts.deterministic {
-        return std::borrow::Cow::Borrowed(g);
+        return g;
     }
     let split = opts.split.unwrap_or_else(|| target.split());
-    std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(g, &split))
+    std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(&g, &split))
 }
 
 /// Schedules a prepared graph (see `tk_ir::graph::passes::prepare`) for a target and lowers every
@@ -144,8 +168,8 @@ pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, Lower
     let schedule = tk_ir::schedule::schedule(&split(g, target, opts));
     let t1 = Instant::now();
     let mut kernels = Vec::new();
-    for (i, k) in schedule.kernels.iter().enumerate() {
-        let kn = opts.knobs.clone().unwrap_or_else(|| target.default_knobs(&schedule.buffers[k.writes[0]].shape));
+    for i in 0..schedule.kernels.len() {
+        let kn = opts.knobs.clone().unwrap_or_else(|| target.kernel_knobs(&schedule, i));
         let err = |e: tk_ir::kernel::KernelError| LowerError { message: e.message, loc: e.loc };
         // GPUs add a scatter's rows with atomics, except where every sum must keep its order.
         if target != Target::Cpu && !opts.deterministic {
