@@ -734,6 +734,22 @@ impl Em {
         Ok(())
     }
 
+    /// `buf[index] += v` atomically: `atomicrmw add` for integers, `atomicrmw fadd` for floats,
+    /// which rounds like `fadd` (gfx11 has no f64 atomic add, and LLVM 19 expands both float
+    /// forms into compare-and-swap loops).
+    fn atomic_add(&mut self, buf: usize, index: &IExpr, v: &str, bd: DType) -> Result<(), Unsupported> {
+        let op = match bd {
+            DType::I32 | DType::U32 | DType::I64 => "add",
+            DType::F32 | DType::F64 => "fadd",
+            d => return unsupported(format!("an atomic add of {d}")),
+        };
+        let t = rty(bd);
+        let a = self.gaddr(buf, index, t)?;
+        let align = bd.bits() / 8;
+        self.val(format!("atomicrmw {op} ptr addrspace(1) {a}, {t} {v} syncscope(\"agent\") monotonic, align {align}"));
+        Ok(())
+    }
+
     /// Runs `f` only where `pred` (an i1) holds.
     fn when(
         &mut self,
@@ -845,7 +861,8 @@ impl Em {
                     }
                 }
             }
-            Inst::Store { buf, index, value, pred, .. } => {
+            Inst::Store { buf, index, value, pred, .. } | Inst::AtomicAdd { buf, index, value, pred, .. } => {
+                let atomic = matches!(inst, Inst::AtomicAdd { .. });
                 let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
                 let mut guard = pred.map(|p| self.pred_of(p));
                 if self.mode == Mode::Blocks && !self.in_local {
@@ -861,39 +878,7 @@ impl Em {
                     let vd = e.dtype(value);
                     let v = e.reg(value);
                     let v = e.convert(&v, vd, bd);
-                    e.store(buf, index, &v, bd)
-                })
-            }
-            Inst::AtomicAdd { buf, index, value, pred, .. } => {
-                let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
-                let mut guard = pred.map(|p| self.pred_of(p));
-                if self.mode == Mode::Blocks && !self.in_local {
-                    // Code outside local ranges runs in every work-item: one adds.
-                    let t0 = self.tid0.clone();
-                    guard = Some(match guard {
-                        None => t0,
-                        Some(g) => self.val(format!("and i1 {g}, {t0}")),
-                    });
-                }
-                let (buf, value) = (*buf, *value);
-                self.when(guard, |e| {
-                    let vd = e.dtype(value);
-                    let v = e.reg(value);
-                    let v = e.convert(&v, vd, bd);
-                    // Float adds round like `fadd` (gfx11 has no f64 atomic add and LLVM expands
-                    // both float forms into compare-and-swap loops).
-                    let op = match bd {
-                        DType::I32 | DType::U32 | DType::I64 => "add",
-                        DType::F32 | DType::F64 => "fadd",
-                        d => return unsupported(format!("an atomic add of {d}")),
-                    };
-                    let t = rty(bd);
-                    let a = e.gaddr(buf, index, t)?;
-                    let align = bd.bits() / 8;
-                    e.val(format!(
-                        "atomicrmw {op} ptr addrspace(1) {a}, {t} {v} syncscope(\"agent\") monotonic, align {align}"
-                    ));
-                    Ok(())
+                    if atomic { e.atomic_add(buf, index, &v, bd) } else { e.store(buf, index, &v, bd) }
                 })
             }
             Inst::Alu { dst, op, args, dtype } => {

@@ -774,6 +774,39 @@ impl Em {
         Ok(())
     }
 
+    /// `buf[index] += v` atomically: `red.global.add` for integers; for floats a
+    /// compare-and-swap loop around `add.rn`, because `atom.add.f32` flushes subnormals (PTX ISA,
+    /// atom), and an ordinary addition must not.
+    fn atomic_add(&mut self, buf: usize, index: &IExpr, v: &str, bd: DType) -> Result<(), Unsupported> {
+        let base = self.bufs.get(buf).cloned().ok_or(Unsupported { message: format!("no buffer {buf}") })?;
+        let a = self.addr(&base, index, bd.bits() / 8)?;
+        self.mark_loc();
+        match bd {
+            DType::I32 | DType::U32 => self.line(format!("red.global.add.u32 [{a}], {v}")),
+            DType::I64 => self.line(format!("red.global.add.u64 [{a}], {v}")),
+            DType::F32 | DType::F64 => {
+                let (w, fc, bc) = if bd == DType::F32 { (32, Cls::F32, Cls::B32) } else { (64, Cls::F64, Cls::B64) };
+                let old = self.tmp(bc);
+                self.line(format!("ld.global.b{w} {old}, [{a}]"));
+                let retry = self.new_label();
+                self.label(&retry);
+                let f = self.tmp(fc);
+                self.line(format!("mov.b{w} {f}, {old}"));
+                self.line(format!("add.rn.f{w} {f}, {f}, {v}"));
+                let new = self.tmp(bc);
+                self.line(format!("mov.b{w} {new}, {f}"));
+                let seen = self.tmp(bc);
+                self.line(format!("atom.global.cas.b{w} {seen}, [{a}], {old}, {new}"));
+                let again = self.tmp(Cls::Pred);
+                self.line(format!("setp.ne.b{w} {again}, {seen}, {old}"));
+                self.line(format!("mov.b{w} {old}, {seen}"));
+                self.line(format!("@{again} bra {retry}"));
+            }
+            d => return Err(Unsupported { message: format!("an atomic add of {d}") }),
+        }
+        Ok(())
+    }
+
     fn store_plain(&mut self, a: &str, v: &str, bd: DType) {
         match bd {
             DType::I8 | DType::U8 | DType::Bool => self.line(format!("st.global.u8 [{a}], {v}")),
@@ -880,7 +913,8 @@ impl Em {
                     }
                 }
             }
-            Inst::Store { buf, index, value, pred, loc } => {
+            Inst::Store { buf, index, value, pred, loc } | Inst::AtomicAdd { buf, index, value, pred, loc } => {
+                let atomic = matches!(inst, Inst::AtomicAdd { .. });
                 self.loc = Some(*loc);
                 let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
                 let mut guard = pred.map(|p| self.pred_of(p));
@@ -901,60 +935,7 @@ impl Em {
                     let vd = e.dtype(value);
                     let v = e.reg(value);
                     let v = e.convert(&v, vd, bd);
-                    e.store(buf, index, &v, bd)
-                })
-            }
-            Inst::AtomicAdd { buf, index, value, pred, loc } => {
-                self.loc = Some(*loc);
-                let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
-                let mut guard = pred.map(|p| self.pred_of(p));
-                if self.mode == Mode::Blocks && !self.in_local {
-                    // Code outside local ranges runs in every thread of the block: one adds.
-                    let t0 = self.tid0.clone();
-                    guard = Some(match guard {
-                        None => t0,
-                        Some(g) => {
-                            let p = self.tmp(Cls::Pred);
-                            self.line(format!("and.pred {p}, {g}, {t0}"));
-                            p
-                        }
-                    });
-                }
-                let (buf, value) = (*buf, *value);
-                self.when(guard, |e| {
-                    let vd = e.dtype(value);
-                    let v = e.reg(value);
-                    let v = e.convert(&v, vd, bd);
-                    let base = e.bufs.get(buf).cloned().ok_or(Unsupported { message: format!("no buffer {buf}") })?;
-                    let a = e.addr(&base, index, bd.bits() / 8)?;
-                    e.mark_loc();
-                    match bd {
-                        DType::I32 | DType::U32 => e.line(format!("red.global.add.u32 [{a}], {v}")),
-                        DType::I64 => e.line(format!("red.global.add.u64 [{a}], {v}")),
-                        // `atom.add.f32` flushes subnormals (PTX ISA, atom): a compare-and-swap
-                        // loop adds with `add.rn`, exactly as a plain addition rounds.
-                        DType::F32 | DType::F64 => {
-                            let (w, fc, bc) =
-                                if bd == DType::F32 { (32, Cls::F32, Cls::B32) } else { (64, Cls::F64, Cls::B64) };
-                            let old = e.tmp(bc);
-                            e.line(format!("ld.global.b{w} {old}, [{a}]"));
-                            let retry = e.new_label();
-                            e.label(&retry);
-                            let f = e.tmp(fc);
-                            e.line(format!("mov.b{w} {f}, {old}"));
-                            e.line(format!("add.rn.f{w} {f}, {f}, {v}"));
-                            let new = e.tmp(bc);
-                            e.line(format!("mov.b{w} {new}, {f}"));
-                            let seen = e.tmp(bc);
-                            e.line(format!("atom.global.cas.b{w} {seen}, [{a}], {old}, {new}"));
-                            let again = e.tmp(Cls::Pred);
-                            e.line(format!("setp.ne.b{w} {again}, {seen}, {old}"));
-                            e.line(format!("mov.b{w} {old}, {seen}"));
-                            e.line(format!("@{again} bra {retry}"));
-                        }
-                        d => return Err(Unsupported { message: format!("an atomic add of {d}") }),
-                    }
-                    Ok(())
+                    if atomic { e.atomic_add(buf, index, &v, bd) } else { e.store(buf, index, &v, bd) }
                 })
             }
             Inst::Alu { dst, op, args, dtype } => {

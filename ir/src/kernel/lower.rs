@@ -490,10 +490,11 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
     if let [root] = roots.as_slice()
         && let Op::ScatterAdd { batch } = g.node(*root).op
     {
+        let sc = Scatter { k, bufs, root: *root, batch, shape: &shape, knobs, loc };
         if atomic && atomic_dtype(g.node(*root).dtype) {
-            return atomic_scatter_kernels(b, k, bufs, *root, batch, &shape, knobs, loc);
+            return atomic_scatter_kernels(b, sc);
         }
-        return scatter_kernel(b, k, bufs, *root, batch, &shape, knobs, loc).map(|k| vec![k]);
+        return scatter_kernel(b, sc).map(|k| vec![k]);
     }
     // A scan kernel: sequential over the scan axis with a running accumulator.
     let scan = roots.iter().find_map(|r| match g.node(*r).op {
@@ -576,20 +577,22 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
     Ok(vec![Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc }])
 }
 
-/// A `scatter_add` kernel: one thread per column (the batch and trailing axes; the leading
-/// `knobs.parallel` of them run in parallel) zeroes its column, then adds the rows in order of k,
-/// so every device computes the interpreter's sums bit for bit.
-#[allow(clippy::too_many_arguments)]
-fn scatter_kernel(
-    mut b: Builder<'_>,
+/// A scatter kernel of the schedule, as the lowering found it.
+struct Scatter<'a> {
     k: usize,
     bufs: Vec<KBuf>,
     root: NodeId,
     batch: usize,
-    shape: &[Dim],
-    knobs: &Knobs,
+    shape: &'a [Dim],
+    knobs: &'a Knobs,
     loc: Loc,
-) -> Result<Kernel, KernelError> {
+}
+
+/// A `scatter_add` kernel: one thread per column (the batch and trailing axes; the leading
+/// `knobs.parallel` of them run in parallel) zeroes its column, then adds the rows in order of k,
+/// so every device computes the interpreter's sums bit for bit.
+fn scatter_kernel(mut b: Builder<'_>, sc: Scatter<'_>) -> Result<Kernel, KernelError> {
+    let Scatter { k, bufs, root, batch, shape, knobs, loc } = sc;
     let g = &b.s.graph;
     let n = g.node(root);
     let (values, indices) = (n.args[0], n.args[1]);
@@ -657,17 +660,8 @@ fn scatter_kernel(
 /// A `scatter_add` on a GPU: a kernel that zeroes the result, then one that runs a thread per
 /// element of `values` (its leading `knobs.parallel` axes in parallel) and adds it atomically
 /// into the row its index names (indices outside `0..size` are dropped, as in order).
-#[allow(clippy::too_many_arguments)]
-fn atomic_scatter_kernels(
-    mut b: Builder<'_>,
-    k: usize,
-    bufs: Vec<KBuf>,
-    root: NodeId,
-    batch: usize,
-    shape: &[Dim],
-    knobs: &Knobs,
-    loc: Loc,
-) -> Result<Vec<Kernel>, KernelError> {
+fn atomic_scatter_kernels(mut b: Builder<'_>, sc: Scatter<'_>) -> Result<Vec<Kernel>, KernelError> {
+    let Scatter { k, bufs, root, batch, shape, knobs, loc } = sc;
     let g = &b.s.graph;
     let n = g.node(root);
     let (values, indices) = (n.args[0], n.args[1]);
