@@ -718,7 +718,7 @@ mod tests {
     #[test]
     fn float_reductions_are_refused() {
         // PTX's float atomics flush subnormals, which the simulator does not model.
-        let e = Module::parse(&kernel("red.global.add.f32 [%rd0], %r0;")).err().expect("refused");
+        let e = Module::parse(&kernel("red.global.add.f32 [%rd0], %r0;")).expect_err("refused");
         assert!(e.to_string().contains("only integer atomic adds"), "{e}");
     }
 }
