@@ -462,6 +462,9 @@ impl Block<'_> {
                     let n = ty.bytes();
                     let Some(Opnd::Mem(r, off)) = a.first() else { return fault(inst, "unsupported atomic operand") };
                     let addr = t.regs[*r as usize].wrapping_add(*off as u64);
+                    if !addr.is_multiple_of(n) {
+                        return fault(inst, format!("misaligned atomic: {n} bytes at address {addr:#x}"));
+                    }
                     let v = src(1);
                     let s = Self::global(mem, addr, n, inst)?;
                     let sum = trunc(le(s).wrapping_add(v), ty);
@@ -472,6 +475,9 @@ impl Block<'_> {
                     let n = ty.bytes();
                     let Some(Opnd::Mem(r, off)) = a.get(1) else { return fault(inst, "unsupported atomic operand") };
                     let addr = t.regs[*r as usize].wrapping_add(*off as u64);
+                    if !addr.is_multiple_of(n) {
+                        return fault(inst, format!("misaligned atomic: {n} bytes at address {addr:#x}"));
+                    }
                     let (cmp, new) = (src(2), src(3));
                     let s = Self::global(mem, addr, n, inst)?;
                     let old = le(s);
@@ -713,6 +719,11 @@ mod tests {
         m.launch("k", Grid { blocks: 3, threads: 64 }, &mut args, 7).expect("runs");
         assert_eq!(&buf[..4], &(5 + 3 * (0..64).sum::<u32>()).to_le_bytes());
         assert_eq!(&buf[4..], &[0xff; 4], "the next word is untouched");
+        // A misaligned atomic faults, as on the GPU.
+        let m = Module::parse(&kernel("add.s64 %rd0, %rd0, 2;\nred.global.add.u32 [%rd0], %r0;")).expect("parses");
+        let mut args = [Arg::Buffer(&mut buf)];
+        let e = m.launch("k", Grid { blocks: 1, threads: 1 }, &mut args, 7).expect_err("misaligned");
+        assert!(e.to_string().contains("misaligned atomic"), "{e}");
     }
 
     #[test]

@@ -568,7 +568,8 @@ impl FuncBuilder {
                     }
                     "atom" if has("cas") && has("global") => Op::AtomCas(need_ty(last_ty)?),
                     "red" if has("add") && has("global") => match need_ty(last_ty)? {
-                        t @ (Ty::U32 | Ty::S32 | Ty::U64 | Ty::S64) => Op::RedAdd(t),
+                        // PTX ISA, red: `.add` takes .u32, .s32 and .u64 among the integers.
+                        t @ (Ty::U32 | Ty::S32 | Ty::U64) => Op::RedAdd(t),
                         // Float atomics flush subnormals (PTX ISA, atom/red): not modelled, so refused.
                         t => return err(ln, format!("`{opcode}`: only integer atomic adds are supported ({t:?})")),
                     },
