@@ -330,14 +330,27 @@ impl Em {
 
     /// A register value as an i64 index (`scalar_index`: floats truncate, saturating).
     fn index_of(&mut self, v: &str, d: DType) -> String {
+        let op = match d {
+            DType::I64 => "mov.b64",
+            DType::I8 | DType::I16 | DType::I32 => "cvt.s64.s32",
+            DType::U8 | DType::U32 | DType::Bool => "cvt.u64.u32",
+            DType::F64 => return self.trunc_to_i64(v, "f64"),
+            _ => return self.trunc_to_i64(v, "f32"),
+        };
         let t = self.tmp(Cls::B64);
-        match d {
-            DType::I64 => self.line(format!("mov.b64 {t}, {v}")),
-            DType::I8 | DType::I16 | DType::I32 => self.line(format!("cvt.s64.s32 {t}, {v}")),
-            DType::U8 | DType::U32 | DType::Bool => self.line(format!("cvt.u64.u32 {t}, {v}")),
-            DType::F64 => self.line(format!("cvt.rzi.s64.f64 {t}, {v}")),
-            _ => self.line(format!("cvt.rzi.s64.f32 {t}, {v}")),
-        }
+        self.line(format!("{op} {t}, {v}"));
+        t
+    }
+
+    /// A float truncated to an i64, saturating, NaN to 0. `cvt.rzi.s64` alone gives
+    /// 0x8000000000000000 for NaN on the GPU (measured on an H200, sm_90), not the 0 that
+    /// `scalar_index` and the interpreter's casts give.
+    fn trunc_to_i64(&mut self, v: &str, ty: &str) -> String {
+        let t = self.tmp(Cls::B64);
+        self.line(format!("cvt.rzi.s64.{ty} {t}, {v}"));
+        let nan = self.tmp(Cls::Pred);
+        self.line(format!("setp.nan.{ty} {nan}, {v}, {v}"));
+        self.line(format!("selp.b64 {t}, 0, {t}, {nan}"));
         t
     }
 
@@ -442,8 +455,7 @@ impl Em {
         }
         let wide = if from.is_float() {
             let w = self.widen_f64(v, from);
-            let i = self.tmp(Cls::B64);
-            self.line(format!("cvt.rzi.s64.f64 {i}, {w}"));
+            let i = self.trunc_to_i64(&w, "f64");
             if let Some((lo, hi)) = to.int_range()
                 && to != DType::I64
             {

@@ -628,7 +628,7 @@ fn setp(c: Cmp, ty: Ty, x: u64, y: u64) -> bool {
 }
 
 /// `cvt` between the types tk's PTX uses, with PTX's rules: float-to-integer conversions
-/// saturate and map NaN to 0; float-to-float conversions round as the modifier says.
+/// saturate and map NaN to 0 (to 0x8000000000000000 for 64-bit destinations); float-to-float conversions round as the modifier says.
 fn cvt(d: Ty, s: Ty, rnd: Rnd, x: u64) -> u64 {
     let fval = |x: u64| -> f64 {
         match s {
@@ -670,7 +670,10 @@ fn cvt(d: Ty, s: Ty, rnd: Rnd, x: u64) -> u64 {
             _ => v.trunc(),
         };
         let i: i128 = if r.is_nan() {
-            0
+            // NaN becomes 0 in a 32-bit or narrower destination but 0x8000000000000000 in a
+            // 64-bit one: measured on an H200 (sm_90) through `cvt.rzi.s64.f64`, which is what
+            // a simulator returning 0 here had hidden from tk's own PTX.
+            if matches!(d, Ty::S64 | Ty::U64) { i128::from(i64::MIN) } else { 0 }
         } else {
             let (lo, hi) = match d {
                 Ty::S8 => (i128::from(i8::MIN), i128::from(i8::MAX)),
@@ -724,6 +727,17 @@ mod tests {
         let mut args = [Arg::Buffer(&mut buf)];
         let e = m.launch("k", Grid { blocks: 1, threads: 1 }, &mut args, 7).expect_err("misaligned");
         assert!(e.to_string().contains("misaligned atomic"), "{e}");
+    }
+
+    #[test]
+    fn nan_to_a_64_bit_integer_is_the_minimum_as_on_the_gpu() {
+        let nan64 = f64::NAN.to_bits();
+        let nan32 = u64::from(f32::NAN.to_bits());
+        assert_eq!(cvt(Ty::S64, Ty::F64, Rnd::Rzi, nan64), 0x8000_0000_0000_0000);
+        assert_eq!(cvt(Ty::S64, Ty::F32, Rnd::Rzi, nan32), 0x8000_0000_0000_0000);
+        assert_eq!(cvt(Ty::S32, Ty::F64, Rnd::Rzi, nan64), 0);
+        assert_eq!(cvt(Ty::S64, Ty::F64, Rnd::Rzi, 1e300f64.to_bits()), i64::MAX as u64);
+        assert_eq!(cvt(Ty::S64, Ty::F64, Rnd::Rzi, (-2.5f64).to_bits()), -2i64 as u64);
     }
 
     #[test]
