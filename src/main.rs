@@ -24,6 +24,7 @@ macro_rules! outln {
     };
 }
 
+mod disasm;
 mod repl;
 mod run;
 
@@ -236,6 +237,18 @@ enum Command {
         /// The bundle.
         file: PathBuf,
     },
+    /// Print the machine code of a GPU code object that `tk build` wrote, without external
+    /// tools: an AMD `.hsaco` in llvm-objdump's syntax; for an NVIDIA `.cubin`, what it says
+    /// about each kernel (tk cannot decode SASS yet: `nvdisasm -c FILE` prints the instructions).
+    #[command(after_help = "EXAMPLES:\n  tk build examples/saxpy.tk --target gfx1100 -o out/\n  \
+        tk disasm out/saxpy.gfx1100.hsaco\n  tk disasm out/saxpy.sm_86.cubin -k saxpy_k0")]
+    Disasm {
+        /// The code object (.hsaco) or cubin (.cubin).
+        file: PathBuf,
+        /// Only this kernel (a device kernel's name, such as `saxpy_k0`).
+        #[arg(short = 'k', long = "kernel", value_name = "NAME")]
+        kernel: Option<String>,
+    },
     /// List the devices of this machine and the target each compiles for.
     Devices,
     /// An interactive session: define fns and kernels, bind arrays, evaluate expressions.
@@ -403,6 +416,26 @@ fn main() -> ExitCode {
                 exit::USER
             }
         },
+        Command::Disasm { file, kernel } => {
+            let name = file.display().to_string();
+            match std::fs::read(&file) {
+                Err(e) => {
+                    eprintln!("error: cannot read {name}: {e}");
+                    exit::USER
+                }
+                Ok(bytes) => match disasm::disassemble(&name, &bytes, kernel.as_deref()) {
+                    Ok(text) => {
+                        out!("{text}");
+                        exit::OK
+                    }
+                    Err((text, e)) => {
+                        out!("{text}");
+                        eprintln!("error: {e}");
+                        exit::USER
+                    }
+                },
+            }
+        }
         Command::Devices => {
             let list = tk_runtime::devices::list();
             let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);

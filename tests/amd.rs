@@ -151,6 +151,35 @@ fn the_emulators_decoder_agrees_with_llvm_objdump_on_every_instruction() {
     assert!(total > 50_000, "only {total} instructions");
 }
 
+/// `tk disasm` prints every instruction of every example's code object as llvm-objdump does,
+/// and each kernel's label at the same address.
+#[test]
+fn tk_disasm_agrees_with_llvm_objdump() {
+    if !can_build("tk_disasm_agrees_with_llvm_objdump") {
+        return;
+    }
+    let t = llvm::Target::ALL[0];
+    let dir = std::env::temp_dir().join(format!("tk-disasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let labels =
+        |text: &str| -> Vec<String> { text.lines().filter(|l| l.ends_with(">:")).map(str::to_string).collect() };
+    let mut total = 0;
+    for f in examples().into_iter().take(8) {
+        let co = lld::code_object(&module(&f, t)).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let path = dir.join("k.hsaco");
+        std::fs::write(&path, &co.hsaco).expect("write");
+        let o = tk(&["disasm", path.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", f.display(), err(&o));
+        let ours = String::from_utf8_lossy(&o.stdout).into_owned();
+        let llvm = lld::disassemble(&co.hsaco, t).unwrap_or_else(|e| panic!("objdump: {e}"));
+        assert_eq!(objdump_lines(&ours), objdump_lines(&llvm), "{}", f.display());
+        assert_eq!(labels(&ours), labels(&llvm), "{}", f.display());
+        total += objdump_lines(&ours).len();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(total > 1000, "only {total} instructions");
+}
+
 #[test]
 fn the_optimised_ir_keeps_the_contract_and_no_private_memory() {
     if can_build("the_optimised_ir_keeps_the_contract_and_no_private_memory") {

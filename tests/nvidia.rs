@@ -81,6 +81,13 @@ fn every_example_passes_ptxas_for_every_target() {
                             None => failures.push(format!("{} {t}: no report for {}", f.display(), k.name)),
                         }
                     }
+                    // tk's cubin reader finds what ptxas reported and what the launch passes.
+                    match tk_abi::cubin::read(&a.cubin) {
+                        Ok(c) => failures.extend(
+                            cubin_matches(&c, &m, &res, t).into_iter().map(|e| format!("{} {t}: {e}", f.display())),
+                        ),
+                        Err(e) => failures.push(format!("{} {t}: tk's cubin reader: {e}", f.display())),
+                    }
                     assembled += 1;
                 }
                 Err(e) => failures.push(format!("{} {t}: {e}", f.display())),
@@ -89,6 +96,72 @@ fn every_example_passes_ptxas_for_every_target() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(assembled >= 5 * 20, "only {assembled} modules");
+}
+
+/// What tk's cubin reader must find in a cubin ptxas made of module `m`: the SM, every kernel as
+/// an entry with ptxas's register count, the shared memory tk declared, one 8-byte parameter per
+/// buffer, dimension and error-slot pointer at consecutive offsets, and an EXIT instruction.
+fn cubin_matches(
+    c: &tk_abi::cubin::Cubin,
+    m: &ptx::Module,
+    report: &[(String, u32, u32, u32, u32)],
+    t: ptx::Target,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    if c.sm != t.sm {
+        bad.push(format!("the cubin says sm_{}", c.sm));
+    }
+    for info in &m.kernels {
+        let Some(k) = c.kernel(&info.name) else {
+            bad.push(format!("{}: not in the cubin", info.name));
+            continue;
+        };
+        let regs = report.iter().find(|r| r.0 == info.name).map(|r| r.1);
+        let shared_ok =
+            if t.sm < 90 { k.shared_bytes == info.shared_bytes } else { k.shared_bytes >= info.shared_bytes };
+        let params_ok = k.params.len() > info.symbols.len()
+            && k.param_bytes as usize == 8 * k.params.len()
+            && k.params
+                .iter()
+                .enumerate()
+                .all(|(i, p)| usize::from(p.ordinal) == i && usize::from(p.offset) == 8 * i && p.size == 8);
+        if !k.entry || Some(k.registers) != regs || !shared_ok || !params_ok || k.exit_offsets.is_empty() {
+            bad.push(format!(
+                "{}: the reader found entry {}, {} registers (ptxas: {regs:?}), {} shared bytes (tk: {}), params {:?} ({} bytes), exits {:?}",
+                info.name, k.entry, k.registers, k.shared_bytes, info.shared_bytes, k.params, k.param_bytes, k.exit_offsets
+            ));
+        }
+    }
+    bad
+}
+
+/// `tk disasm` on a cubin prints what tk's reader found for each kernel and says that it cannot
+/// decode SASS yet (exit 1), naming nvdisasm; a file that is no code object is refused by name.
+#[test]
+fn tk_disasm_reads_cubins_and_says_what_it_cannot_do() {
+    let f = "abi/tests/fixtures/cubin/scale.sm_86.cuda13.cubin";
+    let o = tk(&["disasm", f]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("cubin for sm_86 (V2 ELF layout)"), "{out}");
+    assert!(
+        out.contains(".text.scale") && out.contains("12 registers, 1 barriers, 512 bytes of shared memory"),
+        "{out}"
+    );
+    assert!(out.contains("parameters: 24 bytes at c[0x0][0x160]: 0@0x0:8 1@0x8:8 2@0x10:4 3@0x14:4"), "{out}");
+    assert!(err(&o).contains("cannot decode SASS yet") && err(&o).contains("nvdisasm -c"), "{}", err(&o));
+    let o = tk(&["disasm", f, "-k", "empty"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(".text.empty") && !out.contains(".text.scale"), "{out}");
+    let o = tk(&["disasm", f, "-k", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("no kernel `nope`; it has: empty, scale"), "{}", err(&o));
+    let o = tk(&["disasm", "examples/saxpy.tk"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("not a 64-bit ELF file"), "{}", err(&o));
+    let o = tk(&["disasm", "no-such-file.cubin"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("cannot read no-such-file.cubin"), "{}", err(&o));
 }
 
 /// The SASS of saxpy multiplies and adds separately: nothing contracts `a * x + y` into an fma.

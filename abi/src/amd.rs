@@ -219,6 +219,8 @@ pub struct KernelEntry {
 #[derive(Clone, Debug)]
 pub struct CodeObject {
     pub text: Vec<u8>,
+    /// The address of `.text` in the code object (disassemblers print addresses from it).
+    pub text_address: u64,
     pub kernels: Vec<KernelEntry>,
 }
 
@@ -266,5 +268,5 @@ pub fn read_code(bytes: &[u8]) -> Result<CodeObject, String> {
             .ok_or(format!("{name}: the kernel's code is not at an instruction of .text"))?;
         kernels.push(KernelEntry { name: k.to_string(), offset, descriptor });
     }
-    Ok(CodeObject { text: data.to_vec(), kernels })
+    Ok(CodeObject { text: data.to_vec(), text_address: text.address(), kernels })
 }

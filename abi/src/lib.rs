@@ -10,6 +10,7 @@
 //! - [`check`]: the error slots a failed bounds check fills, and what they mean.
 //! - [`grid`]: the grid a GPU kernel is launched with.
 //! - [`amd`]: AMD kernel arguments, the kernel descriptor and the code-object reader.
+//! - [`cubin`]: the reader of NVIDIA cubins (ptxas's ELF files).
 //! - [`interrupt`]: the process's request to stop the work in progress (Ctrl-C).
 //! - [`progress`]: how far the work in progress has got, for a progress bar.
 //!
@@ -20,6 +21,7 @@ pub mod amd;
 pub mod check;
 pub mod code;
 pub mod cpu;
+pub mod cubin;
 pub mod grid;
 pub mod helpers;
 pub mod interrupt;
