@@ -140,6 +140,74 @@ fn tk_inspect_shows_entries_and_targets() {
     }
 }
 
+/// x86_64 variants carry a second object for x86-64-v3 (AVX2, FMA) beside the baseline one; the
+/// baseline code calls `fmaf` for a contraction where the v3 code has the instruction; both
+/// compute what the JIT computes for every example, and the loader picks v3 on a CPU that has it.
+#[test]
+fn x86_64_bundles_carry_baseline_and_v3_code_that_agree() {
+    use object::{Object, ObjectSymbol};
+    use tk_codegen::cpu::Level;
+    let path = tmp("levels.tkb");
+    let files: Vec<String> = examples().iter().map(|p| p.display().to_string()).collect();
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    build(&refs, "cpu", &path);
+    let o = tk(&["inspect", &path.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let code_lines = |variant: &str| -> Vec<String> {
+        out.split("\n  cpu-")
+            .find(|s| s.starts_with(variant.trim_start_matches("cpu-")))
+            .map(|s| s.lines().skip(1).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for (variant, triple) in tk_runtime::bundle::CPU_PLATFORMS {
+        let lines = code_lines(variant);
+        assert!(!lines.is_empty(), "{variant}: {out}");
+        let v3 = lines.iter().filter(|l| l.contains("object_x86_64_v3")).count();
+        if triple.starts_with("x86_64") {
+            assert_eq!(v3, lines.len(), "{variant}: every entry has v3 code:\n{out}");
+        } else {
+            assert_eq!(v3, 0, "{variant}: no v3 code for {triple}:\n{out}");
+        }
+    }
+
+    // The contraction of a matrix product: a libcall in baseline code, an instruction in v3 code.
+    let g = &compile(std::path::Path::new("examples/matmul.tk"))[0].1;
+    let l = tk_toolchain::target::lower(g, tk_toolchain::target::Target::Cpu, &Default::default()).expect("lowers");
+    let calls = |level| -> Vec<String> {
+        let obj = tk_codegen::cpu::portable_object(&l.kernels, "x86_64-unknown-linux-gnu", level).expect("object");
+        let f = object::File::parse(&*obj).expect("ELF");
+        f.symbols().filter(|s| s.is_undefined()).filter_map(|s| s.name().ok().map(str::to_string)).collect()
+    };
+    assert!(calls(Level::Baseline).iter().any(|s| s == "fmaf"), "{:?}", calls(Level::Baseline));
+    assert!(!calls(Level::X86_64V3).iter().any(|s| s.starts_with("fma")), "{:?}", calls(Level::X86_64V3));
+    assert!(tk_codegen::cpu::portable_object(&l.kernels, "aarch64-apple-darwin", Level::X86_64V3).is_err());
+
+    // Both objects compute what the JIT does, bit for bit.
+    let b = Bundle::load(&path).expect("the bundle loads");
+    let dev = tk_runtime::open("cpu").expect("cpu");
+    let mut rng = Rng(0x3C3);
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            let jit = tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
+            let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, 7)).collect();
+            let host: Vec<HostArray> = random_args(&g, &dims, &mut rng).iter().map(HostArray::from_interp).collect();
+            let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+            let show = |r: Result<Vec<HostArray>, tk_runtime::RunError>| match r {
+                Ok(v) => format!("{:?}", v.iter().map(HostArray::to_interp).collect::<Vec<_>>()),
+                Err(e) => e.to_string(),
+            };
+            let want = show(jit.run(dev.as_ref(), &host, &explicit));
+            for (what, loaded) in [
+                ("default", b.load_entry(dev.as_ref(), &name)),
+                ("baseline", b.load_entry_baseline(dev.as_ref(), &name)),
+            ] {
+                let loaded = loaded.unwrap_or_else(|e| panic!("{name} ({what}): {e}"));
+                assert_eq!(show(loaded.run(dev.as_ref(), &host, &explicit)), want, "{name}: the {what} object");
+            }
+        }
+    }
+}
+
 /// Rewrites a bundle's bytes with a fresh checksum, as a well-meaning but wrong tool would.
 fn reseal(mut b: Vec<u8>) -> Vec<u8> {
     let body = b.len() - 32;

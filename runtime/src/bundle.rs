@@ -34,6 +34,36 @@ pub const CPU_PLATFORMS: [(&str, &str); 4] = [
     ("cpu-x86_64-macos", "x86_64-apple-darwin"),
 ];
 
+/// The key of an x86_64 entry's second object, compiled for x86-64-v3 (AVX2, FMA, BMI1/2, ...)
+/// beside the baseline `object`.
+pub const OBJECT_X86_64_V3: &str = "object_x86_64_v3";
+
+/// Whether this CPU runs x86-64-v3 code: every feature of that level (the x86-64 psABI's list)
+/// and not disabled by `TK_CPU_BASELINE=1`, which makes bundles load their baseline code.
+pub fn host_runs_x86_64_v3() -> bool {
+    if std::env::var_os("TK_CPU_BASELINE").is_some_and(|v| v == "1") {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sse3")
+            && std::arch::is_x86_feature_detected!("ssse3")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+            && std::arch::is_x86_feature_detected!("sse4.2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("avx")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The variant name of this machine's CPU (`cpu-x86_64-linux`, `cpu-aarch64-macos`, ...).
 pub fn host_cpu_variant() -> String {
     format!("cpu-{}-{}", std::env::consts::ARCH, std::env::consts::OS)
@@ -225,8 +255,19 @@ impl Bundle {
         }
     }
 
-    /// Loads entry `name` onto `dev` from the variant for the device's target.
+    /// Loads entry `name` onto `dev` from the variant for the device's target. On an x86_64 CPU
+    /// that runs x86-64-v3 code, that object is loaded, else the baseline one.
     pub fn load_entry(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
+        self.load_code(dev, name, host_runs_x86_64_v3())
+    }
+
+    /// [`Bundle::load_entry`], but CPU code always from the baseline object (what
+    /// `TK_CPU_BASELINE=1` does for every load).
+    pub fn load_entry_baseline(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
+        self.load_code(dev, name, false)
+    }
+
+    fn load_code(&self, dev: &dyn Device, name: &str, v3: bool) -> Result<Compiled, RunError> {
         let entries = self.manifest["entries"].as_array().cloned().unwrap_or_default();
         let Some(ei) = entries.iter().position(|e| e["name"] == name) else {
             let names: Vec<String> = self.entries().into_iter().map(|s| s.name).collect();
@@ -275,7 +316,9 @@ impl Bundle {
             )));
         }
         let code = &ve["code"];
-        let code = if code.get("object").is_some() {
+        let code = if code.get(OBJECT_X86_64_V3).is_some() && v3 {
+            Code::CpuObject(self.blob(&code[OBJECT_X86_64_V3])?)
+        } else if code.get("object").is_some() {
             Code::CpuObject(self.blob(&code["object"])?)
         } else if code.get("hsaco").is_some() {
             Code::Hsaco(self.blob(&code["hsaco"])?)

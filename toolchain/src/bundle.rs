@@ -5,9 +5,10 @@ use crate::target::{Lowered, Options, Split, Target};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use tk_codegen::cpu::Level;
 use tk_ir::graph::Graph;
 use tk_runtime::RunError;
-use tk_runtime::bundle::{CPU_PLATFORMS, HEADER, MAGIC, TRAILER, VERSION, digest};
+use tk_runtime::bundle::{CPU_PLATFORMS, HEADER, MAGIC, OBJECT_X86_64_V3, TRAILER, VERSION, digest};
 
 fn bad(path: &str, message: impl Into<String>) -> RunError {
     RunError::File { path: path.to_string(), message: message.into() }
@@ -82,12 +83,20 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
                 for (variant, triple) in CPU_PLATFORMS {
                     let mut ventries = Vec::new();
                     for l in &lowered {
-                        let obj = tk_codegen::cpu::portable_object(&l.kernels, triple)
-                            .map_err(|e| compile_err(format!("{triple}: {e}")))?;
+                        let object = |level| {
+                            tk_codegen::cpu::portable_object(&l.kernels, triple, level)
+                                .map_err(|e| compile_err(format!("{triple}: {e}")))
+                        };
+                        let mut code = json!({ "object": blob(&object(Level::Baseline)?) });
+                        // x86_64 also gets the x86-64-v3 code (AVX2, FMA), which the loader
+                        // picks where the CPU has those features.
+                        if triple.starts_with("x86_64") {
+                            code[OBJECT_X86_64_V3] = blob(&object(Level::X86_64V3)?);
+                        }
                         ventries.push(json!({
                             "kernels": l.kernels.len(),
                             "digest": digest(&l.kernels),
-                            "code": { "object": blob(&obj) },
+                            "code": code,
                         }));
                     }
                     variants.push(json!({

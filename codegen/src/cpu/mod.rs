@@ -195,12 +195,48 @@ pub fn host_object(kernels: &[Kernel]) -> Result<Vec<u8>, CodegenError> {
     object_with(isa, &named, "tk_")
 }
 
-/// Compiles kernels for `triple` with its baseline ISA features (so the code runs on every CPU of
-/// that kind) into a relocatable object the runtime's loader handles (absolute 64-bit calls, as
+/// The ISA features of the x86-64-v3 microarchitecture level (Haswell and Zen 1 on): what the
+/// psABI's level list adds to baseline x86-64 (SSE3 to SSE4.2, POPCNT, AVX, AVX2, BMI1, BMI2,
+/// FMA, LZCNT), as Cranelift's x86 settings name them. Source: the x86-64 psABI, "Micro
+/// architecture levels".
+pub const X86_64_V3: [&str; 11] = [
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_avx",
+    "has_avx2",
+    "has_bmi1",
+    "has_bmi2",
+    "has_fma",
+    "has_lzcnt",
+];
+
+/// The CPU feature levels bundles carry code for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The triple's baseline: runs on every CPU of that kind.
+    Baseline,
+    /// x86-64-v3 ([`X86_64_V3`]); x86_64 triples only.
+    X86_64V3,
+}
+
+/// Compiles kernels for `triple` at a feature `level` (never the build machine's own features)
+/// into a relocatable object the runtime's loader handles (absolute 64-bit calls, as
 /// [`host_object`]). Symbols are `tk_k{i}` for kernel `i`. Bundles hold these.
-pub fn portable_object(kernels: &[Kernel], triple: &str) -> Result<Vec<u8>, CodegenError> {
+pub fn portable_object(kernels: &[Kernel], triple: &str, level: Level) -> Result<Vec<u8>, CodegenError> {
     let t = target_lexicon::Triple::from_str(triple).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
-    let b = cranelift_codegen::isa::lookup(t).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    let x86 = t.architecture == target_lexicon::Architecture::X86_64;
+    let mut b = cranelift_codegen::isa::lookup(t).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
+    if level == Level::X86_64V3 {
+        if !x86 {
+            return Err(CodegenError::Target(triple.into(), "x86-64-v3 is a level of x86_64 CPUs only".into()));
+        }
+        for f in X86_64_V3 {
+            b.enable(f).map_err(|e| CodegenError::Target(triple.into(), format!("{f}: {e}")))?;
+        }
+    }
     let isa = b.finish(flags(false)?).map_err(|e| CodegenError::Target(triple.into(), e.to_string()))?;
     let named: Vec<Kernel> =
         kernels.iter().enumerate().map(|(i, k)| Kernel { name: format!("k{i}"), ..k.clone() }).collect();
