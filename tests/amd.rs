@@ -180,6 +180,33 @@ fn tk_disasm_agrees_with_llvm_objdump() {
     assert!(total > 1000, "only {total} instructions");
 }
 
+/// `amd:pci=ADDRESS` for a function this machine does not have says so (exit 3), naming
+/// `tk devices`; an address that is not an AMD GPU is refused as such.
+#[test]
+fn amd_pci_without_such_a_device_says_so() {
+    let o = tk(&[
+        "run",
+        "examples/saxpy.tk",
+        "-k",
+        "saxpy",
+        "--arg",
+        "a=1",
+        "--arg",
+        "x=rand:4",
+        "--arg",
+        "y=rand:4",
+        "--device",
+        "amd:pci=0000:ff:1f.7",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let e = err(&o);
+    if cfg!(target_os = "linux") {
+        assert!(e.contains("no PCI device 0000:ff:1f.7") && e.contains("tk devices"), "{e}");
+    } else {
+        assert!(e.contains("Linux PCIe transport"), "{e}");
+    }
+}
+
 #[test]
 fn the_optimised_ir_keeps_the_contract_and_no_private_memory() {
     if can_build("the_optimised_ir_keeps_the_contract_and_no_private_memory") {

@@ -1,11 +1,12 @@
 //! The transport to one PCIe function, vendor-neutral: configuration space, BAR reads and
 //! writes, BAR sizes, a function reset and DMA-able system memory. Which BAR holds what is the
 //! vendor's business (`crate::amd::BAR_*`). Implementations: the TinyGPU.app socket
-//! ([`tinygpu`]), the TinyGPU DriverKit extension on macOS (`iokit`), and the simulated PCIe GPUs
-//! of tk-sim.
+//! ([`tinygpu`]), the TinyGPU DriverKit extension on macOS (`iokit`), VFIO on Linux
+//! ([`linux_pci`]), and the simulated PCIe GPUs of tk-sim.
 
 #[cfg(target_os = "macos")]
 pub mod iokit;
+pub mod linux_pci;
 #[cfg(unix)]
 pub mod tinygpu;
 

@@ -57,16 +57,20 @@ fn amd_gpus() -> Vec<(String, String)> {
             .unwrap_or_else(|e| format!("unreachable: {e}"));
         v.push((name, what));
     }
-    if let Ok(dir) = std::fs::read_dir("/sys/bus/pci/devices") {
-        for e in dir.flatten() {
-            let read =
-                |f: &str| std::fs::read_to_string(e.path().join(f)).map(|s| s.trim().to_string()).unwrap_or_default();
-            if read("vendor") == "0x1002" && read("class").starts_with("0x03") {
+    #[cfg(target_os = "linux")]
+    {
+        use tk_gpu::transport::linux_pci::{LinuxOs, enumerate};
+        for f in enumerate(&LinuxOs).unwrap_or_default() {
+            if f.vendor == 0x1002 && f.is_gpu() {
+                let binding = match f.driver.as_deref() {
+                    Some(d) => format!("bound to {d}"),
+                    None => "bound to no driver".to_string(),
+                };
                 v.push((
-                    format!("amd:pci={}", e.file_name().to_string_lossy()),
+                    format!("amd:pci={}", f.address),
                     format!(
-                        "PCI 1002:{}: not supported yet (a cold GPU needs the bring-up of docs/driver.md)",
-                        read("device").trim_start_matches("0x")
+                        "PCI 1002:{:04x}, {binding}: not supported yet (a cold GPU needs the bring-up of docs/driver.md)",
+                        f.device
                     ),
                 ));
             }
@@ -75,26 +79,46 @@ fn amd_gpus() -> Vec<(String, String)> {
     v
 }
 
-/// Why `amd:pci=ADDRESS` cannot be opened: the firmware it would need (when missing), then the
-/// bring-up tk does not have yet.
+/// Why `amd:pci=ADDRESS` cannot be opened. On Linux the function is opened through VFIO
+/// (`tk_gpu::transport::linux_pci`), whose errors say what stands in the way (no such function,
+/// not a GPU, another driver, no IOMMU group); a GPU it opens still needs the bring-up tk does
+/// not have yet, and the firmware that would take (when missing).
 fn open_pci(name: &str) -> String {
     let addr = &name["amd:pci=".len()..];
-    let sys = std::path::Path::new("/sys/bus/pci/devices").join(addr);
-    let id = std::fs::read_to_string(sys.join("device"))
-        .ok()
-        .and_then(|s| u16::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok());
-    let Some(id) = id else {
-        return format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)");
-    };
-    let fw = tk_gpu::amd::firmware::dir();
-    let firmware = match tk_gpu::amd::firmware::locate(&fw, id) {
-        Ok(_) => format!("its firmware is in {}", fw.display()),
-        Err(e) => e,
-    };
-    format!(
-        "not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and the compute queue setup are \
-         planned in docs/driver.md; {firmware}); a GPU behind TinyGPU.app is `amd:tinygpu=SOCKET`"
-    )
+    #[cfg(target_os = "linux")]
+    {
+        use tk_gpu::transport::linux_pci::{LinuxOs, LinuxPci, describe};
+        let id = match describe(&LinuxOs, addr) {
+            Ok(f) if f.vendor != 0x1002 => {
+                return format!(
+                    "{addr} is not an AMD GPU (PCI {:04x}:{:04x}); `tk devices` lists them",
+                    f.vendor, f.device
+                );
+            }
+            Ok(f) => f.device,
+            Err(_) => return format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)"),
+        };
+        if let Err(e) = LinuxPci::open(&LinuxOs, addr) {
+            return e;
+        }
+        let fw = tk_gpu::amd::firmware::dir();
+        let firmware = match tk_gpu::amd::firmware::locate(&fw, id) {
+            Ok(_) => format!("its firmware is in {}", fw.display()),
+            Err(e) => e,
+        };
+        format!(
+            "opened through VFIO, but not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and \
+             the compute queue setup are planned in docs/driver.md; {firmware}); a GPU behind TinyGPU.app is \
+             `amd:tinygpu=SOCKET`"
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        format!(
+            "{addr}: `amd:pci=` is the Linux PCIe transport (VFIO); on a Mac a GPU is `amd:tinygpu=SOCKET` (the \
+             TinyGPU.app server) or `amd:iokit`"
+        )
+    }
 }
 
 /// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
