@@ -4,6 +4,7 @@
 //! RELEASE_MEM fence, DMA copies through a staging area, and the dispatch sequence of
 //! docs/driver.md. The runtime's `amd:*` device is a thin layer over [`AmdGpu`].
 
+use super::discovery::{self, Discovery};
 use super::gmc::{self, PAGE, Phys};
 use super::pm4::Packet;
 use super::regs::*;
@@ -132,6 +133,7 @@ pub struct Dispatch<'a> {
 pub struct AmdGpu {
     d: Arc<Shared>,
     timeout: Duration,
+    discovery: Discovery,
 }
 
 /// The launch timeout: `TK_AMD_TIMEOUT_MS`, else 20 s.
@@ -152,7 +154,21 @@ impl AmdGpu {
                 MIN_VRAM >> 20
             )));
         }
-        let st = State { heap: Heap::new(vram, PAGE), root: 0, wptr: 0, seq: 0 };
+        // IP discovery: the GPU must be one whose registers tk knows, where tk's register table
+        // puts them. The table's 64 KiB at the end of VRAM stay out of the heap.
+        let found = discovery::read(t.as_ref(), vram).map_err(|m| setup("IP discovery", m))?;
+        found.gfx_target().map_err(|m| setup("IP discovery", m))?;
+        let gc = found.base(discovery::GC).map_err(|m| setup("IP discovery", m))?;
+        if gc != u64::from(GC_BASE) {
+            return Err(setup(
+                "IP discovery",
+                format!(
+                    "the GC registers start at dword 0x{gc:x}, not at 0x{GC_BASE:x} where tk's register table (Navi 31's) \
+                     has them"
+                ),
+            ));
+        }
+        let st = State { heap: Heap::new(vram - discovery::TABLE_OFFSET_FROM_END, PAGE), root: 0, wptr: 0, seq: 0 };
         let sys = t.sysmem((SYS_STAGING + STAGING) as usize).map_err(|m| setup("allocating system memory", m))?;
         if (sys.mem.len() as u64) < SYS_STAGING + STAGING {
             return Err(GpuError::Setup("the transport gave less system memory than asked for".into()));
@@ -160,6 +176,7 @@ impl AmdGpu {
         let gpu = AmdGpu {
             d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false), io: Mutex::new(()), sys }),
             timeout: default_timeout(),
+            discovery: found,
         };
         gpu.init().map_err(GpuError::Setup)?;
         Ok(gpu)
@@ -169,6 +186,11 @@ impl AmdGpu {
     pub fn with_timeout(mut self, t: Duration) -> AmdGpu {
         self.timeout = t;
         self
+    }
+
+    /// What the GPU's IP discovery table says (its blocks, versions and shape).
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
     }
 
     /// Requests the transport has made (round trips to the device).

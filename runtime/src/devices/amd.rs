@@ -264,6 +264,41 @@ mod tests {
         }
     }
 
+    /// The driver reads the GPU's IP discovery table when it opens it: the simulated Navi 31's
+    /// says gfx1100 and its shape; a GPU of another GC version, one whose GC registers lie
+    /// elsewhere, and one without a table are refused, each saying why.
+    #[test]
+    fn opening_reads_ip_discovery_and_refuses_gpus_tk_does_not_know() {
+        use tk_gpu::amd::BAR_VRAM;
+        use tk_gpu::amd::discovery::{self, TABLE_OFFSET_FROM_END};
+        let at = tk_sim::pcie::amd::VRAM_BYTES as u64 - TABLE_OFFSET_FROM_END;
+        let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("opens");
+        assert_eq!(gpu.discovery().gfx_target(), Ok("gfx1100"));
+        assert_eq!(gpu.discovery().gc.as_ref().map(|g| (g.shader_engines, g.wave_size)), Some((6, 32)));
+        let refused = |table: &[u8]| -> String {
+            let sim = SimGpu::new();
+            sim.write_bytes(BAR_VRAM, at, table).expect("write");
+            match AmdGpu::open(Box::new(sim)) {
+                Ok(_) => panic!("opened"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let mut d = discovery::navi31();
+        d.ips[0].version = (12, 0, 1);
+        let e = refused(&discovery::build(&d));
+        assert!(e.contains("IP discovery: GC 12.0.1 is not supported"), "{e}");
+        let mut d = discovery::navi31();
+        d.ips[0].bases[0] = 0x2000;
+        let e = refused(&discovery::build(&d));
+        assert!(e.contains("the GC registers start at dword 0x2000"), "{e}");
+        let e = refused(&[0; 16]);
+        assert!(e.contains("no IP discovery table 64 KiB below the end of the VRAM BAR"), "{e}");
+        let mut b = discovery::build(&discovery::navi31());
+        b[100] ^= 1;
+        let e = refused(&b);
+        assert!(e.contains("checksum"), "{e}");
+    }
+
     #[test]
     fn a_hung_gpu_is_a_lost_device_and_can_be_reopened() {
         let dev = AmdDevice::open("amd:hung", Box::new(Hung(SimGpu::new())), AmdTarget::ALL[0])

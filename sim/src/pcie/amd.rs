@@ -71,6 +71,12 @@ impl SimGpu {
             seed,
             command: AtomicU16::new(0),
         });
+        // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
+        let table = tk_gpu::amd::discovery::build(&tk_gpu::amd::discovery::navi31());
+        if let Ok(mut v) = inner.vram.lock() {
+            let at = VRAM_BYTES - tk_gpu::amd::discovery::TABLE_OFFSET_FROM_END as usize;
+            v[at..at + table.len()].copy_from_slice(&table);
+        }
         let i = inner.clone();
         let cp = std::thread::Builder::new().name("tk-sim-cp".into()).spawn(move || command_processor(&i)).ok();
         SimGpu { inner, cp }
