@@ -250,7 +250,12 @@ enum Command {
         kernel: Option<String>,
     },
     /// List the devices of this machine and the target each compiles for.
-    Devices,
+    Devices {
+        /// Also show, per GPU: the chip and IP versions (AMD: from IP discovery, which opens
+        /// the device), its BAR sizes, free VRAM and boot state.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// An interactive session: define fns and kernels, bind arrays, evaluate expressions.
     Repl {
         /// The device to run on.
@@ -436,12 +441,19 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Command::Devices => {
-            let list = tk_runtime::devices::list();
-            let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(6);
+        Command::Devices { verbose } => {
+            let list: Vec<(String, String, Vec<String>)> = if verbose {
+                tk_runtime::devices::list_verbose()
+            } else {
+                tk_runtime::devices::list().into_iter().map(|(n, t)| (n, t, Vec::new())).collect()
+            };
+            let w = list.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0).max(6);
             outln!("{:<w$} TARGET", "DEVICE");
-            for (name, target) in list {
+            for (name, target, details) in list {
                 outln!("{name:<w$} {target}");
+                for d in details {
+                    outln!("{:<w$}   {d}", "");
+                }
             }
             exit::OK
         }

@@ -180,6 +180,22 @@ fn tk_disasm_agrees_with_llvm_objdump() {
     assert!(total > 1000, "only {total} instructions");
 }
 
+/// `tk devices --verbose` shows what the simulated GPU's IP discovery table says, its BARs and
+/// its boot state; without `--verbose` the list stays one line per device.
+#[test]
+fn tk_devices_verbose_shows_ip_discovery() {
+    let o = tk(&["devices", "--verbose"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("chip: gfx1100 (GC 11.0.0), from its IP discovery table"), "{out}");
+    assert!(out.contains("PSP (MP0) #0 13.0.0") && out.contains("SDMA0 #0 6.0.0"), "{out}");
+    assert!(out.contains("6 shader engines x 2 shader arrays x 4 WGPs, wave32, 64 KiB of LDS"), "{out}");
+    assert!(out.contains("BARs: VRAM 1024 MiB"), "{out}");
+    assert!(out.contains("boot: warm"), "{out}");
+    let o = tk(&["devices"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("chip:"));
+}
+
 /// `amd:pci=ADDRESS` for a function this machine does not have says so (exit 3), naming
 /// `tk devices`; an address that is not an AMD GPU is refused as such.
 #[test]

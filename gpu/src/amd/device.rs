@@ -193,6 +193,11 @@ impl AmdGpu {
         &self.discovery
     }
 
+    /// The size of a BAR in bytes, as the transport reports it.
+    pub fn bar_size(&self, bar: u8) -> Result<u64, String> {
+        self.d.t.bar_size(bar)
+    }
+
     /// Requests the transport has made (round trips to the device).
     pub fn round_trips(&self) -> u64 {
         self.d.t.round_trips()

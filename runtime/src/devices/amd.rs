@@ -47,6 +47,15 @@ pub struct AmdDevice {
     gpu: AmdGpu,
 }
 
+/// A size for people: MiB when a whole number of them, else KiB.
+pub(crate) fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
 impl AmdDevice {
     /// Opens `amd:sim`, the simulated GPU.
     #[cfg(feature = "sim")]
@@ -63,6 +72,36 @@ impl AmdDevice {
     /// Requests the transport has made (round trips to the device).
     pub fn round_trips(&self) -> u64 {
         self.gpu.round_trips()
+    }
+
+    /// What `tk devices --verbose` shows: the chip and IP versions from IP discovery, the shape
+    /// of its graphics core, the BAR sizes, free VRAM and the boot state.
+    pub fn details(&self) -> Vec<String> {
+        let d = self.gpu.discovery();
+        let mut v = Vec::new();
+        let chip = match (d.gfx_target(), d.version_of(tk_gpu::amd::discovery::GC)) {
+            (Ok(t), Ok((a, b, c))) => format!("{t} (GC {a}.{b}.{c})"),
+            (Err(e), _) | (_, Err(e)) => e,
+        };
+        v.push(format!("chip: {chip}, from its IP discovery table"));
+        let ips: Vec<String> = d.ips.iter().map(ToString::to_string).collect();
+        v.push(format!("IP blocks: {}", ips.join(", ")));
+        if let Some(gc) = &d.gc {
+            v.push(format!(
+                "graphics core: {} shader engines x {} shader arrays x {} WGPs, wave{}, {} KiB of LDS",
+                gc.shader_engines, gc.sa_per_se, gc.wgp0_per_sa, gc.wave_size, gc.lds_size
+            ));
+        }
+        let mib = |b: u8| self.gpu.bar_size(b).map(size).unwrap_or_else(|e| e);
+        v.push(format!(
+            "BARs: VRAM {}, doorbells {}, registers {}",
+            mib(tk_gpu::amd::BAR_VRAM),
+            mib(tk_gpu::amd::BAR_DOORBELL),
+            mib(tk_gpu::amd::BAR_MMIO)
+        ));
+        v.push(format!("VRAM free for tk: {} MiB", self.gpu.free_vram() >> 20));
+        v.push("boot: warm (its firmware was already running; tk cannot boot a cold GPU yet)".into());
+        v
     }
 
     /// How long a launch may take before the device counts as lost.

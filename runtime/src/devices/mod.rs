@@ -44,6 +44,62 @@ pub fn list() -> Vec<(String, String)> {
     v
 }
 
+/// [`list`] with details per device, for `tk devices --verbose`: for the AMD GPUs tk can open,
+/// what their IP discovery table says, their BARs and boot state (opening them to find out); for
+/// GPUs on the PCI bus, their driver binding, IOMMU group and BAR sizes; for NVIDIA GPUs, the
+/// architecture tk compiles for.
+pub fn list_verbose() -> Vec<(String, String, Vec<String>)> {
+    list()
+        .into_iter()
+        .map(|(name, target)| {
+            let details = details(&name);
+            (name, target, details)
+        })
+        .collect()
+}
+
+fn details(name: &str) -> Vec<String> {
+    let amd: Option<Result<amd::AmdDevice, RunError>> = match name {
+        #[cfg(feature = "sim")]
+        "amd:sim" => Some(amd::AmdDevice::open_sim()),
+        #[cfg(unix)]
+        n if n.starts_with("amd:tinygpu=") => Some(open_tinygpu(n)),
+        _ => None,
+    };
+    if let Some(a) = amd {
+        return match a {
+            Ok(a) => a.details(),
+            Err(e) => vec![format!("cannot open: {e}")],
+        };
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(addr) = name.strip_prefix("amd:pci=") {
+        use tk_gpu::transport::linux_pci::{LinuxOs, describe};
+        return match describe(&LinuxOs, addr) {
+            Ok(f) => {
+                let bars: Vec<String> = f
+                    .bar_sizes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| **s > 0)
+                    .map(|(i, s)| format!("BAR{i} {}", amd::size(*s)))
+                    .collect();
+                vec![
+                    format!(
+                        "driver: {}; IOMMU group: {}",
+                        f.driver.as_deref().unwrap_or("none"),
+                        f.iommu_group.map_or("none (the IOMMU is off)".to_string(), |g| g.to_string())
+                    ),
+                    format!("BARs: {}", bars.join(", ")),
+                    "boot: cold (tk cannot bring up a cold GPU yet)".into(),
+                ]
+            }
+            Err(e) => vec![e],
+        };
+    }
+    Vec::new()
+}
+
 /// The AMD GPUs this machine can see: a TinyGPU server named by `TK_TINYGPU_SOCKET`, and on Linux
 /// the AMD display controllers on the PCI bus (which tk cannot bring up yet).
 fn amd_gpus() -> Vec<(String, String)> {
@@ -121,6 +177,19 @@ fn open_pci(name: &str) -> String {
     }
 }
 
+/// Opens `amd:tinygpu=SOCKET`: the GPU behind a TinyGPU.app server.
+#[cfg(unix)]
+fn open_tinygpu(n: &str) -> Result<amd::AmdDevice, RunError> {
+    let path = std::path::Path::new(&n["amd:tinygpu=".len()..]);
+    let dev = |m: String| RunError::Device { device: n.to_string(), message: m };
+    let t = tk_gpu::transport::tinygpu::TinyGpu::connect(path).map_err(dev)?;
+    let (vendor, id) = t.probe().map_err(dev)?;
+    if vendor != 0x1002 {
+        return Err(dev(format!("the server's GPU is vendor {vendor:#06x} device {id:#06x}, not AMD")));
+    }
+    amd::AmdDevice::open(n, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])
+}
+
 /// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
 /// that exists by name but cannot be used here (no driver, no such GPU) is a
 /// [`RunError::Device`].
@@ -153,16 +222,7 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
         #[cfg(feature = "sim")]
         "amd:sim" => Ok(Arc::new(amd::AmdDevice::open_sim()?)),
         #[cfg(unix)]
-        n if n.starts_with("amd:tinygpu=") => {
-            let path = std::path::Path::new(&n["amd:tinygpu=".len()..]);
-            let dev = |m: String| RunError::Device { device: n.to_string(), message: m };
-            let t = tk_gpu::transport::tinygpu::TinyGpu::connect(path).map_err(dev)?;
-            let (vendor, id) = t.probe().map_err(dev)?;
-            if vendor != 0x1002 {
-                return Err(dev(format!("the server's GPU is vendor {vendor:#06x} device {id:#06x}, not AMD")));
-            }
-            Ok(Arc::new(amd::AmdDevice::open(n, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])?))
-        }
+        n if n.starts_with("amd:tinygpu=") => Ok(Arc::new(open_tinygpu(n)?)),
         "amd:iokit" => {
             #[cfg(target_os = "macos")]
             {
