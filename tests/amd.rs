@@ -180,6 +180,45 @@ fn tk_disasm_agrees_with_llvm_objdump() {
     assert!(total > 1000, "only {total} instructions");
 }
 
+/// `tk run --device amd:sim,link-drop=N`: a link that drops during the boot or the run is exit 3
+/// with the lost-link message, within 5 s; a link that outlives the run changes nothing; a bad
+/// option is a usage error naming it.
+#[test]
+fn a_dropped_link_is_exit_3_within_5_seconds() {
+    if !can_build("a_dropped_link_is_exit_3_within_5_seconds") {
+        return;
+    }
+    let run = |dev: &str| {
+        let t = std::time::Instant::now();
+        let o = tk(&[
+            "run",
+            "examples/saxpy.tk",
+            "-k",
+            "saxpy",
+            "--arg",
+            "a=2",
+            "--arg",
+            "x=rand:1000",
+            "--arg",
+            "y=rand:1000",
+            "--device",
+            dev,
+        ]);
+        (o, t.elapsed())
+    };
+    for n in [0, 10, 1000, 3000] {
+        let (o, took) = run(&format!("amd:sim,link-drop={n}"));
+        assert_eq!(o.status.code(), Some(3), "link-drop={n}: {}", err(&o));
+        assert!(err(&o).contains("the GPU stopped answering: the Thunderbolt link dropped"), "{}", err(&o));
+        assert!(took < std::time::Duration::from_secs(5), "link-drop={n} took {took:?}");
+    }
+    let (o, _) = run("amd:sim,link-drop=1000000000");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let (o, _) = run("amd:sim,hang-up");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("unknown option `hang-up` of amd:sim"), "{}", err(&o));
+}
+
 /// `tk devices --verbose` shows what the simulated GPU's IP discovery table says, its BARs and
 /// its boot state; without `--verbose` the list stays one line per device.
 #[test]

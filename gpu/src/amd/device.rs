@@ -136,6 +136,15 @@ pub struct AmdGpu {
     discovery: Discovery,
 }
 
+/// What a GPU that stopped answering is reported as.
+pub const LINK_LOST: &str = "the GPU stopped answering: the Thunderbolt link dropped or the enclosure lost power";
+
+/// Whether the GPU is gone: its PCI vendor id reads as all ones (or cannot be read at all). An
+/// all-ones register read is confirmed this way before it is taken for a lost link.
+pub fn link_gone(t: &dyn Transport) -> bool {
+    matches!(t.config_read(0, 2), Ok(0xffff) | Err(_))
+}
+
 /// The launch timeout: `TK_AMD_TIMEOUT_MS`, else 20 s.
 fn default_timeout() -> Duration {
     let ms = std::env::var("TK_AMD_TIMEOUT_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
@@ -156,7 +165,9 @@ impl AmdGpu {
         }
         // IP discovery: the GPU must be one whose registers tk knows, where tk's register table
         // puts them. The table's 64 KiB at the end of VRAM stay out of the heap.
-        let found = discovery::read(t.as_ref(), vram).map_err(|m| setup("IP discovery", m))?;
+        let found = discovery::read(t.as_ref(), vram).map_err(|m| {
+            if link_gone(t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { setup("IP discovery", m) }
+        })?;
         found.gfx_target().map_err(|m| setup("IP discovery", m))?;
         let gc = found.base(discovery::GC).map_err(|m| setup("IP discovery", m))?;
         if gc != u64::from(GC_BASE) {
@@ -421,11 +432,15 @@ impl CommandQueue for AmdGpu {
             if self.fence() >= value {
                 return Ok(());
             }
-            // Asking the device about faults is a round trip: not on every poll.
+            // Asking the device about faults, and whether it still answers, are round trips:
+            // not on every poll.
             if checked.elapsed() > Duration::from_millis(20) {
                 checked = Instant::now();
                 if let Some(f) = t.fault() {
                     return Err(self.note(GpuError::Fault(f)));
+                }
+                if link_gone(t) {
+                    return Err(self.note(GpuError::Link(LINK_LOST.into())));
                 }
             }
             if start.elapsed() > limit {

@@ -60,7 +60,13 @@ impl AmdDevice {
     /// Opens `amd:sim`, the simulated GPU.
     #[cfg(feature = "sim")]
     pub fn open_sim() -> Result<AmdDevice, RunError> {
-        Self::open("amd:sim", Box::new(tk_sim::pcie::amd::SimGpu::new()), AmdTarget::ALL[0])
+        Self::open_sim_with(tk_sim::pcie::amd::SimOptions::default())
+    }
+
+    /// Opens `amd:sim` with options (`amd:sim,link-drop=N`).
+    #[cfg(feature = "sim")]
+    pub fn open_sim_with(o: tk_sim::pcie::amd::SimOptions) -> Result<AmdDevice, RunError> {
+        Self::open("amd:sim", Box::new(tk_sim::pcie::amd::SimGpu::with_options(o)), AmdTarget::ALL[0])
     }
 
     /// Sets up the queue and page tables on a GPU whose firmware is running.
@@ -306,6 +312,37 @@ mod tests {
     /// The driver reads the GPU's IP discovery table when it opens it: the simulated Navi 31's
     /// says gfx1100 and its shape; a GPU of another GC version, one whose GC registers lie
     /// elsewhere, and one without a table are refused, each saying why.
+    /// `amd:sim,link-drop=N`: wherever the link drops, in the boot or in a later copy, the
+    /// device reports the lost link (not a parse error, not a hang) within 5 s.
+    #[test]
+    fn a_dropped_link_is_reported_as_such_in_the_boot_and_later() {
+        use tk_gpu::amd::device::LINK_LOST;
+        use tk_sim::pcie::amd::SimOptions;
+        let boot = AmdDevice::open_sim().expect("opens").round_trips();
+        assert!(boot > 100, "{boot} accesses to boot");
+        let mut in_boot = 0;
+        let mut later = 0;
+        for n in [0, 1, 2, boot / 3, boot - 1, boot, boot + 1, boot + 3, boot + 40] {
+            let start = Instant::now();
+            let result = AmdDevice::open_sim_with(SimOptions { link_drop: Some(n) }).and_then(|d| {
+                let q = d.queue();
+                let b = d.alloc(1 << 16)?;
+                d.write(&q, &b, &[7u8; 1 << 16])?;
+                let mut back = vec![0u8; 1 << 16];
+                d.read(&q, &b, &mut back)?;
+                d.synchronize(&q)?;
+                Ok(back)
+            });
+            let e = result.expect_err("the link dropped").to_string();
+            assert!(e.contains(LINK_LOST), "link-drop={n}: {e}");
+            assert!(start.elapsed() < Duration::from_secs(5), "link-drop={n}: {:?}", start.elapsed());
+            if n < boot { in_boot += 1 } else { later += 1 }
+        }
+        assert!(in_boot >= 4 && later >= 4);
+        assert!(SimOptions::parse(",link-drop=7") == Ok(SimOptions { link_drop: Some(7) }));
+        assert!(SimOptions::parse(",warp").unwrap_err().contains("unknown option `warp`"));
+    }
+
     #[test]
     fn opening_reads_ip_discovery_and_refuses_gpus_tk_does_not_know() {
         use tk_gpu::amd::BAR_VRAM;

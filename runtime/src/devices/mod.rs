@@ -220,7 +220,10 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             Ok(Arc::new(cuda::CudaDevice::open(k)?))
         }
         #[cfg(feature = "sim")]
-        "amd:sim" => Ok(Arc::new(amd::AmdDevice::open_sim()?)),
+        n if n == "amd:sim" || n.starts_with("amd:sim,") => {
+            let opts = tk_sim::pcie::amd::SimOptions::parse(&n["amd:sim".len()..]).map_err(bad)?;
+            Ok(Arc::new(amd::AmdDevice::open_sim_with(opts)?))
+        }
         #[cfg(unix)]
         n if n.starts_with("amd:tinygpu=") => Ok(Arc::new(open_tinygpu(n)?)),
         "amd:iokit" => {

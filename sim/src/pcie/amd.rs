@@ -47,6 +47,42 @@ struct Inner {
     seed: u64,
     /// The PCI command register (the one writable configuration register tk uses).
     command: AtomicU16,
+    /// `link-drop=N`: after N register or configuration accesses, the link is gone.
+    link_drop: Option<u64>,
+    accesses: AtomicU64,
+}
+
+/// The simulated GPU's options (`amd:sim,OPTION,...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimOptions {
+    /// `link-drop=N`: after N register or configuration-space accesses (BAR reads and writes,
+    /// doorbells, config reads and writes), reads return all ones and writes are dropped, as
+    /// when a Thunderbolt link drops or an enclosure loses power.
+    pub link_drop: Option<u64>,
+}
+
+impl SimOptions {
+    /// Parses the options after `amd:sim,` (comma-separated).
+    pub fn parse(s: &str) -> Result<SimOptions, String> {
+        let mut o = SimOptions::default();
+        for opt in s.split(',').filter(|x| !x.is_empty()) {
+            match opt.split_once('=') {
+                Some(("link-drop", n)) => {
+                    o.link_drop =
+                        Some(n.parse().map_err(|_| {
+                            format!("link-drop={n}: expected a number of accesses, such as link-drop=100")
+                        })?)
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown option `{opt}` of amd:sim; its option is link-drop=N (the link drops after N \
+                         register accesses)"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
 }
 
 /// The simulated GPU. Dropping it stops its command processor.
@@ -57,6 +93,11 @@ pub struct SimGpu {
 
 impl SimGpu {
     pub fn new() -> SimGpu {
+        SimGpu::with_options(SimOptions::default())
+    }
+
+    /// A simulated GPU with `options`.
+    pub fn with_options(options: SimOptions) -> SimGpu {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let inner = Arc::new(Inner {
             vram: Mutex::new(vec![0; VRAM_BYTES]),
@@ -70,6 +111,8 @@ impl SimGpu {
             trips: AtomicU64::new(0),
             seed,
             command: AtomicU16::new(0),
+            link_drop: options.link_drop,
+            accesses: AtomicU64::new(0),
         });
         // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
         let table = tk_gpu::amd::discovery::build(&tk_gpu::amd::discovery::navi31());
@@ -150,6 +193,16 @@ fn config_byte(command: u16, offset: u16) -> u8 {
     }
 }
 
+impl SimGpu {
+    /// Counts a register or configuration access; true once the link is gone (`link-drop`).
+    fn gone(&self) -> bool {
+        match self.inner.link_drop {
+            Some(n) => self.inner.accesses.fetch_add(1, Ordering::Relaxed) >= n,
+            None => false,
+        }
+    }
+}
+
 impl Transport for SimGpu {
     fn name(&self) -> String {
         "sim".into()
@@ -159,6 +212,9 @@ impl Transport for SimGpu {
         match bar {
             BAR_MMIO => {
                 self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                if self.gone() {
+                    return Ok(u32::MAX);
+                }
                 let r = self.inner.regs.lock().map_err(|_| "poisoned")?;
                 Ok(r.get(&(off as u32)).copied().unwrap_or(0))
             }
@@ -183,6 +239,9 @@ impl Transport for SimGpu {
             }
             BAR_MMIO => {
                 self.inner.trips.fetch_add(1, Ordering::Relaxed);
+                if self.gone() {
+                    return Ok(());
+                }
                 let known = MMIO.iter().find(|r| u64::from(mmio_byte(**r)) == off);
                 let Some(r) = known else {
                     let m = format!("unexpected register write: {v:#x} to register offset {off:#x}");
@@ -200,6 +259,9 @@ impl Transport for SimGpu {
             return self.write_bytes(bar, off, &v.to_le_bytes());
         }
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            return Ok(());
+        }
         let ctl = self.inner.regs.lock().map_err(|_| "poisoned")?.get(&mmio_byte(CP_HQD_PQ_DOORBELL_CONTROL)).copied();
         let ours = ctl.filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
         if ours != Some(off) {
@@ -216,6 +278,10 @@ impl Transport for SimGpu {
             return Err(format!("BAR {bar} has no memory to read"));
         }
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            out.fill(0xff);
+            return Ok(());
+        }
         let v = self.inner.vram.lock().map_err(|_| "poisoned")?;
         let r = vram_range(v.len(), off, out.len())?;
         out.copy_from_slice(&v[r]);
@@ -226,6 +292,9 @@ impl Transport for SimGpu {
             return Err(format!("BAR {bar} has no memory to write"));
         }
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            return Ok(());
+        }
         let mut v = self.inner.vram.lock().map_err(|_| "poisoned")?;
         let r = vram_range(v.len(), off, src.len())?;
         v[r].copy_from_slice(src);
@@ -234,6 +303,9 @@ impl Transport for SimGpu {
     fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
         check_config_access(offset, width)?;
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            return Ok(if width == 4 { u32::MAX } else { (1 << (8 * u32::from(width))) - 1 });
+        }
         let command = self.inner.command.load(Ordering::Relaxed);
         let mut b = [0u8; 4];
         for (k, x) in b.iter_mut().take(usize::from(width)).enumerate() {
@@ -244,6 +316,9 @@ impl Transport for SimGpu {
     fn config_write(&self, offset: u16, width: u8, value: u32) -> Result<(), String> {
         check_config_access(offset, width)?;
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            return Ok(());
+        }
         // Read-only fields ignore writes, as on the hardware; the command register keeps them.
         let mut command = self.inner.command.load(Ordering::Relaxed).to_le_bytes();
         for (k, x) in value.to_le_bytes().iter().take(usize::from(width)).enumerate() {
@@ -258,6 +333,9 @@ impl Transport for SimGpu {
     }
     fn reset(&self) -> Result<(), String> {
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        if self.gone() {
+            return Ok(());
+        }
         // A function-level reset: registers, doorbells, the pending fault and the command
         // register return to their power-on values (VRAM keeps its contents).
         let lock = |e| format!("the simulated GPU's state lock was poisoned ({e})");
