@@ -219,6 +219,21 @@ fn a_dropped_link_is_exit_3_within_5_seconds() {
     assert!(err(&o).contains("unknown option `hang-up` of amd:sim"), "{}", err(&o));
 }
 
+/// `TK_LOG=driver` prints one line per step of opening the GPU and the count of accesses the
+/// boot took; without it the driver is silent.
+#[test]
+fn tk_log_driver_prints_the_steps() {
+    let args = ["devices", "--verbose"];
+    let o = Command::new(env!("CARGO_BIN_EXE_tk")).args(args).env("TK_LOG", "driver").output().expect("tk runs");
+    let e = err(&o);
+    for step in ["driver: discovery: gfx1100: 9 IP blocks", "driver: gmc: VM context 0", "driver: queue: compute queue"]
+    {
+        assert!(e.contains(step), "{step}:\n{e}");
+    }
+    assert!(e.lines().any(|l| l.starts_with("driver: boot done after ") && l.ends_with(" round trips)")), "{e}");
+    assert!(!err(&tk(&args)).contains("driver:"));
+}
+
 /// `tk devices --verbose` shows what the simulated GPU's IP discovery table says, its BARs and
 /// its boot state; without `--verbose` the list stays one line per device.
 #[test]

@@ -145,10 +145,27 @@ pub fn link_gone(t: &dyn Transport) -> bool {
     matches!(t.config_read(0, 2), Ok(0xffff) | Err(_))
 }
 
-/// The launch timeout: `TK_AMD_TIMEOUT_MS`, else 20 s.
+/// The bound on every wait for the GPU: `TK_GPU_TIMEOUT_MS` (the same for every GPU driver),
+/// else the older `TK_AMD_TIMEOUT_MS`, else 20 s.
 fn default_timeout() -> Duration {
-    let ms = std::env::var("TK_AMD_TIMEOUT_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let ms = ["TK_GPU_TIMEOUT_MS", "TK_AMD_TIMEOUT_MS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().and_then(|s| s.parse().ok()))
+        .unwrap_or(20_000);
     Duration::from_millis(ms)
+}
+
+/// Whether `TK_LOG` asks for the driver's log (`TK_LOG=driver`, or a comma-separated list that
+/// holds `driver`).
+fn logging() -> bool {
+    std::env::var("TK_LOG").is_ok_and(|v| v.split(',').any(|x| x.trim() == "driver"))
+}
+
+/// One line of the driver's log on stderr: `driver: STEP: what it did`.
+fn log(step: &str, what: impl FnOnce() -> String) {
+    if logging() {
+        eprintln!("driver: {step}: {}", what());
+    }
 }
 
 impl AmdGpu {
@@ -168,7 +185,15 @@ impl AmdGpu {
         let found = discovery::read(t.as_ref(), vram).map_err(|m| {
             if link_gone(t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { setup("IP discovery", m) }
         })?;
-        found.gfx_target().map_err(|m| setup("IP discovery", m))?;
+        let target = found.gfx_target().map_err(|m| setup("IP discovery", m))?;
+        log("discovery", || {
+            format!(
+                "{target}: {} IP blocks, table version {}, read 64 KiB below the end of the {} MiB VRAM BAR",
+                found.ips.len(),
+                found.ip_version,
+                vram >> 20
+            )
+        });
         let gc = found.base(discovery::GC).map_err(|m| setup("IP discovery", m))?;
         if gc != u64::from(GC_BASE) {
             return Err(setup(
@@ -190,6 +215,10 @@ impl AmdGpu {
             discovery: found,
         };
         gpu.init().map_err(GpuError::Setup)?;
+        if logging() {
+            let n = gpu.round_trips();
+            eprintln!("driver: boot done after {n} register accesses ({n} round trips)");
+        }
         Ok(gpu)
     }
 
@@ -241,6 +270,13 @@ impl AmdGpu {
             let mut alloc = || zero_page(&mut st);
             gmc::map(&mut Bar(t), root, SYS_VA + p, bus, flags, &mut alloc)?;
         }
+        log("gmc", || {
+            format!(
+                "VM context 0: 4-level page table at VRAM 0x{:x}; {} KiB of system memory mapped at 0x{SYS_VA:x}",
+                st.root,
+                (SYS_STAGING + STAGING) >> 10
+            )
+        });
         let w = |r: Reg, v: u32| t.write32(BAR_MMIO, u64::from(mmio_byte(r)), v);
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, st.root as u32 | PTE_VALID as u32)?;
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (st.root >> 32) as u32)?;
@@ -254,6 +290,12 @@ impl AmdGpu {
         w(CP_HQD_PQ_CONTROL, RING_LOG2 - 1)?;
         w(CP_HQD_PQ_DOORBELL_CONTROL, (DOORBELL as u32 & DOORBELL_OFFSET_MASK) | DOORBELL_EN)?;
         w(CP_HQD_ACTIVE, 1)?;
+        log("queue", || {
+            format!(
+                "compute queue (MEC me 1, pipe 0, queue 0) active: a {} KiB ring at 0x{ring_va:x}, doorbell 0x{DOORBELL:x}",
+                (4u64 << RING_LOG2) >> 10
+            )
+        });
         Ok(())
     }
 
@@ -444,7 +486,7 @@ impl CommandQueue for AmdGpu {
                 }
             }
             if start.elapsed() > limit {
-                return Err(self.note(GpuError::Timeout { limit, var: "TK_AMD_TIMEOUT_MS" }));
+                return Err(self.note(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" }));
             }
             std::thread::sleep(Duration::from_micros(50));
         }
