@@ -180,6 +180,24 @@ fn tk_disasm_agrees_with_llvm_objdump() {
     assert!(total > 1000, "only {total} instructions");
 }
 
+/// `tk run examples/saxpy.tk -k saxpy` on 1000 random elements on `device`.
+fn saxpy_on(device: &str) -> Output {
+    tk(&[
+        "run",
+        "examples/saxpy.tk",
+        "-k",
+        "saxpy",
+        "--arg",
+        "a=2",
+        "--arg",
+        "x=rand:1000",
+        "--arg",
+        "y=rand:1000",
+        "--device",
+        device,
+    ])
+}
+
 /// `tk run --device amd:sim,link-drop=N`: a link that drops during the boot or the run is exit 3
 /// with the lost-link message, within 5 s; a link that outlives the run changes nothing; a bad
 /// option is a usage error naming it.
@@ -190,20 +208,7 @@ fn a_dropped_link_is_exit_3_within_5_seconds() {
     }
     let run = |dev: &str| {
         let t = std::time::Instant::now();
-        let o = tk(&[
-            "run",
-            "examples/saxpy.tk",
-            "-k",
-            "saxpy",
-            "--arg",
-            "a=2",
-            "--arg",
-            "x=rand:1000",
-            "--arg",
-            "y=rand:1000",
-            "--device",
-            dev,
-        ]);
+        let o = saxpy_on(dev);
         (o, t.elapsed())
     };
     for n in [0, 10, 1000, 3000] {
@@ -254,20 +259,7 @@ fn tk_devices_verbose_shows_ip_discovery() {
 /// `tk devices`; an address that is not an AMD GPU is refused as such.
 #[test]
 fn amd_pci_without_such_a_device_says_so() {
-    let o = tk(&[
-        "run",
-        "examples/saxpy.tk",
-        "-k",
-        "saxpy",
-        "--arg",
-        "a=1",
-        "--arg",
-        "x=rand:4",
-        "--arg",
-        "y=rand:4",
-        "--device",
-        "amd:pci=0000:ff:1f.7",
-    ]);
+    let o = saxpy_on("amd:pci=0000:ff:1f.7");
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
     let e = err(&o);
     if cfg!(target_os = "linux") {
