@@ -239,6 +239,26 @@ fn tk_log_driver_prints_the_steps() {
     assert!(!err(&tk(&args)).contains("driver:"));
 }
 
+/// `TK_DRIVER_TRACE=FILE` records the transport calls of opening `amd:sim` (here through `tk
+/// devices --verbose`), and the file replays against a fresh simulated GPU.
+#[test]
+fn tk_driver_trace_records_a_replayable_trace() {
+    let path = std::env::temp_dir().join(format!("tk-driver-trace-{}.txt", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_tk"))
+        .args(["devices", "--verbose"])
+        .env("TK_DRIVER_TRACE", &path)
+        .output()
+        .expect("tk runs");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = std::fs::read_to_string(&path).expect("the trace");
+    let _ = std::fs::remove_file(&path);
+    assert!(text.starts_with("# tk driver trace 1: sim"), "{}", &text[..60.min(text.len())]);
+    let sim = tk_sim::pcie::amd::SimGpu::new();
+    let calls = tk_gpu::transport::trace::replay(&text, &sim, &|| sim.settle(std::time::Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(calls > 1000, "{calls} calls");
+}
+
 /// `tk devices --verbose` shows what the simulated GPU's IP discovery table says, its BARs and
 /// its boot state; without `--verbose` the list stays one line per device.
 #[test]

@@ -9,6 +9,7 @@ pub mod iokit;
 pub mod linux_pci;
 #[cfg(unix)]
 pub mod tinygpu;
+pub mod trace;
 
 /// Host memory the GPU can reach by DMA, shared between the driver and the device.
 pub trait HostMem: Send + Sync {

@@ -71,6 +71,14 @@ impl AmdDevice {
 
     /// Sets up the queue and page tables on a GPU whose firmware is running.
     pub fn open(name: &str, t: Box<dyn Transport>, target: AmdTarget) -> Result<AmdDevice, RunError> {
+        // TK_DRIVER_TRACE=FILE records every transport call (tk_gpu::transport::trace).
+        let t: Box<dyn Transport> = match std::env::var_os("TK_DRIVER_TRACE").filter(|p| !p.is_empty()) {
+            Some(p) => Box::new(
+                tk_gpu::transport::trace::Recorder::create(t, std::path::Path::new(&p))
+                    .map_err(|m| RunError::Device { device: name.to_string(), message: m })?,
+            ),
+            None => t,
+        };
         let gpu = AmdGpu::open(t).map_err(|e| RunError::Device { device: name.to_string(), message: e.to_string() })?;
         Ok(AmdDevice { name: name.to_string(), target, gpu })
     }
@@ -314,6 +322,49 @@ mod tests {
     /// elsewhere, and one without a table are refused, each saying why.
     /// `amd:sim,link-drop=N`: wherever the link drops, in the boot or in a later copy, the
     /// device reports the lost link (not a parse error, not a hang) within 5 s.
+    /// A trace recorded while the driver boots the simulated GPU and copies through it replays
+    /// against a fresh simulated GPU, every read giving what the trace holds; a trace whose
+    /// reads or writes were changed stops at the line that no longer holds.
+    #[test]
+    fn a_recorded_driver_trace_replays_against_the_simulated_gpu() {
+        use tk_gpu::transport::trace::{Recorder, replay};
+        let path = std::env::temp_dir().join(format!("tk-trace-{}.txt", std::process::id()));
+        {
+            let rec = Recorder::create(Box::new(SimGpu::new()), &path).expect("trace file");
+            let d = AmdDevice::open("amd:sim", Box::new(rec), AmdTarget::ALL[0]).expect("opens");
+            let q = d.queue();
+            let b = d.alloc(1 << 14).expect("alloc");
+            d.write(&q, &b, &[5u8; 1 << 14]).expect("write");
+            let mut back = vec![0u8; 1 << 14];
+            d.read(&q, &b, &mut back).expect("read");
+            assert_eq!(back, vec![5u8; 1 << 14]);
+        }
+        let text = std::fs::read_to_string(&path).expect("trace");
+        let _ = std::fs::remove_file(&path);
+        assert!(text.starts_with("# tk driver trace 1"), "{}", &text[..80.min(text.len())]);
+        assert!(text.lines().any(|l| l.starts_with("write64 2 0x8 ")), "a doorbell");
+        assert!(text.lines().any(|l| l.starts_with("sys 0 ")), "ring contents");
+        let settle = |sim: &SimGpu| sim.settle(Duration::from_secs(5));
+        let sim = SimGpu::new();
+        let calls = replay(&text, &sim, &|| settle(&sim)).expect("replays");
+        assert!(calls > 1000, "{calls} calls");
+        // A read that no longer holds: the discovery header's first byte.
+        let header = text.lines().find(|l| l.starts_with("read 0 ")).expect("discovery read").to_string();
+        let changed = header.replacen("-> 07", "-> 08", 1);
+        assert_ne!(header, changed);
+        let sim = SimGpu::new();
+        let e = replay(&text.replacen(&header, &changed, 1), &sim, &|| settle(&sim)).expect_err("differs");
+        assert!(e.contains("the device gave 07") && e.contains("the trace has 08"), "{e}");
+        // A write that no longer holds: the queue left inactive, so the first doorbell faults.
+        let reg = tk_gpu::amd::regs::mmio_byte(tk_gpu::amd::regs::CP_HQD_ACTIVE);
+        let active = format!("write32 5 0x{reg:x} 0x1");
+        assert!(text.contains(&active), "{active}");
+        let sim = SimGpu::new();
+        let e = replay(&text.replacen(&active, &format!("write32 5 0x{reg:x} 0x0"), 1), &sim, &|| settle(&sim))
+            .expect_err("faults");
+        assert!(e.contains("the device faulted") && e.contains("not active"), "{e}");
+    }
+
     #[test]
     fn a_dropped_link_is_reported_as_such_in_the_boot_and_later() {
         use tk_gpu::amd::device::LINK_LOST;

@@ -50,6 +50,10 @@ struct Inner {
     /// `link-drop=N`: after N register or configuration accesses, the link is gone.
     link_drop: Option<u64>,
     accesses: AtomicU64,
+    /// The last write pointer the doorbell rang with, and the last one the command processor
+    /// finished (for [`SimGpu::settle`]).
+    rung: AtomicU64,
+    done: AtomicU64,
 }
 
 /// The simulated GPU's options (`amd:sim,OPTION,...`).
@@ -113,6 +117,8 @@ impl SimGpu {
             command: AtomicU16::new(0),
             link_drop: options.link_drop,
             accesses: AtomicU64::new(0),
+            rung: AtomicU64::new(0),
+            done: AtomicU64::new(0),
         });
         // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
         let table = tk_gpu::amd::discovery::build(&tk_gpu::amd::discovery::navi31());
@@ -194,6 +200,22 @@ fn config_byte(command: u16, offset: u16) -> u8 {
 }
 
 impl SimGpu {
+    /// Waits until the command processor has run everything the doorbell rang for (or the
+    /// queue faulted), at most `limit`: what a trace replay does where the driver waited.
+    pub fn settle(&self, limit: std::time::Duration) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        loop {
+            let fault = self.inner.fault.lock().map(|f| f.is_some()).unwrap_or(true);
+            if fault || self.inner.done.load(Ordering::SeqCst) >= self.inner.rung.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(format!("the simulated GPU did not finish its queue within {limit:?}"));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// Counts a register or configuration access; true once the link is gone (`link-drop`).
     fn gone(&self) -> bool {
         match self.inner.link_drop {
@@ -269,6 +291,7 @@ impl Transport for SimGpu {
             set_fault(&self.inner, m.clone());
             return Err(m);
         }
+        self.inner.rung.store(v, Ordering::SeqCst);
         *self.inner.doorbell.lock().map_err(|_| "poisoned")? = Some(v);
         self.inner.wake.notify_all();
         Ok(())
@@ -480,6 +503,7 @@ fn command_processor(i: &Inner) {
         if let Err(e) = run_ring(i, &mut rptr, wptr, &mut sh, &mut dispatches) {
             set_fault(i, e);
         }
+        i.done.store(wptr, Ordering::SeqCst);
     }
 }
 
