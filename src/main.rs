@@ -103,7 +103,8 @@ enum Command {
         /// `gfx1102`).
         #[arg(long, default_value = "cpu")]
         target: String,
-        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// Optimisation knobs for every device kernel; each one named replaces that knob of the
+        /// target's defaults for the kernel, the others keep them:
         /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
         /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
         /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
@@ -167,7 +168,8 @@ enum Command {
         /// Seed of the random arguments.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// Optimisation knobs for every device kernel; each one named replaces that knob of the
+        /// target's defaults for the kernel, the others keep them:
         /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
         /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
         /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
@@ -218,7 +220,8 @@ enum Command {
         /// ptxas -v, or from the AMD code object's metadata).
         #[arg(short, long)]
         verbose: bool,
-        /// Optimisation knobs for every device kernel, replacing the target's defaults:
+        /// Optimisation knobs for every device kernel; each one named replaces that knob of the
+        /// target's defaults for the kernel, the others keep them:
         /// `parallel=P` (outer output axes run in parallel), `unroll=U` (reduction unroll),
         /// `vector=V` (innermost SIMD width, CPU), `group=G` (threads sharing a reduction, GPU),
         /// `upcast=F` (F x F register tiles of a matrix product, GPU). Results are unchanged
@@ -462,23 +465,22 @@ fn main() -> ExitCode {
 }
 
 /// Warns about knobs that the target cannot use well (they never change results).
-fn warn_knobs(knobs: Option<&tk_ir::kernel::Knobs>, target: tk_toolchain::target::Target) {
-    if let Some(k) = knobs
-        && k.upcast > 1
+fn warn_knobs(knobs: Option<&tk_ir::kernel::KnobOverrides>, target: tk_toolchain::target::Target) {
+    if let Some(u) = knobs.and_then(|k| k.upcast)
+        && u > 1
         && target == tk_toolchain::target::Target::Cpu
     {
         eprintln!(
-            "warning: --opts upcast={} tiles outputs in registers, which pays on GPUs; the CPU backend vectorises \
+            "warning: --opts upcast={u} tiles outputs in registers, which pays on GPUs; the CPU backend vectorises \
              and blocks matrix products itself, and a tile defeats that (often several times slower): leave upcast \
-             out on the CPU",
-            k.upcast
+             out on the CPU"
         );
     }
 }
 
 /// `--opts KNOBS`, reporting a bad value (a usage error).
-fn parse_opts(opts: Option<&str>) -> Result<Option<tk_ir::kernel::Knobs>, ()> {
-    match opts.map(str::parse::<tk_ir::kernel::Knobs>) {
+fn parse_opts(opts: Option<&str>) -> Result<Option<tk_ir::kernel::KnobOverrides>, ()> {
+    match opts.map(str::parse::<tk_ir::kernel::KnobOverrides>) {
         None => Ok(None),
         Some(Ok(k)) => Ok(Some(k)),
         Some(Err(e)) => {
@@ -771,7 +773,7 @@ fn emit(
     stage: Stage,
     target: tk_toolchain::target::Target,
     entry: Option<&str>,
-    knobs: Option<&tk_ir::kernel::Knobs>,
+    knobs: Option<&tk_ir::kernel::KnobOverrides>,
     flags: Flags,
     choice: ColorChoice,
 ) -> u8 {

@@ -11,7 +11,7 @@ use tk_compiler::diag::{Code, Diag};
 use tk_ir::dims::Dim;
 use tk_ir::dtype::DType;
 use tk_ir::graph::{Graph, Op, ReduceOp, Scalar};
-use tk_ir::kernel::Knobs;
+use tk_ir::kernel::KnobOverrides;
 use tk_runtime::array::{Random, rng};
 use tk_runtime::{Device, HostArray, RunError};
 
@@ -25,7 +25,7 @@ pub struct RunOpts {
     pub bench: Option<usize>,
     pub time: bool,
     pub seed: u64,
-    pub knobs: Option<Knobs>,
+    pub knobs: Option<KnobOverrides>,
     pub deterministic: bool,
     pub print: Print,
 }

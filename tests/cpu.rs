@@ -77,7 +77,7 @@ fn knobs_do_not_change_cpu_results() {
                     upcast: 1 << (rng.next() % 3),
                 };
                 let opts =
-                    tk_toolchain::target::Options { knobs: Some(knobs.clone()), deterministic: true, split: None };
+                    tk_toolchain::target::Options { knobs: Some((&knobs).into()), deterministic: true, split: None };
                 let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &opts)
                     .unwrap_or_else(|e| panic!("{}::{name} {knobs}: {e}", f.display()));
                 let size = [3i64, 5, 17][trial];
@@ -241,7 +241,7 @@ fn register_tiles_match_the_interpreter() {
             let s = tk_ir::schedule::schedule(&g);
             let rank = s.buffers[s.kernels[0].writes[0]].shape.len();
             let knobs = Knobs { parallel: rank, upcast: f, ..Knobs::default() };
-            let opts = tk_toolchain::target::Options { knobs: Some(knobs), deterministic: true, split: None };
+            let opts = tk_toolchain::target::Options { knobs: Some((&knobs).into()), deterministic: true, split: None };
             let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &opts).expect("compiles");
             let text = tk_ir::kernel::print(&compiled.kernels[0]);
             // Matrix products contract to `reduce dot` (sums of fused products).

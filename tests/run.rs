@@ -379,6 +379,21 @@ fn knobs_are_documented_and_harmful_ones_warn() {
     for knob in ["parallel=P", "unroll=U", "vector=V", "group=G", "upcast=F"] {
         assert!(help.contains(knob), "{help}");
     }
+    // A knob named replaces only itself: the GPU's other defaults (two parallel axes) stay.
+    let o = tk(&[
+        "emit",
+        "examples/matmul.tk",
+        "-k",
+        "matmul_loops",
+        "--stage",
+        "kernel",
+        "--target",
+        "sm_86",
+        "--opts",
+        "upcast=2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("knobs parallel=2,unroll=1,vector=1,group=1,upcast=2"), "{}", out(&o));
 }
 
 /// `--arg x=[...]`: list literals, nested for higher ranks, with located errors for malformed ones.

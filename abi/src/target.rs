@@ -8,7 +8,7 @@ use crate::launch::{AmdTarget, NvidiaTarget};
 use std::time::{Duration, Instant};
 use tk_ir::dims::Dim;
 use tk_ir::graph::{Graph, Loc, Op, ReduceOp};
-use tk_ir::kernel::{Kernel, Knobs};
+use tk_ir::kernel::{Kernel, KnobOverrides, Knobs};
 use tk_ir::schedule::Schedule;
 
 /// A device kernel that cannot be lowered (the kernel IR's limits).
@@ -127,8 +127,9 @@ impl Target {
 /// Compile options.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Knobs for every device kernel (the target's defaults when `None`).
-    pub knobs: Option<Knobs>,
+    /// Knobs for every device kernel, each replacing that knob of the target's defaults for the
+    /// kernel (all of the defaults when `None`).
+    pub knobs: Option<KnobOverrides>,
     /// Keep every reduction in the reference order, so results are bit-identical to the
     /// reference interpreter (no split reductions, no atomic scatters).
     pub deterministic: bool,
@@ -169,7 +170,11 @@ pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, Lower
     let t1 = Instant::now();
     let mut kernels = Vec::new();
     for i in 0..schedule.kernels.len() {
-        let kn = opts.knobs.clone().unwrap_or_else(|| target.kernel_knobs(&schedule, i));
+        let defaults = target.kernel_knobs(&schedule, i);
+        let kn = match &opts.knobs {
+            Some(o) => o.apply(defaults),
+            None => defaults,
+        };
         let err = |e: tk_ir::kernel::KernelError| LowerError { message: e.message, loc: e.loc };
         // GPUs add a scatter's rows with atomics, except where every sum must keep its order.
         if target != Target::Cpu && !opts.deterministic {

@@ -542,6 +542,23 @@ fn knobs_parse_print_and_validate() {
 }
 
 #[test]
+fn knob_overrides_replace_only_the_named_knobs() {
+    use tk_ir::kernel::{KnobOverrides, Knobs};
+    let o: KnobOverrides = "upcast=2, unroll=4".parse().expect("parses");
+    assert_eq!(o.to_string(), "unroll=4,upcast=2");
+    assert_eq!(o.to_string().parse::<KnobOverrides>(), Ok(o.clone()));
+    let base = Knobs { parallel: 2, unroll: 1, vector: 1, group: 8, upcast: 4 };
+    assert_eq!(o.apply(base.clone()), Knobs { parallel: 2, unroll: 4, vector: 1, group: 8, upcast: 2 });
+    // Every knob named: the defaults play no part (what bundles from before overrides hold).
+    let all: KnobOverrides = "parallel=1,unroll=1,vector=1,group=1".parse().expect("parses");
+    assert_eq!(all.apply(Knobs::default()).parallel, 1);
+    assert_eq!(KnobOverrides::from(&Knobs::default()).apply(base), Knobs::default());
+    assert!("tile=2".parse::<KnobOverrides>().is_err());
+    assert!("upcast=x".parse::<KnobOverrides>().is_err());
+    assert_eq!("".parse::<KnobOverrides>(), Ok(KnobOverrides::default()));
+}
+
+#[test]
 fn f64_erf_reference_terminates_at_zero() {
     let src = "kernel e(x: f64[n]) -> f64[n] { erf(x) }\n";
     let x = Array::from_fn(DType::F64, vec![4], |i| Scalar::Float([0.0, -0.0, 1.0, -30.0][i]));

@@ -252,6 +252,79 @@ impl std::str::FromStr for Knobs {
     }
 }
 
+/// Knobs given by name (`--opts parallel=2,upcast=4`): each replaces that knob of a kernel's
+/// defaults, and the knobs not named keep the target's choice for that kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnobOverrides {
+    pub parallel: Option<usize>,
+    pub unroll: Option<u32>,
+    pub vector: Option<u32>,
+    pub group: Option<u32>,
+    pub upcast: Option<u32>,
+}
+
+impl KnobOverrides {
+    /// `base` with the named knobs replaced.
+    pub fn apply(&self, base: Knobs) -> Knobs {
+        Knobs {
+            parallel: self.parallel.unwrap_or(base.parallel),
+            unroll: self.unroll.unwrap_or(base.unroll),
+            vector: self.vector.unwrap_or(base.vector),
+            group: self.group.unwrap_or(base.group),
+            upcast: self.upcast.unwrap_or(base.upcast),
+        }
+    }
+}
+
+impl From<&Knobs> for KnobOverrides {
+    /// Every knob named: the kernel's defaults play no part.
+    fn from(k: &Knobs) -> KnobOverrides {
+        KnobOverrides {
+            parallel: Some(k.parallel),
+            unroll: Some(k.unroll),
+            vector: Some(k.vector),
+            group: Some(k.group),
+            upcast: Some(k.upcast),
+        }
+    }
+}
+
+impl std::fmt::Display for KnobOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [
+            ("parallel", self.parallel.map(|v| v as u32)),
+            ("unroll", self.unroll),
+            ("vector", self.vector),
+            ("group", self.group),
+            ("upcast", self.upcast),
+        ]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n}={v}")))
+        .collect();
+        write!(f, "{}", parts.join(","))
+    }
+}
+
+impl std::str::FromStr for KnobOverrides {
+    type Err = String;
+    /// `parallel=2,upcast=4`: the named knobs (the same keys and errors as [`Knobs`]).
+    fn from_str(s: &str) -> Result<KnobOverrides, String> {
+        let mut o = KnobOverrides::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let one: Knobs = part.parse()?;
+            match part.split_once('=').map(|(k, _)| k.trim()) {
+                Some("parallel") => o.parallel = Some(one.parallel),
+                Some("unroll") => o.unroll = Some(one.unroll),
+                Some("vector") => o.vector = Some(one.vector),
+                Some("group") => o.group = Some(one.group),
+                Some("upcast") => o.upcast = Some(one.upcast),
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}
+
 impl Knobs {
     /// Whether the knobs make sense for a kernel whose output has `rank` axes.
     pub fn valid_for(&self, rank: usize) -> Result<(), String> {
