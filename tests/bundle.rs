@@ -208,6 +208,36 @@ fn x86_64_bundles_carry_baseline_and_v3_code_that_agree() {
     }
 }
 
+/// A bundle built with `--opts` records the knobs named and loads with them, computing what the
+/// JIT computes with the same knobs.
+#[test]
+fn bundles_keep_the_knobs_opts_named() {
+    let path = tmp("knobs.tkb");
+    let o = tk(&[
+        "build",
+        "examples/softmax.tk",
+        "--target",
+        "cpu",
+        "-o",
+        &path.display().to_string(),
+        "--opts",
+        "unroll=2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let shown = String::from_utf8_lossy(&tk(&["inspect", &path.display().to_string()]).stdout).into_owned();
+    assert!(shown.contains("knobs unroll=2"), "{shown}");
+    let b = Bundle::load(&path).expect("loads");
+    let dev = tk_runtime::open("cpu").expect("cpu");
+    let g = &compile(std::path::Path::new("examples/softmax.tk"))[0].1;
+    let opts = tk_toolchain::target::Options { knobs: Some("unroll=2".parse().expect("knobs")), ..Default::default() };
+    let jit = tk_toolchain::compile(dev.as_ref(), "softmax_rows", g, &opts).expect("compiles");
+    let loaded = b.load_entry(dev.as_ref(), "softmax_rows").expect("loads");
+    assert_eq!(loaded.kernels.len(), jit.kernels.len());
+    for (a, j) in loaded.kernels.iter().zip(&jit.kernels) {
+        assert_eq!(tk_ir::kernel::print(a), tk_ir::kernel::print(j));
+    }
+}
+
 /// Rewrites a bundle's bytes with a fresh checksum, as a well-meaning but wrong tool would.
 fn reseal(mut b: Vec<u8>) -> Vec<u8> {
     let body = b.len() - 32;

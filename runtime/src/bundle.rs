@@ -290,9 +290,14 @@ impl Bundle {
         let (graph, _) = tk_ir::graph::text::parse(entries[ei]["graph"].as_str().unwrap_or(""))
             .map_err(|e| corrupt(format!("entry `{name}`: its graph does not parse: {e}")))?;
         let o = &v["options"];
-        let knobs = match o["knobs"].as_str() {
-            Some(k) => Some(k.parse().map_err(|e| corrupt(format!("knobs `{k}`: {e}")))?),
-            None => None,
+        // `knob_overrides`: the knobs `--opts` named; `knobs` (older bundles): every knob.
+        let knobs = match (o["knob_overrides"].as_str(), o["knobs"].as_str()) {
+            (Some(k), _) => Some(k.parse().map_err(|e| corrupt(format!("knobs `{k}`: {e}")))?),
+            (None, Some(k)) => {
+                let all: tk_ir::kernel::Knobs = k.parse().map_err(|e| corrupt(format!("knobs `{k}`: {e}")))?;
+                Some((&all).into())
+            }
+            (None, None) => None,
         };
         // `[chunks, lanes, rows]`; bundles before chunks wrote `[lanes, rows]` (one chunk).
         let split = o["split"].as_array().and_then(|a| {
@@ -366,7 +371,11 @@ impl Bundle {
                 v["lowering"].as_str().unwrap_or("?"),
                 o["split"],
                 if o["deterministic"] == true { "deterministic" } else { "default reductions" },
-                o["knobs"].as_str().map(|k| format!(", knobs {k}")).unwrap_or_default(),
+                o["knob_overrides"]
+                    .as_str()
+                    .or(o["knobs"].as_str())
+                    .map(|k| format!(", knobs {k}"))
+                    .unwrap_or_default(),
             );
             for (i, e) in v["entries"].as_array().into_iter().flatten().enumerate() {
                 let parts: Vec<String> = e["code"]

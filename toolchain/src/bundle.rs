@@ -30,7 +30,8 @@ fn dims_json(d: &[tk_ir::dims::Dim]) -> Value {
 fn options_json(o: &Options, split: Split) -> Value {
     json!({
         "deterministic": o.deterministic,
-        "knobs": o.knobs.as_ref().map(|k| k.to_string()),
+        // The knobs `--opts` named; older bundles wrote every knob under "knobs".
+        "knob_overrides": o.knobs.as_ref().map(|k| k.to_string()),
         "split": [split.chunks, split.lanes, split.rows],
     })
 }
