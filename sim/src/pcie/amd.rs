@@ -159,7 +159,12 @@ impl Default for SimGpu {
 
 impl Drop for SimGpu {
     fn drop(&mut self) {
+        // Set under the doorbell's lock: the command processor checks `stop` and goes to sleep
+        // under that lock, so the notification cannot fall between the two (a lost wake-up,
+        // which hung a test run once).
+        let guard = self.inner.doorbell.lock();
         self.inner.stop.store(true, Ordering::SeqCst);
+        drop(guard);
         self.inner.wake.notify_all();
         if let Some(h) = self.cp.take() {
             let _ = h.join();
