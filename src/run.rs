@@ -606,9 +606,13 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
-            // A name that is no device is a usage error; a device that cannot be used here (no
-            // driver) is a device failure.
-            return if matches!(e, RunError::Argument { .. }) { exit::USAGE } else { exit::RUNTIME };
+            // A name that is no device is a usage error; missing firmware or tools exit 4; a
+            // device that cannot be used here (no driver) is a device failure.
+            return match e {
+                RunError::Argument { .. } => exit::USAGE,
+                RunError::MissingTool { .. } => exit::MISSING_TOOL,
+                _ => exit::RUNTIME,
+            };
         }
     };
     crate::warn_knobs(o.knobs.as_ref(), dev.compile_target());

@@ -13,10 +13,30 @@ fn sock(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tk-tg-{}-{name}.sock", std::process::id()))
 }
 
+/// Boots the simulated GPU behind the server, cold, with the synthetic firmware it runs (a
+/// user's driver reads the same files from linux-firmware).
 fn open(s: &FakeServer) -> AmdDevice {
     let t = TinyGpu::connect(&s.path).expect("connects");
     assert_eq!(t.probe().expect("probe"), (0x1002, 0x744c));
-    AmdDevice::open("amd:tinygpu", Box::new(t), tk_abi::launch::AmdTarget::ALL[0]).expect("opens")
+    let fw = tk_gpu::amd::firmware::FirmwareSet::from_files(
+        tk_sim::pcie::amd::synthetic(&tk_gpu::amd::discovery::navi31()),
+        "synthetic",
+    )
+    .expect("firmware");
+    AmdDevice::open_with_firmware("amd:tinygpu", Box::new(t), tk_abi::launch::AmdTarget::ALL[0], Some(fw))
+        .expect("opens")
+}
+
+/// A cold boot over the socket (discovery, firmware through shared memory, PSP, SMU, MEC,
+/// SDMA, the queue) in a bounded number of requests: docs/driver.md reports the count.
+#[test]
+fn a_cold_boot_over_the_socket_takes_a_bounded_number_of_round_trips() {
+    let s = FakeServer::start(&sock("boot")).expect("server");
+    let dev = open(&s);
+    assert_eq!(dev.boot_state(), tk_gpu::amd::boot::BootState::Cold);
+    let trips = dev.round_trips();
+    eprintln!("a cold boot took {trips} round trips");
+    assert!(trips < 200_000, "{trips} round trips to boot");
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub enum GpuError {
     /// An earlier failure lost the device; it must be opened again.
     #[error("the device was lost after an earlier failure; open it again")]
     Lost,
+    /// The GPU's firmware is missing: the files, their paths, and where to get them.
+    #[error("missing GPU firmware: {0}")]
+    Firmware(String),
     /// A request the driver refuses (a size it cannot express, an unaligned address).
     #[error("{0}")]
     Invalid(String),

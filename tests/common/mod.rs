@@ -89,7 +89,17 @@ pub fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec
 /// Every example runs on `device` and matches the reference interpreter bit for bit (in the
 /// deterministic mode) on random inputs with every symbol set to each of `sizes`.
 pub fn every_example_matches_the_interpreter(device: &str, sizes: &[i64], min_runs: usize) {
-    let dev = tk_runtime::open(device).expect("device");
+    every_example_matches_the_interpreter_on(tk_runtime::open(device).expect("device"), device, sizes, min_runs);
+}
+
+/// [`every_example_matches_the_interpreter`] on a device already open.
+#[allow(dead_code)]
+pub fn every_example_matches_the_interpreter_on(
+    dev: std::sync::Arc<dyn tk_runtime::Device>,
+    device: &str,
+    sizes: &[i64],
+    min_runs: usize,
+) {
     let mut rng = Rng(0x5EED);
     let mut ran = 0;
     let mut failures = Vec::new();

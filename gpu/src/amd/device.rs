@@ -1,17 +1,23 @@
-//! The AMD driver proper, for a GPU whose firmware is running: the page tables of VMID 0, a VRAM
-//! allocator whose allocations are mapped at [`VA_BASE`] + offset, one compute queue (a PM4 ring
-//! in system memory, bound through the HQD registers, rung through its doorbell) with a
-//! RELEASE_MEM fence, DMA copies through a staging area, and the dispatch sequence of
-//! docs/driver.md. The runtime's `amd:*` device is a thin layer over [`AmdGpu`].
+//! The AMD driver proper: the bring-up of a cold GPU ([`super::boot`]: discovery, firmware, PSP,
+//! SMU, MEC, SDMA), the page tables of VMID 0, a VRAM allocator whose allocations are mapped at
+//! [`VA_BASE`] + offset, one compute queue (a PM4 ring in system memory, described by an MQD,
+//! bound through the HQD registers, rung through its doorbell) with a RELEASE_MEM fence, copies
+//! by the SDMA engine through a staging area, and the dispatch sequence of docs/driver.md. The
+//! runtime's `amd:*` device is a thin layer over [`AmdGpu`].
 
+use super::boot::{self, BootState, PspRing, Regs, Sys};
 use super::discovery::{self, Discovery};
+use super::firmware::{FirmwareError, FirmwareSet};
 use super::gmc::{self, PAGE, Phys};
 use super::pm4::Packet;
 use super::regs::*;
+use super::sdma;
 use super::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
 use crate::memory::Heap;
 use crate::queue::{CommandQueue, GpuError};
 use crate::transport::{SysMem, Transport};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -20,27 +26,48 @@ use std::time::{Duration, Instant};
 pub const VA_BASE: u64 = 0x1000_0000_0000;
 /// Where the driver's system memory appears in the GPU's virtual address space.
 pub const SYS_VA: u64 = 0x2000_0000_0000;
-/// The layout of the driver's system memory: the ring, the fence, the error slots, the kernel
-/// arguments and the staging area for DMA copies.
+/// The layout of the driver's system memory: the PM4 ring, its fence, the error slots, the
+/// kernel arguments, the PSP's KM ring, command buffer and fence, the SDMA engine's read-pointer
+/// write-back and fence, the MQD, the SDMA ring, and (1 MiB aligned, for the PSP's bootloader)
+/// the staging area for firmware and copies.
 const SYS_RING: u64 = 0;
 const SYS_FENCE: u64 = 4 << RING_LOG2;
 const SYS_ERRORS: u64 = SYS_FENCE + PAGE;
 const SYS_KERNARG: u64 = SYS_ERRORS + PAGE;
-const SYS_STAGING: u64 = SYS_KERNARG + PAGE;
+const SYS_PSP_RING: u64 = SYS_KERNARG + PAGE;
+const SYS_PSP_CMD: u64 = SYS_PSP_RING + PAGE;
+const SYS_PSP_FENCE: u64 = SYS_PSP_CMD + PAGE;
+const SYS_SDMA_WB: u64 = SYS_PSP_FENCE + PAGE;
+/// The SDMA fence, in the write-back page after the read pointer.
+const SYS_SDMA_FENCE: u64 = SYS_SDMA_WB + 64;
+const SYS_MQD: u64 = SYS_SDMA_WB + PAGE;
+const SYS_SDMA_RING: u64 = SYS_MQD + PAGE;
+/// The SDMA ring: 2^12 dwords.
+const SDMA_RING_LOG2: u32 = 12;
+const SYS_STAGING: u64 = 1 << 20;
 /// Bytes of the staging area: larger copies go in pieces.
 pub const STAGING: u64 = 4 << 20;
 /// The PM4 ring: 2^14 dwords.
 const RING_LOG2: u32 = 14;
-/// The doorbell of tk's queue (a byte offset in the doorbell BAR).
+/// The doorbell of tk's compute queue, and of its SDMA queue (byte offsets in the doorbell BAR;
+/// the SDMA one is Linux's for engine 0, soc21.c).
 const DOORBELL: u64 = 0x8;
+const SDMA_DOORBELL: u64 = 0x800;
 /// The smallest VRAM the driver works with.
 const MIN_VRAM: u64 = 64 << 20;
+/// VRAM kept for the PSP's trusted memory region (TMR) at offset 0 (1 MiB aligned); the TOC's
+/// size must fit.
+const TMR_ROOM: u64 = 32 << 20;
 
 struct State {
     heap: Heap,
     root: u64,
     wptr: u64,
     seq: u64,
+    /// The SDMA ring's write pointer (bytes, never wrapped) and its last fence value.
+    sdma_wptr: u64,
+    sdma_seq: u32,
+    tables: Tables,
 }
 
 struct Shared {
@@ -68,18 +95,48 @@ impl Shared {
     }
 }
 
-/// Physical memory of the GPU through the transport (page-table writes).
-struct Bar<'a>(&'a dyn Transport);
+/// The driver's copy of its page tables: every entry it wrote, and the table pages it zeroed.
+/// The driver is the only writer of its tables, so a walk never reads them back through the
+/// BAR (a round trip per entry over the TinyGPU socket).
+#[derive(Default)]
+struct Tables {
+    entries: HashMap<u64, u64>,
+    zeroed: RefCell<HashSet<u64>>,
+}
+
+/// Physical memory of the GPU through the transport (page-table writes), read from the
+/// driver's copy.
+struct Bar<'a> {
+    t: &'a dyn Transport,
+    entries: &'a mut HashMap<u64, u64>,
+    zeroed: &'a RefCell<HashSet<u64>>,
+}
 
 impl Phys for Bar<'_> {
     fn read_u64(&mut self, pa: u64) -> Result<u64, String> {
+        if let Some(v) = self.entries.get(&pa) {
+            return Ok(*v);
+        }
+        if self.zeroed.borrow().contains(&(pa & !(PAGE - 1))) {
+            return Ok(0);
+        }
         let mut b = [0u8; 8];
-        self.0.read_bytes(BAR_VRAM, pa, &mut b)?;
+        self.t.read_bytes(BAR_VRAM, pa, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
     fn write_u64(&mut self, pa: u64, v: u64) -> Result<(), String> {
-        self.0.write_bytes(BAR_VRAM, pa, &v.to_le_bytes())
+        self.t.write_bytes(BAR_VRAM, pa, &v.to_le_bytes())?;
+        self.entries.insert(pa, v);
+        Ok(())
     }
+}
+
+/// A zeroed page of VRAM for a page table, from `heap`; `zeroed` learns that it is.
+fn table_page(t: &dyn Transport, heap: &mut Heap, zeroed: &RefCell<HashSet<u64>>) -> Result<Option<u64>, String> {
+    let Some(p) = heap.alloc(PAGE) else { return Ok(None) };
+    t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
+    zeroed.borrow_mut().insert(p);
+    Ok(Some(p))
 }
 
 /// A VRAM allocation, mapped at `VA_BASE + offset`; unmapped and freed when dropped.
@@ -103,11 +160,12 @@ impl Vram {
 impl Drop for Vram {
     fn drop(&mut self) {
         if let Some(d) = self.dev.upgrade()
-            && let Ok(mut st) = d.st.lock()
+            && let Ok(mut guard) = d.st.lock()
         {
-            let root = st.root;
+            let st = &mut *guard;
+            let mut bar = Bar { t: d.t.as_ref(), entries: &mut st.tables.entries, zeroed: &st.tables.zeroed };
             for p in (0..self.bytes.max(1)).step_by(PAGE as usize) {
-                let _ = gmc::unmap(&mut Bar(d.t.as_ref()), root, VA_BASE + self.pa + p);
+                let _ = gmc::unmap(&mut bar, st.root, VA_BASE + self.pa + p);
             }
             st.heap.release(self.pa, self.bytes);
         }
@@ -134,45 +192,27 @@ pub struct AmdGpu {
     d: Arc<Shared>,
     timeout: Duration,
     discovery: Discovery,
+    regs: RegMap,
+    boot: BootState,
+    /// Where the firmware came from (a directory, or the simulated GPU).
+    firmware: String,
 }
 
-/// What a GPU that stopped answering is reported as.
-pub const LINK_LOST: &str = "the GPU stopped answering: the Thunderbolt link dropped or the enclosure lost power";
-
-/// Whether the GPU is gone: its PCI vendor id reads as all ones (or cannot be read at all). An
-/// all-ones register read is confirmed this way before it is taken for a lost link.
-pub fn link_gone(t: &dyn Transport) -> bool {
-    matches!(t.config_read(0, 2), Ok(0xffff) | Err(_))
-}
-
-/// The bound on every wait for the GPU: `TK_GPU_TIMEOUT_MS` (the same for every GPU driver),
-/// else the older `TK_AMD_TIMEOUT_MS`, else 20 s.
-fn default_timeout() -> Duration {
-    let ms = ["TK_GPU_TIMEOUT_MS", "TK_AMD_TIMEOUT_MS"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().and_then(|s| s.parse().ok()))
-        .unwrap_or(20_000);
-    Duration::from_millis(ms)
-}
-
-/// Whether `TK_LOG` asks for the driver's log (`TK_LOG=driver`, or a comma-separated list that
-/// holds `driver`).
-fn logging() -> bool {
-    std::env::var("TK_LOG").is_ok_and(|v| v.split(',').any(|x| x.trim() == "driver"))
-}
-
-/// One line of the driver's log on stderr: `driver: STEP: what it did`.
-fn log(step: &str, what: impl FnOnce() -> String) {
-    if logging() {
-        eprintln!("driver: {step}: {}", what());
-    }
-}
+pub use super::link::{LINK_LOST, link_gone};
+use super::link::{default_timeout, log, logging};
 
 impl AmdGpu {
-    /// Sets up the page tables and the compute queue on a GPU whose firmware is running.
+    /// Boots the GPU behind `t` (cold, warm or left running by another driver) and sets up its
+    /// page tables and queues. The firmware is the device's own (a simulated GPU's) unless
+    /// `TK_FIRMWARE_DIR` is set, else linux-firmware's (`firmware::dir`).
     pub fn open(t: Box<dyn Transport>) -> Result<AmdGpu, GpuError> {
+        AmdGpu::open_with(t, None)
+    }
+
+    /// [`AmdGpu::open`] with the firmware given.
+    pub fn open_with(t: Box<dyn Transport>, firmware: Option<FirmwareSet>) -> Result<AmdGpu, GpuError> {
         let setup = |what: &str, m: String| GpuError::Setup(format!("{what}: {m}"));
-        // The driver manages the VRAM its BAR reaches (IP discovery will give the whole size).
+        // The driver manages the VRAM its BAR reaches.
         let vram = t.bar_size(BAR_VRAM).map_err(|m| setup("reading the VRAM BAR's size", m))?;
         if vram < MIN_VRAM {
             return Err(GpuError::Setup(format!(
@@ -180,41 +220,73 @@ impl AmdGpu {
                 MIN_VRAM >> 20
             )));
         }
-        // IP discovery: the GPU must be one whose registers tk knows, where tk's register table
-        // puts them. The table's 64 KiB at the end of VRAM stay out of the heap.
-        let found = discovery::read(t.as_ref(), vram).map_err(|m| {
-            if link_gone(t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { setup("IP discovery", m) }
-        })?;
-        let target = found.gfx_target().map_err(|m| setup("IP discovery", m))?;
+        // IP discovery: the GPU must be one whose registers tk knows. The table lies 64 KiB
+        // below the end of VRAM: read through the BAR when it reaches that far (and then kept
+        // out of the heap), else through MM_INDEX/MM_DATA (Thunderbolt BARs are often 256 MiB).
+        let lost =
+            |m: String| if link_gone(t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { setup("discovery", m) };
+        let mib = t.read32(BAR_MMIO, discovery::MEMSIZE_BYTE).map_err(lost)?;
+        if mib == u32::MAX && link_gone(t.as_ref()) {
+            return Err(GpuError::Link(LINK_LOST.into()));
+        }
+        let size = if mib == 0 { vram } else { u64::from(mib) << 20 };
+        let (path, heap_bytes) = if size > vram {
+            (discovery::Path::Indirect(size), vram)
+        } else {
+            (discovery::Path::Bar, vram - discovery::TABLE_OFFSET_FROM_END)
+        };
+        let found = discovery::read_from(t.as_ref(), size.max(vram), &path).map_err(lost)?;
+        let target = found.gfx_target().map_err(|m| setup("discovery", m))?;
+        let regs = RegMap::new(&found).map_err(|m| setup("discovery", m))?;
         log("discovery", || {
+            let how = match path {
+                discovery::Path::Bar => format!("the {} MiB VRAM BAR", vram >> 20),
+                discovery::Path::Indirect(_) => {
+                    format!("MM_INDEX/MM_DATA (the VRAM BAR has {} MiB of {} MiB)", vram >> 20, size >> 20)
+                }
+            };
             format!(
-                "{target}: {} IP blocks, table version {}, read 64 KiB below the end of the {} MiB VRAM BAR",
+                "{target}: {} IP blocks, table version {}, read 64 KiB below the end of VRAM through {how}",
                 found.ips.len(),
-                found.ip_version,
-                vram >> 20
+                found.ip_version
             )
         });
-        let gc = found.base(discovery::GC).map_err(|m| setup("IP discovery", m))?;
-        if gc != u64::from(GC_BASE) {
-            return Err(setup(
-                "IP discovery",
-                format!(
-                    "the GC registers start at dword 0x{gc:x}, not at 0x{GC_BASE:x} where tk's register table (Navi 31's) \
-                     has them"
-                ),
-            ));
-        }
-        let st = State { heap: Heap::new(vram - discovery::TABLE_OFFSET_FROM_END, PAGE), root: 0, wptr: 0, seq: 0 };
-        let sys = t.sysmem((SYS_STAGING + STAGING) as usize).map_err(|m| setup("allocating system memory", m))?;
-        if (sys.mem.len() as u64) < SYS_STAGING + STAGING {
+        // The firmware: given, the device's own, or linux-firmware's; every file parsed and
+        // its pieces cut before anything is sent.
+        let fw = match firmware {
+            Some(f) => f,
+            None => match t.firmware().filter(|_| std::env::var_os("TK_FIRMWARE_DIR").is_none()) {
+                Some(files) => FirmwareSet::from_files(files, "the simulated GPU's synthetic firmware")
+                    .map_err(|e| setup("firmware", e.to_string()))?,
+                None => {
+                    let names = found.firmware().map_err(|m| setup("firmware", m))?;
+                    FirmwareSet::load(&super::firmware::dir(), &names).map_err(|e| match e {
+                        FirmwareError::Missing(m) => GpuError::Firmware(m),
+                        FirmwareError::Bad(m) => setup("firmware", m),
+                    })?
+                }
+            },
+        };
+        super::psp::load_order(&fw).map_err(|m| setup("firmware", m))?;
+        log("firmware", || format!("{} files, {} KiB, from {}", fw.files.len(), fw.bytes() >> 10, fw.origin));
+        let mut heap = Heap::new(heap_bytes, PAGE);
+        // The TMR's room first: offset 0, 1 MiB aligned.
+        let tmr = heap.alloc(TMR_ROOM).ok_or_else(|| setup("gmc", "no VRAM for the PSP's TMR".into()))?;
+        let st = State { heap, root: 0, wptr: 0, seq: 0, sdma_wptr: 0, sdma_seq: 0, tables: Tables::default() };
+        let sys_bytes = SYS_STAGING + STAGING;
+        let sys = t.sysmem(sys_bytes as usize).map_err(|m| setup("allocating system memory", m))?;
+        if (sys.mem.len() as u64) < sys_bytes {
             return Err(GpuError::Setup("the transport gave less system memory than asked for".into()));
         }
-        let gpu = AmdGpu {
+        let mut gpu = AmdGpu {
             d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false), io: Mutex::new(()), sys }),
             timeout: default_timeout(),
             discovery: found,
+            regs,
+            boot: BootState::Cold,
+            firmware: fw.origin.clone(),
         };
-        gpu.init().map_err(GpuError::Setup)?;
+        gpu.boot = gpu.init(&fw, tmr)?;
         if logging() {
             let n = gpu.round_trips();
             eprintln!("driver: boot done after {n} register accesses ({n} round trips)");
@@ -248,15 +320,73 @@ impl AmdGpu {
         self.d.st.lock().map(|s| s.heap.free_bytes()).unwrap_or(0)
     }
 
-    fn init(&self) -> Result<(), String> {
+    /// How the GPU was found: cold, warm, or left running by another driver.
+    pub fn boot_state(&self) -> BootState {
+        self.boot
+    }
+
+    /// Where the firmware came from.
+    pub fn firmware_origin(&self) -> &str {
+        &self.firmware
+    }
+
+    fn regs(&self) -> Regs<'_> {
+        Regs { t: self.d.t.as_ref(), map: &self.regs, timeout: self.timeout }
+    }
+
+    /// The bring-up: warm check, reset, soc, gmc, ih, psp, smu, gfx, sdma, queue.
+    fn init(&self, fw: &FirmwareSet, tmr: u64) -> Result<BootState, GpuError> {
+        let r = self.regs();
+        let state = boot::warm_check(&r)?;
+        if state == BootState::LeftRunning {
+            boot::reset(&r)?;
+        }
+        let vram = boot::soc(&r)?;
+        let bar = self.bar_size(BAR_VRAM).unwrap_or(0);
+        if vram < bar {
+            return Err(GpuError::Setup(format!(
+                "soc: RCC_CONFIG_MEMSIZE says {} MiB of VRAM, less than the {} MiB VRAM BAR",
+                vram >> 20,
+                bar >> 20
+            )));
+        }
+        self.gmc().map_err(|m| self.link_or(format!("gmc: {m}")))?;
+        log("ih", || "no interrupt rings: tk polls its fences in system memory".into());
+        let sys = Sys { mem: &self.d.sys, va: SYS_VA };
+        if state != BootState::Warm {
+            let mut ring = PspRing::new(SYS_PSP_RING, SYS_PSP_CMD, SYS_PSP_FENCE, SYS_STAGING, STAGING);
+            boot::psp(&r, &sys, &mut ring, fw, (VA_BASE + tmr, tmr, TMR_ROOM))?;
+            let table = self.alloc(PAGE, PTE_READABLE | PTE_WRITEABLE)?;
+            boot::smu(&r, table.va())?;
+            // The SMU's table stays for as long as the GPU runs.
+            std::mem::forget(table);
+            boot::gfx(&r, fw, DOORBELL as u32)?;
+        } else {
+            // The MEC runs; its queue and the SDMA engine are set up again below.
+            r.w("queue", CP_HQD_ACTIVE, 0)?;
+            boot::gfx_config(&r, DOORBELL as u32)?;
+            log("gfx", || "the MEC runs (warm start); shader apertures and doorbell range set again".into());
+        }
+        boot::sdma(&r, SYS_VA + SYS_SDMA_RING, SDMA_RING_LOG2, SYS_VA + SYS_SDMA_WB, SDMA_DOORBELL as u32)?;
+        self.queue(&r)?;
+        r.w("queue", SCRATCH_REG0, boot::SCRATCH_BOOTED)?;
+        Ok(state)
+    }
+
+    /// A transport failure during bring-up: a lost link, or the step's error.
+    fn link_or(&self, m: String) -> GpuError {
+        if link_gone(self.d.t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { GpuError::Setup(m) }
+    }
+
+    /// The GMC step: VMID 0's page tables with the driver's system memory mapped, enabled.
+    fn gmc(&self) -> Result<(), String> {
         let t = self.d.t.as_ref();
-        let mut st = self.d.st.lock().map_err(|_| "poisoned")?;
-        let zero_page = |st: &mut State| -> Result<u64, String> {
-            let p = st.heap.alloc(PAGE).ok_or("VRAM is full")?;
-            t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
-            Ok(p)
-        };
-        st.root = zero_page(&mut st)?;
+        let mut guard = self.d.st.lock().map_err(|_| "poisoned")?;
+        let st = &mut *guard;
+        let State { heap, tables, root, .. } = st;
+        let mut zero_page = || table_page(t, heap, &tables.zeroed)?.ok_or_else(|| "VRAM is full".to_string());
+        *root = zero_page()?;
+        let root = *root;
         self.d.sys.mem.with(&mut |m: &mut [u8]| m.fill(0));
         // Map the system memory page by page to its bus addresses (snooped: the CPU's caches
         // stay coherent).
@@ -266,33 +396,53 @@ impl AmdGpu {
             if bus % PAGE != 0 {
                 return Err(format!("system memory segment at bus address {bus:#x} is not page aligned"));
             }
-            let root = st.root;
-            let mut alloc = || zero_page(&mut st);
-            gmc::map(&mut Bar(t), root, SYS_VA + p, bus, flags, &mut alloc)?;
+            let mut bar = Bar { t, entries: &mut tables.entries, zeroed: &tables.zeroed };
+            gmc::map(&mut bar, root, SYS_VA + p, bus, flags, &mut zero_page)?;
         }
+        let w = |r: Reg, v: u32| t.write32(BAR_MMIO, self.regs.byte(r), v);
+        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, root as u32 | PTE_VALID as u32)?;
+        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (root >> 32) as u32)?;
+        // Four levels: PAGE_TABLE_DEPTH 3.
+        w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
         log("gmc", || {
             format!(
                 "VM context 0: 4-level page table at VRAM 0x{:x}; {} KiB of system memory mapped at 0x{SYS_VA:x}",
-                st.root,
+                root,
                 (SYS_STAGING + STAGING) >> 10
             )
         });
-        let w = |r: Reg, v: u32| t.write32(BAR_MMIO, u64::from(mmio_byte(r)), v);
-        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, st.root as u32 | PTE_VALID as u32)?;
-        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (st.root >> 32) as u32)?;
-        // Four levels: PAGE_TABLE_DEPTH 3.
-        w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
+        Ok(())
+    }
+
+    /// The queue step: the MQD in system memory, then the HQD registers of MEC me 1 pipe 0
+    /// queue 0 from it, and the queue activated.
+    fn queue(&self, r: &Regs<'_>) -> Result<(), GpuError> {
         let ring_va = SYS_VA + SYS_RING;
-        w(CP_HQD_VMID, 0)?;
-        w(CP_HQD_PQ_BASE, (ring_va >> 8) as u32)?;
-        w(CP_HQD_PQ_BASE_HI, (ring_va >> 40) as u32)?;
-        w(CP_HQD_PQ_RPTR, 0)?;
-        w(CP_HQD_PQ_CONTROL, RING_LOG2 - 1)?;
-        w(CP_HQD_PQ_DOORBELL_CONTROL, (DOORBELL as u32 & DOORBELL_OFFSET_MASK) | DOORBELL_EN)?;
-        w(CP_HQD_ACTIVE, 1)?;
+        let mqd_va = SYS_VA + SYS_MQD;
+        let hqd = [
+            (CP_MQD_BASE_ADDR, mqd_va as u32 & !3),
+            (CP_MQD_BASE_ADDR_HI, (mqd_va >> 32) as u32),
+            (CP_HQD_VMID, 0),
+            (CP_HQD_PQ_BASE, (ring_va >> 8) as u32),
+            (CP_HQD_PQ_BASE_HI, (ring_va >> 40) as u32),
+            (CP_HQD_PQ_RPTR, 0),
+            (CP_HQD_PQ_CONTROL, RING_LOG2 - 1),
+            (CP_HQD_PQ_DOORBELL_CONTROL, (DOORBELL as u32 & DOORBELL_OFFSET_MASK) | DOORBELL_EN),
+        ];
+        let mut mqd = vec![0u8; boot::MQD_BYTES];
+        for (reg, v) in hqd {
+            let at = 4 * (boot::MQD_REGS_AT + (reg.offset - CP_MQD_BASE_ADDR.offset) as usize);
+            mqd[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        self.d.sys_write(SYS_MQD, &mqd);
+        for (reg, v) in hqd {
+            r.w("queue", reg, v)?;
+        }
+        r.w("queue", CP_HQD_ACTIVE, 1)?;
         log("queue", || {
             format!(
-                "compute queue (MEC me 1, pipe 0, queue 0) active: a {} KiB ring at 0x{ring_va:x}, doorbell 0x{DOORBELL:x}",
+                "compute queue (MEC me 1, pipe 0, queue 0) active: MQD at 0x{mqd_va:x}, a {} KiB ring at 0x{ring_va:x}, \
+                 doorbell 0x{DOORBELL:x}",
                 (4u64 << RING_LOG2) >> 10
             )
         });
@@ -316,21 +466,22 @@ impl AmdGpu {
     pub fn alloc(&self, bytes: u64, flags: u64) -> Result<Vram, GpuError> {
         self.check_lost()?;
         let t = self.d.t.as_ref();
-        let mut st = self.d.state()?;
+        let mut guard = self.d.state()?;
+        let st = &mut *guard;
         let pa = st.heap.alloc(bytes).ok_or(GpuError::OutOfMemory(bytes))?;
         let root = st.root;
         let mut tables_full = false;
         let mut failed = None;
+        let State { heap, tables, .. } = st;
         for p in (0..bytes.max(1)).step_by(PAGE as usize) {
             let mut alloc = || -> Result<u64, String> {
-                let Some(p) = st.heap.alloc(PAGE) else {
+                table_page(t, heap, &tables.zeroed)?.ok_or_else(|| {
                     tables_full = true;
-                    return Err("no VRAM is left for page tables".into());
-                };
-                t.write_bytes(BAR_VRAM, p, &[0; PAGE as usize])?;
-                Ok(p)
+                    "no VRAM is left for page tables".to_string()
+                })
             };
-            if let Err(m) = gmc::map(&mut Bar(t), root, VA_BASE + pa + p, pa + p, flags, &mut alloc) {
+            let mut bar = Bar { t, entries: &mut tables.entries, zeroed: &tables.zeroed };
+            if let Err(m) = gmc::map(&mut bar, root, VA_BASE + pa + p, pa + p, flags, &mut alloc) {
                 failed = Some((p, m));
                 break;
             }
@@ -341,22 +492,24 @@ impl AmdGpu {
             return Err(self.note(GpuError::Link(m)));
         }
         // Out of VRAM for page tables: undo this allocation; the device stays usable.
+        let mut bar = Bar { t, entries: &mut tables.entries, zeroed: &tables.zeroed };
         for p in (0..done).step_by(PAGE as usize) {
-            let _ = gmc::unmap(&mut Bar(t), root, VA_BASE + pa + p);
+            let _ = gmc::unmap(&mut bar, root, VA_BASE + pa + p);
         }
-        st.heap.release(pa, bytes);
+        heap.release(pa, bytes);
         Err(GpuError::OutOfMemory(bytes))
     }
 
-    /// Copies host bytes to GPU memory at `va`: through the staging area, by the command
-    /// processor's DMA (one submission per staging-sized piece).
+    /// Copies host bytes to GPU memory at `va`: through the staging area, by the SDMA engine
+    /// (one submission, one doorbell, per staging-sized piece).
     pub fn upload(&self, va: u64, src: &[u8]) -> Result<(), GpuError> {
         self.check_lost()?;
         let _io = self.d.io.lock().map_err(|_| GpuError::Lost)?;
         for (k, piece) in src.chunks(STAGING as usize).enumerate() {
             self.d.sys_write(SYS_STAGING, piece);
-            let dst = va + k as u64 * STAGING;
-            self.run(&[Packet::DmaData { src: SYS_VA + SYS_STAGING, dst, bytes: piece.len() as u32 }])?;
+            let mut copies = Vec::new();
+            boot::copy_packets(SYS_VA + SYS_STAGING, va + k as u64 * STAGING, piece.len() as u64, &mut copies);
+            self.sdma_run(&copies)?;
         }
         Ok(())
     }
@@ -366,11 +519,68 @@ impl AmdGpu {
         self.check_lost()?;
         let _io = self.d.io.lock().map_err(|_| GpuError::Lost)?;
         for (k, piece) in dst.chunks_mut(STAGING as usize).enumerate() {
-            let src = va + k as u64 * STAGING;
-            self.run(&[Packet::DmaData { src, dst: SYS_VA + SYS_STAGING, bytes: piece.len() as u32 }])?;
+            let mut copies = Vec::new();
+            boot::copy_packets(va + k as u64 * STAGING, SYS_VA + SYS_STAGING, piece.len() as u64, &mut copies);
+            self.sdma_run(&copies)?;
             self.d.sys_read(SYS_STAGING, piece);
         }
         Ok(())
+    }
+
+    /// Writes `packets` and a fence to the SDMA ring, rings its doorbell and waits for the
+    /// fence. A packet block never wraps around the ring's end: the rest of the ring is filled
+    /// with NOPs (zero dwords) first, as tinygrad does.
+    fn sdma_run(&self, packets: &[sdma::Packet]) -> Result<(), GpuError> {
+        let t = self.d.t.as_ref();
+        let seq = {
+            let mut st = self.d.state()?;
+            st.sdma_seq = st.sdma_seq.wrapping_add(1);
+            let seq = st.sdma_seq;
+            let mut words = Vec::new();
+            for p in packets {
+                p.encode(&mut words);
+            }
+            sdma::Packet::Fence { addr: SYS_VA + SYS_SDMA_FENCE, value: seq }.encode(&mut words);
+            let size = 4u64 << SDMA_RING_LOG2;
+            let bytes = 4 * words.len() as u64;
+            if bytes >= size {
+                return Err(GpuError::Invalid(format!("{bytes} bytes of SDMA packets do not fit its ring")));
+            }
+            let at = st.sdma_wptr % size;
+            if at + bytes > size {
+                self.d.sys_write(SYS_SDMA_RING + at, &vec![0; (size - at) as usize]);
+                st.sdma_wptr += size - at;
+            }
+            let at = st.sdma_wptr % size;
+            let raw: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self.d.sys_write(SYS_SDMA_RING + at, &raw);
+            st.sdma_wptr += bytes;
+            // The doorbell, in bytes: the only round trip of a copy.
+            t.write64(BAR_DOORBELL, SDMA_DOORBELL, st.sdma_wptr).map_err(|m| self.note(GpuError::Link(m)))?;
+            seq
+        };
+        let start = Instant::now();
+        let mut checked = Instant::now();
+        loop {
+            let mut b = [0u8; 4];
+            self.d.sys_read(SYS_SDMA_FENCE, &mut b);
+            if u32::from_le_bytes(b) == seq {
+                return Ok(());
+            }
+            if checked.elapsed() > Duration::from_millis(20) {
+                checked = Instant::now();
+                if let Some(f) = t.fault() {
+                    return Err(self.note(GpuError::Fault(f)));
+                }
+                if link_gone(t) {
+                    return Err(self.note(GpuError::Link(LINK_LOST.into())));
+                }
+            }
+            if start.elapsed() > self.timeout {
+                return Err(self.note(GpuError::Timeout { limit: self.timeout, var: "TK_GPU_TIMEOUT_MS" }));
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
     }
 
     /// The address of the error slots a kernel's arguments point at (see [`AmdGpu::dispatch`]).

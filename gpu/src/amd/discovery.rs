@@ -361,21 +361,65 @@ impl Discovery {
     }
 }
 
-/// Reads the table through the VRAM BAR, 64 KiB below its end: the header first, then as many
-/// bytes as it says (about 600 on Navi 31, one 32-bit read each over the TinyGPU socket). The
+/// The byte offsets, in the register BAR, of the registers the driver needs before it has the
+/// table: NBIO's `MM_INDEX`, `MM_DATA` and `MM_INDEX_HI` (dwords 0x0, 0x1, 0x6 of segment 0,
+/// which is 0) and `RCC_CONFIG_MEMSIZE` (dword 0xc3 of segment 2, 0xd20 on Navi 21 and 31:
+/// 0xde3, where tinygrad's am driver reads it before discovery). Sources: Linux's
+/// nbio_4_3_0_offset.h, sienna_cichlid_ip_offset.h.
+pub const MM_INDEX_BYTE: u64 = 0x0;
+pub const MM_DATA_BYTE: u64 = 0x4;
+pub const MM_INDEX_HI_BYTE: u64 = 0x18;
+pub const MEMSIZE_BYTE: u64 = 0xde3 * 4;
+/// MM_INDEX's bit 31: the index is a VRAM address (bits 0..30; the rest in MM_INDEX_HI).
+pub const MM_INDEX_VRAM: u32 = 0x8000_0000;
+
+/// Where the table's bytes come from: the VRAM BAR, or the indirect register pair when the BAR
+/// does not reach the end of VRAM.
+pub enum Path {
+    Bar,
+    /// Through MM_INDEX/MM_DATA, in a VRAM of this many bytes.
+    Indirect(u64),
+}
+
+fn read_at(t: &dyn crate::transport::Transport, path: &Path, at: u64, out: &mut [u8]) -> Result<(), String> {
+    match path {
+        Path::Bar => t.read_bytes(super::BAR_VRAM, at, out),
+        Path::Indirect(_) => {
+            let mut hi = None;
+            for (k, c) in out.chunks_mut(4).enumerate() {
+                let a = at + 4 * k as u64;
+                if hi != Some(a >> 31) {
+                    t.write32(super::BAR_MMIO, MM_INDEX_HI_BYTE, (a >> 31) as u32)?;
+                    hi = Some(a >> 31);
+                }
+                t.write32(super::BAR_MMIO, MM_INDEX_BYTE, (a as u32 & 0x7fff_ffff) | MM_INDEX_VRAM)?;
+                let v = t.read32(super::BAR_MMIO, MM_DATA_BYTE)?.to_le_bytes();
+                c.copy_from_slice(&v[..c.len()]);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads the table 64 KiB below the end of VRAM (`vram` bytes): through the VRAM BAR when
+/// `path` is [`Path::Bar`] (the BAR reaches the end), else through MM_INDEX/MM_DATA, one dword
+/// at a time. First the header, then as many bytes as it says (about 600 on Navi 31). The
 /// error says what was found instead.
-pub fn read(t: &dyn crate::transport::Transport, vram_bar: u64) -> Result<Discovery, String> {
-    let at = vram_bar
+pub fn read_from(t: &dyn crate::transport::Transport, vram: u64, path: &Path) -> Result<Discovery, String> {
+    let at = vram
         .checked_sub(TABLE_OFFSET_FROM_END)
-        .ok_or_else(|| format!("the VRAM BAR ({vram_bar} bytes) is too small to hold the IP discovery table"))?;
+        .ok_or_else(|| format!("the VRAM ({vram} bytes) is too small to hold the IP discovery table"))?;
     let mut head = [0u8; 12];
-    t.read_bytes(super::BAR_VRAM, at, &mut head)?;
+    read_at(t, path, at, &mut head)?;
     let sig = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     if sig != BINARY_SIGNATURE {
+        let how = match path {
+            Path::Bar => "the VRAM BAR",
+            Path::Indirect(_) => "MM_INDEX/MM_DATA",
+        };
         return Err(format!(
-            "no IP discovery table 64 KiB below the end of the VRAM BAR (found 0x{sig:08x} at VRAM offset 0x{at:x}, not \
-             the signature 0x{BINARY_SIGNATURE:08x}); a BAR smaller than the VRAM needs the MM_INDEX/MM_DATA path, \
-             which tk does not have yet"
+            "no IP discovery table 64 KiB below the end of VRAM (read through {how}: found 0x{sig:08x} at VRAM offset \
+             0x{at:x}, not the signature 0x{BINARY_SIGNATURE:08x})"
         ));
     }
     let size = usize::from(u16::from_le_bytes([head[10], head[11]]));
@@ -383,8 +427,13 @@ pub fn read(t: &dyn crate::transport::Transport, vram_bar: u64) -> Result<Discov
         return Err(format!("the IP discovery table claims {size} bytes (at most {TABLE_MAX_BYTES})"));
     }
     let mut b = vec![0u8; size.next_multiple_of(4).max(12)];
-    t.read_bytes(super::BAR_VRAM, at, &mut b)?;
+    read_at(t, path, at, &mut b)?;
     parse(&b).map_err(|e| e.to_string())
+}
+
+/// [`read_from`] through the VRAM BAR of `vram_bar` bytes.
+pub fn read(t: &dyn crate::transport::Transport, vram_bar: u64) -> Result<Discovery, String> {
+    read_from(t, vram_bar, &Path::Bar)
 }
 
 /// Writes `d` as a table: binary header version 1 with its six-entry table list, the IP table
@@ -472,8 +521,12 @@ pub fn build(d: &Discovery) -> Vec<u8> {
     b
 }
 
+/// GC's first register segment on Navi 31, in dwords (the same as Navi 21's, Linux's
+/// sienna_cichlid_ip_offset.h GC_BASE seg 0).
+pub const NAVI31_GC_BASE: u64 = 0x1260;
+
 /// A Navi 31 (gfx1100) table: the blocks the bring-up uses, at the register bases Navi 31
-/// reports (GC's is [`super::regs::GC_BASE`]), its GC shape (6 shader engines of 2 arrays, 4
+/// reports (GC's is [`NAVI31_GC_BASE`]), its GC shape (6 shader engines of 2 arrays, 4
 /// WGPs each, wave32, 64 KiB of LDS) and no harvested blocks. The simulated GPU serves it.
 pub fn navi31() -> Discovery {
     let ip = |hw_id, version, bases: &[u64]| IpBlock {
@@ -489,11 +542,11 @@ pub fn navi31() -> Discovery {
         version: (1, 0),
         ip_version: 3,
         ips: vec![
-            ip(GC, (11, 0, 0), &[u64::from(super::regs::GC_BASE), 0xa000, 0x1_c000, 0x2_4000]),
+            ip(GC, (11, 0, 0), &[NAVI31_GC_BASE, 0xa000, 0x1_c000, 0x2_4000]),
             ip(MP0, (13, 0, 0), &[0x1_6000, 0x1_0000]),
             ip(MP1, (13, 0, 0), &[0x1_6000, 0x0_e000]),
-            ip(SDMA0, (6, 0, 0), &[u64::from(super::regs::GC_BASE), 0xa000]),
-            ip(SDMA1, (6, 0, 0), &[u64::from(super::regs::GC_BASE), 0xa000]),
+            ip(SDMA0, (6, 0, 0), &[NAVI31_GC_BASE, 0xa000]),
+            ip(SDMA1, (6, 0, 0), &[NAVI31_GC_BASE, 0xa000]),
             ip(OSSSYS, (6, 0, 0), &[0x10a0, 0x0_240c0]),
             ip(HDP, (6, 0, 0), &[0x0f20, 0x0_240a0]),
             ip(NBIF, (4, 3, 0), &[0x0, 0x14, 0x0d20, 0x1_0c00]),
@@ -529,7 +582,7 @@ mod tests {
         let back = parse(&b).expect("parses");
         assert_eq!(back, d);
         assert_eq!(back.gfx_target(), Ok("gfx1100"));
-        assert_eq!(back.base(GC), Ok(u64::from(super::super::regs::GC_BASE)));
+        assert_eq!(back.base(GC), Ok(NAVI31_GC_BASE));
         // The firmware names from the IP versions are the list tk knows for Navi 31.
         let want: Vec<String> =
             super::super::firmware::needed(0x744c).expect("navi 31").iter().map(|s| s.to_string()).collect();

@@ -46,6 +46,89 @@ pub fn locate(root: &Path, device_id: u16) -> Result<Vec<PathBuf>, String> {
     Ok(paths)
 }
 
+/// One firmware file, read and checked.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    /// Its name in linux-firmware's `amdgpu/` directory.
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub blob: super::ucode::Blob,
+}
+
+impl Firmware {
+    /// The microcode: the bytes the header's ucode offset and size name.
+    pub fn ucode(&self) -> &[u8] {
+        let h = &self.blob.header;
+        // `ucode::parse` checked that the range lies in the blob.
+        self.bytes.get(h.ucode_offset as usize..(h.ucode_offset + h.ucode_size) as usize).unwrap_or(&[])
+    }
+}
+
+/// The firmware a bring-up loads: every file IP discovery names, parsed and checked.
+#[derive(Clone, Debug, Default)]
+pub struct FirmwareSet {
+    pub files: Vec<Firmware>,
+    /// Where the files came from (a directory, or "the simulated GPU's synthetic firmware").
+    pub origin: String,
+}
+
+/// Why the firmware could not be had: missing files (named, with where to get them) or a file
+/// that is not what its name says.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FirmwareError {
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Bad(String),
+}
+
+impl FirmwareSet {
+    /// Reads `names` from `root`/amdgpu. Every missing file is named in one error, with its path
+    /// and where to get it.
+    pub fn load(root: &Path, names: &[String]) -> Result<FirmwareSet, FirmwareError> {
+        let dir = root.join("amdgpu");
+        let missing: Vec<String> =
+            names.iter().filter(|n| !dir.join(n).is_file()).map(|n| dir.join(n).display().to_string()).collect();
+        if !missing.is_empty() {
+            return Err(FirmwareError::Missing(format!(
+                "{} (linux-firmware's amdgpu/ directory has {}). Install linux-firmware (Debian: \
+                 firmware-amd-graphics) or point TK_FIRMWARE_DIR at a copy of \
+                 https://git.kernel.org/pub/scm/linux/kernel/git/firmware/linux-firmware.git",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            )));
+        }
+        let mut files = Vec::new();
+        for n in names {
+            let path = dir.join(n);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| FirmwareError::Bad(format!("reading GPU firmware {}: {e}", path.display())))?;
+            files.push((n.clone(), bytes));
+        }
+        FirmwareSet::from_files(files, &root.display().to_string())
+    }
+
+    /// Checks files already in memory (`(name, bytes)`), such as a simulated GPU's.
+    pub fn from_files(files: Vec<(String, Vec<u8>)>, origin: &str) -> Result<FirmwareSet, FirmwareError> {
+        let mut out = Vec::new();
+        for (name, bytes) in files {
+            let blob = super::ucode::parse(&name, &bytes).map_err(|e| FirmwareError::Bad(e.to_string()))?;
+            out.push(Firmware { name, bytes, blob });
+        }
+        Ok(FirmwareSet { files: out, origin: origin.to_string() })
+    }
+
+    /// The file whose name ends with `suffix` (`"_mec.bin"`, `"_sos.bin"`), if any.
+    pub fn find(&self, suffix: &str) -> Option<&Firmware> {
+        self.files.iter().find(|f| f.name.ends_with(suffix))
+    }
+
+    /// Bytes in all.
+    pub fn bytes(&self) -> usize {
+        self.files.iter().map(|f| f.bytes.len()).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

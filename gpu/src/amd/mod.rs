@@ -4,12 +4,16 @@
 //! firmware lookup ([`firmware`]), the firmware containers ([`ucode`]) and the IP discovery
 //! table ([`discovery`]).
 
+pub mod boot;
 pub mod device;
 pub mod discovery;
 pub mod firmware;
 pub mod gmc;
+pub mod link;
 pub mod pm4;
+pub mod psp;
 pub mod regs;
+pub mod sdma;
 pub mod ucode;
 
 /// The VRAM BAR (source: ../shared/notes/tinygpu.md, "BAR0 = VRAM, BAR2 = doorbells (64-bit),

@@ -298,6 +298,15 @@ pub fn build(
     b
 }
 
+/// Sets the CRC field of a blob (zlib's CRC-32 of the bytes after the common header), as
+/// [`build`] does; for blobs whose header was extended after building.
+pub fn seal(b: &mut [u8]) {
+    if b.len() >= COMMON {
+        let crc = crc32fast::hash(&b[COMMON..]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

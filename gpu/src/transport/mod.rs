@@ -80,6 +80,11 @@ pub trait Transport: Send + Sync {
     fn reset(&self) -> Result<(), String>;
     /// The size of a BAR in bytes (0 for a BAR the function does not have).
     fn bar_size(&self, bar: u8) -> Result<u64, String>;
+    /// Firmware the device itself supplies (`(file name, bytes)`): a simulated GPU's synthetic
+    /// blobs. None for real hardware, whose firmware comes from linux-firmware.
+    fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        None
+    }
 }
 
 /// Checks the width of a configuration-space access: 1, 2 or 4 bytes, naturally aligned, inside

@@ -2,8 +2,10 @@
 //!
 //! [`Recorder`] wraps a transport and writes one line per call: register and configuration
 //! reads (with what they returned) and writes, BAR byte reads and writes, resets, and system
-//! memory allocations (with their bus segments). Before each 64-bit write (a doorbell), it
-//! writes the bytes that changed in shared system memory since the previous one, as `sys` lines:
+//! memory allocations (with their bus segments). Before each 64-bit write (a doorbell) and each
+//! 32-bit write (a register, such as the PSP's mailbox, which makes firmware read system
+//! memory), it writes the bytes that changed in shared system memory since the previous one, as
+//! `sys` lines:
 //! the CPU's writes (rings, arguments, staged uploads), and also what the GPU wrote there
 //! meanwhile (fences, downloads), which a recorder on the CPU's side cannot tell apart. Repeated identical configuration reads (the driver polling whether the GPU still
 //! answers) become one line with a count, and replay by their final value only. A user with
@@ -113,6 +115,14 @@ impl Recorder {
             mem.with(&mut |m: &mut [u8]| {
                 let mut i = 0;
                 while i < m.len() {
+                    // Whole unchanged pages are skipped with one comparison.
+                    if i % 4096 == 0 {
+                        let e = (i + 4096).min(m.len());
+                        if m[i..e] == shadow[i..e] {
+                            i = e;
+                            continue;
+                        }
+                    }
                     if m[i] == shadow[i] {
                         i += 1;
                         continue;
@@ -160,6 +170,9 @@ impl Transport for Recorder {
         Ok(v)
     }
     fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+        // A register write can make firmware read system memory (the PSP's mailbox and ring):
+        // the memory goes first, as at a doorbell.
+        self.sys_changes();
         self.line(format!("write32 {bar} 0x{off:x} 0x{v:x}"));
         self.inner.write32(bar, off, v)
     }
@@ -218,6 +231,9 @@ impl Transport for Recorder {
     }
     fn bar_size(&self, bar: u8) -> Result<u64, String> {
         self.inner.bar_size(bar)
+    }
+    fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        self.inner.firmware()
     }
 }
 

@@ -25,7 +25,10 @@ pub fn list() -> Vec<(String, String)> {
         v.extend([
             (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
             (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
-            ("amd:sim".into(), "gfx1100 (simulated PCIe GPU: page tables, PM4 queue, RDNA3 emulator)".into()),
+            (
+                "amd:sim".into(),
+                "gfx1100 (simulated PCIe GPU: cold boot, page tables, PM4 and SDMA queues, RDNA3 emulator)".into(),
+            ),
         ]);
     }
     v.extend(amd_gpus());
@@ -91,7 +94,9 @@ fn details(name: &str) -> Vec<String> {
                         f.iommu_group.map_or("none (the IOMMU is off)".to_string(), |g| g.to_string())
                     ),
                     format!("BARs: {}", bars.join(", ")),
-                    "boot: cold (tk cannot bring up a cold GPU yet)".into(),
+                    "boot: not opened (the bring-up runs when a program uses it; it has run against tk's simulated GPU \
+                     only)"
+                        .into(),
                 ]
             }
             Err(e) => vec![e],
@@ -101,7 +106,7 @@ fn details(name: &str) -> Vec<String> {
 }
 
 /// The AMD GPUs this machine can see: a TinyGPU server named by `TK_TINYGPU_SOCKET`, and on Linux
-/// the AMD display controllers on the PCI bus (which tk cannot bring up yet).
+/// the AMD display controllers on the PCI bus.
 fn amd_gpus() -> Vec<(String, String)> {
     let mut v = Vec::new();
     #[cfg(unix)]
@@ -125,7 +130,8 @@ fn amd_gpus() -> Vec<(String, String)> {
                 v.push((
                     format!("amd:pci={}", f.address),
                     format!(
-                        "PCI 1002:{:04x}, {binding}: not supported yet (a cold GPU needs the bring-up of docs/driver.md)",
+                        "PCI 1002:{:04x}, {binding} (tk's bring-up has run against its simulated GPU only: \
+                         docs/driver.md)",
                         f.device
                     ),
                 ));
@@ -135,45 +141,37 @@ fn amd_gpus() -> Vec<(String, String)> {
     v
 }
 
-/// Why `amd:pci=ADDRESS` cannot be opened. On Linux the function is opened through VFIO
-/// (`tk_gpu::transport::linux_pci`), whose errors say what stands in the way (no such function,
-/// not a GPU, another driver, no IOMMU group); a GPU it opens still needs the bring-up tk does
-/// not have yet, and the firmware that would take (when missing).
-fn open_pci(name: &str) -> String {
+/// Opens `amd:pci=ADDRESS` on Linux: the function through VFIO (`tk_gpu::transport::linux_pci`,
+/// whose errors say what stands in the way: no such function, not a GPU, another driver, no
+/// IOMMU group), then the driver's bring-up with linux-firmware's blobs. Elsewhere it says which
+/// transport to use instead.
+fn open_pci(name: &str) -> Result<amd::AmdDevice, RunError> {
     let addr = &name["amd:pci=".len()..];
+    let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
     #[cfg(target_os = "linux")]
     {
         use tk_gpu::transport::linux_pci::{LinuxOs, LinuxPci, describe};
-        let id = match describe(&LinuxOs, addr) {
+        match describe(&LinuxOs, addr) {
             Ok(f) if f.vendor != 0x1002 => {
-                return format!(
+                return Err(dev(format!(
                     "{addr} is not an AMD GPU (PCI {:04x}:{:04x}); `tk devices` lists them",
                     f.vendor, f.device
-                );
+                )));
             }
-            Ok(f) => f.device,
-            Err(_) => return format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)"),
-        };
-        if let Err(e) = LinuxPci::open(&LinuxOs, addr) {
-            return e;
+            Ok(_) => {}
+            Err(_) => {
+                return Err(dev(format!("no PCI device {addr} (`tk devices` lists the AMD GPUs this machine sees)")));
+            }
         }
-        let fw = tk_gpu::amd::firmware::dir();
-        let firmware = match tk_gpu::amd::firmware::locate(&fw, id) {
-            Ok(_) => format!("its firmware is in {}", fw.display()),
-            Err(e) => e,
-        };
-        format!(
-            "opened through VFIO, but not supported yet: tk cannot bring up a cold GPU (PSP firmware loading, SMU and \
-             the compute queue setup are planned in docs/driver.md; {firmware}); a GPU behind TinyGPU.app is \
-             `amd:tinygpu=SOCKET`"
-        )
+        let t = LinuxPci::open(&LinuxOs, addr).map_err(dev)?;
+        amd::AmdDevice::open(name, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])
     }
     #[cfg(not(target_os = "linux"))]
     {
-        format!(
+        Err(dev(format!(
             "{addr}: `amd:pci=` is the Linux PCIe transport (VFIO); on a Mac a GPU is `amd:tinygpu=SOCKET` (the \
              TinyGPU.app server) or `amd:iokit`"
-        )
+        )))
     }
 }
 
@@ -239,7 +237,7 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
                 message: "the IOKit transport (the TinyGPU DriverKit extension) exists on macOS only".into(),
             })
         }
-        n if n.starts_with("amd:pci=") => Err(RunError::Device { device: n.to_string(), message: open_pci(n) }),
+        n if n.starts_with("amd:pci=") => Ok(Arc::new(open_pci(n)?)),
         n if n.starts_with("amd:") => Err(RunError::Device {
             device: n.to_string(),
             message: "unknown AMD device; AMD devices are `amd:sim` (the simulated GPU), `amd:tinygpu=SOCKET` (a GPU \

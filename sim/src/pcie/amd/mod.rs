@@ -1,15 +1,26 @@
-//! A simulated RDNA3 GPU behind the [`Transport`] trait: VRAM, doorbells and the registers tk's
-//! driver programs, and a command processor on its own thread that wakes when the queue's
-//! doorbell is written, reads the ring through the page tables, decodes the PM4 packets and runs
-//! each DISPATCH_DIRECT on the RDNA3 emulator, then performs the RELEASE_MEM write.
+//! A simulated RDNA3 GPU behind the [`Transport`] trait. It powers on cold, like a GPU in an
+//! enclosure no driver ever touched: an IP discovery table in VRAM, a PSP that takes its
+//! bootloader components and firmware through the real handshake and KM ring, an SMU mailbox, an
+//! RLC autoload, a halted MEC and SDMA engine ([`chip`]), and synthetic firmware in the real
+//! formats ([`firmware`]). Once booted, a command processor on its own thread wakes when the
+//! queue's doorbell is written, reads the ring through the page tables, decodes the PM4 packets
+//! and runs each DISPATCH_DIRECT on the RDNA3 emulator, then performs the RELEASE_MEM write; the
+//! SDMA engine runs its ring when its doorbell is written.
 //!
-//! Unknown packets, writes to registers tk does not program, doorbells of no queue, and faults of
-//! the emulated kernels are reported through [`Transport::fault`] (and stop the queue).
+//! Unknown packets, writes to registers tk does not program, doorbells of no queue, steps taken
+//! out of order and faults of the emulated kernels are reported through [`Transport::fault`]
+//! (and stop the queue).
+
+mod chip;
+pub mod firmware;
+
+pub use chip::Power;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU16;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use tk_gpu::amd::firmware::FirmwareSet;
 use tk_gpu::amd::gmc::{self, PAGE, Phys};
 use tk_gpu::amd::pm4::{self, Packet};
 use tk_gpu::amd::regs::*;
@@ -49,11 +60,16 @@ struct Inner {
     command: AtomicU16,
     /// `link-drop=N`: after N register or configuration accesses, the link is gone.
     link_drop: Option<u64>,
+    /// The VRAM BAR's size (`bar=MIB`; all of VRAM by default).
+    vram_bar: u64,
     accesses: AtomicU64,
     /// The last write pointer the doorbell rang with, and the last one the command processor
     /// finished (for [`SimGpu::settle`]).
     rung: AtomicU64,
     done: AtomicU64,
+    /// The firmware processors' state, and where the registers are.
+    chip: Mutex<chip::Chip>,
+    map: RegMap,
 }
 
 /// The simulated GPU's options (`amd:sim,OPTION,...`).
@@ -63,6 +79,14 @@ pub struct SimOptions {
     /// doorbells, config reads and writes), reads return all ones and writes are dropped, as
     /// when a Thunderbolt link drops or an enclosure loses power.
     pub link_drop: Option<u64>,
+    /// `warm` (tk booted it before) or `left-running` (another driver's firmware runs); cold
+    /// when neither.
+    pub power: Power,
+    /// `hang`: the compute queue takes work and never finishes it.
+    pub hang: bool,
+    /// `bar=MIB`: a VRAM BAR of this many MiB, smaller than the 1 GiB of VRAM (the IP
+    /// discovery table at its end is then out of the BAR's reach).
+    pub bar_mib: Option<u64>,
 }
 
 impl SimOptions {
@@ -77,16 +101,37 @@ impl SimOptions {
                             format!("link-drop={n}: expected a number of accesses, such as link-drop=100")
                         })?)
                 }
+                None if opt == "warm" => o.power = Power::Warm,
+                None if opt == "left-running" => o.power = Power::LeftRunning,
+                None if opt == "hang" => o.hang = true,
+                Some(("bar", n)) => {
+                    let mib: u64 = n.parse().map_err(|_| format!("bar={n}: expected MiB, such as bar=256"))?;
+                    if !(64..=(VRAM_BYTES as u64 >> 20)).contains(&mib) || !mib.is_power_of_two() {
+                        return Err(format!(
+                            "bar={n}: the VRAM BAR is a power of two from 64 to {} MiB",
+                            VRAM_BYTES >> 20
+                        ));
+                    }
+                    o.bar_mib = Some(mib);
+                }
                 _ => {
                     return Err(format!(
-                        "unknown option `{opt}` of amd:sim; its option is link-drop=N (the link drops after N \
-                         register accesses)"
+                        "unknown option `{opt}` of amd:sim; its options are warm (tk booted it before), left-running \
+                         (another driver's firmware runs), hang (the queue never finishes), bar=MIB (a VRAM BAR \
+                         smaller than VRAM) and link-drop=N (the link drops after N register accesses)"
                     ));
                 }
             }
         }
         Ok(o)
     }
+}
+
+/// The synthetic firmware for the IP versions of `table`.
+pub fn synthetic(table: &tk_gpu::amd::discovery::Discovery) -> Vec<(String, Vec<u8>)> {
+    use tk_gpu::amd::discovery::{GC, MP0, MP1, SDMA0};
+    let v = |id| table.version_of(id).map(|(a, b, c)| format!("{a}_{b}_{c}")).unwrap_or_default();
+    firmware::synthetic(&v(MP0), &v(MP1), &v(GC), &v(SDMA0))
 }
 
 /// The simulated GPU. Dropping it stops its command processor.
@@ -103,11 +148,22 @@ impl SimGpu {
     /// A simulated GPU with `options`.
     pub fn with_options(options: SimOptions) -> SimGpu {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let table = tk_gpu::amd::discovery::navi31();
+        // The card's firmware: linux-firmware's from TK_FIRMWARE_DIR when set, else synthetic.
+        let fw = match std::env::var_os("TK_FIRMWARE_DIR") {
+            Some(d) => table.firmware().ok().and_then(|n| FirmwareSet::load(std::path::Path::new(&d), &n).ok()),
+            None => FirmwareSet::from_files(synthetic(&table), "synthetic").ok(),
+        };
+        let map = RegMap::new(&table).unwrap_or_else(|e| panic!("the simulated GPU's own table: {e}"));
+        let mut chip = chip::Chip::new(fw);
+        chip.hang = options.hang;
+        let mut regs = HashMap::new();
+        chip.power_on(&mut regs, &map, options.power);
         let inner = Arc::new(Inner {
             vram: Mutex::new(vec![0; VRAM_BYTES]),
             sys: Mutex::new(Vec::new()),
             db_lo: Mutex::new(HashMap::new()),
-            regs: Mutex::new(HashMap::new()),
+            regs: Mutex::new(regs),
             fault: Mutex::new(None),
             doorbell: Mutex::new(None),
             wake: Condvar::new(),
@@ -116,12 +172,15 @@ impl SimGpu {
             seed,
             command: AtomicU16::new(0),
             link_drop: options.link_drop,
+            vram_bar: options.bar_mib.map_or(VRAM_BYTES as u64, |m| m << 20),
             accesses: AtomicU64::new(0),
             rung: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            chip: Mutex::new(chip),
+            map,
         });
         // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
-        let table = tk_gpu::amd::discovery::build(&tk_gpu::amd::discovery::navi31());
+        let table = tk_gpu::amd::discovery::build(&table);
         if let Ok(mut v) = inner.vram.lock() {
             let at = VRAM_BYTES - tk_gpu::amd::discovery::TABLE_OFFSET_FROM_END as usize;
             v[at..at + table.len()].copy_from_slice(&table);
@@ -178,7 +237,7 @@ fn set_fault(i: &Inner, m: String) {
     }
 }
 
-fn vram_range(len: usize, off: u64, n: usize) -> Result<std::ops::Range<usize>, String> {
+pub(super) fn vram_range(len: usize, off: u64, n: usize) -> Result<std::ops::Range<usize>, String> {
     let s = usize::try_from(off).map_err(|_| format!("VRAM offset {off:#x}"))?;
     if s.checked_add(n).is_none_or(|e| e > len) {
         return Err(format!("{n} bytes at VRAM offset {off:#x} are outside the {len}-byte VRAM"));
@@ -243,6 +302,12 @@ impl Transport for SimGpu {
                     return Ok(u32::MAX);
                 }
                 let r = self.inner.regs.lock().map_err(|_| "poisoned")?;
+                if off >= MMIO_BAR_BYTES {
+                    return Err(format!("register offset {off:#x} is outside the {MMIO_BAR_BYTES}-byte register BAR"));
+                }
+                if self.inner.map.at(off) == Some(MM_DATA) {
+                    return chip::mm_data(&self.inner, &r, &self.inner.map, None);
+                }
                 Ok(r.get(&(off as u32)).copied().unwrap_or(0))
             }
             _ => {
@@ -269,13 +334,22 @@ impl Transport for SimGpu {
                 if self.gone() {
                     return Ok(());
                 }
-                let known = MMIO.iter().find(|r| u64::from(mmio_byte(**r)) == off);
-                let Some(r) = known else {
+                let Some(r) = self.inner.map.at(off) else {
                     let m = format!("unexpected register write: {v:#x} to register offset {off:#x}");
                     set_fault(&self.inner, m.clone());
                     return Err(m);
                 };
-                self.inner.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(*r), v);
+                let mut chip = self.inner.chip.lock().map_err(|_| "poisoned")?;
+                let mut regs = self.inner.regs.lock().map_err(|_| "poisoned")?;
+                regs.insert(off as u32, v);
+                if let Err(m) = chip::on_write(&self.inner, &mut chip, &mut regs, &self.inner.map, r, v) {
+                    set_fault(&self.inner, m.clone());
+                    // The PSP and SMU answer through their status registers, as on hardware;
+                    // other misuse fails the write itself.
+                    if !matches!(r.block, Block::Mp0 | Block::Mp1) {
+                        return Err(m);
+                    }
+                }
                 Ok(())
             }
             _ => self.write_bytes(bar, off, &v.to_le_bytes()),
@@ -289,12 +363,34 @@ impl Transport for SimGpu {
         if self.gone() {
             return Ok(());
         }
-        let ctl = self.inner.regs.lock().map_err(|_| "poisoned")?.get(&mmio_byte(CP_HQD_PQ_DOORBELL_CONTROL)).copied();
-        let ours = ctl.filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
-        if ours != Some(off) {
-            let m = format!("a doorbell write at offset {off:#x}, which no enabled queue uses");
-            set_fault(&self.inner, m.clone());
-            return Err(m);
+        let map = &self.inner.map;
+        {
+            let mut chip = self.inner.chip.lock().map_err(|_| "poisoned")?;
+            let mut regs = self.inner.regs.lock().map_err(|_| "poisoned")?;
+            let get = |r: Reg| regs.get(&(map.byte(r) as u32)).copied().unwrap_or(0);
+            if get(RCC_DOORBELL_APER_EN) & tk_gpu::amd::boot::DOORBELL_APER_EN == 0 {
+                let m = format!(
+                    "a doorbell write at offset {off:#x} while the doorbell aperture is off: the soc step has not run"
+                );
+                set_fault(&self.inner, m.clone());
+                return Err(m);
+            }
+            let sdma = get(SDMA0_QUEUE0_DOORBELL) & tk_gpu::amd::boot::SDMA_DOORBELL_ENABLE != 0;
+            if sdma && u64::from(get(SDMA0_QUEUE0_DOORBELL_OFFSET) & DOORBELL_OFFSET_MASK) == off {
+                return chip::run_sdma(&self.inner, &mut chip, &mut regs, map, v)
+                    .inspect_err(|m| set_fault(&self.inner, m.clone()));
+            }
+            let ctl = get(CP_HQD_PQ_DOORBELL_CONTROL);
+            let ours = Some(ctl).filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
+            if ours != Some(off) {
+                let m = format!("a doorbell write at offset {off:#x}, which no enabled queue uses");
+                set_fault(&self.inner, m.clone());
+                return Err(m);
+            }
+            if chip.hang {
+                // The queue takes the work and never finishes it.
+                return Ok(());
+            }
         }
         self.inner.rung.store(v, Ordering::SeqCst);
         *self.inner.doorbell.lock().map_err(|_| "poisoned")? = Some(v);
@@ -311,7 +407,7 @@ impl Transport for SimGpu {
             return Ok(());
         }
         let v = self.inner.vram.lock().map_err(|_| "poisoned")?;
-        let r = vram_range(v.len(), off, out.len())?;
+        let r = vram_range(self.inner.vram_bar as usize, off, out.len())?;
         out.copy_from_slice(&v[r]);
         Ok(())
     }
@@ -324,7 +420,7 @@ impl Transport for SimGpu {
             return Ok(());
         }
         let mut v = self.inner.vram.lock().map_err(|_| "poisoned")?;
-        let r = vram_range(v.len(), off, src.len())?;
+        let r = vram_range(self.inner.vram_bar as usize, off, src.len())?;
         v[r].copy_from_slice(src);
         Ok(())
     }
@@ -367,7 +463,12 @@ impl Transport for SimGpu {
         // A function-level reset: registers, doorbells, the pending fault and the command
         // register return to their power-on values (VRAM keeps its contents).
         let lock = |e| format!("the simulated GPU's state lock was poisoned ({e})");
-        self.inner.regs.lock().map_err(|_| lock("registers"))?.clear();
+        {
+            let mut chip = self.inner.chip.lock().map_err(|_| lock("chip"))?;
+            let mut regs = self.inner.regs.lock().map_err(|_| lock("registers"))?;
+            chip.reset();
+            chip.power_on(&mut regs, &self.inner.map, Power::Cold);
+        }
         self.inner.db_lo.lock().map_err(|_| lock("doorbells"))?.clear();
         *self.inner.fault.lock().map_err(|_| lock("fault"))? = None;
         *self.inner.doorbell.lock().map_err(|_| lock("doorbell"))? = None;
@@ -376,7 +477,7 @@ impl Transport for SimGpu {
     }
     fn bar_size(&self, bar: u8) -> Result<u64, String> {
         Ok(match bar {
-            BAR_VRAM => VRAM_BYTES as u64,
+            BAR_VRAM => self.inner.vram_bar,
             BAR_DOORBELL => DOORBELL_BAR_BYTES,
             BAR_MMIO => MMIO_BAR_BYTES,
             _ => 0,
@@ -388,6 +489,14 @@ impl Transport for SimGpu {
     fn round_trips(&self) -> u64 {
         self.inner.trips.load(Ordering::Relaxed)
     }
+    fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        // With TK_FIRMWARE_DIR set, the card runs linux-firmware's blobs and the driver reads
+        // them from there too.
+        if std::env::var_os("TK_FIRMWARE_DIR").is_some() {
+            return None;
+        }
+        Some(synthetic(&tk_gpu::amd::discovery::navi31()))
+    }
     fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
         let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
         let segments = self.attach_sysmem(mem.clone());
@@ -396,11 +505,11 @@ impl Transport for SimGpu {
 }
 
 /// VRAM seen through the page tables of VMID 0, with a translation cache.
-struct Vm<'a> {
-    vram: &'a mut [u8],
-    sys: &'a [Chunk],
-    root: u64,
-    tlb: HashMap<u64, (u64, u64)>,
+pub(super) struct Vm<'a> {
+    pub vram: &'a mut [u8],
+    pub sys: &'a [Chunk],
+    pub root: u64,
+    pub tlb: HashMap<u64, (u64, u64)>,
 }
 
 struct Raw<'a>(&'a mut [u8]);
@@ -513,7 +622,7 @@ fn command_processor(i: &Inner) {
 }
 
 fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n: &mut u64) -> Result<(), String> {
-    let reg = |r: Reg| i.regs.lock().map(|m| m.get(&mmio_byte(r)).copied().unwrap_or(0)).unwrap_or(0);
+    let reg = |r: Reg| i.regs.lock().map(|m| m.get(&(i.map.byte(r) as u32)).copied().unwrap_or(0)).unwrap_or(0);
     if reg(CP_HQD_ACTIVE) & 1 == 0 {
         return Err("the doorbell rang for a queue that is not active (CP_HQD_ACTIVE)".into());
     }
@@ -573,7 +682,7 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
     }
     *rptr = wptr;
     drop(vram);
-    i.regs.lock().map_err(|_| "poisoned")?.insert(mmio_byte(CP_HQD_PQ_RPTR), wptr as u32);
+    i.regs.lock().map_err(|_| "poisoned")?.insert(i.map.byte(CP_HQD_PQ_RPTR) as u32, wptr as u32);
     Ok(())
 }
 
@@ -631,8 +740,116 @@ mod tests {
         assert!(e.contains("unexpected register write"), "{e}");
         assert!(g.fault().is_some());
         let g = SimGpu::new();
+        g.write32(BAR_MMIO, at(RCC_DOORBELL_APER_EN), 1).expect("aperture");
         let e = g.write64(BAR_DOORBELL, 8, 1).expect_err("no queue");
         assert!(e.contains("no enabled queue"), "{e}");
+    }
+
+    /// The register at byte offset of `r` in the simulated GPU's map.
+    fn at(r: Reg) -> u64 {
+        RegMap::new(&tk_gpu::amd::discovery::navi31()).expect("map").byte(r)
+    }
+
+    #[test]
+    fn a_cold_gpu_refuses_each_step_taken_before_the_one_it_needs() {
+        use tk_gpu::amd::boot::*;
+        let e = SimGpu::new().write32(BAR_MMIO, at(CP_HQD_ACTIVE), 1).expect_err("MEC halted");
+        assert!(e.contains("MEC is halted") && e.contains("the gfx step"), "{e}");
+        let e = SimGpu::new().write32(BAR_MMIO, at(SDMA0_F32_CNTL), 0).expect_err("no SDMA microcode");
+        assert!(e.contains("SDMA_UCODE_TH0") && e.contains("the psp step"), "{e}");
+        let e = SimGpu::new().write32(BAR_MMIO, at(CP_MEC_RS64_CNTL), 0).expect_err("no autoload");
+        assert!(e.contains("AUTOLOAD_RLC"), "{e}");
+        let e = SimGpu::new().write64(BAR_DOORBELL, 8, 1).expect_err("no aperture");
+        assert!(e.contains("the soc step"), "{e}");
+        let g = SimGpu::new();
+        g.write32(BAR_MMIO, at(GRBM_GFX_CNTL), 0).expect("select ME 0");
+        let e = g.write32(BAR_MMIO, at(CP_MEC_RS64_PRGRM_CNTR_START), 0x100).expect_err("not the MEC");
+        assert!(e.contains("ME 0"), "{e}");
+        // The PSP answers through its registers, as the hardware does: a bootloader command
+        // before the GART exists is refused with error bits, and the reason is the fault.
+        let g = SimGpu::new();
+        assert_eq!(g.read32(BAR_MMIO, at(MP0_C2PMSG_35)), Ok(tk_gpu::amd::psp::BL_READY));
+        g.write32(BAR_MMIO, at(MP0_C2PMSG_36), 0x200_0000).expect("address");
+        g.write32(BAR_MMIO, at(MP0_C2PMSG_35), tk_gpu::amd::psp::BL_LOAD_KEY_DATABASE).expect("command");
+        assert_eq!(g.read32(BAR_MMIO, at(MP0_C2PMSG_35)), Ok(tk_gpu::amd::psp::BL_READY | 2));
+        assert!(g.fault().is_some_and(|f| f.contains("the gmc step")), "{:?}", g.fault());
+        // No SMU firmware: its mailbox never answers.
+        let g = SimGpu::new();
+        g.write32(BAR_MMIO, at(MP1_C2PMSG_66), SMU_GET_VERSION).expect("message");
+        assert_eq!(g.read32(BAR_MMIO, at(MP1_C2PMSG_90)), Ok(0));
+    }
+
+    #[test]
+    fn the_driver_boots_it_cold_warm_and_left_running() {
+        use tk_gpu::amd::boot::BootState;
+        use tk_gpu::amd::device::AmdGpu;
+        let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("boots");
+        assert_eq!(gpu.boot_state(), BootState::Cold);
+        for (power, state) in [(Power::Warm, BootState::Warm), (Power::LeftRunning, BootState::LeftRunning)] {
+            let sim = SimGpu::with_options(SimOptions { power, ..SimOptions::default() });
+            let gpu = AmdGpu::open(Box::new(sim)).expect("boots");
+            assert_eq!(gpu.boot_state(), state);
+            // Copies run on the SDMA engine it set up.
+            let b = gpu.alloc(8192, PTE_READABLE | PTE_WRITEABLE).expect("alloc");
+            gpu.upload(b.va(), &[3; 8192]).expect("upload");
+            let mut back = [0u8; 8192];
+            gpu.download(b.va(), &mut back).expect("download");
+            assert_eq!(back, [3; 8192]);
+        }
+    }
+
+    #[test]
+    fn a_bar_smaller_than_vram_is_read_through_mm_index() {
+        use tk_gpu::amd::device::AmdGpu;
+        let o = SimOptions::parse("bar=256").expect("option");
+        let sim = SimGpu::with_options(o);
+        assert_eq!(sim.bar_size(BAR_VRAM), Ok(256 << 20));
+        // The table at the end of the 1 GiB is out of the BAR's reach...
+        let table = VRAM_BYTES as u64 - tk_gpu::amd::discovery::TABLE_OFFSET_FROM_END;
+        assert!(sim.read_bytes(BAR_VRAM, table, &mut [0; 4]).is_err());
+        // ...but not of MM_INDEX/MM_DATA.
+        sim.write32(BAR_MMIO, at(MM_INDEX_HI), (table >> 31) as u32).expect("index hi");
+        sim.write32(BAR_MMIO, at(MM_INDEX), (table as u32 & 0x7fff_ffff) | 0x8000_0000).expect("index");
+        let sig = sim.read32(BAR_MMIO, at(MM_DATA)).expect("data");
+        assert_eq!(sig, tk_gpu::amd::discovery::BINARY_SIGNATURE);
+        let gpu = AmdGpu::open(Box::new(sim)).expect("boots");
+        assert_eq!(gpu.discovery().gfx_target(), Ok("gfx1100"));
+        assert!(gpu.free_vram() < 256 << 20);
+        for bad in ["bar=100", "bar=32", "bar=2048", "bar=x"] {
+            assert!(SimOptions::parse(bad).expect_err(bad).contains("bar="), "{bad}");
+        }
+    }
+
+    #[test]
+    fn firmware_the_card_does_not_take_is_refused_naming_the_piece() {
+        use tk_gpu::amd::device::AmdGpu;
+        use tk_gpu::amd::firmware::FirmwareSet;
+        let refused = |file: &str, at: usize| -> String {
+            let mut files = synthetic(&tk_gpu::amd::discovery::navi31());
+            let (_, b) = files.iter_mut().find(|(n, _)| n.ends_with(file)).expect("file");
+            b[at] ^= 0x40;
+            tk_gpu::amd::ucode::seal(b);
+            let fw = FirmwareSet::from_files(files, "test").expect("still parses");
+            match AmdGpu::open_with(Box::new(SimGpu::new()), Some(fw)) {
+                Ok(_) => panic!("booted with a changed {file}"),
+                Err(e) => e.to_string(),
+            }
+        };
+        // The MEC's code (it starts at byte 256).
+        let e = refused("_mec.bin", 300);
+        assert!(
+            e.contains("psp: the PSP refused LOAD_IP_FW of RS64_MEC") && e.contains("not the card's RS64_MEC image"),
+            "{e}"
+        );
+        // The SDMA's second thread (after its 2 KiB first one).
+        let e = refused("sdma_6_0_0.bin", 256 + 2048 + 10);
+        assert!(e.contains("SDMA_UCODE_TH1"), "{e}");
+        // The key database in the sOS blob: the bootloader refuses it.
+        let sos = synthetic(&tk_gpu::amd::discovery::navi31()).remove(0).1;
+        let blob = tk_gpu::amd::ucode::parse("psp_13_0_0_sos.bin", &sos).expect("sos");
+        let kdb = blob.components.iter().find(|c| c.kind == tk_gpu::amd::ucode::PspKind::Kdb).expect("kdb");
+        let e = refused("_sos.bin", kdb.offset as usize + 1);
+        assert!(e.contains("psp: the bootloader refused KDB") && e.contains("not the card's signed image"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,499 @@
+//! Cold bring-up of an RDNA3 GPU, step by step, each a named stage of the driver's log
+//! (`TK_LOG=driver`): warm-check, reset, soc, gmc (in the device module), ih, psp, smu, gfx,
+//! sdma and queue. A step that fails says which step, which register or command, and what it
+//! read back. docs/driver.md has each step's public source; the values here carry theirs in
+//! [`super::regs`] and [`super::psp`].
+
+use super::firmware::FirmwareSet;
+use super::link::{LINK_LOST, link_gone, log};
+use super::psp::{self, Piece};
+use super::regs::*;
+use super::sdma;
+use crate::queue::GpuError;
+use crate::transport::{SysMem, Transport};
+use std::time::{Duration, Instant};
+
+/// What SCRATCH_REG0 holds once tk has booted the GPU ("tk" and a layout version): the next
+/// start finds the firmware running and re-initialises only the queues.
+pub const SCRATCH_BOOTED: u32 = 0x746b_0001;
+
+/// The SMU's messages (Linux's pm/swsmu/inc/pmfw_if/smu_v13_0_0_ppsmc.h) and its answer for
+/// success (`PPSMC_Result_OK`; 0xFF failed, 0xFE unknown message, 0xFD a missing prerequisite).
+pub const SMU_GET_VERSION: u32 = 0x2;
+pub const SMU_ENABLE_ALL_FEATURES: u32 = 0x6;
+pub const SMU_SET_DRIVER_TABLE_HI: u32 = 0xe;
+pub const SMU_SET_DRIVER_TABLE_LO: u32 = 0xf;
+pub const SMU_MODE1_RESET: u32 = 0x2f;
+pub const SMU_OK: u32 = 1;
+
+/// CP_MEC_RS64_CNTL bits (gc_11_0_0_sh_mask.h): invalidate the instruction cache, reset pipe 0,
+/// halt.
+pub const MEC_INVALIDATE_ICACHE: u32 = 0x10;
+pub const MEC_PIPE0_RESET: u32 = 0x1_0000;
+pub const MEC_HALT: u32 = 0x4000_0000;
+/// RLC_RLCS_BOOTLOAD_STATUS.BOOTLOAD_COMPLETE.
+pub const RLC_BOOTLOAD_COMPLETE: u32 = 0x8000_0000;
+/// GRBM_GFX_CNTL.MEID (bits 2..3): 1 selects the MEC's registers.
+pub const GRBM_MEID_MEC: u32 = 1 << 2;
+/// SH_MEM_CONFIG: 64-bit addresses, unaligned accesses allowed (ALIGNMENT_MODE 3), instruction
+/// prefetch 3, as gfx_v11_0.c programs every VMID.
+pub const SH_MEM_CONFIG_VALUE: u32 = 1 | 3 << 2 | 3 << 14;
+/// SH_MEM_BASES: shared aperture 1, private aperture 2 (gfx_v11_0.c).
+pub const SH_MEM_BASES_VALUE: u32 = 1 << 16 | 2;
+
+/// SDMA0_F32_CNTL: HALT (bit 0), TH1_RESET (bit 13).
+pub const SDMA_HALT: u32 = 1;
+pub const SDMA_TH1_RESET: u32 = 1 << 13;
+/// SDMA0_QUEUE0_RB_CNTL: RB_ENABLE (bit 0), RB_SIZE (bits 1..5, log2 of the dwords),
+/// RPTR_WRITEBACK_ENABLE (bit 12), RB_PRIV (bit 23).
+pub const SDMA_RB_ENABLE: u32 = 1;
+pub const SDMA_RB_SIZE_SHIFT: u32 = 1;
+pub const SDMA_RB_SIZE_MASK: u32 = 0x3e;
+pub const SDMA_RPTR_WRITEBACK: u32 = 1 << 12;
+pub const SDMA_RB_PRIV: u32 = 1 << 23;
+/// SDMA0_QUEUE0_DOORBELL.ENABLE (bit 28); IB_CNTL.IB_ENABLE (bit 0).
+pub const SDMA_DOORBELL_ENABLE: u32 = 1 << 28;
+pub const SDMA_IB_ENABLE: u32 = 1;
+/// RCC_DOORBELL_APER_EN.BIF_DOORBELL_APER_EN.
+pub const DOORBELL_APER_EN: u32 = 1;
+/// The MQD (`struct v11_compute_mqd`, 2048 bytes): dword 0x80 + k mirrors register
+/// CP_MQD_BASE_ADDR + k (Linux's v11_structs.h).
+pub const MQD_BYTES: usize = 2048;
+pub const MQD_REGS_AT: usize = 0x80;
+
+/// What the warm check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootState {
+    /// No firmware running: the whole bring-up.
+    Cold,
+    /// tk booted this GPU before (SCRATCH_REG0): the firmware runs; only the queues are set up.
+    Warm,
+    /// Another driver's firmware runs: a mode-1 reset first, then the whole bring-up.
+    LeftRunning,
+}
+
+impl std::fmt::Display for BootState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BootState::Cold => "cold (no firmware was running; tk booted it)",
+            BootState::Warm => "warm (tk's firmware was running; tk set up its queues again)",
+            BootState::LeftRunning => "left running by another driver (tk reset it with a mode-1 reset and booted it)",
+        })
+    }
+}
+
+/// The register side of a bring-up: reads and writes that name their step, and waits bounded by
+/// the driver's timeout.
+pub(super) struct Regs<'a> {
+    pub t: &'a dyn Transport,
+    pub map: &'a RegMap,
+    pub timeout: Duration,
+}
+
+impl Regs<'_> {
+    /// What the device reported, if anything, for an error message.
+    pub fn said(&self) -> String {
+        self.t.fault().map(|f| format!(" (the device reports: {f})")).unwrap_or_default()
+    }
+
+    fn lost(&self, step: &str, m: String) -> GpuError {
+        if link_gone(self.t) { GpuError::Link(LINK_LOST.into()) } else { GpuError::Setup(format!("{step}: {m}")) }
+    }
+
+    /// Reads `r`; an all-ones value from a GPU whose vendor id also reads all ones is a lost link.
+    pub fn r(&self, step: &str, r: Reg) -> Result<u32, GpuError> {
+        let v = self.t.read32(super::BAR_MMIO, self.map.byte(r)).map_err(|m| self.lost(step, m))?;
+        if v == u32::MAX && link_gone(self.t) {
+            return Err(GpuError::Link(LINK_LOST.into()));
+        }
+        Ok(v)
+    }
+
+    pub fn w(&self, step: &str, r: Reg, v: u32) -> Result<(), GpuError> {
+        self.t
+            .write32(super::BAR_MMIO, self.map.byte(r), v)
+            .map_err(|m| self.lost(step, format!("writing {v:#x} to {}: {m}", r.name)))
+    }
+
+    /// Reads `r` until `ok` holds; past the timeout, an error naming what the step waited for
+    /// and the value it read last.
+    pub fn poll(&self, step: &str, r: Reg, what: &str, ok: impl Fn(u32) -> bool) -> Result<u32, GpuError> {
+        let start = Instant::now();
+        loop {
+            let v = self.r(step, r)?;
+            if ok(v) {
+                return Ok(v);
+            }
+            if start.elapsed() > self.timeout {
+                return Err(GpuError::Setup(format!(
+                    "{step}: waited {} ms (TK_GPU_TIMEOUT_MS) for {what}; {} reads {v:#x}{}",
+                    self.timeout.as_millis(),
+                    r.name,
+                    self.said()
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Sends the SMU `msg` with `arg` through its mailbox (Linux's smu_cmn.c: wait for the last
+    /// answer, clear it, write the argument and the message, wait for the answer) and returns
+    /// the argument register's value after it.
+    pub fn smu(&self, step: &str, msg: u32, arg: u32, name: &str) -> Result<u32, GpuError> {
+        self.poll(step, MP1_C2PMSG_90, "the SMU to take a message", |v| v != 0)?;
+        self.w(step, MP1_C2PMSG_90, 0)?;
+        self.w(step, MP1_C2PMSG_82, arg)?;
+        self.w(step, MP1_C2PMSG_66, msg)?;
+        let resp = self.poll(step, MP1_C2PMSG_90, &format!("the SMU's answer to {name}"), |v| v != 0)?;
+        if resp != SMU_OK {
+            let why = match resp {
+                0xff => "failed",
+                0xfe => "unknown message",
+                0xfd => "a prerequisite is missing",
+                _ => "an unexpected answer",
+            };
+            return Err(GpuError::Setup(format!(
+                "{step}: the SMU answered {name} (message {msg:#x}) with {resp:#x} ({why})"
+            )));
+        }
+        self.r(step, MP1_C2PMSG_82)
+    }
+}
+
+/// Where things live in the driver's system memory during bring-up: offsets and the GPU virtual
+/// address of offset 0.
+pub(super) struct Sys<'a> {
+    pub mem: &'a SysMem,
+    pub va: u64,
+}
+
+impl Sys<'_> {
+    pub fn write(&self, off: u64, src: &[u8]) {
+        let o = off as usize;
+        self.mem.mem.with(&mut |m: &mut [u8]| m[o..o + src.len()].copy_from_slice(src));
+    }
+    pub fn read_u32(&self, off: u64) -> u32 {
+        let o = off as usize;
+        let mut b = [0u8; 4];
+        self.mem.mem.with(&mut |m: &mut [u8]| b.copy_from_slice(&m[o..o + 4]));
+        u32::from_le_bytes(b)
+    }
+}
+
+/// The warm check: SCRATCH_REG0 and the sOS's sign of life (C2PMSG_81).
+pub(super) fn warm_check(r: &Regs<'_>) -> Result<BootState, GpuError> {
+    let scratch = r.r("warm-check", SCRATCH_REG0)?;
+    let sos = r.r("warm-check", MP0_C2PMSG_81)?;
+    let state = match (sos != 0, scratch == SCRATCH_BOOTED) {
+        (false, _) => BootState::Cold,
+        (true, true) => BootState::Warm,
+        (true, false) => BootState::LeftRunning,
+    };
+    log("warm-check", || format!("SCRATCH_REG0 {scratch:#x}, sOS sign of life (C2PMSG_81) {sos:#x}: {state}"));
+    Ok(state)
+}
+
+/// A mode-1 reset through the SMU, then a wait for the bootloader of the reset GPU.
+pub(super) fn reset(r: &Regs<'_>) -> Result<(), GpuError> {
+    r.smu("reset", SMU_MODE1_RESET, 0, "Mode1Reset")?;
+    r.poll("reset", MP0_C2PMSG_81, "the old sOS to stop after the mode-1 reset", |v| v == 0)?;
+    r.poll("reset", MP0_C2PMSG_35, "the bootloader after the mode-1 reset", |v| v == psp::BL_READY)?;
+    log("reset", || "mode-1 reset through the SMU (Mode1Reset); the bootloader is ready again".into());
+    Ok(())
+}
+
+/// The SOC step: the doorbell aperture; the VRAM size from RCC_CONFIG_MEMSIZE.
+pub(super) fn soc(r: &Regs<'_>) -> Result<u64, GpuError> {
+    r.w("soc", RCC_DOORBELL_APER_EN, DOORBELL_APER_EN)?;
+    let mib = r.r("soc", RCC_CONFIG_MEMSIZE)?;
+    log("soc", || format!("doorbell aperture enabled; RCC_CONFIG_MEMSIZE says {mib} MiB of VRAM"));
+    Ok(u64::from(mib) << 20)
+}
+
+/// The PSP's KM ring and its command buffer in the driver's system memory.
+pub(super) struct PspRing {
+    /// Offsets in system memory of the ring, the command buffer, the fence.
+    pub ring: u64,
+    pub cmd: u64,
+    pub fence: u64,
+    /// The staging area (1 MiB aligned in the GPU's address space) firmware is copied to.
+    pub staging: u64,
+    pub staging_bytes: u64,
+    wptr: u32,
+    seq: u32,
+}
+
+impl PspRing {
+    pub fn new(ring: u64, cmd: u64, fence: u64, staging: u64, staging_bytes: u64) -> PspRing {
+        PspRing { ring, cmd, fence, staging, staging_bytes, wptr: 0, seq: 0 }
+    }
+}
+
+fn stage(sys: &Sys<'_>, ring: &PspRing, what: &str, bytes: &[u8]) -> Result<u64, GpuError> {
+    if bytes.len() as u64 > ring.staging_bytes {
+        return Err(GpuError::Setup(format!(
+            "psp: {what} has {} bytes; the driver stages at most {}",
+            bytes.len(),
+            ring.staging_bytes
+        )));
+    }
+    sys.write(ring.staging, bytes);
+    Ok(sys.va + ring.staging)
+}
+
+/// Sends one command through the KM ring and waits for its fence; returns the command buffer
+/// with the response.
+fn command(
+    r: &Regs<'_>,
+    sys: &Sys<'_>,
+    ring: &mut PspRing,
+    id: u32,
+    body: &[u32],
+    what: &str,
+) -> Result<Vec<u8>, GpuError> {
+    let mut cmd = vec![0u8; psp::CMD_BYTES];
+    cmd[psp::CMD_ID..psp::CMD_ID + 4].copy_from_slice(&id.to_le_bytes());
+    for (k, w) in body.iter().enumerate() {
+        let at = psp::CMD_BODY + 4 * k;
+        cmd[at..at + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    sys.write(ring.cmd, &cmd);
+    ring.seq += 1;
+    let (cmd_va, fence_va) = (sys.va + ring.cmd, sys.va + ring.fence);
+    let mut frame = [0u8; psp::FRAME_BYTES as usize];
+    let put = |f: &mut [u8], at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    put(&mut frame, psp::FRAME_CMD_LO, cmd_va as u32);
+    put(&mut frame, psp::FRAME_CMD_HI, (cmd_va >> 32) as u32);
+    put(&mut frame, psp::FRAME_FENCE_LO, fence_va as u32);
+    put(&mut frame, psp::FRAME_FENCE_HI, (fence_va >> 32) as u32);
+    put(&mut frame, psp::FRAME_FENCE_VALUE, ring.seq);
+    let ring_dwords = psp::RING_BYTES / 4;
+    sys.write(ring.ring + u64::from(ring.wptr) * 4, &frame);
+    ring.wptr = (ring.wptr + psp::FRAME_BYTES / 4) % ring_dwords;
+    r.w("psp", MP0_C2PMSG_67, ring.wptr)?;
+    let start = Instant::now();
+    while sys.read_u32(ring.fence) != ring.seq {
+        if start.elapsed() > r.timeout {
+            return Err(GpuError::Setup(format!(
+                "psp: waited {} ms (TK_GPU_TIMEOUT_MS) for the PSP to finish {what} (fence {} of the KM ring)",
+                r.timeout.as_millis(),
+                ring.seq
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    let mut out = vec![0u8; psp::CMD_BYTES];
+    let o = ring.cmd as usize;
+    sys.mem.mem.with(&mut |m: &mut [u8]| out.copy_from_slice(&m[o..o + psp::CMD_BYTES]));
+    let status = u32::from_le_bytes([
+        out[psp::RESP_STATUS],
+        out[psp::RESP_STATUS + 1],
+        out[psp::RESP_STATUS + 2],
+        out[psp::RESP_STATUS + 3],
+    ]);
+    if status != 0 {
+        return Err(GpuError::Setup(format!("psp: the PSP refused {what} with status {status:#x}{}", r.said())));
+    }
+    Ok(out)
+}
+
+/// Loads one firmware piece with LOAD_IP_FW.
+fn load_piece(r: &Regs<'_>, sys: &Sys<'_>, ring: &mut PspRing, fw: &FirmwareSet, p: &Piece) -> Result<(), GpuError> {
+    let what = format!("LOAD_IP_FW of {} ({}, {} bytes)", psp::fw_name(p.fw_type), p.file, p.size);
+    let va = stage(sys, ring, &what, p.bytes(fw))?;
+    command(r, sys, ring, psp::CMD_LOAD_IP_FW, &[va as u32, (va >> 32) as u32, p.size as u32, p.fw_type], &what)?;
+    Ok(())
+}
+
+/// The PSP step: the bootloader components, the KM ring, the TOC, the SMU's firmware, the TMR
+/// (at `tmr` = (its GPU address, its VRAM offset, the bytes reserved for it)), then every other
+/// firmware piece, with AUTOLOAD_RLC after RLC_G. Returns the TMR's size.
+pub(super) fn psp(
+    r: &Regs<'_>,
+    sys: &Sys<'_>,
+    ring: &mut PspRing,
+    fw: &FirmwareSet,
+    tmr: (u64, u64, u64),
+) -> Result<u32, GpuError> {
+    let sos = fw.find("_sos.bin").ok_or_else(|| GpuError::Setup("psp: the firmware has no sOS blob".into()))?;
+    let steps = psp::bootloader_steps(sos);
+    for s in &steps {
+        r.poll("psp", MP0_C2PMSG_35, "the bootloader to be ready", |v| v & psp::BL_READY != 0)?;
+        let bytes = sos.blob.component(&sos.bytes, s.kind).unwrap_or(&[]);
+        let va = stage(sys, ring, s.name, bytes)?;
+        r.w("psp", MP0_C2PMSG_36, (va >> 20) as u32)?;
+        r.w("psp", MP0_C2PMSG_35, s.command)?;
+        if s.command == psp::BL_LOAD_SOSDRV {
+            r.poll("psp", MP0_C2PMSG_81, "the sOS to start (its sign of life in C2PMSG_81)", |v| v != 0)?;
+        } else {
+            let v = r.poll("psp", MP0_C2PMSG_35, &format!("the bootloader to take {}", s.name), |v| {
+                v & psp::BL_READY != 0
+            })?;
+            if v != psp::BL_READY {
+                return Err(GpuError::Setup(format!(
+                    "psp: the bootloader refused {} (command {:#x}): C2PMSG_35 reads {v:#x}{}",
+                    s.name,
+                    s.command,
+                    r.said()
+                )));
+            }
+        }
+    }
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    log("psp", || format!("bootloader: {}; the sOS runs", names.join(", ")));
+    // The KM ring.
+    let ready = |v: u32| v & psp::RING_RESPONSE_MASK == psp::BL_READY;
+    r.poll("psp", MP0_C2PMSG_64, "the sOS to accept a ring", ready)?;
+    let ring_va = sys.va + ring.ring;
+    r.w("psp", MP0_C2PMSG_69, ring_va as u32)?;
+    r.w("psp", MP0_C2PMSG_70, (ring_va >> 32) as u32)?;
+    r.w("psp", MP0_C2PMSG_71, psp::RING_BYTES)?;
+    r.w("psp", MP0_C2PMSG_64, psp::RING_CREATE_KM)?;
+    let v = r.poll("psp", MP0_C2PMSG_64, "the KM ring to be created", |v| v & psp::BL_READY != 0)?;
+    if !ready(v) {
+        return Err(GpuError::Setup(format!("psp: the sOS refused the KM ring: C2PMSG_64 reads {v:#x}{}", r.said())));
+    }
+    // The TOC gives the TMR's size.
+    let mut tmr_size = psp::TMR_DEFAULT;
+    if let Some(toc) = sos.blob.component(&sos.bytes, super::ucode::PspKind::Toc) {
+        let va = stage(sys, ring, "the TOC", toc)?;
+        let resp =
+            command(r, sys, ring, psp::CMD_LOAD_TOC, &[va as u32, (va >> 32) as u32, toc.len() as u32], "LOAD_TOC")?;
+        let at = psp::RESP_TMR_SIZE;
+        let size = u32::from_le_bytes([resp[at], resp[at + 1], resp[at + 2], resp[at + 3]]);
+        if size != 0 {
+            tmr_size = size;
+        }
+    }
+    let (tmr_va, tmr_pa, tmr_room) = tmr;
+    if u64::from(tmr_size) > tmr_room {
+        return Err(GpuError::Setup(format!(
+            "psp: the TOC asks for a TMR of {tmr_size:#x} bytes; the driver reserves {tmr_room:#x}"
+        )));
+    }
+    let order = psp::load_order(fw).map_err(|m| GpuError::Setup(format!("firmware: {m}")))?;
+    let (smu, rest): (Vec<Piece>, Vec<Piece>) = order.into_iter().partition(|p| p.fw_type == psp::FW_SMU);
+    for p in &smu {
+        load_piece(r, sys, ring, fw, p)?;
+    }
+    command(
+        r,
+        sys,
+        ring,
+        psp::CMD_SETUP_TMR,
+        &[tmr_va as u32, (tmr_va >> 32) as u32, tmr_size, 0x2, tmr_pa as u32, (tmr_pa >> 32) as u32],
+        "SETUP_TMR",
+    )?;
+    for p in &rest {
+        load_piece(r, sys, ring, fw, p)?;
+        if p.fw_type == psp::FW_RLC_G {
+            command(r, sys, ring, psp::CMD_AUTOLOAD_RLC, &[], "AUTOLOAD_RLC")?;
+        }
+    }
+    log("psp", || {
+        format!(
+            "KM ring at {ring_va:#x}; TMR of {} KiB at VRAM {tmr_pa:#x}; {} firmware pieces loaded (LOAD_IP_FW), then AUTOLOAD_RLC",
+            tmr_size >> 10,
+            smu.len() + rest.len()
+        )
+    });
+    Ok(tmr_size)
+}
+
+/// The SMU step: its version, the driver table, every feature on.
+pub(super) fn smu(r: &Regs<'_>, table_va: u64) -> Result<(), GpuError> {
+    let version = r.smu("smu", SMU_GET_VERSION, 0, "GetSmuVersion")?;
+    r.smu("smu", SMU_SET_DRIVER_TABLE_HI, (table_va >> 32) as u32, "SetDriverDramAddrHigh")?;
+    r.smu("smu", SMU_SET_DRIVER_TABLE_LO, table_va as u32, "SetDriverDramAddrLow")?;
+    r.smu("smu", SMU_ENABLE_ALL_FEATURES, 0, "EnableAllSmuFeatures")?;
+    log("smu", || format!("SMU firmware {version:#x} answers; driver table at {table_va:#x}; all features enabled"));
+    Ok(())
+}
+
+/// The GFX step: wait for the RLC's autoload, start the MEC at its firmware's entry point,
+/// the shader memory apertures of VMID 0, the MEC's doorbell range.
+pub(super) fn gfx(r: &Regs<'_>, fw: &FirmwareSet, doorbell: u32) -> Result<(), GpuError> {
+    let start = Instant::now();
+    loop {
+        let status = r.r("gfx", RLC_RLCS_BOOTLOAD_STATUS)?;
+        let cp = r.r("gfx", CP_STAT)?;
+        if status & RLC_BOOTLOAD_COMPLETE != 0 && cp == 0 {
+            break;
+        }
+        if start.elapsed() > r.timeout {
+            return Err(GpuError::Setup(format!(
+                "gfx: waited {} ms (TK_GPU_TIMEOUT_MS) for the RLC's autoload: RLC_RLCS_BOOTLOAD_STATUS reads \
+                 {status:#x}, CP_STAT {cp:#x}",
+                r.timeout.as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    let mec = fw.find("_mec.bin").ok_or_else(|| GpuError::Setup("gfx: the firmware has no MEC blob".into()))?;
+    let (lo, hi) = psp::mec_entry(mec).map_err(|m| GpuError::Setup(format!("gfx: {m}")))?;
+    r.w("gfx", GRBM_GFX_CNTL, GRBM_MEID_MEC)?;
+    r.w("gfx", CP_MEC_RS64_PRGRM_CNTR_START, lo)?;
+    r.w("gfx", CP_MEC_RS64_PRGRM_CNTR_START_HI, hi)?;
+    r.w("gfx", CP_MEC_RS64_CNTL, MEC_HALT | MEC_PIPE0_RESET | MEC_INVALIDATE_ICACHE)?;
+    r.w("gfx", CP_MEC_RS64_CNTL, 0)?;
+    r.w("gfx", GRBM_GFX_CNTL, 0)?;
+    gfx_config(r, doorbell)?;
+    log("gfx", || {
+        format!(
+            "RLC autoload complete; MEC program counter {lo:#x} (high {hi:#x}), un-halted; doorbell range \
+             {doorbell:#x}"
+        )
+    });
+    Ok(())
+}
+
+/// What every start programs, warm or cold (gfx_v11_0.c does it on each resume): VMID 0's
+/// shader memory apertures and the MEC's doorbell range.
+pub(super) fn gfx_config(r: &Regs<'_>, doorbell: u32) -> Result<(), GpuError> {
+    r.w("gfx", SH_MEM_CONFIG, SH_MEM_CONFIG_VALUE)?;
+    r.w("gfx", SH_MEM_BASES, SH_MEM_BASES_VALUE)?;
+    r.w("gfx", CP_MEC_DOORBELL_RANGE_LOWER, doorbell & 0xffc)?;
+    r.w("gfx", CP_MEC_DOORBELL_RANGE_UPPER, doorbell & 0xffc)
+}
+
+/// The SDMA step: engine 0's queue 0 with its ring at `ring_va` (2^`log2_dwords` dwords), the
+/// read pointer written back at `rptr_va`, rung through the 64-bit doorbell at byte `doorbell`;
+/// then the engine is un-halted (Linux's sdma_v6_0_gfx_resume_instance order).
+pub(super) fn sdma(r: &Regs<'_>, ring_va: u64, log2_dwords: u32, rptr_va: u64, doorbell: u32) -> Result<(), GpuError> {
+    let s = "sdma";
+    let cntl = (log2_dwords << SDMA_RB_SIZE_SHIFT & SDMA_RB_SIZE_MASK) | SDMA_RB_PRIV | SDMA_RPTR_WRITEBACK;
+    r.w(s, SDMA0_F32_CNTL, SDMA_HALT | SDMA_TH1_RESET)?;
+    r.w(s, SDMA0_QUEUE0_RB_CNTL, cntl)?;
+    for reg in [SDMA0_QUEUE0_RB_RPTR, SDMA0_QUEUE0_RB_RPTR_HI, SDMA0_QUEUE0_RB_WPTR, SDMA0_QUEUE0_RB_WPTR_HI] {
+        r.w(s, reg, 0)?;
+    }
+    r.w(s, SDMA0_QUEUE0_RB_RPTR_ADDR_HI, (rptr_va >> 32) as u32)?;
+    r.w(s, SDMA0_QUEUE0_RB_RPTR_ADDR_LO, rptr_va as u32 & !3)?;
+    r.w(s, SDMA0_QUEUE0_RB_BASE, (ring_va >> 8) as u32)?;
+    r.w(s, SDMA0_QUEUE0_RB_BASE_HI, (ring_va >> 40) as u32)?;
+    r.w(s, SDMA0_QUEUE0_MINOR_PTR_UPDATE, 1)?;
+    r.w(s, SDMA0_QUEUE0_DOORBELL, SDMA_DOORBELL_ENABLE)?;
+    r.w(s, SDMA0_QUEUE0_DOORBELL_OFFSET, doorbell & DOORBELL_OFFSET_MASK)?;
+    r.w(s, SDMA0_QUEUE0_MINOR_PTR_UPDATE, 0)?;
+    r.w(s, SDMA0_F32_CNTL, 0)?;
+    r.w(s, SDMA0_QUEUE0_RB_CNTL, cntl | SDMA_RB_ENABLE)?;
+    r.w(s, SDMA0_QUEUE0_IB_CNTL, SDMA_IB_ENABLE)?;
+    log(s, || {
+        format!(
+            "engine 0 queue 0: a {} KiB ring at {ring_va:#x}, doorbell {doorbell:#x}; un-halted",
+            (4u64 << log2_dwords) >> 10
+        )
+    });
+    Ok(())
+}
+
+/// Appends an SDMA copy of `bytes` from `src` to `dst` in packets of at most
+/// [`sdma::COPY_MAX`] bytes.
+pub fn copy_packets(src: u64, dst: u64, bytes: u64, out: &mut Vec<sdma::Packet>) {
+    let mut done = 0;
+    while done < bytes {
+        let n = (bytes - done).min(u64::from(sdma::COPY_MAX));
+        out.push(sdma::Packet::CopyLinear { src: src + done, dst: dst + done, bytes: n as u32 });
+        done += n;
+    }
+}
