@@ -30,11 +30,16 @@ pub const SMU_OK: u32 = 1;
 /// halt.
 pub const MEC_INVALIDATE_ICACHE: u32 = 0x10;
 pub const MEC_PIPE0_RESET: u32 = 0x1_0000;
+pub const MEC_PIPE0_ACTIVE: u32 = 0x400_0000;
 pub const MEC_HALT: u32 = 0x4000_0000;
 /// RLC_RLCS_BOOTLOAD_STATUS.BOOTLOAD_COMPLETE.
 pub const RLC_BOOTLOAD_COMPLETE: u32 = 0x8000_0000;
-/// GRBM_GFX_CNTL.MEID (bits 2..3): 1 selects the MEC's registers.
+/// GRBM_GFX_CNTL.MEID (bits 2..3): 1 selects the MEC's registers (PIPEID bits 0..1 and
+/// QUEUEID bits 8..10 are 0: pipe 0, queue 0).
 pub const GRBM_MEID_MEC: u32 = 1 << 2;
+/// The PCI command register's memory-space (bit 1) and bus-master (bit 2) enables: the GPU's
+/// DMA (PSP, SDMA, the command processor) needs bus mastering.
+pub const PCI_COMMAND_MEMORY_MASTER: u32 = 0x6;
 /// SH_MEM_CONFIG: 64-bit addresses, unaligned accesses allowed (ALIGNMENT_MODE 3), instruction
 /// prefetch 3, as gfx_v11_0.c programs every VMID.
 pub const SH_MEM_CONFIG_VALUE: u32 = 1 | 3 << 2 | 3 << 14;
@@ -324,7 +329,28 @@ pub(super) fn psp(
         r.w("psp", MP0_C2PMSG_36, (va >> 20) as u32)?;
         r.w("psp", MP0_C2PMSG_35, s.command)?;
         if s.command == psp::BL_LOAD_SOSDRV {
-            r.poll("psp", MP0_C2PMSG_81, "the sOS to start (its sign of life in C2PMSG_81)", |v| v != 0)?;
+            // The sOS signals life in C2PMSG_81; a refusal sets error bits in C2PMSG_35.
+            let start = Instant::now();
+            loop {
+                if r.r("psp", MP0_C2PMSG_81)? != 0 {
+                    break;
+                }
+                let bl = r.r("psp", MP0_C2PMSG_35)?;
+                if bl & psp::BL_READY != 0 && bl != psp::BL_READY {
+                    return Err(GpuError::Setup(format!(
+                        "psp: the bootloader refused the sOS: C2PMSG_35 reads {bl:#x}{}",
+                        r.said()
+                    )));
+                }
+                if start.elapsed() > r.timeout {
+                    return Err(GpuError::Setup(format!(
+                        "psp: waited {} ms (TK_GPU_TIMEOUT_MS) for the sOS to start: C2PMSG_81 reads 0{}",
+                        r.timeout.as_millis(),
+                        r.said()
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
         } else {
             let v = r.poll("psp", MP0_C2PMSG_35, &format!("the bootloader to take {}", s.name), |v| {
                 v & psp::BL_READY != 0
@@ -435,7 +461,7 @@ pub(super) fn gfx(r: &Regs<'_>, fw: &FirmwareSet, doorbell: u32) -> Result<(), G
     r.w("gfx", CP_MEC_RS64_PRGRM_CNTR_START, lo)?;
     r.w("gfx", CP_MEC_RS64_PRGRM_CNTR_START_HI, hi)?;
     r.w("gfx", CP_MEC_RS64_CNTL, MEC_HALT | MEC_PIPE0_RESET | MEC_INVALIDATE_ICACHE)?;
-    r.w("gfx", CP_MEC_RS64_CNTL, 0)?;
+    r.w("gfx", CP_MEC_RS64_CNTL, MEC_PIPE0_ACTIVE)?;
     r.w("gfx", GRBM_GFX_CNTL, 0)?;
     gfx_config(r, doorbell)?;
     log("gfx", || {
@@ -488,12 +514,16 @@ pub(super) fn sdma(r: &Regs<'_>, ring_va: u64, log2_dwords: u32, rptr_va: u64, d
 }
 
 /// Appends an SDMA copy of `bytes` from `src` to `dst` in packets of at most
-/// [`sdma::COPY_MAX`] bytes.
-pub fn copy_packets(src: u64, dst: u64, bytes: u64, out: &mut Vec<sdma::Packet>) {
+/// [`sdma::COPY_MAX`] bytes; a range past the end of the address space is an error.
+pub fn copy_packets(src: u64, dst: u64, bytes: u64, out: &mut Vec<sdma::Packet>) -> Result<(), GpuError> {
+    if src.checked_add(bytes).is_none() || dst.checked_add(bytes).is_none() {
+        return Err(GpuError::Invalid(format!("a copy of {bytes} bytes from {src:#x} to {dst:#x} overflows")));
+    }
     let mut done = 0;
     while done < bytes {
         let n = (bytes - done).min(u64::from(sdma::COPY_MAX));
         out.push(sdma::Packet::CopyLinear { src: src + done, dst: dst + done, bytes: n as u32 });
         done += n;
     }
+    Ok(())
 }

@@ -337,6 +337,15 @@ impl AmdGpu {
     /// The bring-up: warm check, reset, soc, gmc, ih, psp, smu, gfx, sdma, queue.
     fn init(&self, fw: &FirmwareSet, tmr: u64) -> Result<BootState, GpuError> {
         let r = self.regs();
+        // Memory space and bus mastering on: the GPU's DMA needs them (vfio-pci leaves bus
+        // mastering off). A transport that cannot write configuration space (IOKit, where the
+        // DriverKit extension owns it) goes on, saying so.
+        let t = self.d.t.as_ref();
+        match t.config_read(4, 2).and_then(|c| t.config_write(4, 2, c | boot::PCI_COMMAND_MEMORY_MASTER)) {
+            Ok(()) => {}
+            Err(e) if link_gone(t) => return Err(GpuError::Link(format!("{LINK_LOST} ({e})"))),
+            Err(e) => log("soc", || format!("could not enable bus mastering in the PCI command register: {e}")),
+        }
         let state = boot::warm_check(&r)?;
         if state == BootState::LeftRunning {
             boot::reset(&r)?;
@@ -363,7 +372,9 @@ impl AmdGpu {
             boot::gfx(&r, fw, DOORBELL as u32)?;
         } else {
             // The MEC runs; its queue and the SDMA engine are set up again below.
+            r.w("queue", GRBM_GFX_CNTL, boot::GRBM_MEID_MEC)?;
             r.w("queue", CP_HQD_ACTIVE, 0)?;
+            r.w("queue", GRBM_GFX_CNTL, 0)?;
             boot::gfx_config(&r, DOORBELL as u32)?;
             log("gfx", || "the MEC runs (warm start); shader apertures and doorbell range set again".into());
         }
@@ -435,10 +446,14 @@ impl AmdGpu {
             mqd[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
         self.d.sys_write(SYS_MQD, &mqd);
+        // The HQD registers are those of the queue GRBM_GFX_CNTL selects: MEC (ME 1), pipe 0,
+        // queue 0.
+        r.w("queue", GRBM_GFX_CNTL, boot::GRBM_MEID_MEC)?;
         for (reg, v) in hqd {
             r.w("queue", reg, v)?;
         }
         r.w("queue", CP_HQD_ACTIVE, 1)?;
+        r.w("queue", GRBM_GFX_CNTL, 0)?;
         log("queue", || {
             format!(
                 "compute queue (MEC me 1, pipe 0, queue 0) active: MQD at 0x{mqd_va:x}, a {} KiB ring at 0x{ring_va:x}, \
@@ -508,7 +523,9 @@ impl AmdGpu {
         for (k, piece) in src.chunks(STAGING as usize).enumerate() {
             self.d.sys_write(SYS_STAGING, piece);
             let mut copies = Vec::new();
-            boot::copy_packets(SYS_VA + SYS_STAGING, va + k as u64 * STAGING, piece.len() as u64, &mut copies);
+            let dst =
+                va.checked_add(k as u64 * STAGING).ok_or_else(|| GpuError::Invalid(format!("{va:#x} overflows")))?;
+            boot::copy_packets(SYS_VA + SYS_STAGING, dst, piece.len() as u64, &mut copies)?;
             self.sdma_run(&copies)?;
         }
         Ok(())
@@ -520,7 +537,9 @@ impl AmdGpu {
         let _io = self.d.io.lock().map_err(|_| GpuError::Lost)?;
         for (k, piece) in dst.chunks_mut(STAGING as usize).enumerate() {
             let mut copies = Vec::new();
-            boot::copy_packets(va + k as u64 * STAGING, SYS_VA + SYS_STAGING, piece.len() as u64, &mut copies);
+            let src =
+                va.checked_add(k as u64 * STAGING).ok_or_else(|| GpuError::Invalid(format!("{va:#x} overflows")))?;
+            boot::copy_packets(src, SYS_VA + SYS_STAGING, piece.len() as u64, &mut copies)?;
             self.sdma_run(&copies)?;
             self.d.sys_read(SYS_STAGING, piece);
         }

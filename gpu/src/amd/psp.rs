@@ -175,9 +175,9 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// - SDMA (`sdma_*.bin`, `sdma_firmware_header_v2_0`: ctx ucode at the common ucode offset with
 ///   `ctx_ucode_size_bytes` at byte 36, ctl ucode at `ctl_ucode_offset` (48) with
 ///   `ctl_ucode_size_bytes` (52)): TH1 then TH0, as tinygrad's am driver sends them;
-/// - PFP, ME, MEC (`gfx_firmware_header_v2_0`: `ucode_size_bytes` 36, `ucode_offset_bytes` 40,
-///   `data_size_bytes` 44, `data_offset_bytes` 48): the RS64 code, then the data once per stack
-///   (2, 2 and 4 pipes);
+/// - PFP, ME, MEC (`gfx_firmware_header_v2_0`: `ucode_size_bytes` 36, `data_size_bytes` 44,
+///   `data_offset_bytes` 48): the RS64 code at the common header's ucode offset (as Linux's
+///   `amdgpu_ucode_init_single_fw` takes it), then the data once per stack (2, 2 and 4 pipes);
 /// - IMU (`imu_firmware_header_v1_0`: IRAM size at 32, DRAM size at 40): IMU_I at the ucode
 ///   offset, IMU_D right after it (Linux ignores the header's own offset fields, which count from
 ///   the microcode);
@@ -208,7 +208,7 @@ pub fn pieces(f: &Firmware) -> Result<Vec<Piece>, String> {
     let (uo, us) = (h.ucode_offset as usize, h.ucode_size as usize);
     let name = f.name.as_str();
     let gfx_v2 = |code: u32, stacks: std::ops::RangeInclusive<u32>| -> Result<Vec<Piece>, String> {
-        let mut v = vec![piece(code, field(40, "ucode offset")?, field(36, "ucode size")?)?];
+        let mut v = vec![piece(code, uo, field(36, "ucode size")?)?];
         let (data_at, data_size) = (field(48, "data offset")?, field(44, "data size")?);
         for s in stacks {
             v.push(piece(s, data_at, data_size)?);
@@ -230,10 +230,11 @@ pub fn pieces(f: &Firmware) -> Result<Vec<Piece>, String> {
         gfx_v2(FW_RS64_MEC, FW_RS64_MEC_P0_STACK..=FW_RS64_MEC_P3_STACK)
     } else if name.ends_with("_imu.bin") {
         let iram = field(32, "IRAM size")?;
-        Ok(vec![piece(FW_IMU_I, uo, iram)?, piece(FW_IMU_D, uo + iram, field(40, "DRAM size")?)?])
+        let dram_at = uo.checked_add(iram).ok_or_else(|| format!("{}: its IRAM size overflows", f.name))?;
+        Ok(vec![piece(FW_IMU_I, uo, iram)?, piece(FW_IMU_D, dram_at, field(40, "DRAM size")?)?])
     } else if name.ends_with("_rlc.bin") {
         let (major, minor) = h.header_version;
-        if major != 2 {
+        if major != 2 || minor > 3 {
             return Err(format!("{}: RLC header version {major}.{minor}; tk reads 2.0 to 2.3", f.name));
         }
         let mut v = Vec::new();

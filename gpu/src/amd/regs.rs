@@ -213,7 +213,10 @@ impl RegMap {
             let base = ip.bases.get(usize::from(r.seg)).ok_or_else(|| {
                 format!("{ip} has {} register segments; {} is in segment {}", ip.bases.len(), r.name, r.seg)
             })?;
-            by_reg.insert(r, (base + u64::from(r.offset)) * 4);
+            let byte = base.checked_add(u64::from(r.offset)).and_then(|d| d.checked_mul(4)).ok_or_else(|| {
+                format!("{ip}'s register segment {} at dword {base:#x} puts {} beyond any address", r.seg, r.name)
+            })?;
+            by_reg.insert(r, byte);
         }
         let by_addr = by_reg.iter().map(|(r, a)| (*a, *r)).collect();
         Ok(RegMap { by_reg, by_addr })

@@ -398,7 +398,7 @@ mod tests {
         assert!(boot > 100, "{boot} accesses to boot");
         let mut in_boot = 0;
         let mut later = 0;
-        for n in [0, 1, 2, boot / 3, boot - 1, boot, boot + 1, boot + 3, boot + 40] {
+        for n in [0, 1, 2, boot / 3, boot - 1, boot, boot + 1, boot + 3, boot + 10, boot + 17] {
             let start = Instant::now();
             let result =
                 AmdDevice::open_sim_with(SimOptions { link_drop: Some(n), ..SimOptions::default() }).and_then(|d| {

@@ -134,7 +134,7 @@ fn share(gpu: &SimGpu, bytes: u64) -> Result<(OwnedFd, Arc<dyn HostMem>), String
     // SAFETY: the file is this server's and its client's alone.
     let map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(|e| e.to_string())?;
     let mem: Arc<dyn HostMem> = Arc::new(Mapped(Mutex::new(map)));
-    let segs = gpu.attach_sysmem(mem.clone());
+    let segs = gpu.attach_sysmem(mem.clone())?;
     mem.with(&mut |m: &mut [u8]| {
         for (k, (b, l)) in segs.iter().enumerate() {
             m[16 * k..16 * k + 8].copy_from_slice(&b.to_le_bytes());

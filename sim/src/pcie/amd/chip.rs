@@ -59,15 +59,18 @@ pub enum Power {
 }
 
 impl Chip {
-    pub fn new(fw: Option<FirmwareSet>) -> Chip {
-        let mut expected = HashMap::new();
-        if let Some(set) = &fw
-            && let Ok(order) = psp::load_order(set)
-        {
-            for p in order {
-                expected.insert(p.fw_type, p.bytes(set).to_vec());
-            }
-        }
+    /// A card that runs the firmware `fw` and takes exactly the pieces `expected` (by type).
+    /// For synthetic firmware these come from how the blobs were made, not from the driver's
+    /// reading of their headers; for linux-firmware's blobs (`expected` None) they are cut the
+    /// way the driver cuts them (Linux's header layouts, `psp::load_order`).
+    pub fn new(fw: Option<FirmwareSet>, expected: Option<HashMap<u32, Vec<u8>>>) -> Chip {
+        let expected = match (expected, &fw) {
+            (Some(e), _) => e,
+            (None, Some(set)) => psp::load_order(set)
+                .map(|order| order.into_iter().map(|p| (p.fw_type, p.bytes(set).to_vec())).collect())
+                .unwrap_or_default(),
+            (None, None) => HashMap::new(),
+        };
         Chip { fw, expected, ..Chip::default() }
     }
 
@@ -103,7 +106,7 @@ impl Chip {
         set(MP0_C2PMSG_64, psp::BL_READY);
         set(MP1_C2PMSG_90, SMU_OK);
         set(RLC_RLCS_BOOTLOAD_STATUS, RLC_BOOTLOAD_COMPLETE);
-        set(CP_MEC_RS64_CNTL, 0);
+        set(CP_MEC_RS64_CNTL, MEC_PIPE0_ACTIVE);
         set(RCC_DOORBELL_APER_EN, DOORBELL_APER_EN);
         if how == Power::Warm {
             set(SCRATCH_REG0, SCRATCH_BOOTED);
@@ -116,10 +119,31 @@ impl Chip {
     }
 }
 
-/// Reads or writes GPU memory at a PSP (MC) address.
-fn mc(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, buf: &mut [u8], write: bool) -> Result<(), String> {
+/// Whether the GPU may master the bus (PCI command register bit 2): without it, no DMA.
+pub(super) fn bus_master(i: &Inner) -> Result<(), String> {
+    if i.command.load(std::sync::atomic::Ordering::Relaxed) & 4 == 0 {
+        return Err(
+            "the GPU's DMA ran with bus mastering off (PCI command register bit 2): the driver did not enable it"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Reads or writes GPU memory at an address: for the PSP (`fb`), VRAM through the frame-buffer
+/// aperture or anything through VM context 0 (the GART); for the SDMA engine, through VM
+/// context 0 only, with its permission bits.
+fn mc(
+    i: &Inner,
+    regs: &HashMap<u32, u32>,
+    map: &RegMap,
+    addr: u64,
+    buf: &mut [u8],
+    write: bool,
+    fb: bool,
+) -> Result<(), String> {
     let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
-    if addr >= VA_BASE && addr - VA_BASE < vram.len() as u64 {
+    if fb && addr >= VA_BASE && addr - VA_BASE < vram.len() as u64 {
         let r = vram_range(vram.len(), addr - VA_BASE, buf.len())?;
         if write {
             vram[r].copy_from_slice(buf);
@@ -136,6 +160,7 @@ fn mc(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, buf: &mut [u
     }
     let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
         | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
+    bus_master(i)?;
     let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
     let mut vm = Vm { vram: &mut vram, sys: &sys, root, tlb: HashMap::new() };
     if write { crate::rdna3::Memory::write(&mut vm, addr, buf) } else { crate::rdna3::Memory::read(&mut vm, addr, buf) }
@@ -143,7 +168,14 @@ fn mc(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, buf: &mut [u
 
 fn read(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; n];
-    mc(i, regs, map, addr, &mut b, false)?;
+    mc(i, regs, map, addr, &mut b, false, true)?;
+    Ok(b)
+}
+
+/// What the SDMA engine or the MEC reads at `addr` (`n` bytes), through the page tables.
+fn dma_read(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, n: usize) -> Result<Vec<u8>, String> {
+    let mut b = vec![0u8; n];
+    mc(i, regs, map, addr, &mut b, false, false)?;
     Ok(b)
 }
 
@@ -254,6 +286,11 @@ pub(super) fn on_write(
                 return Err("C2PMSG_67 (the KM ring's write pointer) was written, but no KM ring exists".into());
             };
             let dwords = size / 4;
+            if !v.is_multiple_of(psp::FRAME_BYTES / 4) {
+                return Err(format!(
+                    "C2PMSG_67 (the KM ring's write pointer) was set to {v}, not a whole number of 16-dword frames"
+                ));
+            }
             while chip.ring_rptr != v % dwords {
                 let frame = read(i, regs, map, base + u64::from(chip.ring_rptr) * 4, psp::FRAME_BYTES as usize)?;
                 chip.ring_rptr = (chip.ring_rptr + psp::FRAME_BYTES / 4) % dwords;
@@ -265,8 +302,8 @@ pub(super) fn on_write(
                 let mut cmd = read(i, regs, map, cmd_addr, psp::CMD_BYTES)?;
                 let (status, fault) = command(i, chip, regs, map, &mut cmd);
                 cmd[psp::RESP_STATUS..psp::RESP_STATUS + 4].copy_from_slice(&status.to_le_bytes());
-                mc(i, regs, map, cmd_addr, &mut cmd, true)?;
-                mc(i, regs, map, fence, &mut value.to_le_bytes(), true)?;
+                mc(i, regs, map, cmd_addr, &mut cmd, true, true)?;
+                mc(i, regs, map, fence, &mut value.to_le_bytes(), true, true)?;
                 if let Some(f) = fault {
                     return Err(f);
                 }
@@ -275,7 +312,8 @@ pub(super) fn on_write(
         }
         MP1_C2PMSG_66 => smu(chip, regs, map, v),
         CP_MEC_RS64_CNTL => {
-            if v & MEC_HALT != 0 {
+            if v & MEC_HALT != 0 || v & MEC_PIPE0_ACTIVE == 0 {
+                // Halted, or pipe 0 (tk's queue's) not active.
                 chip.mec_running = false;
                 return Ok(());
             }
@@ -304,6 +342,23 @@ pub(super) fn on_write(
             }
             Ok(())
         }
+        CP_HQD_ACTIVE
+        | CP_HQD_VMID
+        | CP_HQD_PQ_BASE
+        | CP_HQD_PQ_BASE_HI
+        | CP_HQD_PQ_RPTR
+        | CP_HQD_PQ_CONTROL
+        | CP_HQD_PQ_DOORBELL_CONTROL
+        | CP_MQD_BASE_ADDR
+        | CP_MQD_BASE_ADDR_HI
+            if (get(regs, GRBM_GFX_CNTL) >> 2) & 3 != 1 =>
+        {
+            Err(format!(
+                "{} was written with GRBM_GFX_CNTL selecting ME {}, not the MEC (ME 1) whose queue tk uses",
+                r.name,
+                (get(regs, GRBM_GFX_CNTL) >> 2) & 3
+            ))
+        }
         CP_HQD_ACTIVE if v & 1 == 1 => {
             if !chip.mec_running {
                 return Err(
@@ -329,8 +384,17 @@ pub(super) fn on_write(
             if mqd == 0 {
                 return Err("the compute queue was activated without an MQD (CP_MQD_BASE_ADDR)".into());
             }
-            let m = read(i, regs, map, mqd, MQD_BYTES).map_err(|e| format!("reading the MQD: {e}"))?;
-            for reg in [CP_HQD_PQ_BASE, CP_HQD_PQ_BASE_HI, CP_HQD_PQ_CONTROL, CP_HQD_PQ_DOORBELL_CONTROL] {
+            let m = dma_read(i, regs, map, mqd, MQD_BYTES).map_err(|e| format!("reading the MQD: {e}"))?;
+            for reg in [
+                CP_MQD_BASE_ADDR,
+                CP_MQD_BASE_ADDR_HI,
+                CP_HQD_VMID,
+                CP_HQD_PQ_BASE,
+                CP_HQD_PQ_BASE_HI,
+                CP_HQD_PQ_RPTR,
+                CP_HQD_PQ_CONTROL,
+                CP_HQD_PQ_DOORBELL_CONTROL,
+            ] {
                 let at = 4 * (MQD_REGS_AT + (reg.offset - CP_MQD_BASE_ADDR.offset) as usize);
                 if u32_at(&m, at) != get(regs, reg) {
                     return Err(format!(
@@ -399,7 +463,10 @@ fn command(
     match id {
         psp::CMD_LOAD_TOC => {
             let Some(toc) = chip.component(PspKind::Toc) else { return refuse("LOAD_TOC: the card has no TOC".into()) };
-            match read(i, regs, map, addr, w(2) as usize) {
+            if w(2) as usize != toc.len() {
+                return refuse(format!("LOAD_TOC of {} bytes: not the card's TOC", w(2)));
+            }
+            match read(i, regs, map, addr, toc.len()) {
                 Ok(b) if b == toc => {
                     chip.toc_loaded = true;
                     cmd[psp::RESP_TMR_SIZE..psp::RESP_TMR_SIZE + 4].copy_from_slice(&TOC_TMR_SIZE.to_le_bytes());
@@ -411,7 +478,10 @@ fn command(
         }
         psp::CMD_SETUP_TMR => {
             let size = w(2);
-            let in_vram = addr >= VA_BASE && addr - VA_BASE + u64::from(size) <= super::VRAM_BYTES as u64;
+            let in_vram = addr
+                .checked_sub(VA_BASE)
+                .and_then(|o| o.checked_add(u64::from(size)))
+                .is_some_and(|end| end <= super::VRAM_BYTES as u64);
             if chip.component(PspKind::Toc).is_some() && !chip.toc_loaded {
                 refuse("SETUP_TMR before LOAD_TOC".into())
             } else if !in_vram || !(addr - VA_BASE).is_multiple_of(psp::TMR_ALIGN) || size < TOC_TMR_SIZE {
@@ -430,6 +500,9 @@ fn command(
             };
             if t != psp::FW_SMU && chip.tmr.is_none() {
                 return refuse(format!("LOAD_IP_FW of {} before SETUP_TMR", psp::fw_name(t)));
+            }
+            if size != want.len() {
+                return refuse(format!("LOAD_IP_FW of {size} bytes: not the card's {} image", psp::fw_name(t)));
             }
             match read(i, regs, map, addr, size) {
                 Ok(b) if &b == want => {
@@ -537,7 +610,7 @@ pub(super) fn run_sdma(
     let mut words = Vec::new();
     let mut at = chip.sdma_rptr;
     while at < wptr {
-        let b = read(i, regs, map, base + at % size, 4).map_err(|e| format!("reading the SDMA ring: {e}"))?;
+        let b = dma_read(i, regs, map, base + at % size, 4).map_err(|e| format!("reading the SDMA ring: {e}"))?;
         words.push(u32_at(&b, 0));
         at += 4;
     }
@@ -545,12 +618,12 @@ pub(super) fn run_sdma(
         match p {
             sdma::Packet::Nop(_) | sdma::Packet::Trap { .. } => {}
             sdma::Packet::CopyLinear { src, dst, bytes } => {
-                let b = read(i, regs, map, src, bytes as usize).map_err(|e| format!("SDMA copy: {e}"))?;
-                let mut b = b;
-                mc(i, regs, map, dst, &mut b, true).map_err(|e| format!("SDMA copy: {e}"))?;
+                let mut b = dma_read(i, regs, map, src, bytes as usize).map_err(|e| format!("SDMA copy: {e}"))?;
+                mc(i, regs, map, dst, &mut b, true, false).map_err(|e| format!("SDMA copy: {e}"))?;
             }
             sdma::Packet::Fence { addr, value } => {
-                mc(i, regs, map, addr, &mut value.to_le_bytes(), true).map_err(|e| format!("SDMA fence: {e}"))?;
+                mc(i, regs, map, addr, &mut value.to_le_bytes(), true, false)
+                    .map_err(|e| format!("SDMA fence: {e}"))?;
             }
         }
     }
@@ -559,7 +632,7 @@ pub(super) fn run_sdma(
     regs.insert(map.byte(SDMA0_QUEUE0_RB_RPTR) as u32, wptr as u32);
     regs.insert(map.byte(SDMA0_QUEUE0_RB_RPTR_HI) as u32, (wptr >> 32) as u32);
     if cntl & SDMA_RPTR_WRITEBACK != 0 && wb != 0 {
-        mc(i, regs, map, wb, &mut wptr.to_le_bytes(), true)
+        mc(i, regs, map, wb, &mut wptr.to_le_bytes(), true, false)
             .map_err(|e| format!("SDMA read-pointer write-back: {e}"))?;
     }
     Ok(())

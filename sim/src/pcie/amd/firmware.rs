@@ -5,6 +5,7 @@
 //! differ per piece, so that a piece sent as the wrong type is caught. `amd:sim` boots with
 //! these unless `TK_FIRMWARE_DIR` is set.
 
+use std::collections::HashMap;
 use tk_gpu::amd::ucode::{self, PspKind};
 
 /// The MEC's entry point in the synthetic blob (`ucode_start_addr_lo`/`_hi`).
@@ -51,6 +52,18 @@ fn blob(
 /// The synthetic files for IP versions `psp`, `smu`, `gc` and `sdma` (as `13_0_0`), named as
 /// linux-firmware names them.
 pub fn synthetic(psp: &str, smu: &str, gc: &str, sdma: &str) -> Vec<(String, Vec<u8>)> {
+    synthetic_with_pieces(psp, smu, gc, sdma).0
+}
+
+/// Firmware files (`(name, bytes)`) and the pieces a card takes, by LOAD_IP_FW type.
+pub type Files = Vec<(String, Vec<u8>)>;
+pub type Pieces = HashMap<u32, Vec<u8>>;
+
+/// [`synthetic`], and the bytes the card takes for each LOAD_IP_FW firmware type, known from how
+/// the blobs were made (not from reading their headers back, as the driver does).
+pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Files, Pieces) {
+    use tk_gpu::amd::psp as t;
+    let mut pieces = HashMap::new();
     let mut v = Vec::new();
     let sos_parts = [
         (PspKind::SysDrv, 0x0031_0025, bytes("sys_drv", 3072)),
@@ -61,10 +74,13 @@ pub fn synthetic(psp: &str, smu: &str, gc: &str, sdma: &str) -> Vec<(String, Vec
     ];
     v.push((format!("psp_{psp}_sos.bin"), ucode::build((13, 0), SOS_VERSION, true, &sos_parts, &[])));
     v.push((format!("psp_{psp}_ta.bin"), ucode::build((13, 0), 1, true, &[], &[])));
+    pieces.insert(t::FW_SMU, bytes("smu", 8192));
     v.push((format!("smu_{smu}.bin"), ucode::build((13, 0), SMU_VERSION, false, &[], &bytes("smu", 8192))));
     // IMU: IRAM then DRAM (imu_firmware_header_v1_0: sizes at 32 and 40, offsets counted from
     // the microcode at 36 and 44).
     let (iram, dram) = (bytes("imu_i", 2048), bytes("imu_d", 1024));
+    pieces.insert(t::FW_IMU_I, iram.clone());
+    pieces.insert(t::FW_IMU_D, dram.clone());
     v.push((
         format!("gc_{gc}_imu.bin"),
         blob((11, 0), (1, 0), 48, 1, &[(32, 2048), (36, 0), (40, 1024), (44, 2048)], &[iram, dram].concat()),
@@ -72,20 +88,25 @@ pub fn synthetic(psp: &str, smu: &str, gc: &str, sdma: &str) -> Vec<(String, Vec
     // RLC v2.3: RLC_G first (the common ucode), then the lists, IRAM, DRAM, RLC_P and RLC_V at
     // absolute offsets.
     let rlc_g = bytes("rlc_g", 2048);
-    let parts: [(&str, usize, usize, usize); 7] = [
-        ("srm_cntl", 0, 116, 120),
-        ("gpm_mem", 512, 132, 136),
-        ("srm_mem", 768, 148, 152),
-        ("rlc_iram", 1536, 156, 160),
-        ("rlc_dram", 1024, 164, 168),
-        ("rlc_p", 512, 180, 184),
-        ("rlc_v", 768, 196, 200),
+    pieces.insert(t::FW_RLC_G, rlc_g.clone());
+    let parts: [(&str, u32, usize, usize, usize); 7] = [
+        ("srm_cntl", t::FW_RLC_SRM_CNTL, 0, 116, 120),
+        ("gpm_mem", t::FW_RLC_GPM_MEM, 512, 132, 136),
+        ("srm_mem", t::FW_RLC_SRM_MEM, 768, 148, 152),
+        ("rlc_iram", t::FW_RLC_IRAM, 1536, 156, 160),
+        ("rlc_dram", t::FW_RLC_DRAM_BOOT, 1024, 164, 168),
+        ("rlc_p", t::FW_RLC_P, 512, 180, 184),
+        ("rlc_v", t::FW_RLC_V, 768, 196, 200),
     ];
     let mut payload = rlc_g.clone();
     let mut extra = Vec::new();
-    for (name, size, size_at, off_at) in parts {
+    for (name, fw_type, size, size_at, off_at) in parts {
         extra.push((size_at, size as u32));
         extra.push((off_at, (256 + payload.len()) as u32));
+        // An empty piece is not sent (Linux skips them).
+        if size > 0 {
+            pieces.insert(fw_type, bytes(name, size));
+        }
         payload.extend(bytes(name, size));
     }
     let mut rlc = blob((11, 0), (2, 3), 204, 0x6e, &extra, &payload);
@@ -95,7 +116,16 @@ pub fn synthetic(psp: &str, smu: &str, gc: &str, sdma: &str) -> Vec<(String, Vec
     v.push((format!("gc_{gc}_rlc.bin"), rlc));
     // PFP, ME and MEC: gfx_firmware_header_v2_0 (ucode size 36, offset 40, data size 44,
     // offset 48, entry point 52/56).
-    for (part, code, data) in [("mec", 6144, 2048), ("me", 3072, 1024), ("pfp", 4096, 1024)] {
+    let gfx = [
+        ("mec", 6144, 2048, t::FW_RS64_MEC, t::FW_RS64_MEC_P0_STACK..=t::FW_RS64_MEC_P3_STACK),
+        ("me", 3072, 1024, t::FW_RS64_ME, t::FW_RS64_ME_P0_STACK..=t::FW_RS64_ME_P1_STACK),
+        ("pfp", 4096, 1024, t::FW_RS64_PFP, t::FW_RS64_PFP_P0_STACK..=t::FW_RS64_PFP_P1_STACK),
+    ];
+    for (part, code, data, code_type, stacks) in gfx {
+        pieces.insert(code_type, bytes(&format!("{part}_code"), code));
+        for s in stacks {
+            pieces.insert(s, bytes(&format!("{part}_data"), data));
+        }
         let payload = [bytes(&format!("{part}_code"), code), bytes(&format!("{part}_data"), data)].concat();
         let extra = [
             (32, 0x1d),
@@ -111,11 +141,13 @@ pub fn synthetic(psp: &str, smu: &str, gc: &str, sdma: &str) -> Vec<(String, Vec
     // SDMA: sdma_firmware_header_v2_0 (ctx ucode at the ucode offset, its size at 36; ctl ucode
     // offset 48 and size 52).
     let (ctx, ctl) = (bytes("sdma_ctx", 2048), bytes("sdma_ctl", 1024));
+    pieces.insert(t::FW_SDMA_TH0, ctx.clone());
+    pieces.insert(t::FW_SDMA_TH1, ctl.clone());
     v.push((
         format!("sdma_{sdma}.bin"),
         blob((6, 0), (2, 0), 64, 0x10, &[(36, 2048), (48, 256 + 2048), (52, 1024)], &[ctx, ctl].concat()),
     ));
-    v
+    (v, pieces)
 }
 
 #[cfg(test)]
@@ -185,6 +217,12 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), order.len() - 5, "{types:?}");
         assert!(set.files.iter().all(|f| f.blob.crc_matches));
+        // The driver's reading of the headers gives what the generator put there.
+        let (_, want) = synthetic_with_pieces("13_0_0", "13_0_0", "11_0_0", "6_0_0");
+        assert_eq!(want.len(), order.len());
+        for p in &order {
+            assert_eq!(Some(p.bytes(&set)), want.get(&p.fw_type).map(Vec::as_slice), "{}", psp::fw_name(p.fw_type));
+        }
         let mec = set.find("_mec.bin").expect("mec");
         assert_eq!(psp::mec_entry(mec), Ok(((MEC_START.0 >> 2) | (MEC_START.1 << 30), MEC_START.1 >> 2)));
     }

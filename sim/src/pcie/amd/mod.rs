@@ -40,8 +40,11 @@ pub const DEVICE_ID: u16 = 0x744c;
 /// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
 type Chunk = (u64, u64, Arc<dyn HostMem>, u64);
 
-/// System memory is handed out in pieces of this size, scattered on the bus.
-pub const SYSMEM_CHUNK: u64 = 64 << 10;
+/// System memory is handed out in pieces of this size (a multiple of the Mac's 16 KiB host
+/// pages), scattered on the bus below 2^40 (TinyGPU's 40-bit bus addresses).
+pub const SYSMEM_CHUNK: u64 = 256 << 10;
+/// The most DMA segments one buffer may have (TinyGPU's limit, docs/driver.md).
+pub const MAX_SEGMENTS: u64 = 32;
 
 struct Inner {
     vram: Mutex<Vec<u8>>,
@@ -129,9 +132,14 @@ impl SimOptions {
 
 /// The synthetic firmware for the IP versions of `table`.
 pub fn synthetic(table: &tk_gpu::amd::discovery::Discovery) -> Vec<(String, Vec<u8>)> {
+    synthetic_with_pieces(table).0
+}
+
+/// [`synthetic`] and the pieces the card takes, by firmware type.
+fn synthetic_with_pieces(table: &tk_gpu::amd::discovery::Discovery) -> (firmware::Files, firmware::Pieces) {
     use tk_gpu::amd::discovery::{GC, MP0, MP1, SDMA0};
     let v = |id| table.version_of(id).map(|(a, b, c)| format!("{a}_{b}_{c}")).unwrap_or_default();
-    firmware::synthetic(&v(MP0), &v(MP1), &v(GC), &v(SDMA0))
+    firmware::synthetic_with_pieces(&v(MP0), &v(MP1), &v(GC), &v(SDMA0))
 }
 
 /// The simulated GPU. Dropping it stops its command processor.
@@ -150,12 +158,15 @@ impl SimGpu {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let table = tk_gpu::amd::discovery::navi31();
         // The card's firmware: linux-firmware's from TK_FIRMWARE_DIR when set, else synthetic.
-        let fw = match std::env::var_os("TK_FIRMWARE_DIR") {
-            Some(d) => table.firmware().ok().and_then(|n| FirmwareSet::load(std::path::Path::new(&d), &n).ok()),
-            None => FirmwareSet::from_files(synthetic(&table), "synthetic").ok(),
+        let (fw, expected) = match std::env::var_os("TK_FIRMWARE_DIR") {
+            Some(d) => (table.firmware().ok().and_then(|n| FirmwareSet::load(std::path::Path::new(&d), &n).ok()), None),
+            None => {
+                let (files, pieces) = synthetic_with_pieces(&table);
+                (FirmwareSet::from_files(files, "synthetic").ok(), Some(pieces))
+            }
         };
         let map = RegMap::new(&table).unwrap_or_else(|e| panic!("the simulated GPU's own table: {e}"));
-        let mut chip = chip::Chip::new(fw);
+        let mut chip = chip::Chip::new(fw, expected);
         chip.hang = options.hang;
         let mut regs = HashMap::new();
         chip.power_on(&mut regs, &map, options.power);
@@ -194,9 +205,19 @@ impl SimGpu {
 impl SimGpu {
     /// Makes `mem` reachable by DMA, in pieces at scattered bus addresses (as an IOMMU hands
     /// them out), and returns the segment list.
-    pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Vec<(u64, u64)> {
-        let Ok(mut sys) = self.inner.sys.lock() else { return Vec::new() };
+    /// A buffer that would need more than [`MAX_SEGMENTS`] pieces is refused, as the Mac path
+    /// refuses it.
+    pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String> {
         let n = (mem.len() as u64).div_ceil(SYSMEM_CHUNK);
+        if n > MAX_SEGMENTS {
+            return Err(format!(
+                "{} bytes of DMA memory would take {n} segments of {} KiB; a buffer has at most {MAX_SEGMENTS} (the \
+                 TinyGPU limit)",
+                mem.len(),
+                SYSMEM_CHUNK >> 10
+            ));
+        }
+        let mut sys = self.inner.sys.lock().map_err(|_| "poisoned")?;
         let base = 0x80_0000_0000 + sys.len() as u64 * 4 * SYSMEM_CHUNK + 2 * n * SYSMEM_CHUNK;
         let mut segs = Vec::new();
         for k in 0..n {
@@ -206,7 +227,7 @@ impl SimGpu {
             sys.push((bus, len, mem.clone(), k * SYSMEM_CHUNK));
             segs.push((bus, len));
         }
-        segs
+        Ok(segs)
     }
 }
 
@@ -319,6 +340,11 @@ impl Transport for SimGpu {
     fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
         match bar {
             BAR_DOORBELL => {
+                if !off.is_multiple_of(4) || off >= DOORBELL_BAR_BYTES {
+                    return Err(format!(
+                        "a doorbell write at offset {off:#x}: doorbells are dwords inside the {DOORBELL_BAR_BYTES}-byte BAR"
+                    ));
+                }
                 // A 64-bit doorbell as two writes: the high half rings it.
                 let mut lo = self.inner.db_lo.lock().map_err(|_| "poisoned")?;
                 if off.is_multiple_of(8) {
@@ -358,6 +384,11 @@ impl Transport for SimGpu {
     fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
         if bar != BAR_DOORBELL {
             return self.write_bytes(bar, off, &v.to_le_bytes());
+        }
+        if !off.is_multiple_of(8) || off >= DOORBELL_BAR_BYTES {
+            return Err(format!(
+                "a 64-bit doorbell write at offset {off:#x}: not 8-byte aligned inside the doorbell BAR"
+            ));
         }
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
         if self.gone() {
@@ -499,7 +530,7 @@ impl Transport for SimGpu {
     }
     fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
         let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
-        let segments = self.attach_sysmem(mem.clone());
+        let segments = self.attach_sysmem(mem.clone())?;
         Ok(SysMem { mem, segments })
     }
 }
@@ -623,6 +654,7 @@ fn command_processor(i: &Inner) {
 
 fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n: &mut u64) -> Result<(), String> {
     let reg = |r: Reg| i.regs.lock().map(|m| m.get(&(i.map.byte(r) as u32)).copied().unwrap_or(0)).unwrap_or(0);
+    chip::bus_master(i)?;
     if reg(CP_HQD_ACTIVE) & 1 == 0 {
         return Err("the doorbell rang for a queue that is not active (CP_HQD_ACTIVE)".into());
     }
@@ -753,11 +785,15 @@ mod tests {
     #[test]
     fn a_cold_gpu_refuses_each_step_taken_before_the_one_it_needs() {
         use tk_gpu::amd::boot::*;
-        let e = SimGpu::new().write32(BAR_MMIO, at(CP_HQD_ACTIVE), 1).expect_err("MEC halted");
+        let g = SimGpu::new();
+        let e = g.write32(BAR_MMIO, at(CP_HQD_ACTIVE), 1).expect_err("not the MEC's queue");
+        assert!(e.contains("selecting ME 0"), "{e}");
+        g.write32(BAR_MMIO, at(GRBM_GFX_CNTL), GRBM_MEID_MEC).expect("select the MEC");
+        let e = g.write32(BAR_MMIO, at(CP_HQD_ACTIVE), 1).expect_err("MEC halted");
         assert!(e.contains("MEC is halted") && e.contains("the gfx step"), "{e}");
         let e = SimGpu::new().write32(BAR_MMIO, at(SDMA0_F32_CNTL), 0).expect_err("no SDMA microcode");
         assert!(e.contains("SDMA_UCODE_TH0") && e.contains("the psp step"), "{e}");
-        let e = SimGpu::new().write32(BAR_MMIO, at(CP_MEC_RS64_CNTL), 0).expect_err("no autoload");
+        let e = SimGpu::new().write32(BAR_MMIO, at(CP_MEC_RS64_CNTL), MEC_PIPE0_ACTIVE).expect_err("no autoload");
         assert!(e.contains("AUTOLOAD_RLC"), "{e}");
         let e = SimGpu::new().write64(BAR_DOORBELL, 8, 1).expect_err("no aperture");
         assert!(e.contains("the soc step"), "{e}");
@@ -796,6 +832,76 @@ mod tests {
             gpu.download(b.va(), &mut back).expect("download");
             assert_eq!(back, [3; 8192]);
         }
+    }
+
+    #[test]
+    fn dma_memory_comes_in_at_most_32_segments_of_40_bit_bus_addresses() {
+        let g = SimGpu::new();
+        let m = g.sysmem(5 << 20).expect("5 MiB");
+        assert_eq!(m.segments.len(), 20);
+        assert!(m.segments.iter().all(|(b, n)| b + n <= 1 << 40 && b % (16 << 10) == 0));
+        let e = g.sysmem(9 << 20).err().expect("too many segments");
+        assert!(e.contains("at most 32"), "{e}");
+    }
+
+    /// A transport whose configuration space takes no writes: the driver cannot turn bus
+    /// mastering on.
+    struct NoConfigWrites(SimGpu);
+
+    impl Transport for NoConfigWrites {
+        fn name(&self) -> String {
+            self.0.name()
+        }
+        fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
+            self.0.read32(bar, off)
+        }
+        fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+            self.0.write32(bar, off, v)
+        }
+        fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
+            self.0.write64(bar, off, v)
+        }
+        fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
+            self.0.read_bytes(bar, off, out)
+        }
+        fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
+            self.0.write_bytes(bar, off, src)
+        }
+        fn fault(&self) -> Option<String> {
+            self.0.fault()
+        }
+        fn round_trips(&self) -> u64 {
+            self.0.round_trips()
+        }
+        fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
+            self.0.sysmem(bytes)
+        }
+        fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
+            self.0.config_read(offset, width)
+        }
+        fn config_write(&self, _: u16, _: u8, _: u32) -> Result<(), String> {
+            Err("configuration writes are not allowed here".into())
+        }
+        fn reset(&self) -> Result<(), String> {
+            self.0.reset()
+        }
+        fn bar_size(&self, bar: u8) -> Result<u64, String> {
+            self.0.bar_size(bar)
+        }
+        fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
+            self.0.firmware()
+        }
+    }
+
+    #[test]
+    fn dma_needs_bus_mastering_and_the_sdma_engine_goes_through_the_page_tables() {
+        use tk_gpu::amd::device::{AmdGpu, VA_BASE};
+        let e = AmdGpu::open(Box::new(NoConfigWrites(SimGpu::new()))).err().expect("no DMA").to_string();
+        assert!(e.contains("bus mastering off"), "{e}");
+        // VRAM that no allocation mapped: the copy faults, naming the address.
+        let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("boots");
+        let e = gpu.upload(VA_BASE + (512 << 20), &[1; 64]).expect_err("unmapped").to_string();
+        assert!(e.contains("SDMA copy") && e.contains("not mapped"), "{e}");
     }
 
     #[test]
