@@ -202,6 +202,28 @@ fn tk_disasm_agrees_with_llvm_objdump() {
     assert!(total > 1000, "only {total} instructions");
 }
 
+/// `tk run examples/saxpy.tk -k saxpy` on 100 random elements on `device`, with the
+/// environment variables `env`.
+fn saxpy_env(device: &str, env: &[(&str, &Path)]) -> Output {
+    tk_env(
+        &[
+            "run",
+            "examples/saxpy.tk",
+            "-k",
+            "saxpy",
+            "--arg",
+            "a=2",
+            "--arg",
+            "x=rand:100",
+            "--arg",
+            "y=rand:100",
+            "--device",
+            device,
+        ],
+        env,
+    )
+}
+
 /// `tk run examples/saxpy.tk -k saxpy` on 1000 random elements on `device`.
 fn saxpy_on(device: &str) -> Output {
     tk(&[
@@ -329,23 +351,7 @@ fn amd_sim_boots_with_linux_firmwares_blobs() {
         eprintln!("skipping amd_sim_boots_with_linux_firmwares_blobs: {msg}");
         return;
     }
-    let o = tk_env(
-        &[
-            "run",
-            "examples/saxpy.tk",
-            "-k",
-            "saxpy",
-            "--arg",
-            "a=2",
-            "--arg",
-            "x=rand:100",
-            "--arg",
-            "y=rand:100",
-            "--device",
-            "amd:sim",
-        ],
-        &[("TK_FIRMWARE_DIR", &d), ("TK_LOG", Path::new("driver"))],
-    );
+    let o = saxpy_env("amd:sim", &[("TK_FIRMWARE_DIR", &d), ("TK_LOG", Path::new("driver"))]);
     let e = err(&o);
     assert_eq!(o.status.code(), Some(0), "{e}");
     assert!(e.contains("driver: firmware: 9 files") && e.contains(&d.display().to_string()), "{e}");
@@ -361,23 +367,7 @@ fn a_small_vram_bar_reads_discovery_indirectly() {
     if !can_build("a_small_vram_bar_reads_discovery_indirectly") {
         return;
     }
-    let o = tk_env(
-        &[
-            "run",
-            "examples/saxpy.tk",
-            "-k",
-            "saxpy",
-            "--arg",
-            "a=2",
-            "--arg",
-            "x=rand:100",
-            "--arg",
-            "y=rand:100",
-            "--device",
-            "amd:sim,bar=256",
-        ],
-        &[("TK_LOG", Path::new("driver"))],
-    );
+    let o = saxpy_env("amd:sim,bar=256", &[("TK_LOG", Path::new("driver"))]);
     let e = err(&o);
     assert_eq!(o.status.code(), Some(0), "{e}");
     assert!(e.contains("through MM_INDEX/MM_DATA (the VRAM BAR has 256 MiB of 1024 MiB)"), "{e}");
@@ -388,23 +378,7 @@ fn a_small_vram_bar_reads_discovery_indirectly() {
 #[test]
 fn missing_firmware_is_exit_4_naming_the_files() {
     let empty = tmp_dir("no-firmware");
-    let o = tk_env(
-        &[
-            "run",
-            "examples/saxpy.tk",
-            "-k",
-            "saxpy",
-            "--arg",
-            "a=2",
-            "--arg",
-            "x=rand:10",
-            "--arg",
-            "y=rand:10",
-            "--device",
-            "amd:sim",
-        ],
-        &[("TK_FIRMWARE_DIR", &empty)],
-    );
+    let o = saxpy_env("amd:sim", &[("TK_FIRMWARE_DIR", &empty)]);
     let e = err(&o);
     assert_eq!(o.status.code(), Some(4), "{e}");
     let sos = empty.join("amdgpu/psp_13_0_0_sos.bin");
@@ -420,12 +394,7 @@ fn a_hung_queue_is_exit_3_after_the_timeout() {
         return;
     }
     let t = std::time::Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_tk"))
-        .args(["run", "examples/saxpy.tk", "-k", "saxpy", "--arg", "a=2", "--arg", "x=rand:10", "--arg", "y=rand:10"])
-        .args(["--device", "amd:sim,hang"])
-        .env("TK_GPU_TIMEOUT_MS", "300")
-        .output()
-        .expect("tk runs");
+    let o = saxpy_env("amd:sim,hang", &[("TK_GPU_TIMEOUT_MS", Path::new("300"))]);
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
     assert!(err(&o).contains("did not finish the launch within 300 ms"), "{}", err(&o));
     assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());

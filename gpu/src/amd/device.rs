@@ -578,12 +578,22 @@ impl AmdGpu {
             t.write64(BAR_DOORBELL, SDMA_DOORBELL, st.sdma_wptr).map_err(|m| self.note(GpuError::Link(m)))?;
             seq
         };
+        self.wait_until(self.timeout, || {
+            let mut b = [0u8; 4];
+            self.d.sys_read(SYS_SDMA_FENCE, &mut b);
+            u32::from_le_bytes(b) == seq
+        })
+    }
+
+    /// Polls `done` (a fence in system memory: no round trip) until it holds. Every 20 ms it
+    /// asks the device about faults and whether it still answers (round trips, so not on every
+    /// poll); past `limit` the device is lost.
+    fn wait_until(&self, limit: Duration, done: impl Fn() -> bool) -> Result<(), GpuError> {
+        let t = self.d.t.as_ref();
         let start = Instant::now();
         let mut checked = Instant::now();
         loop {
-            let mut b = [0u8; 4];
-            self.d.sys_read(SYS_SDMA_FENCE, &mut b);
-            if u32::from_le_bytes(b) == seq {
+            if done() {
                 return Ok(());
             }
             if checked.elapsed() > Duration::from_millis(20) {
@@ -595,8 +605,8 @@ impl AmdGpu {
                     return Err(self.note(GpuError::Link(LINK_LOST.into())));
                 }
             }
-            if start.elapsed() > self.timeout {
-                return Err(self.note(GpuError::Timeout { limit: self.timeout, var: "TK_GPU_TIMEOUT_MS" }));
+            if start.elapsed() > limit {
+                return Err(self.note(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" }));
             }
             std::thread::sleep(Duration::from_micros(20));
         }
@@ -696,28 +706,6 @@ impl CommandQueue for AmdGpu {
     }
 
     fn wait(&self, value: u64, limit: Duration) -> Result<(), GpuError> {
-        let t = self.d.t.as_ref();
-        let start = Instant::now();
-        let mut checked = Instant::now();
-        loop {
-            if self.fence() >= value {
-                return Ok(());
-            }
-            // Asking the device about faults, and whether it still answers, are round trips:
-            // not on every poll.
-            if checked.elapsed() > Duration::from_millis(20) {
-                checked = Instant::now();
-                if let Some(f) = t.fault() {
-                    return Err(self.note(GpuError::Fault(f)));
-                }
-                if link_gone(t) {
-                    return Err(self.note(GpuError::Link(LINK_LOST.into())));
-                }
-            }
-            if start.elapsed() > limit {
-                return Err(self.note(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" }));
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        self.wait_until(limit, || self.fence() >= value)
     }
 }
