@@ -652,8 +652,16 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
     }
     let path = std::env::temp_dir().join(format!("tk-amd-{}-tinygpu.sock", std::process::id()));
     let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
-    // The simulated GPU behind the server runs its synthetic firmware; the driver is given the
-    // same blobs (a user's comes from linux-firmware).
+    let (name, dev) = tinygpu_device(&server);
+    assert_eq!(dev.boot_state(), tk_gpu::amd::boot::BootState::Cold);
+    every_example_matches_the_interpreter_on(std::sync::Arc::new(dev), &name, &[5], 40);
+}
+
+/// The GPU behind a fake TinyGPU server, booted cold: the simulated GPU there runs its
+/// synthetic firmware, and the driver is given the same blobs (a user's come from
+/// linux-firmware).
+#[cfg(unix)]
+fn tinygpu_device(server: &tk_sim::pcie::tinygpu_server::FakeServer) -> (String, tk_runtime::devices::amd::AmdDevice) {
     let t = tk_gpu::transport::tinygpu::TinyGpu::connect(&server.path).expect("connects");
     let fw = tk_gpu::amd::firmware::FirmwareSet::from_files(
         tk_sim::pcie::amd::synthetic(&tk_gpu::amd::discovery::navi31()),
@@ -668,8 +676,24 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
         Some(fw),
     )
     .expect("boots over the socket");
-    assert_eq!(dev.boot_state(), tk_gpu::amd::boot::BootState::Cold);
-    every_example_matches_the_interpreter_on(std::sync::Arc::new(dev), &name, &[5], 40);
+    (name, dev)
+}
+
+/// The random programs over the socket: 8 of each kind (24 on the in-process `amd:sim`), on a
+/// GPU booted cold behind the fake server.
+#[cfg(unix)]
+#[test]
+fn random_programs_match_the_interpreter_over_the_tinygpu_server_transport() {
+    if !can_build("random_programs_match_the_interpreter_over_the_tinygpu_server_transport") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("tk-amd-{}-random.sock", std::process::id()));
+    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let (name, dev) = tinygpu_device(&server);
+    register_device(&name, std::sync::Arc::new(dev));
+    let config = proptest::test_runner::Config { cases: 8, ..common::random::config() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner.run(&common::random::programs(), |p| common::random::on(&name, &p)).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[cfg(unix)]

@@ -58,6 +58,31 @@ fn uploading_a_mebibyte_takes_a_constant_number_of_round_trips() {
     assert!(back == data, "the data comes back");
 }
 
+/// A launch costs 2 round trips besides the fault checks made while it runs (two every 20 ms):
+/// the doorbell, as two 32-bit writes. The ring, the kernel arguments, the error slots and the
+/// fence are in shared system memory.
+#[test]
+fn a_launch_takes_two_round_trips() {
+    use tk_gpu::amd::device::Dispatch;
+    use tk_gpu::amd::regs::{PTE_EXECUTABLE, PTE_READABLE, PTE_WRITEABLE};
+    let s = FakeServer::start(&sock("launch")).expect("server");
+    let dev = open(&s);
+    let gpu = dev.gpu();
+    let code = gpu.alloc(4096, PTE_READABLE | PTE_WRITEABLE | PTE_EXECUTABLE).expect("code");
+    // s_endpgm: a kernel that ends at once (RDNA3's SOPP encoding).
+    gpu.upload(code.va(), &0xBFB0_0000u32.to_le_bytes()).expect("upload");
+    let d = Dispatch { code_va: code.va(), rsrc: [0, 0, 0], lds_bytes: 0, kernargs: &[0; 16], blocks: 1, threads: 32 };
+    let mut errors = [0u8; 16];
+    gpu.dispatch(&d, &mut errors).expect("the first launch");
+    let before = dev.round_trips();
+    let start = Instant::now();
+    gpu.dispatch(&d, &mut errors).expect("a launch");
+    let trips = dev.round_trips() - before;
+    let checks = (start.elapsed().as_millis() / 20) as u64;
+    eprintln!("a launch took {trips} round trips ({checks} fault checks were due)");
+    assert!(trips >= 2 && trips <= 2 + 2 * checks, "{trips} round trips for a launch");
+}
+
 #[test]
 fn a_server_that_goes_away_is_an_error_not_a_hang() {
     let s = FakeServer::start(&sock("gone")).expect("server");

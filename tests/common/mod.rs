@@ -13,6 +13,29 @@ use tk_ir::graph::interp::{self, Array};
 use tk_ir::graph::{Graph, Scalar};
 use tk_runtime::HostArray;
 
+/// Devices a test opened itself (a GPU behind a fake TinyGPU server, booted with the firmware
+/// the test gives it), found by name before `tk_runtime::open` is tried.
+static OPENED: std::sync::Mutex<Vec<(String, std::sync::Arc<dyn tk_runtime::Device>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Makes `dev` the device the helpers below use for `name`.
+#[allow(dead_code)]
+pub fn register_device(name: &str, dev: std::sync::Arc<dyn tk_runtime::Device>) {
+    if let Ok(mut v) = OPENED.lock() {
+        v.push((name.to_string(), dev));
+    }
+}
+
+/// A device registered under `name`, else `tk_runtime::open(name)`.
+pub fn open_device(name: &str) -> Result<std::sync::Arc<dyn tk_runtime::Device>, tk_runtime::RunError> {
+    if let Ok(v) = OPENED.lock()
+        && let Some((_, d)) = v.iter().find(|(n, _)| n == name)
+    {
+        return Ok(d.clone());
+    }
+    tk_runtime::open(name)
+}
+
 pub struct Rng(pub u64);
 impl Rng {
     pub fn next(&mut self) -> u64 {
@@ -89,7 +112,7 @@ pub fn random_args(g: &Graph, dims: &HashMap<String, i64>, rng: &mut Rng) -> Vec
 /// Every example runs on `device` and matches the reference interpreter bit for bit (in the
 /// deterministic mode) on random inputs with every symbol set to each of `sizes`.
 pub fn every_example_matches_the_interpreter(device: &str, sizes: &[i64], min_runs: usize) {
-    every_example_matches_the_interpreter_on(tk_runtime::open(device).expect("device"), device, sizes, min_runs);
+    every_example_matches_the_interpreter_on(open_device(device).expect("device"), device, sizes, min_runs);
 }
 
 /// [`every_example_matches_the_interpreter`] on a device already open.
@@ -160,7 +183,7 @@ pub fn every_example_matches_the_interpreter_on(
 /// product, a matrix product and a comprehension, under the exact and the default options, and
 /// a long vector (zeros after the two elements) under `--deterministic`.
 pub fn contractions_round_once(device: &str) {
-    let dev = tk_runtime::open(device).expect("device");
+    let dev = open_device(device).expect("device");
     // (dtype, e): 1 - e² is at most half an ulp below 1 and not representable, e² is.
     for (t, e) in [("f32", 2f64.powi(-13)), ("f64", 2f64.powi(-30)), ("f16", 2f64.powi(-6)), ("bf16", 2f64.powi(-5))] {
         let src = format!(
@@ -221,7 +244,7 @@ pub fn contractions_round_once(device: &str) {
 /// deterministic one: integer results are exact, float ones within the bound of a reordered sum
 /// (docs/numerics.md) by default and bit-identical to the interpreter when deterministic.
 pub fn scatter_add_is_exact_for_integers(device: &str) {
-    let dev = tk_runtime::open(device).expect("device");
+    let dev = open_device(device).expect("device");
     let src = "kernel hist<nb>(ids: i32[n]) -> i32[nb] { scatter_add(ones(n, dtype: i32), ids, nb) }\n\
                kernel hist64<nb>(ids: i64[n]) -> i64[nb] { scatter_add(ones(n, dtype: i64) * 3000000000, ids, nb) }\n\
                kernel counts<nb>(v: u32[n, d], ids: i32[n]) -> u32[nb, d] { scatter_add(v, ids, nb) }\n\
@@ -306,7 +329,7 @@ pub fn scatter_add_is_exact_for_integers(device: &str) {
 /// NaN, infinities and huge values) compute exactly what the interpreter computes, without
 /// trapping, in every integer dtype, scalar and vectorised.
 pub fn integer_and_cast_edge_cases_match_the_interpreter(device: &str) {
-    let dev = tk_runtime::open(device).expect("device");
+    let dev = open_device(device).expect("device");
     for t in ["i8", "i16", "i32", "i64", "u8", "u32"] {
         let src = format!(
             "kernel ops(a: {t}[n], b: {t}[n]) -> ({t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], {t}[n], bool[n]) {{\n\
@@ -429,7 +452,7 @@ fn float_min_max_edge_cases(device: &str, dev: &dyn tk_runtime::Device) {
 /// interpreter: exactly for integers and bools, within a reduction-reordering tolerance for
 /// floats. Sizes are not multiples of the split width.
 pub fn default_options_match_the_interpreter_within_tolerance(device: &str, sizes: &[i64], min_runs: usize) {
-    let dev = tk_runtime::open(device).expect("device");
+    let dev = open_device(device).expect("device");
     let mut rng = Rng(0xD1F);
     let mut ran = 0;
     for f in examples() {

@@ -76,7 +76,7 @@ pub fn agree(device: &str, src: &str, runs: &[(i64, i64)], seed: u64) -> Result<
     let c = session.check(Path::new("random.tk"), src.to_string());
     prop_assert!(c.is_ok(), "{}\n{}", src, c.render_plain());
     let g = session.prepared(&c.kernels[0]).map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
-    let dev = tk_runtime::open(device).map_err(|e| TestCaseError::fail(format!("{device}: {e}")))?;
+    let dev = super::open_device(device).map_err(|e| TestCaseError::fail(format!("{device}: {e}")))?;
     let compiled = session
         .compile(dev.as_ref(), "main", &g)
         .map_err(|e| TestCaseError::fail(format!("{device}: {src}compile: {e}")))?;

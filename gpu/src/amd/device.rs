@@ -79,6 +79,8 @@ struct Shared {
     /// Rings, fences, kernel arguments and staging live here: the host reaches them without a
     /// round trip to the device.
     sys: SysMem,
+    /// Where the registers are (for the TLB flush of a freed buffer).
+    regs: RegMap,
 }
 
 impl Shared {
@@ -131,6 +133,26 @@ impl Phys for Bar<'_> {
     }
 }
 
+/// See [`AmdGpu::flush_tlb`].
+fn flush_tlb(t: &dyn Transport, regs: &RegMap, limit: Duration) -> Result<(), GpuError> {
+    let link = |m: String| GpuError::Link(m);
+    t.write32(BAR_MMIO, regs.byte(GCVM_INVALIDATE_ENG17_REQ), INVALIDATE_VMID0).map_err(link)?;
+    let start = Instant::now();
+    loop {
+        let ack = t.read32(BAR_MMIO, regs.byte(GCVM_INVALIDATE_ENG17_ACK)).map_err(link)?;
+        if ack == u32::MAX && link_gone(t) {
+            return Err(GpuError::Link(LINK_LOST.into()));
+        }
+        if ack & 1 != 0 {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            return Err(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" });
+        }
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
 /// A zeroed page of VRAM for a page table, from `heap`; `zeroed` learns that it is.
 fn table_page(t: &dyn Transport, heap: &mut Heap, zeroed: &RefCell<HashSet<u64>>) -> Result<Option<u64>, String> {
     let Some(p) = heap.alloc(PAGE) else { return Ok(None) };
@@ -168,6 +190,11 @@ impl Drop for Vram {
                 let _ = gmc::unmap(&mut bar, st.root, VA_BASE + self.pa + p);
             }
             st.heap.release(self.pa, self.bytes);
+            // No cached translation may outlive the mapping (a lost device cannot be flushed,
+            // and needs no flush).
+            if !d.lost.load(Ordering::SeqCst) {
+                let _ = flush_tlb(d.t.as_ref(), &d.regs, Duration::from_secs(1));
+            }
         }
     }
 }
@@ -279,7 +306,14 @@ impl AmdGpu {
             return Err(GpuError::Setup("the transport gave less system memory than asked for".into()));
         }
         let mut gpu = AmdGpu {
-            d: Arc::new(Shared { t, st: Mutex::new(st), lost: AtomicBool::new(false), io: Mutex::new(()), sys }),
+            d: Arc::new(Shared {
+                t,
+                st: Mutex::new(st),
+                lost: AtomicBool::new(false),
+                io: Mutex::new(()),
+                sys,
+                regs: regs.clone(),
+            }),
             timeout: default_timeout(),
             discovery: found,
             regs,
@@ -413,6 +447,13 @@ impl AmdGpu {
         let w = |r: Reg, v: u32| t.write32(BAR_MMIO, self.regs.byte(r), v);
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, root as u32 | PTE_VALID as u32)?;
         w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (root >> 32) as u32)?;
+        // The context's range, in pages (address >> 12, the high half >> 44): all of the 48-bit
+        // space the four levels reach.
+        let last = (1u64 << 48) - 1;
+        w(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, 0)?;
+        w(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32, 0)?;
+        w(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, (last >> 12) as u32)?;
+        w(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32, (last >> 44) as u32)?;
         // Four levels: PAGE_TABLE_DEPTH 3.
         w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
         log("gmc", || {
@@ -477,6 +518,13 @@ impl AmdGpu {
         e
     }
 
+    /// Invalidates VMID 0's translations in the GPU's TLBs after its page tables changed:
+    /// invalidation engine 17's request, then its acknowledgement (Linux's gmc_v11_0.c, without
+    /// the semaphore, which Linux uses only on the MMHUB).
+    fn flush_tlb(&self) -> Result<(), GpuError> {
+        flush_tlb(self.d.t.as_ref(), &self.d.regs, self.timeout)
+    }
+
     /// Allocates VRAM and maps it with the PTE `flags` (readable, writeable, executable).
     pub fn alloc(&self, bytes: u64, flags: u64) -> Result<Vram, GpuError> {
         self.check_lost()?;
@@ -501,7 +549,12 @@ impl AmdGpu {
                 break;
             }
         }
-        let Some((done, m)) = failed else { return Ok(Vram { pa, bytes, dev: Arc::downgrade(&self.d) }) };
+        let Some((done, m)) = failed else {
+            drop(guard);
+            // The GPU may have cached translations of these pages (freed and mapped again).
+            self.flush_tlb().map_err(|e| self.note(e))?;
+            return Ok(Vram { pa, bytes, dev: Arc::downgrade(&self.d) });
+        };
         if !tables_full {
             // The transport failed: the device is gone.
             return Err(self.note(GpuError::Link(m)));

@@ -101,6 +101,11 @@ impl AmdDevice {
         self.gpu.round_trips()
     }
 
+    /// The driver underneath (tests count what a launch costs with it).
+    pub fn gpu(&self) -> &AmdGpu {
+        &self.gpu
+    }
+
     /// How the GPU was found when it was opened (cold, warm, left running).
     pub fn boot_state(&self) -> tk_gpu::amd::boot::BootState {
         self.gpu.boot_state()

@@ -161,8 +161,10 @@ fn mc(
     let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
         | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
     bus_master(i)?;
+    let range = super::vm_range(reg);
     let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
-    let mut vm = Vm { vram: &mut vram, sys: &sys, root, tlb: HashMap::new() };
+    let mut tlb = i.tlb.lock().map_err(|_| "poisoned")?;
+    let mut vm = Vm { vram: &mut vram, sys: &sys, root, range, tlb: &mut tlb };
     if write { crate::rdna3::Memory::write(&mut vm, addr, buf) } else { crate::rdna3::Memory::read(&mut vm, addr, buf) }
 }
 
@@ -310,7 +312,16 @@ pub(super) fn on_write(
             }
             Ok(())
         }
-        MP1_C2PMSG_66 => smu(chip, regs, map, v),
+        MP1_C2PMSG_66 => smu(i, chip, regs, map, v),
+        GCVM_INVALIDATE_ENG17_REQ => {
+            // The requested VMIDs' translations go; the acknowledgement names them.
+            let vmids = v & 0xffff;
+            if vmids & 1 != 0 {
+                i.tlb.lock().map_err(|_| "poisoned")?.clear();
+            }
+            set(regs, GCVM_INVALIDATE_ENG17_ACK, vmids);
+            Ok(())
+        }
         CP_MEC_RS64_CNTL => {
             if v & MEC_HALT != 0 || v & MEC_PIPE0_ACTIVE == 0 {
                 // Halted, or pipe 0 (tk's queue's) not active.
@@ -538,7 +549,7 @@ fn command(
 }
 
 /// The SMU's answer to message `msg` (C2PMSG_66), with its argument in C2PMSG_82.
-fn smu(chip: &mut Chip, regs: &mut HashMap<u32, u32>, map: &RegMap, msg: u32) -> Result<(), String> {
+fn smu(i: &Inner, chip: &mut Chip, regs: &mut HashMap<u32, u32>, map: &RegMap, msg: u32) -> Result<(), String> {
     let at = |r: Reg| map.byte(r) as u32;
     if !chip.loaded.contains(&psp::FW_SMU) {
         // No SMU firmware: nothing answers.
@@ -563,6 +574,7 @@ fn smu(chip: &mut Chip, regs: &mut HashMap<u32, u32>, map: &RegMap, msg: u32) ->
         SMU_MODE1_RESET => {
             // The whole chip resets; the SMU answers first.
             chip.reset();
+            i.tlb.lock().map_err(|_| "poisoned")?.clear();
             let memsize = regs.get(&at(RCC_CONFIG_MEMSIZE)).copied();
             chip.power_on(regs, map, Power::Cold);
             if let Some(m) = memsize {

@@ -73,6 +73,9 @@ struct Inner {
     /// The firmware processors' state, and where the registers are.
     chip: Mutex<chip::Chip>,
     map: RegMap,
+    /// VMID 0's cached translations (page -> (physical address, entry flags)): kept across
+    /// doorbells, as the GPU's TLBs keep them, until an invalidation request.
+    tlb: Mutex<HashMap<u64, (u64, u64)>>,
 }
 
 /// The simulated GPU's options (`amd:sim,OPTION,...`).
@@ -189,6 +192,7 @@ impl SimGpu {
             done: AtomicU64::new(0),
             chip: Mutex::new(chip),
             map,
+            tlb: Mutex::new(HashMap::new()),
         });
         // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
         let table = tk_gpu::amd::discovery::build(&table);
@@ -500,6 +504,7 @@ impl Transport for SimGpu {
             chip.reset();
             chip.power_on(&mut regs, &self.inner.map, Power::Cold);
         }
+        self.inner.tlb.lock().map_err(|_| lock("TLB"))?.clear();
         self.inner.db_lo.lock().map_err(|_| lock("doorbells"))?.clear();
         *self.inner.fault.lock().map_err(|_| lock("fault"))? = None;
         *self.inner.doorbell.lock().map_err(|_| lock("doorbell"))? = None;
@@ -540,7 +545,18 @@ pub(super) struct Vm<'a> {
     pub vram: &'a mut [u8],
     pub sys: &'a [Chunk],
     pub root: u64,
-    pub tlb: HashMap<u64, (u64, u64)>,
+    /// The context's first and last page (GCVM_CONTEXT0_PAGE_TABLE_START/END_ADDR).
+    pub range: (u64, u64),
+    pub tlb: &'a mut HashMap<u64, (u64, u64)>,
+}
+
+/// VM context 0's range of pages, from its START/END registers.
+pub(super) fn vm_range(get: impl Fn(Reg) -> u32) -> (u64, u64) {
+    let page = |lo: Reg, hi: Reg| u64::from(get(lo)) | u64::from(get(hi)) << 32;
+    (
+        page(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32),
+        page(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32),
+    )
 }
 
 struct Raw<'a>(&'a mut [u8]);
@@ -560,6 +576,13 @@ impl Phys for Raw<'_> {
 impl Vm<'_> {
     fn page(&mut self, va: u64, write: bool) -> Result<(u64, bool), String> {
         let key = va / PAGE;
+        if key < self.range.0 || key > self.range.1 {
+            return Err(format!(
+                "virtual address {va:#x} is outside VM context 0's range (pages {:#x}..={:#x}, \
+                 GCVM_CONTEXT0_PAGE_TABLE_START/END_ADDR): the gmc step did not set it",
+                self.range.0, self.range.1
+            ));
+        }
         let (pa, flags) = match self.tlb.get(&key) {
             Some(e) => *e,
             None => {
@@ -674,9 +697,11 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
             "the write pointer {wptr} is not within one ring ({size} dwords) of the read pointer {rptr}"
         ));
     }
+    let range = vm_range(reg);
     let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
     let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
-    let mut vm = Vm { vram: &mut vram, sys: &sys, root, tlb: HashMap::new() };
+    let mut tlb = i.tlb.lock().map_err(|_| "poisoned")?;
+    let mut vm = Vm { vram: &mut vram, sys: &sys, root, range, tlb: &mut tlb };
     let mut words = Vec::with_capacity((wptr - *rptr) as usize);
     for k in *rptr..wptr {
         let mut b = [0u8; 4];
@@ -713,6 +738,7 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
         }
     }
     *rptr = wptr;
+    drop(tlb);
     drop(vram);
     i.regs.lock().map_err(|_| "poisoned")?.insert(i.map.byte(CP_HQD_PQ_RPTR) as u32, wptr as u32);
     Ok(())
@@ -902,6 +928,21 @@ mod tests {
         let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("boots");
         let e = gpu.upload(VA_BASE + (512 << 20), &[1; 64]).expect_err("unmapped").to_string();
         assert!(e.contains("SDMA copy") && e.contains("not mapped"), "{e}");
+    }
+
+    #[test]
+    fn freed_buffers_fault_after_the_drivers_tlb_flush() {
+        use tk_gpu::amd::device::AmdGpu;
+        let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("boots");
+        let b = gpu.alloc(8192, PTE_READABLE | PTE_WRITEABLE).expect("alloc");
+        let va = b.va();
+        // The copy caches the translations of both pages.
+        gpu.upload(va, &[9; 8192]).expect("upload");
+        drop(b);
+        // Without the invalidation in the driver's free, the cached translation would let
+        // this copy through.
+        let e = gpu.upload(va, &[1; 16]).expect_err("freed").to_string();
+        assert!(e.contains("not mapped"), "{e}");
     }
 
     #[test]
