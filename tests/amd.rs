@@ -621,8 +621,7 @@ fn softmax_over_the_tinygpu_server_transport_agrees_with_the_cpu() {
     if !can_build("softmax_over_the_tinygpu_server_transport_agrees_with_the_cpu") {
         return;
     }
-    let path = std::env::temp_dir().join(format!("tk-amd-{}-run.sock", std::process::id()));
-    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let server = common::tinygpu_server("run");
     let fw = synthetic_firmware_dir("softmax");
     softmax_agrees_with_the_cpu(&format!("amd:tinygpu={}", server.path.display()), &[("TK_FIRMWARE_DIR", &fw)]);
 }
@@ -650,33 +649,10 @@ fn every_example_matches_the_interpreter_over_the_tinygpu_server_transport() {
     if !can_build("every_example_matches_the_interpreter_over_the_tinygpu_server_transport") {
         return;
     }
-    let path = std::env::temp_dir().join(format!("tk-amd-{}-tinygpu.sock", std::process::id()));
-    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
-    let (name, dev) = tinygpu_device(&server);
+    let server = common::tinygpu_server("examples");
+    let (name, dev) = common::tinygpu_device(&server);
     assert_eq!(dev.boot_state(), tk_gpu::amd::boot::BootState::Cold);
     every_example_matches_the_interpreter_on(std::sync::Arc::new(dev), &name, &[5], 40);
-}
-
-/// The GPU behind a fake TinyGPU server, booted cold: the simulated GPU there runs its
-/// synthetic firmware, and the driver is given the same blobs (a user's come from
-/// linux-firmware).
-#[cfg(unix)]
-fn tinygpu_device(server: &tk_sim::pcie::tinygpu_server::FakeServer) -> (String, tk_runtime::devices::amd::AmdDevice) {
-    let t = tk_gpu::transport::tinygpu::TinyGpu::connect(&server.path).expect("connects");
-    let fw = tk_gpu::amd::firmware::FirmwareSet::from_files(
-        tk_sim::pcie::amd::synthetic(&tk_gpu::amd::discovery::navi31()),
-        "the simulated GPU's synthetic firmware",
-    )
-    .expect("firmware");
-    let name = format!("amd:tinygpu={}", server.path.display());
-    let dev = tk_runtime::devices::amd::AmdDevice::open_with_firmware(
-        &name,
-        Box::new(t),
-        tk_abi::launch::AmdTarget::ALL[0],
-        Some(fw),
-    )
-    .expect("boots over the socket");
-    (name, dev)
 }
 
 /// The random programs over the socket: 8 of each kind (24 on the in-process `amd:sim`), on a
@@ -687,9 +663,8 @@ fn random_programs_match_the_interpreter_over_the_tinygpu_server_transport() {
     if !can_build("random_programs_match_the_interpreter_over_the_tinygpu_server_transport") {
         return;
     }
-    let path = std::env::temp_dir().join(format!("tk-amd-{}-random.sock", std::process::id()));
-    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
-    let (name, dev) = tinygpu_device(&server);
+    let server = common::tinygpu_server("random");
+    let (name, dev) = common::tinygpu_device(&server);
     register_device(&name, std::sync::Arc::new(dev));
     let config = proptest::test_runner::Config { cases: 8, ..common::random::config() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
@@ -699,8 +674,7 @@ fn random_programs_match_the_interpreter_over_the_tinygpu_server_transport() {
 #[cfg(unix)]
 #[test]
 fn tk_devices_lists_a_gpu_behind_a_tinygpu_server() {
-    let path = std::env::temp_dir().join(format!("tk-amd-{}-devices.sock", std::process::id()));
-    let server = tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts");
+    let server = common::tinygpu_server("devices");
     let o = Command::new(env!("CARGO_BIN_EXE_tk"))
         .arg("devices")
         .env("TK_TINYGPU_SOCKET", &server.path)

@@ -36,6 +36,38 @@ pub fn open_device(name: &str) -> Result<std::sync::Arc<dyn tk_runtime::Device>,
     tk_runtime::open(name)
 }
 
+/// A fake TinyGPU server on a fresh socket in the temp directory (`tag` names it), whose
+/// simulated GPU powers on cold.
+#[cfg(unix)]
+pub fn tinygpu_server(tag: &str) -> tk_sim::pcie::tinygpu_server::FakeServer {
+    let path = std::env::temp_dir().join(format!("tk-{}-{tag}.sock", std::process::id()));
+    tk_sim::pcie::tinygpu_server::FakeServer::start(&path).expect("the fake TinyGPU server starts")
+}
+
+/// The GPU behind a fake TinyGPU server, booted (cold the first time): the simulated GPU there
+/// runs its synthetic firmware, and the driver is given the same blobs (a user's come from
+/// linux-firmware). Returns the device's name (`amd:tinygpu=SOCKET`) and the device.
+#[cfg(unix)]
+pub fn tinygpu_device(
+    server: &tk_sim::pcie::tinygpu_server::FakeServer,
+) -> (String, tk_runtime::devices::amd::AmdDevice) {
+    let t = tk_gpu::transport::tinygpu::TinyGpu::connect(&server.path).expect("connects");
+    let fw = tk_gpu::amd::firmware::FirmwareSet::from_files(
+        tk_sim::pcie::amd::synthetic(&tk_gpu::amd::discovery::navi31()),
+        "the simulated GPU's synthetic firmware",
+    )
+    .expect("firmware");
+    let name = format!("amd:tinygpu={}", server.path.display());
+    let dev = tk_runtime::devices::amd::AmdDevice::open_with_firmware(
+        &name,
+        Box::new(t),
+        tk_abi::launch::AmdTarget::ALL[0],
+        Some(fw),
+    )
+    .expect("boots over the socket");
+    (name, dev)
+}
+
 pub struct Rng(pub u64);
 impl Rng {
     pub fn next(&mut self) -> u64 {

@@ -353,7 +353,11 @@ fn onnx_node_cases_match_their_classification() {
             results.insert(k.clone(), st.clone());
         }
     }
-    let on_sims: Vec<Vec<(String, Status)>> = std::thread::scope(|scope| {
+    // The AMD driver also runs every case over the TinyGPU socket protocol, on a GPU behind a
+    // fake server that powers on cold; each case must end as it does on the in-process `amd:sim`.
+    let socket = cfg!(unix) && sims.contains(&"amd:sim");
+    let (on_sims, on_socket): (Vec<Vec<(String, Status)>>, Vec<(String, Status)>) = std::thread::scope(|scope| {
+        let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases)));
         let threads: Vec<_> = sims
             .iter()
             .map(|d| {
@@ -375,13 +379,37 @@ fn onnx_node_cases_match_their_classification() {
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().expect("a simulated device's thread")).collect()
+        let on_sims = threads.into_iter().map(|t| t.join().expect("a simulated device's thread")).collect();
+        (on_sims, socket_thread.map(|t| t.join().expect("the TinyGPU socket's thread")).unwrap_or_default())
     });
     for (d, out) in sims.iter().zip(on_sims) {
         for (case, st) in out {
             results.insert((case, d.to_string()), st);
         }
     }
+    let mut socket_failures = Vec::new();
+    for (case, st) in &on_socket {
+        let sim = &results[&(case.clone(), "amd:sim".to_string())];
+        if sim.word() != st.word() {
+            socket_failures.push(format!("{case} over the TinyGPU socket: {}, on amd:sim: {}", st.text(), sim.text()));
+        }
+    }
+    assert!(
+        on_socket.len() == if socket { sim_cases.len() } else { 0 },
+        "{} of {} cases ran over the TinyGPU socket",
+        on_socket.len(),
+        sim_cases.len()
+    );
+    if socket {
+        let passed = on_socket.iter().filter(|(_, st)| *st == Status::Pass).count();
+        eprintln!("{} ONNX cases ran over the TinyGPU socket, {passed} passed", on_socket.len());
+    }
+    assert!(
+        socket_failures.is_empty(),
+        "{} ONNX cases end differently over the TinyGPU socket than on amd:sim:\n  {}",
+        socket_failures.len(),
+        socket_failures.join("\n  ")
+    );
 
     let t = table(&listed, &results);
     if update {
@@ -432,6 +460,31 @@ fn onnx_node_cases_match_their_classification() {
         listed.iter().filter(|l| !l.expanded && results[&(l.case.name.clone(), "cpu".into())] == Status::Pass).count();
     assert!(failures.is_empty(), "{} ONNX conformance failures:\n  {}", failures.len(), failures.join("\n  "));
     assert!(passing >= 380, "only {passing} ONNX cases pass on the CPU; the floor is 380");
+}
+
+/// Runs `cases` on the GPU behind a fake TinyGPU server, booted cold through the socket. A case
+/// that fails loses the GPU, as on `amd:sim`: the next one connects again (a warm start).
+#[cfg(unix)]
+fn over_the_tinygpu_socket(cases: &[&Listed]) -> Vec<(String, Status)> {
+    let server = common::tinygpu_server("onnx");
+    let open = || -> Arc<dyn Device> { Arc::new(common::tinygpu_device(&server).1) };
+    let mut dev = Some(open());
+    let mut out = Vec::new();
+    for l in cases {
+        let d = dev.get_or_insert_with(open);
+        let st = run_case(&l.case, d);
+        if matches!(st, Status::KnownFail(_)) {
+            // One user at a time: the lost GPU is let go before the next connection.
+            dev = None;
+        }
+        out.push((l.case.name.clone(), st));
+    }
+    out
+}
+
+#[cfg(not(unix))]
+fn over_the_tinygpu_socket(_: &[&Listed]) -> Vec<(String, Status)> {
+    Vec::new()
 }
 
 /// The pieces of the harness that do not need the ONNX data.
