@@ -40,6 +40,11 @@ pub const GRBM_MEID_MEC: u32 = 1 << 2;
 /// The PCI command register's memory-space (bit 1) and bus-master (bit 2) enables: the GPU's
 /// DMA (PSP, SDMA, the command processor) needs bus mastering.
 pub const PCI_COMMAND_MEMORY_MASTER: u32 = 0x6;
+/// The PCI command register's bus master enable bit (PCI Local Bus Specification 3.0, 6.2.2).
+pub const PCI_COMMAND_BUS_MASTER: u32 = 0x4;
+/// CP_HQD_DEQUEUE_REQUEST.DEQUEUE_REQ = 1: drain the queue (gc_11_0_0_sh_mask.h; the value
+/// Linux's gfx_v11_0 writes).
+pub const HQD_DEQUEUE_DRAIN: u32 = 1;
 /// SH_MEM_CONFIG: 64-bit addresses, unaligned accesses allowed (ALIGNMENT_MODE 3), instruction
 /// prefetch 3, as gfx_v11_0.c programs every VMID.
 pub const SH_MEM_CONFIG_VALUE: u32 = 1 | 3 << 2 | 3 << 14;
@@ -141,14 +146,20 @@ impl Regs<'_> {
         }
     }
 
+    /// Puts `msg` with `arg` in the SMU's mailbox once it has answered the last message, without
+    /// waiting for the answer.
+    pub fn smu_send(&self, step: &str, msg: u32, arg: u32) -> Result<(), GpuError> {
+        self.poll(step, MP1_C2PMSG_90, "the SMU to take a message", |v| v != 0)?;
+        self.w(step, MP1_C2PMSG_90, 0)?;
+        self.w(step, MP1_C2PMSG_82, arg)?;
+        self.w(step, MP1_C2PMSG_66, msg)
+    }
+
     /// Sends the SMU `msg` with `arg` through its mailbox (Linux's smu_cmn.c: wait for the last
     /// answer, clear it, write the argument and the message, wait for the answer) and returns
     /// the argument register's value after it.
     pub fn smu(&self, step: &str, msg: u32, arg: u32, name: &str) -> Result<u32, GpuError> {
-        self.poll(step, MP1_C2PMSG_90, "the SMU to take a message", |v| v != 0)?;
-        self.w(step, MP1_C2PMSG_90, 0)?;
-        self.w(step, MP1_C2PMSG_82, arg)?;
-        self.w(step, MP1_C2PMSG_66, msg)?;
+        self.smu_send(step, msg, arg)?;
         let resp = self.poll(step, MP1_C2PMSG_90, &format!("the SMU's answer to {name}"), |v| v != 0)?;
         if resp != SMU_OK {
             let why = match resp {
@@ -198,13 +209,84 @@ pub(super) fn warm_check(r: &Regs<'_>) -> Result<BootState, GpuError> {
     Ok(state)
 }
 
-/// A mode-1 reset through the SMU, then a wait for the bootloader of the reset GPU.
+/// The dwords of the PCI configuration header a reset loses and the driver writes back, in
+/// the order they are restored (Linux's pci_restore_config_space writes the header from the
+/// top down): interrupt line, expansion ROM, BARs 5 to 0, cache line size and latency timer,
+/// and last the command register, so that decoding starts once the BARs are in place.
+/// How long a function may stay off the bus after its mode-1 reset before it counts as lost
+/// (Linux sleeps 500 ms after SMU 13's Mode1Reset, then polls the VRAM size register).
+const RESET_WINDOW: Duration = Duration::from_secs(2);
+
+const PCI_HEADER_RESTORED: [u16; 10] = [0x3c, 0x30, 0x24, 0x20, 0x1c, 0x18, 0x14, 0x10, 0x0c, 0x04];
+
+/// A mode-1 reset through the SMU (Linux's amdgpu_device_mode1_reset): the PCI configuration
+/// header saved and bus mastering switched off first; after the message, a wait until the
+/// function answers again (all-ones reads are expected while it is in reset, and are not a
+/// lost link until the timeout runs out); the header written back; then a wait for the
+/// bootloader of the reset GPU.
 pub(super) fn reset(r: &Regs<'_>) -> Result<(), GpuError> {
-    r.smu("reset", SMU_MODE1_RESET, 0, "Mode1Reset")?;
+    let t = r.t;
+    let cfg = |e: String| GpuError::Setup(format!("reset: the PCI configuration space: {e}"));
+    let mut saved = Vec::new();
+    for off in PCI_HEADER_RESTORED {
+        saved.push((off, t.config_read(off, 4).map_err(cfg)?));
+    }
+    let command = t.config_read(4, 2).map_err(cfg)?;
+    // Bus mastering off while the chip resets (pci_clear_master). A transport that cannot
+    // write configuration space (the DriverKit extension owns it) leaves it to the extension.
+    let writable = t.config_write(4, 2, command & !PCI_COMMAND_BUS_MASTER).is_ok();
+    // The SMU resets the chip instead of answering: the message is sent, not waited for.
+    r.smu_send("reset", SMU_MODE1_RESET, 0)?;
+    let start = Instant::now();
+    let window = r.timeout.min(RESET_WINDOW);
+    loop {
+        let vendor = t.config_read(0, 2).unwrap_or(0xffff);
+        let memsize = t.read32(super::BAR_MMIO, r.map.byte(RCC_CONFIG_MEMSIZE)).unwrap_or(u32::MAX);
+        if vendor != 0xffff && memsize != u32::MAX {
+            break;
+        }
+        if start.elapsed() > window {
+            return Err(GpuError::Link(format!(
+                "{LINK_LOST} (it did not come back within {} ms of its mode-1 reset)",
+                window.as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    if writable {
+        for (off, v) in saved {
+            let v = if off == 4 { v & 0xffff } else { v };
+            let width = if off == 4 { 2 } else { 4 };
+            t.config_write(off, width, v).map_err(cfg)?;
+        }
+    }
     r.poll("reset", MP0_C2PMSG_81, "the old sOS to stop after the mode-1 reset", |v| v == 0)?;
     r.poll("reset", MP0_C2PMSG_35, "the bootloader after the mode-1 reset", |v| v == psp::BL_READY)?;
-    log("reset", || "mode-1 reset through the SMU (Mode1Reset); the bootloader is ready again".into());
+    log("reset", || {
+        format!(
+            "mode-1 reset through the SMU (Mode1Reset); PCI configuration header {}; the bootloader is ready again",
+            if writable { "restored" } else { "left to the transport" }
+        )
+    });
     Ok(())
+}
+
+/// Takes the compute queue GRBM_GFX_CNTL selects off the MEC if it is active (a previous run's,
+/// on a warm start): a dequeue request, a wait until the MEC has drained it, the request
+/// cleared and the queue's pointers zeroed (Linux's gfx_v11_0 kiq/kcq init_register).
+pub(super) fn dequeue(r: &Regs<'_>) -> Result<bool, GpuError> {
+    if r.r("queue", CP_HQD_ACTIVE)? & 1 == 0 {
+        return Ok(false);
+    }
+    r.w("queue", CP_HQD_DEQUEUE_REQUEST, HQD_DEQUEUE_DRAIN)?;
+    r.poll("queue", CP_HQD_ACTIVE, "the MEC to drain the previous compute queue (CP_HQD_DEQUEUE_REQUEST)", |v| {
+        v & 1 == 0
+    })?;
+    r.w("queue", CP_HQD_DEQUEUE_REQUEST, 0)?;
+    r.w("queue", CP_HQD_PQ_RPTR, 0)?;
+    r.w("queue", CP_HQD_PQ_WPTR_LO, 0)?;
+    r.w("queue", CP_HQD_PQ_WPTR_HI, 0)?;
+    Ok(true)
 }
 
 /// The SOC step: the doorbell aperture; the VRAM size from RCC_CONFIG_MEMSIZE.

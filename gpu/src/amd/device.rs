@@ -405,10 +405,7 @@ impl AmdGpu {
             std::mem::forget(table);
             boot::gfx(&r, fw, DOORBELL as u32)?;
         } else {
-            // The MEC runs; its queue and the SDMA engine are set up again below.
-            r.w("queue", GRBM_GFX_CNTL, boot::GRBM_MEID_MEC)?;
-            r.w("queue", CP_HQD_ACTIVE, 0)?;
-            r.w("queue", GRBM_GFX_CNTL, 0)?;
+            // The MEC runs; its queue (dequeued first) and the SDMA engine are set up again below.
             boot::gfx_config(&r, DOORBELL as u32)?;
             log("gfx", || "the MEC runs (warm start); shader apertures and doorbell range set again".into());
         }
@@ -490,6 +487,7 @@ impl AmdGpu {
         // The HQD registers are those of the queue GRBM_GFX_CNTL selects: MEC (ME 1), pipe 0,
         // queue 0.
         r.w("queue", GRBM_GFX_CNTL, boot::GRBM_MEID_MEC)?;
+        let dequeued = boot::dequeue(r)?;
         for (reg, v) in hqd {
             r.w("queue", reg, v)?;
         }
@@ -497,8 +495,9 @@ impl AmdGpu {
         r.w("queue", GRBM_GFX_CNTL, 0)?;
         log("queue", || {
             format!(
-                "compute queue (MEC me 1, pipe 0, queue 0) active: MQD at 0x{mqd_va:x}, a {} KiB ring at 0x{ring_va:x}, \
-                 doorbell 0x{DOORBELL:x}",
+                "{}compute queue (MEC me 1, pipe 0, queue 0) active: MQD at 0x{mqd_va:x}, a {} KiB ring at \
+                 0x{ring_va:x}, doorbell 0x{DOORBELL:x}",
+                if dequeued { "the previous queue drained (dequeue request); " } else { "" },
                 (4u64 << RING_LOG2) >> 10
             )
         });

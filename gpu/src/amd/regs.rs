@@ -70,6 +70,8 @@ pub const CP_HQD_PQ_BASE_HI: Reg = gc("CP_HQD_PQ_BASE_HI", 0, 0x1fb2);
 pub const CP_HQD_PQ_RPTR: Reg = gc("CP_HQD_PQ_RPTR", 0, 0x1fb3);
 pub const CP_HQD_PQ_DOORBELL_CONTROL: Reg = gc("CP_HQD_PQ_DOORBELL_CONTROL", 0, 0x1fb8);
 pub const CP_HQD_PQ_CONTROL: Reg = gc("CP_HQD_PQ_CONTROL", 0, 0x1fba);
+/// DEQUEUE_REQ [3:0]: 1 drains the queue (gc_11_0_0_sh_mask.h).
+pub const CP_HQD_DEQUEUE_REQUEST: Reg = gc("CP_HQD_DEQUEUE_REQUEST", 0, 0x1fc1);
 pub const CP_MQD_BASE_ADDR: Reg = gc("CP_MQD_BASE_ADDR", 0, 0x1fa9);
 pub const CP_MQD_BASE_ADDR_HI: Reg = gc("CP_MQD_BASE_ADDR_HI", 0, 0x1faa);
 pub const CP_MQD_CONTROL: Reg = gc("CP_MQD_CONTROL", 0, 0x1fcb);
@@ -145,6 +147,7 @@ pub const ALL: &[Reg] = &[
     CP_HQD_PQ_RPTR,
     CP_HQD_PQ_DOORBELL_CONTROL,
     CP_HQD_PQ_CONTROL,
+    CP_HQD_DEQUEUE_REQUEST,
     CP_MQD_BASE_ADDR,
     CP_MQD_BASE_ADDR_HI,
     CP_MQD_CONTROL,

@@ -293,55 +293,10 @@ impl Device for AmdDevice {
 mod tests {
     use super::*;
     use std::time::Instant;
-    use tk_gpu::amd::BAR_DOORBELL;
     use tk_gpu::amd::gmc::PAGE;
     use tk_gpu::amd::pm4::Packet;
-    use tk_gpu::transport::SysMem;
     use tk_sim::pcie::amd::SimGpu;
-
-    /// A GPU that hangs: doorbells never reach the command processor.
-    struct Hung(SimGpu);
-    impl Transport for Hung {
-        fn name(&self) -> String {
-            "hung".into()
-        }
-        fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
-            self.0.read32(bar, off)
-        }
-        fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
-            self.0.write32(bar, off, v)
-        }
-        fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
-            if bar == BAR_DOORBELL { Ok(()) } else { self.0.write64(bar, off, v) }
-        }
-        fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
-            self.0.read_bytes(bar, off, out)
-        }
-        fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
-            self.0.write_bytes(bar, off, src)
-        }
-        fn round_trips(&self) -> u64 {
-            self.0.round_trips()
-        }
-        fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
-            self.0.sysmem(bytes)
-        }
-        fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
-            self.0.config_read(offset, width)
-        }
-        fn config_write(&self, offset: u16, width: u8, value: u32) -> Result<(), String> {
-            self.0.config_write(offset, width, value)
-        }
-        fn reset(&self) -> Result<(), String> {
-            self.0.reset()
-        }
-        fn bar_size(&self, bar: u8) -> Result<u64, String> {
-            self.0.bar_size(bar)
-        }
-        fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
-            self.0.firmware()
-        }
-    }
+    use tk_sim::pcie::tampered::{Tampered, Withheld};
 
     /// The driver reads the GPU's IP discovery table when it opens it: the simulated Navi 31's
     /// says gfx1100 and its shape; a GPU of another GC version, one whose GC registers lie
@@ -461,9 +416,10 @@ mod tests {
 
     #[test]
     fn a_hung_gpu_is_a_lost_device_and_can_be_reopened() {
-        let dev = AmdDevice::open("amd:hung", Box::new(Hung(SimGpu::new())), AmdTarget::ALL[0])
-            .expect("opens")
-            .with_timeout(Duration::from_millis(200));
+        let dev =
+            AmdDevice::open("amd:hung", Box::new(Tampered(SimGpu::new(), Withheld::Doorbells)), AmdTarget::ALL[0])
+                .expect("opens")
+                .with_timeout(Duration::from_millis(200));
         let start = Instant::now();
         let e = dev.gpu.run(&[Packet::Nop(1)]).expect_err("times out");
         assert!(start.elapsed() < Duration::from_secs(5), "no hang");

@@ -37,11 +37,17 @@ pub(super) struct Chip {
     pub smu_table: (Option<u32>, Option<u32>),
     pub smu_features: bool,
     pub mec_running: bool,
+    /// Whether the compute queue (MEC me 1 pipe 0 queue 0) is active: its HQD registers are
+    /// the MEC's until a dequeue request drains it.
+    pub hqd_active: bool,
     /// The SDMA queue's read pointer in bytes.
     pub sdma_rptr: u64,
     /// `hang`: the MEC takes work and never finishes it.
     pub hang: bool,
 }
+
+/// How many reads a mode-1 reset answers with all ones before the function is back.
+pub(super) const MODE1_RESET_READS: u32 = 3;
 
 /// The TMR size the model's PSP answers LOAD_TOC with.
 pub const TOC_TMR_SIZE: u32 = 0x40_0000;
@@ -101,6 +107,9 @@ impl Chip {
         self.autoload = true;
         self.smu_features = true;
         self.mec_running = true;
+        // The previous driver's compute queue is still active.
+        self.hqd_active = true;
+        set(CP_HQD_ACTIVE, 1);
         set(MP0_C2PMSG_81, 1);
         set(MP0_C2PMSG_58, super::firmware::SOS_VERSION);
         set(MP0_C2PMSG_64, psp::BL_READY);
@@ -360,6 +369,9 @@ pub(super) fn on_write(
         | CP_HQD_PQ_RPTR
         | CP_HQD_PQ_CONTROL
         | CP_HQD_PQ_DOORBELL_CONTROL
+        | CP_HQD_DEQUEUE_REQUEST
+        | CP_HQD_PQ_WPTR_LO
+        | CP_HQD_PQ_WPTR_HI
         | CP_MQD_BASE_ADDR
         | CP_MQD_BASE_ADDR_HI
             if (get(regs, GRBM_GFX_CNTL) >> 2) & 3 != 1 =>
@@ -369,6 +381,38 @@ pub(super) fn on_write(
                 r.name,
                 (get(regs, GRBM_GFX_CNTL) >> 2) & 3
             ))
+        }
+        CP_HQD_VMID
+        | CP_HQD_PQ_BASE
+        | CP_HQD_PQ_BASE_HI
+        | CP_HQD_PQ_RPTR
+        | CP_HQD_PQ_CONTROL
+        | CP_HQD_PQ_DOORBELL_CONTROL
+        | CP_HQD_PQ_WPTR_LO
+        | CP_HQD_PQ_WPTR_HI
+        | CP_MQD_BASE_ADDR
+        | CP_MQD_BASE_ADDR_HI
+            if chip.hqd_active =>
+        {
+            Err(format!(
+                "{} was written while the compute queue is active (CP_HQD_ACTIVE): the MEC owns an active \
+                 queue's registers until a dequeue request (CP_HQD_DEQUEUE_REQUEST) drains it",
+                r.name
+            ))
+        }
+        CP_HQD_ACTIVE if v & 1 == 0 && chip.hqd_active => {
+            set(regs, CP_HQD_ACTIVE, 1);
+            Err("the active compute queue was switched off through CP_HQD_ACTIVE without a dequeue request \
+                 (CP_HQD_DEQUEUE_REQUEST): the MEC may still be running it"
+                .into())
+        }
+        CP_HQD_DEQUEUE_REQUEST if v & 0xf != 0 => {
+            // The MEC drains the queue and lets it go (a hung queue never drains).
+            if chip.hqd_active && !chip.hang {
+                chip.hqd_active = false;
+                set(regs, CP_HQD_ACTIVE, 0);
+            }
+            Ok(())
         }
         CP_HQD_ACTIVE if v & 1 == 1 => {
             if !chip.mec_running {
@@ -416,6 +460,7 @@ pub(super) fn on_write(
                     ));
                 }
             }
+            chip.hqd_active = true;
             Ok(())
         }
         SDMA0_F32_CNTL if v & SDMA_HALT == 0 => {
@@ -572,8 +617,13 @@ fn smu(i: &Inner, chip: &mut Chip, regs: &mut HashMap<u32, u32>, map: &RegMap, m
         }
         SMU_ENABLE_ALL_FEATURES => (0xfd, None),
         SMU_MODE1_RESET => {
-            // The whole chip resets; the SMU answers first.
+            // The whole chip resets; the SMU answers first. The function leaves the bus for a
+            // moment (reads return all ones) and comes back with its configuration space at
+            // power-on values: memory decoding and bus mastering off until the driver restores
+            // them.
             chip.reset();
+            i.command.store(0, std::sync::atomic::Ordering::Relaxed);
+            i.resetting.store(MODE1_RESET_READS, std::sync::atomic::Ordering::Relaxed);
             i.tlb.lock().map_err(|_| "poisoned")?.clear();
             let memsize = regs.get(&at(RCC_CONFIG_MEMSIZE)).copied();
             chip.power_on(regs, map, Power::Cold);

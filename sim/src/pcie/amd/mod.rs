@@ -61,6 +61,9 @@ struct Inner {
     seed: u64,
     /// The PCI command register (the one writable configuration register tk uses).
     command: AtomicU16,
+    /// Reads left that a mode-1 reset still answers with all ones (the function is not back
+    /// on the bus yet).
+    resetting: std::sync::atomic::AtomicU32,
     /// `link-drop=N`: after N register or configuration accesses, the link is gone.
     link_drop: Option<u64>,
     /// The VRAM BAR's size (`bar=MIB`; all of VRAM by default).
@@ -185,6 +188,7 @@ impl SimGpu {
             trips: AtomicU64::new(0),
             seed,
             command: AtomicU16::new(0),
+            resetting: std::sync::atomic::AtomicU32::new(0),
             link_drop: options.link_drop,
             vram_bar: options.bar_mib.map_or(VRAM_BYTES as u64, |m| m << 20),
             accesses: AtomicU64::new(0),
@@ -312,6 +316,11 @@ impl SimGpu {
             None => false,
         }
     }
+
+    /// Whether a read now still meets a function in reset (and counts it): it reads all ones.
+    fn in_reset(&self) -> bool {
+        self.inner.resetting.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
 }
 
 impl Transport for SimGpu {
@@ -323,7 +332,7 @@ impl Transport for SimGpu {
         match bar {
             BAR_MMIO => {
                 self.inner.trips.fetch_add(1, Ordering::Relaxed);
-                if self.gone() {
+                if self.gone() || self.in_reset() {
                     return Ok(u32::MAX);
                 }
                 let r = self.inner.regs.lock().map_err(|_| "poisoned")?;
@@ -462,7 +471,7 @@ impl Transport for SimGpu {
     fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
         check_config_access(offset, width)?;
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
-        if self.gone() {
+        if self.gone() || self.in_reset() {
             return Ok(if width == 4 { u32::MAX } else { (1 << (8 * u32::from(width))) - 1 });
         }
         let command = self.inner.command.load(Ordering::Relaxed);
@@ -790,6 +799,7 @@ fn dispatch(vm: &mut Vm<'_>, sh: &HashMap<u32, u32>, g: [u32; 3], initiator: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pcie::tampered::{Tampered, Withheld};
 
     #[test]
     fn registers_tk_does_not_program_and_stray_doorbells_are_faults() {
@@ -841,6 +851,36 @@ mod tests {
         assert_eq!(g.read32(BAR_MMIO, at(MP1_C2PMSG_90)), Ok(0));
     }
 
+    /// A warm GPU still runs the previous driver's compute queue: its registers are the MEC's
+    /// until a dequeue request drains it. A mode-1 reset takes the function off the bus for a
+    /// few reads and brings it back with its PCI command register cleared.
+    #[test]
+    fn an_active_queue_must_be_dequeued_and_a_mode1_reset_clears_the_command_register() {
+        use tk_gpu::amd::boot::*;
+        let g = SimGpu::with_options(SimOptions { power: Power::Warm, ..SimOptions::default() });
+        g.write32(BAR_MMIO, at(GRBM_GFX_CNTL), GRBM_MEID_MEC).expect("select the MEC");
+        assert_eq!(g.read32(BAR_MMIO, at(CP_HQD_ACTIVE)), Ok(1));
+        let e = g.write32(BAR_MMIO, at(CP_HQD_PQ_BASE), 0x1234).expect_err("active");
+        assert!(e.contains("while the compute queue is active") && e.contains("CP_HQD_DEQUEUE_REQUEST"), "{e}");
+        let e = g.write32(BAR_MMIO, at(CP_HQD_ACTIVE), 0).expect_err("no dequeue");
+        assert!(e.contains("without a dequeue request"), "{e}");
+        assert_eq!(g.read32(BAR_MMIO, at(CP_HQD_ACTIVE)), Ok(1));
+        g.write32(BAR_MMIO, at(CP_HQD_DEQUEUE_REQUEST), HQD_DEQUEUE_DRAIN).expect("dequeue");
+        assert_eq!(g.read32(BAR_MMIO, at(CP_HQD_ACTIVE)), Ok(0));
+        g.write32(BAR_MMIO, at(CP_HQD_PQ_BASE), 0x1234).expect("an inactive queue's register");
+
+        let g = SimGpu::with_options(SimOptions { power: Power::LeftRunning, ..SimOptions::default() });
+        g.config_write(4, 2, PCI_COMMAND_MEMORY_MASTER).expect("command");
+        g.write32(BAR_MMIO, at(MP1_C2PMSG_66), SMU_MODE1_RESET).expect("Mode1Reset");
+        for _ in 0..chip::MODE1_RESET_READS {
+            assert_eq!(g.config_read(0, 2), Ok(0xffff), "in reset");
+        }
+        assert_eq!(g.config_read(0, 2), Ok(u32::from(VENDOR_ID)));
+        assert_eq!(g.config_read(4, 2), Ok(0), "the command register after the reset");
+        assert_eq!(g.read32(BAR_MMIO, at(MP0_C2PMSG_35)), Ok(tk_gpu::amd::psp::BL_READY));
+        assert_eq!(g.read32(BAR_MMIO, at(CP_HQD_ACTIVE)), Ok(0));
+    }
+
     #[test]
     fn the_driver_boots_it_cold_warm_and_left_running() {
         use tk_gpu::amd::boot::BootState;
@@ -851,6 +891,7 @@ mod tests {
             let sim = SimGpu::with_options(SimOptions { power, ..SimOptions::default() });
             let gpu = AmdGpu::open(Box::new(sim)).expect("boots");
             assert_eq!(gpu.boot_state(), state);
+            // The reset left bus mastering on: the driver restored the command register.
             // Copies run on the SDMA engine it set up.
             let b = gpu.alloc(8192, PTE_READABLE | PTE_WRITEABLE).expect("alloc");
             gpu.upload(b.va(), &[3; 8192]).expect("upload");
@@ -870,59 +911,11 @@ mod tests {
         assert!(e.contains("at most 32"), "{e}");
     }
 
-    /// A transport whose configuration space takes no writes: the driver cannot turn bus
-    /// mastering on.
-    struct NoConfigWrites(SimGpu);
-
-    impl Transport for NoConfigWrites {
-        fn name(&self) -> String {
-            self.0.name()
-        }
-        fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
-            self.0.read32(bar, off)
-        }
-        fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
-            self.0.write32(bar, off, v)
-        }
-        fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
-            self.0.write64(bar, off, v)
-        }
-        fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
-            self.0.read_bytes(bar, off, out)
-        }
-        fn write_bytes(&self, bar: u8, off: u64, src: &[u8]) -> Result<(), String> {
-            self.0.write_bytes(bar, off, src)
-        }
-        fn fault(&self) -> Option<String> {
-            self.0.fault()
-        }
-        fn round_trips(&self) -> u64 {
-            self.0.round_trips()
-        }
-        fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
-            self.0.sysmem(bytes)
-        }
-        fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
-            self.0.config_read(offset, width)
-        }
-        fn config_write(&self, _: u16, _: u8, _: u32) -> Result<(), String> {
-            Err("configuration writes are not allowed here".into())
-        }
-        fn reset(&self) -> Result<(), String> {
-            self.0.reset()
-        }
-        fn bar_size(&self, bar: u8) -> Result<u64, String> {
-            self.0.bar_size(bar)
-        }
-        fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
-            self.0.firmware()
-        }
-    }
-
     #[test]
     fn dma_needs_bus_mastering_and_the_sdma_engine_goes_through_the_page_tables() {
         use tk_gpu::amd::device::{AmdGpu, VA_BASE};
-        let e = AmdGpu::open(Box::new(NoConfigWrites(SimGpu::new()))).err().expect("no DMA").to_string();
+        let e =
+            AmdGpu::open(Box::new(Tampered(SimGpu::new(), Withheld::ConfigWrites))).err().expect("no DMA").to_string();
         assert!(e.contains("bus mastering off"), "{e}");
         // VRAM that no allocation mapped: the copy faults, naming the address.
         let gpu = AmdGpu::open(Box::new(SimGpu::new())).expect("boots");
