@@ -58,9 +58,9 @@ fn uploading_a_mebibyte_takes_a_constant_number_of_round_trips() {
     assert!(back == data, "the data comes back");
 }
 
-/// A launch costs 2 round trips besides the fault checks made while it runs (two every 20 ms):
-/// the doorbell, as two 32-bit writes. The ring, the kernel arguments, the error slots and the
-/// fence are in shared system memory.
+/// A launch costs 2 round trips besides the checks made while it runs that the server and the
+/// GPU still answer (two every 20 ms): the doorbell, as two 32-bit writes. The ring, the kernel
+/// arguments, the error slots, the fence and the interrupt ring are in shared system memory.
 #[test]
 fn a_launch_takes_two_round_trips() {
     use tk_gpu::amd::device::Dispatch;
@@ -79,7 +79,7 @@ fn a_launch_takes_two_round_trips() {
     gpu.dispatch(&d, &mut errors).expect("a launch");
     let trips = dev.round_trips() - before;
     let checks = (start.elapsed().as_millis() / 20) as u64;
-    eprintln!("a launch took {trips} round trips ({checks} fault checks were due)");
+    eprintln!("a launch took {trips} round trips ({checks} checks that the device answers were due)");
     assert!(trips >= 2 && trips <= 2 + 2 * checks, "{trips} round trips for a launch");
 }
 

@@ -41,6 +41,9 @@ fn can_compile_for(dev: &str) -> bool {
     cfg!(feature = "amdgpu") || !(dev.starts_with("amd:") || dev.contains("gfx"))
 }
 
+/// Each case's name and how it ended on one device.
+type Results = Vec<(String, Status)>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Status {
     Pass,
@@ -356,7 +359,7 @@ fn onnx_node_cases_match_their_classification() {
     // The AMD driver also runs every case over the TinyGPU socket protocol, on a GPU behind a
     // fake server that powers on cold; each case must end as it does on the in-process `amd:sim`.
     let socket = cfg!(unix) && sims.contains(&"amd:sim");
-    let (on_sims, on_socket): (Vec<Vec<(String, Status)>>, Vec<(String, Status)>) = std::thread::scope(|scope| {
+    let (on_sims, on_socket): (Vec<Results>, Results) = std::thread::scope(|scope| {
         let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases)));
         let threads: Vec<_> = sims
             .iter()

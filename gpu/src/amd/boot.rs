@@ -292,9 +292,140 @@ pub(super) fn dequeue(r: &Regs<'_>) -> Result<bool, GpuError> {
 /// The SOC step: the doorbell aperture; the VRAM size from RCC_CONFIG_MEMSIZE.
 pub(super) fn soc(r: &Regs<'_>) -> Result<u64, GpuError> {
     r.w("soc", RCC_DOORBELL_APER_EN, DOORBELL_APER_EN)?;
+    // The HDP flush goes through a hole in the register BAR (nbio_v4_3 remap_hdp_registers).
+    r.w("soc", REMAP_HDP_MEM_FLUSH_CNTL, HDP_FLUSH_HOLE as u32)?;
+    r.w("soc", REMAP_HDP_REG_FLUSH_CNTL, HDP_FLUSH_HOLE as u32 + 4)?;
     let mib = r.r("soc", RCC_CONFIG_MEMSIZE)?;
-    log("soc", || format!("doorbell aperture enabled; RCC_CONFIG_MEMSIZE says {mib} MiB of VRAM"));
+    log("soc", || {
+        format!(
+            "doorbell aperture enabled; HDP flush at register BAR offset {HDP_FLUSH_HOLE:#x}; \
+             RCC_CONFIG_MEMSIZE says {mib} MiB of VRAM"
+        )
+    });
     Ok(u64::from(mib) << 20)
+}
+
+/// Flushes the HDP, the host data path's write cache, so that what the CPU wrote to VRAM
+/// through the BAR (page tables) reaches the GPU's engines: a write of 0 to the remapped flush
+/// register, read back to post it (Linux's hdp_v6_0 flush_hdp).
+pub fn hdp_flush(t: &dyn Transport) -> Result<(), String> {
+    t.write32(super::BAR_MMIO, HDP_FLUSH_HOLE, 0)?;
+    t.read32(super::BAR_MMIO, HDP_FLUSH_HOLE).map(|_| ())
+}
+
+/// Invalidates VMID 0's translations in hub `h`'s TLBs: invalidation engine 17's request and
+/// its acknowledgement, with the engine's semaphore held on the MM hub (Linux's
+/// gmc_v11_0_flush_gpu_tlb, MMIO path).
+pub fn flush_hub(t: &dyn Transport, map: &RegMap, h: &Hub, limit: Duration) -> Result<(), GpuError> {
+    let link = |m: String| GpuError::Link(m);
+    let start = Instant::now();
+    let wait = |r: Reg, ok: &dyn Fn(u32) -> bool| -> Result<(), GpuError> {
+        loop {
+            let v = t.read32(super::BAR_MMIO, map.byte(r)).map_err(link)?;
+            if v == u32::MAX && link_gone(t) {
+                return Err(GpuError::Link(LINK_LOST.into()));
+            }
+            if ok(v) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" });
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    };
+    if let Some(sem) = h.sem {
+        wait(sem, &|v| v & 1 != 0)?;
+    }
+    t.write32(super::BAR_MMIO, map.byte(h.req), INVALIDATE_VMID0).map_err(link)?;
+    wait(h.ack, &|v| v & 1 != 0)?;
+    if let Some(sem) = h.sem {
+        t.write32(super::BAR_MMIO, map.byte(sem), 0).map_err(link)?;
+    }
+    Ok(())
+}
+
+/// The GMC step for one hub (gfxhub_v3_0 / mmhub_v3_0 gart_enable): the frame buffer's place,
+/// read from the hub (the firmware sets it); VM context 0's page table at `root` over the whole
+/// 48-bit space; the AGP aperture closed; the system aperture over the frame buffer, with
+/// `scratch` (a VRAM page) for accesses that miss it; the L1 TLB, the L2 cache and the fault
+/// defaults; context 0 enabled with four levels. Returns the frame buffer's first and last
+/// address.
+pub(super) fn hub(r: &Regs<'_>, h: &Hub, root: u64, scratch: u64) -> Result<(u64, u64), GpuError> {
+    let s = "gmc";
+    let (base, top) = (r.r(s, h.fb_base)? & FB_LOCATION_MASK, r.r(s, h.fb_top)? & FB_LOCATION_MASK);
+    if base > top {
+        return Err(GpuError::Setup(format!(
+            "gmc: the {}'s frame buffer location is empty ({} {base:#x}, {} {top:#x}): the GPU's firmware did not \
+             place it",
+            h.name, h.fb_base.name, h.fb_top.name
+        )));
+    }
+    let fb = (u64::from(base) << FB_LOCATION_SHIFT, (u64::from(top) << FB_LOCATION_SHIFT) | 0xff_ffff);
+    r.w(s, h.table_base.0, root as u32 | PTE_VALID as u32)?;
+    r.w(s, h.table_base.1, (root >> 32) as u32)?;
+    // The context's range, in pages (address >> 12, the high half >> 44): all of the 48-bit
+    // space the four levels reach.
+    let last = (1u64 << 48) - 1;
+    r.w(s, h.start.0, 0)?;
+    r.w(s, h.start.1, 0)?;
+    r.w(s, h.end.0, (last >> 12) as u32)?;
+    r.w(s, h.end.1, (last >> 44) as u32)?;
+    // AGP closed (its bottom above its top), the system aperture over the frame buffer.
+    r.w(s, h.agp_base, 0)?;
+    r.w(s, h.agp_bot, FB_LOCATION_MASK)?;
+    r.w(s, h.agp_top, 0)?;
+    r.w(s, h.aperture_low, (fb.0 >> APERTURE_SHIFT) as u32)?;
+    r.w(s, h.aperture_high, (fb.1 >> APERTURE_SHIFT) as u32)?;
+    r.w(s, h.default_lsb, (scratch >> 12) as u32)?;
+    r.w(s, h.default_msb, (scratch >> 44) as u32)?;
+    let l1 = r.r(s, h.l1_tlb_cntl)?;
+    r.w(s, h.l1_tlb_cntl, (l1 & !L1_TLB_CNTL_FIELDS) | L1_TLB_CNTL)?;
+    let l2 = r.r(s, h.l2_cntl[0])?;
+    r.w(s, h.l2_cntl[0], (l2 & !L2_CNTL_CLEAR) | L2_CNTL_SET)?;
+    let l2b = r.r(s, h.l2_cntl[1])?;
+    r.w(s, h.l2_cntl[1], l2b | L2_CNTL2)?;
+    r.w(s, h.l2_cntl[2], L2_CNTL3)?;
+    r.w(s, h.l2_cntl[3], L2_CNTL4)?;
+    r.w(s, h.l2_cntl[4], L2_CNTL5)?;
+    let f = r.r(s, h.fault_cntl)?;
+    r.w(s, h.fault_cntl, f | FAULT_ENABLE_DEFAULTS)?;
+    // Four levels: PAGE_TABLE_DEPTH 3.
+    r.w(s, h.context0_cntl, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
+    Ok(fb)
+}
+
+/// The IH step: interrupt ring 0 in system memory, its write pointer written back next to it
+/// (ih_v6_0 irq_init and enable_ring). tk reads the ring while it waits for the GPU instead
+/// of taking interrupts, so ENABLE_INTR stays off; VM faults arrive there.
+pub(super) fn ih(r: &Regs<'_>, ring_va: u64, log2_dwords: u32, wb_va: u64) -> Result<(), GpuError> {
+    let s = "ih";
+    let off = r.r(s, IH_RB_CNTL)?;
+    r.w(s, IH_RB_CNTL, off & !(IH_RB_ENABLE | IH_ENABLE_INTR))?;
+    r.w(s, IH_RB_RPTR, 0)?;
+    r.w(s, IH_RB_WPTR, 0)?;
+    r.w(s, IH_RB_BASE, (ring_va >> 8) as u32)?;
+    r.w(s, IH_RB_BASE_HI, ((ring_va >> 40) & 0xff) as u32)?;
+    let cntl =
+        IH_MC_SPACE_GPU | IH_WPTR_OVERFLOW_ENABLE | log2_dwords << IH_RB_SIZE_SHIFT | IH_WPTR_WRITEBACK | IH_MC_SNOOP;
+    r.w(s, IH_RB_CNTL, cntl | IH_WPTR_OVERFLOW_CLEAR)?;
+    r.w(s, IH_RB_WPTR_ADDR_LO, wb_va as u32)?;
+    r.w(s, IH_RB_WPTR_ADDR_HI, ((wb_va >> 32) & 0xffff) as u32)?;
+    r.w(s, IH_RB_WPTR, 0)?;
+    r.w(s, IH_RB_RPTR, 0)?;
+    r.w(s, IH_DOORBELL_RPTR, 0)?;
+    // Enabled, with the overflow flag pulsed clear.
+    r.w(s, IH_RB_CNTL, cntl | IH_RB_ENABLE)?;
+    r.w(s, IH_RB_CNTL, cntl | IH_RB_ENABLE | IH_WPTR_OVERFLOW_CLEAR)?;
+    r.w(s, IH_RB_CNTL, cntl | IH_RB_ENABLE)?;
+    log(s, || {
+        format!(
+            "interrupt ring 0: {} KiB at 0x{ring_va:x}, write pointer written back to 0x{wb_va:x}; read while waiting \
+             (no MSI)",
+            (4u64 << log2_dwords) >> 10
+        )
+    });
+    Ok(())
 }
 
 /// The PSP's KM ring and its command buffer in the driver's system memory.
@@ -359,7 +490,15 @@ fn command(
     ring.wptr = (ring.wptr + psp::FRAME_BYTES / 4) % ring_dwords;
     r.w("psp", MP0_C2PMSG_67, ring.wptr)?;
     let start = Instant::now();
+    let mut checked = Instant::now();
     while sys.read_u32(ring.fence) != ring.seq {
+        // The fence is in system memory; every 20 ms, whether the GPU still answers.
+        if checked.elapsed() > Duration::from_millis(20) {
+            checked = Instant::now();
+            if link_gone(r.t) {
+                return Err(GpuError::Link(LINK_LOST.into()));
+            }
+        }
         if start.elapsed() > r.timeout {
             return Err(GpuError::Setup(format!(
                 "psp: waited {} ms (TK_GPU_TIMEOUT_MS) for the PSP to finish {what} (fence {} of the KM ring)",

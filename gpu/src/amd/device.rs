@@ -44,6 +44,10 @@ const SYS_MQD: u64 = SYS_SDMA_WB + PAGE;
 const SYS_SDMA_RING: u64 = SYS_MQD + PAGE;
 /// The SDMA ring: 2^12 dwords.
 const SDMA_RING_LOG2: u32 = 12;
+/// The interrupt ring's write-pointer write-back, and the ring (2^12 dwords: 512 vectors).
+const SYS_IH_WB: u64 = SYS_SDMA_RING + (4 << SDMA_RING_LOG2);
+const SYS_IH_RING: u64 = SYS_IH_WB + PAGE;
+const IH_RING_LOG2: u32 = 12;
 const SYS_STAGING: u64 = 1 << 20;
 /// Bytes of the staging area: larger copies go in pieces.
 pub const STAGING: u64 = 4 << 20;
@@ -81,6 +85,8 @@ struct Shared {
     sys: SysMem,
     /// Where the registers are (for the TLB flush of a freed buffer).
     regs: RegMap,
+    /// How far the driver has read the interrupt ring (a byte offset).
+    ih_rptr: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -135,22 +141,8 @@ impl Phys for Bar<'_> {
 
 /// See [`AmdGpu::flush_tlb`].
 fn flush_tlb(t: &dyn Transport, regs: &RegMap, limit: Duration) -> Result<(), GpuError> {
-    let link = |m: String| GpuError::Link(m);
-    t.write32(BAR_MMIO, regs.byte(GCVM_INVALIDATE_ENG17_REQ), INVALIDATE_VMID0).map_err(link)?;
-    let start = Instant::now();
-    loop {
-        let ack = t.read32(BAR_MMIO, regs.byte(GCVM_INVALIDATE_ENG17_ACK)).map_err(link)?;
-        if ack == u32::MAX && link_gone(t) {
-            return Err(GpuError::Link(LINK_LOST.into()));
-        }
-        if ack & 1 != 0 {
-            return Ok(());
-        }
-        if start.elapsed() > limit {
-            return Err(GpuError::Timeout { limit, var: "TK_GPU_TIMEOUT_MS" });
-        }
-        std::thread::sleep(Duration::from_micros(20));
-    }
+    boot::hdp_flush(t).map_err(GpuError::Link)?;
+    boot::flush_hub(t, regs, &GFXHUB, limit)
 }
 
 /// A zeroed page of VRAM for a page table, from `heap`; `zeroed` learns that it is.
@@ -313,6 +305,7 @@ impl AmdGpu {
                 io: Mutex::new(()),
                 sys,
                 regs: regs.clone(),
+                ih_rptr: std::sync::atomic::AtomicU32::new(0),
             }),
             timeout: default_timeout(),
             discovery: found,
@@ -393,12 +386,28 @@ impl AmdGpu {
                 bar >> 20
             )));
         }
-        self.gmc().map_err(|m| self.link_or(format!("gmc: {m}")))?;
-        log("ih", || "no interrupt rings: tk polls its fences in system memory".into());
+        let (root, scratch) = self.gmc().map_err(|m| self.link_or(format!("gmc: {m}")))?;
+        // Both hubs share the page tables; the frame buffer's place comes from the MM hub.
+        boot::hub(&r, &GFXHUB, root, scratch)?;
+        let fb = boot::hub(&r, &MMHUB, root, scratch)?;
+        boot::hdp_flush(t).map_err(|m| self.link_or(format!("gmc: the HDP flush: {m}")))?;
+        for h in [GFXHUB, MMHUB] {
+            boot::flush_hub(t, &self.regs, &h, self.timeout)?;
+        }
+        log("gmc", || {
+            format!(
+                "GFX and MM hubs: frame buffer at 0x{:x}..=0x{:x} (system aperture), AGP closed, L1 TLB and L2 \
+                 on, VM context 0 enabled, TLBs flushed",
+                fb.0, fb.1
+            )
+        });
+        boot::ih(&r, SYS_VA + SYS_IH_RING, IH_RING_LOG2, SYS_VA + SYS_IH_WB)?;
+        self.d.ih_rptr.store(0, Ordering::SeqCst);
         let sys = Sys { mem: &self.d.sys, va: SYS_VA };
         if state != BootState::Warm {
             let mut ring = PspRing::new(SYS_PSP_RING, SYS_PSP_CMD, SYS_PSP_FENCE, SYS_STAGING, STAGING);
-            boot::psp(&r, &sys, &mut ring, fw, (VA_BASE + tmr, tmr, TMR_ROOM))?;
+            // The PSP reaches the TMR through the frame buffer's place in its hub.
+            boot::psp(&r, &sys, &mut ring, fw, (fb.0 + tmr, tmr, TMR_ROOM))?;
             let table = self.alloc(PAGE, PTE_READABLE | PTE_WRITEABLE)?;
             boot::smu(&r, table.va())?;
             // The SMU's table stays for as long as the GPU runs.
@@ -420,8 +429,9 @@ impl AmdGpu {
         if link_gone(self.d.t.as_ref()) { GpuError::Link(LINK_LOST.into()) } else { GpuError::Setup(m) }
     }
 
-    /// The GMC step: VMID 0's page tables with the driver's system memory mapped, enabled.
-    fn gmc(&self) -> Result<(), String> {
+    /// The GMC step's page tables: VMID 0's, with the driver's system memory mapped. Returns
+    /// the root table and a scratch page (both VRAM offsets).
+    fn gmc(&self) -> Result<(u64, u64), String> {
         let t = self.d.t.as_ref();
         let mut guard = self.d.st.lock().map_err(|_| "poisoned")?;
         let st = &mut *guard;
@@ -441,18 +451,7 @@ impl AmdGpu {
             let mut bar = Bar { t, entries: &mut tables.entries, zeroed: &tables.zeroed };
             gmc::map(&mut bar, root, SYS_VA + p, bus, flags, &mut zero_page)?;
         }
-        let w = |r: Reg, v: u32| t.write32(BAR_MMIO, self.regs.byte(r), v);
-        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, root as u32 | PTE_VALID as u32)?;
-        w(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32, (root >> 32) as u32)?;
-        // The context's range, in pages (address >> 12, the high half >> 44): all of the 48-bit
-        // space the four levels reach.
-        let last = (1u64 << 48) - 1;
-        w(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, 0)?;
-        w(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32, 0)?;
-        w(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, (last >> 12) as u32)?;
-        w(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32, (last >> 44) as u32)?;
-        // Four levels: PAGE_TABLE_DEPTH 3.
-        w(GCVM_CONTEXT0_CNTL, VM_CONTEXT_ENABLE | 3 << VM_PAGE_TABLE_DEPTH_SHIFT)?;
+        let scratch = zero_page()?;
         log("gmc", || {
             format!(
                 "VM context 0: 4-level page table at VRAM 0x{:x}; {} KiB of system memory mapped at 0x{SYS_VA:x}",
@@ -460,7 +459,7 @@ impl AmdGpu {
                 (SYS_STAGING + STAGING) >> 10
             )
         });
-        Ok(())
+        Ok((root, scratch))
     }
 
     /// The queue step: the MQD in system memory, then the HQD registers of MEC me 1 pipe 0
@@ -648,6 +647,9 @@ impl AmdGpu {
             if done() {
                 return Ok(());
             }
+            if let Some(e) = self.interrupts() {
+                return Err(self.note(e));
+            }
             if checked.elapsed() > Duration::from_millis(20) {
                 checked = Instant::now();
                 if let Some(f) = t.fault() {
@@ -662,6 +664,48 @@ impl AmdGpu {
             }
             std::thread::sleep(Duration::from_micros(20));
         }
+    }
+
+    /// Reads the interrupt vectors that arrived since the last look (the ring and its
+    /// write-pointer write-back are in system memory: no round trip unless one did) and
+    /// returns the first VM fault among them as a device error naming the address and the hub
+    /// (amdgpu_ih.c's decoding, gmc_v11_0_process_interrupt's address).
+    fn interrupts(&self) -> Option<GpuError> {
+        let d = &self.d;
+        let mut b = [0u8; 4];
+        d.sys_read(SYS_IH_WB, &mut b);
+        let size = 4u32 << IH_RING_LOG2;
+        let wb = u32::from_le_bytes(b);
+        let wptr = (wb & IH_OFFSET_MASK) % size;
+        let mut rptr = d.ih_rptr.load(Ordering::SeqCst);
+        if wptr == rptr {
+            return None;
+        }
+        let mut fault = None;
+        while rptr != wptr {
+            let mut iv = [0u8; IV_BYTES as usize];
+            d.sys_read(SYS_IH_RING + u64::from(rptr), &mut iv);
+            rptr = (rptr + IV_BYTES as u32) % size;
+            let dw = |k: usize| u32::from_le_bytes([iv[4 * k], iv[4 * k + 1], iv[4 * k + 2], iv[4 * k + 3]]);
+            let (client, src) = (dw(0) & 0xff, (dw(0) >> 8) & 0xff);
+            if src == IH_SRC_VM_FAULT && (client == IH_CLIENT_GFX || client == IH_CLIENT_VMC) {
+                let addr = u64::from(dw(4)) << 12 | u64::from(dw(5) & 0xf) << 44;
+                let hub = if dw(0) >> 31 == 1 { MMHUB.name } else { GFXHUB.name };
+                let what = if dw(5) & IV_FAULT_WRITE != 0 { "write" } else { "read" };
+                let vmid = (dw(0) >> 24) & 0xf;
+                fault
+                    .get_or_insert(format!("a GPU page fault: a {what} at 0x{addr:x} through the {hub} (VMID {vmid})"));
+            }
+        }
+        d.ih_rptr.store(rptr, Ordering::SeqCst);
+        // The ring's read pointer, so that the IH can reuse the room.
+        let _ = d.t.write32(BAR_MMIO, d.regs.byte(IH_RB_RPTR), rptr);
+        fault.map(|m| {
+            GpuError::Fault(match d.t.fault() {
+                Some(f) => format!("{m}; the device reports: {f}"),
+                None => m,
+            })
+        })
     }
 
     /// The address of the error slots a kernel's arguments point at (see [`AmdGpu::dispatch`]).

@@ -13,8 +13,13 @@ pub enum Block {
     Mp0,
     /// MP1: the SMU's mailbox.
     Mp1,
-    /// NBIO: the bus interface (indirect VRAM access, doorbell aperture, VRAM size).
+    /// NBIO: the bus interface (indirect VRAM access, doorbell aperture, VRAM size, the HDP
+    /// flush's register remap).
     Nbio,
+    /// MMHUB: the memory hub of the PSP, the SMU and the interrupt handler.
+    Mmhub,
+    /// OSSSYS: the interrupt handler (IH) and its rings.
+    Osssys,
 }
 
 impl Block {
@@ -26,6 +31,8 @@ impl Block {
             Block::Mp0 => MP0,
             Block::Mp1 => MP1,
             Block::Nbio => NBIF,
+            Block::Mmhub => MMHUB,
+            Block::Osssys => OSSSYS,
         }
     }
 }
@@ -49,6 +56,15 @@ const MESA: &str = "Mesa src/amd/common/sid.h (R_00Bxxx: byte address in the SH 
 const SOC15D: &str = "Linux drivers/gpu/drm/amd/amdgpu/soc15d.h (PACKET3_*)";
 const VMH: &str = "Linux drivers/gpu/drm/amd/amdgpu/amdgpu_vm.h (AMDGPU_PTE_*)";
 
+const MMHUB30: &str = "Linux drivers/gpu/drm/amd/include/asic_reg/mmhub/mmhub_3_0_0_offset.h";
+const OSSSYS60: &str = "Linux drivers/gpu/drm/amd/include/asic_reg/oss/osssys_6_0_0_offset.h";
+
+const fn mm(name: &'static str, offset: u32) -> Reg {
+    Reg { name, block: Block::Mmhub, seg: 0, offset, source: MMHUB30 }
+}
+const fn oss(name: &'static str, offset: u32) -> Reg {
+    Reg { name, block: Block::Osssys, seg: 0, offset, source: OSSSYS60 }
+}
 const fn gc(name: &'static str, seg: u8, offset: u32) -> Reg {
     Reg { name, block: Block::Gc, seg, offset, source: GC11 }
 }
@@ -91,6 +107,65 @@ pub const GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32: Reg = gc("GCVM_CONTEXT0_PAGE_T
 // Invalidation engine 17, the one Linux's gmc_v11_0.c uses for the CPU's flushes.
 pub const GCVM_INVALIDATE_ENG17_REQ: Reg = gc("GCVM_INVALIDATE_ENG17_REQ", 0, 0x16bc);
 pub const GCVM_INVALIDATE_ENG17_ACK: Reg = gc("GCVM_INVALIDATE_ENG17_ACK", 0, 0x16ce);
+// The GFX hub's apertures, L1 TLB and L2 cache (gfxhub_v3_0.c programs them).
+pub const GCMC_VM_FB_LOCATION_BASE: Reg = gc("GCMC_VM_FB_LOCATION_BASE", 0, 0x1678);
+pub const GCMC_VM_FB_LOCATION_TOP: Reg = gc("GCMC_VM_FB_LOCATION_TOP", 0, 0x1679);
+pub const GCMC_VM_AGP_TOP: Reg = gc("GCMC_VM_AGP_TOP", 0, 0x167a);
+pub const GCMC_VM_AGP_BOT: Reg = gc("GCMC_VM_AGP_BOT", 0, 0x167b);
+pub const GCMC_VM_AGP_BASE: Reg = gc("GCMC_VM_AGP_BASE", 0, 0x167c);
+pub const GCMC_VM_SYSTEM_APERTURE_LOW_ADDR: Reg = gc("GCMC_VM_SYSTEM_APERTURE_LOW_ADDR", 0, 0x167d);
+pub const GCMC_VM_SYSTEM_APERTURE_HIGH_ADDR: Reg = gc("GCMC_VM_SYSTEM_APERTURE_HIGH_ADDR", 0, 0x167e);
+pub const GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB: Reg = gc("GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB", 0, 0x15a8);
+pub const GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB: Reg = gc("GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB", 0, 0x15a9);
+pub const GCMC_VM_MX_L1_TLB_CNTL: Reg = gc("GCMC_VM_MX_L1_TLB_CNTL", 0, 0x167f);
+pub const GCVM_L2_CNTL: Reg = gc("GCVM_L2_CNTL", 0, 0x15bc);
+pub const GCVM_L2_CNTL2: Reg = gc("GCVM_L2_CNTL2", 0, 0x15bd);
+pub const GCVM_L2_CNTL3: Reg = gc("GCVM_L2_CNTL3", 0, 0x15be);
+pub const GCVM_L2_CNTL4: Reg = gc("GCVM_L2_CNTL4", 0, 0x15d4);
+pub const GCVM_L2_CNTL5: Reg = gc("GCVM_L2_CNTL5", 0, 0x15da);
+pub const GCVM_L2_PROTECTION_FAULT_CNTL: Reg = gc("GCVM_L2_PROTECTION_FAULT_CNTL", 0, 0x15c4);
+pub const GCVM_L2_PROTECTION_FAULT_STATUS: Reg = gc("GCVM_L2_PROTECTION_FAULT_STATUS", 0, 0x15c8);
+pub const GCVM_L2_PROTECTION_FAULT_ADDR_LO32: Reg = gc("GCVM_L2_PROTECTION_FAULT_ADDR_LO32", 0, 0x15c9);
+pub const GCVM_L2_PROTECTION_FAULT_ADDR_HI32: Reg = gc("GCVM_L2_PROTECTION_FAULT_ADDR_HI32", 0, 0x15ca);
+// The MM hub (MMHUB 3.0.0): the same registers for the PSP's, the SMU's and the IH's accesses.
+pub const MMMC_VM_FB_LOCATION_BASE: Reg = mm("MMMC_VM_FB_LOCATION_BASE", 0x08ec);
+pub const MMMC_VM_FB_LOCATION_TOP: Reg = mm("MMMC_VM_FB_LOCATION_TOP", 0x08ed);
+pub const MMMC_VM_AGP_TOP: Reg = mm("MMMC_VM_AGP_TOP", 0x08ee);
+pub const MMMC_VM_AGP_BOT: Reg = mm("MMMC_VM_AGP_BOT", 0x08ef);
+pub const MMMC_VM_AGP_BASE: Reg = mm("MMMC_VM_AGP_BASE", 0x08f0);
+pub const MMMC_VM_SYSTEM_APERTURE_LOW_ADDR: Reg = mm("MMMC_VM_SYSTEM_APERTURE_LOW_ADDR", 0x08f1);
+pub const MMMC_VM_SYSTEM_APERTURE_HIGH_ADDR: Reg = mm("MMMC_VM_SYSTEM_APERTURE_HIGH_ADDR", 0x08f2);
+pub const MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB: Reg = mm("MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB", 0x08d8);
+pub const MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB: Reg = mm("MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB", 0x08d9);
+pub const MMMC_VM_MX_L1_TLB_CNTL: Reg = mm("MMMC_VM_MX_L1_TLB_CNTL", 0x08f3);
+pub const MMVM_L2_CNTL: Reg = mm("MMVM_L2_CNTL", 0x0700);
+pub const MMVM_L2_CNTL2: Reg = mm("MMVM_L2_CNTL2", 0x0701);
+pub const MMVM_L2_CNTL3: Reg = mm("MMVM_L2_CNTL3", 0x0702);
+pub const MMVM_L2_CNTL4: Reg = mm("MMVM_L2_CNTL4", 0x0718);
+pub const MMVM_L2_CNTL5: Reg = mm("MMVM_L2_CNTL5", 0x071e);
+pub const MMVM_L2_PROTECTION_FAULT_CNTL: Reg = mm("MMVM_L2_PROTECTION_FAULT_CNTL", 0x0708);
+pub const MMVM_L2_PROTECTION_FAULT_STATUS: Reg = mm("MMVM_L2_PROTECTION_FAULT_STATUS", 0x070c);
+pub const MMVM_L2_PROTECTION_FAULT_ADDR_LO32: Reg = mm("MMVM_L2_PROTECTION_FAULT_ADDR_LO32", 0x070d);
+pub const MMVM_L2_PROTECTION_FAULT_ADDR_HI32: Reg = mm("MMVM_L2_PROTECTION_FAULT_ADDR_HI32", 0x070e);
+pub const MMVM_CONTEXT0_CNTL: Reg = mm("MMVM_CONTEXT0_CNTL", 0x0740);
+pub const MMVM_INVALIDATE_ENG17_SEM: Reg = mm("MMVM_INVALIDATE_ENG17_SEM", 0x0762);
+pub const MMVM_INVALIDATE_ENG17_REQ: Reg = mm("MMVM_INVALIDATE_ENG17_REQ", 0x0774);
+pub const MMVM_INVALIDATE_ENG17_ACK: Reg = mm("MMVM_INVALIDATE_ENG17_ACK", 0x0786);
+pub const MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32", 0x07ab);
+pub const MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32", 0x07ac);
+pub const MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32", 0x07cb);
+pub const MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32", 0x07cc);
+pub const MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32", 0x07eb);
+pub const MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32: Reg = mm("MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32", 0x07ec);
+// The interrupt handler's ring 0 (OSSSYS 6.0.0; ih_v6_0.c programs it).
+pub const IH_RB_CNTL: Reg = oss("IH_RB_CNTL", 0x080);
+pub const IH_RB_BASE: Reg = oss("IH_RB_BASE", 0x081);
+pub const IH_RB_BASE_HI: Reg = oss("IH_RB_BASE_HI", 0x082);
+pub const IH_RB_RPTR: Reg = oss("IH_RB_RPTR", 0x083);
+pub const IH_RB_WPTR: Reg = oss("IH_RB_WPTR", 0x084);
+pub const IH_RB_WPTR_ADDR_HI: Reg = oss("IH_RB_WPTR_ADDR_HI", 0x085);
+pub const IH_RB_WPTR_ADDR_LO: Reg = oss("IH_RB_WPTR_ADDR_LO", 0x086);
+pub const IH_DOORBELL_RPTR: Reg = oss("IH_DOORBELL_RPTR", 0x087);
 // The RS64 MEC: halt and program counter (segment 1).
 pub const CP_MEC_RS64_CNTL: Reg = gc("CP_MEC_RS64_CNTL", 1, 0x2904);
 pub const CP_MEC_RS64_PRGRM_CNTR_START: Reg = gc("CP_MEC_RS64_PRGRM_CNTR_START", 1, 0x2900);
@@ -137,6 +212,10 @@ pub const MM_DATA: Reg = nbio("BIF_BX_PF0_MM_DATA", 0, 0x1);
 pub const MM_INDEX_HI: Reg = nbio("BIF_BX_PF0_MM_INDEX_HI", 0, 0x6);
 pub const RCC_DOORBELL_APER_EN: Reg = nbio("RCC_DEV0_EPF0_RCC_DOORBELL_APER_EN", 2, 0xc0);
 pub const RCC_CONFIG_MEMSIZE: Reg = nbio("RCC_DEV0_EPF0_RCC_CONFIG_MEMSIZE", 2, 0xc3);
+/// Where in the register BAR a write flushes the HDP (the host data path's write cache) and
+/// its register path (byte offsets; nbio_v4_3.c remap_hdp_registers).
+pub const REMAP_HDP_MEM_FLUSH_CNTL: Reg = nbio("BIF_BX0_REMAP_HDP_MEM_FLUSH_CNTL", 2, 0x12d);
+pub const REMAP_HDP_REG_FLUSH_CNTL: Reg = nbio("BIF_BX0_REMAP_HDP_REG_FLUSH_CNTL", 2, 0x12e);
 
 /// Every register the driver reads or writes.
 pub const ALL: &[Reg] = &[
@@ -204,7 +283,219 @@ pub const ALL: &[Reg] = &[
     MM_INDEX_HI,
     RCC_DOORBELL_APER_EN,
     RCC_CONFIG_MEMSIZE,
+    REMAP_HDP_MEM_FLUSH_CNTL,
+    REMAP_HDP_REG_FLUSH_CNTL,
+    GCMC_VM_FB_LOCATION_BASE,
+    GCMC_VM_FB_LOCATION_TOP,
+    GCMC_VM_AGP_TOP,
+    GCMC_VM_AGP_BOT,
+    GCMC_VM_AGP_BASE,
+    GCMC_VM_SYSTEM_APERTURE_LOW_ADDR,
+    GCMC_VM_SYSTEM_APERTURE_HIGH_ADDR,
+    GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB,
+    GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB,
+    GCMC_VM_MX_L1_TLB_CNTL,
+    GCVM_L2_CNTL,
+    GCVM_L2_CNTL2,
+    GCVM_L2_CNTL3,
+    GCVM_L2_CNTL4,
+    GCVM_L2_CNTL5,
+    GCVM_L2_PROTECTION_FAULT_CNTL,
+    GCVM_L2_PROTECTION_FAULT_STATUS,
+    GCVM_L2_PROTECTION_FAULT_ADDR_LO32,
+    GCVM_L2_PROTECTION_FAULT_ADDR_HI32,
+    MMMC_VM_FB_LOCATION_BASE,
+    MMMC_VM_FB_LOCATION_TOP,
+    MMMC_VM_AGP_TOP,
+    MMMC_VM_AGP_BOT,
+    MMMC_VM_AGP_BASE,
+    MMMC_VM_SYSTEM_APERTURE_LOW_ADDR,
+    MMMC_VM_SYSTEM_APERTURE_HIGH_ADDR,
+    MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB,
+    MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB,
+    MMMC_VM_MX_L1_TLB_CNTL,
+    MMVM_L2_CNTL,
+    MMVM_L2_CNTL2,
+    MMVM_L2_CNTL3,
+    MMVM_L2_CNTL4,
+    MMVM_L2_CNTL5,
+    MMVM_L2_PROTECTION_FAULT_CNTL,
+    MMVM_L2_PROTECTION_FAULT_STATUS,
+    MMVM_L2_PROTECTION_FAULT_ADDR_LO32,
+    MMVM_L2_PROTECTION_FAULT_ADDR_HI32,
+    MMVM_CONTEXT0_CNTL,
+    MMVM_INVALIDATE_ENG17_SEM,
+    MMVM_INVALIDATE_ENG17_REQ,
+    MMVM_INVALIDATE_ENG17_ACK,
+    MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32,
+    MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32,
+    MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32,
+    MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32,
+    MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32,
+    MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32,
+    IH_RB_CNTL,
+    IH_RB_BASE,
+    IH_RB_BASE_HI,
+    IH_RB_RPTR,
+    IH_RB_WPTR,
+    IH_RB_WPTR_ADDR_HI,
+    IH_RB_WPTR_ADDR_LO,
+    IH_DOORBELL_RPTR,
 ];
+
+/// The register-BAR byte offset the driver points the HDP flush at, and writes to flush: Linux's
+/// MMIO_REG_HOLE_OFFSET (0x80000 less a 4 KiB page, amdgpu.h) plus
+/// KFD_MMIO_REMAP_HDP_MEM_FLUSH_CNTL (0, kfd_ioctl.h); the register flush is 4 bytes on.
+pub const HDP_FLUSH_HOLE: u64 = 0x7_f000;
+
+/// One memory hub's registers: the GFX hub (the CP, the shaders, SDMA) and the MM hub (the
+/// PSP, the SMU, the IH) translate the same way through their own copies.
+#[derive(Clone, Copy, Debug)]
+pub struct Hub {
+    pub name: &'static str,
+    pub fb_base: Reg,
+    pub fb_top: Reg,
+    pub agp_top: Reg,
+    pub agp_bot: Reg,
+    pub agp_base: Reg,
+    pub aperture_low: Reg,
+    pub aperture_high: Reg,
+    pub default_lsb: Reg,
+    pub default_msb: Reg,
+    pub l1_tlb_cntl: Reg,
+    pub l2_cntl: [Reg; 5],
+    pub fault_cntl: Reg,
+    pub fault_status: Reg,
+    pub fault_addr: (Reg, Reg),
+    pub context0_cntl: Reg,
+    pub table_base: (Reg, Reg),
+    pub start: (Reg, Reg),
+    pub end: (Reg, Reg),
+    /// Invalidation engine 17's semaphore (Linux takes it on the MM hub only), request and
+    /// acknowledgement.
+    pub sem: Option<Reg>,
+    pub req: Reg,
+    pub ack: Reg,
+}
+
+pub const GFXHUB: Hub = Hub {
+    name: "GFX hub",
+    fb_base: GCMC_VM_FB_LOCATION_BASE,
+    fb_top: GCMC_VM_FB_LOCATION_TOP,
+    agp_top: GCMC_VM_AGP_TOP,
+    agp_bot: GCMC_VM_AGP_BOT,
+    agp_base: GCMC_VM_AGP_BASE,
+    aperture_low: GCMC_VM_SYSTEM_APERTURE_LOW_ADDR,
+    aperture_high: GCMC_VM_SYSTEM_APERTURE_HIGH_ADDR,
+    default_lsb: GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB,
+    default_msb: GCMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB,
+    l1_tlb_cntl: GCMC_VM_MX_L1_TLB_CNTL,
+    l2_cntl: [GCVM_L2_CNTL, GCVM_L2_CNTL2, GCVM_L2_CNTL3, GCVM_L2_CNTL4, GCVM_L2_CNTL5],
+    fault_cntl: GCVM_L2_PROTECTION_FAULT_CNTL,
+    fault_status: GCVM_L2_PROTECTION_FAULT_STATUS,
+    fault_addr: (GCVM_L2_PROTECTION_FAULT_ADDR_LO32, GCVM_L2_PROTECTION_FAULT_ADDR_HI32),
+    context0_cntl: GCVM_CONTEXT0_CNTL,
+    table_base: (GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32),
+    start: (GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32),
+    end: (GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32),
+    sem: None,
+    req: GCVM_INVALIDATE_ENG17_REQ,
+    ack: GCVM_INVALIDATE_ENG17_ACK,
+};
+
+pub const MMHUB: Hub = Hub {
+    name: "MM hub",
+    fb_base: MMMC_VM_FB_LOCATION_BASE,
+    fb_top: MMMC_VM_FB_LOCATION_TOP,
+    agp_top: MMMC_VM_AGP_TOP,
+    agp_bot: MMMC_VM_AGP_BOT,
+    agp_base: MMMC_VM_AGP_BASE,
+    aperture_low: MMMC_VM_SYSTEM_APERTURE_LOW_ADDR,
+    aperture_high: MMMC_VM_SYSTEM_APERTURE_HIGH_ADDR,
+    default_lsb: MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_LSB,
+    default_msb: MMMC_VM_SYSTEM_APERTURE_DEFAULT_ADDR_MSB,
+    l1_tlb_cntl: MMMC_VM_MX_L1_TLB_CNTL,
+    l2_cntl: [MMVM_L2_CNTL, MMVM_L2_CNTL2, MMVM_L2_CNTL3, MMVM_L2_CNTL4, MMVM_L2_CNTL5],
+    fault_cntl: MMVM_L2_PROTECTION_FAULT_CNTL,
+    fault_status: MMVM_L2_PROTECTION_FAULT_STATUS,
+    fault_addr: (MMVM_L2_PROTECTION_FAULT_ADDR_LO32, MMVM_L2_PROTECTION_FAULT_ADDR_HI32),
+    context0_cntl: MMVM_CONTEXT0_CNTL,
+    table_base: (MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32, MMVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32),
+    start: (MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, MMVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32),
+    end: (MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, MMVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32),
+    sem: Some(MMVM_INVALIDATE_ENG17_SEM),
+    req: MMVM_INVALIDATE_ENG17_REQ,
+    ack: MMVM_INVALIDATE_ENG17_ACK,
+};
+
+/// The hub register values gfxhub_v3_0.c and mmhub_v3_0.c write (field layouts from
+/// gc_11_0_0_sh_mask.h / mmhub_3_0_0_sh_mask.h as tinygrad's generated tables give them).
+/// MC_VM_FB_LOCATION_BASE/TOP and MC_VM_AGP_*: 16 MiB units (address >> 24), 24 bits.
+pub const FB_LOCATION_SHIFT: u32 = 24;
+pub const FB_LOCATION_MASK: u32 = 0x00ff_ffff;
+/// MC_VM_SYSTEM_APERTURE_LOW/HIGH_ADDR: 256 KiB units (address >> 18).
+pub const APERTURE_SHIFT: u32 = 18;
+/// MC_VM_MX_L1_TLB_CNTL: ENABLE_L1_TLB (bit 0), SYSTEM_ACCESS_MODE 3 (bits 3..4),
+/// ENABLE_ADVANCED_DRIVER_MODEL (bit 6), MTYPE UC (3, bits 11..13): 0x1859.
+pub const L1_TLB_ENABLE: u32 = 1;
+pub const L1_TLB_CNTL: u32 = 0x1859;
+/// The fields of MC_VM_MX_L1_TLB_CNTL the driver sets (bits 0, 3..13); the others keep their
+/// values.
+pub const L1_TLB_CNTL_FIELDS: u32 = 0x3ff9;
+/// VM_L2_CNTL, read-modify-write: ENABLE_L2_CACHE (bit 0) and
+/// ENABLE_DEFAULT_PAGE_OUT_TO_SYSTEM_MEMORY (bit 11) on, CONTEXT1_IDENTITY_ACCESS_MODE 1
+/// (bits 19..20); ENABLE_L2_FRAGMENT_PROCESSING (1), L2_PDE0_CACHE_TAG_GENERATION_MODE (8),
+/// PDE_FAULT_CLASSIFICATION (18) and IDENTITY_MODE_FRAGMENT_SIZE (21..25) off.
+pub const L2_CACHE_ENABLE: u32 = 1;
+pub const L2_CNTL_SET: u32 = 1 | 1 << 11 | 1 << 19;
+pub const L2_CNTL_CLEAR: u32 = 1 << 1 | 1 << 8 | 1 << 18 | 3 << 19 | 0x1f << 21;
+/// VM_L2_PROTECTION_FAULT_CNTL: the *_PROTECTION_FAULT_ENABLE_DEFAULT bits (2..12), which
+/// gfxhub/mmhub set_fault_enable_default turn on unless faults should stop the GPU.
+pub const FAULT_ENABLE_DEFAULTS: u32 = 0x1ffc;
+/// VM_L2_CNTL2: INVALIDATE_ALL_L1_TLBS and INVALIDATE_L2_CACHE (bits 0, 1).
+pub const L2_CNTL2: u32 = 0x3;
+/// VM_L2_CNTL3 (BANK_SELECT 9, BIGK_FRAGMENT_SIZE 6 on the defaults), VM_L2_CNTL4
+/// (L2_CACHE_4K_PARTITION_COUNT 1) and VM_L2_CNTL5 (WALKER_PRIORITY_CLIENT_ID 0x1ff).
+pub const L2_CNTL3: u32 = 0x8013_0009;
+pub const L2_CNTL4: u32 = 0x1;
+pub const L2_CNTL5: u32 = 0x3fe0;
+/// VM_L2_PROTECTION_FAULT_CNTL.CLEAR_PROTECTION_FAULT_STATUS_ADDR (bit 0).
+pub const FAULT_CLEAR: u32 = 1;
+/// VM_L2_PROTECTION_FAULT_STATUS: MAPPING_ERROR (bit 8), PERMISSION_FAULTS (bits 4..7), RW
+/// (bit 18: a write).
+pub const FAULT_MAPPING_ERROR: u32 = 1 << 8;
+pub const FAULT_PERMISSION: u32 = 0xf << 4;
+pub const FAULT_WRITE: u32 = 1 << 18;
+
+/// IH_RB_CNTL (osssys_6_0_0_sh_mask.h): RB_ENABLE bit 0, RB_SIZE bits 1..5 (log2 of the ring's
+/// dwords), WPTR_WRITEBACK_ENABLE bit 8, WPTR_OVERFLOW_ENABLE bit 16, ENABLE_INTR bit 17,
+/// MC_SNOOP bit 20, MC_SPACE bits 28..30 (4: a GPU address, as Linux sets it when the PSP
+/// loads the firmware), WPTR_OVERFLOW_CLEAR bit 31.
+pub const IH_RB_ENABLE: u32 = 1;
+pub const IH_RB_SIZE_SHIFT: u32 = 1;
+pub const IH_WPTR_WRITEBACK: u32 = 1 << 8;
+pub const IH_WPTR_OVERFLOW_ENABLE: u32 = 1 << 16;
+pub const IH_ENABLE_INTR: u32 = 1 << 17;
+pub const IH_MC_SNOOP: u32 = 1 << 20;
+pub const IH_MC_SPACE_GPU: u32 = 4 << 28;
+pub const IH_WPTR_OVERFLOW_CLEAR: u32 = 1 << 31;
+/// IH_RB_WPTR: RB_OVERFLOW bit 0; OFFSET bits 2..17 (a byte offset).
+pub const IH_RB_OVERFLOW: u32 = 1;
+pub const IH_OFFSET_MASK: u32 = 0x0003_fffc;
+/// An interrupt vector: 32 bytes. Dword 0: client id (bits 0..7), source id (8..15), ring id
+/// (16..23), VMID (24..27), hub (bit 31: 0 GFX, 1 MM); dwords 4..7: source data (amdgpu_ih.c
+/// amdgpu_ih_decode_iv_helper).
+pub const IV_BYTES: u64 = 32;
+/// Client and source ids (soc15_ih_clientid.h's SOC21 list, irqsrcs_vmc_1_0.h): a GFX hub
+/// fault comes from the GFX client (its UTCL2) with source 0, an MM hub fault from VMC with
+/// source 0. Its address: source data 0 is the page (address >> 12), bits 0..3 of source data
+/// 1 the address bits 44..47; bit 5 of source data 1 says a write, bit 6 a read
+/// (amdgpu_gmc.h AMDGPU_GMC9_FAULT_SOURCE_DATA_*).
+pub const IH_CLIENT_GFX: u32 = 10;
+pub const IH_CLIENT_VMC: u32 = 18;
+pub const IH_SRC_VM_FAULT: u32 = 0;
+pub const IV_FAULT_WRITE: u32 = 0x20;
+pub const IV_FAULT_READ: u32 = 0x40;
 
 /// The byte addresses of the registers in the register BAR, from an IP discovery table.
 #[derive(Clone, Debug)]

@@ -1,10 +1,13 @@
 //! A simulated GPU with one thing taken away, for tests of what the driver does when a
 //! transport or a device does not cooperate: configuration writes refused (as where a DriverKit
-//! extension owns configuration space), or doorbells that never reach the command processor
-//! (a hung GPU). Everything else goes to the GPU inside.
+//! extension owns configuration space), doorbells that never reach the command processor (a
+//! hung GPU), the simulator's own fault reports (as on hardware, where only the interrupt ring
+//! tells), or one register write or the HDP flush dropped (a driver that skips a step).
+//! Everything else goes to the GPU inside.
 
 use super::amd::SimGpu;
-use tk_gpu::amd::BAR_DOORBELL;
+use tk_gpu::amd::regs::{HDP_FLUSH_HOLE, Reg, RegMap};
+use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO};
 use tk_gpu::transport::{SysMem, Transport};
 
 /// What a [`Tampered`] GPU does not do.
@@ -14,6 +17,27 @@ pub enum Withheld {
     ConfigWrites,
     /// Doorbell writes are swallowed: queued work never runs.
     Doorbells,
+    /// [`Transport::fault`] says nothing: faults reach the driver only as a real GPU reports
+    /// them.
+    FaultReports,
+    /// Writes to the HDP flush register are dropped.
+    HdpFlush,
+    /// Writes to this register are dropped.
+    Register(Reg),
+}
+
+impl Tampered {
+    /// Whether a register write at `off` is withheld.
+    fn drops(&self, bar: u8, off: u64) -> bool {
+        match self.1 {
+            Withheld::Doorbells => bar == BAR_DOORBELL,
+            Withheld::HdpFlush => bar == BAR_MMIO && off == HDP_FLUSH_HOLE,
+            Withheld::Register(r) => {
+                bar == BAR_MMIO && RegMap::new(&tk_gpu::amd::discovery::navi31()).is_ok_and(|m| m.byte(r) == off)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A simulated GPU behind a transport that withholds one kind of access.
@@ -27,10 +51,10 @@ impl Transport for Tampered {
         self.0.read32(bar, off)
     }
     fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
-        if self.1 == Withheld::Doorbells && bar == BAR_DOORBELL { Ok(()) } else { self.0.write32(bar, off, v) }
+        if self.drops(bar, off) { Ok(()) } else { self.0.write32(bar, off, v) }
     }
     fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
-        if self.1 == Withheld::Doorbells && bar == BAR_DOORBELL { Ok(()) } else { self.0.write64(bar, off, v) }
+        if self.drops(bar, off) { Ok(()) } else { self.0.write64(bar, off, v) }
     }
     fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
         self.0.read_bytes(bar, off, out)
@@ -39,7 +63,7 @@ impl Transport for Tampered {
         self.0.write_bytes(bar, off, src)
     }
     fn fault(&self) -> Option<String> {
-        self.0.fault()
+        if self.1 == Withheld::FaultReports { None } else { self.0.fault() }
     }
     fn round_trips(&self) -> u64 {
         self.0.round_trips()

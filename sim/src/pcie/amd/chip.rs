@@ -4,14 +4,14 @@
 //! ring, decoded packets, fences), and the checks that make a dispatch before a proper bring-up
 //! an error naming the missing step. Register side effects run when the register is written.
 //!
-//! Addresses the PSP is given are the GPU's: VRAM through the frame-buffer aperture at the
-//! driver's [`VA_BASE`] (a choice of this model: on hardware the GMC's FB location decides),
-//! anything else through VM context 0's page tables (the GART), which must be enabled.
+//! Addresses the PSP is given are the GPU's, translated by the MM hub ([`hub`]): VRAM through
+//! the system aperture over the frame buffer, anything else through VM context 0's page tables
+//! (the GART), which must be enabled.
 
-use super::{Inner, Vm, vram_range};
+use super::hub::{self, Which};
+use super::{Inner, vram_range};
 use std::collections::{BTreeSet, HashMap};
 use tk_gpu::amd::boot::*;
-use tk_gpu::amd::device::VA_BASE;
 use tk_gpu::amd::firmware::FirmwareSet;
 use tk_gpu::amd::psp;
 use tk_gpu::amd::regs::*;
@@ -95,6 +95,13 @@ impl Chip {
         set(RCC_CONFIG_MEMSIZE, (super::VRAM_BYTES >> 20) as u32);
         set(CP_MEC_RS64_CNTL, MEC_HALT);
         set(SDMA0_F32_CNTL, SDMA_HALT | SDMA_TH1_RESET);
+        // The firmware places the frame buffer in the GPU's address space at power-on; the
+        // driver reads where (Linux's gmc_v11_0 takes it from the MM hub).
+        for h in [GFXHUB, MMHUB] {
+            set(h.fb_base, (super::FB_BASE >> FB_LOCATION_SHIFT) as u32);
+            set(h.fb_top, ((super::FB_BASE + super::VRAM_BYTES as u64 - 1) >> FB_LOCATION_SHIFT) as u32);
+        }
+        set(MMVM_INVALIDATE_ENG17_SEM, 1);
         if how == Power::Cold {
             set(MP0_C2PMSG_35, psp::BL_READY);
             set(CP_STAT, 0x8000_0000);
@@ -128,65 +135,22 @@ impl Chip {
     }
 }
 
-/// Whether the GPU may master the bus (PCI command register bit 2): without it, no DMA.
-pub(super) fn bus_master(i: &Inner) -> Result<(), String> {
-    if i.command.load(std::sync::atomic::Ordering::Relaxed) & 4 == 0 {
-        return Err(
-            "the GPU's DMA ran with bus mastering off (PCI command register bit 2): the driver did not enable it"
-                .into(),
-        );
-    }
-    Ok(())
+/// Reads or writes GPU memory at an address: the PSP's accesses go through the MM hub, the
+/// SDMA engine's and the MEC's through the GFX hub ([`hub::access`]).
+fn mc(i: &Inner, regs: &HashMap<u32, u32>, addr: u64, buf: &mut [u8], write: bool, which: Which) -> Result<(), String> {
+    hub::access(i, regs, which, addr, buf, write)
 }
 
-/// Reads or writes GPU memory at an address: for the PSP (`fb`), VRAM through the frame-buffer
-/// aperture or anything through VM context 0 (the GART); for the SDMA engine, through VM
-/// context 0 only, with its permission bits.
-fn mc(
-    i: &Inner,
-    regs: &HashMap<u32, u32>,
-    map: &RegMap,
-    addr: u64,
-    buf: &mut [u8],
-    write: bool,
-    fb: bool,
-) -> Result<(), String> {
-    let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
-    if fb && addr >= VA_BASE && addr - VA_BASE < vram.len() as u64 {
-        let r = vram_range(vram.len(), addr - VA_BASE, buf.len())?;
-        if write {
-            vram[r].copy_from_slice(buf);
-        } else {
-            buf.copy_from_slice(&vram[r]);
-        }
-        return Ok(());
-    }
-    let reg = |r: Reg| regs.get(&(map.byte(r) as u32)).copied().unwrap_or(0);
-    if reg(GCVM_CONTEXT0_CNTL) & VM_CONTEXT_ENABLE == 0 {
-        return Err(format!(
-            "the PSP was given address {addr:#x}, but VM context 0 (the GART) is not enabled: the gmc step has not run"
-        ));
-    }
-    let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
-        | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
-    bus_master(i)?;
-    let range = super::vm_range(reg);
-    let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
-    let mut tlb = i.tlb.lock().map_err(|_| "poisoned")?;
-    let mut vm = Vm { vram: &mut vram, sys: &sys, root, range, tlb: &mut tlb };
-    if write { crate::rdna3::Memory::write(&mut vm, addr, buf) } else { crate::rdna3::Memory::read(&mut vm, addr, buf) }
-}
-
-fn read(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, n: usize) -> Result<Vec<u8>, String> {
+fn read(i: &Inner, regs: &HashMap<u32, u32>, addr: u64, n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; n];
-    mc(i, regs, map, addr, &mut b, false, true)?;
+    mc(i, regs, addr, &mut b, false, Which::Mm)?;
     Ok(b)
 }
 
 /// What the SDMA engine or the MEC reads at `addr` (`n` bytes), through the page tables.
-fn dma_read(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, addr: u64, n: usize) -> Result<Vec<u8>, String> {
+fn dma_read(i: &Inner, regs: &HashMap<u32, u32>, addr: u64, n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; n];
-    mc(i, regs, map, addr, &mut b, false, false)?;
+    mc(i, regs, addr, &mut b, false, Which::Gfx)?;
     Ok(b)
 }
 
@@ -240,7 +204,7 @@ pub(super) fn on_write(
             let Some(want) = chip.component(kind) else {
                 return refuse(regs, format!("the card's sOS blob has no {kind} component"));
             };
-            let got = match read(i, regs, map, addr, want.len()) {
+            let got = match read(i, regs, addr, want.len()) {
                 Ok(b) => b,
                 Err(e) => return refuse(regs, format!("the PSP bootloader could not read {name}: {e}")),
             };
@@ -303,18 +267,18 @@ pub(super) fn on_write(
                 ));
             }
             while chip.ring_rptr != v % dwords {
-                let frame = read(i, regs, map, base + u64::from(chip.ring_rptr) * 4, psp::FRAME_BYTES as usize)?;
+                let frame = read(i, regs, base + u64::from(chip.ring_rptr) * 4, psp::FRAME_BYTES as usize)?;
                 chip.ring_rptr = (chip.ring_rptr + psp::FRAME_BYTES / 4) % dwords;
                 let cmd_addr =
                     u64::from(u32_at(&frame, psp::FRAME_CMD_LO)) | u64::from(u32_at(&frame, psp::FRAME_CMD_HI)) << 32;
                 let fence = u64::from(u32_at(&frame, psp::FRAME_FENCE_LO))
                     | u64::from(u32_at(&frame, psp::FRAME_FENCE_HI)) << 32;
                 let value = u32_at(&frame, psp::FRAME_FENCE_VALUE);
-                let mut cmd = read(i, regs, map, cmd_addr, psp::CMD_BYTES)?;
+                let mut cmd = read(i, regs, cmd_addr, psp::CMD_BYTES)?;
                 let (status, fault) = command(i, chip, regs, map, &mut cmd);
                 cmd[psp::RESP_STATUS..psp::RESP_STATUS + 4].copy_from_slice(&status.to_le_bytes());
-                mc(i, regs, map, cmd_addr, &mut cmd, true, true)?;
-                mc(i, regs, map, fence, &mut value.to_le_bytes(), true, true)?;
+                mc(i, regs, cmd_addr, &mut cmd, true, Which::Mm)?;
+                mc(i, regs, fence, &mut value.to_le_bytes(), true, Which::Mm)?;
                 if let Some(f) = fault {
                     return Err(f);
                 }
@@ -322,13 +286,47 @@ pub(super) fn on_write(
             Ok(())
         }
         MP1_C2PMSG_66 => smu(i, chip, regs, map, v),
-        GCVM_INVALIDATE_ENG17_REQ => {
-            // The requested VMIDs' translations go; the acknowledgement names them.
+        GCVM_INVALIDATE_ENG17_REQ | MMVM_INVALIDATE_ENG17_REQ => {
+            // The requested VMIDs' translations in that hub go; the acknowledgement names them.
+            let which = if r == GCVM_INVALIDATE_ENG17_REQ { Which::Gfx } else { Which::Mm };
             let vmids = v & 0xffff;
             if vmids & 1 != 0 {
-                i.tlb.lock().map_err(|_| "poisoned")?.clear();
+                i.tlb(which).lock().map_err(|_| "poisoned")?.clear();
             }
-            set(regs, GCVM_INVALIDATE_ENG17_ACK, vmids);
+            set(regs, which.regs().ack, vmids);
+            Ok(())
+        }
+        MMVM_INVALIDATE_ENG17_SEM => {
+            // Released: the next read takes it again.
+            set(regs, MMVM_INVALIDATE_ENG17_SEM, 1);
+            Ok(())
+        }
+        GCVM_L2_PROTECTION_FAULT_CNTL | MMVM_L2_PROTECTION_FAULT_CNTL if v & FAULT_CLEAR != 0 => {
+            let h = if r == GCVM_L2_PROTECTION_FAULT_CNTL { GFXHUB } else { MMHUB };
+            for f in [h.fault_status, h.fault_addr.0, h.fault_addr.1] {
+                set(regs, f, 0);
+            }
+            set(regs, r, v & !FAULT_CLEAR);
+            Ok(())
+        }
+        IH_RB_CNTL => {
+            if v & IH_WPTR_OVERFLOW_CLEAR != 0 {
+                let w = get(regs, IH_RB_WPTR);
+                set(regs, IH_RB_WPTR, w & !IH_RB_OVERFLOW);
+            }
+            if v & IH_RB_ENABLE != 0 {
+                if v & (7 << 28) != IH_MC_SPACE_GPU {
+                    return Err(format!(
+                        "IH ring 0 was enabled with MC_SPACE {} (IH_RB_CNTL {v:#x}); the simulated GPU takes GPU \
+                         addresses (4), as Linux programs it",
+                        (v >> 28) & 7
+                    ));
+                }
+                let base = u64::from(get(regs, IH_RB_BASE)) << 8 | u64::from(get(regs, IH_RB_BASE_HI) & 0xff) << 40;
+                if base == 0 {
+                    return Err("IH ring 0 was enabled without a base address (IH_RB_BASE)".into());
+                }
+            }
             Ok(())
         }
         CP_MEC_RS64_CNTL => {
@@ -439,7 +437,7 @@ pub(super) fn on_write(
             if mqd == 0 {
                 return Err("the compute queue was activated without an MQD (CP_MQD_BASE_ADDR)".into());
             }
-            let m = dma_read(i, regs, map, mqd, MQD_BYTES).map_err(|e| format!("reading the MQD: {e}"))?;
+            let m = dma_read(i, regs, mqd, MQD_BYTES).map_err(|e| format!("reading the MQD: {e}"))?;
             for reg in [
                 CP_MQD_BASE_ADDR,
                 CP_MQD_BASE_ADDR_HI,
@@ -498,6 +496,7 @@ pub(super) fn mm_data(i: &Inner, regs: &HashMap<u32, u32>, map: &RegMap, write: 
     match write {
         Some(v) => {
             vram[r].copy_from_slice(&v.to_le_bytes());
+            i.hdp_dirty.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(v)
         }
         None => Ok(u32::from_le_bytes([vram[r.start], vram[r.start + 1], vram[r.start + 2], vram[r.start + 3]])),
@@ -522,7 +521,7 @@ fn command(
             if w(2) as usize != toc.len() {
                 return refuse(format!("LOAD_TOC of {} bytes: not the card's TOC", w(2)));
             }
-            match read(i, regs, map, addr, toc.len()) {
+            match read(i, regs, addr, toc.len()) {
                 Ok(b) if b == toc => {
                     chip.toc_loaded = true;
                     cmd[psp::RESP_TMR_SIZE..psp::RESP_TMR_SIZE + 4].copy_from_slice(&TOC_TMR_SIZE.to_le_bytes());
@@ -534,16 +533,24 @@ fn command(
         }
         psp::CMD_SETUP_TMR => {
             let size = w(2);
+            // An address in the frame buffer, where the MM hub places it.
+            let fb = u64::from(
+                regs.get(&(map.byte(MMMC_VM_FB_LOCATION_BASE) as u32)).copied().unwrap_or(0) & FB_LOCATION_MASK,
+            ) << FB_LOCATION_SHIFT;
             let in_vram = addr
-                .checked_sub(VA_BASE)
+                .checked_sub(fb)
                 .and_then(|o| o.checked_add(u64::from(size)))
                 .is_some_and(|end| end <= super::VRAM_BYTES as u64);
             if chip.component(PspKind::Toc).is_some() && !chip.toc_loaded {
                 refuse("SETUP_TMR before LOAD_TOC".into())
-            } else if !in_vram || !(addr - VA_BASE).is_multiple_of(psp::TMR_ALIGN) || size < TOC_TMR_SIZE {
+            } else if !in_vram || !(addr - fb).is_multiple_of(psp::TMR_ALIGN) || size < TOC_TMR_SIZE {
                 refuse(format!(
                     "SETUP_TMR at {addr:#x} of {size:#x} bytes: the TMR must be {TOC_TMR_SIZE:#x} bytes of VRAM, 1 MiB aligned"
                 ))
+            } else if let Err(e) = read(i, regs, addr, 4) {
+                // The PSP reaches its TMR at that address through the MM hub: the system
+                // aperture must cover the frame buffer.
+                refuse(format!("SETUP_TMR at {addr:#x}: the PSP cannot reach it: {e}"))
             } else {
                 chip.tmr = Some((addr, size));
                 (0, None)
@@ -560,7 +567,7 @@ fn command(
             if size != want.len() {
                 return refuse(format!("LOAD_IP_FW of {size} bytes: not the card's {} image", psp::fw_name(t)));
             }
-            match read(i, regs, map, addr, size) {
+            match read(i, regs, addr, size) {
                 Ok(b) if &b == want => {
                     chip.loaded.insert(t);
                     if t == psp::FW_SMU {
@@ -672,7 +679,7 @@ pub(super) fn run_sdma(
     let mut words = Vec::new();
     let mut at = chip.sdma_rptr;
     while at < wptr {
-        let b = dma_read(i, regs, map, base + at % size, 4).map_err(|e| format!("reading the SDMA ring: {e}"))?;
+        let b = dma_read(i, regs, base + at % size, 4).map_err(|e| format!("reading the SDMA ring: {e}"))?;
         words.push(u32_at(&b, 0));
         at += 4;
     }
@@ -680,11 +687,11 @@ pub(super) fn run_sdma(
         match p {
             sdma::Packet::Nop(_) | sdma::Packet::Trap { .. } => {}
             sdma::Packet::CopyLinear { src, dst, bytes } => {
-                let mut b = dma_read(i, regs, map, src, bytes as usize).map_err(|e| format!("SDMA copy: {e}"))?;
-                mc(i, regs, map, dst, &mut b, true, false).map_err(|e| format!("SDMA copy: {e}"))?;
+                let mut b = dma_read(i, regs, src, bytes as usize).map_err(|e| format!("SDMA copy: {e}"))?;
+                mc(i, regs, dst, &mut b, true, Which::Gfx).map_err(|e| format!("SDMA copy: {e}"))?;
             }
             sdma::Packet::Fence { addr, value } => {
-                mc(i, regs, map, addr, &mut value.to_le_bytes(), true, false)
+                mc(i, regs, addr, &mut value.to_le_bytes(), true, Which::Gfx)
                     .map_err(|e| format!("SDMA fence: {e}"))?;
             }
         }
@@ -694,7 +701,7 @@ pub(super) fn run_sdma(
     regs.insert(map.byte(SDMA0_QUEUE0_RB_RPTR) as u32, wptr as u32);
     regs.insert(map.byte(SDMA0_QUEUE0_RB_RPTR_HI) as u32, (wptr >> 32) as u32);
     if cntl & SDMA_RPTR_WRITEBACK != 0 && wb != 0 {
-        mc(i, regs, map, wb, &mut wptr.to_le_bytes(), true, false)
+        mc(i, regs, wb, &mut wptr.to_le_bytes(), true, Which::Gfx)
             .map_err(|e| format!("SDMA read-pointer write-back: {e}"))?;
     }
     Ok(())

@@ -13,15 +13,16 @@
 
 mod chip;
 pub mod firmware;
+mod hub;
 
 pub use chip::Power;
 
+use hub::Vm;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU16;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use tk_gpu::amd::firmware::FirmwareSet;
-use tk_gpu::amd::gmc::{self, PAGE, Phys};
 use tk_gpu::amd::pm4::{self, Packet};
 use tk_gpu::amd::regs::*;
 use tk_gpu::amd::{BAR_DOORBELL, BAR_MMIO, BAR_VRAM};
@@ -33,6 +34,9 @@ pub const VRAM_BYTES: usize = 1 << 30;
 /// regions: 2 MiB of doorbells at BAR 2, 1 MiB of registers at BAR 5).
 pub const DOORBELL_BAR_BYTES: u64 = 2 << 20;
 pub const MMIO_BAR_BYTES: u64 = 1 << 20;
+/// Where the simulated GPU's firmware places the frame buffer in the GPU's address space at
+/// power-on (MC_VM_FB_LOCATION_BASE; the model's choice, 16 MiB aligned).
+pub const FB_BASE: u64 = 0x80_0000_0000;
 /// The PCI ids the simulated GPU answers with: AMD, Navi 31 (RX 7900 XTX).
 pub const VENDOR_ID: u16 = 0x1002;
 pub const DEVICE_ID: u16 = 0x744c;
@@ -76,9 +80,26 @@ struct Inner {
     /// The firmware processors' state, and where the registers are.
     chip: Mutex<chip::Chip>,
     map: RegMap,
-    /// VMID 0's cached translations (page -> (physical address, entry flags)): kept across
-    /// doorbells, as the GPU's TLBs keep them, until an invalidation request.
+    /// VMID 0's cached translations (page -> (physical address, entry flags)) in the GFX and
+    /// the MM hub: kept across doorbells, as the GPU's TLBs keep them, until an invalidation
+    /// request to that hub.
     tlb: Mutex<HashMap<u64, (u64, u64)>>,
+    mm_tlb: Mutex<HashMap<u64, (u64, u64)>>,
+    /// CPU writes to VRAM through the BAR that the HDP may still hold (no HDP flush since).
+    hdp_dirty: AtomicBool,
+    /// The translation fault an engine met, until the hub reports it.
+    vm_fault: Mutex<Option<hub::VmFault>>,
+    /// The interrupt vectors' timestamp.
+    iv_stamp: AtomicU64,
+}
+
+impl Inner {
+    fn tlb(&self, which: hub::Which) -> &Mutex<HashMap<u64, (u64, u64)>> {
+        match which {
+            hub::Which::Gfx => &self.tlb,
+            hub::Which::Mm => &self.mm_tlb,
+        }
+    }
 }
 
 /// The simulated GPU's options (`amd:sim,OPTION,...`).
@@ -197,6 +218,10 @@ impl SimGpu {
             chip: Mutex::new(chip),
             map,
             tlb: Mutex::new(HashMap::new()),
+            mm_tlb: Mutex::new(HashMap::new()),
+            hdp_dirty: AtomicBool::new(false),
+            vm_fault: Mutex::new(None),
+            iv_stamp: AtomicU64::new(0),
         });
         // Navi 31's IP discovery table, 64 KiB below the end of VRAM, where the GPU keeps it.
         let table = tk_gpu::amd::discovery::build(&table);
@@ -373,6 +398,18 @@ impl Transport for SimGpu {
                 if self.gone() {
                     return Ok(());
                 }
+                let flush = self
+                    .inner
+                    .regs
+                    .lock()
+                    .map_err(|_| "poisoned")?
+                    .get(&(self.inner.map.byte(REMAP_HDP_MEM_FLUSH_CNTL) as u32))
+                    .copied();
+                if flush.is_some_and(|f| f != 0 && u64::from(f) == off) {
+                    // The HDP flush, through the register hole NBIO remaps it to.
+                    self.inner.hdp_dirty.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
                 let Some(r) = self.inner.map.at(off) else {
                     let m = format!("unexpected register write: {v:#x} to register offset {off:#x}");
                     set_fault(&self.inner, m.clone());
@@ -382,6 +419,7 @@ impl Transport for SimGpu {
                 let mut regs = self.inner.regs.lock().map_err(|_| "poisoned")?;
                 regs.insert(off as u32, v);
                 if let Err(m) = chip::on_write(&self.inner, &mut chip, &mut regs, &self.inner.map, r, v) {
+                    let _ = hub::report_fault(&self.inner, &mut regs);
                     set_fault(&self.inner, m.clone());
                     // The PSP and SMU answer through their status registers, as on hardware;
                     // other misuse fails the write itself.
@@ -421,8 +459,15 @@ impl Transport for SimGpu {
             }
             let sdma = get(SDMA0_QUEUE0_DOORBELL) & tk_gpu::amd::boot::SDMA_DOORBELL_ENABLE != 0;
             if sdma && u64::from(get(SDMA0_QUEUE0_DOORBELL_OFFSET) & DOORBELL_OFFSET_MASK) == off {
-                return chip::run_sdma(&self.inner, &mut chip, &mut regs, map, v)
-                    .inspect_err(|m| set_fault(&self.inner, m.clone()));
+                return match chip::run_sdma(&self.inner, &mut chip, &mut regs, map, v) {
+                    Ok(()) => Ok(()),
+                    Err(m) => {
+                        set_fault(&self.inner, m.clone());
+                        // A translation fault stops the engine and goes to the interrupt ring,
+                        // as on hardware; the doorbell write itself went through.
+                        if hub::report_fault(&self.inner, &mut regs) { Ok(()) } else { Err(m) }
+                    }
+                };
             }
             let ctl = get(CP_HQD_PQ_DOORBELL_CONTROL);
             let ours = Some(ctl).filter(|c| c & DOORBELL_EN != 0).map(|c| u64::from(c & DOORBELL_OFFSET_MASK));
@@ -466,6 +511,7 @@ impl Transport for SimGpu {
         let mut v = self.inner.vram.lock().map_err(|_| "poisoned")?;
         let r = vram_range(self.inner.vram_bar as usize, off, src.len())?;
         v[r].copy_from_slice(src);
+        self.inner.hdp_dirty.store(true, Ordering::SeqCst);
         Ok(())
     }
     fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
@@ -514,6 +560,9 @@ impl Transport for SimGpu {
             chip.power_on(&mut regs, &self.inner.map, Power::Cold);
         }
         self.inner.tlb.lock().map_err(|_| lock("TLB"))?.clear();
+        self.inner.mm_tlb.lock().map_err(|_| lock("TLB"))?.clear();
+        self.inner.hdp_dirty.store(false, Ordering::SeqCst);
+        *self.inner.vm_fault.lock().map_err(|_| lock("fault"))? = None;
         self.inner.db_lo.lock().map_err(|_| lock("doorbells"))?.clear();
         *self.inner.fault.lock().map_err(|_| lock("fault"))? = None;
         *self.inner.doorbell.lock().map_err(|_| lock("doorbell"))? = None;
@@ -549,109 +598,6 @@ impl Transport for SimGpu {
     }
 }
 
-/// VRAM seen through the page tables of VMID 0, with a translation cache.
-pub(super) struct Vm<'a> {
-    pub vram: &'a mut [u8],
-    pub sys: &'a [Chunk],
-    pub root: u64,
-    /// The context's first and last page (GCVM_CONTEXT0_PAGE_TABLE_START/END_ADDR).
-    pub range: (u64, u64),
-    pub tlb: &'a mut HashMap<u64, (u64, u64)>,
-}
-
-/// VM context 0's range of pages, from its START/END registers.
-pub(super) fn vm_range(get: impl Fn(Reg) -> u32) -> (u64, u64) {
-    let page = |lo: Reg, hi: Reg| u64::from(get(lo)) | u64::from(get(hi)) << 32;
-    (
-        page(GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_START_ADDR_HI32),
-        page(GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_LO32, GCVM_CONTEXT0_PAGE_TABLE_END_ADDR_HI32),
-    )
-}
-
-struct Raw<'a>(&'a mut [u8]);
-
-impl Phys for Raw<'_> {
-    fn read_u64(&mut self, pa: u64) -> Result<u64, String> {
-        let r = vram_range(self.0.len(), pa, 8)?;
-        Ok(u64::from_le_bytes(self.0[r].try_into().map_err(|_| "8 bytes")?))
-    }
-    fn write_u64(&mut self, pa: u64, v: u64) -> Result<(), String> {
-        let r = vram_range(self.0.len(), pa, 8)?;
-        self.0[r].copy_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-}
-
-impl Vm<'_> {
-    fn page(&mut self, va: u64, write: bool) -> Result<(u64, bool), String> {
-        let key = va / PAGE;
-        if key < self.range.0 || key > self.range.1 {
-            return Err(format!(
-                "virtual address {va:#x} is outside VM context 0's range (pages {:#x}..={:#x}, \
-                 GCVM_CONTEXT0_PAGE_TABLE_START/END_ADDR): the gmc step did not set it",
-                self.range.0, self.range.1
-            ));
-        }
-        let (pa, flags) = match self.tlb.get(&key) {
-            Some(e) => *e,
-            None => {
-                let e = gmc::translate(&mut Raw(self.vram), self.root, key * PAGE)?;
-                self.tlb.insert(key, e);
-                e
-            }
-        };
-        let need = if write { PTE_WRITEABLE } else { PTE_READABLE };
-        if flags & need == 0 {
-            return Err(format!("virtual address {va:#x} is not {}", if write { "writeable" } else { "readable" }));
-        }
-        Ok((pa + va % PAGE, flags & PTE_SYSTEM != 0))
-    }
-
-    fn access(&mut self, va: u64, len: usize, write: bool, mut f: impl FnMut(&mut [u8], usize)) -> Result<(), String> {
-        let mut done = 0;
-        while done < len {
-            let a = va + done as u64;
-            let (pa, system) = self.page(a, write)?;
-            let n = ((PAGE - a % PAGE) as usize).min(len - done);
-            if system {
-                let (bus, _, mem, off) =
-                    self.sys.iter().find(|(b, l, _, _)| pa >= *b && pa + n as u64 <= b + l).ok_or_else(|| {
-                        format!("virtual address {a:#x} maps bus address {pa:#x}, which is no system memory")
-                    })?;
-                let o = (off + pa - bus) as usize;
-                let mut res = Err("the system memory is gone".to_string());
-                mem.with(&mut |m: &mut [u8]| {
-                    res = match m.get_mut(o..o + n) {
-                        Some(s) => {
-                            f(s, done);
-                            Ok(())
-                        }
-                        None => Err(format!("bus address {pa:#x} is past its memory")),
-                    };
-                });
-                res?;
-            } else {
-                let r = vram_range(self.vram.len(), pa, n)?;
-                f(&mut self.vram[r], done);
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-impl crate::rdna3::Memory for Vm<'_> {
-    fn write(&mut self, addr: u64, src: &[u8]) -> Result<(), String> {
-        self.access(addr, src.len(), true, |dst, at| dst.copy_from_slice(&src[at..at + dst.len()]))
-            .map_err(|e| format!("a write of {} bytes at {addr:#x}: {e}", src.len()))
-    }
-    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), String> {
-        let n = out.len();
-        self.access(addr, n, false, |src, at| out[at..at + src.len()].copy_from_slice(src))
-            .map_err(|e| format!("a read of {n} bytes at {addr:#x}: {e}"))
-    }
-}
-
 /// The command processor: one compute queue (the HQD registers), run until the GPU is dropped.
 fn command_processor(i: &Inner) {
     let mut rptr: u64 = 0;
@@ -678,6 +624,9 @@ fn command_processor(i: &Inner) {
             continue;
         }
         if let Err(e) = run_ring(i, &mut rptr, wptr, &mut sh, &mut dispatches) {
+            if let Ok(mut regs) = i.regs.lock() {
+                let _ = hub::report_fault(i, &mut regs);
+            }
             set_fault(i, e);
         }
         i.done.store(wptr, Ordering::SeqCst);
@@ -686,15 +635,11 @@ fn command_processor(i: &Inner) {
 
 fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n: &mut u64) -> Result<(), String> {
     let reg = |r: Reg| i.regs.lock().map(|m| m.get(&(i.map.byte(r) as u32)).copied().unwrap_or(0)).unwrap_or(0);
-    chip::bus_master(i)?;
+    hub::bus_master(i)?;
     if reg(CP_HQD_ACTIVE) & 1 == 0 {
         return Err("the doorbell rang for a queue that is not active (CP_HQD_ACTIVE)".into());
     }
-    if reg(GCVM_CONTEXT0_CNTL) & VM_CONTEXT_ENABLE == 0 {
-        return Err("the queue runs in VMID 0, whose page tables are not enabled (GCVM_CONTEXT0_CNTL)".into());
-    }
-    let root = (u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_HI32)) << 32)
-        | u64::from(reg(GCVM_CONTEXT0_PAGE_TABLE_BASE_ADDR_LO32));
+    let view = hub::view(reg, hub::Which::Gfx).map_err(|e| format!("the queue runs in VMID 0, but {e}"))?;
     let base = ((u64::from(reg(CP_HQD_PQ_BASE_HI)) << 32) | u64::from(reg(CP_HQD_PQ_BASE))) << 8;
     let q = reg(CP_HQD_PQ_CONTROL) & PQ_CONTROL_QUEUE_SIZE_MASK;
     if q > 24 {
@@ -706,11 +651,10 @@ fn run_ring(i: &Inner, rptr: &mut u64, wptr: u64, sh: &mut HashMap<u32, u32>, n:
             "the write pointer {wptr} is not within one ring ({size} dwords) of the read pointer {rptr}"
         ));
     }
-    let range = vm_range(reg);
     let mut vram = i.vram.lock().map_err(|_| "poisoned")?;
     let sys = i.sys.lock().map_err(|_| "poisoned")?.clone();
     let mut tlb = i.tlb.lock().map_err(|_| "poisoned")?;
-    let mut vm = Vm { vram: &mut vram, sys: &sys, root, range, tlb: &mut tlb };
+    let mut vm = Vm { i, vram: &mut vram, sys: &sys, view, tlb: &mut tlb };
     let mut words = Vec::with_capacity((wptr - *rptr) as usize);
     for k in *rptr..wptr {
         let mut b = [0u8; 4];
@@ -909,6 +853,35 @@ mod tests {
         assert!(m.segments.iter().all(|(b, n)| b + n <= 1 << 40 && b % (16 << 10) == 0));
         let e = g.sysmem(9 << 20).err().expect("too many segments");
         assert!(e.contains("at most 32"), "{e}");
+    }
+
+    /// The GMC step's registers and the HDP flush are needed: a driver that skips one is
+    /// refused where the hardware would fail, naming what is missing. A fault reaches the
+    /// driver through the interrupt ring alone, naming the address, as on hardware.
+    #[test]
+    fn the_hubs_the_hdp_flush_and_the_interrupt_ring_are_needed() {
+        use tk_gpu::amd::device::{AmdGpu, VA_BASE};
+        let boot = |w: Withheld| AmdGpu::open(Box::new(Tampered(SimGpu::new(), w))).err().map(|e| e.to_string());
+        let e = boot(Withheld::HdpFlush).expect("no HDP flush");
+        assert!(e.contains("HDP flush"), "{e}");
+        let e = boot(Withheld::Register(GCMC_VM_MX_L1_TLB_CNTL)).expect("GFX hub L1 TLB off");
+        assert!(e.contains("GFX hub") && e.contains("L1 TLB"), "{e}");
+        let e = boot(Withheld::Register(MMVM_L2_CNTL)).expect("MM hub L2 off");
+        assert!(e.contains("MM hub") && e.contains("L2 cache"), "{e}");
+        // Without the system aperture, the PSP's TMR address in the frame buffer goes to the
+        // page tables, where nothing maps it.
+        let e = boot(Withheld::Register(MMMC_VM_SYSTEM_APERTURE_HIGH_ADDR)).expect("MM hub aperture closed");
+        assert!(e.contains("TMR") || e.contains("not mapped"), "{e}");
+        let e = boot(Withheld::Register(IH_RB_CNTL));
+        assert!(e.is_none(), "the interrupt ring is not needed to boot: {e:?}");
+
+        let gpu = AmdGpu::open(Box::new(Tampered(SimGpu::new(), Withheld::FaultReports))).expect("boots");
+        let va = VA_BASE + (512 << 20);
+        let e = gpu.upload(va, &[1; 64]).expect_err("unmapped").to_string();
+        assert!(e.contains("page fault") && e.contains(&format!("{va:#x}")) && e.contains("GFX hub"), "{e}");
+        let gpu = AmdGpu::open(Box::new(Tampered(SimGpu::new(), Withheld::Register(IH_RB_CNTL)))).expect("boots");
+        let e = gpu.upload(va, &[1; 64]).expect_err("unmapped").to_string();
+        assert!(e.contains("not mapped"), "the simulator's own report: {e}");
     }
 
     #[test]
