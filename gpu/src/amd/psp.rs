@@ -261,9 +261,39 @@ pub fn pieces(f: &Firmware) -> Result<Vec<Piece>, String> {
     }
 }
 
+/// The order of Linux's `enum AMDGPU_UCODE_ID` (amdgpu_ucode.h) for the pieces tk loads:
+/// amdgpu_psp.c's psp_load_non_psp_fw sends them in that order, and RLC_G last (AUTOLOAD_RLC
+/// follows it).
+const LINUX_ORDER: [u32; 23] = [
+    FW_SDMA_TH0,
+    FW_SDMA_TH1,
+    FW_RS64_PFP,
+    FW_RS64_ME,
+    FW_RS64_MEC,
+    FW_RS64_PFP_P0_STACK,
+    FW_RS64_PFP_P1_STACK,
+    FW_RS64_ME_P0_STACK,
+    FW_RS64_ME_P1_STACK,
+    FW_RS64_MEC_P0_STACK,
+    FW_RS64_MEC_P0_STACK + 1,
+    FW_RS64_MEC_P0_STACK + 2,
+    FW_RS64_MEC_P3_STACK,
+    FW_IMU_I,
+    FW_IMU_D,
+    FW_RLC_SRM_CNTL,
+    FW_RLC_GPM_MEM,
+    FW_RLC_SRM_MEM,
+    FW_RLC_IRAM,
+    FW_RLC_DRAM_BOOT,
+    FW_RLC_P,
+    FW_RLC_V,
+    FW_RLC_G,
+];
+
 /// Every LOAD_IP_FW of a bring-up, in the order tk sends them: the SMU's first (before
-/// SETUP_TMR, as Linux does when the PMFW manages power), then SDMA, PFP, ME, MEC, IMU and RLC_G
-/// (after which the driver sends AUTOLOAD_RLC).
+/// SETUP_TMR, as Linux's psp_hw_start does on MP0 13.0.0, whose PMFW manages power), then the
+/// others in Linux's `AMDGPU_UCODE_ID` order, RLC_G last (after which the driver sends
+/// AUTOLOAD_RLC).
 pub fn load_order(set: &FirmwareSet) -> Result<Vec<Piece>, String> {
     let mut v = Vec::new();
     for suffix in ["smu_", "sdma_", "_pfp.bin", "_me.bin", "_mec.bin", "_imu.bin", "_rlc.bin"] {
@@ -274,6 +304,14 @@ pub fn load_order(set: &FirmwareSet) -> Result<Vec<Piece>, String> {
             .ok_or_else(|| format!("the firmware set has no {suffix}* file"))?;
         v.extend(pieces(f)?);
     }
+    // The SMU's stays first; every other type is in LINUX_ORDER.
+    v.sort_by_key(|p| {
+        if p.fw_type == FW_SMU {
+            0
+        } else {
+            1 + LINUX_ORDER.iter().position(|t| *t == p.fw_type).unwrap_or(LINUX_ORDER.len())
+        }
+    });
     Ok(v)
 }
 
