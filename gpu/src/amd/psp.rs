@@ -264,7 +264,7 @@ pub fn pieces(f: &Firmware) -> Result<Vec<Piece>, String> {
 /// The order of Linux's `enum AMDGPU_UCODE_ID` (amdgpu_ucode.h) for the pieces tk loads:
 /// amdgpu_psp.c's psp_load_non_psp_fw sends them in that order, and RLC_G last (AUTOLOAD_RLC
 /// follows it).
-const LINUX_ORDER: [u32; 23] = [
+pub const LINUX_ORDER: [u32; 23] = [
     FW_SDMA_TH0,
     FW_SDMA_TH1,
     FW_RS64_PFP,

@@ -211,35 +211,10 @@ mod tests {
         let types: Vec<u32> = order.iter().map(|p| p.fw_type).collect();
         assert_eq!(types[0], psp::FW_SMU);
         assert_eq!(types.last(), Some(&psp::FW_RLC_G));
-        // Linux's AMDGPU_UCODE_ID order after the SMU's: SDMA, the RS64 code, the stacks, IMU,
-        // the RLC's pieces.
-        use psp::*;
-        let linux = [
-            FW_SMU,
-            FW_SDMA_TH0,
-            FW_SDMA_TH1,
-            FW_RS64_PFP,
-            FW_RS64_ME,
-            FW_RS64_MEC,
-            FW_RS64_PFP_P0_STACK,
-            FW_RS64_PFP_P1_STACK,
-            FW_RS64_ME_P0_STACK,
-            FW_RS64_ME_P1_STACK,
-            FW_RS64_MEC_P0_STACK,
-            FW_RS64_MEC_P0_STACK + 1,
-            FW_RS64_MEC_P0_STACK + 2,
-            FW_RS64_MEC_P3_STACK,
-            FW_IMU_I,
-            FW_IMU_D,
-            FW_RLC_SRM_CNTL,
-            FW_RLC_GPM_MEM,
-            FW_RLC_SRM_MEM,
-            FW_RLC_IRAM,
-            FW_RLC_DRAM_BOOT,
-            FW_RLC_P,
-            FW_RLC_V,
-            FW_RLC_G,
-        ];
+        // The SMU's first, then Linux's AMDGPU_UCODE_ID order (TH0 before TH1, all RS64 code
+        // before the stacks, IMU before the RLC's pieces).
+        let linux: Vec<u32> = std::iter::once(psp::FW_SMU).chain(psp::LINUX_ORDER).collect();
+        assert!(linux.windows(2).all(|w| w[0] != w[1]));
         let want: Vec<u32> = linux.iter().copied().filter(|t| types.contains(t)).collect();
         assert_eq!(types, want);
         // Every type once, except the stacks, which carry the same data.
