@@ -183,9 +183,10 @@ pub fn parse(bytes: &[u8]) -> Result<Discovery, DiscoveryError> {
     if checksum(body) != sum {
         return Err(DiscoveryError::Checksum { what: "binary", found: sum, sum: checksum(body) });
     }
-    // The table list: version 1 has six entries after the size; version 2 a count first.
+    // The table list: version 1 (and 0, which Linux reads the same way) has six entries after
+    // the size; version 2 a count and padding first (discovery.h, binary_header_v2).
     let (list, count) = match major {
-        1 => (12, 6),
+        0 | 1 => (12, 6),
         2 => (16, usize::from(r.u16(12, "the binary header")?)),
         v => {
             return Err(DiscoveryError::Invalid(format!("binary header version {v}.{minor} is unknown (1 and 2 are)")));
@@ -592,6 +593,60 @@ mod tests {
         let mut padded = b.clone();
         padded.resize(TABLE_MAX_BYTES, 0xff);
         assert_eq!(parse(&padded), Ok(d));
+    }
+
+    /// A version-2 binary header (a table count and padding before the list, discovery.h's
+    /// binary_header_v2) lists the same tables: the same table parses the same.
+    #[test]
+    fn a_version_2_binary_header_reads_like_version_1() {
+        let d = navi31();
+        let v1 = build(&d);
+        let sum = |b: &[u8]| b.iter().fold(0u16, |s, x| s.wrapping_add(u16::from(*x)));
+        // Every table moves 4 bytes on; the list gains a count (6) and padding.
+        let mut v2 = v1[..12].to_vec();
+        v2.extend_from_slice(&6u16.to_le_bytes());
+        v2.extend_from_slice(&0u16.to_le_bytes());
+        for i in 0..6 {
+            let e = &v1[12 + 8 * i..20 + 8 * i];
+            let off = u16::from_le_bytes([e[0], e[1]]);
+            let moved = if off == 0 { 0 } else { off + 4 };
+            v2.extend_from_slice(&moved.to_le_bytes());
+            v2.extend_from_slice(&e[2..]);
+        }
+        v2.extend_from_slice(&v1[60..]);
+        // The IP table's die offset is from the binary's start: it moves too, and the IP
+        // table's checksum with it.
+        let ip_at = usize::from(u16::from_le_bytes([v2[16], v2[17]]));
+        let ip_len = usize::from(u16::from_le_bytes([v2[20], v2[21]]));
+        let die = u16::from_le_bytes([v2[ip_at + 16], v2[ip_at + 17]]) + 4;
+        v2[ip_at + 16..ip_at + 18].copy_from_slice(&die.to_le_bytes());
+        let s = sum(&v2[ip_at..ip_at + ip_len]);
+        v2[18..20].copy_from_slice(&s.to_le_bytes());
+        v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+        let size = u16::try_from(v2.len()).expect("small");
+        v2[10..12].copy_from_slice(&size.to_le_bytes());
+        let s = sum(&v2[SUM_FROM..]);
+        v2[8..10].copy_from_slice(&s.to_le_bytes());
+        let back = parse(&v2).expect("parses");
+        assert_eq!(back, Discovery { version: (2, 0), ..d.clone() });
+        // A count larger than the list is read as far as the tables tk needs.
+        let mut more = v2.clone();
+        more[12..14].copy_from_slice(&0xffffu16.to_le_bytes());
+        let s = sum(&more[SUM_FROM..]);
+        more[8..10].copy_from_slice(&s.to_le_bytes());
+        assert_eq!(parse(&more).map(|b| b.ips.len()), Ok(d.ips.len()));
+        // A count of 0 lists no IP table: an error naming it.
+        let mut none = v2.clone();
+        none[12..14].copy_from_slice(&0u16.to_le_bytes());
+        let s = sum(&none[SUM_FROM..]);
+        none[8..10].copy_from_slice(&s.to_le_bytes());
+        assert_eq!(parse(&none), Err(DiscoveryError::Invalid("it has no IP table".into())));
+        // Version 0 reads as version 1, as Linux reads it.
+        let mut v0 = v1.clone();
+        v0[4..6].copy_from_slice(&0u16.to_le_bytes());
+        let s = sum(&v0[SUM_FROM..]);
+        v0[8..10].copy_from_slice(&s.to_le_bytes());
+        assert_eq!(parse(&v0), Ok(Discovery { version: (0, 0), ..d }));
     }
 
     #[test]

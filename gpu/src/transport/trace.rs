@@ -44,9 +44,17 @@ fn bytes_text(b: &[u8]) -> String {
     s
 }
 
+/// The most bytes one trace line may ask for (a read, a run of zeros, a system memory): more
+/// than any driver call makes, and little enough to allocate.
+const MAX_BYTES: u64 = 1 << 28;
+
 fn parse_bytes(s: &str) -> Result<Vec<u8>, String> {
     if let Some(n) = s.strip_prefix("zero*") {
-        return Ok(vec![0; n.parse().map_err(|_| format!("`{s}` is not zero*COUNT"))?]);
+        let n: u64 = n.parse().map_err(|_| format!("`{s}` is not zero*COUNT"))?;
+        if n > MAX_BYTES {
+            return Err(format!("`{s}`: more than {MAX_BYTES} bytes"));
+        }
+        return Ok(vec![0; n as usize]);
     }
     if !s.len().is_multiple_of(2) {
         return Err(format!("`{s}` has an odd number of hex digits"));
@@ -265,6 +273,18 @@ pub fn replay(text: &str, t: &dyn Transport, settle: &dyn Fn() -> Result<(), Str
         let arg = |i: usize| {
             f.get(i).copied().ok_or_else(|| at("a field is missing".into())).and_then(|s| num(s).map_err(at))
         };
+        // A field that must fit a narrower type (a BAR, a width, a register value) or be a
+        // byte count a line may ask for.
+        let small = |i: usize, max: u64, what: &str| -> Result<u64, String> {
+            let v = arg(i)?;
+            if v > max {
+                return Err(at(format!("{what} {v:#x} is out of range (at most {max:#x})")));
+            }
+            Ok(v)
+        };
+        let bar = |i: usize| small(i, u64::from(u8::MAX), "the BAR").map(|v| v as u8);
+        let word = |i: usize| small(i, u64::from(u32::MAX), "the value").map(|v| v as u32);
+        let len = |i: usize| small(i, MAX_BYTES, "the byte count").map(|v| v as usize);
         let want_num = || -> Result<u64, String> {
             let w = want.ok_or_else(|| at("the result is missing".into()))?;
             num(w.split_whitespace().next().unwrap_or("")).map_err(at)
@@ -272,7 +292,7 @@ pub fn replay(text: &str, t: &dyn Transport, settle: &dyn Fn() -> Result<(), Str
         let differ = |got: String, w: String| at(format!("the device gave {got}, the trace has {w}"));
         match f.first().copied() {
             Some("sysmem") => {
-                let m = t.sysmem(arg(1)? as usize).map_err(at)?;
+                let m = t.sysmem(len(1)?).map_err(at)?;
                 let segs: Vec<String> = m.segments.iter().map(|(b, n)| format!("0x{b:x}:0x{n:x}")).collect();
                 if Some(segs.join(",").as_str()) != want {
                     return Err(differ(segs.join(","), want.unwrap_or("").into()));
@@ -280,13 +300,16 @@ pub fn replay(text: &str, t: &dyn Transport, settle: &dyn Fn() -> Result<(), Str
                 sys.push(m);
             }
             Some("sys") => {
-                let k = arg(1)? as usize;
-                let off = arg(2)? as usize;
+                let k = arg(1)?;
+                let off = len(2)?;
                 let data = parse_bytes(f.get(3).copied().unwrap_or("")).map_err(at)?;
-                let m = sys.get(k).ok_or_else(|| at(format!("there is no system memory {k}")))?;
+                let m = usize::try_from(k)
+                    .ok()
+                    .and_then(|k| sys.get(k))
+                    .ok_or_else(|| at(format!("there is no system memory {k}")))?;
                 let mut fits = false;
                 m.mem.with(&mut |x: &mut [u8]| {
-                    if let Some(d) = x.get_mut(off..off + data.len()) {
+                    if let Some(d) = off.checked_add(data.len()).and_then(|end| x.get_mut(off..end)) {
                         d.copy_from_slice(&data);
                         fits = true;
                     }
@@ -297,23 +320,23 @@ pub fn replay(text: &str, t: &dyn Transport, settle: &dyn Fn() -> Result<(), Str
                 continue;
             }
             Some("read32") => {
-                let v = t.read32(arg(1)? as u8, arg(2)?).map_err(at)?;
+                let v = t.read32(bar(1)?, arg(2)?).map_err(at)?;
                 let w = want_num()?;
                 if u64::from(v) != w {
                     return Err(differ(format!("0x{v:x}"), format!("0x{w:x}")));
                 }
             }
-            Some("write32") => t.write32(arg(1)? as u8, arg(2)?, arg(3)? as u32).map_err(at)?,
+            Some("write32") => t.write32(bar(1)?, arg(2)?, word(3)?).map_err(at)?,
             Some("write64") => {
-                t.write64(arg(1)? as u8, arg(2)?, arg(3)?).map_err(at)?;
+                t.write64(bar(1)?, arg(2)?, arg(3)?).map_err(at)?;
                 settle().map_err(at)?;
                 if let Some(e) = t.fault() {
                     return Err(at(format!("the device faulted: {e}")));
                 }
             }
             Some("read") => {
-                let mut b = vec![0u8; arg(3)? as usize];
-                t.read_bytes(arg(1)? as u8, arg(2)?, &mut b).map_err(at)?;
+                let mut b = vec![0u8; len(3)?];
+                t.read_bytes(bar(1)?, arg(2)?, &mut b).map_err(at)?;
                 let w = parse_bytes(want.unwrap_or("")).map_err(at)?;
                 if b != w {
                     return Err(differ(bytes_text(&b), bytes_text(&w)));
@@ -321,16 +344,24 @@ pub fn replay(text: &str, t: &dyn Transport, settle: &dyn Fn() -> Result<(), Str
             }
             Some("write") => {
                 let data = parse_bytes(f.get(3).copied().unwrap_or("")).map_err(at)?;
-                t.write_bytes(arg(1)? as u8, arg(2)?, &data).map_err(at)?;
+                t.write_bytes(bar(1)?, arg(2)?, &data).map_err(at)?;
             }
             Some("config-read") => {
-                let v = t.config_read(arg(1)? as u16, arg(2)? as u8).map_err(at)?;
+                let v = t
+                    .config_read(small(1, 0xfff, "the configuration offset")? as u16, small(2, 4, "the width")? as u8)
+                    .map_err(at)?;
                 let w = want_num()?;
                 if u64::from(v) != w {
                     return Err(differ(format!("0x{v:x}"), format!("0x{w:x}")));
                 }
             }
-            Some("config-write") => t.config_write(arg(1)? as u16, arg(2)? as u8, arg(3)? as u32).map_err(at)?,
+            Some("config-write") => t
+                .config_write(
+                    small(1, 0xfff, "the configuration offset")? as u16,
+                    small(2, 4, "the width")? as u8,
+                    word(3)?,
+                )
+                .map_err(at)?,
             Some("reset") => t.reset().map_err(at)?,
             _ => return Err(at("unknown call".into())),
         }
@@ -399,9 +430,49 @@ mod tests {
             ("write32 5", "a field is missing"),
             ("frobnicate 1", "unknown call"),
             ("read32 5 zz -> 0x0", "`zz` is not a number"),
+            // Numbers too large for their field are refused, not cut down.
+            ("read32 0x105 0x10 -> 0x0", "the BAR 0x105 is out of range"),
+            ("write32 5 0x10 0x100000000", "the value 0x100000000 is out of range"),
+            ("config-read 0x1000 2 -> 0x0", "the configuration offset 0x1000 is out of range"),
+            ("config-write 0x4 8 0x6", "the width 0x8 is out of range"),
+            // Byte counts are bounded before anything is allocated.
+            ("read 0 0x0 0xffffffffffff -> 00", "the byte count 0xffffffffffff is out of range"),
+            ("write 0 0x0 zero*99999999999", "more than"),
+            ("sysmem 0xffffffffffffffff -> 0x1000:0x10", "the byte count"),
         ] {
             let e = replay(bad, &Null, &|| Ok(())).expect_err(bad);
             assert!(e.starts_with("trace line 1: ") && e.contains(why), "{bad}: {e}");
+        }
+        // An offset at the end of the address space does not overflow.
+        let e = replay("sysmem 16 -> 0x1000:0x10\nsys 0 0xfffffff 0102", &Null, &|| Ok(())).expect_err("outside");
+        assert!(e.contains("outside that system memory"), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        /// Any line, well formed or not, gives a result or an error naming its line: never a
+        /// panic or a huge allocation.
+        #[test]
+        fn any_trace_line_is_replayed_or_refused(
+            call in proptest::sample::select(vec!["sysmem", "sys", "read32", "write32", "write64", "read", "write", "config-read", "config-write", "reset", "x"]),
+            fields in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prop_oneof![0u64..4096, MAX_BYTES + 1..u64::MAX].prop_map(|v| format!("0x{v:x}")),
+                (0u64..64).prop_map(|v| v.to_string()),
+                "[0-9a-f]{0,8}",
+                // Runs of zeros: small ones, or more than a line may ask for (nothing between,
+                // so that the test never allocates much).
+                proptest::prop_oneof![0u64..4096, MAX_BYTES + 1..1 << 40].prop_map(|v| format!("zero*{v}")),
+            ], 0..5),
+            result in proptest::option::of("[0-9a-fx:,*]{0,12}"),
+        ) {
+            let mut line = format!("sysmem 64 -> 0x1000:0x40\n{call} {}", fields.join(" "));
+            if let Some(r) = result {
+                line += &format!(" -> {r}");
+            }
+            if let Err(e) = replay(&line, &Null, &|| Ok(())) {
+                prop_assert!(e.starts_with("trace line "), "{}", e);
+            }
         }
     }
 }
