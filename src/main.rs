@@ -241,8 +241,8 @@ enum Command {
         file: PathBuf,
     },
     /// Print the machine code of a GPU code object that `tk build` wrote, without external
-    /// tools: an AMD `.hsaco` in llvm-objdump's syntax; for an NVIDIA `.cubin`, what it says
-    /// about each kernel (tk cannot decode SASS yet: `nvdisasm -c FILE` prints the instructions).
+    /// tools: an AMD `.hsaco` in llvm-objdump's syntax; for an NVIDIA `.cubin` (sm_80, sm_86,
+    /// sm_89), what it says about each kernel, then its SASS in `nvdisasm -c`'s syntax.
     #[command(after_help = "EXAMPLES:\n  tk build examples/saxpy.tk --target gfx1100 -o out/\n  \
         tk disasm out/saxpy.gfx1100.hsaco\n  tk disasm out/saxpy.sm_86.cubin -k saxpy_k0")]
     Disasm {

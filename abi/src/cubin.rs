@@ -97,7 +97,7 @@ impl Attribute {
     }
 
     /// The payload's little-endian 32-bit words (format 4 only).
-    fn words(&self) -> Vec<u32> {
+    pub fn words(&self) -> Vec<u32> {
         match &self.value {
             AttrValue::Bytes(b) => b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             _ => Vec::new(),
@@ -226,6 +226,20 @@ pub struct Cubin {
     /// Relocations of the other sections (constant banks, debug frames), by the name of the
     /// section they relocate.
     pub relocations: Vec<(String, Reloc)>,
+    /// The function symbols, in symbol-table order: the kernels and the subroutines ptxas
+    /// places in a kernel's code (`$__internal_...`, weak).
+    pub functions: Vec<Function>,
+}
+
+/// A function symbol: where its code starts in a kernel's `.text` section, and its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    /// The kernel whose `.text` section holds it.
+    pub kernel: String,
+    pub offset: u64,
+    pub size: u64,
+    pub weak: bool,
 }
 
 impl Cubin {
@@ -430,7 +444,30 @@ pub fn read(bytes: &[u8]) -> Result<Cubin, CubinError> {
             attributes,
         });
     }
-    Ok(Cubin { layout, sm, kernels, relocations })
+    let mut functions = Vec::new();
+    for s in file.symbols() {
+        if s.kind() != object::SymbolKind::Text {
+            continue;
+        }
+        let Some(i) = s.section_index() else { continue };
+        let sec = file.section_by_index(i).map_err(|e| bad("the symbol table", e.to_string()))?;
+        let Some(k) = sec.name().ok().and_then(|n| n.strip_prefix(".text.")) else { continue };
+        let name = s.name().map_err(|e| bad("the symbol table", e.to_string()))?;
+        if s.address().checked_add(s.size()).is_none_or(|end| end > sec.size()) {
+            return Err(bad(
+                "the symbol table",
+                format!("function `{name}` (0x{:x}, {} bytes) lies outside .text.{k}", s.address(), s.size()),
+            ));
+        }
+        functions.push(Function {
+            name: name.to_string(),
+            kernel: k.to_string(),
+            offset: s.address(),
+            size: s.size(),
+            weak: s.is_weak(),
+        });
+    }
+    Ok(Cubin { layout, sm, kernels, relocations, functions })
 }
 
 impl fmt::Display for Kernel {

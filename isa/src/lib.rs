@@ -3,3 +3,4 @@
 //! assembly syntax.
 
 pub mod rdna3;
+pub mod sass;
