@@ -47,7 +47,7 @@ pub fn disassemble(name: &str, bytes: &[u8], kernel: Option<&str>) -> Result<Str
         Some(190) => {
             let c =
                 tk_abi::cubin::read(bytes).map_err(|e| (String::new(), DisasmError::Format(format!("{name}: {e}"))))?;
-            if !c.kernels.iter().any(|k| kernel.is_none_or(|n| n == k.name)) {
+            if kernel.is_some() && !c.kernels.iter().any(|k| kernel.is_none_or(|n| n == k.name)) {
                 return Err((String::new(), no_kernel(name, kernel, c.kernels.iter().map(|k| k.name.as_str()))));
             }
             nvidia(name, &c, kernel)

@@ -189,9 +189,10 @@ fn sass_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `tk disasm` prints every instruction and label of every example's cubin for sm_80, sm_86
-/// and sm_89 (and of the hand-written fixtures) exactly as nvdisasm does, after collapsing
-/// whitespace; the control bits of every word read back into the same 128 bits.
+/// `tk disasm` prints every instruction and label of every example's cubin and of 8 random
+/// programs of each kind, for sm_80, sm_86 and sm_89, and of the hand-written fixtures, exactly
+/// as nvdisasm does, after collapsing whitespace; the control bits of every word read back into
+/// the same 128 bits.
 #[test]
 fn tk_disasm_matches_nvdisasm_on_every_example() {
     let test = "tk_disasm_matches_nvdisasm_on_every_example";
@@ -205,9 +206,34 @@ fn tk_disasm_matches_nvdisasm_on_every_example() {
     }
     let dir = std::env::temp_dir().join(format!("tk-sass-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // The random programs, as files next to the output (one per kind, symbolic sizes, and the
+    // matrix ones with their sizes written in too).
+    let src = dir.join("random");
+    std::fs::create_dir_all(&src).expect("a directory for the random programs");
+    let mut files: Vec<String> = common::examples().iter().map(|p| p.display().to_string()).collect();
+    {
+        use common::random::{Kind, program};
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::new(common::random::config());
+        for i in 0..8 {
+            let p = common::random::programs().new_tree(&mut runner).expect("a random program").current();
+            let kinds = [
+                (program(&p.mat, Kind::Mat, None), "mat"),
+                (program(&p.mat, Kind::Mat, Some((p.n, p.m))), "matfixed"),
+                (program(&p.row, Kind::Row, None), "row"),
+                (program(&p.int.1, Kind::Int(p.int.0), None), "int"),
+                (program(&p.float.1, Kind::Float(p.float.0), None), "float"),
+            ];
+            for (text, kind) in kinds {
+                let f = src.join(format!("random{i}_{kind}.tk"));
+                std::fs::write(&f, text).expect("a random program's file");
+                files.push(f.display().to_string());
+            }
+        }
+    }
     let mut args = vec!["build".to_string(), "--target".into(), "sm_80,sm_86,sm_89".into(), "--out".into()];
     args.push(dir.display().to_string());
-    args.extend(common::examples().iter().map(|p| p.display().to_string()));
+    args.extend(files.iter().cloned());
     let o = tk(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let mut cubins: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
@@ -217,7 +243,7 @@ fn tk_disasm_matches_nvdisasm_on_every_example() {
         .filter(|p| p.extension().is_some_and(|x| x == "cubin"))
         .collect();
     cubins.sort();
-    assert_eq!(cubins.len(), 3 * common::examples().len());
+    assert_eq!(cubins.len(), 3 * files.len());
     for f in ["sm_86.cuda12", "sm_86.cuda13", "sm_89.cuda12", "sm_89.cuda13"] {
         cubins.push(format!("abi/tests/fixtures/cubin/scale.{f}.cubin").into());
     }
