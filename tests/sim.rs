@@ -109,3 +109,15 @@ fn the_same_resident_array_for_two_inputs() {
         assert_eq!(out[0].to_vec::<f32>().expect("f32"), vec![3.0, 6.0, 9.0], "{name}");
     }
 }
+
+/// `--opts group=G` on every example, reductions nested in a shared one included (softmax,
+/// layernorm: the inner one then runs in each thread): the same results as the interpreter,
+/// within the reordering docs/numerics.md allows.
+#[test]
+fn a_workgroup_size_for_every_kernel_keeps_every_example_working() {
+    let opts = tk_toolchain::target::Options {
+        knobs: Some(tk_ir::kernel::KnobOverrides { group: Some(32), ..Default::default() }),
+        ..Default::default()
+    };
+    common::options_match_the_interpreter_within_tolerance(SIM, &opts, &[9], 40);
+}

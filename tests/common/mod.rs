@@ -484,12 +484,23 @@ fn float_min_max_edge_cases(device: &str, dev: &dyn tk_runtime::Device) {
 /// interpreter: exactly for integers and bools, within a reduction-reordering tolerance for
 /// floats. Sizes are not multiples of the split width.
 pub fn default_options_match_the_interpreter_within_tolerance(device: &str, sizes: &[i64], min_runs: usize) {
+    options_match_the_interpreter_within_tolerance(device, &Default::default(), sizes, min_runs)
+}
+
+/// Every example compiled with `opts` matches the interpreter within tolerance on `device`.
+pub fn options_match_the_interpreter_within_tolerance(
+    device: &str,
+    opts: &tk_toolchain::target::Options,
+    sizes: &[i64],
+    min_runs: usize,
+) {
     let dev = open_device(device).expect("device");
     let mut rng = Rng(0xD1F);
     let mut ran = 0;
     for f in examples() {
         for (name, g) in compile(&f) {
-            let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("compiles");
+            let compiled = tk_toolchain::compile(dev.as_ref(), &name, &g, opts)
+                .unwrap_or_else(|e| panic!("{}::{name} with {opts:?}: {e}", f.display()));
             for &size in sizes {
                 let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
                 let elems: i64 = g

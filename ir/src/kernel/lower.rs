@@ -24,6 +24,9 @@ struct Builder<'s> {
     /// Per loop body being emitted: (graph, iteration reg, carried regs, element coordinates).
     bodies: Vec<Body<'s>>,
     group: u32,
+    /// Inside the element of a reduction shared by a workgroup: a reduction there runs in each
+    /// thread on its own (one workgroup cannot share two nested reductions).
+    in_group: bool,
     locals: usize,
 }
 
@@ -210,7 +213,10 @@ impl<'s> Builder<'s> {
                 }
             }
             Op::Reduce { op, axes }
-                if self.group > 1 && axes.len() == 1 && !matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) =>
+                if self.group > 1
+                    && !self.in_group
+                    && axes.len() == 1
+                    && !matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) =>
             {
                 self.grouped_reduce(g, id, *op, axes[0], coords, pred)
             }
@@ -314,11 +320,13 @@ impl<'s> Builder<'s> {
                 ki += 1;
             }
         }
-        let v = self.emit(g, n.args[0], &full, Some(p))?;
-        let by = match n.args.get(1) {
-            Some(&b) if op == ReduceOp::Dot => Some(self.emit(g, b, &full, Some(p))?),
-            _ => None,
-        };
+        let outer = std::mem::replace(&mut self.in_group, true);
+        let element = self.emit(g, n.args[0], &full, Some(p)).and_then(|v| match n.args.get(1) {
+            Some(&b) if op == ReduceOp::Dot => Ok((v, Some(self.emit(g, b, &full, Some(p))?))),
+            _ => Ok((v, None)),
+        });
+        self.in_group = outer;
+        let (v, by) = element?;
         self.push(Inst::AccPush { acc, value: v, by, pred: Some(p) });
         let body = self.close();
         let trips = extent.add_const(gsz - 1).floor_div(gsz).unwrap_or_default();
@@ -469,6 +477,7 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
         read_nodes: HashMap::new(),
         bodies: Vec::new(),
         group: knobs.group,
+        in_group: false,
         locals: 0,
     };
     let mut bufs = Vec::new();
