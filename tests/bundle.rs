@@ -197,6 +197,14 @@ fn x86_64_bundles_carry_baseline_and_v3_code_that_agree() {
                 Err(e) => e.to_string(),
             };
             let want = show(jit.run(dev.as_ref(), &host, &explicit));
+            // On a CPU that runs x86-64-v3 code the loader takes that object, else the
+            // baseline one.
+            let want_key = if cfg!(target_arch = "x86_64") && tk_runtime::bundle::host_runs_x86_64_v3() {
+                tk_runtime::bundle::OBJECT_X86_64_V3
+            } else {
+                "object"
+            };
+            assert_eq!(b.cpu_object_for(dev.as_ref(), &name), Some(want_key), "{name}");
             for (what, loaded) in [
                 ("default", b.load_entry(dev.as_ref(), &name)),
                 ("baseline", b.load_entry_baseline(dev.as_ref(), &name)),

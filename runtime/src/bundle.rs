@@ -38,6 +38,18 @@ pub const CPU_PLATFORMS: [(&str, &str); 4] = [
 /// beside the baseline `object`.
 pub const OBJECT_X86_64_V3: &str = "object_x86_64_v3";
 
+/// The key of the CPU object to load from an entry's code: the x86-64-v3 one when `v3` and the
+/// entry has it, else the baseline one; None for GPU code.
+fn cpu_object(code: &Value, v3: bool) -> Option<&'static str> {
+    if v3 && code.get(OBJECT_X86_64_V3).is_some() {
+        Some(OBJECT_X86_64_V3)
+    } else if code.get("object").is_some() {
+        Some("object")
+    } else {
+        None
+    }
+}
+
 /// Whether this CPU runs x86-64-v3 code: every feature of that level (the x86-64 psABI's list)
 /// and not disabled by `TK_CPU_BASELINE=1`, which makes bundles load their baseline code.
 pub fn host_runs_x86_64_v3() -> bool {
@@ -261,6 +273,17 @@ impl Bundle {
         self.load_code(dev, name, host_runs_x86_64_v3())
     }
 
+    /// Which CPU object [`Bundle::load_entry`] takes for entry `name` on this machine
+    /// (`object`, or [`OBJECT_X86_64_V3`] on a CPU that runs x86-64-v3 code), or None when the
+    /// entry has no code for the CPU of `dev`'s platform.
+    pub fn cpu_object_for(&self, dev: &dyn Device, name: &str) -> Option<&'static str> {
+        let entries = self.manifest["entries"].as_array()?;
+        let ei = entries.iter().position(|e| e["name"] == name)?;
+        let want = Bundle::variant_for(dev);
+        let v = self.variants().into_iter().find(|v| v["target"] == want.as_str())?;
+        cpu_object(&v["entries"][ei]["code"], host_runs_x86_64_v3())
+    }
+
     /// [`Bundle::load_entry`], but CPU code always from the baseline object (what
     /// `TK_CPU_BASELINE=1` does for every load).
     pub fn load_entry_baseline(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
@@ -321,10 +344,8 @@ impl Bundle {
             )));
         }
         let code = &ve["code"];
-        let code = if code.get(OBJECT_X86_64_V3).is_some() && v3 {
-            Code::CpuObject(self.blob(&code[OBJECT_X86_64_V3])?)
-        } else if code.get("object").is_some() {
-            Code::CpuObject(self.blob(&code["object"])?)
+        let code = if let Some(key) = cpu_object(code, v3) {
+            Code::CpuObject(self.blob(&code[key])?)
         } else if code.get("hsaco").is_some() {
             Code::Hsaco(self.blob(&code["hsaco"])?)
         } else if !dev.accepts().contains(&crate::device::CodeKind::Cubin) || code.get("cubin").is_none() {
