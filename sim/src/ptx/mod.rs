@@ -423,6 +423,14 @@ impl Block<'_> {
                 }
                 Op::Ld(space, ty) => {
                     let n = ty.bytes();
+                    // Loads and stores of global and shared memory must be naturally aligned: a
+                    // GPU faults on a misaligned address ("misaligned address").
+                    if let (Space::Global | Space::Shared, Some(Opnd::Mem(r, off))) = (space, a.get(1)) {
+                        let addr = t.regs[*r as usize].wrapping_add(*off as u64);
+                        if !addr.is_multiple_of(n) {
+                            return fault(inst, format!("misaligned load: {n} bytes at address {addr:#x}"));
+                        }
+                    }
                     let raw = match (space, a.get(1)) {
                         (Space::Param, Some(Opnd::Param(p))) => params[*p as usize],
                         (Space::Global, Some(Opnd::Mem(r, off))) => {
@@ -448,6 +456,9 @@ impl Block<'_> {
                     let val = src(1).to_le_bytes();
                     let Some(Opnd::Mem(r, off)) = a.first() else { return fault(inst, "unsupported store operand") };
                     let addr = t.regs[*r as usize].wrapping_add(*off as u64);
+                    if !addr.is_multiple_of(n as u64) {
+                        return fault(inst, format!("misaligned store: {n} bytes at address {addr:#x}"));
+                    }
                     match space {
                         Space::Global => Self::global(mem, addr, n as u64, inst)?.copy_from_slice(&val[..n]),
                         Space::Shared => {
@@ -722,6 +733,14 @@ mod tests {
         m.launch("k", Grid { blocks: 3, threads: 64 }, &mut args, 7).expect("runs");
         assert_eq!(&buf[..4], &(5 + 3 * (0..64).sum::<u32>()).to_le_bytes());
         assert_eq!(&buf[4..], &[0xff; 4], "the next word is untouched");
+        // Misaligned loads and stores fault, as on the GPU.
+        for body in ["ld.global.u32 %r0, [%rd0+2];", "st.global.u32 [%rd0+6], %r0;"] {
+            let m = Module::parse(&kernel(body)).expect("parses");
+            let mut buf = vec![0u8; 64];
+            let mut args = [Arg::Buffer(&mut buf)];
+            let e = m.launch("k", Grid { blocks: 1, threads: 1 }, &mut args, 7).expect_err("misaligned");
+            assert!(e.to_string().contains("misaligned"), "{body}: {e}");
+        }
         // A misaligned atomic faults, as on the GPU.
         let m = Module::parse(&kernel("add.s64 %rd0, %rd0, 2;\nred.global.add.u32 [%rd0], %r0;")).expect("parses");
         let mut args = [Arg::Buffer(&mut buf)];
