@@ -435,14 +435,7 @@ pub fn print(w: u128, sm: u32) -> Option<String> {
             let ss = bits(w, 84, 2);
             let name =
                 format!("F2F{}.{dt}.{}{}", flag(bit(w, 80), ".FTZ"), T[ss as usize], RND[bits(w, 78, 2) as usize]);
-            let imm: &dyn Fn(u32) -> String = match ss {
-                3 => &f64imm,
-                1 => &f16lo,
-                _ => &f32imm,
-            };
-            let (n, ab) = neg_b(w);
-            let s = op(w, bs, Op { imm, neg: n, abs: ab, neg_ch: '-', reuse: Some(123), spaced: ss == 1 });
-            inst(&name, &[d, h1(w, s, ss)])
+            inst(&name, &[d, float_src(w, bs, ss)])
         }
         0x105 | 0x111 => {
             let (sg, ds, ss) = (bit(w, 72), bits(w, 75, 2), bits(w, 84, 2));
@@ -455,14 +448,7 @@ pub fn print(w: u128, sm: u32) -> Option<String> {
                 RNDI[bits(w, 78, 2) as usize],
                 flag(bit(w, 77), ".NTZ")
             );
-            let imm: &dyn Fn(u32) -> String = match ss {
-                3 => &f64imm,
-                1 => &f16lo,
-                _ => &f32imm,
-            };
-            let (n, ab) = neg_b(w);
-            let s = op(w, bs, Op { imm, neg: n, abs: ab, neg_ch: '-', reuse: Some(123), spaced: ss == 1 });
-            inst(&name, &[d, h1(w, s, ss)])
+            inst(&name, &[d, float_src(w, bs, ss)])
         }
         0x106 | 0x112 => {
             let (sg, ds, ss) = (bit(w, 74), bits(w, 75, 2), bits(w, 84, 2));
@@ -493,13 +479,7 @@ pub fn print(w: u128, sm: u32) -> Option<String> {
                 if ds == 2 { String::new() } else { format!(".F{}", 8 << ds) },
                 RNDI[bits(w, 78, 2) as usize]
             );
-            let imm: &dyn Fn(u32) -> String = match ds {
-                3 => &f64imm,
-                1 => &f16lo,
-                _ => &f32imm,
-            };
-            let (n, ab) = neg_b(w);
-            inst(&name, &[d, op(w, bs, Op { imm, neg: n, abs: ab, neg_ch: '-', reuse: Some(123), spaced: ds == 1 })])
+            inst(&name, &[d, float_src(w, bs, ds)])
         }
         // I2FP is new in sm_86.
         0x45 if sm >= 86 => {
@@ -535,6 +515,19 @@ pub fn print(w: u128, sm: u32) -> Option<String> {
         _ => return None,
     };
     Some(text)
+}
+
+/// The float source B of a conversion whose source size is `ss` (1 half, 2 single, 3
+/// double), with its negation, absolute value and reuse, and `.H1` on a half source whose high
+/// half is selected.
+fn float_src(w: u128, bs: Src, ss: u32) -> String {
+    let imm: Imm<'_> = match ss {
+        3 => &f64imm,
+        1 => &f16lo,
+        _ => &f32imm,
+    };
+    let (neg, abs) = neg_b(w);
+    h1(w, op(w, bs, Op { imm, neg, abs, neg_ch: '-', reuse: Some(123), spaced: ss == 1 }), ss)
 }
 
 /// `.H1` on a half-precision source whose bits 60-61 select the high half (inside the bars
