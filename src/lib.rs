@@ -22,6 +22,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod disasm;
+
 pub use tk_runtime::api::{Arg, AsArg, Bundle, Device, Entry};
 pub use tk_runtime::{DType, DeviceArray, HostArray, RunError};
 

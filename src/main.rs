@@ -24,7 +24,7 @@ macro_rules! outln {
     };
 }
 
-mod disasm;
+use tk::disasm;
 mod repl;
 mod run;
 

@@ -359,8 +359,11 @@ fn onnx_node_cases_match_their_classification() {
     // The AMD driver also runs every case over the TinyGPU socket protocol, on a GPU behind a
     // fake server that powers on cold; each case must end as it does on the in-process `amd:sim`.
     let socket = cfg!(unix) && sims.contains(&"amd:sim");
-    let (on_sims, on_socket): (Vec<Results>, Results) = std::thread::scope(|scope| {
+    // tk's SASS tables judge the kernels ptxas makes of every case for sm_86 (docs/sass.md).
+    let sass = sass_tools_present();
+    let (on_sims, on_socket, sass_result) = std::thread::scope(|scope| {
         let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases)));
+        let sass_thread = sass.then(|| scope.spawn(|| sass_of_cases(&sim_cases)));
         let threads: Vec<_> = sims
             .iter()
             .map(|d| {
@@ -382,9 +385,24 @@ fn onnx_node_cases_match_their_classification() {
                 })
             })
             .collect();
-        let on_sims = threads.into_iter().map(|t| t.join().expect("a simulated device's thread")).collect();
-        (on_sims, socket_thread.map(|t| t.join().expect("the TinyGPU socket's thread")).unwrap_or_default())
+        let on_sims: Vec<Results> =
+            threads.into_iter().map(|t| t.join().expect("a simulated device's thread")).collect();
+        (
+            on_sims,
+            socket_thread.map(|t| t.join().expect("the TinyGPU socket's thread")).unwrap_or_default(),
+            sass_thread.map(|t| t.join().expect("the SASS thread")),
+        )
     });
+    if let Some((failures, cubins)) = sass_result {
+        assert!(
+            failures.is_empty(),
+            "tk disasm differs from nvdisasm on {} of {cubins} ONNX cases' sm_86 cubins:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+        assert!(cubins > 300, "only {cubins} ONNX cases' kernels went through ptxas");
+        eprintln!("{cubins} ONNX cases' sm_86 cubins: tk disasm prints every line as nvdisasm does");
+    }
     for (d, out) in sims.iter().zip(on_sims) {
         for (case, st) in out {
             results.insert((case, d.to_string()), st);
@@ -463,6 +481,80 @@ fn onnx_node_cases_match_their_classification() {
         listed.iter().filter(|l| !l.expanded && results[&(l.case.name.clone(), "cpu".into())] == Status::Pass).count();
     assert!(failures.is_empty(), "{} ONNX conformance failures:\n  {}", failures.len(), failures.join("\n  "));
     assert!(passing >= 380, "only {passing} ONNX cases pass on the CPU; the floor is 380");
+}
+
+/// Whether ptxas and nvdisasm are there to judge tk's SASS tables; in CI they must be.
+fn sass_tools_present() -> bool {
+    use tk_toolchain::tools::ptxas::{Tool, find};
+    match find(Tool::Ptxas).and_then(|_| find(Tool::Nvdisasm)) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas and nvdisasm are required in CI: {e}");
+            eprintln!("not comparing tk's SASS with nvdisasm on the ONNX cases: {e}");
+            false
+        }
+    }
+}
+
+/// The instruction and label lines of a SASS listing, whitespace collapsed.
+fn sass_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| (l.starts_with("/*") && l[2..].contains("*/")) || (l.starts_with(".L_x_") && l.ends_with(':')))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Each case's kernels compiled for sm_86 and assembled by ptxas: `tk disasm` must print every
+/// instruction and label line as nvdisasm does. Returns the mismatches and how many cubins
+/// were compared.
+fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
+    use tk_codegen::ptx;
+    let t = ptx::Target { sm: 86 };
+    let (mut failures, mut cubins) = (Vec::new(), 0);
+    for l in cases {
+        let Ok((inst, src)) = source(&l.case) else { continue };
+        let path = Path::new("tests/onnx/ops").join(format!("{}.tk", inst.template));
+        let checked = tk_compiler::check_source(&path, src);
+        let Some(k) = checked.kernels.iter().find(|k| k.name == "main") else { continue };
+        let Ok(g) = tk_compiler::lower::lower_kernel(k) else { continue };
+        let g = tk_ir::graph::passes::prepare(&g);
+        let Ok(lowered) = tk_toolchain::target::lower(&g, tk_toolchain::target::Target::Nvidia(t), &Default::default())
+        else {
+            continue;
+        };
+        let Ok(m) = ptx::module(&[("main_".to_string(), lowered.kernels)], t) else { continue };
+        let name = &l.case.name;
+        let cubin = match tk_toolchain::tools::ptxas::assemble(&m.text, t) {
+            Ok(a) => a.cubin,
+            Err(e) => {
+                failures.push(format!("{name}: ptxas: {e}"));
+                continue;
+            }
+        };
+        let want = match tk_toolchain::tools::ptxas::disassemble(&cubin) {
+            Ok(text) => sass_lines(&text),
+            Err(e) => {
+                failures.push(format!("{name}: nvdisasm: {e}"));
+                continue;
+            }
+        };
+        match tk::disasm::disassemble(name, &cubin, None) {
+            Ok(text) => {
+                let got = sass_lines(&text);
+                if let Some(k) = (0..want.len().max(got.len())).find(|&k| want.get(k) != got.get(k)) {
+                    failures.push(format!(
+                        "{name}: line {k}: nvdisasm `{}`, tk `{}`",
+                        want.get(k).map_or("(none)", String::as_str),
+                        got.get(k).map_or("(none)", String::as_str)
+                    ));
+                }
+            }
+            Err((_, e)) => failures.push(format!("{name}: tk disasm: {e}")),
+        }
+        cubins += 1;
+    }
+    (failures, cubins)
 }
 
 /// Runs `cases` on the GPU behind a fake TinyGPU server, booted cold through the socket. A case
