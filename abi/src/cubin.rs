@@ -207,6 +207,8 @@ pub struct Kernel {
     pub min_stack_size: u32,
     /// `.nv.constant0.K`: the constant bank as the driver initialises it (parameters excluded).
     pub constant0: Vec<u8>,
+    /// `.nv.constant2.K`: constants ptxas placed in bank 2 (`c[0x2][...]`), or empty.
+    pub constant2: Vec<u8>,
     /// Shared memory the kernel declares, in bytes (`.nv.shared.K`).
     pub shared_bytes: u64,
     /// Relocations of `.text.K`.
@@ -425,6 +427,11 @@ pub fn read(bytes: &[u8]) -> Result<Cubin, CubinError> {
                 ),
             ));
         }
+        let c2_name = format!(".nv.constant2.{k}");
+        let constant2 = match file.section_by_name(&c2_name) {
+            Some(s) => s.data().map_err(|e| bad(&c2_name, e.to_string()))?.to_vec(),
+            None => Vec::new(),
+        };
         let shared_bytes = file.section_by_name(&format!(".nv.shared.{k}")).map_or(0, |s| s.size());
         kernels.push(Kernel {
             name: k.to_string(),
@@ -439,6 +446,7 @@ pub fn read(bytes: &[u8]) -> Result<Cubin, CubinError> {
             frame_size: frame.get(&index).copied().unwrap_or(0),
             min_stack_size: stack.get(&index).copied().unwrap_or(0),
             constant0,
+            constant2,
             shared_bytes,
             relocations: relocs()?,
             attributes,

@@ -8,3 +8,4 @@
 pub mod pcie;
 pub mod ptx;
 pub mod rdna3;
+pub mod sass;

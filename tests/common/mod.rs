@@ -638,7 +638,11 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
 /// Every device with a `device_suite!` that runs everywhere. The ONNX harness (tests/onnx) runs
 /// its cases on each and lists them in docs/conformance.md; each suite checks that its device is
 /// listed here or in [`HARDWARE_SUITE_DEVICES`].
-pub const SUITE_DEVICES: [&str; 4] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim"];
+pub const SUITE_DEVICES: [&str; 5] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim", "sass:sm_86"];
+
+/// Devices whose suite runs at one size per example, without the ONNX cases: other
+/// architectures of a device family whose full suite runs (the SASS emulator on sm_80 and sm_89).
+pub const SPOT_SUITE_DEVICES: [&str; 2] = ["sass:sm_80", "sass:sm_89"];
 
 /// Devices with a `device_suite!` that need hardware (an NVIDIA GPU and its driver): their suites
 /// and the ONNX cases run where the hardware is and are skipped, saying so, elsewhere;
@@ -660,6 +664,20 @@ pub fn device_ready(device: &str, test: &str) -> bool {
         );
         eprintln!("skipping {test} on {device}: no NVIDIA driver here");
         return false;
+    }
+    if device.starts_with("sass:") {
+        // The SASS emulator runs ptxas's cubins.
+        return match tk_toolchain::tools::ptxas::find(tk_toolchain::tools::ptxas::Tool::Ptxas) {
+            Ok(_) => true,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").map_or(true, |v| v != "true"),
+                    "{test} on {device}: ptxas is required in CI: {e}"
+                );
+                eprintln!("skipping {test} on {device}: {e}");
+                false
+            }
+        };
     }
     if !(device.starts_with("amd:") || device.contains("gfx")) {
         return true;
@@ -705,7 +723,9 @@ macro_rules! device_suite {
             #[test]
             fn has_the_onnx_cases() {
                 assert!(
-                    common::SUITE_DEVICES.contains(&DEVICE) || common::HARDWARE_SUITE_DEVICES.contains(&DEVICE),
+                    common::SUITE_DEVICES.contains(&DEVICE)
+                        || common::HARDWARE_SUITE_DEVICES.contains(&DEVICE)
+                        || common::SPOT_SUITE_DEVICES.contains(&DEVICE),
                     "add {DEVICE} to common::SUITE_DEVICES (or HARDWARE_SUITE_DEVICES) so that the ONNX cases run on it"
                 );
             }

@@ -36,6 +36,16 @@ pub fn code_for(dev: &dyn Device, kernels: &[Kernel]) -> Result<CodeBuf, RunErro
                 match crate::tools::ptxas::assemble(&m.text, t) {
                     Ok(a) => return Ok(CodeBuf::Cubin(a.cubin)),
                     Err(RunError::MissingTool { .. }) if accepts.contains(&CodeKind::Ptx) => {}
+                    Err(RunError::MissingTool { tool, message }) => {
+                        return Err(RunError::MissingTool {
+                            tool,
+                            message: format!(
+                                "{message}; {} runs the machine code ptxas makes, so it needs ptxas (macOS has \
+                                 none): `--device sim:{t}` simulates the same kernels' PTX without it",
+                                dev.name()
+                            ),
+                        });
+                    }
                     Err(e) => return Err(e),
                 }
             }

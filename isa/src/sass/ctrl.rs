@@ -132,7 +132,10 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
     let opc = bits(w, 0, 12);
     let d = r(bits(w, 16, 8));
     let ud = ur(bits(w, 16, 8));
-    let uniform = matches!(opc & 0x1ff, 0xa4 | 0xa5 | 0x90 | 0x87 | 0x8c | 0x99 | 0x82 | 0xb9 | 0x1c3 | 0x86 | 0xbd);
+    let uniform = matches!(
+        opc & 0x1ff,
+        0xa4 | 0xa5 | 0x90 | 0x87 | 0x8c | 0x99 | 0x9a | 0x92 | 0x91 | 0x82 | 0xb9 | 0x1c3 | 0x86 | 0xbd
+    );
     let text = match opc {
         0x981 => {
             if !bit(w, 72) || !bit(w, 91) || bit(w, 101) {
@@ -279,6 +282,42 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
             );
             inst(&name, &[ud, ur(bits(w, 24, 8)), ub(w, &hexu)?, uc(w, &hexu)?])
         }
+        0x292 | 0x892 | 0x492 => {
+            let mut ops = Vec::new();
+            if bits(w, 81, 3) != 7 {
+                ops.push(p(bits(w, 81, 3), false, true));
+            }
+            ops.extend([ud, ur(bits(w, 24, 8)), ub(w, &hexu)?, uc(w, &hexu)?, hexu(bits(w, 72, 8)), up(w, 87, 90)]);
+            inst(if bit(w, 80) { "ULOP3.LUT.PAND" } else { "ULOP3.LUT" }, &ops)
+        }
+        0x291 | 0x891 | 0x491 => {
+            let (x, hi, sx) = (bit(w, 74), bit(w, 80), bit(w, 73));
+            let ch = if x { '~' } else { '-' };
+            let name = format!(
+                "ULEA{}{}{}",
+                if hi { ".HI" } else { "" },
+                if x { ".X" } else { "" },
+                if sx { ".SX32" } else { "" }
+            );
+            let mut ops = vec![ud];
+            if bits(w, 81, 3) != 7 {
+                ops.push(p(bits(w, 81, 3), false, true));
+            }
+            ops.push(mods(&ur(bits(w, 24, 8)), bit(w, 72), false, ch));
+            ops.push(ub(w, &hexu)?);
+            if hi && !sx {
+                ops.push(uc(w, &hexu)?);
+            }
+            ops.push(hexu(bits(w, 75, 5)));
+            if x {
+                ops.push(up(w, 87, 90));
+            }
+            inst(&name, &ops)
+        }
+        0x29a | 0x89a => inst(
+            &format!("USGXT{}{}", if bit(w, 75) { ".W" } else { "" }, if bit(w, 73) { "" } else { ".U32" }),
+            &[ud, ur(bits(w, 24, 8)), ub(w, &hexu)?],
+        ),
         0x919 if !bit(w, 91) => inst("S2R", &[d, special(bits(w, 72, 8))?]),
         0x9c3 => inst("S2UR", &[ud, special(bits(w, 72, 8))?]),
         0x805 => inst(if bit(w, 80) { "CS2R" } else { "CS2R.32" }, &[d, special(bits(w, 72, 8))?]),
@@ -327,6 +366,11 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
                 if bit(w, 86) { ".NO_ATEXIT" } else { "" }
             );
             inst(&name, &cond(w).into_iter().collect::<Vec<_>>())
+        }
+        0x948 => {
+            let mut ops: Vec<String> = cond(w).into_iter().collect();
+            ops.push(hexu(bits(w, 32, 32)));
+            inst("WARPSYNC", &ops)
         }
         0x946 => inst("YIELD", &cond(w).into_iter().collect::<Vec<_>>()),
         0x918 => "NOP".into(),

@@ -15,12 +15,12 @@ mod ctrl;
 mod fmt;
 
 /// Bits `at..at + n` of `w`.
-pub(crate) fn bits(w: u128, at: u32, n: u32) -> u32 {
+pub fn bits(w: u128, at: u32, n: u32) -> u32 {
     ((w >> at) & ((1u128 << n) - 1)) as u32
 }
 
 /// Bit `at` of `w`.
-pub(crate) fn bit(w: u128, at: u32) -> bool {
+pub fn bit(w: u128, at: u32) -> bool {
     (w >> at) & 1 == 1
 }
 
@@ -144,6 +144,10 @@ mod tests {
             (0x000f_e200_0000_00ff_0000_0044_ff44_723e, 89, "F2FP.F16.F32.PACK_AB R68, RZ, R68"),
             (0x000f_e200_0000_00ff_0000_0044_ff44_723e, 86, "F2FP.PACK_AB R68, RZ, R68"),
             (0x000f_ea00_0380_0000_0000_7140_0000_8947, 86, "@!P0 BRA `(L7150)"),
+            (0x000f_e200_0800_0200_0000_0008_0404_789a, 86, "USGXT UR4, UR4, 0x8"),
+            (0x000f_e200_0f8e_c03f_0000_00ff_0404_7892, 86, "ULOP3.LUT UR4, UR4, 0xff, URZ, 0xc0, !UPT"),
+            (0x000f_e200_0f8f_103f_0000_0007_0c07_7291, 86, "ULEA.HI UR7, UR12, UR7, URZ, 0x2"),
+            (0x000f_e400_0380_0000_ffff_ffff_0000_7948, 86, "WARPSYNC 0xffffffff"),
         ] {
             assert_eq!(print(w, sm, 0, &label).map(|t| t.to_string()).as_deref(), Some(text));
         }

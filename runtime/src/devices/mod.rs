@@ -25,6 +25,7 @@ pub fn list() -> Vec<(String, String)> {
         v.extend([
             (sim.name(), format!("{} (also sim:sm_80, sim:sm_89, sim:sm_90, sim:sm_120)", sim.target())),
             (amd.name(), format!("{} (also sim:gfx1101, sim:gfx1102)", amd.target())),
+            ("sass:sm_86".into(), "sm_86 (emulated SASS from ptxas; also sass:sm_80, sass:sm_89; needs ptxas)".into()),
             (
                 "amd:sim".into(),
                 "gfx1100 (simulated PCIe GPU: cold boot, page tables, PM4 and SDMA queues, RDNA3 emulator)".into(),
@@ -206,8 +207,19 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             let t = t.parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
             Ok(Arc::new(sim::SimDevice::new(t)))
         }
+        #[cfg(feature = "sim")]
+        n if n.starts_with("sass:") => {
+            let hint = "the SASS emulator's devices are sass:sm_80, sass:sm_86 and sass:sm_89 (sim:sm_XX simulates the \
+                        PTX of any NVIDIA target)";
+            let t: tk_abi::launch::NvidiaTarget =
+                n["sass:".len()..].parse().map_err(|m: String| bad(format!("{m}; {hint}")))?;
+            if !tk_sim::sass::SMS.contains(&t.sm) {
+                return Err(bad(format!("the SASS emulator does not run {t}; {hint}")));
+            }
+            Ok(Arc::new(sim::SimDevice::sass(t)))
+        }
         #[cfg(not(feature = "sim"))]
-        n if n.starts_with("sim:") || n == "amd:sim" => Err(RunError::Device {
+        n if n.starts_with("sim:") || n.starts_with("sass:") || n == "amd:sim" => Err(RunError::Device {
             device: n.to_string(),
             message: "this build of the tk runtime has no simulated devices (its cargo feature `sim` is off)".into(),
         }),
@@ -245,8 +257,8 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
                 .into(),
         }),
         _ => Err(bad(
-            "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `cuda:N` and \
-                      `amd:N` (`tk devices` lists this machine's)"
+            "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `sass:sm_86`, \
+                      `cuda:N` and `amd:N` (`tk devices` lists this machine's)"
                 .into(),
         )),
     }

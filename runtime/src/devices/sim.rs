@@ -69,17 +69,35 @@ impl Executable for AmdExecutable {
     }
 }
 
+/// Kernels assembled by ptxas into a cubin and decoded for the SASS emulator.
+pub struct SassExecutable {
+    program: tk_sim::sass::Program,
+    infos: Vec<PtxKernel>,
+    kernels: Vec<Kernel>,
+}
+
+impl Executable for SassExecutable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn len(&self) -> usize {
+        self.kernels.len()
+    }
+}
+
 /// The GPU a simulated device stands for.
 #[derive(Clone, Copy, Debug)]
 pub enum SimTarget {
     Nvidia(NvidiaTarget),
     Amd(AmdTarget),
+    /// An NVIDIA GPU whose machine code (ptxas's cubin) the SASS emulator runs: `sass:sm_86`.
+    Sass(NvidiaTarget),
 }
 
 impl std::fmt::Display for SimTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SimTarget::Nvidia(t) => write!(f, "{t}"),
+            SimTarget::Nvidia(t) | SimTarget::Sass(t) => write!(f, "{t}"),
             SimTarget::Amd(t) => write!(f, "{t}"),
         }
     }
@@ -102,6 +120,10 @@ const AMD_KERNARG_ADDRESS: u64 = 0xff << 40;
 impl SimDevice {
     pub fn new(target: NvidiaTarget) -> SimDevice {
         Self::with(SimTarget::Nvidia(target))
+    }
+    /// The SASS emulator, `sass:sm_86` (sm_80, sm_86 and sm_89).
+    pub fn sass(target: NvidiaTarget) -> SimDevice {
+        Self::with(SimTarget::Sass(target))
     }
     /// The emulated RDNA3 GPU, `sim:gfx1100`.
     pub fn amd(target: AmdTarget) -> SimDevice {
@@ -151,6 +173,40 @@ impl SimDevice {
             held.push(Held::Locked(m.0.lock().map_err(|_| self.err("a buffer lock was poisoned"))?));
         }
         Ok(held)
+    }
+
+    fn launch_sass(
+        &self,
+        exe: &SassExecutable,
+        k: usize,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+    ) -> Result<(), RunError> {
+        let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
+            return Err(self.err(format!("no device kernel {k}")));
+        };
+        let mut guards = self.lock_buffers(k, kernel, bufs)?;
+        let mut err = vec![0u8; tk_abi::check::GPU_SLOTS];
+        let mut args: Vec<tk_sim::ptx::Arg<'_>> =
+            guards.iter_mut().map(|g| tk_sim::ptx::Arg::Buffer(g.as_mut_slice())).collect();
+        for s in &info.symbols {
+            let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
+            args.push(tk_sim::ptx::Arg::Int(v));
+        }
+        args.push(tk_sim::ptx::Arg::Buffer(&mut err));
+        let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
+        exe.program.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
+            if let tk_sim::sass::SassError::Interrupted { .. } = e {
+                return RunError::Interrupted;
+            }
+            RunError::Fault {
+                device: self.name(),
+                message: format!("{e} (device kernel {k}; the device kernel computes the expression shown)"),
+                loc: kernel.loc,
+            }
+        })?;
+        drop(args);
+        RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }
 
     fn launch_amd(
@@ -217,17 +273,21 @@ impl SimDevice {
 
 impl Device for SimDevice {
     fn name(&self) -> String {
-        format!("sim:{}", self.target)
+        match self.target {
+            SimTarget::Sass(t) => format!("sass:{t}"),
+            t => format!("sim:{t}"),
+        }
     }
     fn target(&self) -> String {
         match self.target {
             SimTarget::Nvidia(t) => format!("{t} (simulated PTX)"),
             SimTarget::Amd(t) => format!("{t} (emulated RDNA3 machine code)"),
+            SimTarget::Sass(t) => format!("{t} (emulated SASS, assembled by ptxas)"),
         }
     }
     fn compile_target(&self) -> tk_abi::target::Target {
         match self.target {
-            SimTarget::Nvidia(t) => tk_abi::target::Target::Nvidia(t),
+            SimTarget::Nvidia(t) | SimTarget::Sass(t) => tk_abi::target::Target::Nvidia(t),
             SimTarget::Amd(t) => tk_abi::target::Target::Amd(t),
         }
     }
@@ -265,6 +325,7 @@ impl Device for SimDevice {
         match self.target {
             SimTarget::Nvidia(_) => &[CodeKind::Ptx],
             SimTarget::Amd(_) => &[CodeKind::Hsaco],
+            SimTarget::Sass(_) => &[CodeKind::Cubin],
         }
     }
     fn load(&self, kernels: &[Kernel], code: Code<'_>) -> Result<Arc<dyn Executable>, RunError> {
@@ -284,8 +345,26 @@ impl Device for SimDevice {
             }
             return Ok(Arc::new(AmdExecutable { code, infos, kernels: kernels.to_vec() }));
         }
+        if let (SimTarget::Sass(t), Code::Cubin(bytes)) = (self.target, code) {
+            let mut program = tk_sim::sass::Program::load(bytes).map_err(|e| self.err(e.to_string()))?;
+            program.host_driven = true;
+            let infos = super::cuda::gpu_infos(kernels)?;
+            for i in &infos {
+                if program.kernel(&i.name).is_none() {
+                    return Err(self.err(format!("the cubin has no kernel `{}`", i.name)));
+                }
+            }
+            if program.sm != t.sm {
+                return Err(self.err(format!("the cubin is for sm_{}, the device is {t}", program.sm)));
+            }
+            return Ok(Arc::new(SassExecutable { program, infos, kernels: kernels.to_vec() }));
+        }
         let (SimTarget::Nvidia(_), Code::Ptx(text)) = (self.target, code) else {
-            let runs = if matches!(self.target, SimTarget::Amd(_)) { "an AMD code object" } else { "PTX" };
+            let runs = match self.target {
+                SimTarget::Amd(_) => "an AMD code object",
+                SimTarget::Sass(_) => "a cubin",
+                SimTarget::Nvidia(_) => "PTX",
+            };
             return Err(self.err(format!("the simulator runs {runs}, not {}", code.kind().describe())));
         };
         // The launch information comes from the kernels; the code is the bundle's.
@@ -304,6 +383,9 @@ impl Device for SimDevice {
     ) -> Result<(), RunError> {
         if let Some(amd) = exe.as_any().downcast_ref::<AmdExecutable>() {
             return self.launch_amd(amd, k, bufs, dims);
+        }
+        if let Some(sass) = exe.as_any().downcast_ref::<SassExecutable>() {
+            return self.launch_sass(sass, k, bufs, dims);
         }
         let exe = exe.as_any().downcast_ref::<SimExecutable>().ok_or_else(|| self.err("not a simulator executable"))?;
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {

@@ -1,0 +1,569 @@
+//! A SASS emulator: runs the machine code in a cubin (what ptxas makes of tk's PTX, and what an
+//! NVIDIA GPU executes) for sm_80, sm_86 and sm_89, on any machine.
+//!
+//! A cubin is read and decoded once ([`Program::load`]); a word the emulator does not model is
+//! an error at load time, naming the kernel and the offset. A launch runs a grid of blocks;
+//! each block's warps of 32 lanes run in a seeded random order, each until it waits at a
+//! barrier or exits. Lanes keep their own program counters (Volta's independent thread
+//! scheduling): a warp executes the lanes at its lowest program counter together, and
+//! convergence barriers (BSSY/BSYNC/BREAK) make lanes wait for the others as the hardware does.
+//! Every global access is checked against the launch's buffers (bounds and alignment), every
+//! shared access against the block's shared memory, and two lanes touching the same shared
+//! byte between barriers (one of them writing) is reported as a missing barrier. Each report
+//! names the kernel, the block, the thread and the instruction's offset.
+
+mod decode;
+mod exec;
+pub mod fp;
+pub mod hazard;
+
+pub use decode::{Inst, Op};
+pub use tk_isa::sass::SMS;
+
+use crate::ptx::{Arg, Grid};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+/// Bits of a global address that select the buffer (as in the PTX simulator).
+const BUF_SHIFT: u32 = 40;
+/// Thread-instructions one launch may execute before it is stopped (an endless loop).
+pub const MAX_STEPS: u64 = 1 << 34;
+/// The size of a constant bank.
+const BANK_BYTES: usize = 0x1_0000;
+
+/// What went wrong loading or running SASS.
+#[derive(Debug, thiserror::Error)]
+pub enum SassError {
+    #[error("reading the cubin: {0}")]
+    Cubin(#[from] tk_abi::cubin::CubinError),
+    #[error("the cubin is for sm_{0}; the SASS emulator runs sm_80, sm_86 and sm_89")]
+    Arch(u32),
+    #[error(
+        "kernel `{kernel}`, offset {offset:#06x}: the SASS emulator does not model this instruction \
+         ({text}; word {word:#034x})"
+    )]
+    Unknown { kernel: String, offset: u32, word: u128, text: String },
+    #[error("kernel `{kernel}`, offset {offset:#06x}: {message}")]
+    Invalid { kernel: String, offset: u32, message: String },
+    #[error("the cubin has no kernel `{0}`")]
+    NoKernel(String),
+    #[error("kernel `{kernel}` takes {want} arguments, got {got}")]
+    Arguments { kernel: String, want: usize, got: usize },
+    #[error("kernel `{kernel}`, block {block}, thread {thread}, offset {offset:#06x} ({text}): {message}")]
+    Fault { kernel: String, block: u32, thread: u32, offset: u32, text: String, message: String },
+    #[error("kernel `{kernel}`: {message}")]
+    Launch { kernel: String, message: String },
+    #[error("kernel `{kernel}`: interrupted")]
+    Interrupted { kernel: String },
+}
+
+/// One kernel, decoded.
+pub struct Kernel {
+    pub name: String,
+    /// The instructions, one per 16 bytes of code.
+    pub insts: Vec<Inst>,
+    /// The words, for reports.
+    words: Vec<u128>,
+    /// What the hazard checker needs of each instruction.
+    hz: Vec<hazard::Info>,
+    sm: u32,
+    registers: usize,
+    param_base: u32,
+    params: Vec<tk_abi::cubin::Param>,
+    bank0: Vec<u8>,
+    bank2: Vec<u8>,
+    shared_bytes: usize,
+}
+
+/// A cubin's kernels, decoded for the emulator.
+pub struct Program {
+    /// The architecture the cubin is for (86 for sm_86).
+    pub sm: u32,
+    pub kernels: Vec<Kernel>,
+    /// Whether a host is driving launches (it may interrupt them and wants progress).
+    pub host_driven: bool,
+    /// Whether launches check each instruction's control bits ([`hazard`]); on by default,
+    /// `TK_SASS_HAZARDS=0` turns it off.
+    pub check_hazards: bool,
+}
+
+/// What a lane is doing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum St {
+    Run,
+    /// Waiting at a BSYNC of convergence barrier n.
+    Sync(u8),
+    /// Waiting at BAR.SYNC n.
+    Bar(u8),
+    /// Waiting at a WARPSYNC for the lanes of the mask.
+    Warpsync(u32),
+    Exit,
+}
+
+/// A warp: 32 lanes' registers (register-major: `regs[r * 32 + lane]`), predicates as lane
+/// masks, the uniform registers and predicates, and each lane's program counter (an
+/// instruction index) and state.
+struct Warp {
+    /// The first thread's index in the block.
+    base: u32,
+    regs: Vec<u32>,
+    preds: [u32; 7],
+    ur: [u32; 64],
+    up: u8,
+    pc: [u32; 32],
+    st: [St; 32],
+    /// The lanes each convergence barrier waits for.
+    bmask: [u32; 16],
+    hz: hazard::Hazards,
+}
+
+/// The last accesses to one shared-memory byte in the current barrier interval.
+#[derive(Clone, Copy)]
+struct Track {
+    epoch: u64,
+    writer: u32,
+    reader: u32,
+}
+
+const NONE: u32 = u32::MAX;
+const MANY: u32 = u32::MAX - 1;
+
+/// A fault inside a warp: the lane and the message (the block adds the rest).
+struct Fault {
+    lane: usize,
+    message: String,
+    /// The instruction's index (set by [`Env::run`]).
+    pc: u32,
+}
+
+/// What a block's warps share while one runs.
+struct Env<'a, 'm> {
+    k: &'a Kernel,
+    bank0: &'a [u8],
+    ctaid: u32,
+    mem: &'a mut [&'m mut [u8]],
+    shared: &'a mut [u8],
+    track: &'a mut [Track],
+    epoch: u64,
+    steps: u64,
+    /// The thread whose instructions are printed (`TK_SASS_TRACE=BLOCK.THREAD`).
+    trace: Option<u32>,
+    /// Whether the hazard checker runs.
+    hazards: bool,
+}
+
+impl Program {
+    /// Reads a cubin and decodes every kernel's code.
+    pub fn load(cubin: &[u8]) -> Result<Program, SassError> {
+        let c = tk_abi::cubin::read(cubin)?;
+        if !tk_isa::sass::SMS.contains(&c.sm) {
+            return Err(SassError::Arch(c.sm));
+        }
+        let mut kernels = Vec::new();
+        for k in c.kernels.iter().filter(|k| k.entry) {
+            kernels.push(Kernel::decode(k, c.sm)?);
+        }
+        let check_hazards = std::env::var("TK_SASS_HAZARDS").map_or(true, |v| v != "0");
+        Ok(Program { sm: c.sm, kernels, host_driven: false, check_hazards })
+    }
+
+    pub fn kernel(&self, name: &str) -> Option<&Kernel> {
+        self.kernels.iter().find(|k| k.name == name)
+    }
+
+    /// Runs kernel `name` on a grid; `seed` fixes the order warps run in. Returns the number of
+    /// thread-instructions executed.
+    pub fn launch(&self, name: &str, grid: Grid, args: &mut [Arg<'_>], seed: u64) -> Result<u64, SassError> {
+        let k = self.kernel(name).ok_or_else(|| SassError::NoKernel(name.into()))?;
+        if args.len() != k.params.len() {
+            return Err(SassError::Arguments { kernel: name.into(), want: k.params.len(), got: args.len() });
+        }
+        let launch_err = |m: String| SassError::Launch { kernel: name.into(), message: m };
+        if grid.threads == 0 || grid.threads > 1024 {
+            return Err(launch_err(format!("{} threads per block", grid.threads)));
+        }
+        let mut bank0 = k.bank0.clone();
+        // The driver's part of bank 0 (the CUDA ABI's layout): the block and grid sizes.
+        for (at, v) in [(0x0, grid.threads), (0x4, 1), (0x8, 1), (0xc, grid.blocks), (0x10, 1), (0x14, 1)] {
+            bank0[at..at + 4].copy_from_slice(&u32::to_le_bytes(v));
+        }
+        let mut mem: Vec<&mut [u8]> = Vec::new();
+        for (p, a) in k.params.iter().zip(args.iter_mut()) {
+            let at = (k.param_base + u32::from(p.offset)) as usize;
+            let v = match a {
+                Arg::Buffer(b) => {
+                    let v = (mem.len() as u64 + 1) << BUF_SHIFT;
+                    mem.push(b);
+                    v
+                }
+                Arg::Int(v) => *v as u64,
+            };
+            let n = usize::from(p.size).min(8);
+            bank0[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut steps = 0u64;
+        if self.host_driven {
+            tk_abi::progress::units(u64::from(grid.blocks));
+        }
+        let nwarps = grid.threads.div_ceil(32) as usize;
+        // A debugging aid: `TK_SASS_TRACE=B.T` prints what thread T of block B executes.
+        let trace: Option<(u32, u32)> = std::env::var("TK_SASS_TRACE").ok().and_then(|v| {
+            let (b, t) = v.split_once('.')?;
+            Some((b.parse().ok()?, t.parse().ok()?))
+        });
+        for b in 0..grid.blocks {
+            let mut shared = vec![0u8; k.shared_bytes];
+            let mut track = vec![Track { epoch: u64::MAX, writer: NONE, reader: NONE }; k.shared_bytes];
+            let mut warps: Vec<Warp> = (0..nwarps)
+                .map(|w| {
+                    let base = w as u32 * 32;
+                    let lanes = (grid.threads - base).min(32) as usize;
+                    let mut st = [St::Exit; 32];
+                    st[..lanes].fill(St::Run);
+                    Warp {
+                        base,
+                        regs: vec![0; k.registers * 32],
+                        preds: [0; 7],
+                        ur: [0; 64],
+                        up: 0,
+                        pc: [0; 32],
+                        st,
+                        bmask: [0; 16],
+                        hz: hazard::Hazards::default(),
+                    }
+                })
+                .collect();
+            let mut env = Env {
+                k,
+                bank0: &bank0,
+                ctaid: b,
+                mem: &mut mem,
+                shared: &mut shared,
+                track: &mut track,
+                epoch: 0,
+                steps,
+                trace: trace.filter(|&(tb, _)| tb == b).map(|(_, t)| t),
+                hazards: self.check_hazards,
+            };
+            let mut order: Vec<usize> = (0..nwarps).collect();
+            loop {
+                if self.host_driven && tk_abi::interrupt::requested() {
+                    return Err(SassError::Interrupted { kernel: name.into() });
+                }
+                order.shuffle(&mut rng);
+                for &w in &order {
+                    let warp = &mut warps[w];
+                    env.run(warp).map_err(|f| env.fault(warp, f))?;
+                    if env.steps > MAX_STEPS {
+                        return Err(launch_err(format!("stopped after {MAX_STEPS} instructions (an endless loop?)")));
+                    }
+                }
+                // Every lane waits at a barrier, waits at a convergence barrier, or has exited.
+                let mut waiting = None;
+                for (wi, warp) in warps.iter().enumerate() {
+                    for l in 0..32 {
+                        match warp.st[l] {
+                            St::Bar(id) => match waiting {
+                                None => waiting = Some((id, wi, l)),
+                                Some((first, fw, fl)) if first != id => {
+                                    return Err(env.fault(
+                                        warp,
+                                        Fault {
+                                            pc: warp.pc[l],
+                                            lane: l,
+                                            message: format!(
+                                                "barrier divergence: thread {} waits at barrier {first}, this thread \
+                                                 at barrier {id}",
+                                                warps[fw].base + fl as u32
+                                            ),
+                                        },
+                                    ));
+                                }
+                                _ => {}
+                            },
+                            St::Warpsync(_) => {
+                                return Err(env.fault(
+                                    warp,
+                                    Fault {
+                                        pc: warp.pc[l],
+                                        lane: l,
+                                        message:
+                                            "deadlock: this thread waits at WARPSYNC for threads that never arrive"
+                                                .into(),
+                                    },
+                                ));
+                            }
+                            St::Sync(bn) => {
+                                return Err(env.fault(
+                                    warp,
+                                    Fault {
+                                        pc: warp.pc[l],
+                                        lane: l,
+                                        message: format!(
+                                            "deadlock: this thread waits at BSYNC B{bn} for threads that wait at a \
+                                             block barrier or never arrive"
+                                        ),
+                                    },
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if waiting.is_none() {
+                    break;
+                }
+                for warp in &mut warps {
+                    for l in 0..32 {
+                        if let St::Bar(_) = warp.st[l] {
+                            warp.st[l] = St::Run;
+                        }
+                    }
+                }
+                env.epoch += 1;
+            }
+            steps = env.steps;
+            if self.host_driven {
+                tk_abi::progress::advance(1);
+            }
+        }
+        Ok(steps)
+    }
+}
+
+impl Kernel {
+    fn decode(k: &tk_abi::cubin::Kernel, sm: u32) -> Result<Kernel, SassError> {
+        let n = k.code.len() / 16;
+        let mut insts = Vec::with_capacity(n);
+        let mut words = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&k.code[i * 16..i * 16 + 16]);
+            let w = tk_isa::sass::word(&b);
+            let at = (i * 16) as u32;
+            let Some(inst) = decode::decode(w, at, sm) else {
+                let text = tk_isa::sass::print(w, sm, u64::from(at), &|t| Some(format!("{t:#x}")))
+                    .map_or_else(|| "not in tk's SASS tables".to_string(), |t| t.to_string());
+                return Err(SassError::Unknown { kernel: k.name.clone(), offset: at, word: w, text });
+            };
+            insts.push(inst);
+            words.push(w);
+        }
+        let registers = (k.registers as usize).clamp(1, 255);
+        let bad = |offset: u32, message: String| SassError::Invalid { kernel: k.name.clone(), offset, message };
+        for (i, inst) in insts.iter().enumerate() {
+            let at = (i * 16) as u32;
+            let text = || {
+                tk_isa::sass::print(words[i], sm, u64::from(at), &|t| Some(format!("{t:#x}")))
+                    .map_or_else(String::new, |t| t.to_string())
+            };
+            if let Some(r) =
+                exec::max_register(&inst.op).filter(|&r| !inst.uniform && r as usize >= registers && r != 255)
+            {
+                return Err(bad(
+                    at,
+                    format!("{} uses R{r}, but the cubin gives the kernel {registers} registers per thread", text()),
+                ));
+            }
+            if let Some(t) = exec::target(&inst.op)
+                && (t % 16 != 0 || t as usize / 16 >= n)
+            {
+                return Err(bad(at, format!("branches to {t:#x}, outside the kernel's {} bytes of code", n * 16)));
+            }
+        }
+        let mut bank0 = k.constant0.clone();
+        bank0.resize(BANK_BYTES, 0);
+        if k.param_base as usize + k.param_bytes as usize > BANK_BYTES {
+            return Err(bad(0, "the parameters lie outside constant bank 0".into()));
+        }
+        for p in &k.params {
+            if (k.param_base + u32::from(p.offset) + u32::from(p.size)) as usize > BANK_BYTES {
+                return Err(bad(0, format!("parameter {} lies outside constant bank 0", p.ordinal)));
+            }
+        }
+        let hz = insts
+            .iter()
+            .zip(&words)
+            .map(|(i, &w)| hazard::info(&i.op, tk_isa::sass::bits(w, 0, 9), i.uniform, i.guard))
+            .collect();
+        let mut bank2 = k.constant2.clone();
+        bank2.resize(BANK_BYTES, 0);
+        Ok(Kernel {
+            name: k.name.clone(),
+            insts,
+            words,
+            hz,
+            sm,
+            registers,
+            param_base: k.param_base,
+            params: k.params.clone(),
+            bank0,
+            bank2,
+            shared_bytes: k.shared_bytes.min(228 << 10) as usize,
+        })
+    }
+
+    /// The word of instruction `i`.
+    pub fn word(&self, i: usize) -> Option<u128> {
+        self.words.get(i).copied()
+    }
+
+    /// What the hazard checker knows of instruction `i`.
+    pub fn hazard_info(&self, i: usize) -> Option<&hazard::Info> {
+        self.hz.get(i)
+    }
+
+    /// The text of the instruction at index `i`, for reports.
+    fn text(&self, i: usize) -> String {
+        let Some(&w) = self.words.get(i) else { return "past the end of the code".into() };
+        tk_isa::sass::print(w, self.sm, (i * 16) as u64, &|t| Some(format!("{t:#x}")))
+            .map_or_else(|| format!("{w:#034x}"), |t| t.to_string())
+    }
+}
+
+impl Env<'_, '_> {
+    /// Lane `l`'s registers, predicates and the uniform registers, named (for tracing).
+    fn snapshot(&self, w: &Warp, l: usize) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = (0..self.k.registers).map(|r| (format!("R{r}"), w.regs[r * 32 + l])).collect();
+        v.extend((0..7).map(|p| (format!("P{p}"), w.preds[p] >> l & 1)));
+        v.extend((0..63).map(|u| (format!("UR{u}"), w.ur[u])));
+        v.extend((0..7).map(|p| (format!("UP{p}"), u32::from(w.up >> p & 1))));
+        v.push(("pc".into(), w.pc[l] * 16));
+        v
+    }
+
+    fn fault(&self, w: &Warp, f: Fault) -> SassError {
+        let i = f.pc as usize;
+        SassError::Fault {
+            kernel: self.k.name.clone(),
+            block: self.ctaid,
+            thread: w.base + f.lane as u32,
+            offset: (i * 16) as u32,
+            text: self.k.text(i),
+            message: f.message,
+        }
+    }
+
+    /// Runs a warp until every lane waits at a barrier or has exited.
+    fn run(&mut self, w: &mut Warp) -> Result<(), Fault> {
+        loop {
+            let mut pc = u32::MAX;
+            let mut mask = 0u32;
+            for l in 0..32 {
+                if w.st[l] == St::Run {
+                    if w.pc[l] < pc {
+                        pc = w.pc[l];
+                        mask = 1 << l;
+                    } else if w.pc[l] == pc {
+                        mask |= 1 << l;
+                    }
+                }
+            }
+            if mask == 0 {
+                return Ok(());
+            }
+            let Some(inst) = self.k.insts.get(pc as usize) else {
+                return Err(Fault {
+                    lane: mask.trailing_zeros() as usize,
+                    message: "ran past the end of the code".into(),
+                    pc,
+                });
+            };
+            self.steps += u64::from(mask.count_ones());
+            if self.steps > MAX_STEPS {
+                return Ok(());
+            }
+            if self.hazards {
+                let writes = if inst.uniform {
+                    inst.guard.n == 7 && !inst.guard.neg || (w.up >> inst.guard.n & 1 == 1) != inst.guard.neg
+                } else {
+                    (0..32).any(|l| mask >> l & 1 == 1 && exec::guard(w, inst.guard, l))
+                };
+                let k = self.k;
+                w.hz.issue(pc, inst.ctrl, &k.hz[pc as usize], writes, &|p| k.text(p as usize)).map_err(|m| Fault {
+                    lane: mask.trailing_zeros() as usize,
+                    message: m,
+                    pc,
+                })?;
+            }
+            let traced = self.trace.filter(|&t| t >= w.base && t < w.base + 32 && mask >> (t - w.base) & 1 == 1);
+            let before = traced.map(|t| self.snapshot(w, (t - w.base) as usize));
+            self.step(w, inst, pc, mask).map_err(|f| Fault { pc, ..f })?;
+            if let (Some(t), Some(before)) = (traced, before) {
+                let after = self.snapshot(w, (t - w.base) as usize);
+                let changed: Vec<String> = before
+                    .iter()
+                    .zip(&after)
+                    .filter(|(a, b)| a != b)
+                    .map(|(_, (name, v))| format!("{name}={v:#x}"))
+                    .collect();
+                eprintln!("{:04x}  {:<50} {}", pc * 16, self.k.text(pc as usize), changed.join(" "));
+            }
+        }
+    }
+
+    /// The global memory of `n` bytes at `addr`, checked.
+    fn global(&mut self, addr: u64, n: u64) -> Result<&mut [u8], String> {
+        let b = (addr >> BUF_SHIFT) as usize;
+        let off = addr & ((1u64 << BUF_SHIFT) - 1);
+        if b == 0 || b > self.mem.len() {
+            return Err(format!("global access at address {addr:#x} is in no buffer of the launch"));
+        }
+        if !off.is_multiple_of(n) {
+            return Err(format!("misaligned global access of {n} bytes at offset {off} of buffer {}", b - 1));
+        }
+        let len = self.mem[b - 1].len() as u64;
+        if off + n > len {
+            return Err(format!(
+                "global access of {n} bytes at offset {off} of buffer {} is out of bounds (the buffer has {len} bytes, \
+                 element {} of {})",
+                b - 1,
+                off / n,
+                len / n
+            ));
+        }
+        Ok(&mut self.mem[b - 1][off as usize..(off + n) as usize])
+    }
+
+    /// The shared memory of `n` bytes at `addr` for thread `tid`, checked for bounds and for
+    /// races with other threads since the last barrier.
+    fn shared(&mut self, tid: u32, addr: u64, n: u64, write: bool) -> Result<&mut [u8], String> {
+        let end = addr.saturating_add(n);
+        if end > self.shared.len() as u64 {
+            return Err(format!(
+                "shared-memory access of {n} bytes at address {addr:#x} is out of bounds (the block has {} bytes)",
+                self.shared.len()
+            ));
+        }
+        if !addr.is_multiple_of(n) {
+            return Err(format!("misaligned shared-memory access of {n} bytes at address {addr:#x}"));
+        }
+        for a in addr..end {
+            let tr = &mut self.track[a as usize];
+            if tr.epoch != self.epoch {
+                *tr = Track { epoch: self.epoch, writer: NONE, reader: NONE };
+            }
+            let other_writer = tr.writer != NONE && tr.writer != tid;
+            let other_reader = tr.reader != NONE && tr.reader != tid;
+            if other_writer || (write && other_reader) {
+                let other = if other_writer { tr.writer } else { tr.reader };
+                let other = if other == MANY { "other threads".to_string() } else { format!("thread {other}") };
+                return Err(format!(
+                    "shared-memory race: this thread {} address {a:#x}, which {other} {} since the last barrier (a \
+                     missing barrier)",
+                    if write { "writes" } else { "reads" },
+                    if other_writer { "wrote" } else { "read" }
+                ));
+            }
+            if write {
+                tr.writer = tid;
+            } else if tr.reader == NONE {
+                tr.reader = tid;
+            } else if tr.reader != tid {
+                tr.reader = MANY;
+            }
+        }
+        Ok(&mut self.shared[addr as usize..end as usize])
+    }
+}
