@@ -134,7 +134,7 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
     let ud = ur(bits(w, 16, 8));
     let uniform = matches!(
         opc & 0x1ff,
-        0xa4 | 0xa5 | 0x90 | 0x87 | 0x8c | 0x99 | 0x9a | 0x92 | 0x91 | 0x82 | 0xb9 | 0x1c3 | 0x86 | 0xbd
+        0xa4 | 0xa5 | 0x90 | 0x87 | 0x8c | 0x99 | 0x9a | 0x92 | 0x91 | 0x83 | 0x82 | 0xb9 | 0x1c3 | 0x86 | 0xbd
     );
     let text = match opc {
         0x981 => {
@@ -314,6 +314,10 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
             }
             inst(&name, &ops)
         }
+        0x883 => inst(
+            &format!("UP2UR{}", ["", ".B1", ".B2", ".B3"][bits(w, 76, 2) as usize]),
+            &[ud, "UPR".into(), ur(bits(w, 24, 8)), hexu(bits(w, 32, 32))],
+        ),
         0x29a | 0x89a => inst(
             &format!("USGXT{}{}", if bit(w, 75) { ".W" } else { "" }, if bit(w, 73) { "" } else { ".U32" }),
             &[ud, ur(bits(w, 24, 8)), ub(w, &hexu)?],

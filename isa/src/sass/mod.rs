@@ -148,6 +148,7 @@ mod tests {
             (0x000f_e200_0f8e_c03f_0000_00ff_0404_7892, 86, "ULOP3.LUT UR4, UR4, 0xff, URZ, 0xc0, !UPT"),
             (0x000f_e200_0f8f_103f_0000_0007_0c07_7291, 86, "ULEA.HI UR7, UR12, UR7, URZ, 0x2"),
             (0x000f_e400_0380_0000_ffff_ffff_0000_7948, 86, "WARPSYNC 0xffffffff"),
+            (0x000f_e400_0800_0000_0000_0001_3f20_7883, 80, "UP2UR UR32, UPR, URZ, 0x1"),
         ] {
             assert_eq!(print(w, sm, 0, &label).map(|t| t.to_string()).as_deref(), Some(text));
         }

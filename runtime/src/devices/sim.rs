@@ -107,6 +107,9 @@ pub struct SimDevice {
     target: SimTarget,
     launches: AtomicU64,
     seed: u64,
+    /// Thread-instructions its launches executed (PTX instructions on `sim:sm_XX`, SASS on
+    /// `sass:sm_XX`; not counted on the RDNA3 emulator).
+    executed: AtomicU64,
 }
 
 /// Where the emulated AMD address space puts buffer `i`, the error slots and the kernel
@@ -131,7 +134,11 @@ impl SimDevice {
     }
     fn with(target: SimTarget) -> SimDevice {
         let seed = std::env::var("TK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        SimDevice { target, launches: AtomicU64::new(0), seed }
+        SimDevice { target, launches: AtomicU64::new(0), seed, executed: AtomicU64::new(0) }
+    }
+    /// Thread-instructions this device's launches have executed (for benchmarks).
+    pub fn executed(&self) -> u64 {
+        self.executed.load(Ordering::Relaxed)
     }
     fn err(&self, m: impl Into<String>) -> RunError {
         RunError::Device { device: self.name(), message: m.into() }
@@ -195,7 +202,7 @@ impl SimDevice {
         }
         args.push(tk_sim::ptx::Arg::Buffer(&mut err));
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        exe.program.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
+        let steps = exe.program.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
             if let tk_sim::sass::SassError::Interrupted { .. } = e {
                 return RunError::Interrupted;
             }
@@ -205,6 +212,7 @@ impl SimDevice {
                 loc: kernel.loc,
             }
         })?;
+        self.executed.fetch_add(steps, Ordering::Relaxed);
         drop(args);
         RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }
@@ -401,7 +409,7 @@ impl Device for SimDevice {
         }
         args.push(tk_sim::ptx::Arg::Buffer(&mut err));
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
+        let steps = exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
             // The access's own source when the PTX marks it, else the kernel's.
             if let tk_sim::ptx::SimError::Interrupted { .. } = e {
                 return RunError::Interrupted;
@@ -414,6 +422,7 @@ impl Device for SimDevice {
             };
             RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
         })?;
+        self.executed.fetch_add(steps, Ordering::Relaxed);
         drop(args);
         RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
     }

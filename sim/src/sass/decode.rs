@@ -671,6 +671,19 @@ pub fn decode(w: u128, at: u32, sm: u32) -> Option<Inst> {
                 uniform: true,
             });
         }
+        0x883 => {
+            return Some(Inst {
+                guard: P { uniform: true, ..guard },
+                op: Op::P2r {
+                    d,
+                    a: Src::Ur(bits(w, 24, 6) as u8),
+                    mask: Src::Imm(bits(w, 32, 32)),
+                    byte: bits(w, 76, 2) as u8,
+                },
+                ctrl,
+                uniform: true,
+            });
+        }
         0x882 | 0xc82 => {
             let b = if opc == 0x882 { Src::Imm(bits(w, 32, 32)) } else { Src::Ur(bits(w, 32, 6) as u8) };
             return Some(Inst { guard: P { uniform: true, ..guard }, op: Op::Mov { d, b }, ctrl, uniform: true });

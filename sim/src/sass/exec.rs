@@ -268,6 +268,37 @@ impl Warp {
     }
 }
 
+/// A source operand resolved once per instruction.
+#[derive(Clone, Copy)]
+enum Rv {
+    /// The index of lane 0's value in the warp's registers.
+    Reg(usize),
+    Same(u32),
+}
+
+impl Rv {
+    #[inline(always)]
+    fn at(self, w: &Warp, l: usize) -> u32 {
+        match self {
+            Rv::Reg(i) => w.regs[i + l],
+            Rv::Same(v) => v,
+        }
+    }
+}
+
+/// The lanes of a mask.
+#[inline]
+pub(super) fn lanes(mut m: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let l = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(l)
+    })
+}
+
 /// Whether guard `p` holds for lane `l`.
 pub(super) fn guard(w: &Warp, p: P, l: usize) -> bool {
     w.p(p, l)
@@ -301,6 +332,16 @@ impl Env<'_, '_> {
         };
         let o = off as usize;
         b.get(o..o + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    /// A source resolved for an instruction: a register, or a value every lane sees.
+    #[inline]
+    fn rv(&self, w: &Warp, s: Src) -> Rv {
+        match s {
+            Src::R(255) => Rv::Same(0),
+            Src::R(r) => Rv::Reg(r as usize * 32),
+            s => Rv::Same(self.v(w, s, 0)),
+        }
     }
 
     #[inline]
@@ -384,7 +425,7 @@ impl Env<'_, '_> {
             // Once for the warp, under a uniform guard.
             if w.p(inst.guard, 0) {
                 let l = mask.trailing_zeros() as usize;
-                self.alu(w, &inst.op, l, true).map_err(|m| Fault { lane: l, message: m, pc })?;
+                self.alu(w, &inst.op, 1 << l, true).map_err(|(l, m)| Fault { lane: l, message: m, pc })?;
             }
             return Ok(());
         }
@@ -554,11 +595,7 @@ impl Env<'_, '_> {
                     w.ur[d as usize] = v;
                 }
             }
-            ref op => {
-                for l in active() {
-                    self.alu(w, op, l, false).map_err(fault(l))?;
-                }
-            }
+            ref op => self.alu(w, op, on, false).map_err(|(l, m)| Fault { lane: l, message: m, pc })?,
         }
         Ok(())
     }
@@ -566,33 +603,38 @@ impl Env<'_, '_> {
     /// Releases the lanes waiting at a convergence barrier once every lane it waits for has
     /// arrived, left it (BREAK) or exited.
     fn release(&mut self, w: &mut Warp) {
-        for b in 0..16u8 {
-            let mut waiting = 0u32;
-            let mut done = true;
-            for l in 0..32 {
-                match w.st[l] {
-                    St::Sync(n) if n == b => waiting |= 1 << l,
-                    St::Exit => {}
-                    _ if w.bmask[b as usize] >> l & 1 == 1 => done = false,
-                    _ => {}
+        // One pass over the lanes: who waits where, and who has exited.
+        let (mut exited, mut sync, mut warpsync) = (0u32, [0u32; 16], 0u32);
+        let mut any_sync = 0u16;
+        for l in 0..32 {
+            match w.st[l] {
+                St::Exit => exited |= 1 << l,
+                St::Sync(b) => {
+                    sync[b as usize] |= 1 << l;
+                    any_sync |= 1 << b;
                 }
+                St::Warpsync(_) => warpsync |= 1 << l,
+                _ => {}
             }
-            if waiting != 0 && done {
-                for l in 0..32 {
-                    if waiting >> l & 1 == 1 {
-                        w.st[l] = St::Run;
-                        w.pc[l] += 1;
-                    }
+        }
+        while any_sync != 0 {
+            let b = any_sync.trailing_zeros() as usize;
+            any_sync &= any_sync - 1;
+            // Every lane the barrier waits for has arrived, left it or exited.
+            if w.bmask[b] & !(sync[b] | exited) == 0 {
+                for l in lanes(sync[b]) {
+                    w.st[l] = St::Run;
+                    w.pc[l] += 1;
                 }
             }
         }
         // WARPSYNC: every lane of the mask has arrived or exited.
-        for l in 0..32 {
+        for l in lanes(warpsync) {
             if let St::Warpsync(m) = w.st[l]
-                && (0..32).all(|o| m >> o & 1 == 0 || matches!(w.st[o], St::Warpsync(_) | St::Exit))
+                && m & !(warpsync | exited) == 0
             {
-                for o in 0..32 {
-                    if m >> o & 1 == 1 && matches!(w.st[o], St::Warpsync(_)) {
+                for o in lanes(m & warpsync) {
+                    if matches!(w.st[o], St::Warpsync(_)) {
                         w.st[o] = St::Run;
                         w.pc[o] += 1;
                     }
@@ -602,377 +644,511 @@ impl Env<'_, '_> {
     }
 
     /// One lane of an ALU operation (for a uniform one, the warp's uniform registers).
-    fn alu(&mut self, w: &mut Warp, op: &Op, l: usize, u: bool) -> Result<(), String> {
+    fn alu(&mut self, w: &mut Warp, op: &Op, on: u32, u: bool) -> Result<(), (usize, String)> {
         match *op {
             Op::Imad { d, a, b, c, neg_c, x, cin, signed, kind, cout } => {
-                let (a, b) = (self.v(w, a, l), self.v(w, b, l));
-                let carry = u64::from(x && w.p(cin, l));
-                let prod = if signed {
-                    (i64::from(a as i32) * i64::from(b as i32)) as u64
-                } else {
-                    u64::from(a) * u64::from(b)
-                };
-                if kind == 0 {
-                    let c = self.v(w, c, l);
-                    let c = if !neg_c {
-                        u64::from(c)
-                    } else if x {
-                        u64::from(!c)
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    let (a, b) = (a_r.at(w, l), b_r.at(w, l));
+                    let carry = u64::from(x && w.p(cin, l));
+                    let prod = if signed {
+                        (i64::from(a as i32) * i64::from(b as i32)) as u64
                     } else {
-                        u64::from(c.wrapping_neg())
+                        u64::from(a) * u64::from(b)
                     };
-                    let s = (prod & 0xffff_ffff) + c + carry;
-                    put(w, u, d, l, s as u32);
-                } else {
-                    // `.WIDE`: the 64-bit product plus the 64-bit C; `.HI`: the high half of
-                    // the same sum. The carry out is bit 64.
-                    let c = self.v64(w, c, l);
-                    let c = if !neg_c {
-                        u128::from(c)
-                    } else if x {
-                        u128::from(!c)
+                    if kind == 0 {
+                        let c = c_r.at(w, l);
+                        let c = if !neg_c {
+                            u64::from(c)
+                        } else if x {
+                            u64::from(!c)
+                        } else {
+                            u64::from(c.wrapping_neg())
+                        };
+                        let s = (prod & 0xffff_ffff) + c + carry;
+                        put(w, u, d, l, s as u32);
                     } else {
-                        u128::from(c.wrapping_neg())
-                    };
-                    let prod = if signed && (prod as i64) < 0 {
-                        u128::from(prod) | (u128::MAX << 64)
-                    } else {
-                        u128::from(prod)
-                    };
-                    let s = prod.wrapping_add(c).wrapping_add(u128::from(carry));
-                    if kind == 1 {
-                        put64(w, u, d, l, s as u64);
-                    } else {
-                        put(w, u, d, l, (s >> 32) as u32);
+                        // `.WIDE`: the 64-bit product plus the 64-bit C; `.HI`: the high half of
+                        // the same sum. The carry out is bit 64.
+                        let c = self.v64(w, c, l);
+                        let c = if !neg_c {
+                            u128::from(c)
+                        } else if x {
+                            u128::from(!c)
+                        } else {
+                            u128::from(c.wrapping_neg())
+                        };
+                        let prod = if signed && (prod as i64) < 0 {
+                            u128::from(prod) | (u128::MAX << 64)
+                        } else {
+                            u128::from(prod)
+                        };
+                        let s = prod.wrapping_add(c).wrapping_add(u128::from(carry));
+                        if kind == 1 {
+                            put64(w, u, d, l, s as u64);
+                        } else {
+                            put(w, u, d, l, (s >> 32) as u32);
+                        }
+                        w.setp(cout, u, l, (s >> 64) & 1 == 1);
                     }
-                    w.setp(cout, u, l, (s >> 64) & 1 == 1);
                 }
             }
             Op::Iadd3 { d, a, b, c, neg, x, cin, cout } => {
-                // Two additions, each with its carry out: (A + B [+ carry 0]), then that plus
-                // C [+ carry 1]. A negated operand is its complement plus one, except in `.X`,
-                // where it is the complement (the carries complete the subtraction).
-                let vals = [self.v(w, a, l), self.v(w, b, l), self.v(w, c, l)];
-                let term = |i: usize| match (neg[i], x) {
-                    (false, _) => u64::from(vals[i]),
-                    (true, true) => u64::from(!vals[i]),
-                    (true, false) => u64::from(!vals[i]) + 1,
-                };
-                let (c0, c1) = if x { (u64::from(w.p(cin[0], l)), u64::from(w.p(cin[1], l))) } else { (0, 0) };
-                let s1 = term(0) + term(1) + c0;
-                let s2 = (s1 & 0xffff_ffff) + term(2) + c1;
-                put(w, u, d, l, s2 as u32);
-                w.setp(cout[0], u, l, s1 >> 32 != 0);
-                w.setp(cout[1], u, l, s2 >> 32 != 0);
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    // Two additions, each with its carry out: (A + B [+ carry 0]), then that plus
+                    // C [+ carry 1]. A negated operand is its complement plus one, except in `.X`,
+                    // where it is the complement (the carries complete the subtraction).
+                    let vals = [a_r.at(w, l), b_r.at(w, l), c_r.at(w, l)];
+                    let term = |i: usize| match (neg[i], x) {
+                        (false, _) => u64::from(vals[i]),
+                        (true, true) => u64::from(!vals[i]),
+                        (true, false) => u64::from(!vals[i]) + 1,
+                    };
+                    let (c0, c1) = if x { (u64::from(w.p(cin[0], l)), u64::from(w.p(cin[1], l))) } else { (0, 0) };
+                    let s1 = term(0) + term(1) + c0;
+                    let s2 = (s1 & 0xffff_ffff) + term(2) + c1;
+                    put(w, u, d, l, s2 as u32);
+                    w.setp(cout[0], u, l, s1 >> 32 != 0);
+                    w.setp(cout[1], u, l, s2 >> 32 != 0);
+                }
             }
             Op::Isetp { p, q, cmp, signed, setop: so, a, b, pin, ex } => {
-                let (a, b) = (self.v(w, a, l), self.v(w, b, l));
-                let r = match ex {
-                    Some(low) if a == b => w.p(low, l),
-                    Some(_) => icmp(
-                        match cmp {
-                            3 => 1,
-                            6 => 4,
-                            c => c,
-                        },
-                        a,
-                        b,
-                        signed,
-                    ),
-                    None => icmp(cmp, a, b, signed),
-                };
-                let acc = w.p(pin, l);
-                w.setp(p, u, l, setop(so, r, acc));
-                w.setp(q, u, l, setop(so, !r, acc));
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let (a, b) = (a_r.at(w, l), b_r.at(w, l));
+                    let r = match ex {
+                        Some(low) if a == b => w.p(low, l),
+                        Some(_) => icmp(
+                            match cmp {
+                                3 => 1,
+                                6 => 4,
+                                c => c,
+                            },
+                            a,
+                            b,
+                            signed,
+                        ),
+                        None => icmp(cmp, a, b, signed),
+                    };
+                    let acc = w.p(pin, l);
+                    w.setp(p, u, l, setop(so, r, acc));
+                    w.setp(q, u, l, setop(so, !r, acc));
+                }
             }
             Op::Sel { d, a, b, p } => {
-                let v = if w.p(p, l) { self.v(w, a, l) } else { self.v(w, b, l) };
-                put(w, u, d, l, v);
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v = if w.p(p, l) { a_r.at(w, l) } else { b_r.at(w, l) };
+                    put(w, u, d, l, v);
+                }
             }
             Op::Fsel { d, a, am, b, bm, p } => {
-                let v = if w.p(p, l) { f32m(self.v(w, a, l), am) } else { f32m(self.v(w, b, l), bm) };
-                w.set(d, l, v.to_bits());
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v = if w.p(p, l) { f32m(a_r.at(w, l), am) } else { f32m(b_r.at(w, l), bm) };
+                    w.set(d, l, v.to_bits());
+                }
             }
             Op::Mov { d, b } => {
-                let v = self.v(w, b, l);
-                put(w, u, d, l, v);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v = b_r.at(w, l);
+                    put(w, u, d, l, v);
+                }
             }
             Op::Lop3 { d, p, a, b, c, lut } => {
-                let v = lop3(lut, self.v(w, a, l), self.v(w, b, l), self.v(w, c, l));
-                put(w, u, d, l, v);
-                w.setp(p, u, l, v != 0);
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    let v = lop3(lut, a_r.at(w, l), b_r.at(w, l), c_r.at(w, l));
+                    put(w, u, d, l, v);
+                    w.setp(p, u, l, v != 0);
+                }
             }
             Op::Shf { d, lo, shift, hi, right, wrap, ty, high } => {
-                let (lo, s, hi) = (self.v(w, lo, l), self.v(w, shift, l), self.v(w, hi, l));
-                let bits = if ty >= 2 { 32 } else { 64 };
-                let signed = ty == 0 || ty == 2;
-                let s = if wrap { s & (bits - 1) } else { s.min(bits) };
-                let x = u64::from(hi) << 32 | u64::from(lo);
-                let r = if right {
-                    if signed { ((x as i64) >> s.min(63)) as u64 } else { x.checked_shr(s).unwrap_or(0) }
-                } else {
-                    x.checked_shl(s).unwrap_or(0)
-                };
-                put(w, u, d, l, if high { (r >> 32) as u32 } else { r as u32 });
+                let lo_r = self.rv(w, lo);
+                let shift_r = self.rv(w, shift);
+                let hi_r = self.rv(w, hi);
+                for l in lanes(on) {
+                    let (lo, s, hi) = (lo_r.at(w, l), shift_r.at(w, l), hi_r.at(w, l));
+                    let bits = if ty >= 2 { 32 } else { 64 };
+                    let signed = ty == 0 || ty == 2;
+                    let s = if wrap { s & (bits - 1) } else { s.min(bits) };
+                    let x = u64::from(hi) << 32 | u64::from(lo);
+                    let r = if right {
+                        if signed { ((x as i64) >> s.min(63)) as u64 } else { x.checked_shr(s).unwrap_or(0) }
+                    } else {
+                        x.checked_shl(s).unwrap_or(0)
+                    };
+                    put(w, u, d, l, if high { (r >> 32) as u32 } else { r as u32 });
+                }
             }
             Op::Lea { d, cout, a, neg_a, b, sx, c, shift, hi, x, cin } => {
-                let (av, bv, cv) = (self.v(w, a, l), self.v(w, b, l), self.v(w, c, l));
-                let av = match (neg_a, x) {
-                    (false, _) => av,
-                    (true, true) => !av,
-                    (true, false) => av.wrapping_neg(),
-                };
-                let cv = if sx { ((av as i32) >> 31) as u32 } else { cv };
-                let sh = if hi {
-                    ((u64::from(cv) << 32 | u64::from(av)) << shift >> 32) as u32
-                } else {
-                    av.wrapping_shl(u32::from(shift))
-                };
-                let s = u64::from(sh) + u64::from(bv) + u64::from(x && w.p(cin, l));
-                put(w, u, d, l, s as u32);
-                w.setp(cout, u, l, s >> 32 & 1 == 1);
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    let (av, bv, cv) = (a_r.at(w, l), b_r.at(w, l), c_r.at(w, l));
+                    let av = match (neg_a, x) {
+                        (false, _) => av,
+                        (true, true) => !av,
+                        (true, false) => av.wrapping_neg(),
+                    };
+                    let cv = if sx { ((av as i32) >> 31) as u32 } else { cv };
+                    let sh = if hi {
+                        ((u64::from(cv) << 32 | u64::from(av)) << shift >> 32) as u32
+                    } else {
+                        av.wrapping_shl(u32::from(shift))
+                    };
+                    let s = u64::from(sh) + u64::from(bv) + u64::from(x && w.p(cin, l));
+                    put(w, u, d, l, s as u32);
+                    w.setp(cout, u, l, s >> 32 & 1 == 1);
+                }
             }
             Op::Plop3 { p, q, srcs, lut, lut2 } => {
-                let v = [w.p(srcs[0], l), w.p(srcs[1], l), w.p(srcs[2], l)];
-                let i = usize::from(v[0]) << 2 | usize::from(v[1]) << 1 | usize::from(v[2]);
-                w.setp(p, false, l, lut >> i & 1 == 1);
-                w.setp(q, false, l, lut2 >> i & 1 == 1);
+                for l in lanes(on) {
+                    let v = [w.p(srcs[0], l), w.p(srcs[1], l), w.p(srcs[2], l)];
+                    let i = usize::from(v[0]) << 2 | usize::from(v[1]) << 1 | usize::from(v[2]);
+                    w.setp(p, false, l, lut >> i & 1 == 1);
+                    w.setp(q, false, l, lut2 >> i & 1 == 1);
+                }
             }
             Op::P2r { d, a, mask, byte } => {
-                let mut pr = 0u32;
-                for n in 0..7 {
-                    pr |= (w.preds[n] >> l & 1) << n;
+                let mask_r = self.rv(w, mask);
+                let a_r = self.rv(w, a);
+                for l in lanes(on) {
+                    let mut pr = 0u32;
+                    for n in 0..7 {
+                        pr |= if u { u32::from(w.up >> n & 1) } else { w.preds[n] >> l & 1 } << n;
+                    }
+                    let sh = 8 * u32::from(byte);
+                    let m = (mask_r.at(w, l) & 0x7f) << sh;
+                    let v = (a_r.at(w, l) & !m) | (pr << sh & m);
+                    put(w, u, d, l, v);
                 }
-                let sh = 8 * u32::from(byte);
-                let m = (self.v(w, mask, l) & 0x7f) << sh;
-                let v = (self.v(w, a, l) & !m) | (pr << sh & m);
-                w.set(d, l, v);
             }
             Op::R2p { a, mask, byte } => {
-                let v = self.v(w, a, l) >> (8 * u32::from(byte));
-                let m = self.v(w, mask, l);
-                for n in 0..7u8 {
-                    if m >> n & 1 == 1 {
-                        w.setp(n, false, l, v >> n & 1 == 1);
+                let a_r = self.rv(w, a);
+                let mask_r = self.rv(w, mask);
+                for l in lanes(on) {
+                    let v = a_r.at(w, l) >> (8 * u32::from(byte));
+                    let m = mask_r.at(w, l);
+                    for n in 0..7u8 {
+                        if m >> n & 1 == 1 {
+                            w.setp(n, false, l, v >> n & 1 == 1);
+                        }
                     }
                 }
             }
             Op::Prmt { d, a, sel, c } => {
-                let (a, s, c) = (self.v(w, a, l), self.v(w, sel, l), self.v(w, c, l));
-                let bytes = (u64::from(c) << 32 | u64::from(a)).to_le_bytes();
-                let mut r = 0u32;
-                for i in 0..4 {
-                    let nib = s >> (4 * i) & 0xf;
-                    let mut byte = u32::from(bytes[(nib & 7) as usize]);
-                    if nib & 8 != 0 {
-                        byte = if byte & 0x80 != 0 { 0xff } else { 0 };
+                let a_r = self.rv(w, a);
+                let sel_r = self.rv(w, sel);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    let (a, s, c) = (a_r.at(w, l), sel_r.at(w, l), c_r.at(w, l));
+                    let bytes = (u64::from(c) << 32 | u64::from(a)).to_le_bytes();
+                    let mut r = 0u32;
+                    for i in 0..4 {
+                        let nib = s >> (4 * i) & 0xf;
+                        let mut byte = u32::from(bytes[(nib & 7) as usize]);
+                        if nib & 8 != 0 {
+                            byte = if byte & 0x80 != 0 { 0xff } else { 0 };
+                        }
+                        r |= byte << (8 * i);
                     }
-                    r |= byte << (8 * i);
+                    w.set(d, l, r);
                 }
-                w.set(d, l, r);
             }
             Op::Sgxt { d, a, b, signed, wrap } => {
-                let (a, n) = (self.v(w, a, l), self.v(w, b, l));
-                let n = if wrap { n & 31 } else { n.min(32) };
-                let v = if n == 0 {
-                    0
-                } else if n >= 32 {
-                    a
-                } else if signed {
-                    (((a << (32 - n)) as i32) >> (32 - n)) as u32
-                } else {
-                    a & ((1 << n) - 1)
-                };
-                put(w, u, d, l, v);
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let (a, n) = (a_r.at(w, l), b_r.at(w, l));
+                    let n = if wrap { n & 31 } else { n.min(32) };
+                    let v = if n == 0 {
+                        0
+                    } else if n >= 32 {
+                        a
+                    } else if signed {
+                        (((a << (32 - n)) as i32) >> (32 - n)) as u32
+                    } else {
+                        a & ((1 << n) - 1)
+                    };
+                    put(w, u, d, l, v);
+                }
             }
             Op::Imnmx { d, a, b, signed, p } => {
-                let (x, y) = (self.v(w, a, l), self.v(w, b, l));
-                let less = if signed { (x as i32) < (y as i32) } else { x < y };
-                let min = w.p(p, l);
-                w.set(d, l, if less == min { x } else { y });
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let (x, y) = (a_r.at(w, l), b_r.at(w, l));
+                    let less = if signed { (x as i32) < (y as i32) } else { x < y };
+                    let min = w.p(p, l);
+                    w.set(d, l, if less == min { x } else { y });
+                }
             }
             Op::Iabs { d, b } => {
-                let v = (self.v(w, b, l) as i32).wrapping_abs() as u32;
-                w.set(d, l, v);
-            }
-            Op::Ffma { d, a, am, b, bm, c, cm, rnd, ftz, sat: s } => {
-                let a = ftz_if(f32m(self.v(w, a, l), am), ftz);
-                let b = ftz_if(f32m(self.v(w, b, l), bm), ftz);
-                let c = ftz_if(f32m(self.v(w, c, l), cm), ftz);
-                let r = sat(ftz_if(fp::fma32(a, b, c, rnd), ftz), s);
-                w.set(d, l, canon32(r));
-            }
-            Op::Fadd { d, a, am, b, bm, rnd, ftz, sat: s } => {
-                let a = ftz_if(f32m(self.v(w, a, l), am), ftz);
-                let b = ftz_if(f32m(self.v(w, b, l), bm), ftz);
-                let r = sat(ftz_if(fp::add32(a, b, rnd), ftz), s);
-                w.set(d, l, canon32(r));
-            }
-            Op::Fmul { d, a, am, b, bm, rnd, ftz, sat: s } => {
-                let a = ftz_if(f32m(self.v(w, a, l), am), ftz);
-                let b = ftz_if(f32m(self.v(w, b, l), bm), ftz);
-                let r = sat(ftz_if(fp::mul32(a, b, rnd), ftz), s);
-                w.set(d, l, canon32(r));
-            }
-            Op::Fsetp { p, q, cmp, ftz, setop: so, a, am, b, bm, pin } => {
-                let a = ftz_if(f32m(self.v(w, a, l), am), ftz);
-                let b = ftz_if(f32m(self.v(w, b, l), bm), ftz);
-                let r = fcmp(cmp, f64::from(a), f64::from(b));
-                let acc = w.p(pin, l);
-                w.setp(p, false, l, setop(so, r, acc));
-                w.setp(q, false, l, setop(so, !r, acc));
-            }
-            Op::Dsetp { p, q, cmp, setop: so, a, am, b, bm, pin } => {
-                let a = f64m(self.v64(w, a, l), am);
-                let b = f64m(self.v64(w, b, l), bm);
-                let r = fcmp(cmp, a, b);
-                let acc = w.p(pin, l);
-                w.setp(p, false, l, setop(so, r, acc));
-                w.setp(q, false, l, setop(so, !r, acc));
-            }
-            Op::Dfma { d, a, am, b, bm, c, cm, rnd } => {
-                let (a, b, c) = (f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), f64m(self.v64(w, c, l), cm));
-                let r = fp::fma64(a, b, c, rnd);
-                w.set64(d, l, canon64(r));
-            }
-            Op::Dadd { d, a, am, b, bm, rnd } => {
-                let r = fp::add64(f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), rnd);
-                w.set64(d, l, canon64(r));
-            }
-            Op::Dmul { d, a, am, b, bm, rnd } => {
-                let r = fp::mul64(f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), rnd);
-                w.set64(d, l, canon64(r));
-            }
-            Op::Mufu { d, op, b, bm } => {
-                let v = self.v(w, b, l);
-                let v = f32m(v, bm).to_bits();
-                w.set(d, l, mufu(op, v));
-            }
-            Op::Fchk { p, a, am, b, bm } => {
-                let r = fchk(f32m(self.v(w, a, l), am), f32m(self.v(w, b, l), bm));
-                w.setp(p, false, l, r);
-            }
-            Op::Hadd2F32 { d, a, am, b, bm, b_hi, ftz } => {
-                let h = self.v(w, b, l) >> if b_hi { 16 } else { 0 } & 0xffff;
-                let h = f16::from_bits(h as u16).to_f32();
-                let h = f32m(h.to_bits(), bm);
-                let a = f32m(self.v(w, a, l), am);
-                let r = ftz_if(fp::add32(ftz_if(a, ftz), ftz_if(h, ftz), Rnd::Rn), ftz);
-                w.set(d, l, canon32(r));
-            }
-            Op::F2f { d, b, bm, from, to, bf, rnd, ftz, b_hi } => {
-                let x = match from {
-                    1 => {
-                        let h = self.v(w, b, l) >> if b_hi { 16 } else { 0 } & 0xffff;
-                        f64::from(f32m(f16::from_bits(h as u16).to_f32().to_bits(), bm))
-                    }
-                    2 => f64::from(ftz_if(f32m(self.v(w, b, l), bm), ftz)),
-                    _ => f64m(self.v64(w, b, l), bm),
-                };
-                match to {
-                    1 => {
-                        if rnd != Rnd::Rn {
-                            return Err("F2F to a 16-bit float in a directed rounding mode is not modelled".into());
-                        }
-                        let x = x as f32;
-                        let h = if bf { bf16::from_f32(x).to_bits() } else { f16::from_f32(x).to_bits() };
-                        w.set(d, l, u32::from(h));
-                    }
-                    2 => {
-                        let r = ftz_if(fp::round_f32(x, 0.0, rnd), ftz);
-                        w.set(d, l, canon32(r));
-                    }
-                    _ => w.set64(d, l, canon64(x)),
-                }
-            }
-            Op::F2i { d, b, bm, from, bytes, signed, rnd, ftz } => {
-                let x = if from == 3 {
-                    f64m(self.v64(w, b, l), bm)
-                } else {
-                    f64::from(ftz_if(f32m(self.v(w, b, l), bm), ftz))
-                };
-                let v = fp::float_to_int(x, rnd, signed, u32::from(bytes) * 8);
-                if bytes == 8 {
-                    w.set64(d, l, v);
-                } else {
-                    let v = if signed && bytes < 4 {
-                        let sh = 64 - 8 * u32::from(bytes);
-                        ((v << sh) as i64 >> sh) as u64
-                    } else {
-                        v
-                    };
-                    w.set(d, l, v as u32);
-                }
-            }
-            Op::I2f { d, b, bytes, signed, to, rnd } => {
-                let v: i128 = match (bytes, signed) {
-                    (8, true) => i128::from(self.v64(w, b, l) as i64),
-                    (8, false) => i128::from(self.v64(w, b, l)),
-                    (_, true) => i128::from(self.v(w, b, l) as i32),
-                    _ => i128::from(self.v(w, b, l)),
-                };
-                if to == 3 {
-                    w.set64(d, l, fp::int_to_f64(v, rnd).to_bits());
-                } else {
-                    w.set(d, l, fp::int_to_f32(v, rnd).to_bits());
-                }
-            }
-            Op::Frnd { d, b, bm, size, rnd, ftz } => {
-                if size == 3 {
-                    let r = fp::rint64(f64m(self.v64(w, b, l), bm), rnd);
-                    w.set64(d, l, canon64(r));
-                } else {
-                    let x = ftz_if(f32m(self.v(w, b, l), bm), ftz);
-                    let r = fp::rint64(f64::from(x), rnd) as f32;
-                    w.set(d, l, canon32(r));
-                }
-            }
-            Op::F2fp { d, a, b, bf } => {
-                let cvt = |v: u32| -> u32 {
-                    let x = f32::from_bits(v);
-                    u32::from(if bf { bf16::from_f32(x).to_bits() } else { f16::from_f32(x).to_bits() })
-                };
-                let v = cvt(self.v(w, a, l)) << 16 | cvt(self.v(w, b, l));
-                w.set(d, l, v);
-            }
-            Op::Uldc { d, bank, off, w: wd } => {
-                let lo = self.bank(bank, off);
-                match wd {
-                    Width::B64 => {
-                        let hi = self.bank(bank, off + 4);
-                        put64(w, true, d, l, u64::from(hi) << 32 | u64::from(lo));
-                    }
-                    Width::B32 => put(w, true, d, l, lo),
-                    Width::U8 => put(w, true, d, l, lo & 0xff),
-                    Width::S8 => put(w, true, d, l, lo as u8 as i8 as i32 as u32),
-                    Width::U16 => put(w, true, d, l, lo & 0xffff),
-                    Width::S16 => put(w, true, d, l, lo as u16 as i16 as i32 as u32),
-                    Width::B128 => return Err("ULDC.128 is not modelled".into()),
-                }
-            }
-            Op::S2r { d, sr } => {
-                let v = self.sreg(w, sr, l)?;
-                put(w, u, d, l, v);
-            }
-            Op::Cs2r { d, sr, wide } => {
-                let v = self.sreg(w, sr, l)?;
-                if wide {
-                    let hi = if sr == 0x50 { self.sreg(w, 0x51, l)? } else { 0 };
-                    w.set64(d, l, u64::from(hi) << 32 | u64::from(v));
-                } else {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v = (b_r.at(w, l) as i32).wrapping_abs() as u32;
                     w.set(d, l, v);
                 }
             }
+            Op::Ffma { d, a, am, b, bm, c, cm, rnd, ftz, sat: s } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                let c_r = self.rv(w, c);
+                for l in lanes(on) {
+                    let a = ftz_if(f32m(a_r.at(w, l), am), ftz);
+                    let b = ftz_if(f32m(b_r.at(w, l), bm), ftz);
+                    let c = ftz_if(f32m(c_r.at(w, l), cm), ftz);
+                    let r = sat(ftz_if(fp::fma32(a, b, c, rnd), ftz), s);
+                    w.set(d, l, canon32(r));
+                }
+            }
+            Op::Fadd { d, a, am, b, bm, rnd, ftz, sat: s } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let a = ftz_if(f32m(a_r.at(w, l), am), ftz);
+                    let b = ftz_if(f32m(b_r.at(w, l), bm), ftz);
+                    let r = sat(ftz_if(fp::add32(a, b, rnd), ftz), s);
+                    w.set(d, l, canon32(r));
+                }
+            }
+            Op::Fmul { d, a, am, b, bm, rnd, ftz, sat: s } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let a = ftz_if(f32m(a_r.at(w, l), am), ftz);
+                    let b = ftz_if(f32m(b_r.at(w, l), bm), ftz);
+                    let r = sat(ftz_if(fp::mul32(a, b, rnd), ftz), s);
+                    w.set(d, l, canon32(r));
+                }
+            }
+            Op::Fsetp { p, q, cmp, ftz, setop: so, a, am, b, bm, pin } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let a = ftz_if(f32m(a_r.at(w, l), am), ftz);
+                    let b = ftz_if(f32m(b_r.at(w, l), bm), ftz);
+                    let r = fcmp(cmp, f64::from(a), f64::from(b));
+                    let acc = w.p(pin, l);
+                    w.setp(p, false, l, setop(so, r, acc));
+                    w.setp(q, false, l, setop(so, !r, acc));
+                }
+            }
+            Op::Dsetp { p, q, cmp, setop: so, a, am, b, bm, pin } => {
+                for l in lanes(on) {
+                    let a = f64m(self.v64(w, a, l), am);
+                    let b = f64m(self.v64(w, b, l), bm);
+                    let r = fcmp(cmp, a, b);
+                    let acc = w.p(pin, l);
+                    w.setp(p, false, l, setop(so, r, acc));
+                    w.setp(q, false, l, setop(so, !r, acc));
+                }
+            }
+            Op::Dfma { d, a, am, b, bm, c, cm, rnd } => {
+                for l in lanes(on) {
+                    let (a, b, c) =
+                        (f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), f64m(self.v64(w, c, l), cm));
+                    let r = fp::fma64(a, b, c, rnd);
+                    w.set64(d, l, canon64(r));
+                }
+            }
+            Op::Dadd { d, a, am, b, bm, rnd } => {
+                for l in lanes(on) {
+                    let r = fp::add64(f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), rnd);
+                    w.set64(d, l, canon64(r));
+                }
+            }
+            Op::Dmul { d, a, am, b, bm, rnd } => {
+                for l in lanes(on) {
+                    let r = fp::mul64(f64m(self.v64(w, a, l), am), f64m(self.v64(w, b, l), bm), rnd);
+                    w.set64(d, l, canon64(r));
+                }
+            }
+            Op::Mufu { d, op, b, bm } => {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v = b_r.at(w, l);
+                    let v = f32m(v, bm).to_bits();
+                    w.set(d, l, mufu(op, v));
+                }
+            }
+            Op::Fchk { p, a, am, b, bm } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let r = fchk(f32m(a_r.at(w, l), am), f32m(b_r.at(w, l), bm));
+                    w.setp(p, false, l, r);
+                }
+            }
+            Op::Hadd2F32 { d, a, am, b, bm, b_hi, ftz } => {
+                let b_r = self.rv(w, b);
+                let a_r = self.rv(w, a);
+                for l in lanes(on) {
+                    let h = b_r.at(w, l) >> if b_hi { 16 } else { 0 } & 0xffff;
+                    let h = f16::from_bits(h as u16).to_f32();
+                    let h = f32m(h.to_bits(), bm);
+                    let a = f32m(a_r.at(w, l), am);
+                    let r = ftz_if(fp::add32(ftz_if(a, ftz), ftz_if(h, ftz), Rnd::Rn), ftz);
+                    w.set(d, l, canon32(r));
+                }
+            }
+            Op::F2f { d, b, bm, from, to, bf, rnd, ftz, b_hi } => {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let x = match from {
+                        1 => {
+                            let h = b_r.at(w, l) >> if b_hi { 16 } else { 0 } & 0xffff;
+                            f64::from(f32m(f16::from_bits(h as u16).to_f32().to_bits(), bm))
+                        }
+                        2 => f64::from(ftz_if(f32m(b_r.at(w, l), bm), ftz)),
+                        _ => f64m(self.v64(w, b, l), bm),
+                    };
+                    match to {
+                        1 => {
+                            if rnd != Rnd::Rn {
+                                return Err((
+                                    l,
+                                    "F2F to a 16-bit float in a directed rounding mode is not modelled".into(),
+                                ));
+                            }
+                            let x = x as f32;
+                            let h = if bf { bf16::from_f32(x).to_bits() } else { f16::from_f32(x).to_bits() };
+                            w.set(d, l, u32::from(h));
+                        }
+                        2 => {
+                            let r = ftz_if(fp::round_f32(x, 0.0, rnd), ftz);
+                            w.set(d, l, canon32(r));
+                        }
+                        _ => w.set64(d, l, canon64(x)),
+                    }
+                }
+            }
+            Op::F2i { d, b, bm, from, bytes, signed, rnd, ftz } => {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let x = if from == 3 {
+                        f64m(self.v64(w, b, l), bm)
+                    } else {
+                        f64::from(ftz_if(f32m(b_r.at(w, l), bm), ftz))
+                    };
+                    let v = fp::float_to_int(x, rnd, signed, u32::from(bytes) * 8);
+                    if bytes == 8 {
+                        w.set64(d, l, v);
+                    } else {
+                        let v = if signed && bytes < 4 {
+                            let sh = 64 - 8 * u32::from(bytes);
+                            ((v << sh) as i64 >> sh) as u64
+                        } else {
+                            v
+                        };
+                        w.set(d, l, v as u32);
+                    }
+                }
+            }
+            Op::I2f { d, b, bytes, signed, to, rnd } => {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let v: i128 = match (bytes, signed) {
+                        (8, true) => i128::from(self.v64(w, b, l) as i64),
+                        (8, false) => i128::from(self.v64(w, b, l)),
+                        (_, true) => i128::from(b_r.at(w, l) as i32),
+                        _ => i128::from(b_r.at(w, l)),
+                    };
+                    if to == 3 {
+                        w.set64(d, l, fp::int_to_f64(v, rnd).to_bits());
+                    } else {
+                        w.set(d, l, fp::int_to_f32(v, rnd).to_bits());
+                    }
+                }
+            }
+            Op::Frnd { d, b, bm, size, rnd, ftz } => {
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    if size == 3 {
+                        let r = fp::rint64(f64m(self.v64(w, b, l), bm), rnd);
+                        w.set64(d, l, canon64(r));
+                    } else {
+                        let x = ftz_if(f32m(b_r.at(w, l), bm), ftz);
+                        let r = fp::rint64(f64::from(x), rnd) as f32;
+                        w.set(d, l, canon32(r));
+                    }
+                }
+            }
+            Op::F2fp { d, a, b, bf } => {
+                let a_r = self.rv(w, a);
+                let b_r = self.rv(w, b);
+                for l in lanes(on) {
+                    let cvt = |v: u32| -> u32 {
+                        let x = f32::from_bits(v);
+                        u32::from(if bf { bf16::from_f32(x).to_bits() } else { f16::from_f32(x).to_bits() })
+                    };
+                    let v = cvt(a_r.at(w, l)) << 16 | cvt(b_r.at(w, l));
+                    w.set(d, l, v);
+                }
+            }
+            Op::Uldc { d, bank, off, w: wd } => {
+                for l in lanes(on) {
+                    let lo = self.bank(bank, off);
+                    match wd {
+                        Width::B64 => {
+                            let hi = self.bank(bank, off + 4);
+                            put64(w, true, d, l, u64::from(hi) << 32 | u64::from(lo));
+                        }
+                        Width::B32 => put(w, true, d, l, lo),
+                        Width::U8 => put(w, true, d, l, lo & 0xff),
+                        Width::S8 => put(w, true, d, l, lo as u8 as i8 as i32 as u32),
+                        Width::U16 => put(w, true, d, l, lo & 0xffff),
+                        Width::S16 => put(w, true, d, l, lo as u16 as i16 as i32 as u32),
+                        Width::B128 => return Err((l, "ULDC.128 is not modelled".into())),
+                    }
+                }
+            }
+            Op::S2r { d, sr } => {
+                for l in lanes(on) {
+                    let v = self.sreg(w, sr, l).map_err(|e| (l, e))?;
+                    put(w, u, d, l, v);
+                }
+            }
+            Op::Cs2r { d, sr, wide } => {
+                for l in lanes(on) {
+                    let v = self.sreg(w, sr, l).map_err(|e| (l, e))?;
+                    if wide {
+                        let hi = if sr == 0x50 { self.sreg(w, 0x51, l).map_err(|e| (l, e))? } else { 0 };
+                        w.set64(d, l, u64::from(hi) << 32 | u64::from(v));
+                    } else {
+                        w.set(d, l, v);
+                    }
+                }
+            }
             Op::Popc { d, a } => {
-                let v = self.v(w, a, l).count_ones();
-                w.set(d, l, v);
+                let a_r = self.rv(w, a);
+                for l in lanes(on) {
+                    let v = a_r.at(w, l).count_ones();
+                    w.set(d, l, v);
+                }
             }
             Op::Uflo { d, a } => {
-                let v = self.v(w, a, l);
-                let r = if v == 0 { u32::MAX } else { 31 - v.leading_zeros() };
-                put(w, true, d, l, r);
+                let a_r = self.rv(w, a);
+                for l in lanes(on) {
+                    let v = a_r.at(w, l);
+                    let r = if v == 0 { u32::MAX } else { 31 - v.leading_zeros() };
+                    put(w, true, d, l, r);
+                }
             }
-            _ => return Err(format!("{op:?} is not an ALU operation")),
+            _ => return Err((on.trailing_zeros() as usize, format!("{op:?} is not an ALU operation"))),
         }
         Ok(())
     }

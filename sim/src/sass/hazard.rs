@@ -86,6 +86,9 @@ pub struct Info {
     pub writes: Vec<(File, u8, Option<W>)>,
     /// Whether the instruction reads its sources late (a memory instruction).
     pub late_reads: bool,
+    /// Whether, without a write scoreboard, the instruction is a fixed-latency producer
+    /// (FCHK).
+    pub fixed_without_sb: bool,
 }
 
 /// The cycles a reader of class `rd` must wait after a fixed-latency producer of class `w`
@@ -118,12 +121,14 @@ pub fn latency(file: File, rd: Rd, w: W) -> u64 {
             let col = match w {
                 W::Alu => 0,
                 W::Fp16 => 2,
+                W::Mma => 3,
                 _ => 1,
             };
-            let row: [u64; 3] = match rd {
-                Rd::Alu => [4, 5, 5],
-                Rd::Fma | Rd::WideAb | Rd::WideCl | Rd::WideCh => [5, 4, 5],
-                _ => [13, 13, 13],
+            let row: [u64; 4] = match rd {
+                Rd::Alu => [4, 5, 5, 6],
+                Rd::Fma | Rd::WideAb | Rd::WideCl | Rd::WideCh => [5, 4, 5, 6],
+                Rd::Fp64 => [13, 13, 13, 6],
+                _ => [13, 13, 13, 14],
             };
             row[col]
         }
@@ -193,9 +198,9 @@ pub fn info(op: &Op, op9: u32, uniform: bool, guard: P) -> Info {
         Op::I2f { .. } if op9 == 0x45 => Fixed(W::Alu),
         Op::Dadd { .. } | Op::Dfma { .. } | Op::Dmul { .. } | Op::Dsetp { .. } => Var { pipe: true },
         Op::F2f { .. } | Op::F2i { .. } | Op::Frnd { .. } | Op::I2f { .. } => Var { pipe: true },
-        Op::Mufu { op: m, .. } => {
-            Var { pipe: matches!(m, super::decode::MufuOp::Rcp64h | super::decode::MufuOp::Rsq64h) }
-        }
+        // MUFU completes in order with the conversions: ptxas reads a MUFU result that set no
+        // scoreboard after waiting for a later F2F.
+        Op::Mufu { .. } => Var { pipe: true },
         Op::Fchk { .. } | Op::Popc { .. } | Op::R2ur { .. } | Op::Ldg { .. } | Op::Lds { .. } | Op::Cas { .. } => {
             Var { pipe: false }
         }
@@ -365,10 +370,10 @@ pub fn info(op: &Op, op9: u32, uniform: bool, guard: P) -> Info {
             let m = if let Src::Imm(m) = mask { *m } else { 0x7f };
             for n in 0..7u8 {
                 if m >> n & 1 == 1 {
-                    reads.push((File::P, n, rd));
+                    reads.push((pfile, n, rd));
                 }
             }
-            wr(&mut writes, File::R, *d, 1);
+            wr(&mut writes, dfile, *d, 1);
         }
         Op::R2p { a, mask, .. } => {
             src(&mut reads, a, 1, rd);
@@ -510,10 +515,11 @@ pub fn info(op: &Op, op9: u32, uniform: bool, guard: P) -> Info {
         Op::Ret { r, .. } => reg(&mut reads, *r, 1, rd),
         Op::Bssy { .. } | Op::Call { .. } | Op::Nop | Op::Bar { .. } | Op::Warpsync { .. } => {}
     }
-    Info { kind, reads, writes, late_reads: memory }
+    Info { kind, reads, writes, late_reads: memory, fixed_without_sb: matches!(op, Op::Fchk { .. }) }
 }
 
-/// What the checker knows of one register.
+/// What the checker knows of one register, for the lanes of `lanes` (a warp's lanes may
+/// diverge: a value one group of lanes wrote is not a hazard for another group).
 #[derive(Clone, Copy, Debug)]
 enum Reg {
     Ready,
@@ -522,11 +528,13 @@ enum Reg {
         at: u64,
         w: W,
         pc: u32,
+        lanes: u32,
     },
     /// Written by variable-latency producer `ticket` at `pc`, not yet waited for.
     Pending {
         ticket: u64,
         pc: u32,
+        lanes: u32,
     },
 }
 
@@ -603,14 +611,15 @@ impl Hazards {
     }
 
     /// Checks and records the issue of instruction `pc` (its control bits `ctrl`, its facts
-    /// `info`; `writes`: whether any lane writes its results). `text` names an instruction
-    /// for the report.
+    /// `info`) by the lanes of `group`, of which those of `on` pass its guard (for a uniform
+    /// instruction, every lane). `text` names an instruction for the report.
     pub fn issue(
         &mut self,
         pc: u32,
         ctrl: tk_isa::sass::Control,
         info: &Info,
-        writes: bool,
+        group: u32,
+        on: u32,
         text: &dyn Fn(u32) -> String,
     ) -> Result<(), String> {
         let t = self.cycle;
@@ -633,9 +642,17 @@ impl Hazards {
             self.complete(&done);
         }
         for &(f, n, rd) in &info.reads {
+            // Uniform registers belong to the whole warp; the guard is read by every lane of
+            // the group, the sources by the lanes that pass it.
+            let readers = match (f, rd) {
+                (File::Ur | File::Up, _) => u32::MAX,
+                (_, Rd::Guard) => group,
+                _ => on,
+            };
             match self.regs[index(f, n)] {
                 Reg::Ready => {}
-                Reg::Fixed { at, w, pc: p } => {
+                Reg::Fixed { lanes, .. } | Reg::Pending { lanes, .. } if lanes & readers == 0 => {}
+                Reg::Fixed { at, w, pc: p, .. } => {
                     let need = latency(f, rd, w);
                     if t - at < need {
                         return Err(format!(
@@ -661,9 +678,10 @@ impl Hazards {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        if writes {
+        if on != 0 {
             for &(f, n, w) in &info.writes {
                 let i = index(f, n);
+                let lanes = if matches!(f, File::Ur | File::Up) { u32::MAX } else { on };
                 if let Some(&(_, _, p)) = self.reading.iter().find(|r| r.0 == i) {
                     return Err(format!(
                         "hazard: overwrites {}, which `{}` (offset {:#06x}) has not read yet (no wait on its read \
@@ -673,11 +691,20 @@ impl Hazards {
                         p * 16
                     ));
                 }
-                self.regs[i] = match (info.kind, w) {
-                    (Kind::Fixed(_), Some(w)) => Reg::Fixed { at: t, w, pc },
+                // FCHK without a scoreboard: ptxas then treats it as a fixed-latency FP64-class
+                // producer (its predicate is read 14 cycles later or more).
+                let w = if info.fixed_without_sb && ctrl.write_sb == 7 { Some(W::Mma) } else { w };
+                let kind = if w.is_some() { Kind::Fixed(W::Mma) } else { info.kind };
+                self.regs[i] = match (self.regs[i], kind, w) {
+                    // Lanes this write leaves alone still wait for an earlier producer (the
+                    // new write's own timing is then not tracked: lenient, never strict).
+                    (Reg::Pending { ticket: old, pc: p, lanes: l }, _, _) if l & !lanes != 0 => {
+                        Reg::Pending { ticket: old, pc: p, lanes: l & !lanes }
+                    }
+                    (_, Kind::Fixed(_), Some(w)) => Reg::Fixed { at: t, w, pc, lanes },
                     _ => {
                         self.pending.push(i);
-                        Reg::Pending { ticket, pc }
+                        Reg::Pending { ticket, pc, lanes }
                     }
                 };
             }

@@ -475,17 +475,14 @@ impl Env<'_, '_> {
                 return Ok(());
             }
             if self.hazards {
-                let writes = if inst.uniform {
-                    inst.guard.n == 7 && !inst.guard.neg || (w.up >> inst.guard.n & 1 == 1) != inst.guard.neg
+                let on = if inst.uniform {
+                    if exec::guard(w, inst.guard, 0) { u32::MAX } else { 0 }
                 } else {
-                    (0..32).any(|l| mask >> l & 1 == 1 && exec::guard(w, inst.guard, l))
+                    exec::lanes(mask).filter(|&l| exec::guard(w, inst.guard, l)).fold(0, |m, l| m | 1 << l)
                 };
                 let k = self.k;
-                w.hz.issue(pc, inst.ctrl, &k.hz[pc as usize], writes, &|p| k.text(p as usize)).map_err(|m| Fault {
-                    lane: mask.trailing_zeros() as usize,
-                    message: m,
-                    pc,
-                })?;
+                w.hz.issue(pc, inst.ctrl, &k.hz[pc as usize], mask, on, &|p| k.text(p as usize))
+                    .map_err(|m| Fault { lane: mask.trailing_zeros() as usize, message: m, pc })?;
             }
             let traced = self.trace.filter(|&t| t >= w.base && t < w.base + 32 && mask >> (t - w.base) & 1 == 1);
             let before = traced.map(|t| self.snapshot(w, (t - w.base) as usize));
