@@ -178,17 +178,6 @@ fn tk_disasm_reads_cubins_and_prints_their_sass() {
     assert!(err(&o).contains("cannot read no-such-file.cubin"), "{}", err(&o));
 }
 
-/// The instruction and label lines of `nvdisasm -c` output, whitespace collapsed.
-fn sass_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| {
-            (l.starts_with("/*") && l[2..].find("*/").is_some()) || (l.starts_with(".L_x_") && l.ends_with(':'))
-        })
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
 /// `tk disasm` prints every instruction and label of every example's cubin and of 8 random
 /// programs of each kind, for sm_80, sm_86 and sm_89, and of the hand-written fixtures, exactly
 /// as nvdisasm does, after collapsing whitespace; the control bits of every word read back into
@@ -250,13 +239,13 @@ fn tk_disasm_matches_nvdisasm_on_every_example() {
     let (mut lines, mut words, mut failures) = (0, 0, Vec::new());
     for f in &cubins {
         let bytes = std::fs::read(f).expect("the cubin");
-        let want = sass_lines(&tk_toolchain::tools::ptxas::disassemble(&bytes).expect("nvdisasm"));
+        let want = common::sass_lines(&tk_toolchain::tools::ptxas::disassemble(&bytes).expect("nvdisasm"));
         let o = tk(&["disasm", f.to_str().expect("utf-8")]);
         if o.status.code() != Some(0) {
             failures.push(format!("{}: tk disasm failed: {}", f.display(), err(&o)));
             continue;
         }
-        let got = sass_lines(&String::from_utf8_lossy(&o.stdout));
+        let got = common::sass_lines(&String::from_utf8_lossy(&o.stdout));
         lines += want.len();
         if let Some(k) = (0..want.len().max(got.len())).find(|&k| want.get(k) != got.get(k)) {
             failures.push(format!(

@@ -778,3 +778,13 @@ macro_rules! device_suite {
         }
     };
 }
+
+/// The instruction and label lines of a SASS listing (`nvdisasm -c`'s or `tk disasm`'s),
+/// whitespace collapsed.
+pub fn sass_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| (l.starts_with("/*") && l[2..].contains("*/")) || (l.starts_with(".L_x_") && l.ends_with(':')))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}

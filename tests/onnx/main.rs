@@ -359,7 +359,8 @@ fn onnx_node_cases_match_their_classification() {
     // The AMD driver also runs every case over the TinyGPU socket protocol, on a GPU behind a
     // fake server that powers on cold; each case must end as it does on the in-process `amd:sim`.
     let socket = cfg!(unix) && sims.contains(&"amd:sim");
-    // tk's SASS tables judge the kernels ptxas makes of every case for sm_86 (docs/sass.md).
+    // tk's SASS tables judge the kernels ptxas makes of every case for sm_80, sm_86 and sm_89
+    // (docs/sass.md).
     let sass = sass_tools_present();
     let (on_sims, on_socket, sass_result) = std::thread::scope(|scope| {
         let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases)));
@@ -396,12 +397,12 @@ fn onnx_node_cases_match_their_classification() {
     if let Some((failures, cubins)) = sass_result {
         assert!(
             failures.is_empty(),
-            "tk disasm differs from nvdisasm on {} of {cubins} ONNX cases' sm_86 cubins:\n  {}",
+            "tk disasm differs from nvdisasm on {} of {cubins} ONNX cases' cubins (sm_80, sm_86, sm_89):\n  {}",
             failures.len(),
             failures.join("\n  ")
         );
-        assert!(cubins > 300, "only {cubins} ONNX cases' kernels went through ptxas");
-        eprintln!("{cubins} ONNX cases' sm_86 cubins: tk disasm prints every line as nvdisasm does");
+        assert!(cubins > 900, "only {cubins} ONNX cases' cubins went through ptxas");
+        eprintln!("{cubins} ONNX cases' cubins (sm_80, sm_86, sm_89): tk disasm prints every line as nvdisasm does");
     }
     for (d, out) in sims.iter().zip(on_sims) {
         for (case, st) in out {
@@ -496,23 +497,13 @@ fn sass_tools_present() -> bool {
     }
 }
 
-/// The instruction and label lines of a SASS listing, whitespace collapsed.
-fn sass_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| (l.starts_with("/*") && l[2..].contains("*/")) || (l.starts_with(".L_x_") && l.ends_with(':')))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-/// Each case's kernels compiled for sm_86 and assembled by ptxas: `tk disasm` must print every
-/// instruction and label line as nvdisasm does. Returns the mismatches and how many cubins
-/// were compared.
+/// Each case's kernels compiled for sm_80, sm_86 and sm_89 and assembled by ptxas: `tk disasm`
+/// must print every instruction and label line as nvdisasm does. Returns the mismatches and
+/// how many cubins were compared.
 fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
     use tk_codegen::ptx;
-    let t = ptx::Target { sm: 86 };
     let (mut failures, mut cubins) = (Vec::new(), 0);
-    for l in cases {
+    for (t, l) in [80, 86, 89].into_iter().flat_map(|sm| cases.iter().map(move |l| (ptx::Target { sm }, l))) {
         let Ok((inst, src)) = source(&l.case) else { continue };
         let path = Path::new("tests/onnx/ops").join(format!("{}.tk", inst.template));
         let checked = tk_compiler::check_source(&path, src);
@@ -524,7 +515,7 @@ fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
             continue;
         };
         let Ok(m) = ptx::module(&[("main_".to_string(), lowered.kernels)], t) else { continue };
-        let name = &l.case.name;
+        let name = &format!("{} {t}", l.case.name);
         let cubin = match tk_toolchain::tools::ptxas::assemble(&m.text, t) {
             Ok(a) => a.cubin,
             Err(e) => {
@@ -533,7 +524,7 @@ fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
             }
         };
         let want = match tk_toolchain::tools::ptxas::disassemble(&cubin) {
-            Ok(text) => sass_lines(&text),
+            Ok(text) => common::sass_lines(&text),
             Err(e) => {
                 failures.push(format!("{name}: nvdisasm: {e}"));
                 continue;
@@ -541,7 +532,7 @@ fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
         };
         match tk::disasm::disassemble(name, &cubin, None) {
             Ok(text) => {
-                let got = sass_lines(&text);
+                let got = common::sass_lines(&text);
                 if let Some(k) = (0..want.len().max(got.len())).find(|&k| want.get(k) != got.get(k)) {
                     failures.push(format!(
                         "{name}: line {k}: nvdisasm `{}`, tk `{}`",

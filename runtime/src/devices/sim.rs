@@ -192,6 +192,32 @@ impl SimDevice {
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(self.err(format!("no device kernel {k}")));
         };
+        self.launch_nvidia(k, kernel, info, bufs, dims, |grid, args, seed| {
+            exe.program.launch(&info.name, grid, args, seed).map_err(|e| {
+                if let tk_sim::sass::SassError::Interrupted { .. } = e {
+                    return RunError::Interrupted;
+                }
+                RunError::Fault {
+                    device: self.name(),
+                    message: format!("{e} (device kernel {k}; the device kernel computes the expression shown)"),
+                    loc: kernel.loc,
+                }
+            })
+        })
+    }
+
+    /// A launch with tk's NVIDIA kernel ABI (the buffers, the dimension symbols as i64, the
+    /// error slots) on one of the NVIDIA simulators (`run`: the grid, the arguments, the seed;
+    /// it returns the thread-instructions executed).
+    fn launch_nvidia(
+        &self,
+        k: usize,
+        kernel: &Kernel,
+        info: &PtxKernel,
+        bufs: &[Buffer],
+        dims: &HashMap<String, i64>,
+        run: impl FnOnce(tk_sim::ptx::Grid, &mut [tk_sim::ptx::Arg<'_>], u64) -> Result<u64, RunError>,
+    ) -> Result<(), RunError> {
         let mut guards = self.lock_buffers(k, kernel, bufs)?;
         let mut err = vec![0u8; tk_abi::check::GPU_SLOTS];
         let mut args: Vec<tk_sim::ptx::Arg<'_>> =
@@ -202,16 +228,7 @@ impl SimDevice {
         }
         args.push(tk_sim::ptx::Arg::Buffer(&mut err));
         let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        let steps = exe.program.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
-            if let tk_sim::sass::SassError::Interrupted { .. } = e {
-                return RunError::Interrupted;
-            }
-            RunError::Fault {
-                device: self.name(),
-                message: format!("{e} (device kernel {k}; the device kernel computes the expression shown)"),
-                loc: kernel.loc,
-            }
-        })?;
+        let steps = run(grid(&info.launch, dims), &mut args, seed)?;
         self.executed.fetch_add(steps, Ordering::Relaxed);
         drop(args);
         RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
@@ -399,32 +416,21 @@ impl Device for SimDevice {
         let (Some(info), Some(kernel)) = (exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(self.err(format!("no device kernel {k}")));
         };
-        let mut guards = self.lock_buffers(k, kernel, bufs)?;
-        let mut err = vec![0u8; tk_abi::check::GPU_SLOTS];
-        let mut args: Vec<tk_sim::ptx::Arg<'_>> =
-            guards.iter_mut().map(|g| tk_sim::ptx::Arg::Buffer(g.as_mut_slice())).collect();
-        for s in &info.symbols {
-            let v = *dims.get(s).ok_or_else(|| self.err(format!("dimension `{s}` has no value")))?;
-            args.push(tk_sim::ptx::Arg::Int(v));
-        }
-        args.push(tk_sim::ptx::Arg::Buffer(&mut err));
-        let seed = self.seed.wrapping_add(self.launches.fetch_add(1, Ordering::Relaxed));
-        let steps = exe.module.launch(&info.name, grid(&info.launch, dims), &mut args, seed).map_err(|e| {
-            // The access's own source when the PTX marks it, else the kernel's.
-            if let tk_sim::ptx::SimError::Interrupted { .. } = e {
-                return RunError::Interrupted;
-            }
-            let (loc, what) = match &e {
-                tk_sim::ptx::SimError::Fault { loc: Some((file, lo, hi)), .. } => {
-                    (tk_ir::graph::Loc { file: *file, lo: *lo, hi: *hi }, "the access is in the expression shown")
+        self.launch_nvidia(k, kernel, info, bufs, dims, |grid, args, seed| {
+            exe.module.launch(&info.name, grid, args, seed).map_err(|e| {
+                // The access's own source when the PTX marks it, else the kernel's.
+                if let tk_sim::ptx::SimError::Interrupted { .. } = e {
+                    return RunError::Interrupted;
                 }
-                _ => (kernel.loc, "the device kernel computes the expression shown"),
-            };
-            RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
-        })?;
-        self.executed.fetch_add(steps, Ordering::Relaxed);
-        drop(args);
-        RunError::check(tk_abi::check::decode_gpu(&err, &info.checks, dims))
+                let (loc, what) = match &e {
+                    tk_sim::ptx::SimError::Fault { loc: Some((file, lo, hi)), .. } => {
+                        (tk_ir::graph::Loc { file: *file, lo: *lo, hi: *hi }, "the access is in the expression shown")
+                    }
+                    _ => (kernel.loc, "the device kernel computes the expression shown"),
+                };
+                RunError::Fault { device: self.name(), message: format!("{e} (device kernel {k}; {what})"), loc }
+            })
+        })
     }
     fn record(&self, _q: &Queue) -> Event {
         Event::now()

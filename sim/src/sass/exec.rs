@@ -233,12 +233,10 @@ impl Warp {
     }
     fn set64(&mut self, d: u8, l: usize, v: u64) {
         self.set(d, l, v as u32);
-        if d != 255 {
-            self.set(d + 1, l, (v >> 32) as u32);
-        }
+        self.set(d.saturating_add(1), l, (v >> 32) as u32);
     }
     fn r64(&self, r: u8, l: usize) -> u64 {
-        if r == 255 { 0 } else { u64::from(self.r(r, l)) | u64::from(self.r(r + 1, l)) << 32 }
+        if r == 255 { 0 } else { u64::from(self.r(r, l)) | u64::from(self.r(r.saturating_add(1), l)) << 32 }
     }
     fn ur64(&self, u: u8) -> u64 {
         if u >= 63 { 0 } else { u64::from(self.ur[u as usize]) | u64::from(self.ur[(u + 1).min(63) as usize]) << 32 }
@@ -1166,7 +1164,7 @@ fn load(w: &mut Warp, d: u8, l: usize, wd: Width, m: &[u8]) {
         Width::B64 | Width::B128 => {
             for i in 0..usize::from(wd.regs()) {
                 if d != 255 {
-                    w.set(d + i as u8, l, word(4 * i));
+                    w.set(d.saturating_add(i as u8), l, word(4 * i));
                 }
             }
         }
@@ -1177,7 +1175,7 @@ fn load(w: &mut Warp, d: u8, l: usize, wd: Width, m: &[u8]) {
 fn store_bytes(w: &Warp, v: u8, l: usize, wd: Width) -> [u8; 16] {
     let mut out = [0u8; 16];
     for i in 0..usize::from(wd.regs()) {
-        let r = if v == 255 { 0 } else { w.r(v + i as u8, l) };
+        let r = if v == 255 { 0 } else { w.r(v.saturating_add(i as u8), l) };
         out[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
     }
     out

@@ -555,12 +555,14 @@ pub struct Hazards {
     pub cycle: u64,
 }
 
+/// A register's slot in the checker's state (out-of-range numbers, which only hostile words
+/// have, share the zero register's slot).
 fn index(f: File, n: u8) -> usize {
     match f {
         File::R => n as usize,
-        File::Ur => 256 + n as usize,
-        File::P => 320 + n as usize,
-        File::Up => 328 + n as usize,
+        File::Ur => 256 + n.min(63) as usize,
+        File::P => 320 + n.min(7) as usize,
+        File::Up => 328 + n.min(7) as usize,
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Program {
     /// Whether launches check each instruction's control bits ([`hazard`]); on by default,
     /// `TK_SASS_HAZARDS=0` turns it off.
     pub check_hazards: bool,
+    /// Thread-instructions a launch may execute ([`MAX_STEPS`] unless changed).
+    pub max_steps: u64,
 }
 
 /// What a lane is doing.
@@ -146,6 +148,7 @@ struct Env<'a, 'm> {
     track: &'a mut [Track],
     epoch: u64,
     steps: u64,
+    max_steps: u64,
     /// The thread whose instructions are printed (`TK_SASS_TRACE=BLOCK.THREAD`).
     trace: Option<u32>,
     /// Whether the hazard checker runs.
@@ -164,7 +167,7 @@ impl Program {
             kernels.push(Kernel::decode(k, c.sm)?);
         }
         let check_hazards = std::env::var("TK_SASS_HAZARDS").map_or(true, |v| v != "0");
-        Ok(Program { sm: c.sm, kernels, host_driven: false, check_hazards })
+        Ok(Program { sm: c.sm, kernels, host_driven: false, check_hazards, max_steps: MAX_STEPS })
     }
 
     pub fn kernel(&self, name: &str) -> Option<&Kernel> {
@@ -223,7 +226,9 @@ impl Program {
                     st[..lanes].fill(St::Run);
                     Warp {
                         base,
-                        regs: vec![0; k.registers * 32],
+                        // All 255 registers exist (a hostile word cannot index past them); the
+                        // kernel's own count is checked at load.
+                        regs: vec![0; 256 * 32],
                         preds: [0; 7],
                         ur: [0; 64],
                         up: 0,
@@ -243,6 +248,7 @@ impl Program {
                 track: &mut track,
                 epoch: 0,
                 steps,
+                max_steps: self.max_steps,
                 trace: trace.filter(|&(tb, _)| tb == b).map(|(_, t)| t),
                 hazards: self.check_hazards,
             };
@@ -255,60 +261,39 @@ impl Program {
                 for &w in &order {
                     let warp = &mut warps[w];
                     env.run(warp).map_err(|f| env.fault(warp, f))?;
-                    if env.steps > MAX_STEPS {
-                        return Err(launch_err(format!("stopped after {MAX_STEPS} instructions (an endless loop?)")));
+                    if env.steps > self.max_steps {
+                        return Err(launch_err(format!(
+                            "stopped after {} instructions (an endless loop?)",
+                            self.max_steps
+                        )));
                     }
                 }
                 // Every lane waits at a barrier, waits at a convergence barrier, or has exited.
                 let mut waiting = None;
                 for (wi, warp) in warps.iter().enumerate() {
                     for l in 0..32 {
-                        match warp.st[l] {
+                        let message = match warp.st[l] {
                             St::Bar(id) => match waiting {
-                                None => waiting = Some((id, wi, l)),
-                                Some((first, fw, fl)) if first != id => {
-                                    return Err(env.fault(
-                                        warp,
-                                        Fault {
-                                            pc: warp.pc[l],
-                                            lane: l,
-                                            message: format!(
-                                                "barrier divergence: thread {} waits at barrier {first}, this thread \
-                                                 at barrier {id}",
-                                                warps[fw].base + fl as u32
-                                            ),
-                                        },
-                                    ));
+                                None => {
+                                    waiting = Some((id, wi, l));
+                                    continue;
                                 }
-                                _ => {}
+                                Some((first, fw, fl)) if first != id => format!(
+                                    "barrier divergence: thread {} waits at barrier {first}, this thread at barrier {id}",
+                                    warps[fw].base + fl as u32
+                                ),
+                                _ => continue,
                             },
                             St::Warpsync(_) => {
-                                return Err(env.fault(
-                                    warp,
-                                    Fault {
-                                        pc: warp.pc[l],
-                                        lane: l,
-                                        message:
-                                            "deadlock: this thread waits at WARPSYNC for threads that never arrive"
-                                                .into(),
-                                    },
-                                ));
+                                "deadlock: this thread waits at WARPSYNC for threads that never arrive".to_string()
                             }
-                            St::Sync(bn) => {
-                                return Err(env.fault(
-                                    warp,
-                                    Fault {
-                                        pc: warp.pc[l],
-                                        lane: l,
-                                        message: format!(
-                                            "deadlock: this thread waits at BSYNC B{bn} for threads that wait at a \
-                                             block barrier or never arrive"
-                                        ),
-                                    },
-                                ));
-                            }
-                            _ => {}
-                        }
+                            St::Sync(bn) => format!(
+                                "deadlock: this thread waits at BSYNC B{bn} for threads that wait at a block barrier or \
+                                 never arrive"
+                            ),
+                            _ => continue,
+                        };
+                        return Err(env.fault(warp, Fault { pc: warp.pc[l], lane: l, message }));
                     }
                 }
                 if waiting.is_none() {
@@ -471,7 +456,7 @@ impl Env<'_, '_> {
                 });
             };
             self.steps += u64::from(mask.count_ones());
-            if self.steps > MAX_STEPS {
+            if self.steps > self.max_steps {
                 return Ok(());
             }
             if self.hazards {
@@ -562,5 +547,74 @@ impl Env<'_, '_> {
             }
         }
         Ok(&mut self.shared[addr as usize..end as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The low 12 bits (base opcode and operand form) of the instructions the emulator models.
+    const OPCODES: [u32; 40] = [
+        0x224, 0x225, 0x227, 0x824, 0xa24, 0xc24, 0x210, 0x810, 0x20c, 0x80c, 0x207, 0x807, 0x208, 0x202, 0x802, 0x212,
+        0x812, 0x219, 0x819, 0x211, 0x21c, 0x203, 0x804, 0x216, 0x21a, 0x217, 0x223, 0x221, 0x220, 0x20b, 0x22a, 0x22b,
+        0x229, 0x228, 0x308, 0x302, 0x310, 0x311, 0x312, 0x313,
+    ];
+    const OTHERS: [u32; 24] = [
+        0x981, 0x986, 0x98e, 0x3a9, 0xab9, 0x882, 0xc82, 0x919, 0x9c3, 0x805, 0x3c2, 0x947, 0x945, 0x941, 0x942, 0x944,
+        0x950, 0x94d, 0x948, 0x984, 0x388, 0xb1d, 0x886, 0x2a4,
+    ];
+
+    /// A kernel of `words` (those the emulator decodes) taking two buffers.
+    fn kernel(words: &[u128]) -> Option<Kernel> {
+        let code: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let p = |ordinal, offset| tk_abi::cubin::Param { ordinal, offset, size: 8 };
+        let k = tk_abi::cubin::Kernel {
+            name: "k".into(),
+            entry: true,
+            code,
+            registers: 255,
+            barriers: 1,
+            param_base: 0x160,
+            param_bytes: 16,
+            params: vec![p(0, 0), p(1, 8)],
+            exit_offsets: Vec::new(),
+            frame_size: 0,
+            min_stack_size: 0,
+            constant0: vec![0; 0x170],
+            constant2: vec![0; 64],
+            shared_bytes: 256,
+            relocations: Vec::new(),
+            attributes: Vec::new(),
+        };
+        Kernel::decode(&k, 86).ok()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+        /// Hostile code (modelled opcodes with random operands, modifiers and control bits)
+        /// loads or is refused, and runs to an error or an end, never a panic.
+        #[test]
+        fn random_code_never_panics(
+            words in proptest::collection::vec((0usize..64, proptest::num::u64::ANY, proptest::num::u64::ANY), 1..24),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let words: Vec<u128> = words
+                .into_iter()
+                .map(|(i, lo, hi)| {
+                    let op = if i < OPCODES.len() { OPCODES[i] } else { OTHERS[i % OTHERS.len()] };
+                    (u128::from(hi) << 64 | u128::from(lo)) & !0xfff | u128::from(op)
+                })
+                .filter(|&w| decode::decode(w, 0, 86).is_some())
+                .collect();
+            if let Some(k) = kernel(&words) {
+                let p = Program { sm: 86, kernels: vec![k], host_driven: false, check_hazards: seed % 2 == 0, max_steps: 20_000 };
+                let (mut a, mut b) = (vec![0u8; 256], vec![0u8; 256]);
+                let mut args = [Arg::Buffer(&mut a), Arg::Buffer(&mut b)];
+                // Most runs end past the code's end (random code has no EXIT), after every
+                // instruction ran.
+                let _ = p.launch("k", Grid { blocks: 2, threads: 48 }, &mut args, seed);
+            }
+        }
     }
 }
