@@ -9,3 +9,8 @@ pub mod pcie;
 pub mod ptx;
 pub mod rdna3;
 pub mod sass;
+
+/// Held by the tests that set the process-wide interrupt request (`tk_abi::interrupt`), so that
+/// they do not clear each other's.
+#[cfg(test)]
+pub(crate) static INTERRUPT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());

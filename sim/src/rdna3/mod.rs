@@ -327,8 +327,9 @@ mod tests {
 
     #[test]
     fn an_host_driven_launch_stops_at_the_hosts_request() {
-        // The only test of this binary that makes a code object host_driven: the request is
-        // process-wide, and the others' launches do not look at it.
+        // The request is process-wide: the tests that make a launch host-driven take turns, and
+        // the others' launches do not look at it.
+        let _turn = crate::INTERRUPT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let code = [LOAD_ARG[0], LOAD_ARG[1], WAIT, OFFSET, STORE[0], STORE[1], END];
         let mut co = CodeObject::from_words(&code, kernel()).expect("decodes");
         co.host_driven = true;

@@ -619,6 +619,8 @@ pub fn decode(w: u128, at: u32, sm: u32) -> Option<Inst> {
     let form = bits(w, 9, 3);
     let d = r(w, 16);
     let alu = |op: Op| Some(Inst { guard, op, ctrl, uniform: false });
+    // An instruction of the uniform datapath: its guard is a uniform predicate.
+    let uni = |op: Op| Some(Inst { guard: P { uniform: true, ..guard }, op, ctrl, uniform: true });
     // The uniform datapath's ALU ops: their registers are uniform registers.
     let uniform_alu =
         matches!(op9, 0xa4 | 0xa5 | 0x90 | 0x87 | 0x8c | 0x99 | 0x9a | 0x92 | 0x91) && matches!(form, 1 | 2 | 4);
@@ -664,39 +666,22 @@ pub fn decode(w: u128, at: u32, sm: u32) -> Option<Inst> {
         }
         0xab9 if !bit(w, 91) && bits(w, 73, 3) <= 5 => {
             let off = bits(w, 38, 16);
-            return Some(Inst {
-                guard: P { uniform: true, ..guard },
-                op: Op::Uldc { d, bank: bits(w, 54, 5) as u8, off, w: width(bits(w, 73, 3))? },
-                ctrl,
-                uniform: true,
-            });
+            return uni(Op::Uldc { d, bank: bits(w, 54, 5) as u8, off, w: width(bits(w, 73, 3))? });
         }
         0x883 => {
-            return Some(Inst {
-                guard: P { uniform: true, ..guard },
-                op: Op::P2r {
-                    d,
-                    a: Src::Ur(bits(w, 24, 6) as u8),
-                    mask: Src::Imm(bits(w, 32, 32)),
-                    byte: bits(w, 76, 2) as u8,
-                },
-                ctrl,
-                uniform: true,
+            return uni(Op::P2r {
+                d,
+                a: Src::Ur(bits(w, 24, 6) as u8),
+                mask: Src::Imm(bits(w, 32, 32)),
+                byte: bits(w, 76, 2) as u8,
             });
         }
         0x882 | 0xc82 => {
             let b = if opc == 0x882 { Src::Imm(bits(w, 32, 32)) } else { Src::Ur(bits(w, 32, 6) as u8) };
-            return Some(Inst { guard: P { uniform: true, ..guard }, op: Op::Mov { d, b }, ctrl, uniform: true });
+            return uni(Op::Mov { d, b });
         }
         0x919 if !bit(w, 91) => return alu(Op::S2r { d, sr: bits(w, 72, 8) as u8 }),
-        0x9c3 => {
-            return Some(Inst {
-                guard: P { uniform: true, ..guard },
-                op: Op::S2r { d, sr: bits(w, 72, 8) as u8 },
-                ctrl,
-                uniform: true,
-            });
-        }
+        0x9c3 => return uni(Op::S2r { d, sr: bits(w, 72, 8) as u8 }),
         0x805 => return alu(Op::Cs2r { d, sr: bits(w, 72, 8) as u8, wide: bit(w, 80) }),
         0x3c2 if bits(w, 81, 3) == 7 => return alu(Op::R2ur { d, a: r(w, 24) }),
         0x947 if !bit(w, 91) && bits(w, 32, 2) <= 1 => return alu(Op::Bra { target: target(w, at)?, cond: cond(w) }),
@@ -723,20 +708,10 @@ pub fn decode(w: u128, at: u32, sm: u32) -> Option<Inst> {
         }
         0xb1d if bits(w, 42, 12) == 0 && bits(w, 77, 3) == 0 => return alu(Op::Bar { id: bits(w, 54, 4) as u8 }),
         0x886 => {
-            return Some(Inst {
-                guard: P { uniform: true, ..guard },
-                op: Op::Voteu { d, p: pd(w, 81), mode: bits(w, 72, 2) as u8, src: cond(w) },
-                ctrl,
-                uniform: true,
-            });
+            return uni(Op::Voteu { d, p: pd(w, 81), mode: bits(w, 72, 2) as u8, src: cond(w) });
         }
         0x2bd if bits(w, 64, 41) == 0x080e_0000 => {
-            return Some(Inst {
-                guard: P { uniform: true, ..guard },
-                op: Op::Uflo { d, a: Src::Ur(bits(w, 32, 8) as u8) },
-                ctrl,
-                uniform: true,
-            });
+            return uni(Op::Uflo { d, a: Src::Ur(bits(w, 32, 8) as u8) });
         }
         0x309 if bits(w, 64, 41) == 0 && !bit(w, 63) => return alu(Op::Popc { d, a: Src::R(r(w, 32)) }),
         0xd09 if bits(w, 64, 41) == 1 << 27 && !bit(w, 63) => {

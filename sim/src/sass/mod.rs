@@ -153,6 +153,9 @@ struct Env<'a, 'm> {
     trace: Option<u32>,
     /// Whether the hazard checker runs.
     hazards: bool,
+    /// Whether to look for the host's interrupt request while a warp runs, and whether it came.
+    host_driven: bool,
+    interrupted: bool,
 }
 
 impl Program {
@@ -251,6 +254,8 @@ impl Program {
                 max_steps: self.max_steps,
                 trace: trace.filter(|&(tb, _)| tb == b).map(|(_, t)| t),
                 hazards: self.check_hazards,
+                host_driven: self.host_driven,
+                interrupted: false,
             };
             let mut order: Vec<usize> = (0..nwarps).collect();
             loop {
@@ -261,6 +266,9 @@ impl Program {
                 for &w in &order {
                     let warp = &mut warps[w];
                     env.run(warp).map_err(|f| env.fault(warp, f))?;
+                    if env.interrupted {
+                        return Err(SassError::Interrupted { kernel: name.into() });
+                    }
                     if env.steps > self.max_steps {
                         return Err(launch_err(format!(
                             "stopped after {} instructions (an endless loop?)",
@@ -432,7 +440,14 @@ impl Env<'_, '_> {
 
     /// Runs a warp until every lane waits at a barrier or has exited.
     fn run(&mut self, w: &mut Warp) -> Result<(), Fault> {
+        let mut issued = 0u32;
         loop {
+            // A long-running warp still answers the host's interrupt (Ctrl-C in the REPL).
+            issued = issued.wrapping_add(1);
+            if self.host_driven && issued.is_multiple_of(1 << 16) && tk_abi::interrupt::requested() {
+                self.interrupted = true;
+                return Ok(());
+            }
             let mut pc = u32::MAX;
             let mut mask = 0u32;
             for l in 0..32 {
@@ -588,6 +603,23 @@ mod tests {
             attributes: Vec::new(),
         };
         Kernel::decode(&k, 86).ok()
+    }
+
+    /// A warp in an endless loop answers the host's interrupt request (Ctrl-C in the REPL)
+    /// instead of running to the step limit.
+    #[test]
+    fn an_endless_loop_is_interrupted() {
+        // `BRA` to itself (ptxas's closing self-branch: offset -16, no guard, no wait).
+        let _turn = crate::INTERRUPT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let bra = 0x000f_c000_0383_ffff_ffff_fff0_0000_7947u128;
+        let k = kernel(&[bra]).expect("decodes");
+        let p = Program { sm: 86, kernels: vec![k], host_driven: true, check_hazards: false, max_steps: u64::MAX };
+        let (mut a, mut b) = (vec![0u8; 4], vec![0u8; 4]);
+        let mut args = [Arg::Buffer(&mut a), Arg::Buffer(&mut b)];
+        tk_abi::interrupt::request();
+        let r = p.launch("k", Grid { blocks: 1, threads: 32 }, &mut args, 0);
+        tk_abi::interrupt::clear();
+        assert!(matches!(r, Err(SassError::Interrupted { .. })), "{r:?}");
     }
 
     proptest::proptest! {
