@@ -788,3 +788,41 @@ pub fn sass_lines(text: &str) -> Vec<String> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
+
+/// Decodes every word of every kernel of `cubin` (named `name`) into an instruction and
+/// encodes it back: each word must come back bit for bit, control bits included. Pushes a
+/// message per kernel that does not onto `failures` (the first word that differs, with its
+/// text) and returns how many words it checked.
+pub fn reencode(name: &str, cubin: &[u8], failures: &mut Vec<String>) -> usize {
+    use tk_isa::sass::Inst;
+    let c = match tk_abi::cubin::read(cubin) {
+        Ok(c) => c,
+        Err(e) => {
+            failures.push(format!("{name}: {e}"));
+            return 0;
+        }
+    };
+    let mut words = 0;
+    for k in &c.kernels {
+        for (i, chunk) in k.code.chunks_exact(16).enumerate() {
+            let w = u128::from_le_bytes(chunk.try_into().expect("16 bytes"));
+            words += 1;
+            let back = Inst::decode(w, c.sm).and_then(|inst| inst.encode());
+            if back != Ok(w) {
+                let text = tk_isa::sass::print(w, c.sm, (i * 16) as u64, &|t| Some(format!("{t:#x}")))
+                    .map_or("(unknown)".to_string(), |t| t.to_string());
+                failures.push(format!(
+                    "{name}: {} /*{:04x}*/ {w:#034x} `{text}`: {}",
+                    k.name,
+                    i * 16,
+                    match back {
+                        Ok(b) => format!("encodes as {b:#034x}"),
+                        Err(e) => e.to_string(),
+                    }
+                ));
+                break;
+            }
+        }
+    }
+    words
+}

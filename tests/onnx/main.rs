@@ -394,15 +394,18 @@ fn onnx_node_cases_match_their_classification() {
             sass_thread.map(|t| t.join().expect("the SASS thread")),
         )
     });
-    if let Some((failures, cubins)) = sass_result {
+    if let Some((failures, cubins, words)) = sass_result {
         assert!(
             failures.is_empty(),
-            "tk disasm differs from nvdisasm on {} of {cubins} ONNX cases' cubins (sm_80, sm_86, sm_89):\n  {}",
+            "tk disasm or tk's SASS encoder differs on {} of {cubins} ONNX cases' cubins (sm_80, sm_86, sm_89):\n  {}",
             failures.len(),
             failures.join("\n  ")
         );
         assert!(cubins > 900, "only {cubins} ONNX cases' cubins went through ptxas");
-        eprintln!("{cubins} ONNX cases' cubins (sm_80, sm_86, sm_89): tk disasm prints every line as nvdisasm does");
+        eprintln!(
+            "{cubins} ONNX cases' cubins (sm_80, sm_86, sm_89): tk disasm prints every line as nvdisasm does; \
+             {words} words decode and encode back bit-exactly"
+        );
     }
     for (d, out) in sims.iter().zip(on_sims) {
         for (case, st) in out {
@@ -498,11 +501,12 @@ fn sass_tools_present() -> bool {
 }
 
 /// Each case's kernels compiled for sm_80, sm_86 and sm_89 and assembled by ptxas: `tk disasm`
-/// must print every instruction and label line as nvdisasm does. Returns the mismatches and
-/// how many cubins were compared.
-fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
+/// must print every instruction and label line as nvdisasm does, and every word must decode
+/// into an instruction that encodes back into the same 128 bits. Returns the mismatches, how
+/// many cubins were compared and how many words they hold.
+fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize, usize) {
     use tk_codegen::ptx;
-    let (mut failures, mut cubins) = (Vec::new(), 0);
+    let (mut failures, mut cubins, mut words) = (Vec::new(), 0, 0);
     for (t, l) in [80, 86, 89].into_iter().flat_map(|sm| cases.iter().map(move |l| (ptx::Target { sm }, l))) {
         let Ok((inst, src)) = source(&l.case) else { continue };
         let path = Path::new("tests/onnx/ops").join(format!("{}.tk", inst.template));
@@ -543,9 +547,10 @@ fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize) {
             }
             Err((_, e)) => failures.push(format!("{name}: tk disasm: {e}")),
         }
+        words += common::reencode(name, &cubin, &mut failures);
         cubins += 1;
     }
-    (failures, cubins)
+    (failures, cubins, words)
 }
 
 /// Runs `cases` on the GPU behind a fake TinyGPU server, booted cold through the socket. A case

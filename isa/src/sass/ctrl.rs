@@ -147,9 +147,15 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
             }
             ops.push(d);
             ops.push(global_addr(w, bit(w, 76), 32));
+            // An optional predicate operand in bits 64-67, stored complemented (0 is none, 8
+            // is !PT); ptxas leaves it clear. Bits 68-69: the L2 prefetch size.
+            if bits(w, 64, 4) != 0 {
+                ops.push(p(7 - bits(w, 64, 3), bit(w, 67), false));
+            }
             let name = format!(
-                "LDG.E{}{}{}",
+                "LDG.E{}{}{}{}",
                 EVICT[bits(w, 84, 3) as usize],
+                ["", ".LTC64B", ".LTC128B", ".LTC256B"][bits(w, 68, 2) as usize],
                 SIZE[bits(w, 73, 3) as usize],
                 ORDER[bits(w, 77, 4) as usize]
             );
@@ -181,7 +187,7 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
             // Compare-and-swap, in the form without a descriptor: the address prints without
             // `.64`.
             let ty = [".", ".S32", ".64"].get(bits(w, 73, 4) as usize)?.trim_start_matches('.');
-            if !bit(w, 72) || bits(w, 84, 3) != 1 || bits(w, 40, 24) != 0 {
+            if !bit(w, 72) || bits(w, 84, 3) != 1 {
                 return None;
             }
             let ty = if ty.is_empty() { String::new() } else { format!(".{ty}") };
@@ -191,7 +197,7 @@ pub fn print(w: u128, at: u64, label: &dyn Fn(u64) -> Option<String>) -> Option<
                 &[
                     p(bits(w, 81, 3), false, false),
                     d,
-                    format!("[{}]", r(bits(w, 24, 8))),
+                    format!("[{}{}]", r(bits(w, 24, 8)), addr_offset(w)),
                     r(bits(w, 32, 8)),
                     r(bits(w, 64, 8)),
                 ],

@@ -12,7 +12,10 @@
 
 mod alu;
 mod ctrl;
+mod enc;
 mod fmt;
+
+pub use enc::{EncodeError, Field, Inst, Kind, opcodes};
 
 /// Bits `at..at + n` of `w`.
 pub fn bits(w: u128, at: u32, n: u32) -> u32 {
@@ -149,6 +152,11 @@ mod tests {
             (0x000f_e200_0f8f_103f_0000_0007_0c07_7291, 86, "ULEA.HI UR7, UR12, UR7, URZ, 0x2"),
             (0x000f_e400_0380_0000_ffff_ffff_0000_7948, 86, "WARPSYNC 0xffffffff"),
             (0x000f_e400_0800_0000_0000_0001_3f20_7883, 80, "UP2UR UR32, UPR, URZ, 0x1"),
+            // Hand-made, as nvdisasm reads them: LDG's complemented predicate operand and L2
+            // prefetch size, ATOMG.CAS with an offset.
+            (0x000e_a800_0c1e_191b_0000_0008_080a_7981, 86, "LDG.E.LTC64B R10, [R8.64], !P4"),
+            (0x000e_a800_0c0e_1910_0000_0008_080a_7981, 86, "LDG.E.EF.LTC64B R10, [R8.64]"),
+            (0x000e_a400_001e_e50a_0000_1008_0402_73a9, 86, "ATOMG.E.CAS.64.STRONG.GPU PT, R2, [R4+0x10], R8, R10"),
         ] {
             assert_eq!(print(w, sm, 0, &label).map(|t| t.to_string()).as_deref(), Some(text));
         }

@@ -628,7 +628,9 @@ pub fn decode(w: u128, at: u32, sm: u32) -> Option<Inst> {
         return decode_uniform(w, opc, op9, form, ctrl);
     }
     match opc {
-        0x981 if bit(w, 72) && bit(w, 91) && !bit(w, 101) && bits(w, 81, 3) == 7 => {
+        // Bits 64-67: LDG's optional predicate operand (complemented; 0 is none), which the
+        // emulator does not model.
+        0x981 if bit(w, 72) && bit(w, 91) && !bit(w, 101) && bits(w, 81, 3) == 7 && bits(w, 64, 4) == 0 => {
             return alu(Op::Ldg { d, addr: global(w, bit(w, 76), 32), w: width(bits(w, 73, 3))? });
         }
         0x986 if bit(w, 72) && bit(w, 91) && !bit(w, 101) => {

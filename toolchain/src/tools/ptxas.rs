@@ -149,11 +149,26 @@ pub fn assemble(ptx_text: &str, target: ptx::Target) -> Result<Assembled, RunErr
 
 /// The SASS of a cubin, from nvdisasm.
 pub fn disassemble(cubin: &[u8]) -> Result<String, RunError> {
+    nvdisasm(cubin, None)
+}
+
+/// `nvdisasm -c -b SM<sm>` of raw instruction words (16 little-endian bytes each, as in a
+/// cubin's `.text`), for judging hand-made or edited words.
+pub fn disassemble_raw(code: &[u8], sm: u32) -> Result<String, RunError> {
+    nvdisasm(code, Some(sm))
+}
+
+fn nvdisasm(input: &[u8], raw_sm: Option<u32>) -> Result<String, RunError> {
     let nvdisasm = find(Tool::Nvdisasm)?;
     let dir = tempdir()?;
     let f = dir.path.join("k.cubin");
-    write(&f, cubin)?;
-    let o = Command::new(&nvdisasm).arg("-c").arg(&f).output().map_err(|e| RunError::Tool {
+    write(&f, input)?;
+    let mut cmd = Command::new(&nvdisasm);
+    cmd.arg("-c");
+    if let Some(sm) = raw_sm {
+        cmd.arg("-b").arg(format!("SM{sm}"));
+    }
+    let o = cmd.arg(&f).output().map_err(|e| RunError::Tool {
         tool: "nvdisasm".into(),
         message: format!("running {}: {e}", nvdisasm.display()),
     })?;
