@@ -7,6 +7,8 @@
 //! - [`amd`]: the AMD driver ([`amd::device::AmdGpu`]: page tables, VRAM, the PM4 queue, DMA,
 //!   dispatch) and its register and packet tables (shared with the simulated GPU), PM4 packets,
 //!   GMC page tables and firmware lookup.
+//! - [`nv`]: the NVIDIA driver's first bring-up steps: the chip, a GSP left running, the VBIOS
+//!   and its FWSEC firmware.
 //!
 //! The `amd:*` device that the runtime opens is a thin layer over these (tk-runtime's
 //! `devices::amd`);
@@ -15,5 +17,6 @@
 
 pub mod amd;
 pub mod memory;
+pub mod nv;
 pub mod queue;
 pub mod transport;

@@ -1,17 +1,9 @@
 //! What every step of the AMD driver shares: the lost-link check and its message, the bound on
 //! every wait, and the driver's log (`TK_LOG=driver`).
 
-use crate::transport::Transport;
 use std::time::Duration;
 
-/// What a GPU that stopped answering is reported as.
-pub const LINK_LOST: &str = "the GPU stopped answering: the Thunderbolt link dropped or the enclosure lost power";
-
-/// Whether the GPU is gone: its PCI vendor id reads as all ones (or cannot be read at all). An
-/// all-ones register read is confirmed this way before it is taken for a lost link.
-pub fn link_gone(t: &dyn Transport) -> bool {
-    matches!(t.config_read(0, 2), Ok(0xffff) | Err(_))
-}
+pub use crate::transport::{LINK_LOST, link_gone};
 
 /// The bound on every wait for the GPU: `TK_GPU_TIMEOUT_MS` (the same for every GPU driver),
 /// else the older `TK_AMD_TIMEOUT_MS`, else 20 s.
@@ -25,12 +17,12 @@ pub(super) fn default_timeout() -> Duration {
 
 /// Whether `TK_LOG` asks for the driver's log (`TK_LOG=driver`, or a comma-separated list that
 /// holds `driver`).
-pub(super) fn logging() -> bool {
+pub(crate) fn logging() -> bool {
     std::env::var("TK_LOG").is_ok_and(|v| v.split(',').any(|x| x.trim() == "driver"))
 }
 
 /// One line of the driver's log on stderr: `driver: STEP: what it did`.
-pub(super) fn log(step: &str, what: impl FnOnce() -> String) {
+pub(crate) fn log(step: &str, what: impl FnOnce() -> String) {
     if logging() {
         eprintln!("driver: {step}: {}", what());
     }

@@ -87,6 +87,15 @@ pub trait Transport: Send + Sync {
     }
 }
 
+/// What a GPU that stopped answering is reported as (every vendor's driver).
+pub const LINK_LOST: &str = "the GPU stopped answering: the Thunderbolt link dropped or the enclosure lost power";
+
+/// Whether the GPU is gone: its PCI vendor id reads as all ones (or cannot be read at all). An
+/// all-ones register read is confirmed this way before it is taken for a lost link.
+pub fn link_gone(t: &dyn Transport) -> bool {
+    matches!(t.config_read(0, 2), Ok(0xffff) | Err(_))
+}
+
 /// Checks the width of a configuration-space access: 1, 2 or 4 bytes, naturally aligned, inside
 /// the 4 KiB extended configuration space.
 pub fn check_config_access(offset: u16, width: u8) -> Result<(), String> {

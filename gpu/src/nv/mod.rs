@@ -1,0 +1,112 @@
+//! The NVIDIA userspace driver (Ampere GA10x and Ada AD10x), first steps of bring-up:
+//! identifying the chip from its boot registers ([`chip`]), and reading the card's VBIOS to
+//! find the FWSEC firmware that sets up the GSP's write-protected region ([`vbios`]). The GSP
+//! boot, the RPCs, the page tables and the channels follow (docs/driver.md says what is built).
+//!
+//! Register offsets and layouts come from NVIDIA's open-gpu-kernel-modules
+//! (`src/common/inc/swref/published/nv_ref.h`, `.../turing/tu102/dev_fb.h`, `dev_bus.h`) and
+//! Linux's nova-core (`drivers/gpu/nova-core/regs.rs`); each constant names its source.
+
+pub mod chip;
+pub mod vbios;
+
+/// The register BAR (BAR0: 16 MiB of registers, with the VBIOS window and the usermode
+/// doorbell inside it; ../shared/notes/bringup.md).
+pub const BAR_MMIO: u8 = 0;
+/// The VRAM aperture (BAR1).
+pub const BAR_VRAM: u8 = 1;
+
+use crate::transport::{Transport, link_gone};
+use chip::{Chip, ChipError};
+use vbios::{Vbios, VbiosError};
+
+/// Why bring-up stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NvError {
+    #[error(transparent)]
+    Chip(#[from] ChipError),
+    #[error("reading the VBIOS through the PROM window: {0}")]
+    Vbios(#[from] VbiosError),
+    #[error("{step}: {detail}")]
+    Step { step: &'static str, detail: String },
+}
+
+/// What the first bring-up steps found: the chip, whether an earlier GSP had to be reset, the
+/// usable VRAM, the VBIOS and where FWSEC-FRTS will put its region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub chip: Chip,
+    pub was_running: bool,
+    pub vram: u64,
+    pub vbios: Vbios,
+    pub frts_addr: u64,
+}
+
+/// NV_PDISP_VGA_WORKSPACE_BASE (nova-core regs.rs): bit 3 valid, bits 31:8 the workspace's
+/// VRAM address >> 16.
+pub const VGA_WORKSPACE_BASE: u64 = 0x62_5f04;
+
+fn log(step: &str, what: impl FnOnce() -> String) {
+    crate::amd::link::log(step, what);
+}
+
+/// The first steps of bringing up an NVIDIA GPU (`TK_LOG=driver` names them): `detect` (the
+/// chip from NV_PMC_BOOT_42; Blackwell and older chips refused by name), `reset` (a GSP left
+/// running from an earlier driver is stopped by a function reset, which must clear WPR2), and
+/// `vbios` (the GPU's boot firmware has finished; the usable VRAM; the VBIOS read through the
+/// PROM window and its FWSEC firmware found; the FRTS region placed below the VGA workspace).
+pub fn probe(t: &dyn Transport) -> Result<Probe, NvError> {
+    let chip = chip::detect(t)?;
+    log("detect", || format!("{} ({:?}, chip id {:#x}) at {}", chip.name, chip.arch, chip.id, t.name()));
+    let was_running = chip::gsp_left_running(t)?;
+    if was_running {
+        log("reset", || "WPR2 is set: a GSP from an earlier driver runs; resetting the function".into());
+        if let Err(e) = t.reset() {
+            return Err(if link_gone(t) {
+                ChipError::LinkLost.into()
+            } else {
+                NvError::Step { step: "reset", detail: e }
+            });
+        }
+        if chip::gsp_left_running(t)? {
+            return Err(NvError::Step {
+                step: "reset",
+                detail: "WPR2 is still set after a function reset; power-cycle the enclosure".into(),
+            });
+        }
+    }
+    if !chip::gfw_done(t)? {
+        let v = t.read32(BAR_MMIO, chip::GFW_BOOT_PROGRESS).map_err(ChipError::Transport)?;
+        return Err(ChipError::GfwNotDone(v).into());
+    }
+    let vram = chip::usable_vram(t)?;
+    let mut rom = vec![0u8; chip::PROM_BYTES];
+    // The whole window: a VBIOS's images fill most of it. (Over the TinyGPU socket that is one
+    // round trip per 32-bit word, about 262,000.)
+    t.read_bytes(BAR_MMIO, chip::PROM, &mut rom).map_err(|e| NvError::Step { step: "vbios", detail: e })?;
+    // All ones where the link dropped during the read: checked once, whatever the bytes say.
+    if link_gone(t) {
+        return Err(ChipError::LinkLost.into());
+    }
+    let vbios = vbios::parse(&rom)?;
+    let ws = t.read32(BAR_MMIO, VGA_WORKSPACE_BASE).map_err(ChipError::Transport)?;
+    if ws == u32::MAX && link_gone(t) {
+        return Err(ChipError::LinkLost.into());
+    }
+    let frts_addr = vbios::frts_addr(vram, Some(ws)).ok_or_else(|| NvError::Step {
+        step: "vbios",
+        detail: format!("the GPU reports {vram} bytes of usable VRAM, too little for the FRTS region"),
+    })?;
+    log("vbios", || {
+        format!(
+            "{} images, FWSEC v{} ({} signatures, {} + {} bytes), {} MiB of VRAM, FRTS at {frts_addr:#x}",
+            vbios.images.len(),
+            vbios.fwsec.desc.version,
+            vbios.fwsec.signatures.len(),
+            vbios.fwsec.imem.len(),
+            vbios.fwsec.dmem.len(),
+            vram >> 20
+        )
+    });
+    Ok(Probe { chip, was_running, vram, vbios, frts_addr })
+}

@@ -1,0 +1,325 @@
+//! A simulated NVIDIA PCIe GPU behind the [`Transport`] trait, as far as the driver's first
+//! bring-up steps reach: the boot registers of an Ampere GA102, Ada AD102 or Blackwell GB202,
+//! the write-protected region WPR2 (set when a GSP from an earlier driver runs, cleared by a
+//! function reset), the GPU's boot-firmware (GFW) status, the usable-VRAM register, the VGA
+//! workspace register, and a synthetic VBIOS in the real layout behind the PROM window
+//! ([`vbios`]). The falcons, the GSP, the MMU, the host engine and the copy engine are not
+//! modelled yet: a register outside the model is an error that names it.
+
+pub mod vbios;
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use tk_gpu::nv::chip::{
+    BOOT_0, BOOT_42, GFW_BOOT_PROGRESS, GFW_PRIV_LEVEL_MASK, PROM, PROM_BYTES, USABLE_FB_SIZE_IN_MB, WPR2_ADDR_HI,
+    WPR2_ADDR_LO,
+};
+use tk_gpu::nv::{BAR_MMIO, BAR_VRAM, VGA_WORKSPACE_BASE};
+use tk_gpu::transport::*;
+
+/// The chips the simulated GPU can be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimChip {
+    /// An RTX 3090 (GA102, PCI 10de:2204).
+    #[default]
+    Ga102,
+    /// An RTX 4090 (AD102, 10de:2684).
+    Ad102,
+    /// An RTX 5090 (GB202, 10de:2b85).
+    Gb202,
+}
+
+impl SimChip {
+    /// NV_PMC_BOOT_42: architecture, implementation and revision A1.
+    fn boot42(self) -> u32 {
+        match self {
+            SimChip::Ga102 => 0x1720_a100,
+            SimChip::Ad102 => 0x1920_a100,
+            SimChip::Gb202 => 0x1b20_a100,
+        }
+    }
+
+    pub fn device_id(self) -> u16 {
+        match self {
+            SimChip::Ga102 => 0x2204,
+            SimChip::Ad102 => 0x2684,
+            SimChip::Gb202 => 0x2b85,
+        }
+    }
+
+    /// Usable VRAM in MiB (24 GiB, 24 GiB and 32 GiB, less what the boot firmware keeps).
+    fn vram_mib(self) -> u32 {
+        match self {
+            SimChip::Ga102 | SimChip::Ad102 => 24 * 1024 - 64,
+            SimChip::Gb202 => 32 * 1024 - 64,
+        }
+    }
+}
+
+/// The simulated GPU's options (`nv:sim,OPTION,...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NvSimOptions {
+    pub chip: SimChip,
+    /// `left-running`: a GSP from an earlier driver runs (WPR2 is set) until a function reset.
+    pub left_running: bool,
+    /// `link-drop=N`: after N register or configuration-space accesses, reads return all ones
+    /// and writes are dropped.
+    pub link_drop: Option<u64>,
+    /// `hang`: launched work never finishes (for when launches exist).
+    pub hang: bool,
+}
+
+impl NvSimOptions {
+    /// Parses the options after `nv:sim,` (comma-separated).
+    pub fn parse(s: &str) -> Result<NvSimOptions, String> {
+        let mut o = NvSimOptions::default();
+        for opt in s.split(',').filter(|x| !x.is_empty()) {
+            match opt.split_once('=') {
+                Some(("link-drop", n)) => {
+                    o.link_drop =
+                        Some(n.parse().map_err(|_| {
+                            format!("link-drop={n}: expected a number of accesses, such as link-drop=100")
+                        })?)
+                }
+                Some(("chip", c)) => {
+                    o.chip = match c {
+                        "ga102" => SimChip::Ga102,
+                        "ad102" => SimChip::Ad102,
+                        "gb202" => SimChip::Gb202,
+                        _ => return Err(format!("chip={c}: the simulated NVIDIA GPU is ga102, ad102 or gb202")),
+                    }
+                }
+                None if opt == "left-running" => o.left_running = true,
+                None if opt == "hang" => o.hang = true,
+                _ => {
+                    return Err(format!(
+                        "unknown option `{opt}` of nv:sim; its options are chip=ga102|ad102|gb202, left-running (a \
+                         GSP from an earlier driver runs), hang (launched work never finishes) and link-drop=N (the \
+                         link drops after N register accesses)"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// BAR0: 16 MiB of registers; BAR1: a 256 MiB VRAM aperture.
+pub const MMIO_BAR_BYTES: u64 = 16 << 20;
+pub const VRAM_BAR_BYTES: u64 = 256 << 20;
+/// Where the simulated FRTS region would start (what a WPR2 left by an earlier GSP reads).
+const LEFT_WPR2: u32 = 0x5fe0_0000 >> 8;
+
+/// The simulated NVIDIA GPU.
+pub struct NvSimGpu {
+    opts: NvSimOptions,
+    vbios: Vec<u8>,
+    wpr2: AtomicBool,
+    command: AtomicU16,
+    accesses: AtomicU64,
+    trips: AtomicU64,
+}
+
+impl NvSimGpu {
+    pub fn new(opts: NvSimOptions) -> NvSimGpu {
+        NvSimGpu {
+            opts,
+            vbios: vbios::build(opts.chip.device_id()),
+            wpr2: AtomicBool::new(opts.left_running),
+            command: AtomicU16::new(0),
+            accesses: AtomicU64::new(0),
+            trips: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts an access; whether the link has dropped by now.
+    fn gone(&self) -> bool {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        self.opts.link_drop.is_some_and(|n| self.accesses.fetch_add(1, Ordering::Relaxed) >= n)
+    }
+
+    fn reg(&self, off: u64) -> Result<u32, String> {
+        Ok(match off {
+            BOOT_0 => self.opts.chip.boot42() >> 20 << 20,
+            BOOT_42 => self.opts.chip.boot42(),
+            WPR2_ADDR_LO | WPR2_ADDR_HI if self.wpr2.load(Ordering::Relaxed) => {
+                LEFT_WPR2 + if off == WPR2_ADDR_HI { 0x1000 } else { 0 }
+            }
+            WPR2_ADDR_LO | WPR2_ADDR_HI => 0,
+            GFW_PRIV_LEVEL_MASK => 1,
+            GFW_BOOT_PROGRESS => 0xff,
+            USABLE_FB_SIZE_IN_MB => self.opts.chip.vram_mib(),
+            // No display engine state: the workspace register is not valid.
+            VGA_WORKSPACE_BASE => 0,
+            _ => return Err(format!("the simulated NVIDIA GPU does not model register {off:#x} yet")),
+        })
+    }
+}
+
+impl Transport for NvSimGpu {
+    fn name(&self) -> String {
+        "nv:sim".into()
+    }
+    fn read32(&self, bar: u8, off: u64) -> Result<u32, String> {
+        if self.gone() {
+            return Ok(u32::MAX);
+        }
+        match bar {
+            BAR_MMIO if (PROM..PROM + PROM_BYTES as u64).contains(&off) => {
+                let at = (off - PROM) as usize;
+                let mut b = [0u8; 4];
+                for (k, x) in b.iter_mut().enumerate() {
+                    *x = self.vbios.get(at + k).copied().unwrap_or(0xff);
+                }
+                Ok(u32::from_le_bytes(b))
+            }
+            BAR_MMIO => self.reg(off),
+            _ => Err(format!("the simulated NVIDIA GPU has no BAR {bar} reads modelled yet")),
+        }
+    }
+    fn write32(&self, bar: u8, off: u64, _v: u32) -> Result<(), String> {
+        if self.gone() {
+            return Ok(());
+        }
+        Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"))
+    }
+    fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
+        self.write32(bar, off, v as u32)
+    }
+    fn read_bytes(&self, bar: u8, off: u64, out: &mut [u8]) -> Result<(), String> {
+        // As over the TinyGPU socket: one 32-bit access per word.
+        if !off.is_multiple_of(4) || !out.len().is_multiple_of(4) {
+            return Err(format!("a {}-byte read at {off:#x}: 32-bit aligned accesses only", out.len()));
+        }
+        for (k, chunk) in out.chunks_exact_mut(4).enumerate() {
+            chunk.copy_from_slice(&self.read32(bar, off + 4 * k as u64)?.to_le_bytes());
+        }
+        Ok(())
+    }
+    fn write_bytes(&self, bar: u8, off: u64, _src: &[u8]) -> Result<(), String> {
+        self.write32(bar, off, 0)
+    }
+    fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+    fn sysmem(&self, _bytes: usize) -> Result<SysMem, String> {
+        Err("the simulated NVIDIA GPU does not model DMA to system memory yet".into())
+    }
+    fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
+        check_config_access(offset, width)?;
+        if self.gone() {
+            return Ok(if width == 4 { u32::MAX } else { (1 << (8 * u32::from(width))) - 1 });
+        }
+        let [cl, ch] = self.command.load(Ordering::Relaxed).to_le_bytes();
+        let [vl, vh] = 0x10deu16.to_le_bytes();
+        let [dl, dh] = self.opts.chip.device_id().to_le_bytes();
+        let byte = |at: u16| match at {
+            0 => vl,
+            1 => vh,
+            2 => dl,
+            3 => dh,
+            4 => cl,
+            5 => ch,
+            0x0b => 0x03, // class: display controller
+            _ => 0,
+        };
+        let mut b = [0u8; 4];
+        for (k, x) in b.iter_mut().take(usize::from(width)).enumerate() {
+            *x = byte(offset + k as u16);
+        }
+        Ok(u32::from_le_bytes(b))
+    }
+    fn config_write(&self, offset: u16, width: u8, value: u32) -> Result<(), String> {
+        check_config_access(offset, width)?;
+        if self.gone() {
+            return Ok(());
+        }
+        let mut c = self.command.load(Ordering::Relaxed).to_le_bytes();
+        for (k, x) in value.to_le_bytes().iter().take(usize::from(width)).enumerate() {
+            match offset + k as u16 {
+                4 => c[0] = *x,
+                5 => c[1] = *x,
+                _ => {}
+            }
+        }
+        self.command.store(u16::from_le_bytes(c), Ordering::Relaxed);
+        Ok(())
+    }
+    fn reset(&self) -> Result<(), String> {
+        if self.gone() {
+            return Err(tk_gpu::transport::LINK_LOST.into());
+        }
+        // A function reset stops the GSP and clears WPR2 (the GPU's boot firmware runs again).
+        self.wpr2.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+    fn bar_size(&self, bar: u8) -> Result<u64, String> {
+        Ok(match bar {
+            BAR_MMIO => MMIO_BAR_BYTES,
+            BAR_VRAM => VRAM_BAR_BYTES,
+            _ => 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tk_gpu::nv::{NvError, chip::ChipError, probe};
+
+    fn sim(opts: &str) -> NvSimGpu {
+        NvSimGpu::new(NvSimOptions::parse(opts).expect("options"))
+    }
+
+    #[test]
+    fn probe_finds_the_chip_the_vram_and_fwsec() {
+        for (opts, name) in [("", "GA102"), ("chip=ad102", "AD102")] {
+            let g = sim(opts);
+            let p = probe(&g).expect("probes");
+            assert_eq!(p.chip.name, name);
+            assert!(!p.was_running);
+            assert_eq!(p.vram, (24 * 1024 - 64) << 20);
+            // No valid VGA workspace: 1 MiB below the end, aligned to 128 KiB, less 1 MiB.
+            assert_eq!(p.frts_addr, p.vram - (2 << 20));
+            assert_eq!(p.vbios.fwsec.desc.version, 3);
+        }
+    }
+
+    #[test]
+    fn a_gsp_left_running_is_reset() {
+        let g = sim("left-running");
+        let p = probe(&g).expect("probes after the reset");
+        assert!(p.was_running);
+        assert!(!g.wpr2.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn blackwell_is_refused_by_name() {
+        let e = probe(&sim("chip=gb202")).expect_err("refused");
+        assert!(matches!(e, NvError::Chip(ChipError::Unsupported { name: "GB202", .. })), "{e}");
+        assert!(e.to_string().contains("FSP"), "{e}");
+    }
+
+    #[test]
+    fn a_dropped_link_is_reported_at_every_step() {
+        // Register and configuration accesses of a probe: count them, then drop the link
+        // after each number below that.
+        let whole = sim("");
+        probe(&whole).expect("probes");
+        let n = whole.accesses.load(Ordering::Relaxed).max(whole.trips.load(Ordering::Relaxed));
+        for k in [0, 1, 2, 3, 5, 8, 100, 4000, n / 2, n - 3] {
+            let e = probe(&sim(&format!("link-drop={k}"))).expect_err("the link drops");
+            assert!(e.to_string().contains("the GPU stopped answering"), "link-drop={k}: {e}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(NvSimOptions::parse("chip=gh100").is_err_and(|e| e.contains("ga102, ad102 or gb202")));
+        assert!(NvSimOptions::parse("warm").is_err_and(|e| e.contains("unknown option `warm` of nv:sim")));
+        assert!(NvSimOptions::parse("link-drop=x").is_err());
+        assert_eq!(
+            NvSimOptions::parse("chip=ad102,left-running,link-drop=7"),
+            Ok(NvSimOptions { chip: SimChip::Ad102, left_running: true, link_drop: Some(7), hang: false })
+        );
+    }
+}
