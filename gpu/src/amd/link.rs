@@ -7,7 +7,7 @@ pub use crate::transport::{LINK_LOST, link_gone};
 
 /// The bound on every wait for the GPU: `TK_GPU_TIMEOUT_MS` (the same for every GPU driver),
 /// else the older `TK_AMD_TIMEOUT_MS`, else 20 s.
-pub(super) fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     let ms = ["TK_GPU_TIMEOUT_MS", "TK_AMD_TIMEOUT_MS"]
         .iter()
         .find_map(|v| std::env::var(v).ok().and_then(|s| s.parse().ok()))

@@ -99,7 +99,8 @@ pub enum ChipError {
     #[error("{name} is a {arch:?} GPU; tk's NVIDIA driver boots Ampere (GA102-GA107) and Ada (AD102-AD107) GPUs{why}")]
     Unsupported { name: &'static str, arch: Arch, why: &'static str },
     #[error(
-        "the GPU's boot firmware has not finished (GFW boot progress {0:#x}); power-cycle the enclosure and try again"
+        "the GPU's boot firmware did not finish within the timeout (GFW boot progress {0:#x}; TK_GPU_TIMEOUT_MS \
+         sets the bound); power-cycle the enclosure and try again"
     )]
     GfwNotDone(u32),
 }

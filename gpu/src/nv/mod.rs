@@ -56,6 +56,11 @@ fn log(step: &str, what: impl FnOnce() -> String) {
 /// `vbios` (the GPU's boot firmware has finished; the usable VRAM; the VBIOS read through the
 /// PROM window and its FWSEC firmware found; the FRTS region placed below the VGA workspace).
 pub fn probe(t: &dyn Transport) -> Result<Probe, NvError> {
+    probe_within(t, crate::amd::link::default_timeout())
+}
+
+/// [`probe`], with `timeout` bounding the wait for the GPU's boot firmware.
+pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<Probe, NvError> {
     let chip = chip::detect(t)?;
     log("detect", || format!("{} ({:?}, chip id {:#x}) at {}", chip.name, chip.arch, chip.id, t.name()));
     let was_running = chip::gsp_left_running(t)?;
@@ -75,9 +80,14 @@ pub fn probe(t: &dyn Transport) -> Result<Probe, NvError> {
             });
         }
     }
-    if !chip::gfw_done(t)? {
-        let v = t.read32(BAR_MMIO, chip::GFW_BOOT_PROGRESS).map_err(ChipError::Transport)?;
-        return Err(ChipError::GfwNotDone(v).into());
+    // The boot firmware runs after power-on and after a function reset: wait for it.
+    let deadline = std::time::Instant::now() + timeout;
+    while !chip::gfw_done(t)? {
+        if std::time::Instant::now() >= deadline {
+            let v = t.read32(BAR_MMIO, chip::GFW_BOOT_PROGRESS).map_err(ChipError::Transport)?;
+            return Err(ChipError::GfwNotDone(v).into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let vram = chip::usable_vram(t)?;
     let mut rom = vec![0u8; chip::PROM_BYTES];

@@ -114,6 +114,9 @@ pub struct NvSimGpu {
     opts: NvSimOptions,
     vbios: Vec<u8>,
     wpr2: AtomicBool,
+    /// Register reads left before the GPU's boot firmware reports done (after power-on it has
+    /// finished; a function reset starts it again).
+    gfw_busy: AtomicU64,
     command: AtomicU16,
     accesses: AtomicU64,
     trips: AtomicU64,
@@ -125,6 +128,7 @@ impl NvSimGpu {
             opts,
             vbios: vbios::build(opts.chip.device_id()),
             wpr2: AtomicBool::new(opts.left_running),
+            gfw_busy: AtomicU64::new(0),
             command: AtomicU16::new(0),
             accesses: AtomicU64::new(0),
             trips: AtomicU64::new(0),
@@ -146,7 +150,10 @@ impl NvSimGpu {
             }
             WPR2_ADDR_LO | WPR2_ADDR_HI => 0,
             GFW_PRIV_LEVEL_MASK => 1,
-            GFW_BOOT_PROGRESS => 0xff,
+            GFW_BOOT_PROGRESS => {
+                let busy = self.gfw_busy.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if busy.is_ok() { 0x3f } else { 0xff }
+            }
             USABLE_FB_SIZE_IN_MB => self.opts.chip.vram_mib(),
             // No display engine state: the workspace register is not valid.
             VGA_WORKSPACE_BASE => 0,
@@ -248,8 +255,10 @@ impl Transport for NvSimGpu {
         if self.gone() {
             return Err(tk_gpu::transport::LINK_LOST.into());
         }
-        // A function reset stops the GSP and clears WPR2 (the GPU's boot firmware runs again).
+        // A function reset stops the GSP and clears WPR2; the GPU's boot firmware runs again
+        // (for a few polls).
         self.wpr2.store(false, Ordering::Relaxed);
+        self.gfw_busy.store(3, Ordering::Relaxed);
         Ok(())
     }
     fn bar_size(&self, bar: u8) -> Result<u64, String> {
@@ -290,6 +299,15 @@ mod tests {
         let p = probe(&g).expect("probes after the reset");
         assert!(p.was_running);
         assert!(!g.wpr2.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn boot_firmware_that_never_finishes_is_a_clear_error() {
+        let g = sim("");
+        g.gfw_busy.store(u64::MAX, Ordering::Relaxed);
+        let e = tk_gpu::nv::probe_within(&g, std::time::Duration::from_millis(30)).expect_err("times out");
+        assert!(matches!(e, NvError::Chip(ChipError::GfwNotDone(0x3f))), "{e}");
+        assert!(e.to_string().contains("TK_GPU_TIMEOUT_MS"), "{e}");
     }
 
     #[test]
