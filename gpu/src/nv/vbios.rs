@@ -262,6 +262,26 @@ fn falcon_data(b: &Bytes<'_>, pcat: &Image) -> Result<u32, VbiosError> {
     Err(VbiosError::Missing("no FALCON_DATA token in its BIT table"))
 }
 
+/// The entries' offsets of a table at `at` whose header starts with its version (1), header
+/// size, entry size and entry count (the falcon ucode table, FWSEC's interface table).
+fn entries(
+    b: &Bytes<'_>,
+    at: usize,
+    what: &'static str,
+    min_header: usize,
+    min_entry: usize,
+) -> Result<Vec<usize>, VbiosError> {
+    let h = b.slice(at, 4, what)?;
+    let (version, header_size, entry_size) = (h[0], usize::from(h[1]), usize::from(h[2]));
+    if version != 1 || header_size < min_header || entry_size < min_entry {
+        return Err(bad(
+            what,
+            format!("version {version}, header {header_size} bytes, entries {entry_size} bytes (tk reads version 1)"),
+        ));
+    }
+    Ok((0..usize::from(h[3])).map(|i| at + header_size + i * entry_size).collect())
+}
+
 /// Parses a VBIOS as read from the PROM window (up to 1 MiB).
 pub fn parse(rom: &[u8]) -> Result<Vbios, VbiosError> {
     let b = Bytes(rom);
@@ -286,21 +306,8 @@ pub fn parse(rom: &[u8]) -> Result<Vbios, VbiosError> {
             .ok_or_else(|| bad(what, format!("offset {ptr:#x} points into the PC-AT image ({:#x} bytes)", pcat.len)))
     };
     let table = rebase(falcon_data(&b, pcat)?, "falcon ucode table")?;
-    let (version, header_size, entry_size, entries) = (
-        s.u8(table, "the falcon ucode table")?,
-        usize::from(s.u8(table + 1, "the falcon ucode table")?),
-        usize::from(s.u8(table + 2, "the falcon ucode table")?),
-        usize::from(s.u8(table + 3, "the falcon ucode table")?),
-    );
-    if version != 1 || header_size < 6 || entry_size < 6 {
-        return Err(bad(
-            "falcon ucode table",
-            format!("version {version}, header {header_size} bytes, entries {entry_size} bytes (tk reads version 1)"),
-        ));
-    }
     let mut desc_ptr = None;
-    for i in 0..entries {
-        let e = table + header_size + i * entry_size;
+    for e in entries(&s, table, "falcon ucode table", 6, 6)? {
         if s.u8(e, "a falcon ucode table entry")? == APP_FWSEC_PROD {
             desc_ptr = Some(s.u32(e + 2, "a falcon ucode table entry")?);
             break;
@@ -371,22 +378,8 @@ fn fwsec(s: &Bytes<'_>, at: usize) -> Result<Fwsec, VbiosError> {
         ));
     }
     let d = Bytes(&dmem);
-    let iface = desc.interface_offset as usize;
-    let (version, header_size, entry_size, entries) = (
-        d.u8(iface, "the FWSEC interface table")?,
-        usize::from(d.u8(iface + 1, "the FWSEC interface table")?),
-        usize::from(d.u8(iface + 2, "the FWSEC interface table")?),
-        usize::from(d.u8(iface + 3, "the FWSEC interface table")?),
-    );
-    if version != 1 || header_size < 4 || entry_size < 8 {
-        return Err(bad(
-            "FWSEC interface table",
-            format!("version {version}, header {header_size} bytes, entries {entry_size} bytes (tk reads version 1)"),
-        ));
-    }
     let mut mapper = None;
-    for i in 0..entries {
-        let e = iface + header_size + i * entry_size;
+    for e in entries(&d, desc.interface_offset as usize, "FWSEC interface table", 4, 8)? {
         if d.u32(e, "a FWSEC interface entry")? == APP_DMEM_MAPPER {
             mapper = Some(d.u32(e + 4, "a FWSEC interface entry")? as usize);
             break;

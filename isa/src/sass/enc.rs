@@ -268,6 +268,24 @@ fn alu(name: &'static str, srcs: &str, fields: Vec<Field>) -> Alu {
     Alu { name, d: has('d'), a: has('a'), b: has('b'), c: has('c'), uniform: has('u'), fields }
 }
 
+/// The fields of ISETP and UISETP (`p`: their predicates' kind): the comparison, signedness,
+/// the boolean op with the predicate source, `.EX` with its extra predicate, and the two
+/// predicate destinations.
+fn setp(p: fn(&'static str, u8) -> Field) -> Vec<Field> {
+    vec![
+        m("cmp", 76, 3),
+        flag("signed", 73),
+        m("bop", 74, 2),
+        flag("ex", 72),
+        p("p0", 81),
+        p("p1", 84),
+        p("pb", 87),
+        PB_NEG,
+        p("pex", 68),
+        flag("pex.neg", 71),
+    ]
+}
+
 /// The ALU instructions by base opcode (bits 0-8).
 fn alu_op(opc: u32, sm: u32) -> Option<Alu> {
     const IMAD: &[Field] = &[flag("signed", 73), flag("x", 74), NC, P0, PB, PB_NEG];
@@ -276,22 +294,7 @@ fn alu_op(opc: u32, sm: u32) -> Option<Alu> {
         0x25 => alu("IMAD.WIDE", "dabc", IMAD.to_vec()),
         0x27 => alu("IMAD.HI", "dabc", IMAD.to_vec()),
         0x10 => alu("IADD3", "dabc", vec![A_NEG, NB, NC, flag("x", 74), P0, P1, PB, PB_NEG, PC, PC_NEG]),
-        0x0c => alu(
-            "ISETP",
-            "ab",
-            vec![
-                m("cmp", 76, 3),
-                flag("signed", 73),
-                m("bop", 74, 2),
-                flag("ex", 72),
-                P0,
-                P1,
-                PB,
-                PB_NEG,
-                pred("pex", 68),
-                flag("pex.neg", 71),
-            ],
-        ),
+        0x0c => alu("ISETP", "ab", setp(pred)),
         0x07 => alu("SEL", "dab", vec![PB, PB_NEG]),
         0x08 => alu("FSEL", "dab", vec![A_NEG, A_ABS, NB, AB, flag("ftz", 80), PB, PB_NEG]),
         0x02 => alu("MOV", "db", vec![m("mask", 72, 4)]),
@@ -428,22 +431,7 @@ fn alu_op(opc: u32, sm: u32) -> Option<Alu> {
         0xa5 => alu("UIMAD.WIDE", "dabcu", vec![flag("signed", 73), flag("x", 74), NC, UP0, UPB, PB_NEG]),
         0x90 => alu("UIADD3", "dabcu", vec![A_NEG, NB, NC, flag("x", 74), UP0, UP1, UPB, PB_NEG, UPC, PC_NEG]),
         0x87 => alu("USEL", "dabu", vec![UPB, PB_NEG]),
-        0x8c => alu(
-            "UISETP",
-            "abu",
-            vec![
-                m("cmp", 76, 3),
-                flag("signed", 73),
-                m("bop", 74, 2),
-                flag("ex", 72),
-                UP0,
-                UP1,
-                UPB,
-                PB_NEG,
-                upred("pex", 68),
-                flag("pex.neg", 71),
-            ],
-        ),
+        0x8c => alu("UISETP", "abu", setp(upred)),
         0x99 => alu("USHF", "dabcu", vec![flag("right", 76), flag("wrap", 75), m("type", 73, 2), flag("hi", 80)]),
         0x92 => alu("ULOP3", "dabcu", vec![m("lut", 72, 8), flag("pand", 80), UP0, UPB, PB_NEG]),
         0x91 => alu(

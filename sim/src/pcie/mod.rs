@@ -9,3 +9,9 @@ pub mod nv;
 pub mod tampered;
 #[cfg(unix)]
 pub mod tinygpu_server;
+
+/// The value of a simulated GPU's `link-drop=N` option: after N register or configuration-space
+/// accesses the link is gone.
+fn link_drop(n: &str) -> Result<u64, String> {
+    n.parse().map_err(|_| format!("link-drop={n}: expected a number of accesses, such as link-drop=100"))
+}

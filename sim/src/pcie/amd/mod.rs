@@ -125,12 +125,7 @@ impl SimOptions {
         let mut o = SimOptions::default();
         for opt in s.split(',').filter(|x| !x.is_empty()) {
             match opt.split_once('=') {
-                Some(("link-drop", n)) => {
-                    o.link_drop =
-                        Some(n.parse().map_err(|_| {
-                            format!("link-drop={n}: expected a number of accesses, such as link-drop=100")
-                        })?)
-                }
+                Some(("link-drop", n)) => o.link_drop = Some(super::link_drop(n)?),
                 None if opt == "warm" => o.power = Power::Warm,
                 None if opt == "left-running" => o.power = Power::LeftRunning,
                 None if opt == "hang" => o.hang = true,

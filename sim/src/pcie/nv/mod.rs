@@ -74,12 +74,7 @@ impl NvSimOptions {
         let mut o = NvSimOptions::default();
         for opt in s.split(',').filter(|x| !x.is_empty()) {
             match opt.split_once('=') {
-                Some(("link-drop", n)) => {
-                    o.link_drop =
-                        Some(n.parse().map_err(|_| {
-                            format!("link-drop={n}: expected a number of accesses, such as link-drop=100")
-                        })?)
-                }
+                Some(("link-drop", n)) => o.link_drop = Some(super::link_drop(n)?),
                 Some(("chip", c)) => {
                     o.chip = match c {
                         "ga102" => SimChip::Ga102,
