@@ -7,8 +7,8 @@
 //! - [`amd`]: the AMD driver ([`amd::device::AmdGpu`]: page tables, VRAM, the PM4 queue, DMA,
 //!   dispatch) and its register and packet tables (shared with the simulated GPU), PM4 packets,
 //!   GMC page tables and firmware lookup.
-//! - [`nv`]: the NVIDIA driver's first bring-up steps: the chip, a GSP left running, the VBIOS
-//!   and its FWSEC firmware.
+//! - [`nv`]: the NVIDIA driver's first bring-up steps: the chip, a GSP left running, the VBIOS,
+//!   its FWSEC firmware and FWSEC-FRTS on the GSP falcon.
 //!
 //! The `amd:*` device that the runtime opens is a thin layer over these (tk-runtime's
 //! `devices::amd`);

@@ -1,13 +1,15 @@
 //! The NVIDIA userspace driver (Ampere GA10x and Ada AD10x), first steps of bring-up:
-//! identifying the chip from its boot registers ([`chip`]), and reading the card's VBIOS to
-//! find the FWSEC firmware that sets up the GSP's write-protected region ([`vbios`]). The GSP
-//! boot, the RPCs, the page tables and the channels follow (docs/driver.md says what is built).
+//! identifying the chip from its boot registers ([`chip`]), reading the card's VBIOS to find
+//! the FWSEC firmware ([`vbios`]), and running FWSEC-FRTS on the GSP falcon, which sets up the
+//! write-protected region WPR2 ([`falcon`]). The GSP boot, the RPCs, the page tables and the
+//! channels follow (docs/driver.md says what is built).
 //!
 //! Register offsets and layouts come from NVIDIA's open-gpu-kernel-modules
 //! (`src/common/inc/swref/published/nv_ref.h`, `.../turing/tu102/dev_fb.h`, `dev_bus.h`) and
 //! Linux's nova-core (`drivers/gpu/nova-core/regs.rs`); each constant names its source.
 
 pub mod chip;
+pub mod falcon;
 pub mod vbios;
 
 /// The register BAR (BAR0: 16 MiB of registers, with the VBIOS window and the usermode
@@ -119,4 +121,18 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
         )
     });
     Ok(Probe { chip, was_running, vram, vbios, frts_addr })
+}
+
+/// Bring-up as far as it is built: [`probe`], then `fwsec-frts` (FWSEC from the VBIOS runs on
+/// the GSP falcon and sets up the FRTS region, WPR2). Returns what the probe found.
+pub fn boot(t: &dyn Transport) -> Result<Probe, NvError> {
+    boot_within(t, crate::amd::link::default_timeout())
+}
+
+/// [`boot`], with `timeout` bounding every wait.
+pub fn boot_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<Probe, NvError> {
+    let p = probe_within(t, timeout)?;
+    falcon::fwsec_frts(t, &p.vbios.fwsec, p.frts_addr, timeout)?;
+    log("fwsec-frts", || format!("WPR2 set: the 1 MiB FRTS region at {:#x}", p.frts_addr));
+    Ok(p)
 }

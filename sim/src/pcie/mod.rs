@@ -15,3 +15,12 @@ pub mod tinygpu_server;
 fn link_drop(n: &str) -> Result<u64, String> {
     n.parse().map_err(|_| format!("link-drop={n}: expected a number of accesses, such as link-drop=100"))
 }
+
+/// System memory is handed out in pieces of this size (a multiple of the Mac's 16 KiB host
+/// pages), scattered on the bus below 2^40 (TinyGPU's 40-bit bus addresses).
+pub const SYSMEM_CHUNK: u64 = 256 << 10;
+/// The most DMA segments one buffer may have (TinyGPU's limit, docs/driver.md).
+pub const MAX_SEGMENTS: u64 = 32;
+
+/// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
+pub type Chunk = (u64, u64, std::sync::Arc<dyn tk_gpu::transport::HostMem>, u64);

@@ -41,14 +41,9 @@ pub const FB_BASE: u64 = 0x80_0000_0000;
 pub const VENDOR_ID: u16 = 0x1002;
 pub const DEVICE_ID: u16 = 0x744c;
 
-/// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
-type Chunk = (u64, u64, Arc<dyn HostMem>, u64);
+use super::Chunk;
 
-/// System memory is handed out in pieces of this size (a multiple of the Mac's 16 KiB host
-/// pages), scattered on the bus below 2^40 (TinyGPU's 40-bit bus addresses).
-pub const SYSMEM_CHUNK: u64 = 256 << 10;
-/// The most DMA segments one buffer may have (TinyGPU's limit, docs/driver.md).
-pub const MAX_SEGMENTS: u64 = 32;
+pub use super::{MAX_SEGMENTS, SYSMEM_CHUNK};
 
 struct Inner {
     vram: Mutex<Vec<u8>>,

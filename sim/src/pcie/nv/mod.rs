@@ -2,17 +2,21 @@
 //! bring-up steps reach: the boot registers of an Ampere GA102, Ada AD102 or Blackwell GB202,
 //! the write-protected region WPR2 (set when a GSP from an earlier driver runs, cleared by a
 //! function reset), the GPU's boot-firmware (GFW) status, the usable-VRAM register, the VGA
-//! workspace register, and a synthetic VBIOS in the real layout behind the PROM window
-//! ([`vbios`]). The falcons, the GSP, the MMU, the host engine and the copy engine are not
-//! modelled yet: a register outside the model is an error that names it.
+//! workspace register, a synthetic VBIOS in the real layout behind the PROM window
+//! ([`vbios`]), system memory by DMA, and the GSP falcon with a model of FWSEC-FRTS
+//! (`falcon`). SEC2, the GSP's RISC-V core, the MMU, the host engine and the copy engine are
+//! not modelled yet: a register outside the model is an error that names it.
 
+mod falcon;
 pub mod vbios;
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tk_gpu::nv::chip::{
     BOOT_0, BOOT_42, GFW_BOOT_PROGRESS, GFW_PRIV_LEVEL_MASK, PROM, PROM_BYTES, USABLE_FB_SIZE_IN_MB, WPR2_ADDR_HI,
     WPR2_ADDR_LO,
 };
+use tk_gpu::nv::falcon::{FRTS_SCRATCH, GSP, GSP_FUSE_VERSION, MAILBOX0};
 use tk_gpu::nv::{BAR_MMIO, BAR_VRAM, VGA_WORKSPACE_BASE};
 use tk_gpu::transport::*;
 
@@ -108,7 +112,14 @@ const LEFT_WPR2: u32 = 0x5fe0_0000 >> 8;
 pub struct NvSimGpu {
     opts: NvSimOptions,
     vbios: Vec<u8>,
-    wpr2: AtomicBool,
+    /// WPR2's LO and HI registers (address >> 12 in bits 31:4).
+    wpr2: Mutex<(u32, u32)>,
+    gsp: Mutex<falcon::Falcon>,
+    /// System memory on the bus: (bus address, bytes, memory, offset in it).
+    sys: Mutex<Vec<super::Chunk>>,
+    /// The FRTS error code (NV_PBUS_SW_SCRATCH(0xE) bits 31:16).
+    scratch: AtomicU32,
+    fault: Mutex<Option<String>>,
     /// Register reads left before the GPU's boot firmware reports done (after power-on it has
     /// finished; a function reset starts it again).
     gfw_busy: AtomicU64,
@@ -122,7 +133,11 @@ impl NvSimGpu {
         NvSimGpu {
             opts,
             vbios: vbios::build(opts.chip.device_id()),
-            wpr2: AtomicBool::new(opts.left_running),
+            wpr2: Mutex::new(if opts.left_running { (LEFT_WPR2, LEFT_WPR2 + 0x1000) } else { (0, 0) }),
+            gsp: Mutex::new(falcon::Falcon::new(opts.left_running)),
+            sys: Mutex::new(Vec::new()),
+            scratch: AtomicU32::new(0),
+            fault: Mutex::new(None),
             gfw_busy: AtomicU64::new(0),
             command: AtomicU16::new(0),
             accesses: AtomicU64::new(0),
@@ -140,10 +155,16 @@ impl NvSimGpu {
         Ok(match off {
             BOOT_0 => self.opts.chip.boot42() >> 20 << 20,
             BOOT_42 => self.opts.chip.boot42(),
-            WPR2_ADDR_LO | WPR2_ADDR_HI if self.wpr2.load(Ordering::Relaxed) => {
-                LEFT_WPR2 + if off == WPR2_ADDR_HI { 0x1000 } else { 0 }
+            WPR2_ADDR_LO => self.wpr2.lock().map_err(|_| "poisoned")?.0,
+            WPR2_ADDR_HI => self.wpr2.lock().map_err(|_| "poisoned")?.1,
+            FRTS_SCRATCH => self.scratch.load(Ordering::Relaxed) << 16,
+            // Fuse version 1 for every ucode id: FWSEC's second signature.
+            o if (GSP_FUSE_VERSION..GSP_FUSE_VERSION + 64).contains(&o) => 1,
+            o if (GSP.base..GSP.base + 0x2000).contains(&o) => {
+                return self.gsp.lock().map_err(|_| "poisoned")?.read(o - GSP.base).ok_or_else(|| {
+                    format!("the simulated GSP falcon does not model register {:#x} yet", o - GSP.base)
+                });
             }
-            WPR2_ADDR_LO | WPR2_ADDR_HI => 0,
             GFW_PRIV_LEVEL_MASK => 1,
             GFW_BOOT_PROGRESS => {
                 let busy = self.gfw_busy.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
@@ -154,6 +175,21 @@ impl NvSimGpu {
             VGA_WORKSPACE_BASE => 0,
             _ => return Err(format!("the simulated NVIDIA GPU does not model register {off:#x} yet")),
         })
+    }
+}
+
+impl NvSimGpu {
+    /// Reads system memory by bus address, for the falcon's DMA: the bytes must lie in one
+    /// piece the driver allocated.
+    fn dma_read(&self, bus: u64, out: &mut [u8]) -> Result<(), String> {
+        let sys = self.sys.lock().map_err(|_| "poisoned")?;
+        let (b, _, mem, off) = sys
+            .iter()
+            .find(|(b, n, _, _)| (*b..b + n).contains(&bus) && bus + out.len() as u64 <= b + n)
+            .ok_or_else(|| format!("a GSP falcon DMA from bus address {bus:#x}, which no system memory holds"))?;
+        let at = (off + bus - b) as usize;
+        mem.with(&mut |m| out.copy_from_slice(&m[at..at + out.len()]));
+        Ok(())
     }
 }
 
@@ -178,11 +214,39 @@ impl Transport for NvSimGpu {
             _ => Err(format!("the simulated NVIDIA GPU has no BAR {bar} reads modelled yet")),
         }
     }
-    fn write32(&self, bar: u8, off: u64, _v: u32) -> Result<(), String> {
+    fn write32(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
         if self.gone() {
             return Ok(());
         }
-        Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"))
+        if bar != BAR_MMIO || !(GSP.base..GSP.base + 0x2000).contains(&off) {
+            return Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"));
+        }
+        let mut gsp = self.gsp.lock().map_err(|_| "poisoned")?;
+        match gsp.write(off - GSP.base, v)? {
+            falcon::Effect::None => Ok(()),
+            falcon::Effect::Dma { bus, imem, secure, dst } => {
+                let mut bytes = [0u8; 256];
+                self.dma_read(bus, &mut bytes)?;
+                gsp.dma_done(&bytes, imem, secure, dst)
+            }
+            falcon::Effect::Start => {
+                let vram = u64::from(self.opts.chip.vram_mib()) << 20;
+                match gsp.run_fwsec(&self.vbios, 1, vram) {
+                    Ok((lo, hi)) => {
+                        *self.wpr2.lock().map_err(|_| "poisoned")? =
+                            (((lo >> 12) << 4) as u32, ((hi >> 12) << 4) as u32);
+                        gsp.regs.insert(MAILBOX0, 0);
+                        self.scratch.store(0, Ordering::Relaxed);
+                    }
+                    Err((code, why)) => {
+                        gsp.regs.insert(MAILBOX0, code);
+                        self.scratch.store(code, Ordering::Relaxed);
+                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
+                    }
+                }
+                Ok(())
+            }
+        }
     }
     fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
         self.write32(bar, off, v as u32)
@@ -203,8 +267,29 @@ impl Transport for NvSimGpu {
     fn round_trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
     }
-    fn sysmem(&self, _bytes: usize) -> Result<SysMem, String> {
-        Err("the simulated NVIDIA GPU does not model DMA to system memory yet".into())
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().ok().and_then(|f| f.clone())
+    }
+    fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
+        let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
+        let n = (bytes as u64).div_ceil(super::SYSMEM_CHUNK);
+        if n > super::MAX_SEGMENTS {
+            return Err(format!(
+                "{bytes} bytes of DMA memory would take {n} segments; a buffer has at most {}",
+                super::MAX_SEGMENTS
+            ));
+        }
+        let mut sys = self.sys.lock().map_err(|_| "poisoned")?;
+        // Pieces at scattered bus addresses below 2^40, backwards with gaps.
+        let base = 0x40_0000_0000 + sys.len() as u64 * 4 * super::SYSMEM_CHUNK + 2 * n * super::SYSMEM_CHUNK;
+        let mut segments = Vec::new();
+        for k in 0..n {
+            let bus = base - 2 * k * super::SYSMEM_CHUNK;
+            let len = super::SYSMEM_CHUNK.min(bytes as u64 - k * super::SYSMEM_CHUNK);
+            sys.push((bus, len, mem.clone(), k * super::SYSMEM_CHUNK));
+            segments.push((bus, len));
+        }
+        Ok(SysMem { mem, segments })
     }
     fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
         check_config_access(offset, width)?;
@@ -252,7 +337,8 @@ impl Transport for NvSimGpu {
         }
         // A function reset stops the GSP and clears WPR2; the GPU's boot firmware runs again
         // (for a few polls).
-        self.wpr2.store(false, Ordering::Relaxed);
+        *self.wpr2.lock().map_err(|_| "poisoned")? = (0, 0);
+        *self.gsp.lock().map_err(|_| "poisoned")? = falcon::Falcon::new(false);
         self.gfw_busy.store(3, Ordering::Relaxed);
         Ok(())
     }
@@ -268,6 +354,7 @@ impl Transport for NvSimGpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tk_gpu::nv::{NvError, chip::ChipError, probe};
 
     fn sim(opts: &str) -> NvSimGpu {
@@ -293,7 +380,7 @@ mod tests {
         let g = sim("left-running");
         let p = probe(&g).expect("probes after the reset");
         assert!(p.was_running);
-        assert!(!g.wpr2.load(Ordering::Relaxed));
+        assert_eq!(*g.wpr2.lock().expect("lock"), (0, 0));
     }
 
     #[test]
@@ -318,11 +405,55 @@ mod tests {
         // after each number below that.
         let whole = sim("");
         probe(&whole).expect("probes");
-        let n = whole.accesses.load(Ordering::Relaxed).max(whole.trips.load(Ordering::Relaxed));
-        for k in [0, 1, 2, 3, 5, 8, 100, 4000, n / 2, n - 3] {
-            let e = probe(&sim(&format!("link-drop={k}"))).expect_err("the link drops");
+        let n = whole.trips.load(Ordering::Relaxed);
+        tk_gpu::nv::boot(&whole).expect("boots");
+        // A boot's accesses: the probe's n, then FWSEC-FRTS's f.
+        let f = whole.trips.load(Ordering::Relaxed) - 2 * n;
+        for k in [0, 1, 2, 3, 5, 8, 100, 4000, n / 2, n - 3, n + 2, n + 10, n + f / 2, n + f - 4] {
+            let e = tk_gpu::nv::boot(&sim(&format!("link-drop={k}"))).expect_err("the link drops");
             assert!(e.to_string().contains("the GPU stopped answering"), "link-drop={k}: {e}");
         }
+    }
+
+    #[test]
+    fn fwsec_frts_sets_wpr2_over_the_region() {
+        for opts in ["", "chip=ad102", "left-running"] {
+            let g = sim(opts);
+            let p = tk_gpu::nv::boot(&g).unwrap_or_else(|e| panic!("{opts}: {e}"));
+            let (lo, hi) = *g.wpr2.lock().expect("lock");
+            assert_eq!(u64::from(lo >> 4) << 12, p.frts_addr, "{opts}");
+            assert_eq!(u64::from(hi >> 4) << 12, p.frts_addr + (1 << 20), "{opts}");
+            assert_eq!(g.fault(), None);
+            // Running it again finds WPR2 set.
+            let again = tk_gpu::nv::falcon::fwsec_frts(&g, &p.vbios.fwsec, p.frts_addr, Duration::from_secs(1));
+            assert!(again.is_err_and(|e| e.to_string().contains("WPR2 is already set")));
+        }
+    }
+
+    #[test]
+    fn fwsec_that_the_boot_rom_or_fwsec_would_refuse_fails_with_the_reason() {
+        let t = Duration::from_secs(1);
+        let err = |f: &dyn Fn(&mut tk_gpu::nv::vbios::Fwsec, &mut u64)| {
+            let g = sim("");
+            let p = probe(&g).expect("probes");
+            let (mut fw, mut at) = (p.vbios.fwsec.clone(), p.frts_addr);
+            f(&mut fw, &mut at);
+            let e = tk_gpu::nv::falcon::fwsec_frts(&g, &fw, at, t).expect_err("refused").to_string();
+            assert_eq!(*g.wpr2.lock().expect("lock"), (0, 0), "{e}");
+            e
+        };
+        // The other signature than the fuses select.
+        let e = err(&|fw, _| fw.signatures.swap(0, 1));
+        assert!(e.contains("FWSEC reported failure") && e.contains("not the one the fuses select"), "{e}");
+        // Code that is not the VBIOS's.
+        let e = err(&|fw, _| fw.imem[0x10] ^= 1);
+        assert!(e.contains("IMEM does not hold"), "{e}");
+        // An FRTS region beyond VRAM.
+        let e = err(&|_, at| *at = 64 << 30);
+        assert!(e.contains("not inside"), "{e}");
+        // A damaged DMEM.
+        let e = err(&|fw, _| fw.dmem[0x100] ^= 0xff);
+        assert!(e.contains("DMEM differs"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,18 @@ pub const DMEM_CMD_IN_BYTES: usize = 0x100;
 pub const DMEM_PKC: usize = 0x300;
 pub const DMEM_BYTES: usize = 0x600;
 pub const IMEM_BYTES: usize = 0x800;
+/// Where the FWSEC descriptor sits in the synthetic ROM (PC-AT 0x1000 bytes, EFI 0x800,
+/// FWSEC #1 0x400, then 0x100 into FWSEC #2), and what follows it: two signatures, then IMEM,
+/// then DMEM.
+pub const DESC_AT: usize = 0x1d00;
+pub const SIGS_AT: usize = DESC_AT + DESC_V3_BYTES;
+pub const IMEM_AT: usize = SIGS_AT + 2 * SIGNATURE_BYTES;
+pub const DMEM_AT: usize = IMEM_AT + IMEM_BYTES;
+/// The descriptor's ucode id, engine mask (the GSP) and signature versions (0 and 1).
+pub const UCODE_ID: u8 = 1;
+pub const ENGINE_MASK: u16 = 1 << 10;
+pub const SIGNATURE_VERSIONS: u16 = 0b11;
+
 /// The DMEM mapper's signature as ROMs carry it ("DMAP"; no driver checks it).
 const DMAP: u32 = 0x5041_4d44;
 
@@ -121,10 +133,10 @@ pub fn build(device: u16) -> Vec<u8> {
     {
         put32(&mut fw2, d + 4 * k, v);
     }
-    put16(&mut fw2, d + 0x24, 1 << 10); // the GSP falcon
-    fw2[d + 0x26] = 1;
+    put16(&mut fw2, d + 0x24, ENGINE_MASK);
+    fw2[d + 0x26] = UCODE_ID;
     fw2[d + 0x27] = 2;
-    put16(&mut fw2, d + 0x28, 0b11);
+    put16(&mut fw2, d + 0x28, SIGNATURE_VERSIONS);
     let sigs = d + DESC_V3_BYTES;
     for (i, x) in filler(2 * SIGNATURE_BYTES, 0x5a).enumerate() {
         fw2[sigs + i] = x;
@@ -152,6 +164,7 @@ pub fn build(device: u16) -> Vec<u8> {
     rom.extend(efi);
     rom.extend(fw1);
     rom.extend(fw2);
+    debug_assert_eq!(rom.len() - fw2_blocks as usize * 512 + d, DESC_AT);
     rom
 }
 
@@ -167,6 +180,8 @@ mod tests {
         let types: Vec<u8> = v.images.iter().map(|i| i.code_type).collect();
         assert_eq!(types, [CODE_PCAT, CODE_EFI, CODE_FWSEC, CODE_FWSEC]);
         let f = &v.fwsec;
+        assert_eq!(f.imem, rom[IMEM_AT..DMEM_AT]);
+        assert_eq!(f.signatures[0], rom[SIGS_AT..SIGS_AT + SIGNATURE_BYTES]);
         assert_eq!((f.desc.version, f.desc.signature_count, f.desc.engine_id_mask), (3, 2, 1 << 10));
         assert_eq!((f.imem.len(), f.dmem.len()), (IMEM_BYTES, DMEM_BYTES));
         assert_eq!(f.imem[..4], filler(4, 0x11).collect::<Vec<_>>()[..]);

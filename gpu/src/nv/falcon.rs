@@ -1,0 +1,269 @@
+//! The falcon microcontrollers (GSP, SEC2) as the driver runs heavy-secure firmware on them:
+//! reset into falcon mode, DMA of the IMEM and DMEM images from system memory, the boot ROM's
+//! signature parameters, start, and the wait for the halt. Then FWSEC-FRTS on the GSP falcon:
+//! the firmware from the VBIOS with the FRTS command patched into its DMEM and the signature
+//! the fuses select, which must leave WPR2 set at the requested region.
+//!
+//! Register offsets and sequences: open-gpu-kernel-modules' published `dev_falcon_v4.h`,
+//! `dev_falcon_second_pri.h`, `dev_riscv_pri.h`, `dev_fbif_v4.h` (ga102) and nova-core's
+//! `falcon.rs`, `falcon/hal/ga102.rs`, `firmware/fwsec.rs` and `gsp/boot.rs`; docs/nvidia-facts.md
+//! lists them, and where the sources disagree (tk follows nova-core: DMEM DMA not secure, boot
+//! vector 0, mailbox 0 written 0 and required 0 after the halt).
+
+use super::chip::{self, ChipError};
+use super::vbios::{Fwsec, SIGNATURE_BYTES};
+use super::{BAR_MMIO, NvError};
+use crate::transport::{SysMem, Transport, link_gone};
+use std::time::{Duration, Instant};
+
+/// A falcon: its name and its register block in BAR0 (the second block, with the boot ROM and
+/// RISC-V registers, is 0x1000 above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Falcon {
+    pub name: &'static str,
+    pub base: u64,
+}
+
+/// The GSP falcon (NV_PGSP, dev_gsp.h) and SEC2 (NV_PSEC, dev_sec_pri.h).
+pub const GSP: Falcon = Falcon { name: "GSP", base: 0x11_0000 };
+pub const SEC2: Falcon = Falcon { name: "SEC2", base: 0x84_0000 };
+
+pub const MAILBOX0: u64 = 0x040;
+pub const MAILBOX1: u64 = 0x044;
+/// NV_PFALCON_FALCON_RM: the driver writes NV_PMC_BOOT_0 here after a reset.
+pub const RM: u64 = 0x084;
+/// Bit 12: memory scrubbing still running; bit 31: ready for reset (GA102+).
+pub const HWCFG2: u64 = 0x0f4;
+pub const HWCFG2_SCRUBBING: u32 = 1 << 12;
+/// Bit 1 STARTCPU, bit 4 HALTED, bit 6 ALIAS_EN (start through CPUCTL_ALIAS instead).
+pub const CPUCTL: u64 = 0x100;
+pub const CPUCTL_START: u32 = 1 << 1;
+pub const CPUCTL_HALTED: u32 = 1 << 4;
+pub const CPUCTL_ALIAS_EN: u32 = 1 << 6;
+pub const BOOTVEC: u64 = 0x104;
+pub const DMACTL: u64 = 0x10c;
+/// DMA: the source base >> 8 (and bits 48:40 of the address in DMATRFBASE1), the offset in
+/// IMEM/DMEM, the command (bit 1 idle, bit 2 secure, bit 4 IMEM, bits 10:8 the size: 6 is
+/// 256 bytes), and the source offset (for IMEM also the block's tag).
+pub const DMATRFBASE: u64 = 0x110;
+pub const DMATRFMOFFS: u64 = 0x114;
+pub const DMATRFCMD: u64 = 0x118;
+pub const DMATRFFBOFFS: u64 = 0x11c;
+pub const DMATRFBASE1: u64 = 0x128;
+pub const CPUCTL_ALIAS: u64 = 0x130;
+pub const DMA_IDLE: u32 = 1 << 1;
+pub const DMA_SECURE: u32 = 1 << 2;
+pub const DMA_IMEM: u32 = 1 << 4;
+pub const DMA_256B: u32 = 6 << 8;
+/// NV_PFALCON_FALCON_ENGINE: bit 0 holds the falcon in reset.
+pub const ENGINE: u64 = 0x3c0;
+/// The FBIF: transfer configuration 0 (target coherent system memory = 1, physical = bit 2)
+/// and the control register (bit 7: physical accesses without a context allowed).
+pub const FBIF_TRANSCFG0: u64 = 0x600;
+pub const FBIF_CTL: u64 = 0x624;
+pub const TRANSCFG_SYSMEM_PHYSICAL: u32 = 1 | 1 << 2;
+pub const FBIF_ALLOW_PHYS: u32 = 1 << 7;
+/// The second block (base + 0x1000): the boot ROM's RSA-3K mode, the ucode id and engine mask
+/// whose fuses select the signature, the DMEM offset of the signature, and the core select.
+pub const MOD_SEL: u64 = 0x1180;
+pub const BROM_CURR_UCODE_ID: u64 = 0x1198;
+pub const BROM_ENGIDMASK: u64 = 0x119c;
+pub const BROM_PARAADDR0: u64 = 0x1210;
+pub const BCR_CTRL: u64 = 0x1668;
+pub const MOD_SEL_RSA3K: u32 = 1;
+/// NV_FUSE_OPT_FPF_GSP_UCODE1_VERSION(i): the fuse version per ucode id (bits 15:0).
+pub const GSP_FUSE_VERSION: u64 = 0x82_41c0;
+/// NV_PBUS_SW_SCRATCH(0xE): bits 31:16 the FRTS error code (0 = success).
+pub const FRTS_SCRATCH: u64 = 0x1438;
+
+fn rd(t: &dyn Transport, off: u64) -> Result<u32, NvError> {
+    let v = t.read32(BAR_MMIO, off).map_err(ChipError::Transport)?;
+    if v == u32::MAX && link_gone(t) {
+        return Err(ChipError::LinkLost.into());
+    }
+    Ok(v)
+}
+
+fn wr(t: &dyn Transport, off: u64, v: u32) -> Result<(), NvError> {
+    t.write32(BAR_MMIO, off, v).map_err(|e| NvError::Step { step: "falcon", detail: e })
+}
+
+/// Polls `off` until `done(value)`, within `timeout`.
+fn poll(
+    t: &dyn Transport,
+    off: u64,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(u32) -> bool,
+) -> Result<u32, NvError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = rd(t, off)?;
+        if done(v) {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(NvError::Step {
+                step: "falcon",
+                detail: format!("{what}: register {off:#x} still reads {v:#x} after {timeout:?}"),
+            });
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+impl Falcon {
+    fn rd(&self, t: &dyn Transport, off: u64) -> Result<u32, NvError> {
+        rd(t, self.base + off)
+    }
+    fn wr(&self, t: &dyn Transport, off: u64, v: u32) -> Result<(), NvError> {
+        wr(t, self.base + off, v)
+    }
+
+    /// Resets the falcon and leaves it in falcon (not RISC-V) mode with its memories scrubbed.
+    pub fn reset(&self, t: &dyn Transport, timeout: Duration) -> Result<(), NvError> {
+        self.wr(t, ENGINE, 1)?;
+        std::thread::sleep(Duration::from_micros(10));
+        self.wr(t, ENGINE, 0)?;
+        let scrub = format!("{} falcon memory scrubbing", self.name);
+        poll(t, self.base + HWCFG2, timeout, &scrub, |v| v & HWCFG2_SCRUBBING == 0)?;
+        if self.rd(t, BCR_CTRL)? & (1 << 4) != 0 {
+            self.wr(t, BCR_CTRL, 0)?;
+            poll(t, self.base + BCR_CTRL, timeout, &format!("{} core select", self.name), |v| v & 1 != 0)?;
+        }
+        let boot0 = rd(t, chip::BOOT_0)?;
+        self.wr(t, RM, boot0)
+    }
+
+    /// Loads `image` (in system memory at `sys`, which must be one bus segment) into the
+    /// falcon: `imem` bytes from offset 0 into IMEM at `imem_base` (secure), then `dmem` bytes
+    /// from offset `imem` into DMEM at `dmem_base`, in 256-byte DMA transfers.
+    pub fn dma_load(
+        &self,
+        t: &dyn Transport,
+        sys: &SysMem,
+        (imem, imem_base): (usize, u32),
+        (dmem, dmem_base): (usize, u32),
+        timeout: Duration,
+    ) -> Result<(), NvError> {
+        let need = (imem + dmem.next_multiple_of(256)) as u64;
+        let bus = match sys.segments.first() {
+            Some(&(bus, n)) if n >= need && bus % 256 == 0 => bus,
+            _ => {
+                return Err(NvError::Step {
+                    step: "falcon",
+                    detail: format!("the firmware's {need} bytes are not in one 256-byte aligned DMA segment"),
+                });
+            }
+        };
+        self.wr(t, FBIF_CTL, self.rd(t, FBIF_CTL)? | FBIF_ALLOW_PHYS)?;
+        self.wr(t, DMACTL, 0)?;
+        self.wr(t, FBIF_TRANSCFG0, TRANSCFG_SYSMEM_PHYSICAL)?;
+        let transfer = |base: u64, len: usize, dst: u32, cmd: u32| -> Result<(), NvError> {
+            self.wr(t, DMATRFBASE, (base >> 8) as u32)?;
+            self.wr(t, DMATRFBASE1, ((base >> 40) & 0x1ff) as u32)?;
+            for pos in (0..len).step_by(256) {
+                self.wr(t, DMATRFMOFFS, dst + pos as u32)?;
+                // For IMEM the source offset is also the block's tag (its virtual address, from
+                // 0: the boot vector is 0).
+                self.wr(t, DMATRFFBOFFS, pos as u32)?;
+                self.wr(t, DMATRFCMD, cmd)?;
+                poll(t, self.base + DMATRFCMD, timeout, &format!("{} DMA", self.name), |v| v & DMA_IDLE != 0)?;
+            }
+            Ok(())
+        };
+        transfer(bus, imem, imem_base, DMA_256B | DMA_IMEM | DMA_SECURE)?;
+        transfer(bus + imem as u64, dmem, dmem_base, DMA_256B)
+    }
+
+    /// Starts the falcon at boot vector 0 with mailbox 0 cleared and waits for it to halt;
+    /// returns mailbox 0.
+    pub fn run(&self, t: &dyn Transport, timeout: Duration) -> Result<u32, NvError> {
+        self.wr(t, BOOTVEC, 0)?;
+        self.wr(t, MAILBOX0, 0)?;
+        if self.rd(t, CPUCTL)? & CPUCTL_ALIAS_EN != 0 {
+            self.wr(t, CPUCTL_ALIAS, CPUCTL_START)?;
+        } else {
+            self.wr(t, CPUCTL, CPUCTL_START)?;
+        }
+        poll(t, self.base + CPUCTL, timeout, &format!("{} falcon halt", self.name), |v| v & CPUCTL_HALTED != 0)?;
+        self.rd(t, MAILBOX0)
+    }
+}
+
+/// The index of the signature the fuse `version` register selects among those present in
+/// `versions` (one bit per signature): the highest set fuse bit's position + 1 names the
+/// version, and its signature is the one after every present lower version.
+pub fn signature_index(fuse: u32, versions: u16) -> Option<usize> {
+    let v = 32 - (fuse & 0xffff).leading_zeros();
+    if v >= 16 || versions & (1 << v) == 0 {
+        return None;
+    }
+    Some((versions & ((1u16 << v) - 1)).count_ones() as usize)
+}
+
+/// Runs FWSEC-FRTS on the GSP falcon: the FRTS command for `frts_addr` and the signature the
+/// fuses select patched into the DMEM image, the image DMA'd from system memory, the boot ROM
+/// told where the signature is, the falcon run to its halt; then mailbox 0, the FRTS error
+/// scratch and WPR2 must say the region was set up where asked.
+pub fn fwsec_frts(t: &dyn Transport, fw: &Fwsec, frts_addr: u64, timeout: Duration) -> Result<(), NvError> {
+    let d = &fw.desc;
+    let fail = |detail: String| NvError::Step { step: "fwsec-frts", detail };
+    if rd(t, chip::WPR2_ADDR_HI)? != 0 {
+        return Err(fail("WPR2 is already set: the GPU needs a reset first".into()));
+    }
+    let mut dmem = fw.frts_dmem(frts_addr);
+    if d.signature_count > 0 {
+        let fuse = rd(t, GSP_FUSE_VERSION + 4 * u64::from(d.ucode_id.saturating_sub(1)))?;
+        let k = signature_index(fuse, d.signature_versions).filter(|&k| k < fw.signatures.len()).ok_or_else(|| {
+            fail(format!(
+                "the GPU's fuses (version register {fuse:#x}) select no signature of the VBIOS's FWSEC \
+                     (versions {:#x})",
+                d.signature_versions
+            ))
+        })?;
+        let at = d.pkc_data_offset as usize;
+        dmem[at..at + SIGNATURE_BYTES].copy_from_slice(&fw.signatures[k]);
+    }
+    let mut image = fw.imem.clone();
+    image.extend_from_slice(&dmem);
+    image.resize(fw.imem.len() + dmem.len().next_multiple_of(256), 0);
+    let sys = t.sysmem(image.len()).map_err(|e| fail(format!("system memory for the firmware: {e}")))?;
+    sys.mem.with(&mut |m| m[..image.len()].copy_from_slice(&image));
+    GSP.reset(t, timeout)?;
+    GSP.dma_load(t, &sys, (fw.imem.len(), d.imem_phys_base), (dmem.len(), d.dmem_phys_base), timeout)?;
+    GSP.wr(t, BROM_PARAADDR0, d.pkc_data_offset)?;
+    GSP.wr(t, BROM_ENGIDMASK, u32::from(d.engine_id_mask))?;
+    GSP.wr(t, BROM_CURR_UCODE_ID, u32::from(d.ucode_id))?;
+    GSP.wr(t, MOD_SEL, MOD_SEL_RSA3K)?;
+    let mbox0 = GSP.run(t, timeout)?;
+    let scratch = rd(t, FRTS_SCRATCH)? >> 16;
+    if mbox0 != 0 || scratch != 0 {
+        let why = t.fault().map(|f| format!(": {f}")).unwrap_or_default();
+        return Err(fail(format!("FWSEC reported failure (mailbox 0 {mbox0:#x}, FRTS error {scratch:#x}){why}")));
+    }
+    let (lo, hi) = (rd(t, chip::WPR2_ADDR_LO)?, rd(t, chip::WPR2_ADDR_HI)?);
+    let start = u64::from(lo >> 4) << 12;
+    if hi == 0 || start != frts_addr {
+        return Err(fail(format!(
+            "FWSEC halted cleanly but WPR2 is {lo:#x}..{hi:#x}, not the region at {frts_addr:#x} it was asked for"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuses_pick_a_signature() {
+        // No fuse bit: version 0, the first signature if version 0 is present.
+        assert_eq!(signature_index(0, 0b1), Some(0));
+        // Fuse bit 1 set: version 2; versions 0, 1 and 2 present: the third signature.
+        assert_eq!(signature_index(0b10, 0b111), Some(2));
+        assert_eq!(signature_index(0b10, 0b101), Some(1));
+        assert_eq!(signature_index(0b10, 0b011), None);
+        assert_eq!(signature_index(0x8000, 0xffff), None);
+    }
+}
