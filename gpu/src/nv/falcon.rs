@@ -148,11 +148,18 @@ impl Falcon {
     ) -> Result<(), NvError> {
         let need = (imem + dmem.next_multiple_of(256)) as u64;
         let bus = match sys.segments.first() {
-            Some(&(bus, n)) if n >= need && bus % 256 == 0 => bus,
+            Some(&(bus, n))
+                if n >= need && bus.is_multiple_of(256) && imem.is_multiple_of(256) && bus + need <= 1 << 49 =>
+            {
+                bus
+            }
             _ => {
                 return Err(NvError::Step {
                     step: "falcon",
-                    detail: format!("the firmware's {need} bytes are not in one 256-byte aligned DMA segment"),
+                    detail: format!(
+                        "the firmware's {need} bytes are not in one 256-byte aligned DMA segment below 2^49, or its \
+                         IMEM ({imem} bytes) is not whole 256-byte blocks"
+                    ),
                 });
             }
         };
@@ -163,7 +170,11 @@ impl Falcon {
             self.wr(t, DMATRFBASE, (base >> 8) as u32)?;
             self.wr(t, DMATRFBASE1, ((base >> 40) & 0x1ff) as u32)?;
             for pos in (0..len).step_by(256) {
-                self.wr(t, DMATRFMOFFS, dst + pos as u32)?;
+                let to = dst.checked_add(pos as u32).filter(|&a| a < 1 << 24).ok_or_else(|| NvError::Step {
+                    step: "falcon",
+                    detail: format!("a DMA to {dst:#x} + {pos:#x}, beyond the falcon's 24-bit memory offsets"),
+                })?;
+                self.wr(t, DMATRFMOFFS, to)?;
                 // For IMEM the source offset is also the block's tag (its virtual address, from
                 // 0: the boot vector is 0).
                 self.wr(t, DMATRFFBOFFS, pos as u32)?;
@@ -212,9 +223,15 @@ pub fn fwsec_frts(t: &dyn Transport, fw: &Fwsec, frts_addr: u64, timeout: Durati
     if rd(t, chip::WPR2_ADDR_HI)? != 0 {
         return Err(fail("WPR2 is already set: the GPU needs a reset first".into()));
     }
-    let mut dmem = fw.frts_dmem(frts_addr);
+    let mut dmem = fw.frts_dmem(frts_addr).map_err(|e| fail(e.to_string()))?;
+    if !(1..=16).contains(&d.ucode_id) || d.engine_id_mask & (1 << 10) == 0 {
+        return Err(fail(format!(
+            "the VBIOS's FWSEC is not for the GSP falcon (ucode id {}, engine mask {:#x}; the GSP is bit 10)",
+            d.ucode_id, d.engine_id_mask
+        )));
+    }
     if d.signature_count > 0 {
-        let fuse = rd(t, GSP_FUSE_VERSION + 4 * u64::from(d.ucode_id.saturating_sub(1)))?;
+        let fuse = rd(t, GSP_FUSE_VERSION + 4 * u64::from(d.ucode_id - 1))?;
         let k = signature_index(fuse, d.signature_versions).filter(|&k| k < fw.signatures.len()).ok_or_else(|| {
             fail(format!(
                 "the GPU's fuses (version register {fuse:#x}) select no signature of the VBIOS's FWSEC \
@@ -223,13 +240,30 @@ pub fn fwsec_frts(t: &dyn Transport, fw: &Fwsec, frts_addr: u64, timeout: Durati
             ))
         })?;
         let at = d.pkc_data_offset as usize;
-        dmem[at..at + SIGNATURE_BYTES].copy_from_slice(&fw.signatures[k]);
+        let (slot, sig) = (at.checked_add(SIGNATURE_BYTES).and_then(|end| dmem.get_mut(at..end)), &fw.signatures[k]);
+        match slot {
+            Some(slot) if sig.len() == SIGNATURE_BYTES => slot.copy_from_slice(sig),
+            _ => {
+                return Err(fail(format!(
+                    "the signature's place {at:#x} is outside FWSEC's DMEM, or it is not {SIGNATURE_BYTES} bytes"
+                )));
+            }
+        }
     }
     let mut image = fw.imem.clone();
     image.extend_from_slice(&dmem);
     image.resize(fw.imem.len() + dmem.len().next_multiple_of(256), 0);
     let sys = t.sysmem(image.len()).map_err(|e| fail(format!("system memory for the firmware: {e}")))?;
-    sys.mem.with(&mut |m| m[..image.len()].copy_from_slice(&image));
+    let mut copied = false;
+    sys.mem.with(&mut |m| {
+        if let Some(to) = m.get_mut(..image.len()) {
+            to.copy_from_slice(&image);
+            copied = true;
+        }
+    });
+    if !copied {
+        return Err(fail(format!("the transport gave less system memory than the {} bytes asked for", image.len())));
+    }
     GSP.reset(t, timeout)?;
     GSP.dma_load(t, &sys, (fw.imem.len(), d.imem_phys_base), (dmem.len(), d.dmem_phys_base), timeout)?;
     GSP.wr(t, BROM_PARAADDR0, d.pkc_data_offset)?;

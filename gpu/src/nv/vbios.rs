@@ -349,6 +349,24 @@ fn fwsec(s: &Bytes<'_>, at: usize) -> Result<Fwsec, VbiosError> {
         signature_count: s.u8(at + 0x27, "the FWSEC descriptor")?,
         signature_versions: h(0x28)?,
     };
+    // DMATRFMOFFS is 24 bits, and DMA moves whole 256-byte blocks: IMEM and DMEM must lie
+    // below 16 MiB, and IMEM must be whole blocks (its DMEM follows it in the DMA image).
+    for (base, size, what) in
+        [(desc.imem_phys_base, desc.imem_load_size, "IMEM"), (desc.dmem_phys_base, desc.dmem_load_size, "DMEM")]
+    {
+        if u64::from(base) + u64::from(size) > 1 << 24 || !base.is_multiple_of(256) {
+            return Err(bad(
+                "FWSEC descriptor",
+                format!("{what} at {base:#x}, {size:#x} bytes: not 256-byte aligned below 16 MiB"),
+            ));
+        }
+    }
+    if !desc.imem_load_size.is_multiple_of(256) {
+        return Err(bad(
+            "FWSEC descriptor",
+            format!("IMEM of {:#x} bytes is not whole 256-byte blocks", desc.imem_load_size),
+        ));
+    }
     let sigs = usize::from(desc.signature_count) * SIGNATURE_BYTES;
     if (desc.size as usize) < DESC_V3_BYTES + sigs {
         return Err(bad(
@@ -405,29 +423,36 @@ impl Fwsec {
     /// The DMEM image with the FRTS command for a 1 MiB region at VRAM byte `frts_addr`
     /// (4 KiB aligned): `init_cmd` set to 0x15 and the command's two descriptors in the
     /// command buffer.
-    pub fn frts_dmem(&self, frts_addr: u64) -> Vec<u8> {
+    pub fn frts_dmem(&self, frts_addr: u64) -> Result<Vec<u8>, VbiosError> {
         let mut d = self.dmem.clone();
-        let mut put = |at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_le_bytes());
-        // parse() checked that the mapper and the command buffer fit.
-        put(self.mapper + MAPPER_INIT_CMD, CMD_FRTS);
+        // parse() checked that the mapper and the command buffer fit; a Fwsec built by hand
+        // gets an error instead.
+        let mut put = |at: usize, v: u32| {
+            at.checked_add(4)
+                .and_then(|end| d.get_mut(at..end))
+                .map(|w| w.copy_from_slice(&v.to_le_bytes()))
+                .ok_or_else(|| bad("FWSEC DMEM", format!("offset {at:#x} is beyond its {} bytes", self.dmem.len())))
+        };
+        put(self.mapper.saturating_add(MAPPER_INIT_CMD), CMD_FRTS)?;
         let c = self.cmd_in.0;
         for (k, v) in
             [1, 24, 0, 0, 0, 2, 1, 20, (frts_addr >> 12) as u32, (FRTS_BYTES >> 12) as u32, 2].into_iter().enumerate()
         {
-            put(c + 4 * k, v);
+            put(c.saturating_add(4 * k), v)?;
         }
-        d
+        Ok(d)
     }
 }
 
 /// Where FWSEC-FRTS puts its 1 MiB region in VRAM of `usable` bytes: below the VGA workspace
 /// (its base register, NV_PDISP_VGA_WORKSPACE_BASE 0x625F04: bit 3 valid, bits 31:8 the
-/// address >> 16; ignored when it lies in the last 1 MiB's window, where the workspace is taken
-/// to start 128 KiB below the end), aligned down to 128 KiB (nova-core `fb.rs`).
+/// address >> 16), aligned down to 128 KiB (nova-core `fb.rs`). The register counts when it
+/// points into the last 1 MiB; below that the workspace is taken to start 128 KiB before the
+/// end; without it (or when it points past the end) 1 MiB before the end.
 pub fn frts_addr(usable: u64, vga_workspace_base: Option<u32>) -> Option<u64> {
     let fallback = usable.checked_sub(1 << 20)?;
     let vga = match vga_workspace_base {
-        Some(r) if r & 8 != 0 => {
+        Some(r) if r & 8 != 0 && u64::from(r >> 8) << 16 < usable => {
             let addr = u64::from(r >> 8) << 16;
             if addr < fallback { usable.checked_sub(128 << 10)? } else { addr }
         }

@@ -85,6 +85,10 @@ pub enum EncodeError {
     NoField { name: &'static str, field: String, fields: String },
     #[error("{name}: {value:#x} does not fit field `{field}` ({width} bits)")]
     TooWide { name: &'static str, field: &'static str, value: u64, width: u8 },
+    #[error(
+        "{name}: field `{field}` at bit {at} of {width} bits is not a field tk can encode (1-32 bits within bits 16-104)"
+    )]
+    BadField { name: &'static str, field: &'static str, at: u8, width: u8 },
     #[error("{name}: a branch from {at:#x} to {target:#x} does not fit its {width}-bit offset")]
     Target { name: &'static str, at: u64, target: u64, width: u8 },
 }
@@ -139,6 +143,7 @@ impl Inst {
     pub fn encode(&self) -> Result<u128, EncodeError> {
         let mut w = u128::from(self.opcode & 0xfff) | u128::from(self.guard & 0xf) << 12;
         for (f, v) in &self.fields {
+            self.check(f)?;
             if u128::from(*v) >> f.width != 0 {
                 return Err(EncodeError::TooWide {
                     name: self.name,
@@ -150,6 +155,16 @@ impl Inst {
             w |= u128::from(*v) << f.at;
         }
         Ok(self.ctrl.put(w))
+    }
+
+    /// A field built by hand must stay inside the bits fields may have (1-32 bits within
+    /// 16-104): not the opcode, guard or control bits.
+    fn check(&self, f: &Field) -> Result<(), EncodeError> {
+        if (1..=32).contains(&f.width) && f.at >= 16 && u32::from(f.at) + u32::from(f.width) <= 105 {
+            Ok(())
+        } else {
+            Err(EncodeError::BadField { name: self.name, field: f.name, at: f.at, width: f.width })
+        }
     }
 
     fn slot(&self, name: &str) -> Result<usize, EncodeError> {
@@ -169,6 +184,7 @@ impl Inst {
     pub fn set(&mut self, name: &str, v: u32) -> Result<&mut Inst, EncodeError> {
         let k = self.slot(name)?;
         let f = self.fields[k].0;
+        self.check(&f)?;
         if u64::from(v) >> f.width != 0 {
             return Err(EncodeError::TooWide { name: self.name, field: f.name, value: u64::from(v), width: f.width });
         }
@@ -182,6 +198,10 @@ impl Inst {
         // The offset field may be wider than 32 bits (BRA's is 48): it is split over two
         // fields, `target` (the low 32 bits) and `target.hi`.
         let hi = self.slot("target.hi").ok();
+        self.check(&self.fields[k].0)?;
+        if let Some(h) = hi {
+            self.check(&self.fields[h].0)?;
+        }
         let width = self.fields[k].0.width + hi.map_or(0, |h| self.fields[h].0.width);
         let bad = || EncodeError::Target { name: self.name, at, target, width };
         let from = at.checked_add(16).ok_or_else(bad)?;
@@ -194,7 +214,7 @@ impl Inst {
         let v = (units as i64 as u64) & ((1u64 << width) - 1);
         self.fields[k].1 = (v & ((1u64 << self.fields[k].0.width) - 1)) as u32;
         if let Some(h) = hi {
-            self.fields[h].1 = (v >> 32) as u32;
+            self.fields[h].1 = (v >> self.fields[k].0.width) as u32;
         }
         Ok(self)
     }
@@ -725,6 +745,11 @@ mod tests {
         // S2R with a bit no field covers.
         let w = 0x000e_2200_0000_2100_0000_0000_0002_7919u128 | 1 << 100;
         assert!(matches!(Inst::decode(w, 86), Err(EncodeError::StrayBits { bits, .. }) if bits == 1 << 100));
+        // A field built by hand outside the encodable bits.
+        let mut bad = Inst::new(0x919, 86).expect("S2R");
+        bad.fields[0].0.width = 40;
+        assert!(matches!(bad.encode(), Err(EncodeError::BadField { .. })));
+        assert!(matches!(bad.set("d", 1), Err(EncodeError::BadField { .. })));
         // I2FP is new in sm_86.
         assert!(Inst::new(0x245, 80).is_err() && Inst::new(0x245, 86).is_ok());
     }

@@ -105,6 +105,16 @@ impl Falcon {
                 {
                     return Err("a GSP falcon DMA before its FBIF allows physical system-memory accesses".into());
                 }
+                let (dst, fboffs) = (self.reg(DMATRFMOFFS), self.reg(DMATRFFBOFFS));
+                if !dst.is_multiple_of(256) || !fboffs.is_multiple_of(256) || dst >= 1 << 24 {
+                    return Err(format!(
+                        "a GSP falcon DMA of 256 bytes to {dst:#x} from offset {fboffs:#x}: both must be 256-byte aligned \
+                         (and the destination below 16 MiB)"
+                    ));
+                }
+                if v & DMA_SECURE != 0 && v & DMA_IMEM == 0 {
+                    return Err("a secure GSP falcon DMA into DMEM (only IMEM is loaded secure)".into());
+                }
                 let base = (u64::from(self.reg(DMATRFBASE1) & 0x1ff) << 32 | u64::from(self.reg(DMATRFBASE))) << 8;
                 return Ok(Effect::Dma {
                     bus: base + u64::from(self.reg(DMATRFFBOFFS)),

@@ -451,6 +451,9 @@ mod tests {
         // An FRTS region beyond VRAM.
         let e = err(&|_, at| *at = 64 << 30);
         assert!(e.contains("not inside"), "{e}");
+        // FWSEC for another falcon than the GSP.
+        let e = err(&|fw, _| fw.desc.engine_id_mask = 1);
+        assert!(e.contains("not for the GSP falcon"), "{e}");
         // A damaged DMEM.
         let e = err(&|fw, _| fw.dmem[0x100] ^= 0xff);
         assert!(e.contains("DMEM differs"), "{e}");

@@ -190,7 +190,7 @@ mod tests {
             filler(SIGNATURE_BYTES + 2, 0x5a).skip(SIGNATURE_BYTES).collect::<Vec<_>>()[..]
         );
         assert_eq!((f.mapper, f.cmd_in), (DMEM_MAPPER, (DMEM_CMD_IN, DMEM_CMD_IN_BYTES)));
-        let d = f.frts_dmem(0x5_fe00_0000);
+        let d = f.frts_dmem(0x5_fe00_0000).expect("patches");
         let word = |at: usize| u32::from_le_bytes(d[at..at + 4].try_into().expect("4 bytes"));
         assert_eq!(word(DMEM_MAPPER + 0x2c), 0x15);
         assert_eq!(word(DMEM_CMD_IN + 0x20), 0x5f_e000);
@@ -225,6 +225,8 @@ mod tests {
         assert!(err(&|r| r[fw2 + 0x4a] = 0).contains("inside a ROM image header"));
         // No production entry in the ucode table.
         assert!(err(&|r| r[0x1800 + 0x100 + 12] = 0x45).contains("FWSEC_PROD"));
+        // IMEM that is not whole 256-byte blocks.
+        assert!(err(&|r| r[fw2 + 0x100 + 0x14] = 0xf0).contains("not whole 256-byte blocks"));
         // A version 2 descriptor (GA100/Turing).
         assert!(err(&|r| r[fw2 + 0x101] = 2).contains("version 2"));
         // A command buffer too small for the FRTS command.
