@@ -124,7 +124,8 @@ pub fn identify(boot42: u32) -> Result<Chip, ChipError> {
     Err(ChipError::Unsupported { name, arch, why })
 }
 
-fn read(t: &dyn Transport, off: u64) -> Result<u32, ChipError> {
+/// A BAR0 register; all ones confirmed by the PCI vendor id is the lost link.
+pub(super) fn read(t: &dyn Transport, off: u64) -> Result<u32, ChipError> {
     let v = t.read32(BAR_MMIO, off).map_err(ChipError::Transport)?;
     if v == u32::MAX && link_gone(t) {
         return Err(ChipError::LinkLost);

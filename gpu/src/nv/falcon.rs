@@ -10,10 +10,10 @@
 //! lists them, and where the sources disagree (tk follows nova-core: DMEM DMA not secure, boot
 //! vector 0, mailbox 0 written 0 and required 0 after the halt).
 
-use super::chip::{self, ChipError};
+use super::chip;
 use super::vbios::{Fwsec, SIGNATURE_BYTES};
 use super::{BAR_MMIO, NvError};
-use crate::transport::{SysMem, Transport, link_gone};
+use crate::transport::{SysMem, Transport};
 use std::time::{Duration, Instant};
 
 /// A falcon: its name and its register block in BAR0 (the second block, with the boot ROM and
@@ -77,11 +77,7 @@ pub const GSP_FUSE_VERSION: u64 = 0x82_41c0;
 pub const FRTS_SCRATCH: u64 = 0x1438;
 
 fn rd(t: &dyn Transport, off: u64) -> Result<u32, NvError> {
-    let v = t.read32(BAR_MMIO, off).map_err(ChipError::Transport)?;
-    if v == u32::MAX && link_gone(t) {
-        return Err(ChipError::LinkLost.into());
-    }
-    Ok(v)
+    Ok(chip::read(t, off)?)
 }
 
 fn wr(t: &dyn Transport, off: u64, v: u32) -> Result<(), NvError> {

@@ -86,7 +86,7 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
     let deadline = std::time::Instant::now() + timeout;
     while !chip::gfw_done(t)? {
         if std::time::Instant::now() >= deadline {
-            let v = t.read32(BAR_MMIO, chip::GFW_BOOT_PROGRESS).map_err(ChipError::Transport)?;
+            let v = chip::read(t, chip::GFW_BOOT_PROGRESS)?;
             return Err(ChipError::GfwNotDone(v).into());
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -101,10 +101,7 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
         return Err(ChipError::LinkLost.into());
     }
     let vbios = vbios::parse(&rom)?;
-    let ws = t.read32(BAR_MMIO, VGA_WORKSPACE_BASE).map_err(ChipError::Transport)?;
-    if ws == u32::MAX && link_gone(t) {
-        return Err(ChipError::LinkLost.into());
-    }
+    let ws = chip::read(t, VGA_WORKSPACE_BASE)?;
     let frts_addr = vbios::frts_addr(vram, Some(ws)).ok_or_else(|| NvError::Step {
         step: "vbios",
         detail: format!("the GPU reports {vram} bytes of usable VRAM, too little for the FRTS region"),

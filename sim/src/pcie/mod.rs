@@ -24,3 +24,32 @@ pub const MAX_SEGMENTS: u64 = 32;
 
 /// A piece of system memory on the bus: (bus address, bytes, memory, offset in it).
 pub type Chunk = (u64, u64, std::sync::Arc<dyn tk_gpu::transport::HostMem>, u64);
+
+/// Makes `mem` reachable by DMA in [`SYSMEM_CHUNK`] pieces at scattered bus addresses above
+/// `region` (backwards, with a gap after each, as an IOMMU hands them out), adds them to
+/// `sys` and returns the segment list. A buffer that would need more than [`MAX_SEGMENTS`]
+/// pieces is refused, as the Mac path refuses it.
+pub fn attach(
+    sys: &mut Vec<Chunk>,
+    mem: std::sync::Arc<dyn tk_gpu::transport::HostMem>,
+    region: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    let n = (mem.len() as u64).div_ceil(SYSMEM_CHUNK);
+    if n > MAX_SEGMENTS {
+        return Err(format!(
+            "{} bytes of DMA memory would take {n} segments of {} KiB; a buffer has at most {MAX_SEGMENTS} (the \
+             TinyGPU limit)",
+            mem.len(),
+            SYSMEM_CHUNK >> 10
+        ));
+    }
+    let base = region + sys.len() as u64 * 4 * SYSMEM_CHUNK + 2 * n * SYSMEM_CHUNK;
+    let mut segs = Vec::new();
+    for k in 0..n {
+        let bus = base - 2 * k * SYSMEM_CHUNK;
+        let len = SYSMEM_CHUNK.min(mem.len() as u64 - k * SYSMEM_CHUNK);
+        sys.push((bus, len, mem.clone(), k * SYSMEM_CHUNK));
+        segs.push((bus, len));
+    }
+    Ok(segs)
+}

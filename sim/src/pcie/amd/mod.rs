@@ -231,26 +231,8 @@ impl SimGpu {
     /// A buffer that would need more than [`MAX_SEGMENTS`] pieces is refused, as the Mac path
     /// refuses it.
     pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String> {
-        let n = (mem.len() as u64).div_ceil(SYSMEM_CHUNK);
-        if n > MAX_SEGMENTS {
-            return Err(format!(
-                "{} bytes of DMA memory would take {n} segments of {} KiB; a buffer has at most {MAX_SEGMENTS} (the \
-                 TinyGPU limit)",
-                mem.len(),
-                SYSMEM_CHUNK >> 10
-            ));
-        }
         let mut sys = self.inner.sys.lock().map_err(|_| "poisoned")?;
-        let base = 0x80_0000_0000 + sys.len() as u64 * 4 * SYSMEM_CHUNK + 2 * n * SYSMEM_CHUNK;
-        let mut segs = Vec::new();
-        for k in 0..n {
-            // Backwards, with a gap after each piece.
-            let bus = base - 2 * k * SYSMEM_CHUNK;
-            let len = SYSMEM_CHUNK.min(mem.len() as u64 - k * SYSMEM_CHUNK);
-            sys.push((bus, len, mem.clone(), k * SYSMEM_CHUNK));
-            segs.push((bus, len));
-        }
-        Ok(segs)
+        super::attach(&mut sys, mem, 0x80_0000_0000)
     }
 }
 

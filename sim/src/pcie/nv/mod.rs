@@ -272,23 +272,8 @@ impl Transport for NvSimGpu {
     }
     fn sysmem(&self, bytes: usize) -> Result<SysMem, String> {
         let mem: Arc<dyn HostMem> = Arc::new(Mutex::new(vec![0u8; bytes]));
-        let n = (bytes as u64).div_ceil(super::SYSMEM_CHUNK);
-        if n > super::MAX_SEGMENTS {
-            return Err(format!(
-                "{bytes} bytes of DMA memory would take {n} segments; a buffer has at most {}",
-                super::MAX_SEGMENTS
-            ));
-        }
         let mut sys = self.sys.lock().map_err(|_| "poisoned")?;
-        // Pieces at scattered bus addresses below 2^40, backwards with gaps.
-        let base = 0x40_0000_0000 + sys.len() as u64 * 4 * super::SYSMEM_CHUNK + 2 * n * super::SYSMEM_CHUNK;
-        let mut segments = Vec::new();
-        for k in 0..n {
-            let bus = base - 2 * k * super::SYSMEM_CHUNK;
-            let len = super::SYSMEM_CHUNK.min(bytes as u64 - k * super::SYSMEM_CHUNK);
-            sys.push((bus, len, mem.clone(), k * super::SYSMEM_CHUNK));
-            segments.push((bus, len));
-        }
+        let segments = super::attach(&mut sys, mem.clone(), 0x40_0000_0000)?;
         Ok(SysMem { mem, segments })
     }
     fn config_read(&self, offset: u16, width: u8) -> Result<u32, String> {
