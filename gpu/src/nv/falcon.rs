@@ -30,6 +30,9 @@ pub const SEC2: Falcon = Falcon { name: "SEC2", base: 0x84_0000 };
 
 pub const MAILBOX0: u64 = 0x040;
 pub const MAILBOX1: u64 = 0x044;
+/// NV_PFALCON_FALCON_OS: the driver writes the RISC-V bootloader's version here after
+/// booter_load (nova-core, nouveau r535, open-gpu-kernel-modules `kgspBootstrap_TU102`).
+pub const OS: u64 = 0x080;
 /// NV_PFALCON_FALCON_RM: the driver writes NV_PMC_BOOT_0 here after a reset.
 pub const RM: u64 = 0x084;
 /// Bit 12: memory scrubbing still running; bit 31: ready for reset (GA102+).
@@ -70,8 +73,16 @@ pub const BROM_CURR_UCODE_ID: u64 = 0x1198;
 pub const BROM_ENGIDMASK: u64 = 0x119c;
 pub const BROM_PARAADDR0: u64 = 0x1210;
 pub const BCR_CTRL: u64 = 0x1668;
+/// BCR_CTRL for the RISC-V core: CORE_SELECT (bit 4), VALID (bit 0) and BRFETCH (bit 8), as
+/// open-gpu-kernel-modules' `kflcnResetIntoRiscv_GA102` and nouveau's `ga102_gsp_reset` write.
+pub const BCR_CTRL_RISCV: u32 = 0x111;
+/// NV_PRISCV_RISCV_CPUCTL (second block): bit 7 ACTIVE_STAT, the RISC-V core runs (GA102+).
+pub const RISCV_CPUCTL: u64 = 0x1388;
+pub const RISCV_ACTIVE: u32 = 1 << 7;
 pub const MOD_SEL_RSA3K: u32 = 1;
-/// NV_FUSE_OPT_FPF_GSP_UCODE1_VERSION(i): the fuse version per ucode id (bits 15:0).
+/// NV_FUSE_OPT_FPF_SEC2_UCODE1_VERSION(i) and ..._GSP_...(i): the fuse version per ucode id
+/// (bits 15:0).
+pub const SEC2_FUSE_VERSION: u64 = 0x82_4140;
 pub const GSP_FUSE_VERSION: u64 = 0x82_41c0;
 /// NV_PBUS_SW_SCRATCH(0xE): bits 31:16 the FRTS error code (0 = success).
 pub const FRTS_SCRATCH: u64 = 0x1438;
@@ -131,21 +142,27 @@ impl Falcon {
         self.wr(t, RM, boot0)
     }
 
-    /// Loads `image` (in system memory at `sys`, which must be one bus segment) into the
-    /// falcon: `imem` bytes from offset 0 into IMEM at `imem_base` (secure), then `dmem` bytes
-    /// from offset `imem` into DMEM at `dmem_base`, in 256-byte DMA transfers.
+    /// Loads an image (in system memory at `sys`, which must be one bus segment) into the
+    /// falcon in 256-byte DMA transfers: `imem` into IMEM (secure; each block's tag is its
+    /// offset in the image), then `dmem` into DMEM.
     pub fn dma_load(
         &self,
         t: &dyn Transport,
         sys: &SysMem,
-        (imem, imem_base): (usize, u32),
-        (dmem, dmem_base): (usize, u32),
+        imem: Load,
+        dmem: Load,
         timeout: Duration,
     ) -> Result<(), NvError> {
-        let need = (imem + dmem.next_multiple_of(256)) as u64;
+        let end = |l: &Load| l.src as u64 + (l.len as u64).next_multiple_of(256);
+        let need = end(&imem).max(end(&dmem));
         let bus = match sys.segments.first() {
             Some(&(bus, n))
-                if n >= need && bus.is_multiple_of(256) && imem.is_multiple_of(256) && bus + need <= 1 << 49 =>
+                if n >= need
+                    && bus.is_multiple_of(256)
+                    && imem.len.is_multiple_of(256)
+                    && imem.src.is_multiple_of(256)
+                    && dmem.src.is_multiple_of(256)
+                    && bus + need <= 1 << 49 =>
             {
                 bus
             }
@@ -154,7 +171,8 @@ impl Falcon {
                     step: "falcon",
                     detail: format!(
                         "the firmware's {need} bytes are not in one 256-byte aligned DMA segment below 2^49, or its \
-                         IMEM ({imem} bytes) is not whole 256-byte blocks"
+                         IMEM ({} bytes at {:#x}) or DMEM (at {:#x}) is not whole 256-byte blocks",
+                        imem.len, imem.src, dmem.src
                     ),
                 });
             }
@@ -162,40 +180,59 @@ impl Falcon {
         self.wr(t, FBIF_CTL, self.rd(t, FBIF_CTL)? | FBIF_ALLOW_PHYS)?;
         self.wr(t, DMACTL, 0)?;
         self.wr(t, FBIF_TRANSCFG0, TRANSCFG_SYSMEM_PHYSICAL)?;
-        let transfer = |base: u64, len: usize, dst: u32, cmd: u32| -> Result<(), NvError> {
+        // IMEM: the base is the image, the source offset (which becomes the block's tag, its
+        // virtual address) the offset in it. DMEM: the base is the data itself.
+        let transfer = |base: u64, fboffs: u32, l: &Load, cmd: u32| -> Result<(), NvError> {
             self.wr(t, DMATRFBASE, (base >> 8) as u32)?;
             self.wr(t, DMATRFBASE1, ((base >> 40) & 0x1ff) as u32)?;
-            for pos in (0..len).step_by(256) {
-                let to = dst.checked_add(pos as u32).filter(|&a| a < 1 << 24).ok_or_else(|| NvError::Step {
+            for pos in (0..l.len).step_by(256) {
+                let to = l.dst.checked_add(pos as u32).filter(|&a| a < 1 << 24).ok_or_else(|| NvError::Step {
                     step: "falcon",
-                    detail: format!("a DMA to {dst:#x} + {pos:#x}, beyond the falcon's 24-bit memory offsets"),
+                    detail: format!("a DMA to {:#x} + {pos:#x}, beyond the falcon's 24-bit memory offsets", l.dst),
                 })?;
                 self.wr(t, DMATRFMOFFS, to)?;
-                // For IMEM the source offset is also the block's tag (its virtual address, from
-                // 0: the boot vector is 0).
-                self.wr(t, DMATRFFBOFFS, pos as u32)?;
+                self.wr(t, DMATRFFBOFFS, fboffs + pos as u32)?;
                 self.wr(t, DMATRFCMD, cmd)?;
                 poll(t, self.base + DMATRFCMD, timeout, &format!("{} DMA", self.name), |v| v & DMA_IDLE != 0)?;
             }
             Ok(())
         };
-        transfer(bus, imem, imem_base, DMA_256B | DMA_IMEM | DMA_SECURE)?;
-        transfer(bus + imem as u64, dmem, dmem_base, DMA_256B)
+        transfer(bus, imem.src as u32, &imem, DMA_256B | DMA_IMEM | DMA_SECURE)?;
+        transfer(bus + dmem.src as u64, 0, &dmem, DMA_256B)
     }
 
-    /// Starts the falcon at boot vector 0 with mailbox 0 cleared and waits for it to halt;
-    /// returns mailbox 0.
-    pub fn run(&self, t: &dyn Transport, timeout: Duration) -> Result<u32, NvError> {
-        self.wr(t, BOOTVEC, 0)?;
-        self.wr(t, MAILBOX0, 0)?;
+    /// Starts the falcon at `bootvec` with the mailboxes set (mailbox 0 cleared when none are
+    /// given) and waits for it to halt; returns mailboxes 0 and 1.
+    pub fn run(
+        &self,
+        t: &dyn Transport,
+        bootvec: u32,
+        mailboxes: Option<(u32, u32)>,
+        timeout: Duration,
+    ) -> Result<(u32, u32), NvError> {
+        self.wr(t, BOOTVEC, bootvec)?;
+        let (m0, m1) = mailboxes.unwrap_or((0, 0));
+        self.wr(t, MAILBOX0, m0)?;
+        if mailboxes.is_some() {
+            self.wr(t, MAILBOX1, m1)?;
+        }
         if self.rd(t, CPUCTL)? & CPUCTL_ALIAS_EN != 0 {
             self.wr(t, CPUCTL_ALIAS, CPUCTL_START)?;
         } else {
             self.wr(t, CPUCTL, CPUCTL_START)?;
         }
         poll(t, self.base + CPUCTL, timeout, &format!("{} falcon halt", self.name), |v| v & CPUCTL_HALTED != 0)?;
-        self.rd(t, MAILBOX0)
+        Ok((self.rd(t, MAILBOX0)?, self.rd(t, MAILBOX1)?))
     }
+}
+
+/// One part of a falcon image to load: `len` bytes at offset `src` of the image in system
+/// memory, to offset `dst` of IMEM or DMEM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    pub src: usize,
+    pub len: usize,
+    pub dst: u32,
 }
 
 /// The index of the signature the fuse `version` register selects among those present in
@@ -261,12 +298,13 @@ pub fn fwsec_frts(t: &dyn Transport, fw: &Fwsec, frts_addr: u64, timeout: Durati
         return Err(fail(format!("the transport gave less system memory than the {} bytes asked for", image.len())));
     }
     GSP.reset(t, timeout)?;
-    GSP.dma_load(t, &sys, (fw.imem.len(), d.imem_phys_base), (dmem.len(), d.dmem_phys_base), timeout)?;
+    let imem = Load { src: 0, len: fw.imem.len(), dst: d.imem_phys_base };
+    GSP.dma_load(t, &sys, imem, Load { src: fw.imem.len(), len: dmem.len(), dst: d.dmem_phys_base }, timeout)?;
     GSP.wr(t, BROM_PARAADDR0, d.pkc_data_offset)?;
     GSP.wr(t, BROM_ENGIDMASK, u32::from(d.engine_id_mask))?;
     GSP.wr(t, BROM_CURR_UCODE_ID, u32::from(d.ucode_id))?;
     GSP.wr(t, MOD_SEL, MOD_SEL_RSA3K)?;
-    let mbox0 = GSP.run(t, timeout)?;
+    let (mbox0, _) = GSP.run(t, 0, None, timeout)?;
     let scratch = rd(t, FRTS_SCRATCH)? >> 16;
     if mbox0 != 0 || scratch != 0 {
         let why = t.fault().map(|f| format!(": {f}")).unwrap_or_default();

@@ -10,6 +10,9 @@
 
 pub mod chip;
 pub mod falcon;
+pub mod firmware;
+pub mod gsp;
+pub mod sysmem;
 pub mod vbios;
 
 /// The register BAR (BAR0: 16 MiB of registers, with the VBIOS window and the usermode
@@ -20,6 +23,7 @@ pub const BAR_VRAM: u8 = 1;
 
 use crate::transport::{Transport, link_gone};
 use chip::{Chip, ChipError};
+use firmware::NvFirmware;
 use vbios::{Vbios, VbiosError};
 
 /// Why bring-up stopped.
@@ -31,6 +35,9 @@ pub enum NvError {
     Vbios(#[from] VbiosError),
     #[error("{step}: {detail}")]
     Step { step: &'static str, detail: String },
+    /// Missing or malformed firmware files (a missing one is named with where to get it).
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
 }
 
 /// What the first bring-up steps found: the chip, whether an earlier GSP had to be reset, the
@@ -41,6 +48,8 @@ pub struct Probe {
     pub was_running: bool,
     pub vram: u64,
     pub vbios: Vbios,
+    /// Where the VGA workspace starts (the FRTS region lies below it).
+    pub vga_workspace: u64,
     pub frts_addr: u64,
 }
 
@@ -102,10 +111,12 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
     }
     let vbios = vbios::parse(&rom)?;
     let ws = chip::read(t, VGA_WORKSPACE_BASE)?;
-    let frts_addr = vbios::frts_addr(vram, Some(ws)).ok_or_else(|| NvError::Step {
+    let too_small = || NvError::Step {
         step: "vbios",
         detail: format!("the GPU reports {vram} bytes of usable VRAM, too little for the FRTS region"),
-    })?;
+    };
+    let vga_workspace = vbios::vga_workspace(vram, Some(ws)).ok_or_else(too_small)?;
+    let frts_addr = vbios::frts_addr(vram, Some(ws)).ok_or_else(too_small)?;
     log("vbios", || {
         format!(
             "{} images, FWSEC v{} ({} signatures, {} + {} bytes), {} MiB of VRAM, FRTS at {frts_addr:#x}",
@@ -117,19 +128,60 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
             vram >> 20
         )
     });
-    Ok(Probe { chip, was_running, vram, vbios, frts_addr })
+    Ok(Probe { chip, was_running, vram, vbios, vga_workspace, frts_addr })
 }
 
-/// Bring-up as far as it is built: [`probe`], then `fwsec-frts` (FWSEC from the VBIOS runs on
-/// the GSP falcon and sets up the FRTS region, WPR2). Returns what the probe found.
-pub fn boot(t: &dyn Transport) -> Result<Probe, NvError> {
-    boot_within(t, crate::amd::link::default_timeout())
+/// The firmware a boot uses: `firmware` if given, else the device's own (a simulated GPU's)
+/// unless `TK_FIRMWARE_DIR` is set, else the linux-firmware tree's (`firmware::dir`).
+pub fn firmware(t: &dyn Transport, chip: &Chip, given: Option<NvFirmware>) -> Result<NvFirmware, NvError> {
+    let fw = match given {
+        Some(f) => f,
+        None => match t.firmware().filter(|_| std::env::var_os("TK_FIRMWARE_DIR").is_none()) {
+            Some(files) => NvFirmware::from_files(&files, chip, "the simulated GPU's synthetic firmware")?,
+            None => NvFirmware::load(&firmware::dir(), chip)?,
+        },
+    };
+    log("firmware", || {
+        format!(
+            "GSP-RM {} ({} KiB with booter_load and the bootloader) from {}",
+            firmware::VERSION,
+            fw.bytes() >> 10,
+            fw.origin
+        )
+    });
+    Ok(fw)
 }
 
-/// [`boot`], with `timeout` bounding every wait.
-pub fn boot_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<Probe, NvError> {
+/// What a boot leaves running: the probe's findings and GSP-RM's system memory.
+pub struct Boot {
+    pub probe: Probe,
+    pub gsp: gsp::GspMem,
+}
+
+/// Bring-up as far as it is built: [`probe`], `firmware` (the GSP-RM files found and checked),
+/// `fwsec-frts` (FWSEC from the VBIOS runs on the GSP falcon and sets up the FRTS region,
+/// WPR2) and `booter` (booter_load on SEC2 loads GSP-RM and starts its RISC-V core).
+pub fn boot(t: &dyn Transport) -> Result<Boot, NvError> {
+    boot_within(t, None, crate::amd::link::default_timeout())
+}
+
+/// [`boot`], with the firmware given (else found as [`firmware`] says) and `timeout`
+/// bounding every wait.
+pub fn boot_within(t: &dyn Transport, fw: Option<NvFirmware>, timeout: std::time::Duration) -> Result<Boot, NvError> {
     let p = probe_within(t, timeout)?;
+    let fw = firmware(t, &p.chip, fw)?;
     falcon::fwsec_frts(t, &p.vbios.fwsec, p.frts_addr, timeout)?;
     log("fwsec-frts", || format!("WPR2 set: the 1 MiB FRTS region at {:#x}", p.frts_addr));
-    Ok(p)
+    let gsp = gsp::boot(t, &fw, (p.vram, p.vga_workspace, p.frts_addr), timeout)?;
+    log("booter", || {
+        let l = &gsp.layout;
+        format!(
+            "booter_load ran on SEC2; GSP-RM runs from WPR2 {:#x}..{:#x} (heap {} MiB at {:#x})",
+            l.wpr_start,
+            l.wpr_end,
+            l.heap_size >> 20,
+            l.heap
+        )
+    });
+    Ok(Boot { probe: p, gsp })
 }

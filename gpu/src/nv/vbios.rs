@@ -444,21 +444,26 @@ impl Fwsec {
     }
 }
 
-/// Where FWSEC-FRTS puts its 1 MiB region in VRAM of `usable` bytes: below the VGA workspace
-/// (its base register, NV_PDISP_VGA_WORKSPACE_BASE 0x625F04: bit 3 valid, bits 31:8 the
-/// address >> 16), aligned down to 128 KiB (nova-core `fb.rs`). The register counts when it
-/// points into the last 1 MiB; below that the workspace is taken to start 128 KiB before the
-/// end; without it (or when it points past the end) 1 MiB before the end.
-pub fn frts_addr(usable: u64, vga_workspace_base: Option<u32>) -> Option<u64> {
+/// Where the VGA workspace starts in VRAM of `usable` bytes, from its base register
+/// (NV_PDISP_VGA_WORKSPACE_BASE 0x625F04: bit 3 valid, bits 31:8 the address >> 16; nova-core
+/// `fb.rs`): the register counts when it points into the last 1 MiB; below that the workspace
+/// is taken to start 128 KiB before the end; without it (or when it points past the end) 1 MiB
+/// before the end.
+pub fn vga_workspace(usable: u64, vga_workspace_base: Option<u32>) -> Option<u64> {
     let fallback = usable.checked_sub(1 << 20)?;
-    let vga = match vga_workspace_base {
+    Some(match vga_workspace_base {
         Some(r) if r & 8 != 0 && u64::from(r >> 8) << 16 < usable => {
             let addr = u64::from(r >> 8) << 16;
             if addr < fallback { usable.checked_sub(128 << 10)? } else { addr }
         }
         _ => fallback,
-    };
-    (vga & !((128 << 10) - 1)).checked_sub(FRTS_BYTES)
+    })
+}
+
+/// Where FWSEC-FRTS puts its 1 MiB region: below the VGA workspace ([`vga_workspace`]),
+/// aligned down to 128 KiB (nova-core `fb.rs`).
+pub fn frts_addr(usable: u64, vga_workspace_base: Option<u32>) -> Option<u64> {
+    (vga_workspace(usable, vga_workspace_base)? & !((128 << 10) - 1)).checked_sub(FRTS_BYTES)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use super::vbios::{self, DMEM_AT, ENGINE_MASK, IMEM_AT, SIGNATURE_VERSIONS, SIGS
 use tk_gpu::nv::falcon::{
     BCR_CTRL, BOOTVEC, BROM_CURR_UCODE_ID, BROM_ENGIDMASK, BROM_PARAADDR0, CPUCTL, CPUCTL_ALIAS, CPUCTL_START,
     DMA_IDLE, DMA_IMEM, DMA_SECURE, DMACTL, DMATRFBASE, DMATRFBASE1, DMATRFCMD, DMATRFFBOFFS, DMATRFMOFFS, ENGINE,
-    FBIF_ALLOW_PHYS, FBIF_CTL, FBIF_TRANSCFG0, HWCFG2, MAILBOX0, MAILBOX1, MOD_SEL, RM, TRANSCFG_SYSMEM_PHYSICAL,
+    FBIF_ALLOW_PHYS, FBIF_CTL, FBIF_TRANSCFG0, HWCFG2, MAILBOX0, MAILBOX1, MOD_SEL, OS, RISCV_CPUCTL, RM,
+    TRANSCFG_SYSMEM_PHYSICAL,
 };
 use tk_gpu::nv::vbios::{CMD_FRTS, FRTS_CMD_BYTES, SIGNATURE_BYTES};
 
@@ -22,24 +23,33 @@ pub const DMEM_BYTES: usize = 64 << 10;
 
 /// The GSP falcon's state.
 pub struct Falcon {
+    /// "GSP" or "SEC2", for messages.
+    pub name: &'static str,
     pub in_reset: bool,
     pub riscv: bool,
     pub halted: bool,
+    /// The RISC-V core runs (GSP-RM, once booter_load has started it).
+    pub riscv_active: bool,
     pub imem: Vec<u8>,
     pub imem_secure: Vec<bool>,
+    /// Each IMEM block's tag (the virtual address >> 8 its DMA named).
+    pub imem_tag: Vec<u32>,
     pub dmem: Vec<u8>,
     /// Registers written (offsets from the falcon's base) and read back as written.
     pub regs: std::collections::HashMap<u64, u32>,
 }
 
 impl Falcon {
-    pub fn new(running: bool) -> Falcon {
+    pub fn new(name: &'static str, running: bool) -> Falcon {
         Falcon {
+            name,
             in_reset: false,
             riscv: running,
             halted: false,
+            riscv_active: running,
             imem: vec![0; IMEM_BYTES],
             imem_secure: vec![false; IMEM_BYTES / 256],
+            imem_tag: vec![0; IMEM_BYTES / 256],
             dmem: vec![0; DMEM_BYTES],
             regs: Default::default(),
         }
@@ -55,11 +65,11 @@ impl Falcon {
             HWCFG2 => 1 << 10, // a RISC-V core is present; scrubbing done
             BCR_CTRL => u32::from(self.riscv) << 4 | 1,
             CPUCTL => u32::from(self.halted) << 4,
+            RISCV_CPUCTL => u32::from(self.riscv_active) << 7,
             DMATRFCMD => self.reg(off) | DMA_IDLE,
-            MAILBOX0 | MAILBOX1 | RM | BOOTVEC | DMACTL | DMATRFBASE | DMATRFBASE1 | DMATRFMOFFS | DMATRFFBOFFS
-            | FBIF_TRANSCFG0 | FBIF_CTL | MOD_SEL | BROM_CURR_UCODE_ID | BROM_ENGIDMASK | BROM_PARAADDR0 | ENGINE => {
-                self.reg(off)
-            }
+            MAILBOX0 | MAILBOX1 | RM | OS | BOOTVEC | DMACTL | DMATRFBASE | DMATRFBASE1 | DMATRFMOFFS
+            | DMATRFFBOFFS | FBIF_TRANSCFG0 | FBIF_CTL | MOD_SEL | BROM_CURR_UCODE_ID | BROM_ENGIDMASK
+            | BROM_PARAADDR0 | ENGINE => self.reg(off),
             _ => return None,
         })
     }
@@ -74,6 +84,7 @@ pub enum Effect {
         imem: bool,
         secure: bool,
         dst: usize,
+        tag: u32,
     },
     /// The CPU starts.
     Start,
@@ -85,7 +96,7 @@ impl Falcon {
         match off {
             ENGINE => {
                 if v & 1 != 0 {
-                    *self = Falcon { in_reset: true, riscv: self.riscv, ..Falcon::new(false) };
+                    *self = Falcon { in_reset: true, riscv: self.riscv, ..Falcon::new(self.name, false) };
                 } else {
                     self.in_reset = false;
                 }
@@ -93,47 +104,57 @@ impl Falcon {
                 return Ok(Effect::None);
             }
             _ if self.in_reset => {
-                return Err(format!("a write to GSP falcon register {off:#x} while it is held in reset"));
+                return Err(format!("a write to {} falcon register {off:#x} while it is held in reset", self.name));
             }
             BCR_CTRL => self.riscv = v & (1 << 4) != 0,
             DMATRFCMD => {
                 self.regs.insert(off, v);
                 if (v >> 8) & 7 != 6 {
-                    return Err(format!("a GSP falcon DMA command {v:#x} of another size than 256 bytes"));
+                    return Err(format!("a {} falcon DMA command {v:#x} of another size than 256 bytes", self.name));
                 }
                 if self.reg(FBIF_TRANSCFG0) & 7 != TRANSCFG_SYSMEM_PHYSICAL || self.reg(FBIF_CTL) & FBIF_ALLOW_PHYS == 0
                 {
-                    return Err("a GSP falcon DMA before its FBIF allows physical system-memory accesses".into());
+                    return Err(format!(
+                        "a {} falcon DMA before its FBIF allows physical system-memory accesses",
+                        self.name
+                    ));
                 }
                 let (dst, fboffs) = (self.reg(DMATRFMOFFS), self.reg(DMATRFFBOFFS));
                 if !dst.is_multiple_of(256) || !fboffs.is_multiple_of(256) || dst >= 1 << 24 {
                     return Err(format!(
-                        "a GSP falcon DMA of 256 bytes to {dst:#x} from offset {fboffs:#x}: both must be 256-byte aligned \
-                         (and the destination below 16 MiB)"
+                        "a {} falcon DMA of 256 bytes to {dst:#x} from offset {fboffs:#x}: both must be 256-byte aligned \
+                         (and the destination below 16 MiB)",
+                        self.name
                     ));
                 }
                 if v & DMA_SECURE != 0 && v & DMA_IMEM == 0 {
-                    return Err("a secure GSP falcon DMA into DMEM (only IMEM is loaded secure)".into());
+                    return Err(format!("a secure {} falcon DMA into DMEM (only IMEM is loaded secure)", self.name));
                 }
                 let base = (u64::from(self.reg(DMATRFBASE1) & 0x1ff) << 32 | u64::from(self.reg(DMATRFBASE))) << 8;
                 return Ok(Effect::Dma {
-                    bus: base + u64::from(self.reg(DMATRFFBOFFS)),
+                    bus: base + u64::from(fboffs),
                     imem: v & DMA_IMEM != 0,
                     secure: v & DMA_SECURE != 0,
-                    dst: self.reg(DMATRFMOFFS) as usize,
+                    dst: dst as usize,
+                    tag: fboffs >> 8,
                 });
             }
             CPUCTL | CPUCTL_ALIAS if v & CPUCTL_START != 0 => {
                 if self.riscv {
-                    return Err("the GSP falcon was started in RISC-V mode (core select) for a falcon image".into());
+                    return Err(format!(
+                        "the {} falcon was started in RISC-V mode (core select) for a falcon image",
+                        self.name
+                    ));
                 }
                 return Ok(Effect::Start);
             }
-            MAILBOX0 | MAILBOX1 | RM | BOOTVEC | DMACTL | DMATRFBASE | DMATRFBASE1 | DMATRFMOFFS | DMATRFFBOFFS
-            | FBIF_TRANSCFG0 | FBIF_CTL | MOD_SEL | BROM_CURR_UCODE_ID | BROM_ENGIDMASK | BROM_PARAADDR0 => {}
+            MAILBOX0 | MAILBOX1 | RM | OS | BOOTVEC | DMACTL | DMATRFBASE | DMATRFBASE1 | DMATRFMOFFS
+            | DMATRFFBOFFS | FBIF_TRANSCFG0 | FBIF_CTL | MOD_SEL | BROM_CURR_UCODE_ID | BROM_ENGIDMASK
+            | BROM_PARAADDR0 => {}
             _ => {
                 return Err(format!(
-                    "a write of {v:#x} to GSP falcon register {off:#x}, which the model does not know"
+                    "a write of {v:#x} to {} falcon register {off:#x}, which the model does not know",
+                    self.name
                 ));
             }
         }
@@ -142,12 +163,15 @@ impl Falcon {
     }
 
     /// Completes a DMA transfer with the 256 bytes read from system memory.
-    pub fn dma_done(&mut self, bytes: &[u8], imem: bool, secure: bool, dst: usize) -> Result<(), String> {
+    pub fn dma_done(&mut self, bytes: &[u8], imem: bool, secure: bool, dst: usize, tag: u32) -> Result<(), String> {
         let (mem, what) = if imem { (&mut self.imem, "IMEM") } else { (&mut self.dmem, "DMEM") };
-        let to = mem.get_mut(dst..dst + 256).ok_or(format!("a GSP falcon DMA to {what} {dst:#x}, beyond its size"))?;
+        let to = mem
+            .get_mut(dst..dst + 256)
+            .ok_or(format!("a {} falcon DMA to {what} {dst:#x}, beyond its size", self.name))?;
         to.copy_from_slice(bytes);
         if imem {
             self.imem_secure[dst / 256] = secure;
+            self.imem_tag[dst / 256] = tag;
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! not modelled yet: a register outside the model is an error that names it.
 
 mod falcon;
+pub mod firmware;
+mod gsp;
 pub mod vbios;
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use tk_gpu::nv::chip::{
     BOOT_0, BOOT_42, GFW_BOOT_PROGRESS, GFW_PRIV_LEVEL_MASK, PROM, PROM_BYTES, USABLE_FB_SIZE_IN_MB, WPR2_ADDR_HI,
     WPR2_ADDR_LO,
 };
-use tk_gpu::nv::falcon::{FRTS_SCRATCH, GSP, GSP_FUSE_VERSION, MAILBOX0};
+use tk_gpu::nv::falcon::{FRTS_SCRATCH, GSP, GSP_FUSE_VERSION, MAILBOX0, SEC2, SEC2_FUSE_VERSION};
 use tk_gpu::nv::{BAR_MMIO, BAR_VRAM, VGA_WORKSPACE_BASE};
 use tk_gpu::transport::*;
 
@@ -115,6 +117,7 @@ pub struct NvSimGpu {
     /// WPR2's LO and HI registers (address >> 12 in bits 31:4).
     wpr2: Mutex<(u32, u32)>,
     gsp: Mutex<falcon::Falcon>,
+    sec2: Mutex<falcon::Falcon>,
     /// System memory on the bus: (bus address, bytes, memory, offset in it).
     sys: Mutex<Vec<super::Chunk>>,
     /// The FRTS error code (NV_PBUS_SW_SCRATCH(0xE) bits 31:16).
@@ -134,7 +137,8 @@ impl NvSimGpu {
             opts,
             vbios: vbios::build(opts.chip.device_id()),
             wpr2: Mutex::new(if opts.left_running { (LEFT_WPR2, LEFT_WPR2 + 0x1000) } else { (0, 0) }),
-            gsp: Mutex::new(falcon::Falcon::new(opts.left_running)),
+            gsp: Mutex::new(falcon::Falcon::new("GSP", opts.left_running)),
+            sec2: Mutex::new(falcon::Falcon::new("SEC2", false)),
             sys: Mutex::new(Vec::new()),
             scratch: AtomicU32::new(0),
             fault: Mutex::new(None),
@@ -158,8 +162,14 @@ impl NvSimGpu {
             WPR2_ADDR_LO => self.wpr2.lock().map_err(|_| "poisoned")?.0,
             WPR2_ADDR_HI => self.wpr2.lock().map_err(|_| "poisoned")?.1,
             FRTS_SCRATCH => self.scratch.load(Ordering::Relaxed) << 16,
-            // Fuse version 1 for every ucode id: FWSEC's second signature.
+            // Fuse version 1 for every ucode id: FWSEC's second signature, booter_load's first.
             o if (GSP_FUSE_VERSION..GSP_FUSE_VERSION + 64).contains(&o) => 1,
+            o if (SEC2_FUSE_VERSION..SEC2_FUSE_VERSION + 64).contains(&o) => 1,
+            o if (SEC2.base..SEC2.base + 0x2000).contains(&o) => {
+                return self.sec2.lock().map_err(|_| "poisoned")?.read(o - SEC2.base).ok_or_else(|| {
+                    format!("the simulated SEC2 falcon does not model register {:#x} yet", o - SEC2.base)
+                });
+            }
             o if (GSP.base..GSP.base + 0x2000).contains(&o) => {
                 return self.gsp.lock().map_err(|_| "poisoned")?.read(o - GSP.base).ok_or_else(|| {
                     format!("the simulated GSP falcon does not model register {:#x} yet", o - GSP.base)
@@ -218,29 +228,47 @@ impl Transport for NvSimGpu {
         if self.gone() {
             return Ok(());
         }
-        if bar != BAR_MMIO || !(GSP.base..GSP.base + 0x2000).contains(&off) {
+        let falcon = [&GSP, &SEC2].into_iter().find(|f| (f.base..f.base + 0x2000).contains(&off));
+        let Some(which) = falcon.filter(|_| bar == BAR_MMIO) else {
             return Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"));
-        }
-        let mut gsp = self.gsp.lock().map_err(|_| "poisoned")?;
-        match gsp.write(off - GSP.base, v)? {
+        };
+        let is_gsp = which.base == GSP.base;
+        let mut f = if is_gsp { self.gsp.lock() } else { self.sec2.lock() }.map_err(|_| "poisoned")?;
+        match f.write(off - which.base, v)? {
             falcon::Effect::None => Ok(()),
-            falcon::Effect::Dma { bus, imem, secure, dst } => {
+            falcon::Effect::Dma { bus, imem, secure, dst, tag } => {
                 let mut bytes = [0u8; 256];
                 self.dma_read(bus, &mut bytes)?;
-                gsp.dma_done(&bytes, imem, secure, dst)
+                f.dma_done(&bytes, imem, secure, dst, tag)
             }
-            falcon::Effect::Start => {
+            falcon::Effect::Start if is_gsp => {
                 let vram = u64::from(self.opts.chip.vram_mib()) << 20;
-                match gsp.run_fwsec(&self.vbios, 1, vram) {
+                match f.run_fwsec(&self.vbios, 1, vram) {
                     Ok((lo, hi)) => {
                         *self.wpr2.lock().map_err(|_| "poisoned")? =
                             (((lo >> 12) << 4) as u32, ((hi >> 12) << 4) as u32);
-                        gsp.regs.insert(MAILBOX0, 0);
+                        f.regs.insert(MAILBOX0, 0);
                         self.scratch.store(0, Ordering::Relaxed);
                     }
                     Err((code, why)) => {
-                        gsp.regs.insert(MAILBOX0, code);
+                        f.regs.insert(MAILBOX0, code);
                         self.scratch.store(code, Ordering::Relaxed);
+                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
+                    }
+                }
+                Ok(())
+            }
+            falcon::Effect::Start => {
+                // booter_load on SEC2: it reads the WPR metadata, loads GSP-RM and starts the
+                // GSP's RISC-V core (gsp.rs).
+                f.halted = true;
+                let result = self.run_booter(&f);
+                match result {
+                    Ok(()) => {
+                        f.regs.insert(MAILBOX0, 0);
+                    }
+                    Err((code, why)) => {
+                        f.regs.insert(MAILBOX0, code);
                         *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
                     }
                 }
@@ -266,6 +294,14 @@ impl Transport for NvSimGpu {
     }
     fn round_trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
+    }
+    fn firmware(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        let dir = match self.opts.chip {
+            SimChip::Ga102 => "ga102",
+            SimChip::Ad102 => "ad102",
+            SimChip::Gb202 => return None,
+        };
+        firmware::files(dir).ok()
     }
     fn fault(&self) -> Option<String> {
         self.fault.lock().ok().and_then(|f| f.clone())
@@ -323,7 +359,8 @@ impl Transport for NvSimGpu {
         // A function reset stops the GSP and clears WPR2; the GPU's boot firmware runs again
         // (for a few polls).
         *self.wpr2.lock().map_err(|_| "poisoned")? = (0, 0);
-        *self.gsp.lock().map_err(|_| "poisoned")? = falcon::Falcon::new(false);
+        *self.gsp.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("GSP", false);
+        *self.sec2.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("SEC2", false);
         self.gfw_busy.store(3, Ordering::Relaxed);
         Ok(())
     }
@@ -392,11 +429,13 @@ mod tests {
         probe(&whole).expect("probes");
         let n = whole.trips.load(Ordering::Relaxed);
         tk_gpu::nv::boot(&whole).expect("boots");
-        // A boot's accesses: the probe's n, then FWSEC-FRTS's f.
+        // A boot's accesses: the probe's n, then FWSEC-FRTS's and the booter's f.
         let f = whole.trips.load(Ordering::Relaxed) - 2 * n;
-        for k in [0, 1, 2, 3, 5, 8, 100, 4000, n / 2, n - 3, n + 2, n + 10, n + f / 2, n + f - 4] {
-            let e = tk_gpu::nv::boot(&sim(&format!("link-drop={k}"))).expect_err("the link drops");
-            assert!(e.to_string().contains("the GPU stopped answering"), "link-drop={k}: {e}");
+        for k in
+            [0, 1, 2, 3, 5, 8, 100, 4000, n / 2, n - 3, n + 2, n + 10, n + f / 4, n + f / 2, n + 3 * f / 4, n + f - 4]
+        {
+            let e = tk_gpu::nv::boot(&sim(&format!("link-drop={k}"))).err().map(|e| e.to_string());
+            assert!(e.as_ref().is_some_and(|e| e.contains("the GPU stopped answering")), "link-drop={k}: {e:?}");
         }
     }
 
@@ -404,15 +443,72 @@ mod tests {
     fn fwsec_frts_sets_wpr2_over_the_region() {
         for opts in ["", "chip=ad102", "left-running"] {
             let g = sim(opts);
-            let p = tk_gpu::nv::boot(&g).unwrap_or_else(|e| panic!("{opts}: {e}"));
+            let p = probe(&g).unwrap_or_else(|e| panic!("{opts}: {e}"));
+            let t = Duration::from_secs(1);
+            tk_gpu::nv::falcon::fwsec_frts(&g, &p.vbios.fwsec, p.frts_addr, t)
+                .unwrap_or_else(|e| panic!("{opts}: {e}"));
             let (lo, hi) = *g.wpr2.lock().expect("lock");
             assert_eq!(u64::from(lo >> 4) << 12, p.frts_addr, "{opts}");
             assert_eq!(u64::from(hi >> 4) << 12, p.frts_addr + (1 << 20), "{opts}");
             assert_eq!(g.fault(), None);
             // Running it again finds WPR2 set.
-            let again = tk_gpu::nv::falcon::fwsec_frts(&g, &p.vbios.fwsec, p.frts_addr, Duration::from_secs(1));
+            let again = tk_gpu::nv::falcon::fwsec_frts(&g, &p.vbios.fwsec, p.frts_addr, t);
             assert!(again.is_err_and(|e| e.to_string().contains("WPR2 is already set")));
         }
+    }
+
+    #[test]
+    fn booter_load_starts_gsp_rm_over_wpr2() {
+        for opts in ["", "chip=ad102", "left-running"] {
+            let g = sim(opts);
+            let b = tk_gpu::nv::boot(&g).unwrap_or_else(|e| panic!("{opts}: {e}"));
+            let l = b.gsp.layout;
+            assert_eq!(l.frts, b.probe.frts_addr);
+            let (lo, hi) = *g.wpr2.lock().expect("lock");
+            assert_eq!((u64::from(lo >> 4) << 12, u64::from(hi >> 4) << 12), (l.wpr_start, l.wpr_end), "{opts}");
+            assert!(g.gsp.lock().expect("lock").riscv_active);
+            assert_eq!(g.fault(), None);
+        }
+    }
+
+    #[test]
+    fn booter_load_refuses_what_the_real_one_would() {
+        use tk_gpu::nv::firmware::NvFirmware;
+        let t = Duration::from_secs(1);
+        let err = |f: &dyn Fn(&mut NvFirmware)| {
+            let g = sim("");
+            let p = probe(&g).expect("probes");
+            let mut fw = tk_gpu::nv::firmware(&g, &p.chip, None).expect("firmware");
+            f(&mut fw);
+            let e = tk_gpu::nv::boot_within(&g, Some(fw), t).err().expect("refused").to_string();
+            assert!(!g.gsp.lock().expect("lock").riscv_active, "{e}");
+            e
+        };
+        let e = err(&|fw| fw.booter.signatures.swap(0, 1));
+        assert!(e.contains("booter_load failed") && e.contains("not the one the fuses select"), "{e}");
+        let e = err(&|fw| fw.booter.image[0x180] ^= 1);
+        assert!(e.contains("secure IMEM does not hold its code"), "{e}");
+        let e = err(&|fw| fw.booter.image[0xa00] ^= 1);
+        assert!(e.contains("DMEM differs"), "{e}");
+        let e = err(&|fw| fw.gsp.image[0x1_2345] ^= 1);
+        assert!(e.contains("not GSP-RM's"), "{e}");
+        let e = err(&|fw| fw.gsp.signature[7] ^= 1);
+        assert!(e.contains("signature is not GSP-RM's"), "{e}");
+        let e = err(&|fw| fw.bootloader.data_offset += 0x100);
+        assert!(e.contains("not the GSP's RISC-V bootloader"), "{e}");
+        let e = err(&|fw| fw.booter.engine_id_mask = 4);
+        assert!(e.contains("not for SEC2"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_firmware_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("tk-nvsim-fw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let g = sim("");
+        let p = probe(&g).expect("probes");
+        let e = tk_gpu::nv::firmware::NvFirmware::load(&dir, &p.chip).expect_err("missing");
+        let e = NvError::from(e).to_string();
+        assert!(e.contains(&format!("{}/nvidia/ga102/gsp/gsp-570.144.bin", dir.display())), "{e}");
     }
 
     #[test]
