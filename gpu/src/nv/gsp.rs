@@ -20,6 +20,7 @@ use super::falcon::{
     MOD_SEL, MOD_SEL_RSA3K, OS, RISCV_ACTIVE, RISCV_CPUCTL, SEC2, SEC2_FUSE_VERSION,
 };
 use super::firmware::NvFirmware;
+use super::rpc::{FN_GSP_SET_SYSTEM_INFO, FN_SET_REGISTRY, Rpc, registry, system_info};
 use super::sysmem::{Buffer, PAGE, Paged, radix3};
 use super::vbios::SIGNATURE_BYTES;
 use super::{BAR_MMIO, NvError, chip};
@@ -340,8 +341,22 @@ pub fn booter_signature(fuse: u32, fuse_ver: u32, count: usize) -> Option<usize>
 pub fn boot(
     t: &dyn Transport,
     fw: &NvFirmware,
-    (fb_size, vga_workspace, frts): (u64, u64, u64),
+    vram: (u64, u64, u64),
+    rpc: &mut Rpc,
     timeout: Duration,
+) -> Result<GspMem, NvError> {
+    boot_with(t, fw, vram, rpc, timeout, &|_, _| {})
+}
+
+/// [`boot`], with `before` run on the queues just before the booter (tests put their own
+/// messages there).
+pub fn boot_with(
+    t: &dyn Transport,
+    fw: &NvFirmware,
+    (fb_size, vga_workspace, frts): (u64, u64, u64),
+    rpc: &mut Rpc,
+    timeout: Duration,
+    before: &dyn Fn(&mut Rpc, &GspMem),
 ) -> Result<GspMem, NvError> {
     let step = "booter";
     let layout = FbLayout::new(fb_size, vga_workspace, fw.bootloader.image.len() as u64, fw.gsp.image.len() as u64)
@@ -350,6 +365,10 @@ pub fn boot(
             fail(step, format!("GSP-RM ({} bytes) and its heap do not fit below {frts:#x} in VRAM", fw.gsp.image.len()))
         })?;
     let mem = GspMem::new(t, fw, layout)?;
+    // The first two messages wait in the command queue for GSP-RM to start.
+    rpc.send(t, &mem.shared, FN_GSP_SET_SYSTEM_INFO, &system_info(t)?)?;
+    rpc.send(t, &mem.shared, FN_SET_REGISTRY, &registry())?;
+    before(rpc, &mem);
     // The GSP falcon: reset, RISC-V selected, the libos arguments' address in its mailboxes.
     GSP.reset(t, timeout)?;
     wr(t, GSP.base + BCR_CTRL, BCR_CTRL_RISCV)?;

@@ -12,6 +12,7 @@ pub mod chip;
 pub mod falcon;
 pub mod firmware;
 pub mod gsp;
+pub mod rpc;
 pub mod sysmem;
 pub mod vbios;
 
@@ -156,11 +157,14 @@ pub fn firmware(t: &dyn Transport, chip: &Chip, given: Option<NvFirmware>) -> Re
 pub struct Boot {
     pub probe: Probe,
     pub gsp: gsp::GspMem,
+    pub rpc: rpc::Rpc,
+    pub init: rpc::InitReport,
 }
 
 /// Bring-up as far as it is built: [`probe`], `firmware` (the GSP-RM files found and checked),
 /// `fwsec-frts` (FWSEC from the VBIOS runs on the GSP falcon and sets up the FRTS region,
-/// WPR2) and `booter` (booter_load on SEC2 loads GSP-RM and starts its RISC-V core).
+/// WPR2), `booter` (booter_load on SEC2 loads GSP-RM and starts its RISC-V core) and
+/// `gsp-init` (GSP-RM's CPU-sequencer requests served until it reports GSP_INIT_DONE).
 pub fn boot(t: &dyn Transport) -> Result<Boot, NvError> {
     boot_within(t, None, crate::amd::link::default_timeout())
 }
@@ -172,7 +176,8 @@ pub fn boot_within(t: &dyn Transport, fw: Option<NvFirmware>, timeout: std::time
     let fw = firmware(t, &p.chip, fw)?;
     falcon::fwsec_frts(t, &p.vbios.fwsec, p.frts_addr, timeout)?;
     log("fwsec-frts", || format!("WPR2 set: the 1 MiB FRTS region at {:#x}", p.frts_addr));
-    let gsp = gsp::boot(t, &fw, (p.vram, p.vga_workspace, p.frts_addr), timeout)?;
+    let mut rpc = rpc::Rpc::new(timeout);
+    let gsp = gsp::boot(t, &fw, (p.vram, p.vga_workspace, p.frts_addr), &mut rpc, timeout)?;
     log("booter", || {
         let l = &gsp.layout;
         format!(
@@ -183,5 +188,14 @@ pub fn boot_within(t: &dyn Transport, fw: Option<NvFirmware>, timeout: std::time
             l.heap
         )
     });
-    Ok(Boot { probe: p, gsp })
+    let init = rpc::wait_init_done(t, &gsp.shared, &mut rpc, timeout)?;
+    log("gsp-init", || {
+        format!(
+            "GSP_INIT_DONE after {} CPU sequence(s) of {} commands{}",
+            init.sequences,
+            init.commands,
+            if init.events.is_empty() { String::new() } else { format!(" and events {:x?}", init.events) }
+        )
+    });
+    Ok(Boot { probe: p, gsp, rpc, init })
 }

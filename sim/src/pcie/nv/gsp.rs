@@ -89,8 +89,13 @@ impl NvSimGpu {
             return refuse(10, format!("the libos arguments at {libos:#x} do not start with LOGINIT"));
         }
         gsp.riscv_active = true;
+        drop(gsp);
         *self.wpr2.lock().map_err(|_| (1, "poisoned".to_string()))? =
             (((m.wpr_start >> 12) << 4) as u32, ((m.wpr_end >> 12) << 4) as u32);
+        // booter_load is done; what GSP-RM makes of its arguments is its own affair.
+        if let (Err(why), Ok(mut f)) = (self.gsp_rm_start(libos), self.fault.lock()) {
+            *f = Some(format!("GSP-RM stopped at its start: {why}"));
+        }
         Ok(())
     }
 

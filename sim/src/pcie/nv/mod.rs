@@ -10,6 +10,7 @@
 mod falcon;
 pub mod firmware;
 mod gsp;
+mod gsp_rm;
 pub mod vbios;
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use tk_gpu::nv::chip::{
     WPR2_ADDR_LO,
 };
 use tk_gpu::nv::falcon::{FRTS_SCRATCH, GSP, GSP_FUSE_VERSION, MAILBOX0, SEC2, SEC2_FUSE_VERSION};
+use tk_gpu::nv::rpc::QUEUE_HEAD0;
 use tk_gpu::nv::{BAR_MMIO, BAR_VRAM, VGA_WORKSPACE_BASE};
 use tk_gpu::transport::*;
 
@@ -118,6 +120,7 @@ pub struct NvSimGpu {
     wpr2: Mutex<(u32, u32)>,
     gsp: Mutex<falcon::Falcon>,
     sec2: Mutex<falcon::Falcon>,
+    gsp_rm: Mutex<gsp_rm::GspRm>,
     /// System memory on the bus: (bus address, bytes, memory, offset in it).
     sys: Mutex<Vec<super::Chunk>>,
     /// The FRTS error code (NV_PBUS_SW_SCRATCH(0xE) bits 31:16).
@@ -139,6 +142,7 @@ impl NvSimGpu {
             wpr2: Mutex::new(if opts.left_running { (LEFT_WPR2, LEFT_WPR2 + 0x1000) } else { (0, 0) }),
             gsp: Mutex::new(falcon::Falcon::new("GSP", opts.left_running)),
             sec2: Mutex::new(falcon::Falcon::new("SEC2", false)),
+            gsp_rm: Mutex::new(gsp_rm::GspRm::default()),
             sys: Mutex::new(Vec::new()),
             scratch: AtomicU32::new(0),
             fault: Mutex::new(None),
@@ -201,6 +205,18 @@ impl NvSimGpu {
         mem.with(&mut |m| out.copy_from_slice(&m[at..at + out.len()]));
         Ok(())
     }
+
+    /// Writes system memory by bus address (GSP-RM's status queue), within one piece.
+    fn dma_write(&self, bus: u64, bytes: &[u8]) -> Result<(), String> {
+        let sys = self.sys.lock().map_err(|_| "poisoned")?;
+        let (b, _, mem, off) = sys
+            .iter()
+            .find(|(b, n, _, _)| (*b..b + n).contains(&bus) && bus + bytes.len() as u64 <= b + n)
+            .ok_or_else(|| format!("a GSP write to bus address {bus:#x}, which no system memory holds"))?;
+        let at = (off + bus - b) as usize;
+        mem.with(&mut |m| m[at..at + bytes.len()].copy_from_slice(bytes));
+        Ok(())
+    }
 }
 
 impl Transport for NvSimGpu {
@@ -220,7 +236,11 @@ impl Transport for NvSimGpu {
                 }
                 Ok(u32::from_le_bytes(b))
             }
-            BAR_MMIO => self.reg(off),
+            BAR_MMIO => {
+                let v = self.reg(off);
+                self.gsp_rm_step();
+                v
+            }
             _ => Err(format!("the simulated NVIDIA GPU has no BAR {bar} reads modelled yet")),
         }
     }
@@ -228,53 +248,9 @@ impl Transport for NvSimGpu {
         if self.gone() {
             return Ok(());
         }
-        let falcon = [&GSP, &SEC2].into_iter().find(|f| (f.base..f.base + 0x2000).contains(&off));
-        let Some(which) = falcon.filter(|_| bar == BAR_MMIO) else {
-            return Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"));
-        };
-        let is_gsp = which.base == GSP.base;
-        let mut f = if is_gsp { self.gsp.lock() } else { self.sec2.lock() }.map_err(|_| "poisoned")?;
-        match f.write(off - which.base, v)? {
-            falcon::Effect::None => Ok(()),
-            falcon::Effect::Dma { bus, imem, secure, dst, tag } => {
-                let mut bytes = [0u8; 256];
-                self.dma_read(bus, &mut bytes)?;
-                f.dma_done(&bytes, imem, secure, dst, tag)
-            }
-            falcon::Effect::Start if is_gsp => {
-                let vram = u64::from(self.opts.chip.vram_mib()) << 20;
-                match f.run_fwsec(&self.vbios, 1, vram) {
-                    Ok((lo, hi)) => {
-                        *self.wpr2.lock().map_err(|_| "poisoned")? =
-                            (((lo >> 12) << 4) as u32, ((hi >> 12) << 4) as u32);
-                        f.regs.insert(MAILBOX0, 0);
-                        self.scratch.store(0, Ordering::Relaxed);
-                    }
-                    Err((code, why)) => {
-                        f.regs.insert(MAILBOX0, code);
-                        self.scratch.store(code, Ordering::Relaxed);
-                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
-                    }
-                }
-                Ok(())
-            }
-            falcon::Effect::Start => {
-                // booter_load on SEC2: it reads the WPR metadata, loads GSP-RM and starts the
-                // GSP's RISC-V core (gsp.rs).
-                f.halted = true;
-                let result = self.run_booter(&f);
-                match result {
-                    Ok(()) => {
-                        f.regs.insert(MAILBOX0, 0);
-                    }
-                    Err((code, why)) => {
-                        f.regs.insert(MAILBOX0, code);
-                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
-                    }
-                }
-                Ok(())
-            }
-        }
+        let r = self.write_reg(bar, off, v);
+        self.gsp_rm_step();
+        r
     }
     fn write64(&self, bar: u8, off: u64, v: u64) -> Result<(), String> {
         self.write32(bar, off, v as u32)
@@ -327,7 +303,19 @@ impl Transport for NvSimGpu {
             3 => dh,
             4 => cl,
             5 => ch,
+            0x08 => 0xa1, // revision
             0x0b => 0x03, // class: display controller
+            // BAR0 (32-bit) at 0xfb00_0000; BAR1 and BAR3 64-bit prefetchable.
+            0x10 => 0x00,
+            0x13 => 0xfb,
+            0x14 => 0x0c,
+            0x17 => 0xd0,
+            0x1c => 0x0c,
+            0x1f => 0xe0,
+            0x2c => 0xde, // subsystem vendor 0x10de, subsystem 0x1612
+            0x2d => 0x10,
+            0x2e => 0x12,
+            0x2f => 0x16,
             _ => 0,
         };
         let mut b = [0u8; 4];
@@ -361,6 +349,7 @@ impl Transport for NvSimGpu {
         *self.wpr2.lock().map_err(|_| "poisoned")? = (0, 0);
         *self.gsp.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("GSP", false);
         *self.sec2.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("SEC2", false);
+        *self.gsp_rm.lock().map_err(|_| "poisoned")? = gsp_rm::GspRm::default();
         self.gfw_busy.store(3, Ordering::Relaxed);
         Ok(())
     }
@@ -370,6 +359,62 @@ impl Transport for NvSimGpu {
             BAR_VRAM => VRAM_BAR_BYTES,
             _ => 0,
         })
+    }
+}
+
+impl NvSimGpu {
+    fn write_reg(&self, bar: u8, off: u64, v: u32) -> Result<(), String> {
+        if bar == BAR_MMIO && off == QUEUE_HEAD0 {
+            // The doorbell: GSP-RM looks at its command queue (at its next step).
+            return if v == 0 { Ok(()) } else { Err(format!("a write of {v:#x} to NV_PGSP_QUEUE_HEAD(0), not 0")) };
+        }
+        let falcon = [&GSP, &SEC2].into_iter().find(|f| (f.base..f.base + 0x2000).contains(&off));
+        let Some(which) = falcon.filter(|_| bar == BAR_MMIO) else {
+            return Err(format!("the simulated NVIDIA GPU does not model writes to BAR {bar} offset {off:#x} yet"));
+        };
+        let is_gsp = which.base == GSP.base;
+        let mut f = if is_gsp { self.gsp.lock() } else { self.sec2.lock() }.map_err(|_| "poisoned")?;
+        match f.write(off - which.base, v)? {
+            falcon::Effect::None => Ok(()),
+            falcon::Effect::Dma { bus, imem, secure, dst, tag } => {
+                let mut bytes = [0u8; 256];
+                self.dma_read(bus, &mut bytes)?;
+                f.dma_done(&bytes, imem, secure, dst, tag)
+            }
+            falcon::Effect::Start if is_gsp => {
+                let vram = u64::from(self.opts.chip.vram_mib()) << 20;
+                match f.run_fwsec(&self.vbios, 1, vram) {
+                    Ok((lo, hi)) => {
+                        *self.wpr2.lock().map_err(|_| "poisoned")? =
+                            (((lo >> 12) << 4) as u32, ((hi >> 12) << 4) as u32);
+                        f.regs.insert(MAILBOX0, 0);
+                        self.scratch.store(0, Ordering::Relaxed);
+                    }
+                    Err((code, why)) => {
+                        f.regs.insert(MAILBOX0, code);
+                        self.scratch.store(code, Ordering::Relaxed);
+                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
+                    }
+                }
+                Ok(())
+            }
+            falcon::Effect::Start => {
+                // booter_load on SEC2: it reads the WPR metadata, loads GSP-RM and starts the
+                // GSP's RISC-V core (gsp.rs).
+                f.halted = true;
+                let result = self.run_booter(&f);
+                match result {
+                    Ok(()) => {
+                        f.regs.insert(MAILBOX0, 0);
+                    }
+                    Err((code, why)) => {
+                        f.regs.insert(MAILBOX0, code);
+                        *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -498,6 +543,63 @@ mod tests {
         assert!(e.contains("not the GSP's RISC-V bootloader"), "{e}");
         let e = err(&|fw| fw.booter.engine_id_mask = 4);
         assert!(e.contains("not for SEC2"), "{e}");
+    }
+
+    #[test]
+    fn gsp_rm_runs_the_cpu_sequence_and_reports_init_done() {
+        for opts in ["", "chip=ad102", "left-running"] {
+            let g = sim(opts);
+            let b = tk_gpu::nv::boot(&g).unwrap_or_else(|e| panic!("{opts}: {e}"));
+            assert_eq!(b.init.sequences, 1);
+            assert_eq!(b.init.commands, 5);
+            let rm = g.gsp_rm.lock().expect("lock");
+            assert_eq!(rm.phase, gsp_rm::Phase::Ready);
+            assert_eq!(rm.received, [tk_gpu::nv::rpc::FN_GSP_SET_SYSTEM_INFO, tk_gpu::nv::rpc::FN_SET_REGISTRY]);
+            assert_eq!(g.fault(), None);
+        }
+    }
+
+    /// Boots through the booter (GSP-RM started, nothing answered yet), after `before` had
+    /// its say on the command queue.
+    fn up_to_booter(
+        g: &NvSimGpu,
+        before: &dyn Fn(&mut tk_gpu::nv::rpc::Rpc, &tk_gpu::nv::gsp::GspMem),
+    ) -> (tk_gpu::nv::gsp::GspMem, tk_gpu::nv::rpc::Rpc) {
+        let t = Duration::from_secs(1);
+        let p = probe(g).expect("probes");
+        let fw = tk_gpu::nv::firmware(g, &p.chip, None).expect("firmware");
+        tk_gpu::nv::falcon::fwsec_frts(g, &p.vbios.fwsec, p.frts_addr, t).expect("fwsec");
+        let mut rpc = tk_gpu::nv::rpc::Rpc::new(Duration::from_millis(200));
+        let mem = tk_gpu::nv::gsp::boot_with(g, &fw, (p.vram, p.vga_workspace, p.frts_addr), &mut rpc, t, before)
+            .expect("booter");
+        (mem, rpc)
+    }
+
+    #[test]
+    fn gsp_rm_stops_on_what_it_does_not_know_and_the_driver_says_why() {
+        use tk_gpu::nv::rpc::{Rpc, wait_init_done};
+        let g = sim("");
+        let (mem, mut rpc) = up_to_booter(&g, &|rpc, mem| rpc.send(&g, &mem.shared, 999, b"?").expect("sends"));
+        let e = wait_init_done(&g, &mem.shared, &mut rpc, Duration::from_millis(200)).expect_err("no init done");
+        assert!(e.to_string().contains("RPC function 999 is not one the simulated GSP-RM answers"), "{e}");
+        // A damaged message: its checksum no longer holds.
+        let g = sim("");
+        let (mem, mut rpc) = up_to_booter(&g, &|_, mem| {
+            let at = tk_gpu::nv::gsp::CMDQ_OFFSET + 0x1000 + 0x60;
+            let b = mem.shared.read(at, 1)[0];
+            mem.shared.write(at, &[b ^ 1]);
+        });
+        let e = wait_init_done(&g, &mem.shared, &mut rpc, Duration::from_millis(200)).expect_err("no init done");
+        assert!(e.to_string().contains("checksum does not match"), "{e}");
+        // The same, in the driver's own reading of a status message.
+        let g = sim("");
+        let (mem, _) = up_to_booter(&g, &|_, _| {});
+        g.read32(BAR_MMIO, BOOT_0).expect("a register read lets GSP-RM run");
+        let at = tk_gpu::nv::gsp::STATQ_OFFSET + 0x1000 + 0x60;
+        let b = mem.shared.read(at, 1)[0];
+        mem.shared.write(at, &[b ^ 1]);
+        let e = Rpc::new(Duration::from_millis(100)).try_recv(&mem.shared).expect_err("refused");
+        assert!(e.to_string().contains("checksum does not match"), "{e}");
     }
 
     #[test]
