@@ -12,6 +12,7 @@ pub mod chip;
 pub mod falcon;
 pub mod firmware;
 pub mod gsp;
+pub mod mmu;
 pub mod rpc;
 pub mod sysmem;
 pub mod vbios;

@@ -11,6 +11,7 @@ mod falcon;
 pub mod firmware;
 mod gsp;
 mod gsp_rm;
+mod mmu;
 pub mod vbios;
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -20,6 +21,9 @@ use tk_gpu::nv::chip::{
     WPR2_ADDR_LO,
 };
 use tk_gpu::nv::falcon::{FRTS_SCRATCH, GSP, GSP_FUSE_VERSION, MAILBOX0, SEC2, SEC2_FUSE_VERSION};
+use tk_gpu::nv::mmu::{
+    INVALIDATE_PDB_SYS, INVALIDATE_TRIGGER, MMU_INVALIDATE, MMU_INVALIDATE_PDB, MMU_INVALIDATE_UPPER_PDB,
+};
 use tk_gpu::nv::rpc::QUEUE_HEAD0;
 use tk_gpu::nv::{BAR_MMIO, BAR_VRAM, VGA_WORKSPACE_BASE};
 use tk_gpu::transport::*;
@@ -121,6 +125,10 @@ pub struct NvSimGpu {
     gsp: Mutex<falcon::Falcon>,
     sec2: Mutex<falcon::Falcon>,
     gsp_rm: Mutex<gsp_rm::GspRm>,
+    /// VRAM and the TLB.
+    mem: Mutex<mmu::Memory>,
+    /// The TLB invalidation's PDB registers (LO, UPPER).
+    inval_pdb: Mutex<(u32, u32)>,
     /// System memory on the bus: (bus address, bytes, memory, offset in it).
     sys: Mutex<Vec<super::Chunk>>,
     /// The FRTS error code (NV_PBUS_SW_SCRATCH(0xE) bits 31:16).
@@ -143,6 +151,8 @@ impl NvSimGpu {
             gsp: Mutex::new(falcon::Falcon::new("GSP", opts.left_running)),
             sec2: Mutex::new(falcon::Falcon::new("SEC2", false)),
             gsp_rm: Mutex::new(gsp_rm::GspRm::default()),
+            mem: Mutex::new(mmu::Memory::default()),
+            inval_pdb: Mutex::new((0, 0)),
             sys: Mutex::new(Vec::new()),
             scratch: AtomicU32::new(0),
             fault: Mutex::new(None),
@@ -185,6 +195,8 @@ impl NvSimGpu {
                 if busy.is_ok() { 0x3f } else { 0xff }
             }
             USABLE_FB_SIZE_IN_MB => self.opts.chip.vram_mib(),
+            // Invalidations finish at once.
+            MMU_INVALIDATE => 0,
             // No display engine state: the workspace register is not valid.
             VGA_WORKSPACE_BASE => 0,
             _ => return Err(format!("the simulated NVIDIA GPU does not model register {off:#x} yet")),
@@ -350,6 +362,7 @@ impl Transport for NvSimGpu {
         *self.gsp.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("GSP", false);
         *self.sec2.lock().map_err(|_| "poisoned")? = falcon::Falcon::new("SEC2", false);
         *self.gsp_rm.lock().map_err(|_| "poisoned")? = gsp_rm::GspRm::default();
+        self.invalidate(None);
         self.gfw_busy.store(3, Ordering::Relaxed);
         Ok(())
     }
@@ -367,6 +380,30 @@ impl NvSimGpu {
         if bar == BAR_MMIO && off == QUEUE_HEAD0 {
             // The doorbell: GSP-RM looks at its command queue (at its next step).
             return if v == 0 { Ok(()) } else { Err(format!("a write of {v:#x} to NV_PGSP_QUEUE_HEAD(0), not 0")) };
+        }
+        match (bar, off) {
+            (BAR_MMIO, MMU_INVALIDATE_PDB) => {
+                self.inval_pdb.lock().map_err(|_| "poisoned")?.0 = v;
+                return Ok(());
+            }
+            (BAR_MMIO, MMU_INVALIDATE_UPPER_PDB) => {
+                self.inval_pdb.lock().map_err(|_| "poisoned")?.1 = v;
+                return Ok(());
+            }
+            (BAR_MMIO, MMU_INVALIDATE) if v & INVALIDATE_TRIGGER != 0 => {
+                let (lo, hi) = *self.inval_pdb.lock().map_err(|_| "poisoned")?;
+                if v & 2 != 0 {
+                    self.invalidate(None);
+                } else if lo & INVALIDATE_PDB_SYS != 0 {
+                    self.invalidate(Some(u64::from(hi) << 40 | u64::from(lo >> 4) << 12));
+                } else {
+                    return Err(format!(
+                        "a TLB invalidation of a page directory in VRAM ({lo:#x}), which tk never uses"
+                    ));
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         let falcon = [&GSP, &SEC2].into_iter().find(|f| (f.base..f.base + 0x2000).contains(&off));
         let Some(which) = falcon.filter(|_| bar == BAR_MMIO) else {
@@ -600,6 +637,45 @@ mod tests {
         mem.shared.write(at, &[b ^ 1]);
         let e = Rpc::new(Duration::from_millis(100)).try_recv(&mem.shared).expect_err("refused");
         assert!(e.to_string().contains("checksum does not match"), "{e}");
+    }
+
+    #[test]
+    fn the_mmu_walks_the_drivers_page_tables() {
+        use tk_gpu::nv::mmu::{Aperture, HUGE, PageTables, SMALL};
+        let g = sim("");
+        let mut pt = PageTables::new(&g).expect("root");
+        let sys = g.sysmem(64 << 10).expect("sysmem");
+        // A 2 MiB page and 4 KiB pages in VRAM, 4 KiB pages of system memory, far apart.
+        pt.map(&g, 0x20_0000, 0x4000_0000, HUGE + 3 * SMALL, Aperture::Vram).expect("maps");
+        pt.map(&g, 0x1_0000_0000_0000, sys.bus(0).expect("bus"), 4 * SMALL, Aperture::Sys).expect("maps");
+        let t = Duration::from_secs(1);
+        pt.invalidate(&g, t).expect("invalidates");
+        for va in [0x20_0000u64, 0x20_1234, 0x3f_fffc, 0x40_0000, 0x40_2ff8, 0x1_0000_0000_0000, 0x1_0000_0000_3ffc] {
+            assert_eq!(g.translate(pt.root_bus, va).ok(), pt.translate(va), "{va:#x}");
+        }
+        for va in [0x1f_f000u64, 0x40_3000, 0x1_0000_0000_4000, 1 << 47] {
+            let e = g.translate(pt.root_bus, va).expect_err("unmapped");
+            assert!(e.contains("MMU fault") && e.contains(&format!("{va:#x}")), "{e}");
+        }
+        // Through the tables: a write to VRAM and one to system memory land where mapped.
+        g.va_write(pt.root_bus, 0x20_0ffe, b"abcd").expect("writes");
+        assert_eq!(g.vram_read(0x4000_0ffe, 4).expect("reads"), b"abcd");
+        assert_eq!(g.va_read(pt.root_bus, 0x20_0ffe, 4).expect("reads"), b"abcd");
+        g.va_write(pt.root_bus, 0x1_0000_0000_1000, b"xy").expect("writes");
+        let mut got = [0u8; 2];
+        sys.mem.with(&mut |m| got.copy_from_slice(&m[0x1000..0x1002]));
+        assert_eq!(&got, b"xy");
+        // A changed mapping is seen only after an invalidation (the TLB holds the old one).
+        pt.unmap(0x40_0000, SMALL);
+        pt.map(&g, 0x40_0000, 0x5000_0000, SMALL, Aperture::Vram).expect("maps");
+        assert_eq!(g.translate(pt.root_bus, 0x40_0010).ok(), Some((Aperture::Vram, 0x4020_0010)));
+        pt.invalidate(&g, t).expect("invalidates");
+        assert_eq!(g.translate(pt.root_bus, 0x40_0010).ok(), Some((Aperture::Vram, 0x5000_0010)));
+        // Overlaps and odd sizes are refused.
+        assert!(
+            pt.map(&g, 0x20_1000, 0, SMALL, Aperture::Vram).is_err_and(|e| e.to_string().contains("mapped already"))
+        );
+        assert!(pt.map(&g, 0x80_0000, 0, 100, Aperture::Vram).is_err());
     }
 
     #[test]
