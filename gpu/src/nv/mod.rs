@@ -13,6 +13,7 @@ pub mod falcon;
 pub mod firmware;
 pub mod gsp;
 pub mod mmu;
+pub mod rm;
 pub mod rpc;
 pub mod sysmem;
 pub mod vbios;
@@ -160,12 +161,16 @@ pub struct Boot {
     pub gsp: gsp::GspMem,
     pub rpc: rpc::Rpc,
     pub init: rpc::InitReport,
+    pub objects: rm::Objects,
+    pub tables: mmu::PageTables,
 }
 
 /// Bring-up as far as it is built: [`probe`], `firmware` (the GSP-RM files found and checked),
 /// `fwsec-frts` (FWSEC from the VBIOS runs on the GSP falcon and sets up the FRTS region,
 /// WPR2), `booter` (booter_load on SEC2 loads GSP-RM and starts its RISC-V core) and
-/// `gsp-init` (GSP-RM's CPU-sequencer requests served until it reports GSP_INIT_DONE).
+/// `gsp-init` (GSP-RM's CPU-sequencer requests served until it reports GSP_INIT_DONE), `rpc`
+/// (the driver's client, device and subdevice) and `vaspace` (a VA space over the driver's own
+/// page tables).
 pub fn boot(t: &dyn Transport) -> Result<Boot, NvError> {
     boot_within(t, None, crate::amd::link::default_timeout())
 }
@@ -198,5 +203,14 @@ pub fn boot_within(t: &dyn Transport, fw: Option<NvFirmware>, timeout: std::time
             if init.events.is_empty() { String::new() } else { format!(" and events {:x?}", init.events) }
         )
     });
-    Ok(Boot { probe: p, gsp, rpc, init })
+    let objects = rm::objects(t, &gsp.shared, &mut rpc)?;
+    log("rpc", || {
+        format!(
+            "client {:#x}, device {:#x}, subdevice {:#x}; the compute engine is on runlist {}",
+            objects.client, objects.device, objects.subdevice, objects.gr_runlist
+        )
+    });
+    let tables = rm::vaspace(t, &gsp.shared, &mut rpc, &objects)?;
+    log("vaspace", || format!("the driver's page tables, root at bus address {:#x}, given to GSP-RM", tables.root_bus));
+    Ok(Boot { probe: p, gsp, rpc, init, objects, tables })
 }

@@ -132,6 +132,8 @@ pub struct Rpc {
     /// The next command's sequence number.
     seq: u32,
     timeout: Duration,
+    /// Events GSP-RM sent while the driver waited for replies.
+    pub events: Vec<u32>,
 }
 
 fn fail(step: &'static str, detail: String) -> NvError {
@@ -140,7 +142,7 @@ fn fail(step: &'static str, detail: String) -> NvError {
 
 impl Rpc {
     pub fn new(timeout: Duration) -> Rpc {
-        Rpc { seq: 0, timeout }
+        Rpc { seq: 0, timeout, events: Vec::new() }
     }
 
     fn get(shared: &Paged, at: usize) -> u32 {
@@ -251,7 +253,7 @@ impl Rpc {
 }
 
 /// `GspSystemInfo`'s size in 570.144 (GSP_SET_SYSTEM_INFO's payload).
-pub const SYSTEM_INFO_BYTES: usize = 0x3c8;
+pub const SYSTEM_INFO_BYTES: usize = 0x3a0;
 /// Where the PCI configuration space appears in BAR0 (`pciConfigMirrorBase`, nouveau and
 /// tinygrad) and its size.
 pub const PCI_CONFIG_MIRROR: u32 = 0x8_8000;
@@ -280,8 +282,8 @@ pub fn system_info(t: &dyn Transport) -> Result<Vec<u8>, NvError> {
     Ok(p)
 }
 
-/// The largest user virtual address GSP-RM is told of.
-pub const MAX_USER_VA: u64 = (1 << 47) - 1;
+/// The largest user virtual address GSP-RM is told of (nova-core's and tinygrad's).
+pub const MAX_USER_VA: u64 = 0x7fff_ffff_f000;
 
 /// SET_REGISTRY's payload (`PACKED_REGISTRY_TABLE`): 32-bit entries, each a name inside the
 /// table; tk sets what nova-core sets.

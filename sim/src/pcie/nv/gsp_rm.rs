@@ -19,9 +19,11 @@ use tk_gpu::nv::gsp::{
     CMDQ_OFFSET, LIBOS_REGION_BYTES, QUEUE_BYTES, QUEUE_ENTRIES, QUEUE_ENTRY_BYTES, QUEUE_ENTRY_OFFSET, QUEUE_RX_HDR,
     SHARED_PTES, STATQ_OFFSET, id8,
 };
+use tk_gpu::nv::rm::FN_SET_PAGE_DIRECTORY;
 use tk_gpu::nv::rpc::{
-    EV_GSP_INIT_DONE, EV_GSP_RUN_CPU_SEQUENCER, FN_GSP_SET_SYSTEM_INFO, FN_SET_REGISTRY, MAX_ELEMENTS, SEQ_DELAY_US,
-    SEQ_HDR_BYTES, SEQ_REG_MODIFY, SEQ_REG_POLL, SEQ_REG_STORE, SEQ_REG_WRITE, decode, element_count, encode,
+    EV_GSP_INIT_DONE, EV_GSP_RUN_CPU_SEQUENCER, FN_FREE, FN_GSP_RM_ALLOC, FN_GSP_RM_CONTROL, FN_GSP_SET_SYSTEM_INFO,
+    FN_SET_REGISTRY, MAX_ELEMENTS, SEQ_DELAY_US, SEQ_HDR_BYTES, SEQ_REG_MODIFY, SEQ_REG_POLL, SEQ_REG_STORE,
+    SEQ_REG_WRITE, decode, element_count, encode,
 };
 
 /// What the synthetic sequence leaves in the GSP's mailbox 1 (written, then modified).
@@ -57,6 +59,8 @@ pub struct GspRm {
     pub registry: bool,
     /// Messages taken from the command queue.
     pub received: Vec<u32>,
+    /// The resource manager's objects.
+    pub rm: super::rm::Rm,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -69,7 +73,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl NvSimGpu {
     /// Reads the shared queue buffer at `off` through its page table.
-    fn shared_read(&self, rm: &GspRm, off: usize, n: usize) -> Result<Vec<u8>, String> {
+    pub(super) fn shared_read(&self, rm: &GspRm, off: usize, n: usize) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let at = off + out.len();
@@ -183,6 +187,12 @@ impl NvSimGpu {
             match m.function {
                 FN_GSP_SET_SYSTEM_INFO => self.check_system_info(&m.payload).map(|()| rm.system_info = true)?,
                 FN_SET_REGISTRY => check_registry(&m.payload).map(|()| rm.registry = true)?,
+                f @ (FN_GSP_RM_ALLOC | FN_GSP_RM_CONTROL | FN_FREE | FN_SET_PAGE_DIRECTORY)
+                    if rm.phase == Phase::Ready =>
+                {
+                    let (result, reply) = self.rm_call(rm, f, m.payload)?;
+                    self.gsp_rm_send_result(rm, f, result, &reply)?;
+                }
                 f => return Err(format!("RPC function {f} is not one the simulated GSP-RM answers")),
             }
         }
@@ -202,8 +212,12 @@ impl NvSimGpu {
 
     /// Puts a message into the status queue.
     fn gsp_rm_send(&self, rm: &mut GspRm, function: u32, payload: &[u8]) -> Result<(), String> {
+        self.gsp_rm_send_result(rm, function, 0, payload)
+    }
+
+    fn gsp_rm_send_result(&self, rm: &mut GspRm, function: u32, result: u32, payload: &[u8]) -> Result<(), String> {
         let n = QUEUE_ENTRIES;
-        let e = encode(rm.tx_seq, function, 0, payload);
+        let e = encode(rm.tx_seq, function, result, payload);
         let count = (e.len() / QUEUE_ENTRY_BYTES) as u32;
         let wp = u32_at(&self.shared_read(rm, STATQ_OFFSET + 0x10, 4)?, 0);
         let rp = u32_at(&self.shared_read(rm, CMDQ_OFFSET + QUEUE_RX_HDR, 4)?, 0);

@@ -12,6 +12,7 @@ pub mod firmware;
 mod gsp;
 mod gsp_rm;
 mod mmu;
+mod rm;
 pub mod vbios;
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -591,7 +592,11 @@ mod tests {
             assert_eq!(b.init.commands, 5);
             let rm = g.gsp_rm.lock().expect("lock");
             assert_eq!(rm.phase, gsp_rm::Phase::Ready);
-            assert_eq!(rm.received, [tk_gpu::nv::rpc::FN_GSP_SET_SYSTEM_INFO, tk_gpu::nv::rpc::FN_SET_REGISTRY]);
+            assert_eq!(&rm.received[..2], [tk_gpu::nv::rpc::FN_GSP_SET_SYSTEM_INFO, tk_gpu::nv::rpc::FN_SET_REGISTRY]);
+            // The rpc and vaspace steps: the client, device, subdevice and VA space, its root.
+            assert_eq!(rm.rm.objects.len(), 4);
+            assert_eq!(rm.rm.roots.values().copied().collect::<Vec<_>>(), [b.tables.root_bus]);
+            assert_eq!(b.objects.gr_runlist, rm::GR_RUNLIST);
             assert_eq!(g.fault(), None);
         }
     }
