@@ -8,11 +8,14 @@
 //! (`src/common/inc/swref/published/nv_ref.h`, `.../turing/tu102/dev_fb.h`, `dev_bus.h`) and
 //! Linux's nova-core (`drivers/gpu/nova-core/regs.rs`); each constant names its source.
 
+pub mod channel;
 pub mod chip;
+pub mod device;
 pub mod falcon;
 pub mod firmware;
 pub mod gsp;
 pub mod mmu;
+pub mod qmd;
 pub mod rm;
 pub mod rpc;
 pub mod sysmem;

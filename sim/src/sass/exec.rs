@@ -320,12 +320,12 @@ fn put64(w: &mut Warp, uniform: bool, d: u8, l: usize, v: u64) {
     }
 }
 
-impl Env<'_, '_> {
+impl Env<'_> {
     #[inline]
     fn bank(&self, bank: u8, off: u32) -> u32 {
         let b = match bank {
             0 => self.bank0,
-            2 => &self.k.bank2[..],
+            2 => self.bank2,
             _ => return 0,
         };
         let o = off as usize;

@@ -119,6 +119,39 @@ struct Warp {
     hz: hazard::Hazards,
 }
 
+/// Global memory as a launch sees it: `n` bytes at `addr` (an aligned access of at most 16
+/// bytes), checked, or a message saying what is wrong with the address.
+pub trait Global {
+    fn bytes(&mut self, addr: u64, n: u64) -> Result<&mut [u8], String>;
+}
+
+/// The launch's buffers, buffer k at `(k + 1) << BUF_SHIFT` (the simulators' own addressing).
+struct Buffers<'a, 'm>(&'a mut [&'m mut [u8]]);
+
+impl Global for Buffers<'_, '_> {
+    fn bytes(&mut self, addr: u64, n: u64) -> Result<&mut [u8], String> {
+        let b = (addr >> BUF_SHIFT) as usize;
+        let off = addr & ((1u64 << BUF_SHIFT) - 1);
+        if b == 0 || b > self.0.len() {
+            return Err(format!("global access at address {addr:#x} is in no buffer of the launch"));
+        }
+        if !off.is_multiple_of(n) {
+            return Err(format!("misaligned global access of {n} bytes at offset {off} of buffer {}", b - 1));
+        }
+        let len = self.0[b - 1].len() as u64;
+        if off + n > len {
+            return Err(format!(
+                "global access of {n} bytes at offset {off} of buffer {} is out of bounds (the buffer has {len} bytes, \
+                 element {} of {})",
+                b - 1,
+                off / n,
+                len / n
+            ));
+        }
+        Ok(&mut self.0[b - 1][off as usize..(off + n) as usize])
+    }
+}
+
 /// The last accesses to one shared-memory byte in the current barrier interval.
 #[derive(Clone, Copy)]
 struct Track {
@@ -139,11 +172,12 @@ struct Fault {
 }
 
 /// What a block's warps share while one runs.
-struct Env<'a, 'm> {
+struct Env<'a> {
     k: &'a Kernel,
     bank0: &'a [u8],
+    bank2: &'a [u8],
     ctaid: u32,
-    mem: &'a mut [&'m mut [u8]],
+    mem: &'a mut dyn Global,
     shared: &'a mut [u8],
     track: &'a mut [Track],
     epoch: u64,
@@ -207,6 +241,40 @@ impl Program {
             let n = usize::from(p.size).min(8);
             bank0[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
         }
+        self.run(k, grid, &bank0, &k.bank2, &mut Buffers(&mut mem), seed)
+    }
+
+    /// Runs kernel `k` on a grid as a GPU's front end would start it: constant banks 0 and 2 as
+    /// given (bank 0 holds the grid's sizes and the parameters where the code reads them) and
+    /// global memory through `global`. Returns the thread-instructions executed.
+    pub fn launch_raw(
+        &self,
+        k: &Kernel,
+        grid: Grid,
+        (bank0, bank2): (&[u8], &[u8]),
+        global: &mut dyn Global,
+        seed: u64,
+    ) -> Result<u64, SassError> {
+        if grid.threads == 0 || grid.threads > 1024 {
+            return Err(SassError::Launch {
+                kernel: k.name.clone(),
+                message: format!("{} threads per block", grid.threads),
+            });
+        }
+        self.run(k, grid, bank0, bank2, global, seed)
+    }
+
+    fn run(
+        &self,
+        k: &Kernel,
+        grid: Grid,
+        bank0: &[u8],
+        bank2: &[u8],
+        global: &mut dyn Global,
+        seed: u64,
+    ) -> Result<u64, SassError> {
+        let name = k.name.as_str();
+        let launch_err = |m: String| SassError::Launch { kernel: name.into(), message: m };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut steps = 0u64;
         if self.host_driven {
@@ -244,9 +312,10 @@ impl Program {
                 .collect();
             let mut env = Env {
                 k,
-                bank0: &bank0,
+                bank0,
+                bank2,
                 ctaid: b,
-                mem: &mut mem,
+                mem: &mut *global,
                 shared: &mut shared,
                 track: &mut track,
                 epoch: 0,
@@ -325,7 +394,51 @@ impl Program {
     }
 }
 
+/// Where a kernel's code ends when all a GPU's front end knows is where it starts: just after
+/// the branch to itself that closes every kernel ptxas writes (the loop after its last EXIT).
+/// None when a word before it is not SASS the emulator knows, or there is no such branch.
+pub fn code_end(code: &[u8], sm: u32) -> Option<usize> {
+    for (i, c) in code.chunks_exact(16).enumerate() {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(c);
+        let at = (i * 16) as u32;
+        let inst = decode::decode(tk_isa::sass::word(&b), at, sm)?;
+        if matches!(inst.op, Op::Bra { .. }) && exec::target(&inst.op) == Some(at) {
+            return Some(at as usize + 16);
+        }
+    }
+    None
+}
+
 impl Kernel {
+    /// A kernel from its machine code alone, as a GPU's front end finds it in memory: `code`
+    /// (whole 16-byte words), the registers per thread and the shared memory its launch gives
+    /// it. The constant banks come with each launch ([`Program::launch_raw`]).
+    pub fn from_code(name: &str, code: &[u8], sm: u32, registers: u32, shared_bytes: u64) -> Result<Kernel, SassError> {
+        if !tk_isa::sass::SMS.contains(&sm) {
+            return Err(SassError::Arch(sm));
+        }
+        let k = tk_abi::cubin::Kernel {
+            name: name.to_string(),
+            entry: true,
+            code: code[..code.len() / 16 * 16].to_vec(),
+            registers,
+            barriers: 0,
+            param_base: 0,
+            param_bytes: 0,
+            params: Vec::new(),
+            exit_offsets: Vec::new(),
+            frame_size: 0,
+            min_stack_size: 0,
+            constant0: Vec::new(),
+            constant2: Vec::new(),
+            shared_bytes,
+            relocations: Vec::new(),
+            attributes: Vec::new(),
+        };
+        Kernel::decode(&k, sm)
+    }
+
     fn decode(k: &tk_abi::cubin::Kernel, sm: u32) -> Result<Kernel, SassError> {
         let n = k.code.len() / 16;
         let mut insts = Vec::with_capacity(n);
@@ -415,7 +528,7 @@ impl Kernel {
     }
 }
 
-impl Env<'_, '_> {
+impl Env<'_> {
     /// Lane `l`'s registers, predicates and the uniform registers, named (for tracing).
     fn snapshot(&self, w: &Warp, l: usize) -> Vec<(String, u32)> {
         let mut v: Vec<(String, u32)> = (0..self.k.registers).map(|r| (format!("R{r}"), w.regs[r * 32 + l])).collect();
@@ -502,25 +615,7 @@ impl Env<'_, '_> {
 
     /// The global memory of `n` bytes at `addr`, checked.
     fn global(&mut self, addr: u64, n: u64) -> Result<&mut [u8], String> {
-        let b = (addr >> BUF_SHIFT) as usize;
-        let off = addr & ((1u64 << BUF_SHIFT) - 1);
-        if b == 0 || b > self.mem.len() {
-            return Err(format!("global access at address {addr:#x} is in no buffer of the launch"));
-        }
-        if !off.is_multiple_of(n) {
-            return Err(format!("misaligned global access of {n} bytes at offset {off} of buffer {}", b - 1));
-        }
-        let len = self.mem[b - 1].len() as u64;
-        if off + n > len {
-            return Err(format!(
-                "global access of {n} bytes at offset {off} of buffer {} is out of bounds (the buffer has {len} bytes, \
-                 element {} of {})",
-                b - 1,
-                off / n,
-                len / n
-            ));
-        }
-        Ok(&mut self.mem[b - 1][off as usize..(off + n) as usize])
+        self.mem.bytes(addr, n)
     }
 
     /// The shared memory of `n` bytes at `addr` for thread `tid`, checked for bounds and for

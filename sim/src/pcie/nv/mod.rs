@@ -11,12 +11,14 @@ mod falcon;
 pub mod firmware;
 mod gsp;
 mod gsp_rm;
+mod host;
 mod mmu;
 mod rm;
 pub mod vbios;
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tk_gpu::nv::channel::DOORBELL;
 use tk_gpu::nv::chip::{
     BOOT_0, BOOT_42, GFW_BOOT_PROGRESS, GFW_PRIV_LEVEL_MASK, PROM, PROM_BYTES, USABLE_FB_SIZE_IN_MB, WPR2_ADDR_HI,
     WPR2_ADDR_LO,
@@ -130,6 +132,8 @@ pub struct NvSimGpu {
     mem: Mutex<mmu::Memory>,
     /// The TLB invalidation's PDB registers (LO, UPPER).
     inval_pdb: Mutex<(u32, u32)>,
+    /// Launches run (each gets its own warp-order seed).
+    launches: AtomicU64,
     /// System memory on the bus: (bus address, bytes, memory, offset in it).
     sys: Mutex<Vec<super::Chunk>>,
     /// The FRTS error code (NV_PBUS_SW_SCRATCH(0xE) bits 31:16).
@@ -154,6 +158,7 @@ impl NvSimGpu {
             gsp_rm: Mutex::new(gsp_rm::GspRm::default()),
             mem: Mutex::new(mmu::Memory::default()),
             inval_pdb: Mutex::new((0, 0)),
+            launches: AtomicU64::new(0),
             sys: Mutex::new(Vec::new()),
             scratch: AtomicU32::new(0),
             fault: Mutex::new(None),
@@ -383,6 +388,13 @@ impl NvSimGpu {
             return if v == 0 { Ok(()) } else { Err(format!("a write of {v:#x} to NV_PGSP_QUEUE_HEAD(0), not 0")) };
         }
         match (bar, off) {
+            (BAR_MMIO, DOORBELL) => {
+                // The GPU runs the work; what goes wrong there is a fault, not a failed write.
+                if let Err(why) = self.doorbell(v) {
+                    *self.fault.lock().map_err(|_| "poisoned")? = Some(why);
+                }
+                return Ok(());
+            }
             (BAR_MMIO, MMU_INVALIDATE_PDB) => {
                 self.inval_pdb.lock().map_err(|_| "poisoned")?.0 = v;
                 return Ok(());
@@ -681,6 +693,52 @@ mod tests {
             pt.map(&g, 0x20_1000, 0, SMALL, Aperture::Vram).is_err_and(|e| e.to_string().contains("mapped already"))
         );
         assert!(pt.map(&g, 0x80_0000, 0, 100, Aperture::Vram).is_err());
+    }
+
+    #[test]
+    fn the_copy_engine_moves_data_through_the_staging_area() {
+        use tk_gpu::nv::device::NvGpu;
+        let gpu = NvGpu::open(Box::new(sim(""))).expect("opens");
+        let a = gpu.alloc(5 << 20).expect("allocates");
+        let b = gpu.alloc(3 << 10).expect("allocates");
+        let data: Vec<u8> = (0..(5 << 20) as u32).map(|i| (i * 7 + i / 4096) as u8).collect();
+        gpu.upload(a.va, &data).expect("uploads");
+        let mut back = vec![0u8; data.len()];
+        gpu.download(a.va, &mut back).expect("downloads");
+        assert!(back == data, "the 5 MiB read back differ");
+        gpu.copy(a.va + 100, b.va, 3000).expect("copies");
+        let mut c = vec![0u8; 3000];
+        gpu.download(b.va, &mut c).expect("downloads");
+        assert_eq!(c, data[100..3100]);
+        // One round trip per copy: the doorbell (the waits find the semaphore in memory).
+        let before = gpu.round_trips();
+        gpu.upload(b.va, &data[..1 << 10]).expect("uploads");
+        assert!(gpu.round_trips() - before <= 2, "{} round trips", gpu.round_trips() - before);
+    }
+
+    #[test]
+    fn a_hung_kernel_is_a_timeout_and_then_the_device_is_lost() {
+        use tk_gpu::nv::device::NvGpu;
+        use tk_gpu::queue::GpuError;
+        let gpu = NvGpu::open_within(Box::new(sim("hang")), Duration::from_millis(200)).expect("boots");
+        let l = tk_gpu::nv::qmd::Launch {
+            program: 0x20_0000_0000,
+            program_bytes: 256,
+            blocks: 1,
+            threads: 32,
+            registers: 8,
+            barriers: 1,
+            shared_bytes: 0,
+            local_bytes: 0,
+            sass_version: 0x86,
+            bank0: (0, 0),
+            bank2: None,
+        };
+        let t0 = std::time::Instant::now();
+        let e = gpu.launch(l, &[0u8; 0x200]).expect_err("never finishes");
+        assert!(matches!(e, GpuError::Timeout { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(matches!(gpu.alloc(4096), Err(GpuError::Lost)));
     }
 
     #[test]
