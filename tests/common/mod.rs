@@ -638,7 +638,7 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
 /// Every device with a `device_suite!` that runs everywhere. The ONNX harness (tests/onnx) runs
 /// its cases on each and lists them in docs/conformance.md; each suite checks that its device is
 /// listed here or in [`HARDWARE_SUITE_DEVICES`].
-pub const SUITE_DEVICES: [&str; 5] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim", "sass:sm_86"];
+pub const SUITE_DEVICES: [&str; 6] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim", "sass:sm_86", "nv:sim"];
 
 /// Devices whose suite runs at one size per example, without the ONNX cases: other
 /// architectures of a device family whose full suite runs (the SASS emulator on sm_80 and sm_89).
@@ -665,8 +665,8 @@ pub fn device_ready(device: &str, test: &str) -> bool {
         eprintln!("skipping {test} on {device}: no NVIDIA driver here");
         return false;
     }
-    if device.starts_with("sass:") {
-        // The SASS emulator runs ptxas's cubins.
+    if device.starts_with("sass:") || device.starts_with("nv:") {
+        // The SASS emulator runs ptxas's cubins (behind the simulated NVIDIA GPU for `nv:sim`).
         return match tk_toolchain::tools::ptxas::find(tk_toolchain::tools::ptxas::Tool::Ptxas) {
             Ok(_) => true,
             Err(e) => {

@@ -23,6 +23,9 @@ use std::time::Duration;
 pub const STAGING_VA: u64 = 0x18_0000_0000;
 pub const LAUNCH_VA: u64 = 0x19_0000_0000;
 pub const VRAM_VA: u64 = 0x20_0000_0000;
+/// A page of system memory the kernels' error slots live in: the CPU clears and reads it
+/// without a round trip.
+pub const ERRORS_VA: u64 = 0x1a_0000_0000;
 /// The staging area for copies (system memory), and the launch slots: per launch 4 KiB,
 /// constant bank 0 first and the QMD at `QMD_AT`.
 pub const STAGING_BYTES: usize = 4 << 20;
@@ -57,6 +60,7 @@ pub struct NvGpu {
     heap: Mutex<Heap>,
     staging: Paged,
     slots: Paged,
+    errors: Paged,
     /// The next launch slot, and the fence that last used each.
     slot: AtomicUsize,
     slot_fence: Mutex<Vec<u64>>,
@@ -110,6 +114,8 @@ impl NvGpu {
             Paged::new(t.as_ref(), &vec![0u8; STAGING_BYTES], "channels", "the staging area").map_err(setup)?;
         let slots = Paged::new(t.as_ref(), &vec![0u8; LAUNCH_SLOTS * SLOT_BYTES], "channels", "the launch slots")
             .map_err(setup)?;
+        let errors = Paged::new(t.as_ref(), &[0u8; PAGE], "channels", "the error slots").map_err(setup)?;
+        map_sys(&mut b.tables, &errors, ERRORS_VA)?;
         map_sys(&mut b.tables, &staging, STAGING_VA)?;
         map_sys(&mut b.tables, &slots, LAUNCH_VA)?;
         b.tables.invalidate(t.as_ref(), timeout).map_err(setup)?;
@@ -130,6 +136,7 @@ impl NvGpu {
             heap: Mutex::new(heap),
             staging,
             slots,
+            errors,
             slot: AtomicUsize::new(0),
             slot_fence: Mutex::new(vec![0; LAUNCH_SLOTS]),
             copying: Mutex::new(()),
@@ -160,6 +167,7 @@ impl NvGpu {
         if let Err(e) = &r
             && e.loses_device()
         {
+            super::log("lost", || e.to_string());
             self.lost.store(true, Ordering::Relaxed);
         }
         r
@@ -276,6 +284,27 @@ impl NvGpu {
         let v = self.lose(c.submit(self.t.as_ref(), &m))?;
         self.slot_fence.lock().map_err(|_| GpuError::Lost)?[k] = v;
         self.lose(c.wait(self.t.as_ref(), v, self.timeout))
+    }
+
+    /// The error slots' VA (a page of system memory).
+    pub fn errors_va(&self) -> u64 {
+        ERRORS_VA
+    }
+
+    /// Zeroes the first `n` bytes of the error slots.
+    pub fn clear_errors(&self, n: usize) {
+        self.errors.write(0, &vec![0u8; n.min(PAGE)]);
+    }
+
+    /// Reads the error slots.
+    pub fn read_errors(&self, out: &mut [u8]) {
+        let n = out.len().min(PAGE);
+        out[..n].copy_from_slice(&self.errors.read(0, n));
+    }
+
+    /// Whether an earlier failure lost the device.
+    pub fn check_lost(&self) -> Result<(), GpuError> {
+        self.check()
     }
 
     /// The RPC layer and objects, for tests and `tk devices --verbose`.

@@ -5,6 +5,7 @@
 pub mod amd;
 pub mod cpu;
 pub mod cuda;
+pub mod nv;
 #[cfg(feature = "sim")]
 pub mod sim;
 
@@ -29,6 +30,12 @@ pub fn list() -> Vec<(String, String)> {
             (
                 "amd:sim".into(),
                 "gfx1100 (simulated PCIe GPU: cold boot, page tables, PM4 and SDMA queues, RDNA3 emulator)".into(),
+            ),
+            (
+                "nv:sim".into(),
+                "sm_86 (simulated PCIe GA102: GSP boot, RPCs, page tables, GPFIFO and QMD launches, SASS emulator; \
+                 nv:sim,chip=ad102 is an sm_89 AD102)"
+                    .into(),
             ),
         ]);
     }
@@ -73,6 +80,13 @@ fn details(name: &str) -> Vec<String> {
     if let Some(a) = amd {
         return match a {
             Ok(a) => a.details(),
+            Err(e) => vec![format!("cannot open: {e}")],
+        };
+    }
+    #[cfg(feature = "sim")]
+    if name == "nv:sim" {
+        return match nv::NvDevice::open_sim_with(Default::default()) {
+            Ok(d) => d.details(),
             Err(e) => vec![format!("cannot open: {e}")],
         };
     }
@@ -219,9 +233,24 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             Ok(Arc::new(sim::SimDevice::sass(t)))
         }
         #[cfg(not(feature = "sim"))]
-        n if n.starts_with("sim:") || n.starts_with("sass:") || n == "amd:sim" => Err(RunError::Device {
+        n if n.starts_with("sim:") || n.starts_with("sass:") || n.starts_with("amd:sim") || n.starts_with("nv:sim") => {
+            Err(RunError::Device {
+                device: n.to_string(),
+                message: "this build of the tk runtime has no simulated devices (its cargo feature `sim` is off)"
+                    .into(),
+            })
+        }
+        #[cfg(feature = "sim")]
+        n if n == "nv:sim" || n.starts_with("nv:sim,") => {
+            let opts = tk_sim::pcie::nv::NvSimOptions::parse(&n["nv:sim".len()..]).map_err(bad)?;
+            Ok(Arc::new(nv::NvDevice::open_sim_with(opts)?))
+        }
+        n if n.starts_with("nv:") => Err(RunError::Device {
             device: n.to_string(),
-            message: "this build of the tk runtime has no simulated devices (its cargo feature `sim` is off)".into(),
+            message: "unknown NVIDIA device; tk's own NVIDIA driver has `nv:sim` (the simulated GPU, options \
+                      chip=ga102|ad102|gb202, left-running, hang, link-drop=N); NVIDIA GPUs with NVIDIA's driver \
+                      are `cuda:N`"
+                .into(),
         }),
         n if n.starts_with("cuda:") => {
             let k: usize = n["cuda:".len()..]
@@ -258,7 +287,7 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
         }),
         _ => Err(bad(
             "unknown device; device names are `cpu`, `sim:<target>` (e.g. sim:sm_86, sim:gfx1100), `sass:sm_86`, \
-                      `cuda:N` and `amd:N` (`tk devices` lists this machine's)"
+                      `cuda:N`, `amd:N` and `nv:sim` (`tk devices` lists this machine's)"
                 .into(),
         )),
     }

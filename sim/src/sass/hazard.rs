@@ -541,8 +541,9 @@ enum Reg {
 /// A warp's hazard state.
 pub struct Hazards {
     regs: Vec<Reg>,
-    /// The registers a late-reading instruction has not read yet: (register, ticket, pc).
-    reading: Vec<(usize, u64, u32)>,
+    /// The registers a late-reading instruction has not read yet: (register, ticket, pc, the
+    /// lanes it reads them for: another group of lanes may write its own copies meanwhile).
+    reading: Vec<(usize, u64, u32, u32)>,
     /// Registers in `Pending`.
     pending: Vec<usize>,
     /// The tickets each scoreboard counts, and when it was last set.
@@ -606,7 +607,7 @@ impl Hazards {
             }
         }
         self.pending = still;
-        self.reading.retain(|&(_, t, _)| !finished(t));
+        self.reading.retain(|&(_, t, _, _)| !finished(t));
         if let Some(p) = pipe_upto {
             self.pipe.retain(|&t| t > p);
         }
@@ -684,7 +685,7 @@ impl Hazards {
             for &(f, n, w) in &info.writes {
                 let i = index(f, n);
                 let lanes = if matches!(f, File::Ur | File::Up) { u32::MAX } else { on };
-                if let Some(&(_, _, p)) = self.reading.iter().find(|r| r.0 == i) {
+                if let Some(&(_, _, p, _)) = self.reading.iter().find(|r| r.0 == i && r.3 & lanes != 0) {
                     return Err(format!(
                         "hazard: overwrites {}, which `{}` (offset {:#06x}) has not read yet (no wait on its read \
                          scoreboard)",
@@ -726,7 +727,8 @@ impl Hazards {
             self.sb_set[s] = Some(t);
             for &(f, n, _) in &info.reads {
                 if f == File::R || f == File::Ur {
-                    self.reading.push((index(f, n), ticket, pc));
+                    let lanes = if f == File::Ur { u32::MAX } else { on };
+                    self.reading.push((index(f, n), ticket, pc, lanes));
                 }
             }
         }

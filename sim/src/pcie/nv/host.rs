@@ -251,8 +251,9 @@ impl NvSimGpu {
             return bad(format!("QMD version {}, not 3", q.get(qmd::QMD_MAJOR_VERSION)));
         }
         let sm = if self.opts.chip == super::SimChip::Ad102 { 89 } else { 86 };
-        if q.get(qmd::SASS_VERSION) != sm {
-            return bad(format!("SASS_VERSION {:#x} is not this GPU's ({sm:#x})", q.get(qmd::SASS_VERSION)));
+        let version = ((sm / 10) << 4) | (sm % 10);
+        if q.get(qmd::SASS_VERSION) != version {
+            return bad(format!("SASS_VERSION {:#x} is not this GPU's ({version:#x})", q.get(qmd::SASS_VERSION)));
         }
         let (blocks, threads) = (q.get(qmd::CTA_RASTER_WIDTH), q.get(qmd::CTA_THREAD_DIMENSION0));
         let dims =
