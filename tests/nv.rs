@@ -11,3 +11,158 @@ const DRIVER: &str = "nv:sim";
 
 // Every launch goes through the pushbuffer, the host engine and the MMU: fewer runs.
 device_suite!(driver, DRIVER, sizes: [5], runs: 40, tolerance: [5], runs: 20);
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `tk` with the environment variables `env`.
+fn tk_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tk"));
+    c.args(args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("tk runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tk-nv-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn saxpy_env(device: &str, env: &[(&str, &Path)]) -> Output {
+    let args =
+        ["run", "examples/saxpy.tk", "-k", "saxpy", "--arg", "a=2", "--arg", "x=rand:100", "--arg", "y=rand:100"];
+    let mut a = args.to_vec();
+    a.extend(["--device", device]);
+    tk_env(&a, env)
+}
+
+/// Whether cubins can be made here (ptxas); in CI its absence fails the test.
+fn can_build(test: &str) -> bool {
+    common::device_ready(DRIVER, test)
+}
+
+/// An Ada GPU (`chip=ad102`, sm_89 code) and a GPU whose GSP an earlier driver left running
+/// (`left-running`: WPR2 set, so a function reset first, then the whole boot) run every
+/// example as the CPU does, through `tk run`.
+#[test]
+fn tk_run_on_ada_and_on_a_left_running_gpu_agrees_with_the_cpu_for_every_example() {
+    if can_build("tk_run_on_ada_and_on_a_left_running_gpu_agrees_with_the_cpu_for_every_example") {
+        for dev in ["nv:sim,chip=ad102", "nv:sim,left-running"] {
+            common::tk_run_agrees_with_the_cpu_for_every_example(env!("CARGO_BIN_EXE_tk"), dev);
+        }
+    }
+}
+
+/// Blackwell is detected and refused by name (its GSP boots through the FSP), exit 3.
+#[test]
+fn blackwell_is_refused_with_a_clear_message() {
+    let o = saxpy_env("nv:sim,chip=gb202", &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let e = err(&o);
+    assert!(e.contains("GB202") && e.contains("FSP"), "{e}");
+}
+
+/// `TK_LOG=driver` names every step of the NVIDIA bring-up once, in order, and the count of
+/// accesses the boot took.
+#[test]
+fn tk_log_driver_prints_the_nvidia_steps() {
+    if !can_build("tk_log_driver_prints_the_nvidia_steps") {
+        return;
+    }
+    let o = saxpy_env("nv:sim,left-running", &[("TK_LOG", Path::new("driver"))]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    let mut at = 0;
+    for step in
+        ["detect", "reset", "vbios", "firmware", "fwsec-frts", "booter", "gsp-init", "rpc", "vaspace", "channels"]
+    {
+        let s = format!("driver: {step}: ");
+        let found = e[at..].find(&s).unwrap_or_else(|| panic!("{s} (after byte {at}):\n{e}"));
+        at += found + s.len();
+    }
+    assert!(e.lines().any(|l| l.starts_with("driver: boot done after ") && l.ends_with(" round trips)")), "{e}");
+}
+
+/// `nv:sim,link-drop=N`: wherever the link drops (the VBIOS read, FWSEC, the booter, GSP-RM's
+/// start, the RPCs, the channels, the uploads, the launch), the run ends with the lost-link
+/// message, exit 3, within 5 s; a link that outlives the run changes nothing; a bad option is
+/// a usage error naming it.
+#[test]
+fn a_dropped_link_is_exit_3_within_5_seconds() {
+    if !can_build("a_dropped_link_is_exit_3_within_5_seconds") {
+        return;
+    }
+    // The boot's accesses, from the log.
+    let o = saxpy_env(DRIVER, &[("TK_LOG", Path::new("driver"))]);
+    let e = err(&o);
+    let boot: u64 = e
+        .lines()
+        .find_map(|l| l.strip_prefix("driver: boot done after ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no access count in:\n{e}"));
+    for n in [0, 10, 1000, 150_000, boot - 90, boot - 40, boot - 10, boot + 1, boot + 4, boot + 8] {
+        let t = std::time::Instant::now();
+        let o = saxpy_env(&format!("nv:sim,link-drop={n}"), &[]);
+        let took = t.elapsed();
+        assert_eq!(o.status.code(), Some(3), "link-drop={n}: {}", err(&o));
+        assert!(
+            err(&o).contains("the GPU stopped answering: the Thunderbolt link dropped"),
+            "link-drop={n}: {}",
+            err(&o)
+        );
+        assert!(took < std::time::Duration::from_secs(5), "link-drop={n} took {took:?}");
+    }
+    let o = saxpy_env("nv:sim,link-drop=1000000000", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = saxpy_env("nv:sim,hang-up", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("unknown option `hang-up` of nv:sim"), "{}", err(&o));
+}
+
+/// `nv:sim,hang`: the launch never finishes; the run ends with the device-lost error (exit 3)
+/// once `TK_GPU_TIMEOUT_MS` passes, not a hang.
+#[test]
+fn a_hung_gpu_is_exit_3_after_the_timeout() {
+    if !can_build("a_hung_gpu_is_exit_3_after_the_timeout") {
+        return;
+    }
+    let t = std::time::Instant::now();
+    let o = saxpy_env("nv:sim,hang", &[("TK_GPU_TIMEOUT_MS", Path::new("300"))]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("did not finish the launch within 300 ms"), "{}", err(&o));
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+/// A firmware directory without GSP-RM's files is exit 4, naming each missing file with its
+/// path in linux-firmware; with the files there (the simulated GPU's, written out as
+/// linux-firmware lays them out) the run works.
+#[test]
+fn missing_firmware_is_exit_4_naming_the_files() {
+    let empty = tmp_dir("no-firmware");
+    let o = saxpy_env(DRIVER, &[("TK_FIRMWARE_DIR", &empty)]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(4), "{e}");
+    for f in ["nvidia/ga102/gsp/booter_load-570.144.bin", "bootloader-570.144.bin", "gsp-570.144.bin"] {
+        assert!(e.contains(f), "{f}: {e}");
+    }
+    assert!(e.contains(&empty.display().to_string()) && e.contains("TK_FIRMWARE_DIR"), "{e}");
+    if !can_build("missing_firmware_is_exit_4_naming_the_files") {
+        return;
+    }
+    let d = tmp_dir("firmware");
+    for (name, bytes) in tk_sim::pcie::nv::firmware::files("ga102").expect("files") {
+        let p = d.join(name);
+        std::fs::create_dir_all(p.parent().expect("a directory")).expect("mkdir");
+        std::fs::write(p, bytes).expect("writes");
+    }
+    let o = saxpy_env(DRIVER, &[("TK_FIRMWARE_DIR", &d), ("TK_LOG", Path::new("driver"))]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains(&format!("from {}", d.display())), "{}", err(&o));
+}
