@@ -7,6 +7,7 @@
 
 use super::channel::{self, Channels, SUBCH_COMPUTE, SUBCH_COPY};
 use super::chip::{Arch, Chip};
+use super::firmware::NvFirmware;
 use super::mmu::{Aperture, HUGE, PageTables};
 use super::qmd::{self, incr};
 use super::rm;
@@ -91,7 +92,13 @@ impl NvGpu {
 
     /// [`NvGpu::open`] with `timeout` bounding every wait.
     pub fn open_within(t: Box<dyn Transport>, timeout: Duration) -> Result<NvGpu, GpuError> {
-        let mut boot = super::boot_within(t.as_ref(), None, timeout).map_err(setup)?;
+        NvGpu::open_with(t, None, timeout)
+    }
+
+    /// [`NvGpu::open`] with the firmware given (else the device's own, or linux-firmware's) and
+    /// `timeout` bounding every wait.
+    pub fn open_with(t: Box<dyn Transport>, fw: Option<NvFirmware>, timeout: Duration) -> Result<NvGpu, GpuError> {
+        let mut boot = super::boot_within(t.as_ref(), fw, timeout).map_err(setup)?;
         let chip = boot.probe.chip;
         // VRAM below GSP-RM's reserved region is the driver's.
         let mut heap = Heap::new(boot.gsp.layout.non_wpr_heap, PAGE as u64);

@@ -286,7 +286,9 @@ pub fn fwsec_frts(t: &dyn Transport, fw: &Fwsec, frts_addr: u64, timeout: Durati
     let mut image = fw.imem.clone();
     image.extend_from_slice(&dmem);
     image.resize(fw.imem.len() + dmem.len().next_multiple_of(256), 0);
-    let sys = t.sysmem(image.len()).map_err(|e| fail(format!("system memory for the firmware: {e}")))?;
+    let sys = t
+        .sysmem(image.len().next_multiple_of(super::sysmem::HOST_PAGE))
+        .map_err(|e| fail(format!("system memory for the firmware: {e}")))?;
     let mut copied = false;
     sys.mem.with(&mut |m| {
         if let Some(to) = m.get_mut(..image.len()) {

@@ -63,6 +63,11 @@ pub struct Probe {
 /// VRAM address >> 16.
 pub const VGA_WORKSPACE_BASE: u64 = 0x62_5f04;
 
+/// The bound on every wait: `TK_GPU_TIMEOUT_MS`, else 20 s.
+pub fn gpu_timeout() -> std::time::Duration {
+    crate::amd::link::default_timeout()
+}
+
 fn log(step: &str, what: impl FnOnce() -> String) {
     crate::amd::link::log(step, what);
 }
@@ -107,13 +112,28 @@ pub fn probe_within(t: &dyn Transport, timeout: std::time::Duration) -> Result<P
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let vram = chip::usable_vram(t)?;
-    let mut rom = vec![0u8; chip::PROM_BYTES];
-    // The whole window: a VBIOS's images fill most of it. (Over the TinyGPU socket that is one
-    // round trip per 32-bit word, about 262,000.)
-    t.read_bytes(BAR_MMIO, chip::PROM, &mut rom).map_err(|e| NvError::Step { step: "vbios", detail: e })?;
-    // All ones where the link dropped during the read: checked once, whatever the bytes say.
-    if link_gone(t) {
-        return Err(ChipError::LinkLost.into());
+    // The images' headers say how far the VBIOS goes: read that much of the window, no more
+    // (over the TinyGPU socket each 32-bit word is a round trip).
+    let mut rom: Vec<u8> = Vec::new();
+    let mut want = 16 << 10;
+    loop {
+        let have = rom.len();
+        rom.resize(want, 0);
+        t.read_bytes(BAR_MMIO, chip::PROM + have as u64, &mut rom[have..])
+            .map_err(|e| NvError::Step { step: "vbios", detail: e })?;
+        // All ones where the link dropped during the read: checked whatever the bytes say.
+        if link_gone(t) {
+            return Err(ChipError::LinkLost.into());
+        }
+        want = match vbios::extent(&rom) {
+            Ok(end) if end <= rom.len() => break,
+            Ok(end) => end.next_multiple_of(4).min(chip::PROM_BYTES),
+            Err(VbiosError::Truncated { .. }) => (rom.len() * 2).min(chip::PROM_BYTES),
+            Err(_) => break, // the parser names what is wrong
+        };
+        if want <= rom.len() {
+            break;
+        }
     }
     let vbios = vbios::parse(&rom)?;
     let ws = chip::read(t, VGA_WORKSPACE_BASE)?;

@@ -10,8 +10,10 @@ use crate::transport::{SysMem, Transport};
 
 /// The GPU's page size for these tables.
 pub const PAGE: usize = 4096;
+/// The Mac's host page: system memory comes in whole ones (the TinyGPU server refuses less).
+pub const HOST_PAGE: usize = 16 << 10;
 /// The largest buffer allocated at once: 32 segments of the Mac's 16 KiB pages.
-pub const MAX_BUFFER: usize = 32 * 16 * 1024;
+pub const MAX_BUFFER: usize = 32 * HOST_PAGE;
 
 fn fail(step: &'static str, detail: String) -> NvError {
     NvError::Step { step, detail }
@@ -26,7 +28,9 @@ pub struct Buffer {
 impl Buffer {
     /// Allocates `len` bytes (zeroed) for `what`.
     pub fn new(t: &dyn Transport, len: usize, step: &'static str, what: &str) -> Result<Buffer, NvError> {
-        let sys = t.sysmem(len).map_err(|e| fail(step, format!("system memory for {what}: {e}")))?;
+        let sys = t
+            .sysmem(len.max(1).next_multiple_of(HOST_PAGE))
+            .map_err(|e| fail(step, format!("system memory for {what}: {e}")))?;
         let covered: u64 = sys.segments.iter().map(|&(_, n)| n).sum();
         if sys.mem.len() < len || covered < len as u64 {
             return Err(fail(step, format!("the transport gave less system memory than the {len} bytes {what} needs")));

@@ -184,8 +184,23 @@ fn rom_start(b: &Bytes<'_>) -> Result<usize, VbiosError> {
     Ok(at)
 }
 
+/// How many bytes of the PROM window the VBIOS takes: the end of its last image, found from the
+/// headers alone (so the driver reads no more than that: over the TinyGPU socket every 32-bit
+/// word is a round trip). Truncated when `rom` is too short to tell.
+pub fn extent(rom: &[u8]) -> Result<usize, VbiosError> {
+    let b = Bytes(rom);
+    let start = rom_start(&b)?;
+    let last = walk(&b, start, false)?.pop().map_or(start, |i| i.offset + i.len);
+    Ok(last)
+}
+
 /// The chain of images from `start`.
 fn images(b: &Bytes<'_>, start: usize) -> Result<Vec<Image>, VbiosError> {
+    walk(b, start, true)
+}
+
+/// The chain of images from `start`, each image's bytes required to be there when `whole`.
+fn walk(b: &Bytes<'_>, start: usize, whole: bool) -> Result<Vec<Image>, VbiosError> {
     let mut out = Vec::new();
     let mut at = start;
     loop {
@@ -214,7 +229,9 @@ fn images(b: &Bytes<'_>, start: usize) -> Result<Vec<Image>, VbiosError> {
         if len == 0 {
             return Err(VbiosError::BadImage { at, what: "its length is 0".into() });
         }
-        b.slice(at, len, "a ROM image")?;
+        if whole {
+            b.slice(at, len, "a ROM image")?;
+        }
         out.push(Image { offset: at, len, code_type });
         if last {
             return Ok(out);

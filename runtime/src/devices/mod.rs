@@ -39,7 +39,7 @@ pub fn list() -> Vec<(String, String)> {
             ),
         ]);
     }
-    v.extend(amd_gpus());
+    v.extend(pcie_gpus());
     if !cuda::driver_present() {
         v.push(("cuda:-".into(), "none: no NVIDIA driver (libcuda) on this machine".into()));
         return v;
@@ -120,34 +120,39 @@ fn details(name: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// The AMD GPUs this machine can see: a TinyGPU server named by `TK_TINYGPU_SOCKET`, and on Linux
-/// the AMD display controllers on the PCI bus.
-fn amd_gpus() -> Vec<(String, String)> {
+/// The AMD and NVIDIA GPUs tk's own drivers can reach: a TinyGPU server named by
+/// `TK_TINYGPU_SOCKET`, and on Linux the AMD and NVIDIA display controllers on the PCI bus.
+fn pcie_gpus() -> Vec<(String, String)> {
     let mut v = Vec::new();
     #[cfg(unix)]
     if let Ok(p) = std::env::var("TK_TINYGPU_SOCKET") {
-        let name = format!("amd:tinygpu={p}");
-        let what = tk_gpu::transport::tinygpu::TinyGpu::connect(std::path::Path::new(&p))
-            .and_then(|t| t.probe())
+        let probe = tk_gpu::transport::tinygpu::TinyGpu::connect(std::path::Path::new(&p)).and_then(|t| t.probe());
+        let prefix = if matches!(probe, Ok((0x10de, _))) { "nv" } else { "amd" };
+        let what = probe
             .map(|(vendor, id)| format!("PCI {vendor:04x}:{id:04x} through the TinyGPU server"))
             .unwrap_or_else(|e| format!("unreachable: {e}"));
-        v.push((name, what));
+        v.push((format!("{prefix}:tinygpu={p}"), what));
     }
     #[cfg(target_os = "linux")]
     {
         use tk_gpu::transport::linux_pci::{LinuxOs, enumerate};
         for f in enumerate(&LinuxOs).unwrap_or_default() {
-            if f.vendor == 0x1002 && f.is_gpu() {
+            let prefix = match f.vendor {
+                0x1002 => "amd",
+                0x10de => "nv",
+                _ => continue,
+            };
+            if f.is_gpu() {
                 let binding = match f.driver.as_deref() {
                     Some(d) => format!("bound to {d}"),
                     None => "bound to no driver".to_string(),
                 };
                 v.push((
-                    format!("amd:pci={}", f.address),
+                    format!("{prefix}:pci={}", f.address),
                     format!(
-                        "PCI 1002:{:04x}, {binding} (tk's bring-up has run against its simulated GPU only: \
+                        "PCI {:04x}:{:04x}, {binding} (tk's bring-up has run against its simulated GPU only: \
                          docs/driver.md)",
-                        f.device
+                        f.vendor, f.device
                     ),
                 ));
             }
@@ -203,6 +208,48 @@ fn open_tinygpu(n: &str) -> Result<amd::AmdDevice, RunError> {
     amd::AmdDevice::open(n, Box::new(t), tk_abi::launch::AmdTarget::ALL[0])
 }
 
+/// Opens `nv:tinygpu=SOCKET`: the NVIDIA GPU behind a TinyGPU.app server.
+#[cfg(unix)]
+fn open_nv_tinygpu(n: &str) -> Result<nv::NvDevice, RunError> {
+    let path = std::path::Path::new(&n["nv:tinygpu=".len()..]);
+    let dev = |m: String| RunError::Device { device: n.to_string(), message: m };
+    let t = tk_gpu::transport::tinygpu::TinyGpu::connect(path).map_err(dev)?;
+    let (vendor, id) = t.probe().map_err(dev)?;
+    if vendor != 0x10de {
+        return Err(dev(format!("the server's GPU is vendor {vendor:#06x} device {id:#06x}, not NVIDIA")));
+    }
+    nv::NvDevice::open(n, Box::new(t))
+}
+
+/// Opens `nv:pci=ADDRESS` on Linux: the function through VFIO, then the NVIDIA bring-up.
+fn open_nv_pci(name: &str) -> Result<nv::NvDevice, RunError> {
+    let addr = &name["nv:pci=".len()..];
+    let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
+    #[cfg(target_os = "linux")]
+    {
+        use tk_gpu::transport::linux_pci::{LinuxOs, LinuxPci, describe};
+        match describe(&LinuxOs, addr) {
+            Ok(f) if f.vendor != 0x10de => {
+                return Err(dev(format!(
+                    "{addr} is not an NVIDIA GPU (PCI {:04x}:{:04x}); `tk devices` lists the GPUs",
+                    f.vendor, f.device
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(dev(format!("no PCI device {addr} (`tk devices` lists the GPUs this machine sees)"))),
+        }
+        let t = LinuxPci::open(&LinuxOs, addr).map_err(dev)?;
+        nv::NvDevice::open(name, Box::new(t))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(dev(format!(
+            "{addr}: `nv:pci=` is the Linux PCIe transport (VFIO); on a Mac a GPU is `nv:tinygpu=SOCKET` (the \
+             TinyGPU.app server) or `nv:iokit`"
+        )))
+    }
+}
+
 /// Opens a device by name. A name that is not a device is an [`RunError::Argument`]; a device
 /// that exists by name but cannot be used here (no driver, no such GPU) is a
 /// [`RunError::Device`].
@@ -245,11 +292,28 @@ pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
             let opts = tk_sim::pcie::nv::NvSimOptions::parse(&n["nv:sim".len()..]).map_err(bad)?;
             Ok(Arc::new(nv::NvDevice::open_sim_with(opts)?))
         }
+        #[cfg(unix)]
+        n if n.starts_with("nv:tinygpu=") => Ok(Arc::new(open_nv_tinygpu(n)?)),
+        n if n.starts_with("nv:pci=") => Ok(Arc::new(open_nv_pci(n)?)),
+        "nv:iokit" => {
+            #[cfg(target_os = "macos")]
+            {
+                let dev = |m: String| RunError::Device { device: name.to_string(), message: m };
+                let t = tk_gpu::transport::iokit::IoKit::open().map_err(dev)?;
+                Ok(Arc::new(nv::NvDevice::open(name, Box::new(t))?))
+            }
+            #[cfg(not(target_os = "macos"))]
+            Err(RunError::Device {
+                device: name.to_string(),
+                message: "the IOKit transport (the TinyGPU DriverKit extension) exists on macOS only".into(),
+            })
+        }
         n if n.starts_with("nv:") => Err(RunError::Device {
             device: n.to_string(),
             message: "unknown NVIDIA device; tk's own NVIDIA driver has `nv:sim` (the simulated GPU, options \
-                      chip=ga102|ad102|gb202, left-running, hang, link-drop=N); NVIDIA GPUs with NVIDIA's driver \
-                      are `cuda:N`"
+                      chip=ga102|ad102|gb202, left-running, hang, link-drop=N), `nv:tinygpu=SOCKET` (a GPU behind a \
+                      TinyGPU.app server), `nv:pci=ADDRESS` (Linux) and `nv:iokit` (macOS); NVIDIA GPUs with \
+                      NVIDIA's driver are `cuda:N`"
                 .into(),
         }),
         n if n.starts_with("cuda:") => {

@@ -74,14 +74,23 @@ impl NvDevice {
     /// Opens `nv:sim` with options (`nv:sim,chip=ad102,link-drop=N`).
     #[cfg(feature = "sim")]
     pub fn open_sim_with(o: tk_sim::pcie::nv::NvSimOptions) -> Result<NvDevice, RunError> {
-        let sm = if o.chip == tk_sim::pcie::nv::SimChip::Ad102 { 89 } else { 86 };
-        let mut d = Self::open("nv:sim", Box::new(tk_sim::pcie::nv::NvSimGpu::new(o)), NvidiaTarget { sm })?;
+        let mut d = Self::open("nv:sim", Box::new(tk_sim::pcie::nv::NvSimGpu::new(o)))?;
         d.max_blocks = tk_abi::grid::SIM_MAX_BLOCKS;
         Ok(d)
     }
 
-    /// Boots the GPU behind `t` and opens its channels.
-    pub fn open(name: &str, t: Box<dyn Transport>, target: NvidiaTarget) -> Result<NvDevice, RunError> {
+    /// Boots the GPU behind `t` and opens its channels; the code it runs is sm_86 on Ampere,
+    /// sm_89 on Ada.
+    pub fn open(name: &str, t: Box<dyn Transport>) -> Result<NvDevice, RunError> {
+        Self::open_with_firmware(name, t, None)
+    }
+
+    /// [`NvDevice::open`] with the firmware given (else the device's own, or linux-firmware's).
+    pub fn open_with_firmware(
+        name: &str,
+        t: Box<dyn Transport>,
+        fw: Option<tk_gpu::nv::firmware::NvFirmware>,
+    ) -> Result<NvDevice, RunError> {
         // TK_DRIVER_TRACE=FILE records every transport call (tk_gpu::transport::trace).
         let t: Box<dyn Transport> = match std::env::var_os("TK_DRIVER_TRACE").filter(|p| !p.is_empty()) {
             Some(p) => Box::new(
@@ -90,10 +99,13 @@ impl NvDevice {
             ),
             None => t,
         };
-        let gpu = NvGpu::open(t).map_err(|e| match e {
+        let timeout = tk_gpu::nv::gpu_timeout();
+        let gpu = NvGpu::open_with(t, fw, timeout).map_err(|e| match e {
             GpuError::Firmware(m) => RunError::MissingTool { tool: "GPU firmware".into(), message: m },
             e => RunError::Device { device: name.to_string(), message: e.to_string() },
         })?;
+        let sm = if gpu.chip().arch == tk_gpu::nv::chip::Arch::Ada { 89 } else { 86 };
+        let target = NvidiaTarget { sm };
         Ok(NvDevice { name: name.to_string(), target, gpu: Arc::new(gpu), max_blocks: tk_abi::grid::GPU_MAX_BLOCKS })
     }
 

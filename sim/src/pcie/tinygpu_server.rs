@@ -1,8 +1,9 @@
 //! A TinyGPU server: the TinyGPU.app socket protocol (tk-gpu's `transport::tinygpu`) in front of
-//! a simulated AMD GPU, on its own thread; each client gets a fresh GPU. Tests and demos run the
-//! userspace driver over the real protocol with it.
+//! a simulated AMD or NVIDIA GPU, on its own thread; each client gets a fresh GPU. Tests and demos
+//! run the userspace drivers over the real protocol with it.
 
 use super::amd::SimGpu;
+use super::nv::{NvSimGpu, NvSimOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,6 +15,34 @@ use tk_gpu::transport::tinygpu::{
 };
 use tk_gpu::transport::{HostMem, Transport};
 
+/// A simulated GPU the server can stand in front of: its PCI ids, and system memory the server
+/// shares with its client, attached to the GPU's bus.
+pub trait Served: Transport {
+    fn ids(&self) -> (u16, u16);
+    fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String>;
+}
+
+impl Served for SimGpu {
+    fn ids(&self) -> (u16, u16) {
+        // AMD, Navi 31 (RX 7900 XTX).
+        (0x1002, 0x744c)
+    }
+    fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String> {
+        SimGpu::attach_sysmem(self, mem)
+    }
+}
+
+impl Served for NvSimGpu {
+    fn ids(&self) -> (u16, u16) {
+        (0x10de, self.device_id())
+    }
+    fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String> {
+        NvSimGpu::attach_sysmem(self, mem)
+    }
+}
+
+type MakeGpu = Arc<dyn Fn() -> Box<dyn Served> + Send + Sync>;
+
 /// A fake TinyGPU server: the protocol in front of a simulated GPU, on its own thread.
 pub struct FakeServer {
     pub path: PathBuf,
@@ -22,8 +51,17 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    /// Listens at `path` (replacing a stale socket file).
+    /// Listens at `path` (replacing a stale socket file), with a simulated AMD GPU per client.
     pub fn start(path: &Path) -> Result<FakeServer, String> {
+        FakeServer::start_with(path, Arc::new(|| Box::new(SimGpu::new()) as Box<dyn Served>))
+    }
+
+    /// Listens at `path` with a simulated NVIDIA GPU with options `opts` per client.
+    pub fn start_nv(path: &Path, opts: NvSimOptions) -> Result<FakeServer, String> {
+        FakeServer::start_with(path, Arc::new(move || Box::new(NvSimGpu::new(opts)) as Box<dyn Served>))
+    }
+
+    fn start_with(path: &Path, make: MakeGpu) -> Result<FakeServer, String> {
         let _ = std::fs::remove_file(path);
         let l = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::new(Mutex::new(Vec::new()));
@@ -33,7 +71,8 @@ impl FakeServer {
                 if let (Ok(mut list), Ok(copy)) = (c.lock(), s.try_clone()) {
                     list.push(copy);
                 }
-                std::thread::spawn(move || serve(s));
+                let make = make.clone();
+                std::thread::spawn(move || serve(s, make().as_ref()));
             }
         });
         Ok(FakeServer { path: path.to_path_buf(), conns, _thread: thread })
@@ -66,9 +105,8 @@ fn respond(s: &mut UnixStream, r: Result<(u64, u64), String>) -> std::io::Result
     }
 }
 
-/// One client's session: a fresh simulated GPU.
-fn serve(mut s: UnixStream) {
-    let gpu = SimGpu::new();
+/// One client's session with a fresh simulated GPU.
+fn serve(mut s: UnixStream, gpu: &dyn Served) {
     let mut keep = Vec::new();
     let mut req = [0u8; REQUEST];
     while s.read_exact(&mut req).is_ok() {
@@ -77,15 +115,17 @@ fn serve(mut s: UnixStream) {
         let (a0, a1, a2) = (w(9), w(17), w(25));
         let r = match req[0] {
             PING => gpu.fault().map_or(Ok((0, 0)), |f| Err(format!("the GPU faulted: {f}"))),
-            // AMD, Navi 31 (RX 7900 XTX).
-            PROBE => Ok((0x1002, 0x744c)),
+            PROBE => {
+                let (v, d) = gpu.ids();
+                Ok((u64::from(v), u64::from(d)))
+            }
             MMIO_READ => gpu.read32(bar, a0).map(|v| (u64::from(v), 0)),
             MMIO_WRITE => gpu.write32(bar, a0, a1 as u32).map(|_| (0, 0)),
             MAP_BAR => gpu.bar_size(bar).map(|n| (n, 0)),
             CFG_READ => gpu.config_read(a0 as u16, a1 as u8).map(|v| (u64::from(v), 0)),
             CFG_WRITE => gpu.config_write(a0 as u16, a1 as u8, a2 as u32).map(|_| (0, 0)),
             RESET => gpu.reset().map(|_| (0, 0)),
-            MAP_SYSMEM_FD => match share(&gpu, a0) {
+            MAP_SYSMEM_FD => match share(gpu, a0) {
                 Ok((fd, map)) => {
                     keep.push(map);
                     let mut b = [0u8; RESPONSE];
@@ -118,7 +158,7 @@ fn serve(mut s: UnixStream) {
 
 /// Creates shared memory for a client: an unlinked file, mapped here and attached to the GPU,
 /// with the segment list at its start.
-fn share(gpu: &SimGpu, bytes: u64) -> Result<(OwnedFd, Arc<dyn HostMem>), String> {
+fn share(gpu: &dyn Served, bytes: u64) -> Result<(OwnedFd, Arc<dyn HostMem>), String> {
     if !(16 << 10..=1 << 30).contains(&bytes) {
         return Err(format!("system memory of {bytes} bytes (16 KiB to 1 GiB)"));
     }

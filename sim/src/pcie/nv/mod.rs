@@ -211,6 +211,17 @@ impl NvSimGpu {
 }
 
 impl NvSimGpu {
+    /// The PCI device id.
+    pub fn device_id(&self) -> u16 {
+        self.opts.chip.device_id()
+    }
+
+    /// Makes `mem` (shared with a TinyGPU client) reachable by DMA; returns its segments.
+    pub fn attach_sysmem(&self, mem: Arc<dyn HostMem>) -> Result<Vec<(u64, u64)>, String> {
+        let mut sys = self.sys.lock().map_err(|_| "poisoned")?;
+        super::attach(&mut sys, mem, 0x40_0000_0000)
+    }
+
     /// Reads system memory by bus address, for the falcon's DMA: the bytes must lie in one
     /// piece the driver allocated.
     fn dma_read(&self, bus: u64, out: &mut [u8]) -> Result<(), String> {
@@ -714,6 +725,50 @@ mod tests {
         let before = gpu.round_trips();
         gpu.upload(b.va, &data[..1 << 10]).expect("uploads");
         assert!(gpu.round_trips() - before <= 2, "{} round trips", gpu.round_trips() - before);
+    }
+
+    /// A launch is one round trip besides the checks made while it runs that the GPU still
+    /// answers: the doorbell. The QMD, constant bank 0, the pushbuffer, the semaphore and the
+    /// error slots are in system memory. The kernel: EXIT, then the closing self-branch, built
+    /// with tk-isa's encoder.
+    #[test]
+    fn a_launch_takes_one_round_trip() {
+        use tk_gpu::nv::device::NvGpu;
+        use tk_isa::sass::{Control, Inst};
+        let gpu = NvGpu::open(Box::new(sim(""))).expect("opens");
+        let ctrl = Control { stall: 5, yield_: true, write_sb: 7, read_sb: 7, wait: 0, reuse: 0 };
+        let mut exit = Inst::new(0x94d, 86).expect("EXIT");
+        exit.ctrl = ctrl;
+        let mut bra = Inst::new(0x947, 86).expect("BRA");
+        bra.set_target(0x10, 0x10).expect("in reach");
+        bra.ctrl = ctrl;
+        let code: Vec<u8> = [exit, bra].iter().flat_map(|i| i.encode().expect("encodes").to_le_bytes()).collect();
+        let mem = gpu.alloc(4096).expect("allocates");
+        gpu.upload(mem.va, &code).expect("uploads");
+        let l = tk_gpu::nv::qmd::Launch {
+            program: mem.va,
+            program_bytes: code.len() as u64,
+            blocks: 2,
+            threads: 64,
+            registers: 8,
+            barriers: 0,
+            shared_bytes: 0,
+            local_bytes: 0,
+            sass_version: 0x86,
+            bank0: (0, 0),
+            bank2: None,
+        };
+        gpu.launch(l, &[0u8; 0x200]).expect("the first launch");
+        let (before, start) = (gpu.round_trips(), std::time::Instant::now());
+        gpu.launch(l, &[0u8; 0x200]).expect("a launch");
+        let trips = gpu.round_trips() - before;
+        let checks = (start.elapsed().as_millis() / 20) as u64;
+        assert!(trips >= 1 && trips <= 1 + checks, "{trips} round trips for a launch");
+        assert_eq!(g_fault(&gpu), None);
+    }
+
+    fn g_fault(gpu: &tk_gpu::nv::device::NvGpu) -> Option<String> {
+        gpu.transport().fault()
     }
 
     #[test]
