@@ -386,7 +386,8 @@ fn a_program_without_the_compiler_runs_a_bundle() {
     let g = compile(Path::new("examples/softmax.tk")).into_iter().find(|(n, _)| n == "softmax_rows").expect("entry").1;
     let mut devices = vec!["cpu"];
     if gpu {
-        devices.push("sim:sm_86");
+        // The PTX simulator, and the sm_86 cubin through tk's NVIDIA driver and the simulated GPU.
+        devices.extend(["sim:sm_86", "nv:sim"]);
     }
     if amd {
         devices.push("sim:gfx1100");
