@@ -326,3 +326,44 @@ impl Device for NvDevice {
         self.gpu.check_lost().map_err(|e| self.gpu_err(e))
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use tk_sim::pcie::nv::NvSimGpu;
+
+    /// A trace recorded while the driver boots the simulated GPU (GSP-RM, RPCs, channels) and
+    /// copies through it replays against a fresh simulated GPU, every read giving what the
+    /// trace holds; a trace whose reads were changed stops at the line that no longer holds.
+    #[test]
+    fn a_recorded_driver_trace_replays_against_the_simulated_gpu() {
+        use tk_gpu::transport::trace::{Recorder, replay};
+        let path = std::env::temp_dir().join(format!("tk-nv-trace-{}.txt", std::process::id()));
+        {
+            let rec = Recorder::create(Box::new(NvSimGpu::new(Default::default())), &path).expect("trace file");
+            let d = NvDevice::open("nv:sim", Box::new(rec)).expect("opens");
+            let q = d.queue();
+            let b = d.alloc(1 << 14).expect("alloc");
+            d.write(&q, &b, &[5u8; 1 << 14]).expect("write");
+            let mut back = vec![0u8; 1 << 14];
+            d.read(&q, &b, &mut back).expect("read");
+            assert_eq!(back, vec![5u8; 1 << 14]);
+        }
+        let text = std::fs::read_to_string(&path).expect("trace");
+        let _ = std::fs::remove_file(&path);
+        assert!(text.starts_with("# tk driver trace 1"), "{}", &text[..80.min(text.len())]);
+        // The doorbell with the copy channel's token, and the queues' contents.
+        assert!(text.lines().any(|l| l.starts_with("write32 0 0xbb0090 0x10001")), "the copy channel's doorbell");
+        assert!(text.lines().any(|l| l.starts_with("sys ")), "shared memory contents");
+        let sim = NvSimGpu::new(Default::default());
+        let calls = replay(&text, &sim, &|| Ok(())).expect("replays");
+        assert!(calls > 200, "{calls} calls");
+        // A read that no longer holds: NV_PMC_BOOT_42.
+        let boot42 = text.lines().find(|l| l.starts_with("read32 0 0xa00 ")).expect("BOOT_42").to_string();
+        let changed = boot42.replacen("0x1720a100", "0x1920a100", 1);
+        assert_ne!(boot42, changed);
+        let e = replay(&text.replacen(&boot42, &changed, 1), &NvSimGpu::new(Default::default()), &|| Ok(()))
+            .expect_err("differs");
+        assert!(e.contains("the device gave 0x1720a100") && e.contains("the trace has 0x1920a100"), "{e}");
+    }
+}
