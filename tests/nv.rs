@@ -280,3 +280,44 @@ mod tinygpu {
         runner.run(&common::random::programs(), |p| common::random::on(&name, &p)).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Cubins damaged anywhere (and cut short) are refused or load, never a panic: the cubin reader
+/// the device loads with, and the emulator's decoding of what it finds.
+#[test]
+fn corrupt_cubins_never_panic() {
+    use proptest::strategy::{Strategy, ValueTree};
+    if !can_build("corrupt_cubins_never_panic") {
+        return;
+    }
+    let t = tk_codegen::ptx::Target { sm: 86 };
+    let groups: Vec<(String, Vec<tk_ir::kernel::Kernel>)> = common::compile(Path::new("examples/softmax.tk"))
+        .into_iter()
+        .map(|(name, g)| {
+            let l = tk_toolchain::target::lower(&g, tk_toolchain::target::Target::Nvidia(t), &Default::default())
+                .expect("lowers");
+            (format!("{name}_"), l.kernels)
+        })
+        .collect();
+    let m = tk_codegen::ptx::module(&groups, t).expect("PTX");
+    let cubin = tk_toolchain::tools::ptxas::assemble(&m.text, t).expect("ptxas").cubin;
+    let n = cubin.len();
+    let edits = proptest::collection::vec((0..n, proptest::num::u8::ANY), 1..12);
+    let cases = (edits, proptest::option::of(0..n));
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(600));
+    for _ in 0..600 {
+        let (edits, cut) = cases.new_tree(&mut runner).expect("a case").current();
+        let mut c = cubin.clone();
+        for (at, v) in edits {
+            c[at] = v;
+        }
+        if let Some(k) = cut {
+            c.truncate(k);
+        }
+        if let Ok(r) = tk_abi::cubin::read(&c) {
+            for k in r.kernels.iter().filter(|k| k.entry) {
+                let _ = tk_sim::sass::Kernel::from_code(&k.name, &k.code, 86, k.registers, k.shared_bytes);
+                let _ = tk_sim::sass::code_end(&k.code, 86);
+            }
+        }
+    }
+}

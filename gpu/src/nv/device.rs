@@ -293,6 +293,23 @@ impl NvGpu {
         self.lose(c.wait(self.t.as_ref(), v, self.timeout))
     }
 
+    /// Runs raw methods on the compute channel (`copy`: the copy channel) and waits: for tests
+    /// and tools that talk to the engines directly.
+    pub fn submit_methods(&self, copy: bool, methods: &[u32]) -> Result<(), GpuError> {
+        self.check()?;
+        let c = if copy { &self.channels.copy } else { &self.channels.compute };
+        let v = self.lose(c.submit(self.t.as_ref(), methods))?;
+        self.lose(c.wait(self.t.as_ref(), v, self.timeout))
+    }
+
+    /// Writes `bytes` into the launch slots' memory at `at` (mapped at [`LAUNCH_VA`] + `at`): for
+    /// tests that hand the GPU a QMD of their own.
+    pub fn write_launch_slots(&self, at: usize, bytes: &[u8]) {
+        if at + bytes.len() <= LAUNCH_SLOTS * SLOT_BYTES {
+            self.slots.write(at, bytes);
+        }
+    }
+
     /// The error slots' VA (a page of system memory).
     pub fn errors_va(&self) -> u64 {
         ERRORS_VA

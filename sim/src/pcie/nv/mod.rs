@@ -767,6 +767,32 @@ mod tests {
         assert_eq!(g_fault(&gpu), None);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(150))]
+        /// Hostile pushbuffers (random method headers and data, and launches of a random QMD
+        /// from random code) end in a fault that names what the GPU refused, or run; never a
+        /// panic, never a hang.
+        #[test]
+        fn hostile_methods_and_qmds_never_panic(
+            words in proptest::collection::vec(proptest::num::u32::ANY, 1..40),
+            qmd in proptest::collection::vec(proptest::num::u32::ANY, 64),
+            copy in proptest::bool::ANY,
+        ) {
+            use tk_gpu::nv::device::{LAUNCH_VA, NvGpu, SEND_PCAS_A, SEND_SIGNALING_PCAS2_B};
+            use tk_gpu::nv::qmd::incr;
+            let gpu = NvGpu::open_within(Box::new(sim("")), Duration::from_millis(200)).expect("boots");
+            let _ = gpu.submit_methods(copy, &words);
+            let gpu = NvGpu::open_within(Box::new(sim("")), Duration::from_millis(200)).expect("boots");
+            // A random QMD in a launch slot (the slots are mapped), sent as a launch.
+            let mut q = tk_gpu::nv::qmd::Qmd(qmd.try_into().unwrap_or([0; 64]));
+            q.set(tk_gpu::nv::qmd::QMD_MAJOR_VERSION, 3);
+            let va = LAUNCH_VA + 0xf00;
+            gpu.write_launch_slots(0xf00, &q.to_bytes());
+            let m = [incr(1, SEND_PCAS_A, 1), (va >> 8) as u32, incr(1, SEND_SIGNALING_PCAS2_B, 1), 9];
+            let _ = gpu.submit_methods(false, &m);
+        }
+    }
+
     fn g_fault(gpu: &tk_gpu::nv::device::NvGpu) -> Option<String> {
         gpu.transport().fault()
     }
