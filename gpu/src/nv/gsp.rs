@@ -20,7 +20,10 @@ use super::falcon::{
     MOD_SEL, MOD_SEL_RSA3K, OS, RISCV_ACTIVE, RISCV_CPUCTL, SEC2, SEC2_FUSE_VERSION,
 };
 use super::firmware::NvFirmware;
-use super::rpc::{FN_GSP_SET_SYSTEM_INFO, FN_SET_REGISTRY, Rpc, registry, system_info};
+use super::rpc::{
+    CMDQ_OFFSET, FN_GSP_SET_SYSTEM_INFO, FN_SET_REGISTRY, QUEUE_BYTES, QUEUE_ENTRIES, QUEUE_ENTRY_BYTES,
+    QUEUE_ENTRY_OFFSET, Rpc, SHARED_BYTES, registry, rm_args, system_info,
+};
 use super::sysmem::{Buffer, PAGE, Paged, radix3};
 use super::vbios::SIGNATURE_BYTES;
 use super::{BAR_MMIO, NvError, chip};
@@ -190,31 +193,6 @@ pub const RMARGS_BYTES: usize = 0x1000;
 /// A libos region's name as its id8.
 pub fn id8(name: &str) -> u64 {
     name.bytes().take(8).fold(0, |id, c| id << 8 | u64::from(c))
-}
-
-/// The message queues' shared buffer: the page table (129 entries), then the command queue
-/// (CPU to GSP) and the status queue (GSP to CPU), 256 KiB each.
-pub const QUEUE_BYTES: usize = 0x4_0000;
-pub const CMDQ_OFFSET: usize = 0x1000;
-pub const STATQ_OFFSET: usize = CMDQ_OFFSET + QUEUE_BYTES;
-pub const SHARED_BYTES: usize = STATQ_OFFSET + QUEUE_BYTES;
-pub const SHARED_PTES: u32 = (SHARED_BYTES / PAGE) as u32;
-/// A queue's header (`msgqTxHeader`), where its reader's pointer lives and where its entries
-/// start, and the entries' size and count.
-pub const QUEUE_RX_HDR: usize = 0x20;
-pub const QUEUE_ENTRY_OFFSET: usize = 0x1000;
-pub const QUEUE_ENTRY_BYTES: usize = 0x1000;
-pub const QUEUE_ENTRIES: u32 = ((QUEUE_BYTES - QUEUE_ENTRY_OFFSET) / QUEUE_ENTRY_BYTES) as u32;
-
-/// `GSP_ARGUMENTS_CACHED` (570.144, 0x48 bytes) for the shared buffer at `shared`.
-pub fn rm_args(shared: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 0x48];
-    b[0..8].copy_from_slice(&shared.to_le_bytes());
-    b[8..12].copy_from_slice(&SHARED_PTES.to_le_bytes());
-    b[0x10..0x18].copy_from_slice(&(CMDQ_OFFSET as u64).to_le_bytes());
-    b[0x18..0x20].copy_from_slice(&(STATQ_OFFSET as u64).to_le_bytes());
-    b[0x30] = 1; // bDmemStack
-    b
 }
 
 /// The system memory GSP-RM runs with; it must live as long as the GPU runs.

@@ -10,13 +10,35 @@
 //! `kernel_gsp.c`; nova-core `gsp/cmdq.rs`, `gsp/sequencer.rs`; nouveau `r535/rpc.c`
 //! (docs/nvidia-facts.md, "GSP-RM", sections 3-6).
 
-use super::gsp::{
-    CMDQ_OFFSET, QUEUE_BYTES, QUEUE_ENTRIES, QUEUE_ENTRY_BYTES, QUEUE_ENTRY_OFFSET, QUEUE_RX_HDR, STATQ_OFFSET,
-};
-use super::sysmem::Paged;
+use super::sysmem::{PAGE, Paged};
 use super::{BAR_MMIO, NvError, chip};
 use crate::transport::Transport;
 use std::time::{Duration, Instant};
+
+/// The message queues' shared buffer: the page table (129 entries), then the command queue
+/// (CPU to GSP) and the status queue (GSP to CPU), 256 KiB each.
+pub const QUEUE_BYTES: usize = 0x4_0000;
+pub const CMDQ_OFFSET: usize = 0x1000;
+pub const STATQ_OFFSET: usize = CMDQ_OFFSET + QUEUE_BYTES;
+pub const SHARED_BYTES: usize = STATQ_OFFSET + QUEUE_BYTES;
+pub const SHARED_PTES: u32 = (SHARED_BYTES / PAGE) as u32;
+/// A queue's header (`msgqTxHeader`), where its reader's pointer lives and where its entries
+/// start, and the entries' size and count.
+pub const QUEUE_RX_HDR: usize = 0x20;
+pub const QUEUE_ENTRY_OFFSET: usize = 0x1000;
+pub const QUEUE_ENTRY_BYTES: usize = 0x1000;
+pub const QUEUE_ENTRIES: u32 = ((QUEUE_BYTES - QUEUE_ENTRY_OFFSET) / QUEUE_ENTRY_BYTES) as u32;
+
+/// `GSP_ARGUMENTS_CACHED` (570.144, 0x48 bytes) for the shared buffer at `shared`.
+pub fn rm_args(shared: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 0x48];
+    b[0..8].copy_from_slice(&shared.to_le_bytes());
+    b[8..12].copy_from_slice(&SHARED_PTES.to_le_bytes());
+    b[0x10..0x18].copy_from_slice(&(CMDQ_OFFSET as u64).to_le_bytes());
+    b[0x18..0x20].copy_from_slice(&(STATQ_OFFSET as u64).to_le_bytes());
+    b[0x30] = 1; // bDmemStack
+    b
+}
 
 /// RPC functions (`NV_VGPU_MSG_FUNCTION_*`, 570.144).
 pub const FN_FREE: u32 = 10;

@@ -15,11 +15,12 @@
 use super::NvSimGpu;
 use tk_gpu::nv::chip::BOOT_42;
 use tk_gpu::nv::falcon::{GSP, MAILBOX1, RISCV_CPUCTL};
-use tk_gpu::nv::gsp::{
-    CMDQ_OFFSET, LIBOS_REGION_BYTES, QUEUE_BYTES, QUEUE_ENTRIES, QUEUE_ENTRY_BYTES, QUEUE_ENTRY_OFFSET, QUEUE_RX_HDR,
-    SHARED_PTES, STATQ_OFFSET, id8,
-};
+use tk_gpu::nv::gsp::{LIBOS_REGION_BYTES, id8};
 use tk_gpu::nv::rm::FN_SET_PAGE_DIRECTORY;
+use tk_gpu::nv::rpc::{
+    CMDQ_OFFSET, QUEUE_BYTES, QUEUE_ENTRIES, QUEUE_ENTRY_BYTES, QUEUE_ENTRY_OFFSET, QUEUE_RX_HDR, SHARED_PTES,
+    STATQ_OFFSET,
+};
 use tk_gpu::nv::rpc::{
     EV_GSP_INIT_DONE, EV_GSP_RUN_CPU_SEQUENCER, FN_FREE, FN_GSP_RM_ALLOC, FN_GSP_RM_CONTROL, FN_GSP_SET_SYSTEM_INFO,
     FN_SET_REGISTRY, MAX_ELEMENTS, SEQ_DELAY_US, SEQ_HDR_BYTES, SEQ_REG_MODIFY, SEQ_REG_POLL, SEQ_REG_STORE,
@@ -190,7 +191,7 @@ impl NvSimGpu {
                 f @ (FN_GSP_RM_ALLOC | FN_GSP_RM_CONTROL | FN_FREE | FN_SET_PAGE_DIRECTORY)
                     if rm.phase == Phase::Ready =>
                 {
-                    let (result, reply) = self.rm_call(rm, f, m.payload)?;
+                    let (result, reply) = self.rm_call(&mut rm.rm, f, m.payload)?;
                     self.gsp_rm_send_result(rm, f, result, &reply)?;
                 }
                 f => return Err(format!("RPC function {f} is not one the simulated GSP-RM answers")),

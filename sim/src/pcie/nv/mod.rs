@@ -650,7 +650,7 @@ mod tests {
         // A damaged message: its checksum no longer holds.
         let g = sim("");
         let (mem, mut rpc) = up_to_booter(&g, &|_, mem| {
-            let at = tk_gpu::nv::gsp::CMDQ_OFFSET + 0x1000 + 0x60;
+            let at = tk_gpu::nv::rpc::CMDQ_OFFSET + 0x1000 + 0x60;
             let b = mem.shared.read(at, 1)[0];
             mem.shared.write(at, &[b ^ 1]);
         });
@@ -660,7 +660,7 @@ mod tests {
         let g = sim("");
         let (mem, _) = up_to_booter(&g, &|_, _| {});
         g.read32(BAR_MMIO, BOOT_0).expect("a register read lets GSP-RM run");
-        let at = tk_gpu::nv::gsp::STATQ_OFFSET + 0x1000 + 0x60;
+        let at = tk_gpu::nv::rpc::STATQ_OFFSET + 0x1000 + 0x60;
         let b = mem.shared.read(at, 1)[0];
         mem.shared.write(at, &[b ^ 1]);
         let e = Rpc::new(Duration::from_millis(100)).try_recv(&mem.shared).expect_err("refused");

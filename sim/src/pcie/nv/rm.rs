@@ -6,7 +6,6 @@
 //! what the host engine (`host.rs`) runs. Layouts: tk_gpu::nv::rm names the sources.
 
 use super::NvSimGpu;
-use super::gsp_rm::GspRm;
 use std::collections::BTreeMap;
 use tk_gpu::nv::rm::*;
 use tk_gpu::nv::rpc::{FN_FREE, FN_GSP_RM_ALLOC, FN_GSP_RM_CONTROL};
@@ -79,13 +78,13 @@ impl NvSimGpu {
     }
 
     /// Answers an RM call: (rpc_result, the reply payload). Err stops GSP-RM.
-    pub(super) fn rm_call(&self, g: &mut GspRm, f: u32, mut p: Vec<u8>) -> Result<(u32, Vec<u8>), String> {
+    pub(super) fn rm_call(&self, rm: &mut Rm, f: u32, mut p: Vec<u8>) -> Result<(u32, Vec<u8>), String> {
         let status = match f {
             FN_GSP_RM_ALLOC => {
                 if p.len() < 0x20 || p.len() < 0x20 + u32_at(&p, 0x14) as usize {
                     return Ok((NV_ERR_INVALID_PARAM_STRUCT, p));
                 }
-                let st = self.rm_alloc(&mut g.rm, &p);
+                let st = self.rm_alloc(rm, &p);
                 p[0x10..0x14].copy_from_slice(&st.to_le_bytes());
                 st
             }
@@ -93,28 +92,28 @@ impl NvSimGpu {
                 if p.len() < 0x18 || p.len() < 0x18 + u32_at(&p, 0x10) as usize {
                     return Ok((NV_ERR_INVALID_PARAM_STRUCT, p));
                 }
-                let st = self.rm_control(&mut g.rm, &mut p);
+                let st = self.rm_control(rm, &mut p);
                 p[0xc..0x10].copy_from_slice(&st.to_le_bytes());
                 st
             }
             FN_FREE => {
                 let (client, object) = (u32_at(&p, 0), u32_at(&p, 8));
-                let st = if g.rm.objects.remove(&(client, object)).is_some() {
+                let st = if rm.objects.remove(&(client, object)).is_some() {
                     // Everything under it goes too.
                     let mut gone = vec![object];
                     while let Some(h) = gone.pop() {
-                        let kids: Vec<(u32, u32)> =
-                            g.rm.objects
-                                .iter()
-                                .filter(|(k, o)| k.0 == client && o.parent == h)
-                                .map(|(k, _)| *k)
-                                .collect();
+                        let kids: Vec<(u32, u32)> = rm
+                            .objects
+                            .iter()
+                            .filter(|(k, o)| k.0 == client && o.parent == h)
+                            .map(|(k, _)| *k)
+                            .collect();
                         for k in kids {
-                            g.rm.objects.remove(&k);
+                            rm.objects.remove(&k);
                             gone.push(k.1);
                         }
                     }
-                    g.rm.channels.retain(|c| g.rm.objects.contains_key(&(client, c.handle)));
+                    rm.channels.retain(|c| rm.objects.contains_key(&(client, c.handle)));
                     NV_OK
                 } else {
                     NV_ERR_OBJECT_NOT_FOUND
@@ -124,7 +123,7 @@ impl NvSimGpu {
                 }
                 st
             }
-            _ => self.rm_set_page_directory(&mut g.rm, &p)?,
+            _ => self.rm_set_page_directory(rm, &p)?,
         };
         Ok((status, p))
     }
