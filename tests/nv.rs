@@ -12,29 +12,9 @@ const DRIVER: &str = "nv:sim";
 // Every launch goes through the pushbuffer, the host engine and the MMU: fewer runs.
 device_suite!(driver, DRIVER, sizes: [5], runs: 40, tolerance: [5], runs: 20);
 
+use common::{err, tk_env, tmp_dir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// `tk` with the environment variables `env`.
-fn tk_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tk"));
-    c.args(args).env("NO_COLOR", "1");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("tk runs")
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tk-nv-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use std::process::Output;
 
 fn saxpy_env(device: &str, env: &[(&str, &Path)]) -> Output {
     let args =

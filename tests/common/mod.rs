@@ -826,3 +826,26 @@ pub fn reencode(name: &str, cubin: &[u8], failures: &mut Vec<String>) -> usize {
     }
     words
 }
+
+/// `tk` (this build's binary) with the environment variables `env`, colours off.
+pub fn tk_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tk"));
+    c.args(args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("tk runs")
+}
+
+/// A process's standard error.
+pub fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh temporary directory for this test process.
+pub fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tk-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
