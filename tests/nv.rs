@@ -301,3 +301,22 @@ fn corrupt_cubins_never_panic() {
         }
     }
 }
+
+/// `TK_DRIVER_TRACE=FILE tk devices --verbose` boots both simulated GPUs: the AMD one's trace
+/// goes to FILE, the NVIDIA one's to FILE.2, and that one replays against a fresh `nv:sim`.
+#[test]
+fn tk_devices_verbose_traces_each_gpu_to_its_own_file() {
+    let path = std::env::temp_dir().join(format!("tk-nv-devices-trace-{}.txt", std::process::id()));
+    let o = tk_env(&["devices", "--verbose"], &[("TK_DRIVER_TRACE", &path)]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("nv:sim") && out.contains("GSP-RM 570.144 runs in WPR2"), "{out}");
+    let second = PathBuf::from(format!("{}.2", path.display()));
+    let text = std::fs::read_to_string(&second).expect("the second trace");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&second);
+    assert!(text.starts_with("# tk driver trace 1: nv:sim"), "{}", &text[..60.min(text.len())]);
+    let sim = tk_sim::pcie::nv::NvSimGpu::new(Default::default());
+    let calls = tk_gpu::transport::trace::replay(&text, &sim, &|| Ok(())).unwrap_or_else(|e| panic!("{e}"));
+    assert!(calls > 200, "{calls} calls");
+}

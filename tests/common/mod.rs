@@ -68,6 +68,32 @@ pub fn tinygpu_device(
     (name, dev)
 }
 
+/// A fake TinyGPU server with a simulated NVIDIA GA102 behind it (`tag` names its socket).
+#[cfg(unix)]
+pub fn nv_tinygpu_server(tag: &str) -> tk_sim::pcie::tinygpu_server::FakeServer {
+    let path = std::env::temp_dir().join(format!("tk-{}-{tag}-nv.sock", std::process::id()));
+    tk_sim::pcie::tinygpu_server::FakeServer::start_nv(&path, Default::default())
+        .expect("the fake TinyGPU server starts")
+}
+
+/// The NVIDIA GPU behind a fake TinyGPU server, booted with the simulated GPU's firmware (a
+/// user's comes from linux-firmware). Returns the device's name (`nv:tinygpu=SOCKET`) and the
+/// device.
+#[cfg(unix)]
+pub fn nv_tinygpu_device(
+    server: &tk_sim::pcie::tinygpu_server::FakeServer,
+) -> (String, tk_runtime::devices::nv::NvDevice) {
+    let t = tk_gpu::transport::tinygpu::TinyGpu::connect(&server.path).expect("connects");
+    let files = tk_sim::pcie::nv::firmware::files("ga102").expect("firmware files");
+    let chip = tk_gpu::nv::chip::Chip { arch: tk_gpu::nv::chip::Arch::Ampere, id: 0x172, name: "GA102" };
+    let fw = tk_gpu::nv::firmware::NvFirmware::from_files(&files, &chip, "the simulated GPU's synthetic firmware")
+        .expect("firmware");
+    let name = format!("nv:tinygpu={}", server.path.display());
+    let dev = tk_runtime::devices::nv::NvDevice::open_with_firmware(&name, Box::new(t), Some(fw))
+        .expect("boots over the socket");
+    (name, dev)
+}
+
 pub struct Rng(pub u64);
 impl Rng {
     pub fn next(&mut self) -> u64 {

@@ -356,14 +356,16 @@ fn onnx_node_cases_match_their_classification() {
             results.insert(k.clone(), st.clone());
         }
     }
-    // The AMD driver also runs every case over the TinyGPU socket protocol, on a GPU behind a
-    // fake server that powers on cold; each case must end as it does on the in-process `amd:sim`.
+    // The AMD and NVIDIA drivers also run every case over the TinyGPU socket protocol, on a GPU
+    // behind a fake server; each case must end as it does on the in-process `amd:sim` / `nv:sim`.
     let socket = cfg!(unix) && sims.contains(&"amd:sim");
+    let nv_socket = cfg!(unix) && sims.contains(&"nv:sim");
     // tk's SASS tables judge the kernels ptxas makes of every case for sm_80, sm_86 and sm_89
     // (docs/sass.md).
     let sass = sass_tools_present();
-    let (on_sims, on_socket, sass_result) = std::thread::scope(|scope| {
-        let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases)));
+    let (on_sims, on_socket, on_nv_socket, sass_result) = std::thread::scope(|scope| {
+        let socket_thread = socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases, false)));
+        let nv_socket_thread = nv_socket.then(|| scope.spawn(|| over_the_tinygpu_socket(&sim_cases, true)));
         let sass_thread = sass.then(|| scope.spawn(|| sass_of_cases(&sim_cases)));
         let threads: Vec<_> = sims
             .iter()
@@ -391,6 +393,7 @@ fn onnx_node_cases_match_their_classification() {
         (
             on_sims,
             socket_thread.map(|t| t.join().expect("the TinyGPU socket's thread")).unwrap_or_default(),
+            nv_socket_thread.map(|t| t.join().expect("the NVIDIA TinyGPU socket's thread")).unwrap_or_default(),
             sass_thread.map(|t| t.join().expect("the SASS thread")),
         )
     });
@@ -413,10 +416,16 @@ fn onnx_node_cases_match_their_classification() {
         }
     }
     let mut socket_failures = Vec::new();
-    for (case, st) in &on_socket {
-        let sim = &results[&(case.clone(), "amd:sim".to_string())];
-        if sim.word() != st.word() {
-            socket_failures.push(format!("{case} over the TinyGPU socket: {}, on amd:sim: {}", st.text(), sim.text()));
+    for (sim_name, list) in [("amd:sim", &on_socket), ("nv:sim", &on_nv_socket)] {
+        for (case, st) in list {
+            let sim = &results[&(case.clone(), sim_name.to_string())];
+            if sim.word() != st.word() {
+                socket_failures.push(format!(
+                    "{case} over the TinyGPU socket: {}, on {sim_name}: {}",
+                    st.text(),
+                    sim.text()
+                ));
+            }
         }
     }
     assert!(
@@ -425,13 +434,21 @@ fn onnx_node_cases_match_their_classification() {
         on_socket.len(),
         sim_cases.len()
     );
-    if socket {
-        let passed = on_socket.iter().filter(|(_, st)| *st == Status::Pass).count();
-        eprintln!("{} ONNX cases ran over the TinyGPU socket, {passed} passed", on_socket.len());
+    assert!(
+        on_nv_socket.len() == if nv_socket { sim_cases.len() } else { 0 },
+        "{} of {} cases ran over the TinyGPU socket on the NVIDIA driver",
+        on_nv_socket.len(),
+        sim_cases.len()
+    );
+    for (run, list, driver) in [(socket, &on_socket, "AMD"), (nv_socket, &on_nv_socket, "NVIDIA")] {
+        if run {
+            let passed = list.iter().filter(|(_, st)| *st == Status::Pass).count();
+            eprintln!("{} ONNX cases ran over the TinyGPU socket on the {driver} driver, {passed} passed", list.len());
+        }
     }
     assert!(
         socket_failures.is_empty(),
-        "{} ONNX cases end differently over the TinyGPU socket than on amd:sim:\n  {}",
+        "{} ONNX cases end differently over the TinyGPU socket than in process:\n  {}",
         socket_failures.len(),
         socket_failures.join("\n  ")
     );
@@ -556,9 +573,15 @@ fn sass_of_cases(cases: &[&Listed]) -> (Vec<String>, usize, usize) {
 /// Runs `cases` on the GPU behind a fake TinyGPU server, booted cold through the socket. A case
 /// that fails loses the GPU, as on `amd:sim`: the next one connects again (a warm start).
 #[cfg(unix)]
-fn over_the_tinygpu_socket(cases: &[&Listed]) -> Vec<(String, Status)> {
-    let server = common::tinygpu_server("onnx");
-    let open = || -> Arc<dyn Device> { Arc::new(common::tinygpu_device(&server).1) };
+fn over_the_tinygpu_socket(cases: &[&Listed], nvidia: bool) -> Vec<(String, Status)> {
+    let server = if nvidia { common::nv_tinygpu_server("onnx") } else { common::tinygpu_server("onnx") };
+    let open = || -> Arc<dyn Device> {
+        if nvidia {
+            Arc::new(common::nv_tinygpu_device(&server).1)
+        } else {
+            Arc::new(common::tinygpu_device(&server).1)
+        }
+    };
     let mut dev = Some(open());
     let mut out = Vec::new();
     for l in cases {
@@ -574,7 +597,7 @@ fn over_the_tinygpu_socket(cases: &[&Listed]) -> Vec<(String, Status)> {
 }
 
 #[cfg(not(unix))]
-fn over_the_tinygpu_socket(_: &[&Listed]) -> Vec<(String, Status)> {
+fn over_the_tinygpu_socket(_: &[&Listed], _: bool) -> Vec<(String, Status)> {
     Vec::new()
 }
 

@@ -86,8 +86,26 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Wraps `inner`, writing the trace to `path` (created or truncated).
+    /// Wraps `inner`, writing the trace to `path` (created or truncated). A process that
+    /// traces a second GPU (`tk devices --verbose` opens each simulated one) writes its trace
+    /// to `path.2`, the third to `path.3`: one file per GPU, each replayable on its own.
     pub fn create(inner: Box<dyn Transport>, path: &std::path::Path) -> Result<Recorder, String> {
+        static USED: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+        let path = match USED.lock() {
+            Ok(mut used) => {
+                let n = used.iter().filter(|p| p.as_path() == path).count();
+                used.push(path.to_path_buf());
+                if n == 0 {
+                    path.to_path_buf()
+                } else {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(format!(".{}", n + 1));
+                    std::path::PathBuf::from(p)
+                }
+            }
+            Err(_) => path.to_path_buf(),
+        };
+        let path = path.as_path();
         let f = std::fs::File::create(path)
             .map_err(|e| format!("TK_DRIVER_TRACE: cannot create {}: {e}", path.display()))?;
         let mut out = std::io::BufWriter::new(f);
