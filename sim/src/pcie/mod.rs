@@ -16,6 +16,20 @@ fn link_drop(n: &str) -> Result<u64, String> {
     n.parse().map_err(|_| format!("link-drop={n}: expected a number of accesses, such as link-drop=100"))
 }
 
+/// Deterministic bytes for `what` (a small xorshift generator seeded by the name): the
+/// contents of the simulated GPUs' synthetic firmware.
+pub fn filler(what: &str, n: usize) -> Vec<u8> {
+    let mut x = what.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// System memory is handed out in pieces of this size (a multiple of the Mac's 16 KiB host
 /// pages), scattered on the bus below 2^40 (TinyGPU's 40-bit bus addresses).
 pub const SYSMEM_CHUNK: u64 = 256 << 10;

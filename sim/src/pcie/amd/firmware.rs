@@ -5,6 +5,7 @@
 //! differ per piece, so that a piece sent as the wrong type is caught. `amd:sim` boots with
 //! these unless `TK_FIRMWARE_DIR` is set.
 
+use super::super::filler;
 use std::collections::HashMap;
 use tk_gpu::amd::ucode::{self, PspKind};
 
@@ -14,19 +15,6 @@ pub const MEC_START: (u32, u32) = (0x3000, 0x7_0000);
 pub const SMU_VERSION: u32 = 0x004e_3f00;
 /// The sOS component's version.
 pub const SOS_VERSION: u32 = 0x0031_0025;
-
-/// Deterministic bytes for `what` (a small xorshift generator seeded by the name).
-fn bytes(what: &str, n: usize) -> Vec<u8> {
-    let mut x = what.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A blob: the common header (IP version, header version and size, ucode version), the header's
 /// extra fields `(byte, value)`, the payload at byte 256, the CRC.
@@ -66,19 +54,19 @@ pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Fil
     let mut pieces = HashMap::new();
     let mut v = Vec::new();
     let sos_parts = [
-        (PspKind::SysDrv, 0x0031_0025, bytes("sys_drv", 3072)),
-        (PspKind::Sos, SOS_VERSION, bytes("sos", 4096)),
-        (PspKind::Toc, 12, bytes("toc", 512)),
-        (PspKind::Kdb, 0x0400_0100, bytes("kdb", 1024)),
-        (PspKind::Spl, 0x0100_30c0, bytes("spl", 256)),
+        (PspKind::SysDrv, 0x0031_0025, filler("sys_drv", 3072)),
+        (PspKind::Sos, SOS_VERSION, filler("sos", 4096)),
+        (PspKind::Toc, 12, filler("toc", 512)),
+        (PspKind::Kdb, 0x0400_0100, filler("kdb", 1024)),
+        (PspKind::Spl, 0x0100_30c0, filler("spl", 256)),
     ];
     v.push((format!("psp_{psp}_sos.bin"), ucode::build((13, 0), SOS_VERSION, true, &sos_parts, &[])));
     v.push((format!("psp_{psp}_ta.bin"), ucode::build((13, 0), 1, true, &[], &[])));
-    pieces.insert(t::FW_SMU, bytes("smu", 8192));
-    v.push((format!("smu_{smu}.bin"), ucode::build((13, 0), SMU_VERSION, false, &[], &bytes("smu", 8192))));
+    pieces.insert(t::FW_SMU, filler("smu", 8192));
+    v.push((format!("smu_{smu}.bin"), ucode::build((13, 0), SMU_VERSION, false, &[], &filler("smu", 8192))));
     // IMU: IRAM then DRAM (imu_firmware_header_v1_0: sizes at 32 and 40, offsets counted from
     // the microcode at 36 and 44).
-    let (iram, dram) = (bytes("imu_i", 2048), bytes("imu_d", 1024));
+    let (iram, dram) = (filler("imu_i", 2048), filler("imu_d", 1024));
     pieces.insert(t::FW_IMU_I, iram.clone());
     pieces.insert(t::FW_IMU_D, dram.clone());
     v.push((
@@ -87,7 +75,7 @@ pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Fil
     ));
     // RLC v2.3: RLC_G first (the common ucode), then the lists, IRAM, DRAM, RLC_P and RLC_V at
     // absolute offsets.
-    let rlc_g = bytes("rlc_g", 2048);
+    let rlc_g = filler("rlc_g", 2048);
     pieces.insert(t::FW_RLC_G, rlc_g.clone());
     let parts: [(&str, u32, usize, usize, usize); 7] = [
         ("srm_cntl", t::FW_RLC_SRM_CNTL, 0, 116, 120),
@@ -105,9 +93,9 @@ pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Fil
         extra.push((off_at, (256 + payload.len()) as u32));
         // An empty piece is not sent (Linux skips them).
         if size > 0 {
-            pieces.insert(fw_type, bytes(name, size));
+            pieces.insert(fw_type, filler(name, size));
         }
-        payload.extend(bytes(name, size));
+        payload.extend(filler(name, size));
     }
     let mut rlc = blob((11, 0), (2, 3), 204, 0x6e, &extra, &payload);
     // The common header's ucode is RLC_G alone.
@@ -122,11 +110,11 @@ pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Fil
         ("pfp", 4096, 1024, t::FW_RS64_PFP, t::FW_RS64_PFP_P0_STACK..=t::FW_RS64_PFP_P1_STACK),
     ];
     for (part, code, data, code_type, stacks) in gfx {
-        pieces.insert(code_type, bytes(&format!("{part}_code"), code));
+        pieces.insert(code_type, filler(&format!("{part}_code"), code));
         for s in stacks {
-            pieces.insert(s, bytes(&format!("{part}_data"), data));
+            pieces.insert(s, filler(&format!("{part}_data"), data));
         }
-        let payload = [bytes(&format!("{part}_code"), code), bytes(&format!("{part}_data"), data)].concat();
+        let payload = [filler(&format!("{part}_code"), code), filler(&format!("{part}_data"), data)].concat();
         let extra = [
             (32, 0x1d),
             (36, code as u32),
@@ -140,7 +128,7 @@ pub fn synthetic_with_pieces(psp: &str, smu: &str, gc: &str, sdma: &str) -> (Fil
     }
     // SDMA: sdma_firmware_header_v2_0 (ctx ucode at the ucode offset, its size at 36; ctl ucode
     // offset 48 and size 52).
-    let (ctx, ctl) = (bytes("sdma_ctx", 2048), bytes("sdma_ctl", 1024));
+    let (ctx, ctl) = (filler("sdma_ctx", 2048), filler("sdma_ctl", 1024));
     pieces.insert(t::FW_SDMA_TH0, ctx.clone());
     pieces.insert(t::FW_SDMA_TH1, ctl.clone());
     v.push((

@@ -6,6 +6,7 @@
 //! that what the driver loads is these bytes, in the places the containers say, not that they
 //! are signed.
 
+use super::super::filler;
 use tk_gpu::nv::firmware::{BIN_HEADER_BYTES, BIN_MAGIC, HS_HEADER_BYTES, LOAD_HEADER_BYTES, META_BYTES, names};
 use tk_gpu::nv::vbios::SIGNATURE_BYTES;
 
@@ -37,19 +38,6 @@ pub const BOOTLOADER_MONITOR_CODE: (u32, u32) = (0x0, 0xc00);
 pub const GSP_IMAGE_BYTES: usize = 0x2_3456;
 pub const GSP_SIGNATURE_BYTES: usize = 0x1000;
 
-/// Deterministic filler: `n` bytes from `seed`.
-pub fn filler(seed: u32, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn words(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
@@ -67,12 +55,12 @@ fn container(header: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The booter's signatures as the file carries them.
 pub fn booter_signatures() -> Vec<Vec<u8>> {
-    (0..BOOTER_SIGS).map(|k| filler(0x5160 + k as u32, SIGNATURE_BYTES)).collect()
+    (0..BOOTER_SIGS).map(|k| filler(&format!("booter signature {k}"), SIGNATURE_BYTES)).collect()
 }
 
 /// The booter's image (without a signature in its place).
 pub fn booter_image() -> Vec<u8> {
-    let mut img = filler(0xb007, BOOTER_BYTES);
+    let mut img = filler("booter_load", BOOTER_BYTES);
     let p = BOOTER_PATCH_LOC as usize;
     img[p..p + SIGNATURE_BYTES].fill(0);
     img
@@ -119,7 +107,7 @@ pub fn booter() -> Vec<u8> {
 
 /// The bootloader's image.
 pub fn bootloader_image() -> Vec<u8> {
-    filler(0xb100, BOOTLOADER_BYTES)
+    filler("bootloader", BOOTLOADER_BYTES)
 }
 
 /// `bootloader-570.144.bin`.
@@ -138,11 +126,11 @@ pub fn bootloader() -> Vec<u8> {
 
 /// GSP-RM's image and the signature of `chip_dir`'s chips.
 pub fn gsp_image() -> Vec<u8> {
-    filler(0x65b0, GSP_IMAGE_BYTES)
+    filler("GSP-RM", GSP_IMAGE_BYTES)
 }
 
 pub fn gsp_signature(dir: &str) -> Vec<u8> {
-    filler(if dir == "ad102" { 0xad10 } else { 0x6a10 }, GSP_SIGNATURE_BYTES)
+    filler(&format!("GSP-RM signature {dir}"), GSP_SIGNATURE_BYTES)
 }
 
 /// `gsp-570.144.bin`: an ELF64 with the image and both signature sections.
