@@ -117,6 +117,10 @@ pub trait Device: Send + Sync {
     fn compile_target(&self) -> tk_abi::target::Target {
         tk_abi::target::Target::Cpu
     }
+    /// The CPU's tier policy (`cpu,tier=...` or `TK_CPU_TIER`); `None` on other devices.
+    fn cpu_tier(&self) -> Option<crate::devices::cpu::TierPolicy> {
+        None
+    }
     /// The kinds of code the device loads, the one it prefers first.
     fn accepts(&self) -> &'static [CodeKind];
     fn alloc(&self, bytes: usize) -> Result<Buffer, RunError>;

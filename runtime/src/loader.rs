@@ -1,8 +1,10 @@
 //! tk's loader of relocatable objects: maps an object's sections into executable memory,
 //! applies its relocations and returns the addresses of its symbols. It handles what Cranelift
-//! emits for tk's kernels: absolute 64-bit relocations (calls to helpers and libcalls in
-//! non-PIC code on x86_64 and aarch64) and 32-bit PC-relative ones (x86_64). Anything else is
-//! an error, never a guess: the kernel cache then compiles afresh.
+//! emits for tk's kernels and what LLVM emits in the large code model without PIC (the CPU's
+//! LLVM tier): absolute 64-bit relocations (calls to helpers and libcalls, constant pools, on
+//! x86_64 and aarch64) and 32-bit PC-relative ones (x86_64, within the object). Anything else
+//! is an error, never a guess: the kernel cache then compiles afresh, and the LLVM tier keeps
+//! Cranelift's code.
 
 use memmap2::{Mmap, MmapMut};
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind};
@@ -29,9 +31,13 @@ fn err<T>(m: impl Into<String>) -> Result<T, LoadError> {
     Err(LoadError(m.into()))
 }
 
-/// C library functions Cranelift may call for float operations the target lacks.
+/// C library functions Cranelift may call for float operations the target lacks, and the memory
+/// functions LLVM calls for loops that fill or copy memory (the LLVM tier).
 mod libcalls {
     unsafe extern "C" {
+        pub fn memset(d: *mut u8, c: i32, n: usize) -> *mut u8;
+        pub fn memcpy(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
+        pub fn memmove(d: *mut u8, s: *const u8, n: usize) -> *mut u8;
         pub fn fmaf(a: f32, b: f32, c: f32) -> f32;
         pub fn fma(a: f64, b: f64, c: f64) -> f64;
         pub fn floorf(a: f32) -> f32;
@@ -51,6 +57,9 @@ pub fn resolve(name: &str) -> Option<usize> {
         return Some(p as usize);
     }
     let p = match name {
+        "memset" => libcalls::memset as *const u8,
+        "memcpy" => libcalls::memcpy as *const u8,
+        "memmove" => libcalls::memmove as *const u8,
         "fmaf" => libcalls::fmaf as *const u8,
         "fma" => libcalls::fma as *const u8,
         "floorf" => libcalls::floorf as *const u8,

@@ -86,6 +86,12 @@ impl Compiled {
         Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times })
     }
 
+    /// The loaded device code (a `devices::cpu::CpuExecutable` on the CPU, which says which
+    /// tier each kernel runs).
+    pub fn executable(&self) -> &Arc<dyn Executable> {
+        &self.exe
+    }
+
     /// [`Compiled::load`] for code that is already loaded (an executable a cache kept).
     pub fn from_executable(
         name: &str,

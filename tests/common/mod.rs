@@ -666,9 +666,10 @@ pub fn tk_run_agrees_with_the_cpu_for_every_example(tk_bin: &str, device: &str) 
 /// listed here or in [`HARDWARE_SUITE_DEVICES`].
 pub const SUITE_DEVICES: [&str; 6] = ["cpu", "sim:sm_86", "sim:gfx1100", "amd:sim", "sass:sm_86", "nv:sim"];
 
-/// Devices whose suite runs at one size per example, without the ONNX cases: other
-/// architectures of a device family whose full suite runs (the SASS emulator on sm_80 and sm_89).
-pub const SPOT_SUITE_DEVICES: [&str; 2] = ["sass:sm_80", "sass:sm_89"];
+/// Devices whose suite runs at fewer sizes, without the ONNX cases: other architectures of a
+/// device family whose full suite runs (the SASS emulator on sm_80 and sm_89), and the CPU's LLVM
+/// tier (the same kernel IR as the CPU's Cranelift code, whose full suite runs).
+pub const SPOT_SUITE_DEVICES: [&str; 3] = ["sass:sm_80", "sass:sm_89", "cpu,tier=llvm"];
 
 /// Devices with a `device_suite!` that need hardware (an NVIDIA GPU and its driver): their suites
 /// and the ONNX cases run where the hardware is and are skipped, saying so, elsewhere;

@@ -19,6 +19,7 @@ use tk_abi::code::Code;
 use tk_ir::kernel::Kernel;
 use tk_runtime::RunError;
 use tk_runtime::device::{Device, Executable};
+use tk_runtime::devices::cpu::TierPolicy;
 
 /// tk's build id: version, git commit and a dirty flag (from the build script).
 pub use crate::BUILD_ID;
@@ -120,7 +121,68 @@ impl KernelCache {
 
     /// Compiled kernels loaded onto the CPU device `dev`: from memory, from disk, or compiled
     /// now (and stored).
+    ///
+    /// The kernels start on Cranelift's code; under the device's tier policy (`TK_CPU_TIER`,
+    /// `cpu,tier=...`) LLVM's code replaces it (see `tk_runtime::devices::cpu::TierPolicy`), and
+    /// LLVM's objects are cached on disk beside Cranelift's (`cpu-llvm/`).
     pub fn get_or_compile(&self, dev: &dyn Device, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
+        let policy = dev.cpu_tier().unwrap_or(TierPolicy::Cranelift);
+        if policy == TierPolicy::Llvm && !tk_codegen::llvm::cpu::AVAILABLE {
+            return Err(RunError::Argument {
+                message: "the CPU's LLVM tier was asked for (TK_CPU_TIER=llvm or cpu,tier=llvm), but this build of tk \
+                          has no LLVM: build it with `--features llvm` (scripts/setup installs LLVM 19), or use \
+                          tier=cranelift"
+                    .into(),
+            });
+        }
+        let e = self.cranelift(dev, kernels, policy)?;
+        #[cfg(feature = "llvm")]
+        if policy != TierPolicy::Cranelift
+            && let Some(x) = e.as_any().downcast_ref::<tk_runtime::devices::cpu::CpuExecutable>()
+        {
+            x.enable_tiers(policy, self.recompiler());
+        }
+        Ok(e)
+    }
+
+    /// Compiles one kernel with LLVM for this machine (an object whose kernel is `tk_k0`), or
+    /// takes the object from the disk cache.
+    #[cfg(feature = "llvm")]
+    fn recompiler(&self) -> Arc<tk_runtime::devices::cpu::Recompiler> {
+        let dir = self.dir.clone().filter(|_| self.enabled);
+        Arc::new(move |k: &Kernel| {
+            let host = tk_codegen::llvm::cpu::host();
+            let key = format!(
+                "tk kernel cache, LLVM tier\ntarget: {} {} {}\nbuild: {BUILD_ID}\n{}",
+                host.triple,
+                host.cpu,
+                host.features,
+                tk_ir::kernel::print(k)
+            );
+            let path = dir.as_ref().map(|d| d.join("cpu-llvm").join(format!("{}.tko", hash_hex(key.as_bytes()))));
+            if let Some(p) = &path
+                && let Ok(bytes) = std::fs::read(p)
+                && let Some((_, obj)) = parse_entry(&bytes).filter(|(k, _)| *k == key)
+            {
+                return Ok(obj.to_vec());
+            }
+            let obj = tk_codegen::llvm::cpu::object(std::slice::from_ref(k)).map_err(|e| e.to_string())?;
+            if let Some(p) = &path {
+                // Best effort, as for Cranelift's objects.
+                let _ = write_atomically(p, &make_entry(&key, &obj));
+            }
+            Ok(obj)
+        })
+    }
+
+    /// Cranelift's code for the kernels: from memory (one executable per tier policy), from
+    /// disk, or compiled now (and stored).
+    fn cranelift(
+        &self,
+        dev: &dyn Device,
+        kernels: &[Kernel],
+        policy: TierPolicy,
+    ) -> Result<Arc<dyn Executable>, RunError> {
         let compile_err =
             |e: tk_codegen::cpu::CodegenError| RunError::Compile { message: e.to_string(), loc: Default::default() };
         let jit = |kernels: &[Kernel]| dev.load(kernels, Code::Jit(&jit(kernels)?));
@@ -129,7 +191,8 @@ impl KernelCache {
             return jit(kernels);
         }
         let key = self.key(kernels);
-        if let Some(e) = self.memory.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        let mkey = format!("{key}tier: {}\n", policy.name());
+        if let Some(e) = self.memory.lock().ok().and_then(|m| m.get(&mkey).cloned()) {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(e);
         }
@@ -141,7 +204,7 @@ impl KernelCache {
                 Some((_, obj)) => match dev.load(kernels, Code::CpuObject(obj)) {
                     Ok(e) => {
                         self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(self.remember(key, e));
+                        return Ok(self.remember(mkey, e));
                     }
                     Err(_) => {
                         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -163,7 +226,7 @@ impl KernelCache {
             // An object the loader cannot handle: the JIT compiles the same code in memory.
             Err(_) => jit(kernels)?,
         };
-        Ok(self.remember(key, e))
+        Ok(self.remember(mkey, e))
     }
 
     fn remember(&self, key: String, e: Arc<dyn Executable>) -> Arc<dyn Executable> {

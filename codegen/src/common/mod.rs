@@ -21,6 +21,8 @@ pub enum Backend {
     Ptx,
     /// LLVM IR (AMD RDNA3).
     Llvm,
+    /// LLVM IR for the host CPU (the CPU's LLVM tier).
+    LlvmCpu,
 }
 
 impl Backend {
@@ -38,11 +40,14 @@ impl Backend {
     /// division only, and Cranelift's traps on a zero divisor), rounds f16/bf16 arithmetic (all
     /// three hold those values in wider registers), has the language's float remainder or an
     /// integer power. Cranelift's `fmin`/`fmax` and LLVM's `llvm.minimum`/`llvm.maximum`
-    /// propagate NaN and order -0 below +0; PTX's `min`/`max` do not.
+    /// propagate NaN and order -0 below +0; PTX's `min`/`max` do not. On the CPU, LLVM 19's
+    /// x86 lowering of `llvm.minimum`/`llvm.maximum` on values widened from f16 returned NaN
+    /// for non-NaN operands (found by the differential suite), so the LLVM tier gets them written
+    /// out as compares and selects, as PTX does.
     pub fn caps(self) -> Caps {
         let nan_minmax = match self {
             Backend::Cranelift | Backend::Llvm => true,
-            Backend::Ptx => false,
+            Backend::Ptx | Backend::LlvmCpu => false,
         };
         Caps { floor_div: false, narrow_float: false, float_rem: false, int_pow: false, nan_minmax }
     }

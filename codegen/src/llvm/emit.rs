@@ -92,6 +92,10 @@ struct Em {
     tid: String,
     decls: BTreeSet<String>,
     kname: String,
+    /// A host CPU function (`cpu_kernel`) rather than an `amdgpu_kernel`.
+    cpu: bool,
+    /// The next range is the CPU function's top-level parallel range (runs `[lo, hi)` of it).
+    cpu_top: bool,
 }
 
 impl Em {
@@ -811,17 +815,31 @@ impl Em {
 
     fn lds_ptr(&mut self, name: &str, index: &IExpr, t: &str) -> Result<String, Unsupported> {
         let i = self.iexpr(index)?;
+        if self.cpu {
+            return Ok(self.val(format!("getelementptr inbounds {t}, ptr {name}, i64 {i}")));
+        }
         Ok(self.val(format!("getelementptr inbounds {t}, ptr addrspace(3) @\"{name}\", i64 {i}")))
     }
 
     fn inst(&mut self, inst: &Inst) -> Result<(), Unsupported> {
         match inst {
             Inst::Range { var, extent, kind, body } => {
+                let top = std::mem::replace(&mut self.cpu_top, false);
                 if *kind == RangeKind::Local {
+                    if self.cpu {
+                        return self.cpu_local_range(*var, extent, body);
+                    }
                     return self.local_range(*var, extent, body);
                 }
                 let v = self.var_slot(*var);
                 let hi = self.dim(extent);
+                if top && *kind == RangeKind::Global {
+                    // The part `[lo, hi)` of the parallel range this call runs (as the Cranelift
+                    // code: clamped to the range).
+                    let lo = self.call("i64", "llvm.smax.i64", &[("i64", "%lo"), ("i64", "0")]);
+                    let hi = self.call("i64", "llvm.smin.i64", &[("i64", "%hi"), ("i64", &hi)]);
+                    return self.counted(&v, &lo, &hi, "1", |e, _| e.block(body));
+                }
                 self.counted(&v, "0", &hi, "1", |e, _| e.block(body))
             }
             Inst::Const { dst, value, dtype } => {
@@ -863,6 +881,9 @@ impl Em {
             }
             Inst::Store { buf, index, value, pred, .. } | Inst::AtomicAdd { buf, index, value, pred, .. } => {
                 let atomic = matches!(inst, Inst::AtomicAdd { .. });
+                if atomic && self.cpu {
+                    return unsupported("atomic adds on the CPU (its scatter is ordered)");
+                }
                 let bd = self.buf_dtypes.get(*buf).copied().unwrap_or(DType::F32);
                 let mut guard = pred.map(|p| self.pred_of(p));
                 if self.mode == Mode::Blocks && !self.in_local {
@@ -960,6 +981,18 @@ impl Em {
                     let (fail, ok) = (e.new_label(), e.new_label());
                     e.cbr(&bad, &fail, &ok);
                     e.label(&fail);
+                    if e.cpu {
+                        // The CPU ABI: the value and the bounds in the three error slots, and
+                        // the check's number plus one as the result.
+                        for (slot, x) in [(0, &v), (1, &l), (2, &h)] {
+                            let a = e.val(format!("getelementptr inbounds i64, ptr %err, i64 {slot}"));
+                            e.line(format!("store i64 {x}, ptr {a}"));
+                        }
+                        e.line(format!("ret i32 {}", k + 1));
+                        e.terminated = true;
+                        e.label(&ok);
+                        return Ok(());
+                    }
                     // The first failing check records itself; the work-item stops.
                     let pair =
                         e.val(format!("cmpxchg ptr addrspace(1) %err, i64 0, i64 {} monotonic monotonic", k + 1));
@@ -1021,6 +1054,17 @@ impl Em {
                 let Some(n) = size.as_const() else {
                     return unsupported(format!("local memory of symbolic size `{size}`"));
                 };
+                if self.cpu {
+                    // The threads of a workgroup run one after another in one call: the local
+                    // memory is the call's own.
+                    let name = format!("%lds{buf}");
+                    let bytes = (n.max(1) as u64) * u64::from(reg_bytes(*dtype));
+                    if self.allocated.insert(name.clone()) {
+                        let _ = writeln!(self.allocas, "  {name} = alloca [{bytes} x i8], align 8");
+                    }
+                    self.locals.insert(*buf, (name, *dtype));
+                    return Ok(());
+                }
                 let name = format!("{}.lds{buf}", self.kname);
                 let bytes = (n.max(1) as u64) * u64::from(reg_bytes(*dtype));
                 if !self.lds.iter().any(|(s, _)| *s == name) {
@@ -1057,6 +1101,9 @@ impl Em {
                 })
             }
             Inst::Barrier => {
+                if self.cpu {
+                    return unsupported("a barrier outside a workgroup");
+                }
                 self.barrier();
                 Ok(())
             }
@@ -1128,6 +1175,18 @@ impl Em {
         }
         self.in_local = false;
         r
+    }
+
+    /// A local range on the CPU: the work-items run one after another, which is valid when no
+    /// code follows a barrier (the Cranelift backend's rule).
+    fn cpu_local_range(&mut self, var: usize, extent: &Dim, body: &[Inst]) -> Result<(), Unsupported> {
+        let last = body.iter().rposition(|i| !matches!(i, Inst::Barrier)).map_or(0, |p| p + 1);
+        if body[..last].iter().any(|i| matches!(i, Inst::Barrier)) {
+            return unsupported("a workgroup with code after a barrier (use group=1 on the CPU)");
+        }
+        let v = self.var_slot(var);
+        let hi = self.dim(extent);
+        self.counted(&v, "0", &hi, "1", |e, _| e.block(&body[..last]))
     }
 
     fn push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
@@ -1259,6 +1318,8 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
         tid: String::new(),
         decls: BTreeSet::new(),
         kname: name.to_string(),
+        cpu: false,
+        cpu_top: false,
     };
     let mut order = Vec::new();
     collect_checks(&k.body, &mut order);
@@ -1386,4 +1447,90 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
         shared_bytes: lds_bytes,
     };
     Ok((s, info, e.decls))
+}
+
+/// Translates one device kernel for the host CPU into a function named `name` with the CPU
+/// kernel ABI of the Cranelift backend (`tk_abi::cpu::KernelFn`: buffers, dimension values,
+/// the part `[lo, hi)` of the parallel range, three error slots; the result is 0 or the failed
+/// check's number plus one). Its attributes are group `#0` (the module's: the host's `target-cpu` and
+/// `target-features`, in attribute group `#0`). Returns the function and the declarations it uses.
+///
+/// The body is the same kernel IR the Cranelift backend compiles, in the same order: vectorised,
+/// unrolled and register-tiled ranges are plain loops here (their order is the scalar order), so
+/// both tiers compute identical bits. What the emitter cannot compile on the CPU (atomic adds,
+/// barriers followed by code) is an `Unsupported` error; the kernel then stays on Cranelift.
+pub fn cpu_kernel(k: &Kernel, name: &str) -> Result<(String, BTreeSet<String>), Unsupported> {
+    let legal = crate::common::Backend::LlvmCpu.legal(k);
+    let k = &legal;
+    let symbols = tk_abi::launch::symbols(k);
+    let mut dtypes = Vec::new();
+    reg_dtypes(&k.body, &mut dtypes);
+    let mut e = Em {
+        out: String::new(),
+        allocas: String::new(),
+        allocated: BTreeSet::new(),
+        nval: 0,
+        nlabel: 0,
+        terminated: false,
+        dtypes,
+        dims: HashMap::new(),
+        syms: HashMap::new(),
+        bufs: (0..k.bufs.len()).map(|i| format!("%b{i}")).collect(),
+        buf_dtypes: k.bufs.iter().map(|b| b.dtype).collect(),
+        accs: HashMap::new(),
+        locals: HashMap::new(),
+        lds: Vec::new(),
+        check_ids: HashMap::new(),
+        mode: Mode::Single,
+        in_local: false,
+        tid0: "true".into(),
+        tid: "0".into(),
+        decls: BTreeSet::new(),
+        kname: name.to_string(),
+        cpu: true,
+        cpu_top: tk_abi::launch::parallel_range(k).is_some(),
+    };
+    let mut order = Vec::new();
+    collect_checks(&k.body, &mut order);
+    e.check_ids = order.iter().enumerate().map(|(i, c)| (*c as *const Inst, i)).collect();
+    for i in 0..k.bufs.len() {
+        let a = e.val(format!("getelementptr inbounds ptr, ptr %bufs, i64 {i}"));
+        e.line(format!("%b{i} = load ptr, ptr {a}, align 8"));
+    }
+    for (i, s) in symbols.iter().enumerate() {
+        let a = e.val(format!("getelementptr inbounds i64, ptr %dimv, i64 {i}"));
+        e.line(format!("%d{i} = load i64, ptr {a}, align 8"));
+        e.syms.insert(s.clone(), format!("%d{i}"));
+    }
+    let mut dims = Vec::new();
+    collect_dims(&k.body, &mut dims);
+    for b in &k.bufs {
+        dims.extend(b.shape.iter().cloned());
+    }
+    for d in dims {
+        if d.as_const().is_none() && !e.dims.contains_key(&d) {
+            let v = e.eval_dim(&d);
+            e.dims.insert(d, v);
+        }
+    }
+    e.block(&k.body)?;
+    e.label("done");
+    e.line("ret i32 0");
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "define i32 @\"{name}\"(ptr noalias nocapture readonly %bufs, ptr noalias nocapture readonly %dimv, i64 %lo, \
+         i64 %hi, ptr noalias nocapture %err) #0 {{"
+    );
+    s.push_str("entry:\n");
+    s.push_str(&e.allocas);
+    s.push_str(&e.out);
+    s.push_str("}\n");
+    // The shared translation writes GPU address spaces; host memory has one.
+    let s = s
+        .replace(" addrspace(1)", "")
+        .replace(", addrspace(5)", "")
+        .replace(" addrspace(5)", "")
+        .replace(" addrspace(3)", "");
+    Ok((s, e.decls))
 }

@@ -1,5 +1,6 @@
 //! Kernel IR -> LLVM IR for AMD RDNA3 GPUs (gfx11), and through LLVM 19's AMDGPU backend to a
-//! relocatable object (cargo feature `amdgpu`).
+//! relocatable object (cargo feature `amdgpu`). The same translation makes the host CPU's LLVM
+//! tier ([`cpu`], cargo feature `llvm`, which `amdgpu` implies).
 //!
 //! One LLVM module holds every device kernel of a compilation. Each device kernel is an
 //! `amdgpu_kernel` function in wave32 mode whose kernel arguments (the kernarg segment) are, in
@@ -24,6 +25,7 @@
 //! The IR is written as text and parsed by LLVM (through inkwell) when the feature is on, so
 //! `tk emit --stage llvm` works in every build.
 
+pub mod cpu;
 mod emit;
 
 #[cfg(feature = "amdgpu")]

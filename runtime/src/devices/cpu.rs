@@ -70,10 +70,165 @@ enum Owned {
     Loaded(#[allow(dead_code)] crate::loader::LoadedCode),
 }
 
+/// The code a CPU kernel runs: Cranelift's (compiled at once) or LLVM's (the faster tier,
+/// compiled in the background for kernels that keep running).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Cranelift,
+    Llvm,
+}
+
+/// Which tier CPU kernels run (`TK_CPU_TIER`, or the device name's `tier=` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierPolicy {
+    /// Cranelift's code only.
+    Cranelift,
+    /// LLVM's code from the first launch (compiled when the kernels are loaded); a kernel LLVM
+    /// cannot compile keeps Cranelift's.
+    Llvm,
+    /// Cranelift's code at once; a kernel launched [`TIER_UP_CALLS`] times is recompiled by
+    /// LLVM in the background and its code swapped in when ready (the default in builds with
+    /// LLVM).
+    Auto,
+}
+
+impl TierPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            TierPolicy::Cranelift => "cranelift",
+            TierPolicy::Llvm => "llvm",
+            TierPolicy::Auto => "auto",
+        }
+    }
+    /// Parses `cranelift`, `llvm` or `auto`.
+    pub fn parse(s: &str) -> Result<TierPolicy, String> {
+        match s {
+            "cranelift" => Ok(TierPolicy::Cranelift),
+            "llvm" => Ok(TierPolicy::Llvm),
+            "auto" => Ok(TierPolicy::Auto),
+            _ => Err(format!("unknown CPU tier `{s}`: the tiers are cranelift, llvm and auto")),
+        }
+    }
+    /// `TK_CPU_TIER`, else `auto`.
+    pub fn from_env() -> Result<TierPolicy, String> {
+        match std::env::var("TK_CPU_TIER") {
+            Ok(v) if !v.is_empty() => TierPolicy::parse(&v).map_err(|m| format!("TK_CPU_TIER: {m}")),
+            _ => Ok(TierPolicy::Auto),
+        }
+    }
+}
+
+/// Launches of one device kernel after which the `auto` policy recompiles it with LLVM.
+pub const TIER_UP_CALLS: u32 = 8;
+
+/// Compiles one device kernel with LLVM into an object for this machine whose only kernel is
+/// `tk_k0` (the toolchain's; the runtime loads it with its own loader).
+pub type Recompiler = dyn Fn(&Kernel) -> Result<Vec<u8>, String> + Send + Sync;
+
+/// How many kernels switched to LLVM's code since the process started (all CPU devices).
+static TIER_UPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of kernels whose LLVM code was swapped in since the process started.
+pub fn tier_ups() -> usize {
+    TIER_UPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One line of the tier log on stderr (`TK_LOG=tier`, or a comma-separated list holding it).
+fn tier_log(what: impl FnOnce() -> String) {
+    if std::env::var("TK_LOG").is_ok_and(|v| v.split(',').any(|x| x.trim() == "tier")) {
+        eprintln!("tier: {}", what());
+    }
+}
+
+fn ms(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+const CRANELIFT: u8 = 0;
+const COMPILING: u8 = 1;
+const LLVM: u8 = 2;
+const FAILED: u8 = 3;
+
+/// The kernels' current functions and tiers, shared with background compiles.
+struct Tiers {
+    funcs: Vec<std::sync::atomic::AtomicUsize>,
+    state: Vec<std::sync::atomic::AtomicU8>,
+    calls: Vec<std::sync::atomic::AtomicU32>,
+    kernels: Vec<Kernel>,
+    /// The auto policy's compiler, once tiering is on.
+    auto: std::sync::OnceLock<Arc<Recompiler>>,
+    /// LLVM code swapped in (kept alive as long as any launch can run it).
+    upgraded: std::sync::Mutex<Vec<crate::loader::LoadedCode>>,
+    /// Why kernels stay on Cranelift (the first failure of each), for `TK_LOG`.
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tiers {
+    fn function(&self, i: usize) -> Option<KernelFn> {
+        let p = self.funcs.get(i)?.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: every value stored is the entry of code compiled from `kernels[i]` with the
+        // signature of `KernelFn`, kept alive by this executable.
+        Some(unsafe { std::mem::transmute::<usize, KernelFn>(p) })
+    }
+
+    /// Recompiles kernel `i` with `compile`, loads it and swaps it in.
+    fn upgrade(&self, i: usize, compile: &Recompiler) {
+        use std::sync::atomic::Ordering;
+        let started = std::time::Instant::now();
+        let name = &self.kernels[i].name;
+        let r = compile(&self.kernels[i]).and_then(|obj| {
+            let code = crate::loader::load(&obj, &crate::loader::resolve).map_err(|e| e.0)?;
+            let p = code.symbol(&tk_abi::cpu::symbol(0)).ok_or("the LLVM object has no kernel")?;
+            Ok((code, p as usize))
+        });
+        match r {
+            Ok((code, p)) => {
+                if let Ok(mut u) = self.upgraded.lock() {
+                    u.push(code);
+                    self.funcs[i].store(p, Ordering::Release);
+                    self.state[i].store(LLVM, Ordering::Release);
+                    TIER_UPS.fetch_add(1, Ordering::Relaxed);
+                }
+                tier_log(|| format!("kernel {i} ({name}) runs LLVM's code ({:.1} ms to compile)", ms(started)));
+            }
+            Err(m) => {
+                self.state[i].store(FAILED, Ordering::Release);
+                tier_log(|| format!("kernel {i} ({name}) stays on Cranelift: {m}"));
+                if let Ok(mut f) = self.failures.lock() {
+                    f.push(format!("kernel {i}: {m}"));
+                }
+            }
+        }
+    }
+
+    /// Counts a launch of kernel `i`; the auto policy's threshold starts its recompilation.
+    fn note_launch(self: &Arc<Self>, i: usize) {
+        use std::sync::atomic::Ordering;
+        let Some(compile) = self.auto.get() else { return };
+        let Some(c) = self.calls.get(i) else { return };
+        if c.fetch_add(1, Ordering::Relaxed) + 1 != TIER_UP_CALLS {
+            return;
+        }
+        if self.state[i].compare_exchange(CRANELIFT, COMPILING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return;
+        }
+        let (me, compile) = (self.clone(), compile.clone());
+        let spawned = std::thread::Builder::new().name("tk-llvm-tier".into()).spawn(move || {
+            // One LLVM compilation at a time: the JIT's background work stays on one core.
+            static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = ONE.lock();
+            me.upgrade(i, &*compile);
+        });
+        if spawned.is_err() {
+            self.state[i].store(FAILED, Ordering::Release);
+        }
+    }
+}
+
 /// Compiled kernels with what the launcher needs.
 pub struct CpuExecutable {
     _code: Owned,
-    funcs: Vec<KernelFn>,
+    tiers: Arc<Tiers>,
     infos: Vec<KernelInfo>,
     kernels: Vec<Kernel>,
 }
@@ -87,8 +242,7 @@ impl CpuExecutable {
         let funcs = (0..kernels.len())
             .map(|i| jit.function(i).ok_or_else(|| format!("the JIT has no kernel {i}")))
             .collect::<Result<_, _>>()?;
-        let infos = kernels.iter().map(tk_abi::launch::kernel_info).collect();
-        Ok(CpuExecutable { _code: Owned::Jit(jit.clone()), funcs, infos, kernels: kernels.to_vec() })
+        Ok(CpuExecutable::new(Owned::Jit(jit.clone()), funcs, kernels))
     }
 
     /// Kernels from an object made by `tk_codegen::cpu::host_object` for the same kernels.
@@ -102,8 +256,64 @@ impl CpuExecutable {
             // SAFETY: `tk_k{i}` was compiled from `kernels[i]` with the signature of `KernelFn`.
             funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
         }
+        Ok(CpuExecutable::new(Owned::Loaded(code), funcs, kernels))
+    }
+
+    fn new(code: Owned, funcs: Vec<KernelFn>, kernels: &[Kernel]) -> CpuExecutable {
+        use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize};
+        let tiers = Tiers {
+            funcs: funcs.iter().map(|f| AtomicUsize::new(*f as usize)).collect(),
+            state: funcs.iter().map(|_| AtomicU8::new(CRANELIFT)).collect(),
+            calls: funcs.iter().map(|_| AtomicU32::new(0)).collect(),
+            kernels: kernels.to_vec(),
+            auto: std::sync::OnceLock::new(),
+            upgraded: std::sync::Mutex::new(Vec::new()),
+            failures: std::sync::Mutex::new(Vec::new()),
+        };
         let infos = kernels.iter().map(tk_abi::launch::kernel_info).collect();
-        Ok(CpuExecutable { _code: Owned::Loaded(code), funcs, infos, kernels: kernels.to_vec() })
+        CpuExecutable { _code: code, tiers: Arc::new(tiers), infos, kernels: kernels.to_vec() }
+    }
+
+    /// Turns on the LLVM tier under `policy` with the toolchain's `compile`: `llvm` recompiles
+    /// every kernel now, `auto` each kernel once it has been launched [`TIER_UP_CALLS`] times (in
+    /// a background thread), `cranelift` nothing. A kernel LLVM cannot compile keeps Cranelift's
+    /// code ([`CpuExecutable::tier_failures`] says why). Calling it again changes nothing.
+    pub fn enable_tiers(&self, policy: TierPolicy, compile: Arc<Recompiler>) {
+        use std::sync::atomic::Ordering;
+        match policy {
+            TierPolicy::Cranelift => {}
+            TierPolicy::Auto => {
+                let _ = self.tiers.auto.set(compile);
+            }
+            TierPolicy::Llvm => {
+                for i in 0..self.kernels.len() {
+                    if self.tiers.state[i]
+                        .compare_exchange(CRANELIFT, COMPILING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        self.tiers.upgrade(i, &*compile);
+                    }
+                }
+                // A kernel another thread is compiling (an executable the cache shares): LLVM's
+                // code from the first launch means waiting for it.
+                for s in &self.tiers.state {
+                    while s.load(Ordering::Acquire) == COMPILING {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The code device kernel `i` runs now.
+    pub fn tier(&self, i: usize) -> Option<Tier> {
+        let s = self.tiers.state.get(i)?.load(std::sync::atomic::Ordering::Acquire);
+        Some(if s == LLVM { Tier::Llvm } else { Tier::Cranelift })
+    }
+
+    /// Why kernels could not move to LLVM's code.
+    pub fn tier_failures(&self) -> Vec<String> {
+        self.tiers.failures.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
 
@@ -118,6 +328,7 @@ impl Executable for CpuExecutable {
 
 pub struct CpuDevice {
     target: String,
+    tier: TierPolicy,
 }
 
 impl Default for CpuDevice {
@@ -127,8 +338,15 @@ impl Default for CpuDevice {
 }
 
 impl CpuDevice {
+    /// The CPU with the tier policy of `TK_CPU_TIER` (`auto` when unset or invalid; the
+    /// toolchain reports an invalid value).
     pub fn new() -> CpuDevice {
-        CpuDevice { target: crate::bundle::host_cpu_variant() }
+        CpuDevice::with_tier(TierPolicy::from_env().unwrap_or(TierPolicy::Auto))
+    }
+
+    /// The CPU with a tier policy (`cpu,tier=llvm`).
+    pub fn with_tier(tier: TierPolicy) -> CpuDevice {
+        CpuDevice { target: crate::bundle::host_cpu_variant(), tier }
     }
 }
 
@@ -177,6 +395,9 @@ fn call(
 impl Device for CpuDevice {
     fn name(&self) -> String {
         "cpu".into()
+    }
+    fn cpu_tier(&self) -> Option<TierPolicy> {
+        Some(self.tier)
     }
     fn target(&self) -> String {
         self.target.clone()
@@ -242,9 +463,10 @@ impl Device for CpuDevice {
     ) -> Result<(), RunError> {
         let dev = |m: String| RunError::Device { device: "cpu".into(), message: m };
         let exe = exe.as_any().downcast_ref::<CpuExecutable>().ok_or(dev("not a CPU executable".into()))?;
-        let (Some(&f), Some(info), Some(kernel)) = (exe.funcs.get(k), exe.infos.get(k), exe.kernels.get(k)) else {
+        let (Some(f), Some(info), Some(kernel)) = (exe.tiers.function(k), exe.infos.get(k), exe.kernels.get(k)) else {
             return Err(dev(format!("no device kernel {k}")));
         };
+        exe.tiers.note_launch(k);
         if bufs.len() != kernel.bufs.len() {
             return Err(dev(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
         }

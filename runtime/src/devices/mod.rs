@@ -256,7 +256,29 @@ fn open_nv_pci(name: &str) -> Result<nv::NvDevice, RunError> {
 pub fn open(name: &str) -> Result<Arc<dyn Device>, RunError> {
     let bad = |m: String| RunError::Argument { message: format!("device `{name}`: {m}") };
     match name {
-        "cpu" => Ok(Arc::new(cpu::CpuDevice::new())),
+        "cpu" => Ok(Arc::new(cpu::CpuDevice::with_tier(
+            cpu::TierPolicy::from_env().map_err(|message| RunError::Argument { message })?,
+        ))),
+        n if n.starts_with("cpu,") => {
+            let mut tier = None;
+            for opt in n["cpu,".len()..].split(',') {
+                match opt.split_once('=') {
+                    Some(("tier", v)) => {
+                        tier = Some(cpu::TierPolicy::parse(v).map_err(bad)?);
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown option `{opt}`: the CPU takes tier=cranelift|llvm|auto (e.g. cpu,tier=llvm)"
+                        )));
+                    }
+                }
+            }
+            let tier = match tier {
+                Some(t) => t,
+                None => cpu::TierPolicy::from_env().map_err(|message| RunError::Argument { message })?,
+            };
+            Ok(Arc::new(cpu::CpuDevice::with_tier(tier)))
+        }
         #[cfg(feature = "sim")]
         n if n.starts_with("sim:") => {
             let hint = "a simulated device is sim:<GPU target>, e.g. sim:sm_86 or sim:gfx1100";
