@@ -299,7 +299,8 @@ enum Stage {
     Ptx,
     /// The SASS disassembly of the cubin ptxas makes from the PTX (needs ptxas and nvdisasm).
     Sass,
-    /// The LLVM IR module of the file's device kernels (AMD targets), as tk writes it.
+    /// The LLVM IR module of the file's device kernels, as tk writes it: for an AMD target, or
+    /// for the CPU the LLVM tier's (one module per entry, for this machine).
     Llvm,
     /// The RDNA3 disassembly of the code object (AMD targets; needs the `amdgpu` feature,
     /// ld.lld and llvm-objdump).
@@ -336,9 +337,10 @@ fn main() -> ExitCode {
                 Stage::Ptx | Stage::Sass if !nvidia => {
                     Some("--stage ptx and sass need an NVIDIA target, e.g. --target sm_86")
                 }
-                Stage::Llvm | Stage::Gcn if !amd => {
-                    Some("--stage llvm and gcn need an AMD target, e.g. --target gfx1100")
+                Stage::Llvm if nvidia => {
+                    Some("--stage llvm needs an AMD target (e.g. --target gfx1100) or the CPU (the LLVM tier's IR)")
                 }
+                Stage::Gcn if !amd => Some("--stage gcn needs an AMD target, e.g. --target gfx1100"),
                 _ => None,
             };
             if let Some(m) = mismatch {

@@ -85,7 +85,9 @@ impl Session {
                 continue;
             }
             let lowered = self.lower(&prepared, target).map_err(|e| kernel_err(e.to_string(), false))?;
-            if matches!(stage, Stage::Ptx | Stage::Sass | Stage::Llvm | Stage::Gcn) {
+            if matches!(stage, Stage::Ptx | Stage::Sass | Stage::Llvm | Stage::Gcn)
+                || target == Target::Cpu && stage == Stage::Llvm
+            {
                 groups.push((format!("{}_", k.name), lowered.kernels));
                 continue;
             }
@@ -127,6 +129,17 @@ impl Session {
                 s.push_str(&m.ir);
             } else {
                 s.push_str(&self.gcn(&m, t).map_err(EmitError::Tool)?);
+            }
+        }
+        if target == Target::Cpu && stage == Stage::Llvm {
+            // The CPU's LLVM tier: one module per entry (kernel i is `tk_k{i}`), as tk writes it
+            // for this machine, before LLVM's optimisation.
+            let host = tk_codegen::llvm::cpu::host();
+            for (prefix, kernels) in &groups {
+                let _ = writeln!(s, "; entry {}", prefix.trim_end_matches('_'));
+                s.push_str(
+                    &tk_codegen::llvm::cpu::module(kernels, &host).map_err(|e| EmitError::Module(e.to_string()))?,
+                );
             }
         }
         if let Target::Nvidia(t) = target

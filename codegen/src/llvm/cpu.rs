@@ -38,9 +38,12 @@ pub fn module(kernels: &[Kernel], host: &HostCpu) -> Result<String, CpuTierError
     if !host.triple.is_empty() {
         ir.push_str(&format!("target triple = \"{}\"\n", host.triple));
     }
+    // Rows of a matrix product's register tile: with 32 vector registers of 512 bits (AVX-512)
+    // four rows of 32 columns make eight accumulators; with 16 (AVX2, and unknown hosts) two.
+    let rows = if host.features.split(',').any(|f| f == "+avx512f") { 4 } else { 2 };
     let mut decls = std::collections::BTreeSet::new();
     for (i, k) in kernels.iter().enumerate() {
-        let (text, used) = emit::cpu_kernel(k, &tk_abi::cpu::symbol(i))
+        let (text, used) = emit::cpu_kernel(k, &tk_abi::cpu::symbol(i), rows)
             .map_err(|Unsupported { message }| CpuTierError::Unsupported { kernel: k.name.clone(), message })?;
         ir.push('\n');
         ir.push_str(&text);
@@ -127,6 +130,13 @@ mod compile {
 
 #[cfg(feature = "llvm")]
 pub use compile::{host, object};
+
+/// The host as LLVM would see it; without LLVM in the build, nothing is known (the IR then
+/// names no CPU).
+#[cfg(not(feature = "llvm"))]
+pub fn host() -> HostCpu {
+    HostCpu::default()
+}
 
 /// Whether this build has the LLVM CPU tier (the cargo feature `llvm`).
 pub const AVAILABLE: bool = cfg!(feature = "llvm");

@@ -10,7 +10,7 @@
 use super::{AmdKernel, Launch, THREADS};
 use crate::common::Unsupported;
 use crate::common::{decomposed, legalized, unsupported};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 use tk_abi::launch::{collect_checks, collect_dims};
 use tk_abi::launch::{has_local, parallel_chain};
@@ -80,7 +80,7 @@ struct Em {
     syms: HashMap<String, String>,
     bufs: Vec<String>,
     buf_dtypes: Vec<DType>,
-    accs: HashMap<usize, Acc>,
+    accs: HashMap<(usize, usize), Acc>,
     locals: HashMap<usize, (String, DType)>,
     lds: Vec<(String, u64)>,
     check_ids: HashMap<*const Inst, usize>,
@@ -96,6 +96,17 @@ struct Em {
     cpu: bool,
     /// The next range is the CPU function's top-level parallel range (runs `[lo, hi)` of it).
     cpu_top: bool,
+    /// Inside the main loop of a vectorised range on the CPU: its width (see `vectorized`).
+    lanes: Option<usize>,
+    /// The lane whose copy of an instruction is being emitted.
+    lane: Option<usize>,
+    /// The registers and accumulators defined in the vectorised body (one copy per lane).
+    lane_regs: HashSet<usize>,
+    /// The range variables with one value per lane (the vectorised range's, and the rows of a
+    /// register tile).
+    lane_vars: Vec<usize>,
+    /// Rows of a matrix product's register tile on the CPU (see `tiled`).
+    tile_rows: usize,
 }
 
 impl Em {
@@ -163,9 +174,24 @@ impl Em {
     fn dtype(&self, r: usize) -> DType {
         self.dtypes.get(r).copied().flatten().unwrap_or(DType::I64)
     }
+    /// The suffix of lane-private names (`.{lane}`) for register or accumulator `r`.
+    fn lane_suffix(&self, r: usize) -> String {
+        match self.lane {
+            Some(l) if self.lane_regs.contains(&r) => format!(".{l}"),
+            _ => String::new(),
+        }
+    }
     fn reg_slot(&mut self, r: usize) -> String {
         let t = rty(self.dtype(r));
-        self.slot(&format!("r{r}"), t)
+        let sfx = self.lane_suffix(r);
+        self.slot(&format!("r{r}{sfx}"), t)
+    }
+    /// The key of accumulator `acc` in `accs` (one per lane inside a vectorised body).
+    fn acc_key(&self, acc: usize) -> (usize, usize) {
+        match self.lane {
+            Some(l) if self.lane_regs.contains(&acc) => (acc, l + 1),
+            _ => (acc, 0),
+        }
     }
     fn reg(&mut self, r: usize) -> String {
         let t = rty(self.dtype(r));
@@ -178,7 +204,10 @@ impl Em {
         self.set(&s, t, v);
     }
     fn var_slot(&mut self, v: usize) -> String {
-        self.slot(&format!("i{v}"), "i64")
+        match self.lane {
+            Some(l) if self.lane_vars.contains(&v) => self.slot(&format!("i{v}.{l}"), "i64"),
+            _ => self.slot(&format!("i{v}"), "i64"),
+        }
     }
     fn var(&mut self, v: usize) -> String {
         let s = self.var_slot(v);
@@ -801,9 +830,106 @@ impl Em {
 
     fn block(&mut self, body: &[Inst]) -> Result<(), Unsupported> {
         for i in body {
-            self.inst(i)?;
+            match self.lanes {
+                // In a vectorised body every instruction but a range is emitted once per lane,
+                // the copies side by side, so LLVM's SLP vectoriser turns them into vector code.
+                Some(w) if !matches!(i, Inst::Range { .. }) => {
+                    for l in 0..w {
+                        self.lane = Some(l);
+                        let r = self.inst(i);
+                        self.lane = None;
+                        r?;
+                    }
+                }
+                _ => self.inst(i)?,
+            }
         }
         Ok(())
+    }
+
+    /// A vectorised range `var in lo..hi` (i64 values) on the CPU: whole groups of `w`
+    /// iterations run their lanes' copies of the body side by side (an instruction for every
+    /// lane, then the next instruction), then the last `(hi - lo) mod w` iterations run one at a
+    /// time. Each lane computes what its iteration computes in the scalar loop, in the same
+    /// order, so the results are those of the scalar loop bit for bit (the Cranelift backend's
+    /// vectorisation makes the same promise). A body with a sequential loop, workgroup memory or
+    /// a nested vectorised range runs as the scalar loop.
+    fn vectorized(&mut self, var: usize, lo: &str, hi: &str, w: usize, body: &[Inst]) -> Result<(), Unsupported> {
+        self.tiled(None, var, lo, hi, w, body)
+    }
+
+    /// [`Em::vectorized`] for `rows` consecutive values of an outer range variable at once:
+    /// `tile = Some((ivar, ibase, rows))` gives lane `L` the row `ibase + L / w` and the column
+    /// `lo + L mod w` (a register tile of a matrix product: `rows * w` independent accumulators).
+    /// Each lane still computes exactly its own iteration, in order.
+    fn tiled(
+        &mut self,
+        tile: Option<(usize, String, usize)>,
+        var: usize,
+        lo: &str,
+        hi: &str,
+        w: usize,
+        body: &[Inst],
+    ) -> Result<(), Unsupported> {
+        let rows = tile.as_ref().map_or(1, |t| t.2);
+        let plain_rows = |e: &mut Self, lo: &str, hi: &str| -> Result<(), Unsupported> {
+            let v = e.var_slot(var);
+            match &tile {
+                None => e.counted(&v, lo, hi, "1", |e, _| e.block(body)),
+                Some((iv, ib, rows)) => {
+                    for r in 0..*rows {
+                        let slot = e.var_slot(*iv);
+                        let x = e.val(format!("add i64 {ib}, {r}"));
+                        e.set(&slot, "i64", &x);
+                        e.counted(&v, lo, hi, "1", |e, _| e.block(body))?;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        if w < 2 || w * rows > 256 || self.lanes.is_some() || !lanes_ok(body) {
+            return plain_rows(self, lo, hi);
+        }
+        // Registers defined in the body are private to a lane; as in the Cranelift backend, the
+        // kernel IR never reads them after the range.
+        let mut regs = HashSet::new();
+        defs(body, &mut regs);
+        let n = self.val(format!("sub i64 {hi}, {lo}"));
+        let n = self.call("i64", "llvm.smax.i64", &[("i64", &n), ("i64", "0")]);
+        let rem = self.val(format!("srem i64 {n}, {w}"));
+        let main = self.val(format!("sub i64 {hi}, {rem}"));
+        self.nval += 1;
+        let base = self.slot(&format!("vb{}", self.nval), "i64");
+        let base2 = base.clone();
+        let tile2 = tile.clone();
+        self.counted(&base, lo, &main, &w.to_string(), |e, _| {
+            let b = e.get(&base2, "i64");
+            let saved = (std::mem::take(&mut e.lane_regs), std::mem::take(&mut e.lane_vars));
+            e.lane_regs = regs;
+            e.lane_vars = vec![var];
+            if let Some((iv, _, _)) = &tile2 {
+                e.lane_vars.push(*iv);
+            }
+            for l in 0..w * rows {
+                e.lane = Some(l);
+                let slot = e.var_slot(var);
+                let islot = tile2.as_ref().map(|t| e.var_slot(t.0));
+                e.lane = None;
+                let x = e.val(format!("add i64 {b}, {}", l % w));
+                e.set(&slot, "i64", &x);
+                if let (Some(islot), Some((_, ib, _))) = (islot, &tile2) {
+                    let y = e.val(format!("add i64 {ib}, {}", l / w));
+                    e.set(&islot, "i64", &y);
+                }
+            }
+            e.lanes = Some(w * rows);
+            let r = e.block(body);
+            e.lanes = None;
+            e.lane_regs = saved.0;
+            e.lane_vars = saved.1;
+            r
+        })?;
+        plain_rows(self, &main, hi)
     }
 
     fn barrier(&mut self) {
@@ -831,15 +957,58 @@ impl Em {
                     }
                     return self.local_range(*var, extent, body);
                 }
-                let v = self.var_slot(*var);
                 let hi = self.dim(extent);
                 if top && *kind == RangeKind::Global {
                     // The part `[lo, hi)` of the parallel range this call runs (as the Cranelift
                     // code: clamped to the range).
                     let lo = self.call("i64", "llvm.smax.i64", &[("i64", "%lo"), ("i64", "0")]);
                     let hi = self.call("i64", "llvm.smin.i64", &[("i64", "%hi"), ("i64", &hi)]);
+                    // Matrix-product-like kernels (a reduction under a vectorised inner range)
+                    // run the inner range in blocks outside the parallel range, as the Cranelift
+                    // code does, so the block of every operand the reduction reads stays in
+                    // cache across rows.
+                    if let [Inst::Range { var: jv, extent: je, kind: RangeKind::Vectorized(jw), body: jbody }] =
+                        body.as_slice()
+                        && jbody
+                            .iter()
+                            .any(|i| matches!(i, Inst::Range { kind: RangeKind::Reduce | RangeKind::Unrolled(_), .. }))
+                    {
+                        let block = i64::from(*jw).max(64);
+                        let jext = self.dim(je);
+                        self.nval += 1;
+                        let jb = self.slot(&format!("jb{}", self.nval), "i64");
+                        let (jb2, var, jv, jw) = (jb.clone(), *var, *jv, *jw as usize);
+                        // Register tiles of `tile_rows` rows (small bodies only: each lane is a
+                        // copy of the body).
+                        let rows = if size(jbody) <= 24 { self.tile_rows.max(1) } else { 1 };
+                        return self.counted(&jb, "0", &jext, &block.to_string(), |e, _| {
+                            let b = e.get(&jb2, "i64");
+                            let end = e.val(format!("add i64 {b}, {block}"));
+                            let jhi = e.call("i64", "llvm.smin.i64", &[("i64", &end), ("i64", &jext)]);
+                            let n = e.val(format!("sub i64 {hi}, {lo}"));
+                            let n = e.call("i64", "llvm.smax.i64", &[("i64", &n), ("i64", "0")]);
+                            let rem = e.val(format!("srem i64 {n}, {rows}"));
+                            let whole = e.val(format!("sub i64 {hi}, {rem}"));
+                            e.nval += 1;
+                            let ib = e.slot(&format!("ib{}", e.nval), "i64");
+                            let ib2 = ib.clone();
+                            e.counted(&ib, &lo, &whole, &rows.to_string(), |e, _| {
+                                let i0 = e.get(&ib2, "i64");
+                                e.tiled(Some((var, i0, rows)), jv, &b, &jhi, jw, jbody)
+                            })?;
+                            let v = e.var_slot(var);
+                            e.counted(&v, &whole, &hi, "1", |e, _| e.vectorized(jv, &b, &jhi, jw, jbody))
+                        });
+                    }
+                    let v = self.var_slot(*var);
                     return self.counted(&v, &lo, &hi, "1", |e, _| e.block(body));
                 }
+                if let RangeKind::Vectorized(w) = kind
+                    && self.cpu
+                {
+                    return self.vectorized(*var, "0", &hi, *w as usize, body);
+                }
+                let v = self.var_slot(*var);
                 self.counted(&v, "0", &hi, "1", |e, _| e.block(body))
             }
             Inst::Const { dst, value, dtype } => {
@@ -913,9 +1082,10 @@ impl Em {
                 if *src == DType::Bool && !matches!(op, ReduceOp::Sum | ReduceOp::Prod) {
                     return unsupported(format!("{op:?} over bool"));
                 }
-                let value = self.slot(&format!("av{acc}"), rty(vd));
-                let count = self.slot(&format!("ac{acc}"), "i64");
-                let index = self.slot(&format!("ax{acc}"), "i64");
+                let sfx = self.lane_suffix(*acc);
+                let value = self.slot(&format!("av{acc}{sfx}"), rty(vd));
+                let count = self.slot(&format!("ac{acc}{sfx}"), "i64");
+                let index = self.slot(&format!("ax{acc}{sfx}"), "i64");
                 let init = match op {
                     ReduceOp::Sum | ReduceOp::Dot if vd.is_float() => Scalar::Float(-0.0),
                     ReduceOp::Sum | ReduceOp::Dot => Scalar::Int(0),
@@ -934,7 +1104,8 @@ impl Em {
                 self.set(&value, rty(vd), &c);
                 self.set(&count, "i64", "0");
                 self.set(&index, "i64", "-1");
-                self.accs.insert(*acc, Acc { op: *op, src: *src, vd, value, count, index });
+                let key = self.acc_key(*acc);
+                self.accs.insert(key, Acc { op: *op, src: *src, vd, value, count, index });
                 Ok(())
             }
             Inst::AccPush { acc, value, by, pred } => {
@@ -943,7 +1114,9 @@ impl Em {
                 self.when(p, |e| e.push(acc, value, by))
             }
             Inst::AccGet { dst, acc } => {
-                let Some(a) = self.accs.get(acc) else { return unsupported("result of an unknown accumulator") };
+                let Some(a) = self.accs.get(&self.acc_key(*acc)) else {
+                    return unsupported("result of an unknown accumulator");
+                };
                 let (op, vd, value, count, index) = (a.op, a.vd, a.value.clone(), a.count.clone(), a.index.clone());
                 let out = self.dtype(*dst);
                 let v = match op {
@@ -1190,7 +1363,7 @@ impl Em {
     }
 
     fn push(&mut self, acc: usize, value: usize, by: Option<usize>) -> Result<(), Unsupported> {
-        let Some(a) = self.accs.get(&acc) else { return unsupported("push to an unknown accumulator") };
+        let Some(a) = self.accs.get(&self.acc_key(acc)) else { return unsupported("push to an unknown accumulator") };
         let (op, src, vd, slot, count, index) = (a.op, a.src, a.vd, a.value.clone(), a.count.clone(), a.index.clone());
         let t = rty(vd);
         let xd = self.dtype(value);
@@ -1320,6 +1493,11 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
         kname: name.to_string(),
         cpu: false,
         cpu_top: false,
+        lanes: None,
+        lane: None,
+        lane_regs: HashSet::new(),
+        lane_vars: Vec::new(),
+        tile_rows: 1,
     };
     let mut order = Vec::new();
     collect_checks(&k.body, &mut order);
@@ -1449,6 +1627,49 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
     Ok((s, info, e.decls))
 }
 
+/// Whether a vectorised body can run its lanes side by side (no sequential loop, workgroup
+/// memory or nested vectorised range).
+fn lanes_ok(body: &[Inst]) -> bool {
+    body.iter().all(|i| match i {
+        Inst::Range { kind: RangeKind::Vectorized(_) | RangeKind::Local, .. } => false,
+        Inst::Range { body, .. } => lanes_ok(body),
+        Inst::Loop { .. }
+        | Inst::LocalAlloc { .. }
+        | Inst::LocalLoad { .. }
+        | Inst::LocalStore { .. }
+        | Inst::Barrier
+        | Inst::Mma { .. }
+        | Inst::AtomicAdd { .. } => false,
+        _ => true,
+    })
+}
+
+/// The registers and accumulators a body defines.
+fn defs(body: &[Inst], out: &mut HashSet<usize>) {
+    for i in body {
+        match i {
+            Inst::Range { body, .. } => defs(body, out),
+            Inst::Const { dst, .. }
+            | Inst::Index { dst, .. }
+            | Inst::Load { dst, .. }
+            | Inst::Alu { dst, .. }
+            | Inst::AccGet { dst, .. }
+            | Inst::Copy { dst, .. } => {
+                out.insert(*dst);
+            }
+            Inst::AccNew { acc, .. } => {
+                out.insert(*acc);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The number of instructions in a body, nested ones included.
+fn size(body: &[Inst]) -> usize {
+    body.iter().map(|i| if let Inst::Range { body, .. } = i { 1 + size(body) } else { 1 }).sum()
+}
+
 /// Translates one device kernel for the host CPU into a function named `name` with the CPU
 /// kernel ABI of the Cranelift backend (`tk_abi::cpu::KernelFn`: buffers, dimension values,
 /// the part `[lo, hi)` of the parallel range, three error slots; the result is 0 or the failed
@@ -1459,7 +1680,7 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
 /// unrolled and register-tiled ranges are plain loops here (their order is the scalar order), so
 /// both tiers compute identical bits. What the emitter cannot compile on the CPU (atomic adds,
 /// barriers followed by code) is an `Unsupported` error; the kernel then stays on Cranelift.
-pub fn cpu_kernel(k: &Kernel, name: &str) -> Result<(String, BTreeSet<String>), Unsupported> {
+pub fn cpu_kernel(k: &Kernel, name: &str, tile_rows: usize) -> Result<(String, BTreeSet<String>), Unsupported> {
     let legal = crate::common::Backend::LlvmCpu.legal(k);
     let k = &legal;
     let symbols = tk_abi::launch::symbols(k);
@@ -1489,6 +1710,11 @@ pub fn cpu_kernel(k: &Kernel, name: &str) -> Result<(String, BTreeSet<String>), 
         kname: name.to_string(),
         cpu: true,
         cpu_top: tk_abi::launch::parallel_range(k).is_some(),
+        lanes: None,
+        lane: None,
+        lane_regs: HashSet::new(),
+        lane_vars: Vec::new(),
+        tile_rows,
     };
     let mut order = Vec::new();
     collect_checks(&k.body, &mut order);
