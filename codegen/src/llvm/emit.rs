@@ -453,9 +453,27 @@ impl Em {
                     _ => self.round_from_f64(v, to),
                 };
             }
+            if self.cpu && to == DType::F32 && rty(from) == "i32" && from.is_signed_int() {
+                // Exact in f64, so rounding it once to f32 is the f64 route's result; this form
+                // vectorises on the CPU.
+                return self.val(format!("sitofp i32 {v} to float"));
+            }
             let i = self.index_of(v, from);
             let w = self.val(format!("sitofp i64 {i} to double"));
             return self.round_from_f64(&w, to);
+        }
+        if self.cpu && rty(from) == "float" && to == DType::I32 {
+            // The same saturation as through f64 (f32 values are exact there), NaN to 0, written
+            // as a conversion and selects, which vectorise on the CPU (LLVM 19's x86 backend
+            // splits a vector `llvm.fptosi.sat` into scalar conversions). `fptosi` of a value out
+            // of range is poison, which the selects never choose.
+            let t = self.val(format!("fptosi float {v} to i32"));
+            let big = self.val(format!("fcmp oge float {v}, {}", f32_lit(2147483648.0)));
+            let small = self.val(format!("fcmp olt float {v}, {}", f32_lit(-2147483648.0)));
+            let nan = self.val(format!("fcmp uno float {v}, 0.0"));
+            let a = self.val(format!("select i1 {big}, i32 2147483647, i32 {t}"));
+            let b = self.val(format!("select i1 {small}, i32 -2147483648, i32 {a}"));
+            return self.val(format!("select i1 {nan}, i32 0, i32 {b}"));
         }
         let wide = if from.is_float() {
             let w = self.widen_f64(v, from);
@@ -854,6 +872,32 @@ impl Em {
     /// order, so the results are those of the scalar loop bit for bit (the Cranelift backend's
     /// vectorisation makes the same promise). A body with a sequential loop, workgroup memory or
     /// a nested vectorised range runs as the scalar loop.
+    /// Rows `lo..hi` of `var` around a vectorised range `(jv, jlo, jhi, jw)` with body `jbody`:
+    /// whole tiles of `rows` rows, then the remaining rows one at a time.
+    fn row_tiles(
+        &mut self,
+        var: usize,
+        lo: &str,
+        hi: &str,
+        rows: usize,
+        (jv, jlo, jhi, jw): (usize, &str, &str, usize),
+        jbody: &[Inst],
+    ) -> Result<(), Unsupported> {
+        let n = self.val(format!("sub i64 {hi}, {lo}"));
+        let n = self.call("i64", "llvm.smax.i64", &[("i64", &n), ("i64", "0")]);
+        let rem = self.val(format!("srem i64 {n}, {rows}"));
+        let whole = self.val(format!("sub i64 {hi}, {rem}"));
+        self.nval += 1;
+        let ib = self.slot(&format!("ib{}", self.nval), "i64");
+        let ib2 = ib.clone();
+        self.counted(&ib, lo, &whole, &rows.to_string(), |e, _| {
+            let i0 = e.get(&ib2, "i64");
+            e.tiled(Some((var, i0, rows)), jv, jlo, jhi, jw, jbody)
+        })?;
+        let v = self.var_slot(var);
+        self.counted(&v, &whole, hi, "1", |e, _| e.vectorized(jv, jlo, jhi, jw, jbody))
+    }
+
     fn vectorized(&mut self, var: usize, lo: &str, hi: &str, w: usize, body: &[Inst]) -> Result<(), Unsupported> {
         self.tiled(None, var, lo, hi, w, body)
     }
@@ -985,23 +1029,26 @@ impl Em {
                             let b = e.get(&jb2, "i64");
                             let end = e.val(format!("add i64 {b}, {block}"));
                             let jhi = e.call("i64", "llvm.smin.i64", &[("i64", &end), ("i64", &jext)]);
-                            let n = e.val(format!("sub i64 {hi}, {lo}"));
-                            let n = e.call("i64", "llvm.smax.i64", &[("i64", &n), ("i64", "0")]);
-                            let rem = e.val(format!("srem i64 {n}, {rows}"));
-                            let whole = e.val(format!("sub i64 {hi}, {rem}"));
-                            e.nval += 1;
-                            let ib = e.slot(&format!("ib{}", e.nval), "i64");
-                            let ib2 = ib.clone();
-                            e.counted(&ib, &lo, &whole, &rows.to_string(), |e, _| {
-                                let i0 = e.get(&ib2, "i64");
-                                e.tiled(Some((var, i0, rows)), jv, &b, &jhi, jw, jbody)
-                            })?;
-                            let v = e.var_slot(var);
-                            e.counted(&v, &whole, &hi, "1", |e, _| e.vectorized(jv, &b, &jhi, jw, jbody))
+                            e.row_tiles(var, &lo, &hi, rows, (jv, &b, &jhi, jw), jbody)
                         });
                     }
                     let v = self.var_slot(*var);
                     return self.counted(&v, &lo, &hi, "1", |e, _| e.block(body));
+                }
+                // A row loop around a matrix product's vectorised columns (batched products):
+                // register tiles of rows, as above, without column blocks.
+                if self.cpu
+                    && self.lanes.is_none()
+                    && matches!(kind, RangeKind::Sequential | RangeKind::Global)
+                    && let [Inst::Range { var: jv, extent: je, kind: RangeKind::Vectorized(jw), body: jbody }] =
+                        body.as_slice()
+                    && jbody.iter().any(|i| matches!(i, Inst::Range { kind: RangeKind::Reduce, .. }))
+                    && size(jbody) <= 24
+                    && self.tile_rows > 1
+                {
+                    let jext = self.dim(je);
+                    let rows = self.tile_rows;
+                    return self.row_tiles(*var, "0", &hi, rows, (*jv, "0", &jext, *jw as usize), jbody);
                 }
                 if let RangeKind::Vectorized(w) = kind
                     && self.cpu
