@@ -149,9 +149,12 @@ pub struct Lowered {
 /// The graph that is scheduled: long reductions split as the options (else the target) say, or
 /// the prepared graph itself when reductions are deterministic.
 pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::Cow<'g, Graph> {
-    // The CPU vectorises a product's output rows: an operand read across them is packed first.
+    // The CPU vectorises a product's output rows: an operand read across them is packed first,
+    // and an expensive operand it would recompute for every column (softmax(s) @ v) is computed
+    // once into a buffer.
     let g = if target == Target::Cpu {
-        std::borrow::Cow::Owned(tk_ir::graph::passes::pack_transposed(g))
+        let packed = tk_ir::graph::passes::pack_transposed(g);
+        std::borrow::Cow::Owned(tk_ir::graph::passes::materialize_shared_operands(&packed))
     } else {
         std::borrow::Cow::Borrowed(g)
     };

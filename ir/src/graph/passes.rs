@@ -15,7 +15,7 @@ use crate::dims::Dim;
 use crate::dtype::DType;
 use crate::graph::interp::{self, Array};
 use crate::graph::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The graph every backend compiles: optimised, transcendentals decomposed into primitives
 /// (crate::graph::decompose), optimised again. The reference interpreter on this graph is the oracle.
@@ -575,6 +575,80 @@ fn packed(g: &mut Graph, a: NodeId, r: usize) -> Option<NodeId> {
     let mut pmap = map.clone();
     pmap.swap(k - 2, k - 1);
     Some(g.add(Op::Index { map: pmap, guards: vec![], fill: *fill }, v.dtype, v.shape.clone(), vec![copy], v.loc))
+}
+
+/// Materialises an expensive operand of a matrix product that the product would recompute for
+/// every element of an output axis. In `softmax(s) @ v` the scheduler fuses the softmax (its
+/// `exp` decomposition, a subtraction and a division) into the product's reduction, where it is
+/// evaluated again for every column of the result: `d` times per element of `s`. Such an
+/// operand (a view of an elementwise computation of at least [`EXPENSIVE`] operations, broadcast
+/// along an output axis) is computed once into a buffer (`reduce sum` over no axes, which the
+/// schedule materialises; adding each value once to -0.0 keeps it), and the product reads the
+/// buffer through the same view. Every value and its order are unchanged, so this runs under
+/// `--deterministic` too.
+pub fn materialize_shared_operands(g: &Graph) -> Graph {
+    rebuild(g, |out, n| {
+        let Op::Reduce { op: ReduceOp::Dot, axes } = &n.op else { return None };
+        let r = out.node(n.args[0]).shape.len();
+        if r < 3 || axes.as_slice() != [r - 1] {
+            return None;
+        }
+        let mut changed = false;
+        let mut args = Vec::with_capacity(n.args.len());
+        for &a in &n.args {
+            let v = out.node(a).clone();
+            let shared = match &v.op {
+                Op::Index { guards, .. } if guards.is_empty() && v.args.len() == 1 => {
+                    let src = out.node(v.args[0]);
+                    src.dtype.is_float()
+                        && elementwise_cost(out, v.args[0], &mut HashSet::new()) >= EXPENSIVE
+                        && reused_along_output(out, a, r - 1)
+                }
+                _ => false,
+            };
+            if !shared {
+                args.push(a);
+                continue;
+            }
+            let src = out.node(v.args[0]).clone();
+            let copy = out.add(
+                Op::Reduce { op: ReduceOp::Sum, axes: vec![] },
+                src.dtype,
+                src.shape.clone(),
+                vec![v.args[0]],
+                v.loc,
+            );
+            args.push(out.add(v.op.clone(), v.dtype, v.shape.clone(), vec![copy], v.loc));
+            changed = true;
+        }
+        changed.then(|| out.add(n.op.clone(), n.dtype, n.shape.clone(), args, n.loc))
+    })
+}
+
+/// Elementwise operations at which a product's broadcast operand is worth a buffer.
+pub const EXPENSIVE: usize = 16;
+
+/// The number of elementwise operations that compute node `id` from materialised values (inputs,
+/// reductions, constants), each shared node counted once; stops counting at [`EXPENSIVE`].
+fn elementwise_cost(g: &Graph, id: NodeId, seen: &mut HashSet<NodeId>) -> usize {
+    if !seen.insert(id) || seen.len() > 4 * EXPENSIVE {
+        return 0;
+    }
+    let n = g.node(id);
+    match &n.op {
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma => {
+            let mut c = 1;
+            for a in &n.args {
+                if c >= EXPENSIVE {
+                    break;
+                }
+                c += elementwise_cost(g, *a, seen);
+            }
+            c
+        }
+        Op::Index { .. } => n.args.first().map_or(0, |a| elementwise_cost(g, *a, seen)),
+        _ => 0,
+    }
 }
 
 /// Whether node `id` (a view with `rows` leading output axes, then the reduction axis) reads

@@ -467,6 +467,50 @@ impl Device for CpuDevice {
             return Err(dev(format!("no device kernel {k}")));
         };
         exe.tiers.note_launch(k);
+        let started = log_launches().then(std::time::Instant::now);
+        let r = run(k, f, info, kernel, bufs, dims);
+        if let Some(t) = started {
+            let tier = if exe.tier(k) == Some(Tier::Llvm) { "llvm" } else { "cranelift" };
+            eprintln!("launch: kernel {k} ({}, {tier}) {:.3} ms", kernel.name, ms(t));
+        }
+        r
+    }
+    fn record(&self, _q: &Queue) -> Event {
+        Event::now()
+    }
+    fn wait(&self, _e: &Event) -> Result<(), RunError> {
+        Ok(())
+    }
+    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
+        Ok(())
+    }
+    unsafe fn wrap_host(&self, ptr: NonNull<u8>, bytes: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Buffer> {
+        Some(Buffer::new(Arc::new(CpuMem { ptr, kind: MemKind::Borrowed(owner) }), bytes))
+    }
+    fn host_ptr(&self, b: &Buffer) -> Option<NonNull<u8>> {
+        mem(b).ok().map(|m| m.ptr)
+    }
+}
+
+/// Whether `TK_LOG` asks for one line per CPU launch (`TK_LOG=launch`): the kernel, its tier and
+/// its wall time.
+fn log_launches() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("TK_LOG").is_ok_and(|v| v.split(',').any(|x| x.trim() == "launch")))
+}
+
+/// Runs device kernel `k` (function `f`) on its buffers: on this thread when it is small, else
+/// split over the thread pool.
+fn run(
+    k: usize,
+    f: KernelFn,
+    info: &KernelInfo,
+    kernel: &Kernel,
+    bufs: &[Buffer],
+    dims: &HashMap<String, i64>,
+) -> Result<(), RunError> {
+    {
+        let dev = |m: String| RunError::Device { device: "cpu".into(), message: m };
         if bufs.len() != kernel.bufs.len() {
             return Err(dev(format!("kernel {k} takes {} buffers, got {}", kernel.bufs.len(), bufs.len())));
         }
@@ -512,20 +556,5 @@ impl Device for CpuDevice {
                 .collect()
         };
         results.into_iter().collect()
-    }
-    fn record(&self, _q: &Queue) -> Event {
-        Event::now()
-    }
-    fn wait(&self, _e: &Event) -> Result<(), RunError> {
-        Ok(())
-    }
-    fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
-        Ok(())
-    }
-    unsafe fn wrap_host(&self, ptr: NonNull<u8>, bytes: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Buffer> {
-        Some(Buffer::new(Arc::new(CpuMem { ptr, kind: MemKind::Borrowed(owner) }), bytes))
-    }
-    fn host_ptr(&self, b: &Buffer) -> Option<NonNull<u8>> {
-        mem(b).ok().map(|m| m.ptr)
     }
 }
