@@ -391,7 +391,7 @@ impl Session {
                 "device" if rest.is_empty() => {
                     (format!("device: {} ({})\n", self.device.name(), self.device.target()), false)
                 }
-                "device" => match tk_runtime::open(rest) {
+                "device" => match tk_toolchain::open(rest) {
                     Ok(d) => {
                         self.device = d;
                         (format!("device: {rest}\n"), false)
@@ -628,7 +628,7 @@ fn catch_interrupts() {
 
 /// Runs the REPL: interactive with line editing on a terminal, else reading stdin line by line.
 pub fn run(device: &str) -> u8 {
-    let dev = match tk_runtime::open(device) {
+    let dev = match tk_toolchain::open(device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
@@ -708,7 +708,7 @@ mod tests {
 
     #[test]
     fn tab_completes_builtins_stdlib_fns_commands_and_variables() {
-        let mut s = Session::new(tk_runtime::open("cpu").expect("cpu"));
+        let mut s = Session::new(tk_toolchain::open("cpu").expect("cpu"));
         let _ = s.handle("let logits = arange(4) as f32");
         let h = Helper { names: s.names() };
         let history = rustyline::history::DefaultHistory::new();

@@ -602,7 +602,7 @@ pub fn run(o: RunOpts, choice: ColorChoice) -> u8 {
             return exit::USAGE;
         }
     };
-    let dev = match tk_runtime::open(&o.device) {
+    let dev = match tk_toolchain::open(&o.device) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");

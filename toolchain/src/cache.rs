@@ -128,12 +128,7 @@ impl KernelCache {
     pub fn get_or_compile(&self, dev: &dyn Device, kernels: &[Kernel]) -> Result<Arc<dyn Executable>, RunError> {
         let policy = dev.cpu_tier().unwrap_or(TierPolicy::Cranelift);
         if policy == TierPolicy::Llvm && !tk_codegen::llvm::cpu::AVAILABLE {
-            return Err(RunError::Argument {
-                message: "the CPU's LLVM tier was asked for (TK_CPU_TIER=llvm or cpu,tier=llvm), but this build of tk \
-                          has no LLVM: build it with `--features llvm` (scripts/setup installs LLVM 19), or use \
-                          tier=cranelift"
-                    .into(),
-            });
+            return Err(no_llvm());
         }
         let e = self.cranelift(dev, kernels, policy)?;
         #[cfg(feature = "llvm")]
@@ -239,6 +234,16 @@ impl KernelCache {
     /// Whether entries are for this machine (a cache built for another target only stores keys).
     fn target_is_host(&self) -> bool {
         self.target == tk_codegen::cpu::host_description()
+    }
+}
+
+/// The error for a forced LLVM tier in a build without LLVM.
+pub(crate) fn no_llvm() -> RunError {
+    RunError::Argument {
+        message: "the CPU's LLVM tier was asked for (TK_CPU_TIER=llvm or cpu,tier=llvm), but this build of tk has no \
+                  LLVM: build it with `--features llvm` (scripts/setup installs LLVM 19), or use \
+                  TK_CPU_TIER=cranelift or auto"
+            .into(),
     }
 }
 

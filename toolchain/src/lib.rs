@@ -28,6 +28,18 @@ pub use session::Session;
 /// The build of tk: version, git commit, and a hash of the diff for dirty trees.
 pub const BUILD_ID: &str = env!("TK_BUILD_ID");
 
+/// Opens a device by name (`tk_runtime::open`) and checks that this toolchain can compile for it
+/// as asked: a CPU whose tier is forced to LLVM (`TK_CPU_TIER=llvm`, `cpu,tier=llvm`) needs a
+/// build with LLVM, else [`tk_runtime::RunError::Argument`] names the fix before anything
+/// compiles.
+pub fn open(name: &str) -> Result<std::sync::Arc<dyn tk_runtime::Device>, tk_runtime::RunError> {
+    let dev = tk_runtime::open(name)?;
+    if dev.cpu_tier() == Some(tk_runtime::devices::cpu::TierPolicy::Llvm) && !tk_codegen::llvm::cpu::AVAILABLE {
+        return Err(cache::no_llvm());
+    }
+    Ok(dev)
+}
+
 /// Compiles an entry's prepared graph for `dev` with `opts` (a [`Session`] with those options).
 pub fn compile(
     dev: &dyn tk_runtime::Device,
