@@ -118,7 +118,7 @@ pub trait Device: Send + Sync {
         tk_abi::target::Target::Cpu
     }
     /// The CPU's tier policy (`cpu,tier=...` or `TK_CPU_TIER`); `None` on other devices.
-    fn cpu_tier(&self) -> Option<crate::devices::cpu::TierPolicy> {
+    fn cpu_tier(&self) -> Option<crate::tier::TierPolicy> {
         None
     }
     /// The kinds of code the device loads, the one it prefers first.

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod error;
 pub mod loader;
 pub mod runtime;
+pub mod tier;
 
 pub use array::HostArray;
 pub use device::{Code, Device};
