@@ -140,9 +140,10 @@ fn tk_inspect_shows_entries_and_targets() {
     }
 }
 
-/// x86_64 variants carry a second object for x86-64-v3 (AVX2, FMA) beside the baseline one; the
-/// baseline code calls `fmaf` for a contraction where the v3 code has the instruction; both
-/// compute what the JIT computes for every example, and the loader picks v3 on a CPU that has it.
+/// x86_64 variants carry a second object for x86-64-v3 (AVX2, FMA) beside the baseline one (and
+/// on Linux, from a tk with LLVM, LLVM's objects for x86-64-v3 and v4); the baseline code calls
+/// `fmaf` for a contraction where the v3 code has the instruction; every object computes what the
+/// JIT computes for every example, and the loader picks the best level the CPU has.
 #[test]
 fn x86_64_bundles_carry_baseline_and_v3_code_that_agree() {
     use object::{Object, ObjectSymbol};
@@ -197,18 +198,43 @@ fn x86_64_bundles_carry_baseline_and_v3_code_that_agree() {
                 Err(e) => e.to_string(),
             };
             let want = show(jit.run(dev.as_ref(), &host, &explicit));
-            // On a CPU that runs x86-64-v3 code the loader takes that object, else the
-            // baseline one.
-            let want_key = if cfg!(target_arch = "x86_64") && tk_runtime::bundle::host_runs_x86_64_v3() {
-                tk_runtime::bundle::OBJECT_X86_64_V3
+            // A tk with LLVM adds LLVM's x86-64-v3 and v4 objects to x86_64 Linux entries, which
+            // the loader prefers on a CPU of that level; else Cranelift's v3 object on a CPU that
+            // runs x86-64-v3 code, else the baseline one.
+            let keys = b.cpu_objects(dev.as_ref(), &name);
+            let linux_x86 = cfg!(all(target_arch = "x86_64", target_os = "linux"));
+            let llvm_keys = [tk_runtime::bundle::OBJECT_LLVM_X86_64_V3, tk_runtime::bundle::OBJECT_LLVM_X86_64_V4];
+            if cfg!(feature = "llvm") && linux_x86 {
+                for k in llvm_keys {
+                    assert!(keys.iter().any(|x| x == k), "{name}: no {k} in {keys:?}");
+                }
             } else {
-                "object"
+                assert!(!keys.iter().any(|x| llvm_keys.contains(&x.as_str())), "{name}: {keys:?}");
+            }
+            let v3 = cfg!(target_arch = "x86_64") && tk_runtime::bundle::host_runs_x86_64_v3();
+            let v4 = cfg!(target_arch = "x86_64") && tk_runtime::bundle::host_runs_x86_64_v4();
+            let want_key = match (cfg!(feature = "llvm") && linux_x86, v4, v3) {
+                (true, true, _) => tk_runtime::bundle::OBJECT_LLVM_X86_64_V4,
+                (true, false, true) => tk_runtime::bundle::OBJECT_LLVM_X86_64_V3,
+                (false, _, true) => tk_runtime::bundle::OBJECT_X86_64_V3,
+                _ => "object",
             };
             assert_eq!(b.cpu_object_for(dev.as_ref(), &name), Some(want_key), "{name}");
-            for (what, loaded) in [
+            let mut loads = vec![
                 ("default", b.load_entry(dev.as_ref(), &name)),
                 ("baseline", b.load_entry_baseline(dev.as_ref(), &name)),
+            ];
+            // Every object this CPU can run computes what the JIT does.
+            for (key, runs) in [
+                (tk_runtime::bundle::OBJECT_X86_64_V3, v3),
+                (tk_runtime::bundle::OBJECT_LLVM_X86_64_V3, v3),
+                (tk_runtime::bundle::OBJECT_LLVM_X86_64_V4, v4),
             ] {
+                if runs && keys.iter().any(|x| x == key) {
+                    loads.push((key, b.load_entry_object(dev.as_ref(), &name, key)));
+                }
+            }
+            for (what, loaded) in loads {
                 let loaded = loaded.unwrap_or_else(|e| panic!("{name} ({what}): {e}"));
                 assert_eq!(show(loaded.run(dev.as_ref(), &host, &explicit)), want, "{name}: the {what} object");
             }

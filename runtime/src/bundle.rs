@@ -38,15 +38,71 @@ pub const CPU_PLATFORMS: [(&str, &str); 4] = [
 /// beside the baseline `object`.
 pub const OBJECT_X86_64_V3: &str = "object_x86_64_v3";
 
-/// The key of the CPU object to load from an entry's code: the x86-64-v3 one when `v3` and the
-/// entry has it, else the baseline one; None for GPU code.
-fn cpu_object(code: &Value, v3: bool) -> Option<&'static str> {
-    if v3 && code.get(OBJECT_X86_64_V3).is_some() {
+/// The keys of an x86_64 Linux entry's LLVM objects (a tk built with LLVM makes them), for
+/// x86-64-v3 and x86-64-v4 (AVX-512).
+pub const OBJECT_LLVM_X86_64_V3: &str = "object_llvm_x86_64_v3";
+pub const OBJECT_LLVM_X86_64_V4: &str = "object_llvm_x86_64_v4";
+
+/// The CPU levels whose code a load may take.
+#[derive(Clone, Copy, Debug)]
+struct Levels {
+    v3: bool,
+    v4: bool,
+    /// LLVM's code (unless `TK_CPU_TIER=cranelift`).
+    llvm: bool,
+}
+
+impl Levels {
+    fn host() -> Levels {
+        let llvm = crate::tier::TierPolicy::from_env() != Ok(crate::tier::TierPolicy::Cranelift);
+        Levels { v3: host_runs_x86_64_v3(), v4: host_runs_x86_64_v4(), llvm }
+    }
+    fn baseline() -> Levels {
+        Levels { v3: false, v4: false, llvm: false }
+    }
+}
+
+/// Which CPU object a load takes.
+#[derive(Clone, Copy, Debug)]
+enum Choice<'a> {
+    /// The best one for these levels.
+    Levels(Levels),
+    /// The one of this manifest key.
+    Key(&'a str),
+}
+
+/// The key of the CPU object to load from an entry's code: LLVM's x86-64-v4 or v3 object where
+/// the CPU has the level and the entry has it, else Cranelift's x86-64-v3 one, else the baseline
+/// one; None for GPU code.
+fn cpu_object(code: &Value, l: Levels) -> Option<&'static str> {
+    if l.llvm && l.v4 && code.get(OBJECT_LLVM_X86_64_V4).is_some() {
+        Some(OBJECT_LLVM_X86_64_V4)
+    } else if l.llvm && l.v3 && code.get(OBJECT_LLVM_X86_64_V3).is_some() {
+        Some(OBJECT_LLVM_X86_64_V3)
+    } else if l.v3 && code.get(OBJECT_X86_64_V3).is_some() {
         Some(OBJECT_X86_64_V3)
     } else if code.get("object").is_some() {
         Some("object")
     } else {
         None
+    }
+}
+
+/// Whether this CPU runs x86-64-v4 code: x86-64-v3 and AVX-512 F, BW, CD, DQ and VL (the x86-64
+/// psABI's list for the level) and not disabled by `TK_CPU_BASELINE=1`.
+pub fn host_runs_x86_64_v4() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        host_runs_x86_64_v3()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -268,29 +324,46 @@ impl Bundle {
     }
 
     /// Loads entry `name` onto `dev` from the variant for the device's target. On an x86_64 CPU
-    /// that runs x86-64-v3 code, that object is loaded, else the baseline one.
+    /// that runs x86-64-v4 or v3 code, LLVM's object for that level is loaded where the bundle
+    /// has one (not under `TK_CPU_TIER=cranelift`), else Cranelift's x86-64-v3 object, else the
+    /// baseline one.
     pub fn load_entry(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
-        self.load_code(dev, name, host_runs_x86_64_v3())
+        self.load_code(dev, name, Choice::Levels(Levels::host()))
     }
 
-    /// Which CPU object [`Bundle::load_entry`] takes for entry `name` on this machine
-    /// (`object`, or [`OBJECT_X86_64_V3`] on a CPU that runs x86-64-v3 code), or None when the
-    /// entry has no code for the CPU of `dev`'s platform.
+    /// Which CPU object [`Bundle::load_entry`] takes for entry `name` on this machine (`object`,
+    /// [`OBJECT_X86_64_V3`], [`OBJECT_LLVM_X86_64_V3`] or [`OBJECT_LLVM_X86_64_V4`]), or None when
+    /// the entry has no code for the CPU of `dev`'s platform.
     pub fn cpu_object_for(&self, dev: &dyn Device, name: &str) -> Option<&'static str> {
         let entries = self.manifest["entries"].as_array()?;
         let ei = entries.iter().position(|e| e["name"] == name)?;
         let want = Bundle::variant_for(dev);
         let v = self.variants().into_iter().find(|v| v["target"] == want.as_str())?;
-        cpu_object(&v["entries"][ei]["code"], host_runs_x86_64_v3())
+        cpu_object(&v["entries"][ei]["code"], Levels::host())
     }
 
     /// [`Bundle::load_entry`], but CPU code always from the baseline object (what
     /// `TK_CPU_BASELINE=1` does for every load).
     pub fn load_entry_baseline(&self, dev: &dyn Device, name: &str) -> Result<Compiled, RunError> {
-        self.load_code(dev, name, false)
+        self.load_code(dev, name, Choice::Levels(Levels::baseline()))
     }
 
-    fn load_code(&self, dev: &dyn Device, name: &str, v3: bool) -> Result<Compiled, RunError> {
+    /// [`Bundle::load_entry`] with the CPU object of manifest key `key` (for tests and tools
+    /// that compare a bundle's objects); an error when the entry has no such object.
+    pub fn load_entry_object(&self, dev: &dyn Device, name: &str, key: &str) -> Result<Compiled, RunError> {
+        self.load_code(dev, name, Choice::Key(key))
+    }
+
+    /// The manifest keys of entry `name`'s code for the CPU of `dev`'s platform.
+    pub fn cpu_objects(&self, dev: &dyn Device, name: &str) -> Vec<String> {
+        let Some(entries) = self.manifest["entries"].as_array() else { return Vec::new() };
+        let Some(ei) = entries.iter().position(|e| e["name"] == name) else { return Vec::new() };
+        let want = Bundle::variant_for(dev);
+        let Some(v) = self.variants().into_iter().find(|v| v["target"] == want.as_str()) else { return Vec::new() };
+        v["entries"][ei]["code"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn load_code(&self, dev: &dyn Device, name: &str, choice: Choice<'_>) -> Result<Compiled, RunError> {
         let entries = self.manifest["entries"].as_array().cloned().unwrap_or_default();
         let Some(ei) = entries.iter().position(|e| e["name"] == name) else {
             let names: Vec<String> = self.entries().into_iter().map(|s| s.name).collect();
@@ -344,7 +417,14 @@ impl Bundle {
             )));
         }
         let code = &ve["code"];
-        let code = if let Some(key) = cpu_object(code, v3) {
+        let key = match choice {
+            Choice::Levels(l) => cpu_object(code, l),
+            Choice::Key(k) if code.get(k).is_some() => Some(k),
+            Choice::Key(k) => {
+                return Err(RunError::Argument { message: format!("{}: entry `{name}` has no `{k}` code", self.path) });
+            }
+        };
+        let code = if let Some(key) = key {
             Code::CpuObject(self.blob(&code[key])?)
         } else if code.get("hsaco").is_some() {
             Code::Hsaco(self.blob(&code["hsaco"])?)

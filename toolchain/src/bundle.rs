@@ -94,6 +94,19 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
                         if triple.starts_with("x86_64") {
                             code[OBJECT_X86_64_V3] = blob(&object(Level::X86_64V3)?);
                         }
+                        // With LLVM, x86_64 Linux also gets LLVM's code for x86-64-v3 and v4
+                        // (what the runtime's loader takes); the loader prefers it where the CPU
+                        // has the level. An entry LLVM cannot compile keeps Cranelift's code only.
+                        #[cfg(feature = "llvm")]
+                        if triple == "x86_64-unknown-linux-gnu" {
+                            for (key, cpu) in tk_codegen::llvm::cpu::BUNDLE_LEVELS {
+                                match tk_codegen::llvm::cpu::portable_object(&l.kernels, triple, cpu) {
+                                    Ok(obj) => code[key] = blob(&obj),
+                                    Err(tk_codegen::llvm::cpu::CpuTierError::Unsupported { .. }) => {}
+                                    Err(e) => return Err(compile_err(format!("{triple} ({cpu}): {e}"))),
+                                }
+                            }
+                        }
                         ventries.push(json!({
                             "kernels": l.kernels.len(),
                             "digest": digest(&l.kernels),

@@ -40,7 +40,8 @@ pub fn module(kernels: &[Kernel], host: &HostCpu) -> Result<String, CpuTierError
     }
     // Rows of a matrix product's register tile: with 32 vector registers of 512 bits (AVX-512)
     // four rows of 32 columns make eight accumulators; with 16 (AVX2, and unknown hosts) two.
-    let rows = if host.features.split(',').any(|f| f == "+avx512f") { 4 } else { 2 };
+    let avx512 = host.features.split(',').any(|f| f == "+avx512f") || host.cpu == "x86-64-v4";
+    let rows = if avx512 { 4 } else { 2 };
     let mut decls = std::collections::BTreeSet::new();
     for (i, k) in kernels.iter().enumerate() {
         let (text, used) = emit::cpu_kernel(k, &tk_abi::cpu::symbol(i), rows)
@@ -73,7 +74,7 @@ mod compile {
     use inkwell::context::Context;
     use inkwell::memory_buffer::MemoryBuffer;
     use inkwell::passes::PassBuilderOptions;
-    use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine};
+    use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
     use tk_ir::kernel::Kernel;
 
     fn llvm(e: impl std::fmt::Display) -> CpuTierError {
@@ -90,9 +91,10 @@ mod compile {
     }
 
     fn machine(host: &HostCpu) -> Result<TargetMachine, CpuTierError> {
-        Target::initialize_native(&InitializationConfig::default())
-            .map_err(|e| llvm(format!("LLVM cannot generate code for this machine: {e}")))?;
-        let triple = TargetMachine::get_default_triple();
+        let config = InitializationConfig::default();
+        Target::initialize_x86(&config);
+        Target::initialize_aarch64(&config);
+        let triple = TargetTriple::create(&host.triple);
         let t =
             Target::from_triple(&triple).map_err(|e| llvm(format!("LLVM has no target for {}: {e}", host.triple)))?;
         t.create_target_machine(
@@ -109,9 +111,18 @@ mod compile {
     /// Compiles kernels for this machine into a relocatable object (symbols `tk_k{i}`), through
     /// LLVM's `default<O3>` pipeline.
     pub fn object(kernels: &[Kernel]) -> Result<Vec<u8>, CpuTierError> {
-        let host = host();
-        let ir = super::module(kernels, &host)?;
-        let tm = machine(&host)?;
+        object_for(kernels, &host())
+    }
+
+    /// [`object`] for another CPU: a triple and an LLVM CPU name (`x86-64-v3`, `x86-64-v4`: a
+    /// microarchitecture level, never the building machine's own features), as bundles carry.
+    pub fn portable_object(kernels: &[Kernel], triple: &str, cpu: &str) -> Result<Vec<u8>, CpuTierError> {
+        object_for(kernels, &HostCpu { triple: triple.into(), cpu: cpu.into(), features: String::new() })
+    }
+
+    fn object_for(kernels: &[Kernel], host: &HostCpu) -> Result<Vec<u8>, CpuTierError> {
+        let ir = super::module(kernels, host)?;
+        let tm = machine(host)?;
         let ctx = Context::create();
         let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "tk");
         let module = ctx.create_module_from_ir(buf).map_err(|e| llvm(format!("LLVM rejected tk's IR: {e}")))?;
@@ -129,7 +140,13 @@ mod compile {
 }
 
 #[cfg(feature = "llvm")]
-pub use compile::{host, object};
+pub use compile::{host, object, portable_object};
+
+/// The x86-64 microarchitecture levels (LLVM CPU names) bundles carry LLVM code for, with the
+/// key of each object in a bundle's manifest: x86-64-v3 (AVX2, FMA) and x86-64-v4 (AVX-512).
+/// Source for the levels: the x86-64 psABI, "Micro architecture levels".
+pub const BUNDLE_LEVELS: [(&str, &str); 2] =
+    [("object_llvm_x86_64_v3", "x86-64-v3"), ("object_llvm_x86_64_v4", "x86-64-v4")];
 
 /// The host as LLVM would see it; without LLVM in the build, nothing is known (the IR then
 /// names no CPU).

@@ -110,6 +110,45 @@ struct Em {
 }
 
 impl Em {
+    /// An emitter for kernel `k` (legalized) named `name`, with its checks numbered in program
+    /// order.
+    fn new(k: &Kernel, name: &str, mode: Mode) -> Em {
+        let mut dtypes = Vec::new();
+        reg_dtypes(&k.body, &mut dtypes);
+        let mut order = Vec::new();
+        collect_checks(&k.body, &mut order);
+        Em {
+            out: String::new(),
+            allocas: String::new(),
+            allocated: BTreeSet::new(),
+            nval: 0,
+            nlabel: 0,
+            terminated: false,
+            dtypes,
+            dims: HashMap::new(),
+            syms: HashMap::new(),
+            bufs: (0..k.bufs.len()).map(|i| format!("%b{i}")).collect(),
+            buf_dtypes: k.bufs.iter().map(|b| b.dtype).collect(),
+            accs: HashMap::new(),
+            locals: HashMap::new(),
+            lds: Vec::new(),
+            check_ids: order.iter().enumerate().map(|(i, c)| (*c as *const Inst, i)).collect(),
+            mode,
+            in_local: false,
+            tid0: String::new(),
+            tid: String::new(),
+            decls: BTreeSet::new(),
+            kname: name.to_string(),
+            cpu: false,
+            cpu_top: false,
+            lanes: None,
+            lane: None,
+            lane_regs: HashSet::new(),
+            lane_vars: Vec::new(),
+            tile_rows: 1,
+        }
+    }
+
     fn line(&mut self, s: impl AsRef<str>) {
         if self.terminated {
             // Unreachable code after a branch: give it a block of its own.
@@ -1505,8 +1544,6 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
     let legal = crate::common::Backend::Llvm.legal(k);
     let k = &legal;
     let symbols = tk_abi::launch::symbols(k);
-    let mut dtypes = Vec::new();
-    reg_dtypes(&k.body, &mut dtypes);
     let local = has_local(&k.body);
     let chain = parallel_chain(&k.body);
     let mode = if local {
@@ -1516,39 +1553,7 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
     } else {
         Mode::Single
     };
-    let mut e = Em {
-        out: String::new(),
-        allocas: String::new(),
-        allocated: BTreeSet::new(),
-        nval: 0,
-        nlabel: 0,
-        terminated: false,
-        dtypes,
-        dims: HashMap::new(),
-        syms: HashMap::new(),
-        bufs: (0..k.bufs.len()).map(|i| format!("%b{i}")).collect(),
-        buf_dtypes: k.bufs.iter().map(|b| b.dtype).collect(),
-        accs: HashMap::new(),
-        locals: HashMap::new(),
-        lds: Vec::new(),
-        check_ids: HashMap::new(),
-        mode,
-        in_local: false,
-        tid0: String::new(),
-        tid: String::new(),
-        decls: BTreeSet::new(),
-        kname: name.to_string(),
-        cpu: false,
-        cpu_top: false,
-        lanes: None,
-        lane: None,
-        lane_regs: HashSet::new(),
-        lane_vars: Vec::new(),
-        tile_rows: 1,
-    };
-    let mut order = Vec::new();
-    collect_checks(&k.body, &mut order);
-    e.check_ids = order.iter().enumerate().map(|(i, c)| (*c as *const Inst, i)).collect();
+    let mut e = Em::new(k, name, mode);
     let mut params: Vec<String> = (0..k.bufs.len()).map(|i| format!("ptr addrspace(1) %b{i}")).collect();
     for (i, s) in symbols.iter().enumerate() {
         params.push(format!("i64 %d{i}"));
@@ -1723,49 +1728,20 @@ fn size(body: &[Inst]) -> usize {
 /// check's number plus one). Its attributes are group `#0` (the module's: the host's `target-cpu` and
 /// `target-features`, in attribute group `#0`). Returns the function and the declarations it uses.
 ///
-/// The body is the same kernel IR the Cranelift backend compiles, in the same order: vectorised,
-/// unrolled and register-tiled ranges are plain loops here (their order is the scalar order), so
-/// both tiers compute identical bits. What the emitter cannot compile on the CPU (atomic adds,
+/// The body is the same kernel IR the Cranelift backend compiles, in the same order: unrolled
+/// ranges are plain loops, vectorised ranges run their lanes' copies side by side (`tiled`), and
+/// every lane computes its scalar iteration, so both tiers compute identical bits. What the emitter cannot compile on the CPU (atomic adds,
 /// barriers followed by code) is an `Unsupported` error; the kernel then stays on Cranelift.
 pub fn cpu_kernel(k: &Kernel, name: &str, tile_rows: usize) -> Result<(String, BTreeSet<String>), Unsupported> {
     let legal = crate::common::Backend::LlvmCpu.legal(k);
     let k = &legal;
     let symbols = tk_abi::launch::symbols(k);
-    let mut dtypes = Vec::new();
-    reg_dtypes(&k.body, &mut dtypes);
-    let mut e = Em {
-        out: String::new(),
-        allocas: String::new(),
-        allocated: BTreeSet::new(),
-        nval: 0,
-        nlabel: 0,
-        terminated: false,
-        dtypes,
-        dims: HashMap::new(),
-        syms: HashMap::new(),
-        bufs: (0..k.bufs.len()).map(|i| format!("%b{i}")).collect(),
-        buf_dtypes: k.bufs.iter().map(|b| b.dtype).collect(),
-        accs: HashMap::new(),
-        locals: HashMap::new(),
-        lds: Vec::new(),
-        check_ids: HashMap::new(),
-        mode: Mode::Single,
-        in_local: false,
-        tid0: "true".into(),
-        tid: "0".into(),
-        decls: BTreeSet::new(),
-        kname: name.to_string(),
-        cpu: true,
-        cpu_top: tk_abi::launch::parallel_range(k).is_some(),
-        lanes: None,
-        lane: None,
-        lane_regs: HashSet::new(),
-        lane_vars: Vec::new(),
-        tile_rows,
-    };
-    let mut order = Vec::new();
-    collect_checks(&k.body, &mut order);
-    e.check_ids = order.iter().enumerate().map(|(i, c)| (*c as *const Inst, i)).collect();
+    let mut e = Em::new(k, name, Mode::Single);
+    e.cpu = true;
+    e.cpu_top = tk_abi::launch::parallel_range(k).is_some();
+    e.tile_rows = tile_rows;
+    e.tid0 = "true".into();
+    e.tid = "0".into();
     for i in 0..k.bufs.len() {
         let a = e.val(format!("getelementptr inbounds ptr, ptr %bufs, i64 {i}"));
         e.line(format!("%b{i} = load ptr, ptr {a}, align 8"));
