@@ -149,6 +149,22 @@ impl Em {
         }
     }
 
+    /// Evaluates, once at the function's entry, every symbolic dimension the body and the
+    /// buffers' shapes use.
+    fn bind_dims(&mut self, k: &Kernel) {
+        let mut dims = Vec::new();
+        collect_dims(&k.body, &mut dims);
+        for b in &k.bufs {
+            dims.extend(b.shape.iter().cloned());
+        }
+        for d in dims {
+            if d.as_const().is_none() && !self.dims.contains_key(&d) {
+                let v = self.eval_dim(&d);
+                self.dims.insert(d, v);
+            }
+        }
+    }
+
     fn line(&mut self, s: impl AsRef<str>) {
         if self.terminated {
             // Unreachable code after a branch: give it a block of its own.
@@ -1561,17 +1577,7 @@ pub fn kernel(k: &Kernel, name: &str, attr: usize) -> Result<(String, AmdKernel,
     }
     params.push("ptr addrspace(1) %err".into());
     params.push("i64 %ngroups".into());
-    let mut dims = Vec::new();
-    collect_dims(&k.body, &mut dims);
-    for b in &k.bufs {
-        dims.extend(b.shape.iter().cloned());
-    }
-    for d in dims {
-        if d.as_const().is_none() && !e.dims.contains_key(&d) {
-            let v = e.eval_dim(&d);
-            e.dims.insert(d, v);
-        }
-    }
+    e.bind_dims(k);
     let tid32 = e.call("i32", "llvm.amdgcn.workitem.id.x", &[]);
     e.tid = e.val(format!("zext i32 {tid32} to i64"));
     e.tid0 = e.val(format!("icmp eq i32 {tid32}, 0"));
@@ -1751,17 +1757,7 @@ pub fn cpu_kernel(k: &Kernel, name: &str, tile_rows: usize) -> Result<(String, B
         e.line(format!("%d{i} = load i64, ptr {a}, align 8"));
         e.syms.insert(s.clone(), format!("%d{i}"));
     }
-    let mut dims = Vec::new();
-    collect_dims(&k.body, &mut dims);
-    for b in &k.bufs {
-        dims.extend(b.shape.iter().cloned());
-    }
-    for d in dims {
-        if d.as_const().is_none() && !e.dims.contains_key(&d) {
-            let v = e.eval_dim(&d);
-            e.dims.insert(d, v);
-        }
-    }
+    e.bind_dims(k);
     e.block(&k.body)?;
     e.label("done");
     e.line("ret i32 0");
