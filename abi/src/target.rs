@@ -101,7 +101,8 @@ impl Target {
     /// 64 lanes run out of registers on x86_64). Results are unchanged: each output element
     /// still accumulates in k order.
     pub fn kernel_knobs(self, s: &Schedule, k: usize) -> Knobs {
-        let Some(&w) = s.kernels.get(k).and_then(|kern| kern.writes.first()) else { return Knobs::default() };
+        // A row kernel's last outputs are its widest (see `tk_ir::schedule::fuse_rows`).
+        let Some(&w) = s.kernels.get(k).and_then(|kern| kern.writes.last()) else { return Knobs::default() };
         let shape = &s.buffers[w].shape;
         let mut kn = self.default_knobs(shape);
         let contraction = matches!(s.graph.node(s.buffers[w].node).op, Op::Reduce { op: ReduceOp::Dot, .. });
@@ -165,11 +166,18 @@ pub fn split<'g>(g: &'g Graph, target: Target, opts: &Options) -> std::borrow::C
     std::borrow::Cow::Owned(tk_ir::graph::passes::split_reductions(&g, &split))
 }
 
+/// The schedule of a prepared graph for a target: the CPU runs a row's reductions and the
+/// elementwise work that reads them in one kernel (`tk_ir::schedule::fuse_rows`).
+pub fn schedule(g: &Graph, target: Target, opts: &Options) -> Schedule {
+    let s = tk_ir::schedule::schedule(&split(g, target, opts));
+    if target == Target::Cpu { tk_ir::schedule::fuse_rows(&s) } else { s }
+}
+
 /// Schedules a prepared graph (see `tk_ir::graph::passes::prepare`) for a target and lowers every
 /// device kernel.
 pub fn lower(g: &Graph, target: Target, opts: &Options) -> Result<Lowered, LowerError> {
     let t0 = Instant::now();
-    let schedule = tk_ir::schedule::schedule(&split(g, target, opts));
+    let schedule = schedule(g, target, opts);
     let t1 = Instant::now();
     let mut kernels = Vec::new();
     for i in 0..schedule.kernels.len() {

@@ -18,12 +18,20 @@ pub struct LoadError(pub String);
 pub struct LoadedCode {
     _mem: Mmap,
     symbols: HashMap<String, usize>,
+    sizes: HashMap<String, u64>,
 }
 
 impl LoadedCode {
     /// The address of a defined symbol (without the Mach-O leading underscore).
     pub fn symbol(&self, name: &str) -> Option<*const u8> {
         self.symbols.get(name).map(|a| *a as *const u8)
+    }
+
+    /// Names a loaded function `label` for Linux `perf` (with `TK_PERF_MAP=1`; see [`perf_map`]).
+    pub fn name_for_profilers(&self, symbol: &str, label: &str) {
+        if let (Some(a), Some(n)) = (self.symbols.get(symbol), self.sizes.get(symbol)) {
+            perf_map(*a, *n, label);
+        }
     }
 }
 
@@ -73,6 +81,20 @@ pub fn resolve(name: &str) -> Option<usize> {
         _ => return None,
     };
     Some(p as usize)
+}
+
+/// With `TK_PERF_MAP=1`, appends a loaded function to `/tmp/perf-<pid>.map`, the file Linux
+/// `perf` reads to name code outside any ELF file (`perf report` then shows `tk_k7` and so on).
+/// Best effort: a profiling aid, so a failed write is ignored.
+pub fn perf_map(addr: usize, size: u64, name: &str) {
+    if std::env::var_os("TK_PERF_MAP").is_none_or(|v| v != "1") || size == 0 {
+        return;
+    }
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("perf-{}.map", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{addr:x} {size:x} {name}");
+    }
 }
 
 /// Loads an object built for this machine.
@@ -167,6 +189,7 @@ pub fn load(bytes: &[u8], resolve: &dyn Fn(&str) -> Option<usize>) -> Result<Loa
         }
     }
     let mut symbols = HashMap::new();
+    let mut sizes = HashMap::new();
     for sym in obj.symbols() {
         if sym.is_definition()
             && let (Ok(name), Some(si)) = (sym.name(), sym.section_index())
@@ -174,6 +197,7 @@ pub fn load(bytes: &[u8], resolve: &dyn Fn(&str) -> Option<usize>) -> Result<Loa
         {
             let name = name.strip_prefix('_').filter(|_| obj.format() == object::BinaryFormat::MachO).unwrap_or(name);
             symbols.insert(name.to_string(), base + off + sym.address() as usize);
+            sizes.insert(name.to_string(), sym.size());
         }
     }
     let mem = mem.make_exec().map_err(|e| LoadError(format!("making the code executable: {e}")))?;
@@ -183,5 +207,5 @@ pub fn load(bytes: &[u8], resolve: &dyn Fn(&str) -> Option<usize>) -> Result<Loa
             .map_err(|e| LoadError(format!("flushing the icache: {e}")))?;
     }
     icache::pipeline_flush_mt().map_err(|e| LoadError(format!("flushing the pipeline: {e}")))?;
-    Ok(LoadedCode { _mem: mem, symbols })
+    Ok(LoadedCode { _mem: mem, symbols, sizes })
 }

@@ -158,7 +158,7 @@ impl Session {
 
     /// The schedule of a prepared graph for a target, as text.
     pub fn schedule_text(&self, g: &Graph, target: Target, name: &str) -> String {
-        tk_ir::schedule::print(&tk_ir::schedule::schedule(&crate::target::split(g, target, &self.options)), name)
+        tk_ir::schedule::print(&crate::target::schedule(g, target, &self.options), name)
     }
 
     /// The Cranelift IR of a device kernel, before Cranelift's optimisations.

@@ -44,7 +44,7 @@ pub fn module(kernels: &[Kernel], host: &HostCpu) -> Result<String, CpuTierError
     let rows = if avx512 { 4 } else { 2 };
     let mut decls = std::collections::BTreeSet::new();
     for (i, k) in kernels.iter().enumerate() {
-        let (text, used) = emit::cpu_kernel(k, &tk_abi::cpu::symbol(i), rows)
+        let (text, used) = emit::cpu_kernel(k, &tk_abi::cpu::symbol(i), rows, i)
             .map_err(|Unsupported { message }| CpuTierError::Unsupported { kernel: k.name.clone(), message })?;
         ir.push('\n');
         ir.push_str(&text);

@@ -630,7 +630,7 @@ pub const EXPENSIVE: usize = 16;
 
 /// The number of elementwise operations that compute node `id` from materialised values (inputs,
 /// reductions, constants), each shared node counted once; stops counting at [`EXPENSIVE`].
-fn elementwise_cost(g: &Graph, id: NodeId, seen: &mut HashSet<NodeId>) -> usize {
+pub(crate) fn elementwise_cost(g: &Graph, id: NodeId, seen: &mut HashSet<NodeId>) -> usize {
     if !seen.insert(id) || seen.len() > 4 * EXPENSIVE {
         return 0;
     }

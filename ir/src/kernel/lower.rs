@@ -220,6 +220,19 @@ impl<'s> Builder<'s> {
             {
                 self.grouped_reduce(g, id, *op, axes[0], coords, pred)
             }
+            // A reduction over no axes (the graph's way of saying "materialise this value") of
+            // one element: the first element starts an accumulation unchanged (docs/numerics.md),
+            // so it is the element itself where the accumulator and result dtypes are its own.
+            // No accumulator: code generators vectorise the plain value.
+            Op::Reduce { op, axes }
+                if axes.is_empty()
+                    && n.args.len() == 1
+                    && !matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin)
+                    && crate::graph::interp::acc_dtype(g.node(n.args[0]).dtype) == n.dtype
+                    && g.node(n.args[0]).dtype == n.dtype =>
+            {
+                self.emit(g, n.args[0], coords, pred)
+            }
             Op::Reduce { op, axes } => {
                 let src = g.node(n.args[0]);
                 let acc = self.reg();
@@ -493,7 +506,7 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
     let loc = roots.first().map(|r| g.node(*r).loc).unwrap_or_default();
     let shape = roots.first().map(|r| g.node(*r).shape.clone()).unwrap_or_default();
     if roots.iter().any(|r| g.node(*r).shape != shape) {
-        return Err(KernelError { message: "a kernel whose outputs have different shapes".into(), loc });
+        return row_kernel(b, k, bufs, knobs, loc).map(|k| vec![k]);
     }
     knobs.valid_for(shape.len()).map_err(|m| KernelError { message: format!("invalid knobs: {m}"), loc })?;
     if let [root] = roots.as_slice()
@@ -584,6 +597,190 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
         mark_unroll(&mut body, knobs.unroll);
     }
     Ok(vec![Kernel { name: format!("k{k}"), bufs, body, regs, knobs: knobs.clone(), loc }])
+}
+
+/// A row kernel (`schedule::fuse_rows`): its last outputs have the shape `[P.., n]`, the others
+/// `[P..]` or `[P.., lanes]`. For each row `P` (the first `knobs.parallel` axes in parallel) the
+/// outputs are computed in order, consecutive outputs of one shape in one phase: a value per row,
+/// or a range over the last axis (vectorised by `knobs.vector`). A later phase reads an earlier
+/// one's results back from their buffers, at the same row.
+fn row_kernel(mut b: Builder<'_>, k: usize, bufs: Vec<KBuf>, knobs: &Knobs, loc: Loc) -> Result<Kernel, KernelError> {
+    let s = b.s;
+    let g = &s.graph;
+    let kern = &s.kernels[k];
+    let shape_of = |w: usize| &s.buffers[w].shape;
+    let Some(&last) = kern.writes.last() else {
+        return Err(KernelError { message: "a kernel without outputs".into(), loc });
+    };
+    let shape = shape_of(last).clone();
+    let rank = shape.len();
+    let prefix = &shape[..rank.saturating_sub(1)];
+    let fits = |w: usize| {
+        let sh = shape_of(w);
+        sh == prefix || (rank > 0 && sh.len() == rank && sh[..rank - 1] == *prefix)
+    };
+    if rank < 2 || !kern.writes.iter().all(|w| fits(*w)) {
+        return Err(KernelError { message: "a kernel whose outputs have different shapes".into(), loc });
+    }
+    knobs.valid_for(rank).map_err(|m| KernelError { message: format!("invalid knobs: {m}"), loc })?;
+    let mut vars = Vec::new();
+    for _ in 0..rank - 1 {
+        vars.push(b.vars);
+        b.vars += 1;
+        b.open();
+    }
+    let coords: Vec<IExpr> = vars.iter().map(|v| IExpr::Coord(*v)).collect();
+    // Phases: consecutive outputs of one row-long shape share a range; a value per row is a
+    // phase of its own.
+    let mut phases: Vec<Vec<usize>> = Vec::new();
+    for &w in &kern.writes {
+        match phases.last_mut() {
+            Some(p) if shape_of(p[0]) == shape_of(w) && shape_of(w).len() == rank => p.push(w),
+            _ => phases.push(vec![w]),
+        }
+    }
+    let shared = shared_row_value(s, &phases, rank);
+    let mut i = 0;
+    for (pi, phase) in phases.iter().enumerate() {
+        let sh = shape_of(phase[0]).clone();
+        if let Some((x, first, out)) = shared
+            && first == pi
+        {
+            // The row of an expensive value that several phases read (softmax's exponentials)
+            // is computed once, into the row of the output that is written last from it.
+            let var = b.vars;
+            b.vars += 1;
+            b.open();
+            let mut full = coords.clone();
+            full.push(IExpr::Coord(var));
+            let v = b.emit(g, x, &full, None)?;
+            let buf = b.args[&out];
+            b.push(Inst::Store { buf, index: linear(&full, &shape), value: v, pred: None, loc: g.node(x).loc });
+            let body = b.close();
+            let kind = if knobs.vector > 1 { RangeKind::Vectorized(knobs.vector) } else { RangeKind::Sequential };
+            b.push(Inst::Range { var, extent: shape[rank - 1].clone(), kind, body });
+            b.read_nodes.insert(x, out);
+        }
+        let phase = phase.as_slice();
+        i += phase.len();
+        if sh.len() == rank - 1 {
+            for &w in phase {
+                let r = s.buffers[w].node;
+                let v = b.emit(g, r, &coords, None)?;
+                let buf = b.args[&w];
+                b.push(Inst::Store { buf, index: linear(&coords, &sh), value: v, pred: None, loc: g.node(r).loc });
+            }
+        } else {
+            let var = b.vars;
+            b.vars += 1;
+            b.open();
+            let mut full = coords.clone();
+            full.push(IExpr::Coord(var));
+            for &w in phase {
+                let r = s.buffers[w].node;
+                let v = b.emit(g, r, &full, None)?;
+                let buf = b.args[&w];
+                b.push(Inst::Store { buf, index: linear(&full, &sh), value: v, pred: None, loc: g.node(r).loc });
+            }
+            let body = b.close();
+            let kind = if knobs.vector > 1 { RangeKind::Vectorized(knobs.vector) } else { RangeKind::Sequential };
+            b.push(Inst::Range { var, extent: sh[rank - 1].clone(), kind, body });
+        }
+        // Later phases read these results from memory, at this row.
+        for &w in phase {
+            b.read_nodes.insert(s.buffers[w].node, w);
+        }
+    }
+    let _ = i;
+    for a in (0..rank - 1).rev() {
+        let body = b.close();
+        let kind = if a < knobs.parallel { RangeKind::Global } else { RangeKind::Sequential };
+        b.push(Inst::Range { var: vars[a], extent: shape[a].clone(), kind, body });
+    }
+    let mut body = b.blocks.pop().unwrap_or_default();
+    simplify_indices(&mut body, &mut HashMap::new());
+    if knobs.unroll > 1 {
+        mark_unroll(&mut body, knobs.unroll);
+    }
+    Ok(Kernel { name: format!("k{k}"), bufs, body, regs: b.regs, knobs: knobs.clone(), loc })
+}
+
+/// The value of a row kernel worth computing once per element: a node of the row's shape that
+/// is not materialised, costs [`crate::graph::passes::EXPENSIVE`] operations or more, and is
+/// evaluated by the last phase (whose one output has its dtype) and an earlier one; every read of
+/// it must be at the row being computed. Returns the node, the first phase that evaluates it,
+/// and the output buffer that holds it in between (the last phase reads each element before it
+/// writes the same element).
+fn shared_row_value(s: &Schedule, phases: &[Vec<usize>], rank: usize) -> Option<(NodeId, usize, usize)> {
+    let g = &s.graph;
+    let last = phases.last()?;
+    let [out] = last.as_slice() else { return None };
+    let out_node = g.node(s.buffers[*out].node);
+    let materialised: HashMap<NodeId, usize> = s.buffers.iter().enumerate().map(|(i, b)| (b.node, i)).collect();
+    // The nodes each phase evaluates (up to materialised values).
+    let reach = |roots: &[usize]| -> std::collections::HashSet<NodeId> {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<NodeId> = roots.iter().map(|w| s.buffers[*w].node).collect();
+        let starts = stack.clone();
+        while let Some(id) = stack.pop() {
+            if (!starts.contains(&id) && materialised.contains_key(&id)) || !seen.insert(id) {
+                continue;
+            }
+            stack.extend(g.node(id).args.iter().copied());
+        }
+        seen
+    };
+    let reaches: Vec<_> = phases.iter().map(|p| reach(p)).collect();
+    let lastr = reaches.last()?;
+    let mut best: Option<(usize, NodeId, usize)> = None;
+    let order = g.topo();
+    for (pos, id) in order.iter().enumerate() {
+        let n = g.node(*id);
+        if !lastr.contains(id)
+            || materialised.contains_key(id)
+            || n.shape != out_node.shape
+            || n.dtype != out_node.dtype
+            || !matches!(n.op, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma)
+        {
+            continue;
+        }
+        let Some(first) = reaches[..reaches.len() - 1].iter().position(|r| r.contains(id)) else { continue };
+        if crate::graph::passes::elementwise_cost(g, *id, &mut std::collections::HashSet::new())
+            < crate::graph::passes::EXPENSIVE
+        {
+            continue;
+        }
+        if best.is_none_or(|b| pos > b.0) {
+            best = Some((pos, *id, first));
+        }
+    }
+    let (_, x, first) = best?;
+    // What it is computed from is in memory before that phase.
+    let before: std::collections::HashSet<NodeId> =
+        phases[..first].iter().flatten().map(|w| s.buffers[*w].node).collect();
+    let mut stack = vec![x];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if id != x
+            && let Some(b) = materialised.get(&id)
+        {
+            let written_here = phases.iter().flatten().any(|w| w == b);
+            if written_here && !before.contains(&id) {
+                return None;
+            }
+            continue;
+        }
+        stack.extend(g.node(id).args.iter().copied());
+    }
+    let inside = std::collections::BTreeSet::from([x]);
+    let roots = phases.iter().flatten().map(|w| s.buffers[*w].node);
+    if !roots.clone().all(|r| r == x || crate::schedule::row_local(g, r, rank - 1, &inside, &materialised)) {
+        return None;
+    }
+    Some((x, first, *out))
 }
 
 /// A scatter kernel of the schedule, as the lowering found it.

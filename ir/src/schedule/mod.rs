@@ -294,6 +294,200 @@ pub fn schedule(g: &Graph) -> Schedule {
     Schedule { graph: g.clone(), kernels, buffers, slots }
 }
 
+/// Rule 6 (the CPU's row kernels): an elementwise kernel over `[P.., n]` and the kernels before
+/// it that compute, for each row `P`, what it reads of that row (reductions over the row into
+/// `[P..]`, and their lane partials `[P.., lanes]`) become one kernel that runs, for each row,
+/// every phase in order: the row's max, its sum of exponentials, then the row's outputs, while the
+/// row is in the cache. The temporaries are still written (each row's own elements, by the
+/// thread that reads them back); values and their order are unchanged, so results are
+/// bit-identical to the kernels apart. A GPU keeps the kernels apart (one thread per row would
+/// leave it idle).
+///
+/// A kernel joins only when every value of the row kernel that reads its results reads them at
+/// the row being computed (shown by following the index maps from the outputs), when no kernel
+/// between it and the elementwise one reads its results, and when it has no scan, loop or scatter.
+pub fn fuse_rows(s: &Schedule) -> Schedule {
+    let g = &s.graph;
+    let order = g.topo();
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut writer: HashMap<usize, usize> = HashMap::new();
+    for (i, k) in s.kernels.iter().enumerate() {
+        for w in &k.writes {
+            writer.insert(*w, i);
+        }
+    }
+    let node_buf: HashMap<NodeId, usize> = s
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !matches!(b.kind, BufferKind::Input(_)))
+        .map(|(i, b)| (b.node, i))
+        .collect();
+    let plain = |k: &DeviceKernel| {
+        k.nodes.iter().all(|id| {
+            !matches!(g.node(*id).op, Op::Scan { .. } | Op::Loop { .. } | Op::Proj(_) | Op::ScatterAdd { .. })
+        })
+    };
+    let mut taken = vec![false; s.kernels.len()];
+    // Fused kernel at the position of its elementwise kernel: the kernels it takes, in order.
+    let mut fused: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (e, ek) in s.kernels.iter().enumerate() {
+        let Some(shape) = ek.writes.first().map(|w| s.buffers[*w].shape.clone()) else { continue };
+        let rank = shape.len();
+        let elementwise = ek.nodes.iter().all(|id| match &g.node(*id).op {
+            Op::Reduce { axes, .. } => axes.is_empty(),
+            op => !is_heavy(op) && !matches!(op, Op::Proj(_)),
+        });
+        if rank < 2 || !elementwise || ek.writes.iter().any(|w| s.buffers[*w].shape != shape) {
+            continue;
+        }
+        let prefix = &shape[..rank - 1];
+        let row_shaped = |b: &Buffer| {
+            matches!(b.kind, BufferKind::Temp { .. })
+                && (b.shape == prefix
+                    || (b.shape.len() == rank
+                        && b.shape[..rank - 1] == *prefix
+                        && b.shape[rank - 1].as_const().is_some()))
+        };
+        // The kernels computing row values that `e` reads, directly or through each other.
+        let mut set: BTreeSet<usize> = BTreeSet::new();
+        let mut stack: Vec<usize> = ek.reads.clone();
+        while let Some(b) = stack.pop() {
+            let Some(&k) = writer.get(&b) else { continue };
+            let kern = &s.kernels[k];
+            if k >= e
+                || taken[k]
+                || set.contains(&k)
+                || !plain(kern)
+                || !kern.writes.iter().all(|w| row_shaped(&s.buffers[*w]))
+            {
+                continue;
+            }
+            set.insert(k);
+            stack.extend(kern.reads.iter().copied());
+        }
+        // No kernel outside the set reads a result of the set before the row kernel runs (a
+        // kernel dropped from the set reads before it, so its producers drop too).
+        loop {
+            let early = |b: &usize, set: &BTreeSet<usize>| {
+                s.kernels.iter().enumerate().any(|(j, kj)| j < e && !set.contains(&j) && kj.reads.contains(b))
+            };
+            match set.iter().copied().find(|&k| s.kernels[k].writes.iter().any(|w| early(w, &set))) {
+                Some(k) => {
+                    set.remove(&k);
+                }
+                None => break,
+            }
+        }
+        if set.is_empty() {
+            continue;
+        }
+        // Every read of a result of the set is at the row being computed.
+        let inside: BTreeSet<NodeId> =
+            set.iter().flat_map(|k| s.kernels[*k].writes.iter().map(|w| s.buffers[*w].node)).collect();
+        let mut roots: Vec<NodeId> = inside.iter().copied().collect();
+        roots.extend(ek.writes.iter().map(|w| s.buffers[*w].node));
+        if !roots.iter().all(|r| row_local(g, *r, rank - 1, &inside, &node_buf)) {
+            continue;
+        }
+        for k in &set {
+            taken[*k] = true;
+        }
+        fused.insert(e, set.into_iter().collect());
+    }
+    if fused.is_empty() {
+        return s.clone();
+    }
+    let mut kernels = Vec::new();
+    for (e, ek) in s.kernels.iter().enumerate() {
+        if taken[e] {
+            continue;
+        }
+        let Some(parts) = fused.get(&e) else {
+            kernels.push(ek.clone());
+            continue;
+        };
+        let mut nodes: Vec<NodeId> = Vec::new();
+        let mut writes: Vec<usize> = Vec::new();
+        for k in parts.iter().chain(std::iter::once(&e)) {
+            for id in &s.kernels[*k].nodes {
+                if !nodes.contains(id) {
+                    nodes.push(*id);
+                }
+            }
+            writes.extend(s.kernels[*k].writes.iter().copied());
+        }
+        nodes.sort_by_key(|id| pos[id]);
+        let mut reads: BTreeSet<usize> = BTreeSet::new();
+        for k in parts.iter().chain(std::iter::once(&e)) {
+            reads.extend(s.kernels[*k].reads.iter().filter(|b| !writes.contains(b)));
+        }
+        kernels.push(DeviceKernel { nodes, reads: reads.into_iter().collect(), writes });
+    }
+    let mut buffers = s.buffers.clone();
+    let slots = plan_memory(&mut buffers, &kernels);
+    Schedule { graph: s.graph.clone(), kernels, buffers, slots }
+}
+
+/// Whether every read of a node of `inside` from `root` (evaluated at a row's coordinates: its
+/// first `rows` coordinates are the row's) is at the same row. Follows elementwise operations,
+/// index maps that keep the first `rows` coordinates, and reductions over later axes.
+pub(crate) fn row_local(
+    g: &Graph,
+    root: NodeId,
+    rows: usize,
+    inside: &BTreeSet<NodeId>,
+    bufs: &HashMap<NodeId, usize>,
+) -> bool {
+    // (node, whether its first `rows` coordinates are the row's)
+    let mut stack: Vec<(NodeId, bool)> = Vec::new();
+    let mut seen: BTreeSet<(NodeId, bool)> = BTreeSet::new();
+    stack.push((root, true));
+    while let Some((id, aligned)) = stack.pop() {
+        if !seen.insert((id, aligned)) {
+            continue;
+        }
+        if id != root && inside.contains(&id) {
+            if !aligned {
+                return false;
+            }
+            continue;
+        }
+        if id != root && bufs.contains_key(&id) {
+            // Another kernel's result (or an input): read from memory, anywhere.
+            continue;
+        }
+        let n = g.node(id);
+        match &n.op {
+            Op::Index { map, .. } => {
+                let src = g.node(n.args[0]);
+                let keeps = aligned
+                    && src.shape.len() >= rows
+                    && n.shape.len() >= rows
+                    && src.shape[..rows] == n.shape[..rows]
+                    && (0..rows).all(|k| map.get(k) == Some(&IExpr::Coord(k)));
+                stack.push((n.args[0], keeps));
+                for d in &n.args[1..] {
+                    stack.push((*d, aligned));
+                }
+            }
+            Op::Reduce { axes, .. } => {
+                let keeps = aligned && axes.iter().all(|a| *a >= rows);
+                for a in &n.args {
+                    stack.push((*a, keeps));
+                }
+            }
+            _ => {
+                for a in &n.args {
+                    let same = g.node(*a).shape == n.shape;
+                    stack.push((*a, aligned && same));
+                }
+            }
+        }
+    }
+    true
+}
+
 fn has_heavy(g: &Graph, id: NodeId, mat: &BTreeSet<NodeId>) -> bool {
     let mut stack = vec![id];
     let mut seen = BTreeSet::new();

@@ -141,6 +141,7 @@ impl Tiers {
         let r = compile(&self.kernels[i]).and_then(|obj| {
             let code = crate::loader::load(&obj, &crate::loader::resolve).map_err(|e| e.0)?;
             let p = code.symbol(&tk_abi::cpu::symbol(0)).ok_or("the LLVM object has no kernel")?;
+            code.name_for_profilers(&tk_abi::cpu::symbol(0), &format!("tk kernel {i} ({name}, llvm)"));
             Ok((code, p as usize))
         });
         match r {
@@ -211,10 +212,11 @@ impl CpuExecutable {
     pub fn from_object(obj: &[u8], kernels: &[Kernel]) -> Result<CpuExecutable, crate::loader::LoadError> {
         let code = crate::loader::load(obj, &crate::loader::resolve)?;
         let mut funcs = Vec::new();
-        for i in 0..kernels.len() {
+        for (i, k) in kernels.iter().enumerate() {
             let p = code
                 .symbol(&tk_abi::cpu::symbol(i))
                 .ok_or_else(|| crate::loader::LoadError(format!("the object has no kernel {i}")))?;
+            code.name_for_profilers(&tk_abi::cpu::symbol(i), &format!("tk kernel {i} ({})", k.name));
             // SAFETY: `tk_k{i}` was compiled from `kernels[i]` with the signature of `KernelFn`.
             funcs.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
         }
