@@ -21,17 +21,9 @@ fn kernels(src: &str, name: &str) -> (tk_ir::graph::Graph, Vec<Kernel>) {
     assert!(c.is_ok(), "{}", c.render_plain());
     let k = c.kernels.iter().find(|k| k.name == name).expect("kernel");
     let g = tk_ir::graph::passes::prepare(&tk_compiler::lower::lower_kernel(k).expect("lowers"));
-    let s = tk_ir::schedule::schedule(&g);
-    let ks = (0..s.kernels.len())
-        .map(|i| {
-            tk_ir::kernel::lower(
-                &s,
-                i,
-                &tk_toolchain::target::Target::Cpu.default_knobs(&s.buffers[s.kernels[i].writes[0]].shape),
-            )
-            .expect("lowers")
-        })
-        .collect();
+    // The device kernels the CPU runs (row kernels included), as `softmax_is_right` compiles them.
+    let opts = tk_toolchain::target::Options { knobs: None, deterministic: true, split: None };
+    let ks = tk_toolchain::target::lower(&g, tk_toolchain::target::Target::Cpu, &opts).expect("lowers").kernels;
     (g, ks)
 }
 

@@ -18,7 +18,9 @@ fn compile(dev: &dyn Device, src: &str, name: &str) -> tk_runtime::Compiled {
     tk_toolchain::Session::new().compile(dev, name, &g).expect("compiles")
 }
 
-const SOFTMAX: &str = "kernel softmax(x: f32[b, n]) -> f32[b, n] {\n    let e = exp(x - max(x, axis: 1, keep: true));\n    e / sum(e, axis: 1, keep: true)\n}\n";
+// Softmax over the columns: several device kernels on every device (a row softmax is one row
+// kernel on the CPU).
+const SOFTMAX: &str = "kernel softmax(x: f32[b, n]) -> f32[b, n] {\n    let e = exp(x - max(x, axis: 0, keep: true));\n    e / sum(e, axis: 0, keep: true)\n}\n";
 const MATMUL: &str = "kernel mm(a: f32[m, k], b: f32[k, n]) -> f32[m, n] { a @ b }\n";
 
 #[test]

@@ -16,6 +16,8 @@
 //!    count match.
 //! 5. Elementwise results of the same shape computed one after the other share one kernel
 //!    (several outputs of one entry, for example).
+//! 6. On the CPU, [`fuse_rows`] then joins an elementwise kernel with the kernels computing the
+//!    row reductions it reads: one kernel per row (softmax, layernorm).
 
 use crate::dims::Dim;
 use crate::dtype::DType;
