@@ -311,3 +311,66 @@ fn every_example_runs_from_a_cpu_bundle_through_the_loader() {
     }
     assert!(ran >= 200, "only {ran} runs");
 }
+
+/// Row kernels (the scheduler's rule 6: a row's reductions and the elementwise work reading them
+/// in one CPU kernel) compute the separate kernels' bits: each program runs with and without
+/// split reductions against the interpreter of the same graph at awkward sizes, and the kernel
+/// counts show which programs became row kernels. Reading another row's reduction keeps the
+/// kernels apart; reading the row backwards makes a row kernel that computes the exponentials
+/// twice (the output's row cannot hold them while it is overwritten).
+#[test]
+fn row_kernels_match_the_interpreter() {
+    use tk_toolchain::target::{Options, Split, Target};
+    // Cranelift's code, and LLVM's where tk is built with it (every kernel at load).
+    let mut devices = vec!["cpu,tier=cranelift"];
+    if cfg!(feature = "llvm") {
+        devices.push("cpu,tier=llvm");
+    }
+    let softmax = "let e = exp(x - max(x, axis: 1, keep: true));\n    e / sum(e, axis: 1, keep: true)";
+    // (source, device kernels without and with split reductions)
+    let programs: [(String, usize, usize); 7] = [
+        (format!("kernel main(x: f32[n, m]) -> f32[n, m] {{\n    {softmax}\n}}\n"), 1, 1),
+        (format!("kernel main(x: f16[n, m]) -> f16[n, m] {{\n    {softmax}\n}}\n"), 1, 1),
+        ("kernel main(x: f32[n, 3, m]) -> f32[n, 3, m] {\n    let e = exp(x - max(x, axis: 2, keep: true));\n    e / sum(e, axis: 2, keep: true)\n}\n".into(), 1, 1),
+        ("kernel main(x: f32[n, m]) -> f32[n, m] {\n    let c = x - mean(x, axis: 1, keep: true);\n    c * rsqrt(mean(c * c, axis: 1, keep: true) + 1e-5)\n}\n".into(), 1, 1),
+        ("kernel main(x: f32[n, m]) -> f32[n, m] {\n    let s = x - max(x, axis: 1, keep: true);\n    s - log(sum(exp(s), axis: 1, keep: true))\n}\n".into(), 1, 1),
+        ("kernel main(x: f32[n, m]) -> f32[n, m] {\n    x - max(x, axis: 1, keep: true)[::-1]\n}\n".into(), 2, 4),
+        ("kernel main(x: f32[n, m]) -> f32[n, m] {\n    let e = exp(x - max(x, axis: 1, keep: true));\n    e[:, ::-1] / sum(e, axis: 1, keep: true)\n}\n".into(), 1, 1),
+    ];
+    let split = Split { chunks: 2, lanes: 16, rows: 16 };
+    let mut rng = Rng(77);
+    let mut checked = 0;
+    for (dev_name, (src, exact_count, split_count)) in devices.iter().flat_map(|d| programs.iter().map(move |p| (d, p)))
+    {
+        let dev = tk_runtime::open(dev_name).expect("cpu device");
+        for (opts, count) in [
+            (Options { knobs: None, deterministic: true, split: None }, exact_count),
+            (Options { knobs: None, deterministic: false, split: Some(split) }, split_count),
+        ] {
+            let session = tk_toolchain::Session::with_options(opts.clone());
+            let c = session.check(Path::new("rows.tk"), src.clone());
+            assert!(c.is_ok(), "{src}{}", c.render_plain());
+            let g = session.prepared(&c.kernels[0]).expect("prepares");
+            let compiled = tk_toolchain::compile(dev.as_ref(), "main", &g, &opts).expect("compiles");
+            assert_eq!(compiled.kernels.len(), *count, "{src} (deterministic: {})", opts.deterministic);
+            // The reference: the interpreter of the graph the CPU scheduled (split as it was).
+            let reference = tk_toolchain::target::split(&g, Target::Cpu, &opts).into_owned();
+            for (n, m) in [(1, 1), (3, 5), (2, 17), (5, 33), (4, 100), (0, 7), (7, 0), (2, 300)] {
+                let dims: HashMap<String, i64> = [("n".to_string(), n), ("m".to_string(), m)].into();
+                let args = random_args(&g, &dims, &mut rng);
+                let b = interp::bind_dims(&reference, &args, &HashMap::new()).expect("binds");
+                let want = interp::run(&reference, &b, &args).expect("interprets");
+                let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+                let got = compiled.run(dev.as_ref(), &host, &HashMap::new()).expect("runs");
+                let got: Vec<Array> = got.iter().map(HostArray::to_interp).collect();
+                assert_eq!(
+                    format!("{want:?}"),
+                    format!("{got:?}"),
+                    "{src} at n = {n}, m = {m} on {dev_name}, {opts:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, devices.len() * 7 * 2 * 8);
+}

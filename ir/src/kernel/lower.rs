@@ -755,6 +755,31 @@ fn shared_row_value(s: &Schedule, phases: &[Vec<usize>], rank: usize) -> Option<
         }
     }
     let (_, x, first) = best?;
+    // The last phase reads it only at the element it writes (through elementwise operations of
+    // the row's shape): it overwrites the row of the output as it goes.
+    let last_roots: Vec<NodeId> = last.iter().map(|w| s.buffers[*w].node).collect();
+    let mut stack: Vec<(NodeId, bool)> = last_roots.iter().map(|r| (*r, true)).collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some((id, same)) = stack.pop() {
+        if id == x {
+            if !same {
+                return None;
+            }
+            continue;
+        }
+        if (!last_roots.contains(&id) && materialised.contains_key(&id)) || !seen.insert((id, same)) {
+            continue;
+        }
+        let n = g.node(id);
+        let pointwise = match &n.op {
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast | Op::Bitcast | Op::Fma => true,
+            Op::Reduce { axes, .. } => axes.is_empty(),
+            _ => false,
+        };
+        for a in &n.args {
+            stack.push((*a, same && pointwise && g.node(*a).shape == n.shape));
+        }
+    }
     // What it is computed from is in memory before that phase.
     let before: std::collections::HashSet<NodeId> =
         phases[..first].iter().flatten().map(|w| s.buffers[*w].node).collect();
