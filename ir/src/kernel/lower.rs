@@ -604,7 +604,13 @@ fn lower_impl(s: &Schedule, k: usize, knobs: &Knobs, atomic: bool) -> Result<Vec
 /// outputs are computed in order, consecutive outputs of one shape in one phase: a value per row,
 /// or a range over the last axis (vectorised by `knobs.vector`). A later phase reads an earlier
 /// one's results back from their buffers, at the same row.
-fn row_kernel(mut b: Builder<'_>, k: usize, bufs: Vec<KBuf>, knobs: &Knobs, loc: Loc) -> Result<Kernel, KernelError> {
+fn row_kernel<'s>(
+    mut b: Builder<'s>,
+    k: usize,
+    bufs: Vec<KBuf>,
+    knobs: &Knobs,
+    loc: Loc,
+) -> Result<Kernel, KernelError> {
     let s = b.s;
     let g = &s.graph;
     let kern = &s.kernels[k];
@@ -640,58 +646,49 @@ fn row_kernel(mut b: Builder<'_>, k: usize, bufs: Vec<KBuf>, knobs: &Knobs, loc:
         }
     }
     let shared = shared_row_value(s, &phases, rank);
-    let mut i = 0;
+    // One range over the row's last axis storing `values` (node, buffer) at each element.
+    let row_range = |b: &mut Builder<'s>, values: &[(NodeId, usize)], extent: &Dim| -> Result<(), KernelError> {
+        let var = b.vars;
+        b.vars += 1;
+        b.open();
+        let mut full = coords.clone();
+        full.push(IExpr::Coord(var));
+        for &(r, w) in values {
+            let v = b.emit(g, r, &full, None)?;
+            let buf = b.args[&w];
+            let index = linear(&full, &s.buffers[w].shape);
+            b.push(Inst::Store { buf, index, value: v, pred: None, loc: g.node(r).loc });
+        }
+        let body = b.close();
+        let kind = if knobs.vector > 1 { RangeKind::Vectorized(knobs.vector) } else { RangeKind::Sequential };
+        b.push(Inst::Range { var, extent: extent.clone(), kind, body });
+        Ok(())
+    };
     for (pi, phase) in phases.iter().enumerate() {
-        let sh = shape_of(phase[0]).clone();
         if let Some((x, first, out)) = shared
             && first == pi
         {
             // The row of an expensive value that several phases read (softmax's exponentials)
             // is computed once, into the row of the output that is written last from it.
-            let var = b.vars;
-            b.vars += 1;
-            b.open();
-            let mut full = coords.clone();
-            full.push(IExpr::Coord(var));
-            let v = b.emit(g, x, &full, None)?;
-            let buf = b.args[&out];
-            b.push(Inst::Store { buf, index: linear(&full, &shape), value: v, pred: None, loc: g.node(x).loc });
-            let body = b.close();
-            let kind = if knobs.vector > 1 { RangeKind::Vectorized(knobs.vector) } else { RangeKind::Sequential };
-            b.push(Inst::Range { var, extent: shape[rank - 1].clone(), kind, body });
+            row_range(&mut b, &[(x, out)], &shape[rank - 1])?;
             b.read_nodes.insert(x, out);
         }
-        let phase = phase.as_slice();
-        i += phase.len();
+        let sh = shape_of(phase[0]);
+        let values: Vec<(NodeId, usize)> = phase.iter().map(|w| (s.buffers[*w].node, *w)).collect();
         if sh.len() == rank - 1 {
-            for &w in phase {
-                let r = s.buffers[w].node;
+            for &(r, w) in &values {
                 let v = b.emit(g, r, &coords, None)?;
                 let buf = b.args[&w];
-                b.push(Inst::Store { buf, index: linear(&coords, &sh), value: v, pred: None, loc: g.node(r).loc });
+                b.push(Inst::Store { buf, index: linear(&coords, sh), value: v, pred: None, loc: g.node(r).loc });
             }
         } else {
-            let var = b.vars;
-            b.vars += 1;
-            b.open();
-            let mut full = coords.clone();
-            full.push(IExpr::Coord(var));
-            for &w in phase {
-                let r = s.buffers[w].node;
-                let v = b.emit(g, r, &full, None)?;
-                let buf = b.args[&w];
-                b.push(Inst::Store { buf, index: linear(&full, &sh), value: v, pred: None, loc: g.node(r).loc });
-            }
-            let body = b.close();
-            let kind = if knobs.vector > 1 { RangeKind::Vectorized(knobs.vector) } else { RangeKind::Sequential };
-            b.push(Inst::Range { var, extent: sh[rank - 1].clone(), kind, body });
+            row_range(&mut b, &values, &sh[rank - 1])?;
         }
         // Later phases read these results from memory, at this row.
-        for &w in phase {
-            b.read_nodes.insert(s.buffers[w].node, w);
+        for &(r, w) in &values {
+            b.read_nodes.insert(r, w);
         }
     }
-    let _ = i;
     for a in (0..rank - 1).rev() {
         let body = b.close();
         let kind = if a < knobs.parallel { RangeKind::Global } else { RangeKind::Sequential };
