@@ -312,6 +312,63 @@ fn every_example_runs_from_a_cpu_bundle_through_the_loader() {
     assert!(ran >= 200, "only {ran} runs");
 }
 
+/// LLVM's aarch64 code from a bundle a tk with LLVM built on another machine (the Mac's
+/// deployment path: `tk build --target cpu` on x86_64 Linux, the bundle loaded on aarch64):
+/// every example's LLVM object goes through the runtime's loader (its branch veneers and address
+/// groups), is the object a load takes by default, and computes what the JIT's Cranelift code
+/// computes, bit for bit. It runs under qemu: scripts/test-aarch64 builds the bundle with
+/// `target/debug/tk` and names it in `TK_TEST_LLVM_BUNDLE`.
+#[test]
+fn llvm_objects_for_aarch64_run_through_the_loader() {
+    if !cfg!(target_arch = "aarch64") {
+        eprintln!(
+            "llvm_objects_for_aarch64_run_through_the_loader: nothing to run on this CPU (scripts/test-aarch64 runs it under qemu)"
+        );
+        return;
+    }
+    let Some(path) = std::env::var_os("TK_TEST_LLVM_BUNDLE") else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "TK_TEST_LLVM_BUNDLE is unset: run scripts/test-aarch64");
+        eprintln!("skipped: TK_TEST_LLVM_BUNDLE is unset (scripts/test-aarch64 builds the bundle and sets it)");
+        return;
+    };
+    let b = tk_runtime::bundle::Bundle::load(Path::new(&path)).expect("the bundle loads");
+    let dev = tk_runtime::open("cpu").expect("cpu");
+    let key = tk_runtime::bundle::OBJECT_LLVM_AARCH64;
+    let mut rng = Rng(0xA64);
+    let (mut ran, mut entries) = (0, 0);
+    for f in examples() {
+        for (name, g) in compile(&f) {
+            if !b.cpu_objects(dev.as_ref(), &name).iter().any(|k| k == key) {
+                continue;
+            }
+            entries += 1;
+            if std::env::var_os("TK_CPU_TIER").is_none() {
+                assert_eq!(b.cpu_object_for(dev.as_ref(), &name), Some(key), "{name}");
+            }
+            let loaded = b.load_entry_object(dev.as_ref(), &name, key).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let jit = tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
+            for size in [1, 5, 7, 33] {
+                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
+                let host: Vec<HostArray> =
+                    random_args(&g, &dims, &mut rng).iter().map(HostArray::from_interp).collect();
+                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+                match (loaded.run(dev.as_ref(), &host, &explicit), jit.run(dev.as_ref(), &host, &explicit)) {
+                    (Ok(a), Ok(j)) => {
+                        let a: Vec<Array> = a.iter().map(HostArray::to_interp).collect();
+                        let j: Vec<Array> = j.iter().map(HostArray::to_interp).collect();
+                        assert_eq!(format!("{a:?}"), format!("{j:?}"), "{name} at size {size}");
+                    }
+                    (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} at size {size}"),
+                    (a, j) => panic!("{name} at size {size}: LLVM {:?}, JIT {:?}", a.err(), j.err()),
+                }
+                ran += 1;
+            }
+        }
+    }
+    eprintln!("{entries} entries ran LLVM's aarch64 code, {ran} runs");
+    assert!(entries >= 80 && ran >= 320, "only {entries} entries with LLVM code, {ran} runs");
+}
+
 /// Row kernels (the scheduler's rule 6: a row's reductions and the elementwise work reading them
 /// in one CPU kernel) compute the separate kernels' bits: each program runs with and without
 /// split reductions against the interpreter of the same graph at awkward sizes, and the kernel

@@ -43,6 +43,11 @@ pub const OBJECT_X86_64_V3: &str = "object_x86_64_v3";
 pub const OBJECT_LLVM_X86_64_V3: &str = "object_llvm_x86_64_v3";
 pub const OBJECT_LLVM_X86_64_V4: &str = "object_llvm_x86_64_v4";
 
+/// The key of an aarch64 entry's LLVM object (Linux and macOS; a tk built with LLVM makes it):
+/// an ELF object for the platform's baseline CPU, which every aarch64 machine of the platform
+/// runs.
+pub const OBJECT_LLVM_AARCH64: &str = "object_llvm_aarch64";
+
 /// The CPU levels whose code a load may take.
 #[derive(Clone, Copy, Debug)]
 struct Levels {
@@ -50,15 +55,18 @@ struct Levels {
     v4: bool,
     /// LLVM's code (unless `TK_CPU_TIER=cranelift`).
     llvm: bool,
+    /// An aarch64 CPU.
+    aarch64: bool,
 }
 
 impl Levels {
     fn host() -> Levels {
         let llvm = crate::tier::TierPolicy::from_env() != Ok(crate::tier::TierPolicy::Cranelift);
-        Levels { v3: host_runs_x86_64_v3(), v4: host_runs_x86_64_v4(), llvm }
+        let aarch64 = cfg!(target_arch = "aarch64") && std::env::var_os("TK_CPU_BASELINE").is_none_or(|v| v != "1");
+        Levels { v3: host_runs_x86_64_v3(), v4: host_runs_x86_64_v4(), llvm, aarch64 }
     }
     fn baseline() -> Levels {
-        Levels { v3: false, v4: false, llvm: false }
+        Levels { v3: false, v4: false, llvm: false, aarch64: false }
     }
 }
 
@@ -71,11 +79,13 @@ enum Choice<'a> {
     Key(&'a str),
 }
 
-/// The key of the CPU object to load from an entry's code: LLVM's x86-64-v4 or v3 object where
-/// the CPU has the level and the entry has it, else Cranelift's x86-64-v3 one, else the baseline
-/// one; None for GPU code.
+/// The key of the CPU object to load from an entry's code: LLVM's object on aarch64, LLVM's
+/// x86-64-v4 or v3 object where the CPU has the level and the entry has it, else Cranelift's
+/// x86-64-v3 one, else the baseline one; None for GPU code.
 fn cpu_object(code: &Value, l: Levels) -> Option<&'static str> {
-    if l.llvm && l.v4 && code.get(OBJECT_LLVM_X86_64_V4).is_some() {
+    if l.llvm && l.aarch64 && code.get(OBJECT_LLVM_AARCH64).is_some() {
+        Some(OBJECT_LLVM_AARCH64)
+    } else if l.llvm && l.v4 && code.get(OBJECT_LLVM_X86_64_V4).is_some() {
         Some(OBJECT_LLVM_X86_64_V4)
     } else if l.llvm && l.v3 && code.get(OBJECT_LLVM_X86_64_V3).is_some() {
         Some(OBJECT_LLVM_X86_64_V3)
@@ -332,7 +342,8 @@ impl Bundle {
     }
 
     /// Which CPU object [`Bundle::load_entry`] takes for entry `name` on this machine (`object`,
-    /// [`OBJECT_X86_64_V3`], [`OBJECT_LLVM_X86_64_V3`] or [`OBJECT_LLVM_X86_64_V4`]), or None when
+    /// [`OBJECT_X86_64_V3`], [`OBJECT_LLVM_X86_64_V3`], [`OBJECT_LLVM_X86_64_V4`] or
+    /// [`OBJECT_LLVM_AARCH64`]), or None when
     /// the entry has no code for the CPU of `dev`'s platform.
     pub fn cpu_object_for(&self, dev: &dyn Device, name: &str) -> Option<&'static str> {
         let entries = self.manifest["entries"].as_array()?;

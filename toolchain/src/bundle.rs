@@ -107,6 +107,24 @@ pub fn build(entries: &[Entry], targets: &[Target], opts: &Options, path: &Path)
                                 }
                             }
                         }
+                        // And aarch64 (Linux and macOS) LLVM's code for the platform's baseline
+                        // CPU, which the loader prefers on every aarch64 machine. The object is
+                        // for another machine, so it is linked here once (not run) to be sure
+                        // the runtime's loader takes it.
+                        #[cfg(feature = "llvm")]
+                        if let Some((_, cpu)) = tk_codegen::llvm::cpu::BUNDLE_AARCH64.iter().find(|(t, _)| *t == triple)
+                        {
+                            match tk_codegen::llvm::cpu::portable_object(&l.kernels, triple, cpu) {
+                                Ok(obj) => {
+                                    tk_runtime::loader::check(&obj, object::Architecture::Aarch64).map_err(|e| {
+                                        compile_err(format!("{triple} ({cpu}): LLVM's object: {e} (a bug in tk)"))
+                                    })?;
+                                    code[tk_runtime::bundle::OBJECT_LLVM_AARCH64] = blob(&obj);
+                                }
+                                Err(tk_codegen::llvm::cpu::CpuTierError::Unsupported { .. }) => {}
+                                Err(e) => return Err(compile_err(format!("{triple} ({cpu}): {e}"))),
+                            }
+                        }
                         ventries.push(json!({
                             "kernels": l.kernels.len(),
                             "digest": digest(&l.kernels),

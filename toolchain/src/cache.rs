@@ -130,10 +130,10 @@ impl KernelCache {
         if policy == TierPolicy::Llvm && !tk_codegen::llvm::cpu::AVAILABLE {
             return Err(no_llvm());
         }
-        // The runtime's loader takes LLVM's objects on x86_64 only (docs/performance.md): elsewhere
-        // `auto` stays on Cranelift rather than compile code it cannot load.
-        let policy =
-            if policy == TierPolicy::Auto && !cfg!(target_arch = "x86_64") { TierPolicy::Cranelift } else { policy };
+        // The runtime's loader takes LLVM's objects on x86_64 and aarch64: elsewhere `auto` stays
+        // on Cranelift rather than compile code it cannot load.
+        let loads_llvm = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+        let policy = if policy == TierPolicy::Auto && !loads_llvm { TierPolicy::Cranelift } else { policy };
         let e = self.cranelift(dev, kernels, policy)?;
         #[cfg(feature = "llvm")]
         if policy != TierPolicy::Cranelift

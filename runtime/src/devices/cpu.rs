@@ -176,15 +176,53 @@ impl Tiers {
             return;
         }
         let (me, compile) = (self.clone(), compile.clone());
+        static BEFORE_FIRST: std::sync::Once = std::sync::Once::new();
+        BEFORE_FIRST.call_once(register_exit_wait);
         let spawned = std::thread::Builder::new().name("tk-llvm-tier".into()).spawn(move || {
             // One LLVM compilation at a time: the JIT's background work stays on one core.
-            static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let _one = ONE.lock();
+            let one = LLVM_COMPILE.lock();
             me.upgrade(i, &*compile);
+            drop(one);
+            // Again after the first compilation, which made LLVM's lazily built globals: so the
+            // wait also runs before their destructors.
+            static AFTER_FIRST: std::sync::Once = std::sync::Once::new();
+            AFTER_FIRST.call_once(register_exit_wait);
         });
         if spawned.is_err() {
             self.state[i].store(FAILED, Ordering::Release);
         }
+    }
+}
+
+/// Held by the LLVM tier's background compilation (one at a time).
+static LLVM_COMPILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+/// Whether [`finish_llvm_at_exit`] has run.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Run at process exit: waits for the LLVM compilation in progress and keeps the lock, so none
+/// starts while LLVM is torn down (a compilation running through the destructors of LLVM's
+/// globals can crash a process whose work is done). Registered with `atexit` before the first
+/// background compilation and again after it, so it runs before the destructors of LLVM's
+/// globals, made when LLVM was loaded or during that compilation; the second call returns.
+extern "C" fn finish_llvm_at_exit() {
+    if EXITING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    match LLVM_COMPILE.lock() {
+        Ok(g) => std::mem::forget(g),
+        Err(poisoned) => std::mem::forget(poisoned.into_inner()),
+    }
+}
+
+fn register_exit_wait() {
+    // SAFETY: `atexit` takes any `extern "C" fn()`; the handler only takes a lock.
+    unsafe {
+        atexit(finish_llvm_at_exit);
     }
 }
 
