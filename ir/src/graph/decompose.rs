@@ -380,27 +380,40 @@ impl B<'_> {
         let cb = self.bin(BinaryOp::Sub, c0, b2);
         self.fma(t, b1, cb)
     }
-    /// 2^n for an integer-valued n in the normal exponent range.
-    fn pow2(&mut self, n: NodeId) -> NodeId {
-        let (int, bias, mant) = (self.p().int, self.p().bias, self.p().mant);
-        let ni = self.cast(n, int);
-        let b = self.ci(bias);
-        let e = self.bin(BinaryOp::Add, ni, b);
-        let sh = self.ci(mant);
-        let bits = self.bin(BinaryOp::Shl, e, sh);
-        self.float(bits)
+    /// Rounds `t` to the nearest integer, ties to even, by adding S = 1.5 * 2^mant: returns
+    /// (m = t + S, n = m - S). For |t| < 2^(mant - 1) the addition's own rounding is the
+    /// rounding and exact, n equals round(t), and m's bits are S's plus n as an integer (what
+    /// [`B::scale`] reads), with no float-to-integer conversion. Larger |t| give some other
+    /// value; exp and exp2 replace those results by their limits.
+    fn round_magic(&mut self, t: NodeId) -> (NodeId, NodeId) {
+        let s = self.c(1.5 * 2f64.powi(self.p().mant as i32));
+        let m = self.bin(BinaryOp::Add, t, s);
+        let n = self.bin(BinaryOp::Sub, m, s);
+        (m, n)
     }
-    /// p * 2^n for integer-valued n up to twice the exponent range, rounding once (subnormal
-    /// results included).
-    fn scale(&mut self, p: NodeId, n: NodeId) -> NodeId {
-        let half = self.c(0.5);
-        let h = self.bin(BinaryOp::Mul, n, half);
-        let n1 = self.un(UnaryOp::Floor, h);
+    /// p * 2^n, with `m` from [`B::round_magic`] for an integer n up to twice the exponent
+    /// range, rounding once (subnormal results included): n = bits(m) - bits(S) as an integer,
+    /// n1 = n >> 1 (floor(n / 2)), n2 = n - n1, each a normal power of two built from its
+    /// exponent bits, and p * 2^n1 * 2^n2.
+    fn scale(&mut self, p: NodeId, m: NodeId) -> NodeId {
+        let (bias, mant) = (self.p().bias, self.p().mant);
+        let s_bits = ((bias + mant) << mant) | (1 << (mant - 1));
+        let mb = self.bits(m);
+        let sb = self.ci(s_bits);
+        let n = self.bin(BinaryOp::Sub, mb, sb);
+        let one = self.ci(1);
+        let n1 = self.bin(BinaryOp::Shr, n, one);
         let n2 = self.bin(BinaryOp::Sub, n, n1);
-        let s1 = self.pow2(n1);
-        let s2 = self.pow2(n2);
-        let t = self.bin(BinaryOp::Mul, p, s1);
-        self.bin(BinaryOp::Mul, t, s2)
+        let b = self.ci(bias);
+        let sh = self.ci(mant);
+        let mut s = [n1, n2].map(|k| {
+            let e = self.bin(BinaryOp::Add, k, b);
+            let e = self.bin(BinaryOp::Shl, e, sh);
+            self.float(e)
+        });
+        let t = self.bin(BinaryOp::Mul, p, s[0]);
+        s[1] = self.bin(BinaryOp::Mul, t, s[1]);
+        s[1]
     }
 
     /// Taylor coefficients of e^(r c): c^k / k!.
@@ -413,22 +426,22 @@ impl B<'_> {
         let p = self.p();
         let log2e = self.c(p.log2e.0);
         let t = self.bin(BinaryOp::Mul, x, log2e);
-        let n = self.un(UnaryOp::Round, t);
-        let y = self.exp_reduced(x, n);
+        let (m, n) = self.round_magic(t);
+        let y = self.exp_reduced(x, m, n);
         self.exp_limits(x, y, p.exp_limits.0, p.exp_limits.1)
     }
 
-    /// e^(x - n ln2) * 2^n.
-    fn exp_reduced(&mut self, x: NodeId, n: NodeId) -> NodeId {
+    /// e^(x - n ln2) * 2^n, with (m, n) from [`B::round_magic`].
+    fn exp_reduced(&mut self, x: NodeId, m: NodeId, n: NodeId) -> NodeId {
         let p = self.p();
-        let nn = self.un(UnaryOp::Neg, n);
-        let hi = self.c(p.ln2.0);
-        let lo = self.c(p.ln2.1);
-        let r1 = self.fma(nn, hi, x);
-        let r = self.fma(nn, lo, r1);
+        // fma(n, -c, x) rounds n * -c + x once: the same value as fma(-n, c, x).
+        let hi = self.c(-p.ln2.0);
+        let lo = self.c(-p.ln2.1);
+        let r1 = self.fma(n, hi, x);
+        let r = self.fma(n, lo, r1);
         let coefs = self.exp_coefs(1.0);
         let e = self.poly(r, &coefs);
-        self.scale(e, n)
+        self.scale(e, m)
     }
 
     /// Overflow to +inf above `hi`, underflow to 0 below `lo`; NaN stays NaN.
@@ -446,11 +459,11 @@ impl B<'_> {
     /// 2^x = 2^n * e^(r ln2) with n = round(x), r = x - n (exact).
     fn exp2(&mut self, x: NodeId) -> NodeId {
         let lim = self.p().exp2_limits;
-        let n = self.un(UnaryOp::Round, x);
+        let (m, n) = self.round_magic(x);
         let r = self.bin(BinaryOp::Sub, x, n);
         let coefs = self.exp_coefs(std::f64::consts::LN_2);
         let e = self.poly(r, &coefs);
-        let y = self.scale(e, n);
+        let y = self.scale(e, m);
         self.exp_limits(x, y, lim.0, lim.1)
     }
 
@@ -742,12 +755,12 @@ impl B<'_> {
     /// 2^(w_hi + w_lo) in f64, w_lo small: n = round(w_hi), r = (w_hi - n) + w_lo.
     fn exp2_dd(&mut self, w_hi: NodeId, w_lo: NodeId) -> NodeId {
         let lim = self.p().exp2_limits;
-        let n = self.un(UnaryOp::Round, w_hi);
+        let (m, n) = self.round_magic(w_hi);
         let r0 = self.bin(BinaryOp::Sub, w_hi, n);
         let r = self.bin(BinaryOp::Add, r0, w_lo);
         let coefs = self.exp_coefs(std::f64::consts::LN_2);
         let e = self.poly(r, &coefs);
-        let y = self.scale(e, n);
+        let y = self.scale(e, m);
         self.exp_limits(w_hi, y, lim.0, lim.1)
     }
 
