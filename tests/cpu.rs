@@ -369,6 +369,48 @@ fn llvm_objects_for_aarch64_run_through_the_loader() {
     assert!(entries >= 80 && ran >= 320, "only {entries} entries with LLVM code, {ran} runs");
 }
 
+/// An entry keeps its temporaries on the CPU for its next launch: launches of the same sizes take
+/// them (no allocation, no fresh pages), launches of other sizes allocate others, and launches from
+/// several threads at once each get their own; every result is the interpreter's, bit for bit.
+/// (Debug builds fill every temporary with a pattern before a launch, so a kernel that read one
+/// before writing it would fail here and in every differential test.)
+#[test]
+fn temporaries_are_kept_between_launches() {
+    // A column softmax: several kernels with temporaries between them on the CPU.
+    let src = "kernel main(x: f32[n, m]) -> f32[n, m] {\n    let e = exp(x - max(x, axis: 0, keep: true));\n    e / sum(e, axis: 0, keep: true)\n}\n";
+    let dev = tk_runtime::open("cpu").expect("cpu");
+    let session = tk_toolchain::Session::new();
+    let c = session.check(Path::new("cols.tk"), src.to_string());
+    assert!(c.is_ok(), "{}", c.render_plain());
+    let g = session.prepared(&c.kernels[0]).expect("prepares");
+    let compiled = tk_toolchain::compile(dev.as_ref(), "main", &g, &Default::default()).expect("compiles");
+    assert!(compiled.schedule.buffers.iter().any(|b| matches!(b.kind, tk_ir::schedule::BufferKind::Temp { .. })));
+    assert_eq!(compiled.kept_temporaries(), 0);
+    let check = |n: i64, m: i64, seed: u64| {
+        let dims: HashMap<String, i64> = [("n".to_string(), n), ("m".to_string(), m)].into();
+        let args = random_args(&g, &dims, &mut Rng(seed));
+        let b = interp::bind_dims(&compiled.schedule.graph, &args, &HashMap::new()).expect("binds");
+        let want = interp::run(&compiled.schedule.graph, &b, &args).expect("interprets");
+        let host: Vec<HostArray> = args.iter().map(HostArray::from_interp).collect();
+        let got = compiled.run(dev.as_ref(), &host, &HashMap::new()).expect("runs");
+        let got: Vec<Array> = got.iter().map(HostArray::to_interp).collect();
+        assert_eq!(format!("{want:?}"), format!("{got:?}"), "n = {n}, m = {m}, seed {seed}");
+    };
+    for (i, (n, m)) in [(37, 5), (37, 5), (300, 70), (300, 70), (37, 5), (1, 1)].into_iter().enumerate() {
+        check(n, m, i as u64);
+        assert!(compiled.kept_temporaries() > 0, "after launch {i}");
+    }
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            s.spawn(move || {
+                for r in 0..5u64 {
+                    check(300, 70, 100 + 10 * t + r);
+                }
+            });
+        }
+    });
+}
+
 /// Row kernels (the scheduler's rule 6: a row's reductions and the elementwise work reading them
 /// in one CPU kernel) compute the separate kernels' bits: each program runs with and without
 /// split reductions against the interpreter of the same graph at awkward sizes, and the kernel

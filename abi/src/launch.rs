@@ -67,15 +67,27 @@ pub fn collect_dims(body: &[Inst], out: &mut Vec<Dim>) {
 
 /// The symbols a kernel's code reads, sorted.
 pub fn symbols(k: &Kernel) -> Vec<String> {
+    let mut s: Vec<String> = all_dims(k).iter().flat_map(|d| d.symbols()).collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+/// Every dimension the kernel's body and its buffers' shapes mention, in order, repeats included.
+fn all_dims(k: &Kernel) -> Vec<Dim> {
     let mut dims = Vec::new();
     collect_dims(&k.body, &mut dims);
     for b in &k.bufs {
         dims.extend(b.shape.iter().cloned());
     }
-    let mut s: Vec<String> = dims.iter().flat_map(|d| d.symbols()).collect();
-    s.sort();
-    s.dedup();
-    s
+    dims
+}
+
+/// The symbolic (non-constant) dimensions the kernel's body and its buffers' shapes mention, each
+/// once, in the order they first appear: what a code generator evaluates once at a kernel's entry.
+pub fn symbolic_dims(k: &Kernel) -> Vec<Dim> {
+    let mut seen = std::collections::HashSet::new();
+    all_dims(k).into_iter().filter(|d| d.as_const().is_none() && seen.insert(d.clone())).collect()
 }
 
 /// The outermost range, when the kernel body is one parallel range (the runtime splits it).

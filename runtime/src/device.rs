@@ -171,4 +171,10 @@ pub trait Device: Send + Sync {
     fn host_ptr(&self, _b: &Buffer) -> Option<std::ptr::NonNull<u8>> {
         None
     }
+    /// Whether a kernel has finished with its buffers when [`Device::launch`] returns (the CPU
+    /// runs it then and there), so that an entry may keep its temporaries for its next launch.
+    /// Queued devices (GPUs) say `false`.
+    fn launches_finish_on_return(&self) -> bool {
+        false
+    }
 }

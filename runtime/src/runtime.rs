@@ -66,6 +66,11 @@ pub struct Compiled {
     pub kernels: Vec<Kernel>,
     exe: Arc<dyn Executable>,
     pub times: CompileTimes,
+    /// The temporaries of the last launch, on a device whose launches finish before they return
+    /// (the CPU): the next launch takes those of the sizes it needs instead of allocating (and
+    /// the kernel faulting in fresh pages). A launch takes the whole pool, so launches running
+    /// at once never share one.
+    temps: std::sync::Mutex<Vec<Buffer>>,
 }
 
 pub use tk_abi::target::Options;
@@ -83,7 +88,12 @@ impl Compiled {
         let t2 = Instant::now();
         let exe = dev.load(&kernels, code)?;
         let times = CompileTimes { schedule: ts, lower: tl, codegen: t2.elapsed() };
-        Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times })
+        Ok(Compiled { name: name.to_string(), schedule, kernels, exe, times, temps: Default::default() })
+    }
+
+    /// How many temporaries the entry keeps for its next launch (see [`Compiled::launch`]).
+    pub fn kept_temporaries(&self) -> usize {
+        self.temps.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// The loaded device code (a `devices::cpu::CpuExecutable` on the CPU, which says which
@@ -106,6 +116,7 @@ impl Compiled {
             kernels,
             exe,
             times: CompileTimes { schedule: ts, lower: tl, codegen },
+            temps: Default::default(),
         }
     }
 }
@@ -292,7 +303,9 @@ impl Compiled {
         self.launch(dev, q, args, &dims)
     }
 
-    /// Allocates outputs and temporaries and enqueues every device kernel.
+    /// Allocates outputs and temporaries and enqueues every device kernel. On a device whose
+    /// launches finish before they return (the CPU) the entry keeps the last launch's
+    /// temporaries, and a launch takes those of the sizes it needs instead of allocating.
     pub fn launch(
         &self,
         dev: &dyn Device,
@@ -379,9 +392,27 @@ impl Compiled {
                 *e = (*e).max(n);
             }
         }
+        // Temporaries need no zeroing: slots are shared by temporaries in turn, so no kernel
+        // reads a temporary it has not written.
+        let keep = dev.launches_finish_on_return();
+        let mut pool =
+            if keep { self.temps.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() } else { Vec::new() };
         let mut slots: HashMap<usize, Buffer> = HashMap::new();
         for (slot, n) in slot_bytes {
-            slots.insert(slot, dev.alloc(n)?);
+            let buf = match pool.iter().position(|b| b.bytes() == n) {
+                Some(i) => pool.swap_remove(i),
+                None => dev.alloc(n)?,
+            };
+            // Debug builds (every test) fill host-memory temporaries with a pattern first, so a
+            // kernel that read one before writing it would compute wrong values in the tests
+            // rather than the zeros of a fresh allocation.
+            #[cfg(debug_assertions)]
+            if let Some(p) = dev.host_ptr(&buf) {
+                // SAFETY: the buffer's memory has `bytes()` bytes, and nothing else uses it now
+                // (it was just allocated or taken out of the pool).
+                unsafe { std::ptr::write_bytes(p.as_ptr(), 0xA5, buf.bytes()) };
+            }
+            slots.insert(slot, buf);
         }
         let mut bufs: Vec<Option<DeviceArray>> = Vec::with_capacity(s.buffers.len());
         for b in &s.buffers {
@@ -418,6 +449,9 @@ impl Compiled {
                 }
             }
             dev.launch(q, &self.exe, i, &kb, dims)?;
+        }
+        if keep && let Ok(mut p) = self.temps.lock() {
+            *p = slots.values().cloned().collect();
         }
         // Outputs; an output that is an unchanged input is copied, so it never aliases.
         let mut outs = Vec::new();

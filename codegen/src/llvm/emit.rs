@@ -12,7 +12,7 @@ use crate::common::Unsupported;
 use crate::common::{decomposed, legalized, unsupported};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
-use tk_abi::launch::{collect_checks, collect_dims};
+use tk_abi::launch::{collect_checks, symbolic_dims};
 use tk_abi::launch::{has_local, parallel_chain};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
@@ -158,13 +158,8 @@ impl Em {
     /// Evaluates, once at the function's entry, every symbolic dimension the body and the
     /// buffers' shapes use.
     fn bind_dims(&mut self, k: &Kernel) {
-        let mut dims = Vec::new();
-        collect_dims(&k.body, &mut dims);
-        for b in &k.bufs {
-            dims.extend(b.shape.iter().cloned());
-        }
-        for d in dims {
-            if d.as_const().is_none() && !self.dims.contains_key(&d) {
+        for d in symbolic_dims(k) {
+            if !self.dims.contains_key(&d) {
                 let v = self.eval_dim(&d);
                 self.dims.insert(d, v);
             }

@@ -10,7 +10,7 @@ use crate::common::Unsupported;
 use crate::common::{decomposed, legalized, unsupported};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use tk_abi::launch::{collect_checks, collect_dims};
+use tk_abi::launch::{collect_checks, symbolic_dims};
 use tk_abi::launch::{has_local, parallel_chain};
 use tk_ir::dims::{Atom, Dim};
 use tk_ir::dtype::DType;
@@ -1383,13 +1383,8 @@ pub fn kernel(k: &Kernel, name: &str) -> Result<(String, PtxKernel), Unsupported
     e.declare("%err", Cls::B64);
     e.line(format!("ld.param.u64 %err, [{name}_err]"));
     e.line("cvta.to.global.u64 %err, %err");
-    let mut dims = Vec::new();
-    collect_dims(&k.body, &mut dims);
-    for b in &k.bufs {
-        dims.extend(b.shape.iter().cloned());
-    }
-    for d in dims {
-        if d.as_const().is_none() && !e.dims.contains_key(&d) {
+    for d in symbolic_dims(k) {
+        if !e.dims.contains_key(&d) {
             let v = e.eval_dim(&d);
             e.dims.insert(d, v);
         }

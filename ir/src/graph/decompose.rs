@@ -406,14 +406,13 @@ impl B<'_> {
         let n2 = self.bin(BinaryOp::Sub, n, n1);
         let b = self.ci(bias);
         let sh = self.ci(mant);
-        let mut s = [n1, n2].map(|k| {
+        let [s1, s2] = [n1, n2].map(|k| {
             let e = self.bin(BinaryOp::Add, k, b);
             let e = self.bin(BinaryOp::Shl, e, sh);
             self.float(e)
         });
-        let t = self.bin(BinaryOp::Mul, p, s[0]);
-        s[1] = self.bin(BinaryOp::Mul, t, s[1]);
-        s[1]
+        let t = self.bin(BinaryOp::Mul, p, s1);
+        self.bin(BinaryOp::Mul, t, s2)
     }
 
     /// Taylor coefficients of e^(r c): c^k / k!.

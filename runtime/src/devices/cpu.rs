@@ -486,6 +486,9 @@ impl Device for CpuDevice {
     fn synchronize(&self, _q: &Queue) -> Result<(), RunError> {
         Ok(())
     }
+    fn launches_finish_on_return(&self) -> bool {
+        true
+    }
     unsafe fn wrap_host(&self, ptr: NonNull<u8>, bytes: usize, owner: Box<dyn Any + Send + Sync>) -> Option<Buffer> {
         Some(Buffer::new(Arc::new(CpuMem { ptr, kind: MemKind::Borrowed(owner) }), bytes))
     }
