@@ -3,7 +3,8 @@
 //!
 //! Executing a schedule: bind the dimension symbols from the argument shapes and the explicit
 //! dimension arguments, check every argument against the signature, allocate outputs and one
-//! buffer per temporary slot of the memory plan, and enqueue the device kernels in order.
+//! buffer per temporary slot of the memory plan (on the CPU, reuse the last launch's), and
+//! enqueue the device kernels in order.
 //!
 //! Specialisation policy: an entry is compiled once, generically: its kernels read every
 //! symbolic size at run time, so calling it on new shapes never compiles again. (Specialising
