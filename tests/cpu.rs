@@ -262,6 +262,33 @@ fn register_tiles_match_the_interpreter() {
     assert!(tiled >= 9, "only {tiled} entries were tiled");
 }
 
+/// Runs `loaded` (code from a bundle) and `jit` (the JIT's code for the same graph `g`) on the same
+/// random arguments, `size` for every dimension, and asserts the same outputs or the same error.
+/// NaNs of any sign and payload are equal (a bundle's baseline-ISA code may make another NaN than
+/// the JIT's).
+fn assert_same_as_jit(
+    dev: &dyn tk_runtime::Device,
+    loaded: &tk_runtime::Compiled,
+    jit: &tk_runtime::Compiled,
+    name: &str,
+    g: &tk_ir::graph::Graph,
+    size: i64,
+    rng: &mut Rng,
+) {
+    let dims: HashMap<String, i64> = symbols(g).into_iter().map(|s| (s, size)).collect();
+    let host: Vec<HostArray> = random_args(g, &dims, rng).iter().map(HostArray::from_interp).collect();
+    let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
+    match (loaded.run(dev, &host, &explicit), jit.run(dev, &host, &explicit)) {
+        (Ok(a), Ok(j)) => {
+            let a: Vec<Array> = a.iter().map(HostArray::to_interp).collect();
+            let j: Vec<Array> = j.iter().map(HostArray::to_interp).collect();
+            assert_eq!(format!("{a:?}"), format!("{j:?}"), "{name} at size {size}");
+        }
+        (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} at size {size}"),
+        (a, j) => panic!("{name} at size {size}: loaded {:?}, JIT {:?}", a.err(), j.err()),
+    }
+}
+
 /// Every example's CPU code from a bundle (a relocatable object for this machine, linked by the
 /// runtime's own loader) computes what the JIT's code does. In process, so that it also runs
 /// under qemu for aarch64 (scripts/test-aarch64), where the loader's aarch64 relocations run.
@@ -292,20 +319,7 @@ fn every_example_runs_from_a_cpu_bundle_through_the_loader() {
         let loaded = b.load_entry(dev.as_ref(), name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let jit = tk_toolchain::compile(dev.as_ref(), name, g, &opts).expect("the JIT compiles");
         for size in [1, 5, 7] {
-            let dims: HashMap<String, i64> = symbols(g).into_iter().map(|s| (s, size)).collect();
-            let host: Vec<HostArray> = random_args(g, &dims, &mut rng).iter().map(HostArray::from_interp).collect();
-            let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
-            match (loaded.run(dev.as_ref(), &host, &explicit), jit.run(dev.as_ref(), &host, &explicit)) {
-                // NaNs of any sign and payload are equal (the bundle's baseline-ISA code may make
-                // another NaN than the JIT's).
-                (Ok(a), Ok(j)) => {
-                    let a: Vec<Array> = a.iter().map(HostArray::to_interp).collect();
-                    let j: Vec<Array> = j.iter().map(HostArray::to_interp).collect();
-                    assert_eq!(format!("{a:?}"), format!("{j:?}"), "{name} at size {size}");
-                }
-                (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} at size {size}"),
-                (a, j) => panic!("{name} at size {size}: bundle {:?}, JIT {:?}", a.err(), j.err()),
-            }
+            assert_same_as_jit(dev.as_ref(), &loaded, &jit, name, g, size, &mut rng);
             ran += 1;
         }
     }
@@ -348,19 +362,7 @@ fn llvm_objects_for_aarch64_run_through_the_loader() {
             let loaded = b.load_entry_object(dev.as_ref(), &name, key).unwrap_or_else(|e| panic!("{name}: {e}"));
             let jit = tk_toolchain::compile(dev.as_ref(), &name, &g, &Default::default()).expect("the JIT compiles");
             for size in [1, 5, 7, 33] {
-                let dims: HashMap<String, i64> = symbols(&g).into_iter().map(|s| (s, size)).collect();
-                let host: Vec<HostArray> =
-                    random_args(&g, &dims, &mut rng).iter().map(HostArray::from_interp).collect();
-                let explicit: HashMap<String, i64> = g.dims.iter().map(|d| (d.clone(), dims[d])).collect();
-                match (loaded.run(dev.as_ref(), &host, &explicit), jit.run(dev.as_ref(), &host, &explicit)) {
-                    (Ok(a), Ok(j)) => {
-                        let a: Vec<Array> = a.iter().map(HostArray::to_interp).collect();
-                        let j: Vec<Array> = j.iter().map(HostArray::to_interp).collect();
-                        assert_eq!(format!("{a:?}"), format!("{j:?}"), "{name} at size {size}");
-                    }
-                    (Err(a), Err(j)) => assert_eq!(a.to_string(), j.to_string(), "{name} at size {size}"),
-                    (a, j) => panic!("{name} at size {size}: LLVM {:?}, JIT {:?}", a.err(), j.err()),
-                }
+                assert_same_as_jit(dev.as_ref(), &loaded, &jit, &name, &g, size, &mut rng);
                 ran += 1;
             }
         }
